@@ -1,0 +1,583 @@
+//! The configuration file as operators write it: one struct per TOML section,
+//! `deny_unknown_fields` everywhere, defaults as documented constants.
+//!
+//! These structs are the *wire* form. `config::validate` checks them as a
+//! whole (cross references, numbers, syntax) and compiles the parts that need
+//! it (rules into the engine's AST, probes into typed specs, profiles into
+//! `domain::Profile`). Every default lives in [`defaults`] with the reason for it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+use super::types::{ByteSize, Dur};
+
+/// Documented defaults. Each value says why it is what it is.
+pub mod defaults {
+    use super::*;
+
+    /// Loopback only: the API can force the fallback on, so exposing it is an explicit choice.
+    pub const LISTEN: &str = "127.0.0.1:8080";
+    /// Alertmanager batches are small; 1 MiB holds thousands of alerts and bounds memory per request.
+    pub const MAX_BODY: ByteSize = ByteSize(1 << 20);
+    /// Embedded store next to the working directory; zero set-up.
+    pub const STORE_URL: &str = "sqlite://state/continuity-agent.db";
+    pub const REGION: &str = "us";
+    pub const SETTINGS_PATH: &str = "/fallback-experience/settings";
+    pub const ACTIVATION_PATH: &str = "/fallback-experience/activation";
+    pub const SCOPES: [&str; 2] = ["continuity-settings:write", "continuity-settings-activation:write"];
+    /// Drift (a change made in the Talkdesk UI) is noticed within a minute without hammering the API.
+    pub const RECONCILE_INTERVAL: Dur = Dur::from_secs(60);
+    /// Every Talkdesk call is bounded; a hung call must not stall convergence.
+    pub const TALKDESK_TIMEOUT: Dur = Dur::from_secs(10);
+
+    /// HAProxy's `inter` is 2s for LAN servers; trunks are remote and some carriers ban
+    /// faster pings (Twilio: no more than one OPTIONS every 10-15s), so 10s by default.
+    pub const PROBE_INTERVAL: Dur = Dur::from_secs(10);
+    /// While a probe is between states it is re-checked quickly to confirm (HAProxy `fastinter`).
+    pub const PROBE_FAST_INTERVAL: Dur = Dur::from_secs(2);
+    pub const PROBE_TIMEOUT: Dur = Dur::from_secs(2);
+    /// HAProxy defaults: 2 successes to come up, 3 failures to go down.
+    pub const RISE: u32 = 2;
+    pub const FALL: u32 = 3;
+    /// Status pages update every minute at best; polling them faster only adds load.
+    pub const STATUSPAGE_INTERVAL: Dur = Dur::from_secs(60);
+
+    /// Prometheus' `for` defaults to 0: probe hysteresis (rise/fall) already filters noise.
+    pub const RULE_FOR: Dur = Dur::from_secs(0);
+    /// Two quiet minutes before calls come back, so a recovering trunk proves itself first.
+    pub const RULE_CLEAR_FOR: Dur = Dur::from_secs(120);
+    /// Once calls are forwarded, keep them forwarded at least five minutes: flipping
+    /// routing back and forth is worse for callers than a short extra fallback period.
+    pub const RULE_MIN_ACTIVE: Dur = Dur::from_secs(300);
+
+    /// Kibana flags flapping at >= 4 transitions in 20 events; 4 in 30 minutes is our default.
+    pub const FLAP_MAX: u32 = 4;
+    pub const FLAP_WINDOW: Dur = Dur::from_secs(30 * 60);
+    pub const SELF_CHECK_INTERVAL: Dur = Dur::from_secs(30);
+    /// A lost "resolved" must not hold the fallback on forever (Alertmanager re-sends every
+    /// `repeat_interval`, PagerDuty/Opsgenie only on change), so alerts expire unless refreshed.
+    pub const ALERTS_TTL: Dur = Dur::from_secs(15 * 60);
+    /// A forgotten break-glass override must end on its own.
+    pub const OVERRIDE_MAX_TTL: Dur = Dur::from_secs(24 * 3600);
+    /// Grafana/other signed timestamps older than this are treated as replays.
+    pub const SIGNATURE_MAX_SKEW: Dur = Dur::from_secs(300);
+    /// client-go uses 15s/10s; we default tighter since actuation is rare but latency matters.
+    pub const LEASE_TTL: Dur = Dur::from_secs(10);
+    pub const RENEW_DEADLINE: Dur = Dur::from_secs(6);
+
+    pub fn scopes() -> Vec<String> {
+        SCOPES.iter().map(|s| s.to_string()).collect()
+    }
+}
+
+macro_rules! default_fn {
+    ($($name:ident: $ty:ty = $val:expr;)*) => {
+        $(fn $name() -> $ty { $val })*
+    };
+}
+
+default_fn! {
+    d_listen: String = defaults::LISTEN.to_string();
+    d_max_body: ByteSize = defaults::MAX_BODY;
+    d_store_url: String = defaults::STORE_URL.to_string();
+    d_region: String = defaults::REGION.to_string();
+    d_settings_path: String = defaults::SETTINGS_PATH.to_string();
+    d_activation_path: String = defaults::ACTIVATION_PATH.to_string();
+    d_scopes: Vec<String> = defaults::scopes();
+    d_reconcile: Dur = defaults::RECONCILE_INTERVAL;
+    d_td_timeout: Dur = defaults::TALKDESK_TIMEOUT;
+    d_rule_for: Dur = defaults::RULE_FOR;
+    d_clear_for: Dur = defaults::RULE_CLEAR_FOR;
+    d_min_active: Dur = defaults::RULE_MIN_ACTIVE;
+    d_flap_max: u32 = defaults::FLAP_MAX;
+    d_flap_window: Dur = defaults::FLAP_WINDOW;
+    d_self_check_interval: Dur = defaults::SELF_CHECK_INTERVAL;
+    d_alerts_ttl: Dur = defaults::ALERTS_TTL;
+    d_override_max_ttl: Dur = defaults::OVERRIDE_MAX_TTL;
+    d_max_skew: Dur = defaults::SIGNATURE_MAX_SKEW;
+    d_lease_ttl: Dur = defaults::LEASE_TTL;
+    d_renew_deadline: Dur = defaults::RENEW_DEADLINE;
+}
+
+/// The whole file. Sections that are absent take their defaults.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub agent: AgentConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub talkdesk: TalkdeskConfig,
+    #[serde(default)]
+    pub profiles: BTreeMap<String, ProfileConfig>,
+    #[serde(default)]
+    pub probes: Vec<ProbeConfig>,
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+    #[serde(default)]
+    pub engine: EngineConfig,
+    #[serde(default)]
+    pub alerts: AlertsConfig,
+    #[serde(default)]
+    pub maintenance: Vec<MaintenanceConfig>,
+    #[serde(default)]
+    pub drills: Vec<DrillConfig>,
+    #[serde(default)]
+    pub webhooks: WebhooksConfig,
+    #[serde(default)]
+    pub api: ApiConfig,
+    #[serde(default)]
+    pub cluster: Option<ClusterConfig>,
+    #[serde(default)]
+    pub notify: Vec<NotifyConfig>,
+}
+
+/// Top-level section names, in file order (used to report unknown sections).
+pub const SECTIONS: &[&str] = &[
+    "agent", "store", "talkdesk", "profiles", "probes", "rules", "engine", "alerts", "maintenance", "drills",
+    "webhooks", "api", "cluster", "notify",
+];
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Address of the HTTP API (webhooks, override, status, metrics).
+    #[serde(default = "d_listen")]
+    pub listen: String,
+    /// Log and audit every Talkdesk write without making it.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Largest accepted request body.
+    #[serde(default = "d_max_body")]
+    pub max_body: ByteSize,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig { listen: d_listen(), dry_run: false, max_body: d_max_body() }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite://PATH` (embedded, default) or `postgres://...` (several replicas).
+    #[serde(default = "d_store_url")]
+    pub url: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { url: d_store_url() }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnDrift {
+    /// Undo a change made elsewhere (the Talkdesk UI) and restore the desired state.
+    #[default]
+    Correct,
+    /// Adopt a change made elsewhere as a manual override.
+    Respect,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TalkdeskConfig {
+    /// `us`, `eu` or `ca`; picks `api_base` and the token host unless they are given.
+    #[serde(default = "d_region")]
+    pub region: String,
+    /// Account name: the token URL is `https://{account}.talkdeskid.com/oauth/token` (per region).
+    #[serde(default)]
+    pub account: Option<String>,
+    #[serde(default)]
+    pub api_base: Option<String>,
+    #[serde(default)]
+    pub token_url: Option<String>,
+    #[serde(default = "d_scopes")]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub client_id: Option<String>,
+    #[serde(default, skip_serializing)]
+    pub client_secret: Option<SecretString>,
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
+    #[serde(default = "d_settings_path")]
+    pub settings_path: String,
+    #[serde(default = "d_activation_path")]
+    pub activation_path: String,
+    #[serde(default = "d_reconcile")]
+    pub reconcile_interval: Dur,
+    #[serde(default)]
+    pub on_drift: OnDrift,
+    /// Timeout of each Talkdesk request (token, settings, activation).
+    #[serde(default = "d_td_timeout")]
+    pub request_timeout: Dur,
+}
+
+impl Default for TalkdeskConfig {
+    fn default() -> Self {
+        TalkdeskConfig {
+            region: d_region(),
+            account: None,
+            api_base: None,
+            token_url: None,
+            scopes: d_scopes(),
+            client_id: None,
+            client_secret: None,
+            client_secret_file: None,
+            settings_path: d_settings_path(),
+            activation_path: d_activation_path(),
+            reconcile_interval: d_reconcile(),
+            on_drift: OnDrift::Correct,
+            request_timeout: d_td_timeout(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageConfig {
+    pub text: String,
+    pub language: String,
+}
+
+/// `[profiles.NAME]`: what the fallback does when this profile is selected.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileConfig {
+    /// Talkdesk number -> external number, both E.164.
+    #[serde(default)]
+    pub forward: BTreeMap<String, String>,
+    /// External number for every number without its own entry.
+    #[serde(default)]
+    pub default: Option<String>,
+    #[serde(default)]
+    pub message: Option<MessageConfig>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeType {
+    Sip,
+    Http,
+    Statuspage,
+    Agents,
+}
+
+impl ProbeType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeType::Sip => "sip",
+            ProbeType::Http => "http",
+            ProbeType::Statuspage => "statuspage",
+            ProbeType::Agents => "agents",
+        }
+    }
+}
+
+/// `[[probes]]`. One flat struct for every type so that a key used with the
+/// wrong type gets a precise error ("`accept` does not apply to type http")
+/// instead of serde's generic "unknown field".
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeConfig {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: ProbeType,
+    #[serde(default)]
+    pub interval: Option<Dur>,
+    #[serde(default)]
+    pub fast_interval: Option<Dur>,
+    #[serde(default)]
+    pub timeout: Option<Dur>,
+    #[serde(default)]
+    pub rise: Option<u32>,
+    #[serde(default)]
+    pub fall: Option<u32>,
+
+    // sip
+    /// `sip:host[:port][;transport=udp|tcp|tls]` (or `sips:`).
+    #[serde(default)]
+    pub target: Option<String>,
+    /// Response codes that count as success: `"2xx"`, `"404"`, ... (default `["2xx"]`).
+    #[serde(default)]
+    pub accept: Option<Vec<String>>,
+    /// SIP From/Request user, e.g. `"ping"`; absent pings the host itself (RFC 3261 11).
+    #[serde(default)]
+    pub from_user: Option<String>,
+
+    // http, statuspage, agents
+    #[serde(default)]
+    pub url: Option<String>,
+    /// http: acceptable status codes (default 2xx).
+    #[serde(default)]
+    pub expect_status: Option<Vec<u16>>,
+    /// http: JSONPath (RFC 9535) that must select at least one node in the body.
+    #[serde(default)]
+    pub expect_json: Option<String>,
+    /// http/agents: extra request headers (values may be secrets: use `headers_file`? no: keep plain).
+    #[serde(default)]
+    pub headers: Option<BTreeMap<String, String>>,
+
+    // statuspage
+    /// Component names to watch; empty watches the page indicator.
+    #[serde(default)]
+    pub components: Option<Vec<String>>,
+    /// `degraded_performance` | `partial_outage` | `major_outage`.
+    #[serde(default)]
+    pub down_at: Option<String>,
+    /// `statuspage` (Atlassian, default) | `incidentio` | `instatus`; detected from the body if absent.
+    #[serde(default)]
+    pub format: Option<String>,
+
+    // agents
+    /// JSONPath to the number of available agents, e.g. `$.available`.
+    #[serde(default)]
+    pub value: Option<String>,
+    /// Fewer available agents than this is a failure.
+    #[serde(default)]
+    pub min: Option<u64>,
+}
+
+/// A rule condition as written in TOML. Exactly one of the kinds must be set;
+/// `at_least` goes with `down`/`up`/`unknown`. Compiled into `engine::Expr`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConditionConfig {
+    #[serde(default)]
+    pub down: Option<String>,
+    #[serde(default)]
+    pub up: Option<String>,
+    #[serde(default)]
+    pub unknown: Option<String>,
+    #[serde(default)]
+    pub at_least: Option<u32>,
+    #[serde(default)]
+    pub alert: Option<Vec<String>>,
+    #[serde(default)]
+    pub all: Option<Vec<ConditionConfig>>,
+    #[serde(default)]
+    pub any: Option<Vec<ConditionConfig>>,
+    #[serde(default)]
+    pub not: Option<Box<ConditionConfig>>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    pub name: String,
+    pub profile: String,
+    #[serde(default)]
+    pub priority: i32,
+    #[serde(rename = "for", default = "d_rule_for")]
+    pub for_: Dur,
+    #[serde(default = "d_clear_for")]
+    pub clear_for: Dur,
+    #[serde(default = "d_min_active")]
+    pub min_active: Dur,
+    pub when: ConditionConfig,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    #[serde(default = "d_flap_max")]
+    pub flap_max: u32,
+    #[serde(default = "d_flap_window")]
+    pub flap_window: Dur,
+    /// Canaries for the blind guard: `udp://host:port`, `tcp://host:port`, `http(s)://...`.
+    #[serde(default)]
+    pub self_check: Vec<String>,
+    #[serde(default = "d_self_check_interval")]
+    pub self_check_interval: Dur,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            flap_max: d_flap_max(),
+            flap_window: d_flap_window(),
+            self_check: Vec::new(),
+            self_check_interval: d_self_check_interval(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    #[serde(default = "d_alerts_ttl")]
+    pub ttl: Dur,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig { ttl: d_alerts_ttl() }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceConfig {
+    pub name: String,
+    /// 6 fields, seconds first, UTC.
+    pub cron: String,
+    pub duration: Dur,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrillConfig {
+    pub name: String,
+    pub cron: String,
+    pub profile: String,
+    pub duration: Dur,
+}
+
+/// Credentials a webhook source accepts. Which ones apply depends on the source
+/// (validation says so): bearer/basic for most, HMAC for Grafana and PagerDuty,
+/// a custom header for Datadog/Opsgenie, a secret path token for Statuspage.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    #[serde(default, skip_serializing)]
+    pub bearer_token: Option<SecretString>,
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+    #[serde(default)]
+    pub basic_user: Option<String>,
+    #[serde(default, skip_serializing)]
+    pub basic_password: Option<SecretString>,
+    #[serde(default)]
+    pub basic_password_file: Option<PathBuf>,
+    #[serde(default, skip_serializing)]
+    pub hmac_secret: Option<SecretString>,
+    #[serde(default)]
+    pub hmac_secret_file: Option<PathBuf>,
+    /// Grafana: header carrying the signed timestamp (enables replay protection).
+    #[serde(default)]
+    pub timestamp_header: Option<String>,
+    #[serde(default = "d_max_skew")]
+    pub max_skew: Dur,
+    /// Datadog/Opsgenie: name of a custom header carrying `header_value`.
+    #[serde(default)]
+    pub header_name: Option<String>,
+    #[serde(default, skip_serializing)]
+    pub header_value: Option<SecretString>,
+    #[serde(default)]
+    pub header_value_file: Option<PathBuf>,
+    /// Statuspage: secret path segment, `POST /v1/alerts/statuspage/{token}`.
+    #[serde(default, skip_serializing)]
+    pub path_token: Option<SecretString>,
+    #[serde(default)]
+    pub path_token_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhooksConfig {
+    #[serde(default)]
+    pub alertmanager: Option<WebhookConfig>,
+    #[serde(default)]
+    pub grafana: Option<WebhookConfig>,
+    #[serde(default)]
+    pub pagerduty: Option<WebhookConfig>,
+    #[serde(default)]
+    pub datadog: Option<WebhookConfig>,
+    #[serde(default)]
+    pub opsgenie: Option<WebhookConfig>,
+    #[serde(default)]
+    pub statuspage: Option<WebhookConfig>,
+    #[serde(default)]
+    pub generic: Option<WebhookConfig>,
+}
+
+impl WebhooksConfig {
+    /// Configured sources with their names, in a stable order.
+    pub fn sources(&self) -> Vec<(&'static str, &WebhookConfig)> {
+        [
+            ("alertmanager", &self.alertmanager),
+            ("grafana", &self.grafana),
+            ("pagerduty", &self.pagerduty),
+            ("datadog", &self.datadog),
+            ("opsgenie", &self.opsgenie),
+            ("statuspage", &self.statuspage),
+            ("generic", &self.generic),
+        ]
+        .into_iter()
+        .filter_map(|(n, c)| c.as_ref().map(|c| (n, c)))
+        .collect()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// `GET /v1/status`, `/v1/events`, the status page.
+    Read,
+    /// `PUT`/`DELETE /v1/override`.
+    Override,
+    /// `POST /v1/alerts/*` with an API token.
+    Alerts,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiTokenConfig {
+    pub name: String,
+    #[serde(default, skip_serializing)]
+    pub token: Option<SecretString>,
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    pub scopes: Vec<Scope>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    #[serde(default)]
+    pub tokens: Vec<ApiTokenConfig>,
+    #[serde(default = "d_override_max_ttl")]
+    pub override_max_ttl: Dur,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig { tokens: Vec::new(), override_max_ttl: d_override_max_ttl() }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    pub instance_id: String,
+    #[serde(default = "d_lease_ttl")]
+    pub lease_ttl: Dur,
+    #[serde(default = "d_renew_deadline")]
+    pub renew_deadline: Dur,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyType {
+    Slack,
+    Teams,
+    Webhook,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    #[serde(rename = "type")]
+    pub kind: NotifyType,
+    #[serde(default, skip_serializing)]
+    pub url: Option<SecretString>,
+    #[serde(default)]
+    pub url_file: Option<PathBuf>,
+}

@@ -1,0 +1,107 @@
+//! What goes into the engine (`Event`) and what comes out (`Command`).
+//!
+//! Probes, webhooks, the override API, calendar jobs and the actuator only
+//! produce `Event`s into one bounded channel; the daemon feeds them to
+//! `Engine::step` and executes the `Command`s. This closed set is the whole
+//! surface of the decision logic, which is what makes it auditable and
+//! replayable.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Actual, AlertKey, Desired, ProbeHealth, ProbeOutcome, Timestamp};
+
+/// A manual override as set through the API or CLI.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Override {
+    /// `Active { profile }` forces the fallback on; `Inactive` forces it off.
+    pub desired: Desired,
+    pub reason: String,
+    /// Who set it (API token name, `cli`, `drift` when adopted from the Talkdesk UI).
+    pub actor: String,
+    pub set_at: Timestamp,
+    /// The override ends on its own at this instant.
+    pub until: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// One probe attempt finished.
+    ProbeResult { probe: String, outcome: ProbeOutcome },
+    /// An alert fired or was refreshed (duplicates are harmless).
+    AlertFiring {
+        key: AlertKey,
+        labels: BTreeMap<String, String>,
+        #[serde(default)]
+        summary: Option<String>,
+    },
+    AlertResolved { key: AlertKey },
+    OverrideSet(Override),
+    OverrideCleared { actor: String, reason: Option<String> },
+    MaintenanceStarted { name: String, until: Timestamp },
+    MaintenanceEnded { name: String },
+    DrillStarted { name: String, profile: String, until: Timestamp },
+    DrillEnded { name: String },
+    /// Result of the agent's own canaries (blind guard).
+    SelfCheck { ok: bool, detail: String },
+    /// What the actuator last read from Talkdesk.
+    ActualObserved(Actual),
+    /// Operator releases the flap latch.
+    FlapRelease { actor: String },
+    /// Time passes: timers (for, clear_for, min_active, expiries) are evaluated.
+    Tick,
+}
+
+/// Why the desired state changed; the `cause` label of `continuity_transitions_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cause {
+    Rule,
+    Override,
+    OverrideExpired,
+    Flapping,
+    Drill,
+    Maintenance,
+    Restore,
+}
+
+impl Cause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::Rule => "rule",
+            Cause::Override => "override",
+            Cause::OverrideExpired => "override_expired",
+            Cause::Flapping => "flapping",
+            Cause::Drill => "drill",
+            Cause::Maintenance => "maintenance",
+            Cause::Restore => "restore",
+        }
+    }
+}
+
+/// One reason behind a decision, with the resolved inputs that made it so
+/// (gatus-style: `trunk-a down (3 failures: timeout after 2s)`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reason {
+    /// Rule, override, drill... that this reason belongs to.
+    pub source: String,
+    pub text: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Command {
+    /// The desired fallback state changed. The actuator converges Talkdesk to it.
+    SetDesired { desired: Desired, cause: Cause, reasons: Vec<Reason> },
+    /// Poll this probe at `fast_interval` (true) or its normal `interval` (false).
+    ProbeCadence { probe: String, fast: bool },
+    /// A probe's health changed.
+    ProbeTransition { probe: String, from: ProbeHealth, to: ProbeHealth, detail: String },
+    /// A rule's state changed.
+    RuleTransition { rule: String, from: String, to: String },
+    /// Something worth a line in the audit log that is not a state change
+    /// (alert expired, override rejected, flap latch set/released...).
+    Audit { kind: String, message: String },
+}

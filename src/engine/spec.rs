@@ -1,0 +1,57 @@
+//! The engine's view of the configuration: only what decisions depend on,
+//! already validated and compiled. Built by `config::validate`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::expr::Expr;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProbeSpec {
+    pub id: String,
+    /// Probe type name (`sip`, `http`, `statuspage`, `agents`) for metrics labels.
+    pub kind: &'static str,
+    /// Consecutive successes to go up.
+    pub rise: u32,
+    /// Consecutive failures to go down.
+    pub fall: u32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RuleSpec {
+    pub name: String,
+    pub profile: String,
+    pub priority: i32,
+    /// How long `when` must hold before the rule fires.
+    pub for_: Duration,
+    /// How long `when` must stay false before the rule clears.
+    pub clear_for: Duration,
+    /// Minimum time the fallback stays on once this rule turned it on.
+    pub min_active: Duration,
+    pub when: Expr,
+    /// Checksum of the rule's configuration: persisted rule state is only
+    /// restored onto a rule with the same checksum, so an edited rule does not
+    /// inherit stale pending/firing timers.
+    pub checksum: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct DrillSpec {
+    pub name: String,
+    pub profile: String,
+    pub duration: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct EngineSpec {
+    pub probes: Vec<ProbeSpec>,
+    pub rules: Vec<RuleSpec>,
+    /// Known profile names (an override naming another profile is rejected).
+    pub profiles: Vec<String>,
+    pub drills: BTreeMap<String, DrillSpec>,
+    pub flap_max: u32,
+    pub flap_window: Duration,
+    pub alerts_ttl: Duration,
+    /// Whether self-check canaries are configured (otherwise the blind guard never engages).
+    pub self_check: bool,
+}
