@@ -17,7 +17,9 @@ use serde::{Deserialize, Serialize};
 /// The engine never reads a clock: every `step` receives a `Timestamp`. Wall
 /// clock (not a monotonic `Instant`) is used because engine state is persisted
 /// and must mean the same thing after a restart, as Prometheus' `for` state does.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Timestamp(pub i64);
 
@@ -183,11 +185,19 @@ pub struct ProbeOutcome {
 
 impl ProbeOutcome {
     pub fn success(detail: impl Into<String>, latency: Option<Duration>) -> Self {
-        ProbeOutcome { success: true, detail: detail.into(), latency }
+        ProbeOutcome {
+            success: true,
+            detail: detail.into(),
+            latency,
+        }
     }
 
     pub fn failure(detail: impl Into<String>, latency: Option<Duration>) -> Self {
-        ProbeOutcome { success: false, detail: detail.into(), latency }
+        ProbeOutcome {
+            success: false,
+            detail: detail.into(),
+            latency,
+        }
     }
 }
 
@@ -230,13 +240,21 @@ mod tests {
         assert_eq!(t.add(Duration::from_secs(1)), Timestamp(2_000));
         assert_eq!(t.sub(Duration::from_millis(1_500)), Timestamp(-500));
         assert_eq!(Timestamp(0).since(Timestamp(5)), Duration::ZERO);
-        assert_eq!(Timestamp(i64::MAX).add(Duration::from_secs(1)), Timestamp(i64::MAX));
+        assert_eq!(
+            Timestamp(i64::MAX).add(Duration::from_secs(1)),
+            Timestamp(i64::MAX)
+        );
     }
 
     #[test]
     fn desired_serializes_with_state_tag() {
-        let d = Desired::Active { profile: "backup".into() };
-        assert_eq!(serde_json::to_string(&d).unwrap(), r#"{"state":"active","profile":"backup"}"#);
+        let d = Desired::Active {
+            profile: "backup".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&d).unwrap(),
+            r#"{"state":"active","profile":"backup"}"#
+        );
         assert_eq!(Desired::Inactive.to_string(), "inactive");
     }
 }

@@ -7,7 +7,9 @@
 //! - [`config`]: the TOML file and environment, parsed once, every error collected.
 //! - [`engine`]: the pure decision state machine (no I/O, no clock).
 //! - [`domain`]: types every component shares (profiles, desired/actual state, timestamps).
+//! - [`telemetry`]: the metrics registry and audit records.
 
 pub mod config;
 pub mod domain;
 pub mod engine;
+pub mod telemetry;

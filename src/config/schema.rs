@@ -27,7 +27,10 @@ pub mod defaults {
     pub const REGION: &str = "us";
     pub const SETTINGS_PATH: &str = "/fallback-experience/settings";
     pub const ACTIVATION_PATH: &str = "/fallback-experience/activation";
-    pub const SCOPES: [&str; 2] = ["continuity-settings:write", "continuity-settings-activation:write"];
+    pub const SCOPES: [&str; 2] = [
+        "continuity-settings:write",
+        "continuity-settings-activation:write",
+    ];
     /// Drift (a change made in the Talkdesk UI) is noticed within a minute without hammering the API.
     pub const RECONCILE_INTERVAL: Dur = Dur::from_secs(60);
     /// Every Talkdesk call is bounded; a hung call must not stall convergence.
@@ -138,8 +141,20 @@ pub struct RawConfig {
 
 /// Top-level section names, in file order (used to report unknown sections).
 pub const SECTIONS: &[&str] = &[
-    "agent", "store", "talkdesk", "profiles", "probes", "rules", "engine", "alerts", "maintenance", "drills",
-    "webhooks", "api", "cluster", "notify",
+    "agent",
+    "store",
+    "talkdesk",
+    "profiles",
+    "probes",
+    "rules",
+    "engine",
+    "alerts",
+    "maintenance",
+    "drills",
+    "webhooks",
+    "api",
+    "cluster",
+    "notify",
 ];
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -158,7 +173,11 @@ pub struct AgentConfig {
 
 impl Default for AgentConfig {
     fn default() -> Self {
-        AgentConfig { listen: d_listen(), dry_run: false, max_body: d_max_body() }
+        AgentConfig {
+            listen: d_listen(),
+            dry_run: false,
+            max_body: d_max_body(),
+        }
     }
 }
 
@@ -418,7 +437,9 @@ pub struct AlertsConfig {
 
 impl Default for AlertsConfig {
     fn default() -> Self {
-        AlertsConfig { ttl: d_alerts_ttl() }
+        AlertsConfig {
+            ttl: d_alerts_ttl(),
+        }
     }
 }
 
@@ -549,7 +570,10 @@ pub struct ApiConfig {
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        ApiConfig { tokens: Vec::new(), override_max_ttl: d_override_max_ttl() }
+        ApiConfig {
+            tokens: Vec::new(),
+            override_max_ttl: d_override_max_ttl(),
+        }
     }
 }
 

@@ -42,9 +42,9 @@ impl FromStr for Dur {
         if t.chars().all(|c| c.is_ascii_digit()) && t != "0" {
             return Err(format!("\"{t}\" has no unit; write \"{t}s\" or \"{t}ms\""));
         }
-        humantime::parse_duration(t)
-            .map(Dur)
-            .map_err(|e| format!("invalid duration \"{t}\": {e}; write it like \"500ms\", \"15s\" or \"2m\""))
+        humantime::parse_duration(t).map(Dur).map_err(|e| {
+            format!("invalid duration \"{t}\": {e}; write it like \"500ms\", \"15s\" or \"2m\"")
+        })
     }
 }
 
@@ -100,9 +100,15 @@ impl FromStr for ByteSize {
             "MiB" => 1 << 20,
             "GB" => 1_000_000_000,
             "GiB" => 1 << 30,
-            other => return Err(format!("unknown size unit \"{other}\" in \"{t}\"; use B, KiB, MiB, GiB, KB, MB or GB")),
+            other => {
+                return Err(format!(
+                    "unknown size unit \"{other}\" in \"{t}\"; use B, KiB, MiB, GiB, KB, MB or GB"
+                ));
+            }
         };
-        n.checked_mul(mult).map(ByteSize).ok_or_else(|| format!("size \"{t}\" is too large"))
+        n.checked_mul(mult)
+            .map(ByteSize)
+            .ok_or_else(|| format!("size \"{t}\" is too large"))
     }
 }
 
@@ -140,7 +146,9 @@ impl<'de> Deserialize<'de> for ByteSize {
                 Ok(ByteSize(v))
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ByteSize, E> {
-                u64::try_from(v).map(ByteSize).map_err(|_| E::custom("size must not be negative"))
+                u64::try_from(v)
+                    .map(ByteSize)
+                    .map_err(|_| E::custom("size must not be negative"))
             }
         }
         d.deserialize_any(V)
@@ -153,11 +161,19 @@ mod tests {
 
     #[test]
     fn durations_parse_with_units_and_reject_bare_numbers() {
-        assert_eq!("500ms".parse::<Dur>().unwrap().0, Duration::from_millis(500));
+        assert_eq!(
+            "500ms".parse::<Dur>().unwrap().0,
+            Duration::from_millis(500)
+        );
         assert_eq!("2m".parse::<Dur>().unwrap().0, Duration::from_secs(120));
         assert_eq!("0s".parse::<Dur>().unwrap().0, Duration::ZERO);
         assert!("15".parse::<Dur>().unwrap_err().contains("no unit"));
-        assert!("fast".parse::<Dur>().unwrap_err().contains("invalid duration"));
+        assert!(
+            "fast"
+                .parse::<Dur>()
+                .unwrap_err()
+                .contains("invalid duration")
+        );
         assert_eq!(Dur::from_secs(90).to_string(), "1m 30s");
     }
 

@@ -29,7 +29,10 @@ pub struct Override {
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// One probe attempt finished.
-    ProbeResult { probe: String, outcome: ProbeOutcome },
+    ProbeResult {
+        probe: String,
+        outcome: ProbeOutcome,
+    },
     /// An alert fired or was refreshed (duplicates are harmless).
     AlertFiring {
         key: AlertKey,
@@ -37,19 +40,40 @@ pub enum Event {
         #[serde(default)]
         summary: Option<String>,
     },
-    AlertResolved { key: AlertKey },
+    AlertResolved {
+        key: AlertKey,
+    },
     OverrideSet(Override),
-    OverrideCleared { actor: String, reason: Option<String> },
-    MaintenanceStarted { name: String, until: Timestamp },
-    MaintenanceEnded { name: String },
-    DrillStarted { name: String, profile: String, until: Timestamp },
-    DrillEnded { name: String },
+    OverrideCleared {
+        actor: String,
+        reason: Option<String>,
+    },
+    MaintenanceStarted {
+        name: String,
+        until: Timestamp,
+    },
+    MaintenanceEnded {
+        name: String,
+    },
+    DrillStarted {
+        name: String,
+        profile: String,
+        until: Timestamp,
+    },
+    DrillEnded {
+        name: String,
+    },
     /// Result of the agent's own canaries (blind guard).
-    SelfCheck { ok: bool, detail: String },
+    SelfCheck {
+        ok: bool,
+        detail: String,
+    },
     /// What the actuator last read from Talkdesk.
     ActualObserved(Actual),
     /// Operator releases the flap latch.
-    FlapRelease { actor: String },
+    FlapRelease {
+        actor: String,
+    },
     /// Time passes: timers (for, clear_for, min_active, expiries) are evaluated.
     Tick,
 }
@@ -94,13 +118,26 @@ pub struct Reason {
 #[serde(tag = "command", rename_all = "snake_case")]
 pub enum Command {
     /// The desired fallback state changed. The actuator converges Talkdesk to it.
-    SetDesired { desired: Desired, cause: Cause, reasons: Vec<Reason> },
+    SetDesired {
+        desired: Desired,
+        cause: Cause,
+        reasons: Vec<Reason>,
+    },
     /// Poll this probe at `fast_interval` (true) or its normal `interval` (false).
     ProbeCadence { probe: String, fast: bool },
     /// A probe's health changed.
-    ProbeTransition { probe: String, from: ProbeHealth, to: ProbeHealth, detail: String },
+    ProbeTransition {
+        probe: String,
+        from: ProbeHealth,
+        to: ProbeHealth,
+        detail: String,
+    },
     /// A rule's state changed.
-    RuleTransition { rule: String, from: String, to: String },
+    RuleTransition {
+        rule: String,
+        from: String,
+        to: String,
+    },
     /// Something worth a line in the audit log that is not a state change
     /// (alert expired, override rejected, flap latch set/released...).
     Audit { kind: String, message: String },

@@ -16,9 +16,16 @@ use super::matcher::Matcher;
 #[derive(Clone, Debug, PartialEq)]
 pub enum Expr {
     /// Probe-state leaf. `probes` are the ids the glob matched (never empty).
-    Probes { state: ProbeHealth, glob: String, probes: Vec<String>, at_least: Option<u32> },
+    Probes {
+        state: ProbeHealth,
+        glob: String,
+        probes: Vec<String>,
+        at_least: Option<u32>,
+    },
     /// Alert leaf: true while some active alert satisfies every matcher.
-    Alert { matchers: Vec<Matcher> },
+    Alert {
+        matchers: Vec<Matcher>,
+    },
     All(Vec<Expr>),
     Any(Vec<Expr>),
     Not(Box<Expr>),
@@ -74,7 +81,11 @@ pub struct CompileError {
 
 /// Compiles a condition. `path` is the key path of the condition (for errors),
 /// `probe_ids` the configured probes. Returns every error found, not just the first.
-pub fn compile(cond: &ConditionConfig, path: &str, probe_ids: &[&str]) -> Result<Expr, Vec<CompileError>> {
+pub fn compile(
+    cond: &ConditionConfig,
+    path: &str,
+    probe_ids: &[&str],
+) -> Result<Expr, Vec<CompileError>> {
     let mut errors = Vec::new();
     let expr = compile_inner(cond, path, probe_ids, &mut errors);
     match expr {
@@ -83,7 +94,12 @@ pub fn compile(cond: &ConditionConfig, path: &str, probe_ids: &[&str]) -> Result
     }
 }
 
-fn compile_inner(c: &ConditionConfig, path: &str, probe_ids: &[&str], errors: &mut Vec<CompileError>) -> Option<Expr> {
+fn compile_inner(
+    c: &ConditionConfig,
+    path: &str,
+    probe_ids: &[&str],
+    errors: &mut Vec<CompileError>,
+) -> Option<Expr> {
     let mut err = |p: String, reason: String| errors.push(CompileError { path: p, reason });
     let kinds: Vec<&str> = [
         ("down", c.down.is_some()),
@@ -101,14 +117,20 @@ fn compile_inner(c: &ConditionConfig, path: &str, probe_ids: &[&str], errors: &m
         let reason = if kinds.is_empty() {
             "a condition needs exactly one of down, up, unknown, alert, all, any, not".to_string()
         } else {
-            format!("a condition needs exactly one of down, up, unknown, alert, all, any, not; found {}", kinds.join(", "))
+            format!(
+                "a condition needs exactly one of down, up, unknown, alert, all, any, not; found {}",
+                kinds.join(", ")
+            )
         };
         err(path.to_string(), reason);
         return None;
     }
     let kind = kinds[0];
     if c.at_least.is_some() && !matches!(kind, "down" | "up" | "unknown") {
-        err(format!("{path}.at_least"), format!("at_least applies to down/up/unknown, not {kind}"));
+        err(
+            format!("{path}.at_least"),
+            format!("at_least applies to down/up/unknown, not {kind}"),
+        );
     }
     match kind {
         "down" | "up" | "unknown" => {
@@ -126,11 +148,21 @@ fn compile_inner(c: &ConditionConfig, path: &str, probe_ids: &[&str], errors: &m
                     return None;
                 }
             };
-            let probes: Vec<String> =
-                probe_ids.iter().filter(|id| matcher.is_match(id)).map(|s| s.to_string()).collect();
+            let probes: Vec<String> = probe_ids
+                .iter()
+                .filter(|id| matcher.is_match(id))
+                .map(|s| s.to_string())
+                .collect();
             if probes.is_empty() {
-                let known = if probe_ids.is_empty() { "none are configured".to_string() } else { probe_ids.join(", ") };
-                err(key, format!("probe glob {glob:?} matches no probe (probes: {known})"));
+                let known = if probe_ids.is_empty() {
+                    "none are configured".to_string()
+                } else {
+                    probe_ids.join(", ")
+                };
+                err(
+                    key,
+                    format!("probe glob {glob:?} matches no probe (probes: {known})"),
+                );
                 return None;
             }
             if let Some(n) = c.at_least {
@@ -139,16 +171,28 @@ fn compile_inner(c: &ConditionConfig, path: &str, probe_ids: &[&str], errors: &m
                 } else if n as usize > probes.len() {
                     err(
                         format!("{path}.at_least"),
-                        format!("at_least = {n} but {glob:?} matches only {} probe(s): {}", probes.len(), probes.join(", ")),
+                        format!(
+                            "at_least = {n} but {glob:?} matches only {} probe(s): {}",
+                            probes.len(),
+                            probes.join(", ")
+                        ),
                     );
                 }
             }
-            Some(Expr::Probes { state, glob: glob.to_string(), probes, at_least: c.at_least })
+            Some(Expr::Probes {
+                state,
+                glob: glob.to_string(),
+                probes,
+                at_least: c.at_least,
+            })
         }
         "alert" => {
             let list = c.alert.as_deref().unwrap_or_default();
             if list.is_empty() {
-                err(format!("{path}.alert"), "needs at least one matcher, e.g. 'alertname=\"TrunkDown\"'".into());
+                err(
+                    format!("{path}.alert"),
+                    "needs at least one matcher, e.g. 'alertname=\"TrunkDown\"'".into(),
+                );
                 return None;
             }
             let mut matchers = Vec::new();
@@ -161,22 +205,39 @@ fn compile_inner(c: &ConditionConfig, path: &str, probe_ids: &[&str], errors: &m
             (matchers.len() == list.len()).then_some(Expr::Alert { matchers })
         }
         "all" | "any" => {
-            let list = if kind == "all" { c.all.as_deref() } else { c.any.as_deref() }.unwrap_or_default();
+            let list = if kind == "all" {
+                c.all.as_deref()
+            } else {
+                c.any.as_deref()
+            }
+            .unwrap_or_default();
             if list.is_empty() {
-                err(format!("{path}.{kind}"), format!("{kind} needs at least one condition"));
+                err(
+                    format!("{path}.{kind}"),
+                    format!("{kind} needs at least one condition"),
+                );
                 return None;
             }
             let children: Vec<Option<Expr>> = list
                 .iter()
                 .enumerate()
-                .map(|(i, sub)| compile_inner(sub, &format!("{path}.{kind}[{i}]"), probe_ids, errors))
+                .map(|(i, sub)| {
+                    compile_inner(sub, &format!("{path}.{kind}[{i}]"), probe_ids, errors)
+                })
                 .collect();
             let children: Option<Vec<Expr>> = children.into_iter().collect();
-            children.map(|v| if kind == "all" { Expr::All(v) } else { Expr::Any(v) })
+            children.map(|v| {
+                if kind == "all" {
+                    Expr::All(v)
+                } else {
+                    Expr::Any(v)
+                }
+            })
         }
         "not" => {
             let inner = c.not.as_deref()?;
-            compile_inner(inner, &format!("{path}.not"), probe_ids, errors).map(|e| Expr::Not(Box::new(e)))
+            compile_inner(inner, &format!("{path}.not"), probe_ids, errors)
+                .map(|e| Expr::Not(Box::new(e)))
         }
         _ => None,
     }
@@ -204,9 +265,14 @@ mod tests {
         let e = compile(&c, "rules[0].when", PROBES).unwrap();
         let Expr::Any(v) = &e else { panic!("{e:?}") };
         assert_eq!(v.len(), 3);
-        assert!(matches!(&v[0], Expr::Probes { probes, at_least: Some(2), .. } if probes == &["trunk-a", "trunk-b"]));
+        assert!(
+            matches!(&v[0], Expr::Probes { probes, at_least: Some(2), .. } if probes == &["trunk-a", "trunk-b"])
+        );
         assert!(e.uses_probes() && e.uses_alerts());
-        assert_eq!(e.probe_ids(), vec!["agents-us", "talkdesk-status", "trunk-a", "trunk-b"]);
+        assert_eq!(
+            e.probe_ids(),
+            vec!["agents-us", "talkdesk-status", "trunk-a", "trunk-b"]
+        );
     }
 
     #[test]
@@ -223,7 +289,12 @@ mod tests {
         let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(
             paths,
-            vec!["rules[1].when.all[0].down", "rules[1].when.all[1].alert[0]", "rules[1].when.all[2].at_least", "rules[1].when.all[3]"]
+            vec![
+                "rules[1].when.all[0].down",
+                "rules[1].when.all[1].alert[0]",
+                "rules[1].when.all[2].at_least",
+                "rules[1].when.all[3]"
+            ]
         );
         assert!(errs[0].reason.contains("matches no probe"));
         assert!(errs[3].reason.contains("found up, alert"));

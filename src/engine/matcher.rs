@@ -55,7 +55,9 @@ impl Matcher {
             .ok_or_else(|| format!("matcher {input:?} has no operator; use =, !=, =~ or !~"))?;
         let name = &s[..name_end];
         if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
-            return Err(format!("matcher {input:?} must start with a label name ([a-zA-Z_][a-zA-Z0-9_]*)"));
+            return Err(format!(
+                "matcher {input:?} must start with a label name ([a-zA-Z_][a-zA-Z0-9_]*)"
+            ));
         }
         let rest = s[name_end..].trim_start();
         let (op, rest) = if let Some(r) = rest.strip_prefix("=~") {
@@ -67,17 +69,28 @@ impl Matcher {
         } else if let Some(r) = rest.strip_prefix('=') {
             (MatchOp::Eq, r)
         } else {
-            return Err(format!("matcher {input:?} has no valid operator after {name:?}; use =, !=, =~ or !~"));
+            return Err(format!(
+                "matcher {input:?} has no valid operator after {name:?}; use =, !=, =~ or !~"
+            ));
         };
         let value = unquote(rest.trim()).map_err(|why| format!("matcher {input:?}: {why}"))?;
         let regex = match op {
-            MatchOp::Re | MatchOp::NotRe => Some(
-                Regex::new(&format!("^(?:{value})$"))
-                    .map_err(|e| format!("matcher {input:?}: invalid regex {value:?}: {}", first_line(&e.to_string())))?,
-            ),
+            MatchOp::Re | MatchOp::NotRe => {
+                Some(Regex::new(&format!("^(?:{value})$")).map_err(|e| {
+                    format!(
+                        "matcher {input:?}: invalid regex {value:?}: {}",
+                        first_line(&e.to_string())
+                    )
+                })?)
+            }
             _ => None,
         };
-        Ok(Matcher { name: name.to_string(), op, value, regex })
+        Ok(Matcher {
+            name: name.to_string(),
+            op,
+            value,
+            regex,
+        })
     }
 
     /// Whether the label set satisfies this matcher. A missing label is the empty
@@ -96,7 +109,12 @@ impl Matcher {
 }
 
 fn first_line(s: &str) -> String {
-    s.lines().filter(|l| !l.trim().is_empty()).last().unwrap_or(s).trim().to_string()
+    s.lines()
+        .filter(|l| !l.trim().is_empty())
+        .last()
+        .unwrap_or(s)
+        .trim()
+        .to_string()
 }
 
 /// Accepts `"quoted"` (with `\"` and `\\` escapes) or a bare value without spaces.
@@ -123,7 +141,10 @@ fn unquote(s: &str) -> Result<String, String> {
             }
         }
         if !chars.as_str().trim().is_empty() {
-            return Err(format!("unexpected text after the quoted value: {:?}", chars.as_str()));
+            return Err(format!(
+                "unexpected text after the quoted value: {:?}",
+                chars.as_str()
+            ));
         }
         Ok(out)
     } else if s.contains(char::is_whitespace) || s.contains('"') {
@@ -138,13 +159,19 @@ mod tests {
     use super::*;
 
     fn labels(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
-        kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn parses_all_four_operators() {
         let cases = [
-            (r#"alertname="TalkdeskVoiceDown""#, MatchOp::Eq, "TalkdeskVoiceDown"),
+            (
+                r#"alertname="TalkdeskVoiceDown""#,
+                MatchOp::Eq,
+                "TalkdeskVoiceDown",
+            ),
             (r#"env!="staging""#, MatchOp::NotEq, "staging"),
             (r#"severity=~"critical|page""#, MatchOp::Re, "critical|page"),
             (r#"team!~"db.*""#, MatchOp::NotRe, "db.*"),
@@ -173,10 +200,26 @@ mod tests {
 
     #[test]
     fn bad_matchers_are_explained() {
-        assert!(Matcher::parse("alertname").unwrap_err().contains("no operator"));
-        assert!(Matcher::parse(r#"1abc="x""#).unwrap_err().contains("label name"));
-        assert!(Matcher::parse(r#"a=~"(""#).unwrap_err().contains("invalid regex"));
-        assert!(Matcher::parse(r#"a="x"#).unwrap_err().contains("unterminated"));
+        assert!(
+            Matcher::parse("alertname")
+                .unwrap_err()
+                .contains("no operator")
+        );
+        assert!(
+            Matcher::parse(r#"1abc="x""#)
+                .unwrap_err()
+                .contains("label name")
+        );
+        assert!(
+            Matcher::parse(r#"a=~"(""#)
+                .unwrap_err()
+                .contains("invalid regex")
+        );
+        assert!(
+            Matcher::parse(r#"a="x"#)
+                .unwrap_err()
+                .contains("unterminated")
+        );
         assert!(Matcher::parse(r#"a>"x""#).unwrap_err().contains("operator"));
     }
 }

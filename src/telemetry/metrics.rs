@@ -1,0 +1,235 @@
+//! The one registry of Prometheus metrics. Every metric of the contract
+//! (DESIGN.md section 4) is created here, in an owned `Registry` (never the
+//! global default), so tests can run many agents in one process and
+//! `/metrics` shows exactly these series.
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
+};
+
+/// Probe round trips range from sub-millisecond (loopback) to the timeout.
+const PROBE_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// Talkdesk calls: tens of milliseconds normally, up to the request timeout.
+const TALKDESK_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    /// 0/1.
+    pub fallback_desired: IntGauge,
+    /// 0/1, -1 unknown.
+    pub fallback_actual: IntGauge,
+    /// `{to, cause}`.
+    pub transitions_total: IntCounterVec,
+    /// `{probe, type}`: 1 up, 0 down, -1 unknown.
+    pub probe_up: IntGaugeVec,
+    /// `{probe, type}`.
+    pub probe_duration_seconds: HistogramVec,
+    /// `{probe, result}`: result is `success` or `failure`.
+    pub probe_results_total: IntCounterVec,
+    /// `{rule}`: 0 inactive, 1 pending, 2 firing, 3 clearing.
+    pub rule_state: IntGaugeVec,
+    /// `{source, result}`: result is `accepted`, `duplicate`, `unauthorized`, `invalid`, ...
+    pub alerts_received_total: IntCounterVec,
+    pub alerts_active: IntGauge,
+    /// `{op, status}`: op is `token`, `get_settings`, `put_settings`, `get_activation`, `put_activation`;
+    /// status is the HTTP status or `error` (transport failure) / `timeout`.
+    pub talkdesk_requests_total: IntCounterVec,
+    /// `{op}`.
+    pub talkdesk_request_duration_seconds: HistogramVec,
+    pub override_active: IntGauge,
+    pub leader: IntGauge,
+    pub flapping: IntGauge,
+    pub blind: IntGauge,
+    /// Seconds since desired and actual started to differ (0 when converged).
+    /// Not in the contract: lets operators alert on "actuation stuck".
+    pub divergence_seconds: Gauge,
+    /// `{kind}`: failed actuation attempts by error kind.
+    pub actuation_failures_total: IntCounterVec,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        macro_rules! reg {
+            ($m:expr) => {{
+                let m = $m.expect("metric definition is valid");
+                registry
+                    .register(Box::new(m.clone()))
+                    .expect("metric names are unique");
+                m
+            }};
+        }
+        let m = Metrics {
+            fallback_desired: reg!(IntGauge::new(
+                "continuity_fallback_desired",
+                "Whether the engine wants the fallback on (0/1)."
+            )),
+            fallback_actual: reg!(IntGauge::new(
+                "continuity_fallback_actual",
+                "Whether Talkdesk's fallback was last seen on (1), off (0) or unknown (-1)."
+            )),
+            transitions_total: reg!(IntCounterVec::new(
+                Opts::new(
+                    "continuity_transitions_total",
+                    "Desired-state changes by new state and cause."
+                ),
+                &["to", "cause"]
+            )),
+            probe_up: reg!(IntGaugeVec::new(
+                Opts::new(
+                    "continuity_probe_up",
+                    "Probe health: 1 up, 0 down, -1 unknown."
+                ),
+                &["probe", "type"]
+            )),
+            probe_duration_seconds: reg!(HistogramVec::new(
+                HistogramOpts::new(
+                    "continuity_probe_duration_seconds",
+                    "Duration of probe attempts."
+                )
+                .buckets(PROBE_BUCKETS.to_vec()),
+                &["probe", "type"]
+            )),
+            probe_results_total: reg!(IntCounterVec::new(
+                Opts::new(
+                    "continuity_probe_results_total",
+                    "Probe attempts by result."
+                ),
+                &["probe", "result"]
+            )),
+            rule_state: reg!(IntGaugeVec::new(
+                Opts::new(
+                    "continuity_rule_state",
+                    "Rule state: 0 inactive, 1 pending, 2 firing, 3 clearing."
+                ),
+                &["rule"]
+            )),
+            alerts_received_total: reg!(IntCounterVec::new(
+                Opts::new(
+                    "continuity_alerts_received_total",
+                    "Alert webhook deliveries by source and result."
+                ),
+                &["source", "result"]
+            )),
+            alerts_active: reg!(IntGauge::new(
+                "continuity_alerts_active",
+                "Alerts currently firing."
+            )),
+            talkdesk_requests_total: reg!(IntCounterVec::new(
+                Opts::new(
+                    "continuity_talkdesk_requests_total",
+                    "Talkdesk API requests by operation and status."
+                ),
+                &["op", "status"]
+            )),
+            talkdesk_request_duration_seconds: reg!(HistogramVec::new(
+                HistogramOpts::new(
+                    "continuity_talkdesk_request_duration_seconds",
+                    "Duration of Talkdesk API requests."
+                )
+                .buckets(TALKDESK_BUCKETS.to_vec()),
+                &["op"]
+            )),
+            override_active: reg!(IntGauge::new(
+                "continuity_override_active",
+                "Whether a manual override is in force (0/1)."
+            )),
+            leader: reg!(IntGauge::new(
+                "continuity_leader",
+                "Whether this replica is the leader and may actuate (0/1)."
+            )),
+            flapping: reg!(IntGauge::new(
+                "continuity_flapping",
+                "Whether the flap latch holds the fallback on (0/1)."
+            )),
+            blind: reg!(IntGauge::new(
+                "continuity_blind",
+                "Whether the agent's own self-check fails, freezing probe-driven rules (0/1)."
+            )),
+            divergence_seconds: reg!(Gauge::new(
+                "continuity_divergence_seconds",
+                "How long desired and actual fallback state have differed (0 when converged)."
+            )),
+            actuation_failures_total: reg!(IntCounterVec::new(
+                Opts::new(
+                    "continuity_actuation_failures_total",
+                    "Failed actuation attempts by error kind."
+                ),
+                &["kind"]
+            )),
+            registry,
+        };
+        m.fallback_actual.set(-1);
+        m
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        // Encoding into a Vec cannot fail for the text format.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_contract_metric_is_exposed() {
+        let m = Metrics::new();
+        // Vec metrics only appear once a label set exists.
+        m.transitions_total
+            .with_label_values(&["active", "rule"])
+            .inc();
+        m.probe_up.with_label_values(&["trunk-a", "sip"]).set(1);
+        m.probe_duration_seconds
+            .with_label_values(&["trunk-a", "sip"])
+            .observe(0.01);
+        m.probe_results_total
+            .with_label_values(&["trunk-a", "success"])
+            .inc();
+        m.rule_state.with_label_values(&["r"]).set(0);
+        m.alerts_received_total
+            .with_label_values(&["generic", "accepted"])
+            .inc();
+        m.talkdesk_requests_total
+            .with_label_values(&["put_settings", "200"])
+            .inc();
+        m.talkdesk_request_duration_seconds
+            .with_label_values(&["put_settings"])
+            .observe(0.1);
+        let text = m.render();
+        for name in [
+            "continuity_fallback_desired",
+            "continuity_fallback_actual",
+            "continuity_transitions_total",
+            "continuity_probe_up",
+            "continuity_probe_duration_seconds",
+            "continuity_probe_results_total",
+            "continuity_rule_state",
+            "continuity_alerts_received_total",
+            "continuity_alerts_active",
+            "continuity_talkdesk_requests_total",
+            "continuity_talkdesk_request_duration_seconds",
+            "continuity_override_active",
+            "continuity_leader",
+            "continuity_flapping",
+            "continuity_blind",
+        ] {
+            assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing");
+        }
+        assert!(text.contains("continuity_fallback_actual -1"));
+    }
+}
