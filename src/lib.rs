@@ -9,6 +9,7 @@
 //! - [`domain`]: types every component shares (profiles, desired/actual state, timestamps).
 //! - [`telemetry`]: the metrics registry and audit records.
 
+pub mod calendar;
 pub mod config;
 pub mod domain;
 pub mod engine;
