@@ -11,7 +11,9 @@
 
 pub mod calendar;
 pub mod config;
+pub mod daemon;
 pub mod domain;
 pub mod engine;
+pub mod server;
 pub mod store;
 pub mod telemetry;
