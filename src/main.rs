@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use continuity_agent::config;
+use continuity_agent::server::client;
 use continuity_agent::telemetry::logging::{self, LogFormat};
 
 const EXIT_RUNTIME: u8 = 1;
@@ -61,6 +62,9 @@ struct ApiArgs {
     /// API token (prefer the environment variable: command lines are visible to other users).
     #[arg(long, env = "CONTINUITY_AGENT_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Print the raw JSON document instead of the summary (status only).
+    #[arg(long)]
+    json: bool,
 }
 
 /// Never print the token (`Debug` is used in diagnostics).
@@ -69,6 +73,7 @@ impl std::fmt::Debug for ApiArgs {
         f.debug_struct("ApiArgs")
             .field("url", &self.url)
             .field("token", &self.token.as_ref().map(|_| "[REDACTED]"))
+            .field("json", &self.json)
             .finish()
     }
 }
@@ -156,7 +161,98 @@ fn main() -> ExitCode {
     logging::init(cli.log_format, &cli.log_level);
     match cli.command {
         Command::CheckConfig(c) => check_config(&c.config),
+        Command::Status(api) => block_on(status(api)),
+        Command::Override { action } => block_on(override_cmd(action)),
         other => not_yet(&other),
+    }
+}
+
+/// Runs an async command on a fresh multi-threaded runtime.
+fn block_on(f: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(f),
+        Err(e) => {
+            eprintln!("continuity-agent: cannot start the async runtime: {e}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
+fn client_failure(e: client::ClientError) -> ExitCode {
+    eprintln!("continuity-agent: {e}");
+    ExitCode::from(if e.is_usage() {
+        EXIT_CONFIG
+    } else {
+        EXIT_RUNTIME
+    })
+}
+
+async fn status(api: ApiArgs) -> ExitCode {
+    let c = client::ApiClient::new(&api.url, api.token);
+    match c.status().await {
+        Ok(doc) if api.json => {
+            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Ok(doc) => {
+            print!("{}", client::render_status(&doc));
+            ExitCode::SUCCESS
+        }
+        Err(e) => client_failure(e),
+    }
+}
+
+async fn override_cmd(action: OverrideAction) -> ExitCode {
+    let result = match &action {
+        OverrideAction::On {
+            profile,
+            ttl,
+            reason,
+            api,
+        } => {
+            client::ApiClient::new(&api.url, api.token.clone())
+                .set_override(Some(profile), ttl, reason)
+                .await
+        }
+        OverrideAction::Off { ttl, reason, api } => {
+            client::ApiClient::new(&api.url, api.token.clone())
+                .set_override(None, ttl, reason)
+                .await
+        }
+        OverrideAction::Clear { reason, api } => {
+            client::ApiClient::new(&api.url, api.token.clone())
+                .clear_override(reason.as_deref())
+                .await
+        }
+    };
+    match result {
+        Ok(doc) => {
+            match &action {
+                OverrideAction::Clear { .. }
+                    if doc["cleared"] == serde_json::Value::Bool(false) =>
+                {
+                    println!("no override was in force; the agent is automatic")
+                }
+                OverrideAction::Clear { .. } => {
+                    println!("override cleared; the agent is back to automatic")
+                }
+                _ => println!(
+                    "override set: fallback {} {}until {} (reason: {})",
+                    doc["state"].as_str().unwrap_or("?"),
+                    doc["profile"]
+                        .as_str()
+                        .map(|p| format!("with profile {p} "))
+                        .unwrap_or_default(),
+                    doc["until"].as_str().unwrap_or("?"),
+                    doc["reason"].as_str().unwrap_or("?"),
+                ),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => client_failure(e),
     }
 }
 
