@@ -7,9 +7,11 @@
 //! - [`config`]: the TOML file and environment, parsed once, every error collected.
 //! - [`engine`]: the pure decision state machine (no I/O, no clock).
 //! - [`domain`]: types every component shares (profiles, desired/actual state, timestamps).
+//! - [`talkdesk`]: the Talkdesk client, actuator, break-glass commands and API simulator.
 //! - [`telemetry`]: the metrics registry and audit records.
 
 pub mod config;
 pub mod domain;
 pub mod engine;
+pub mod talkdesk;
 pub mod telemetry;
