@@ -175,6 +175,12 @@ impl Simulator {
         lock(&self.inner.tokens).expire_all();
     }
 
+    /// Every access token issued so far (the last thousand). For tests that
+    /// prove tokens never reach logs or audit records.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        lock(&self.inner.tokens).history()
+    }
+
     pub fn journal(&self) -> Vec<JournalEntry> {
         lock(&self.inner.journal).entries()
     }

@@ -48,7 +48,12 @@ pub(crate) struct IssuedToken {
 #[derive(Default)]
 pub(crate) struct Tokens {
     map: HashMap<String, IssuedToken>,
+    /// Every token ever issued (bounded), so tests can prove none leaked.
+    history: Vec<String>,
 }
+
+/// Bound of [`Tokens::history`].
+const MAX_HISTORY: usize = 1000;
 
 /// Why a bearer token was refused.
 pub(crate) enum TokenCheck {
@@ -63,7 +68,15 @@ impl Tokens {
         // Forget expired tokens so a long demo does not grow without bound.
         let now = Instant::now();
         self.map.retain(|_, t| t.expires_at > now);
+        if self.history.len() >= MAX_HISTORY {
+            self.history.remove(0);
+        }
+        self.history.push(token.clone());
         self.map.insert(token, IssuedToken { scopes, expires_at });
+    }
+
+    pub fn history(&self) -> Vec<String> {
+        self.history.clone()
     }
 
     pub fn check(&self, token: Option<&str>) -> TokenCheck {
