@@ -234,8 +234,11 @@ async fn talkdesk_wrong_credentials_fail_with_oauth_error() {
 }
 
 #[tokio::test]
-async fn talkdesk_user_agent_names_the_agent() {
-    // The simulator does not journal headers; check the constant instead of
-    // sniffing traffic.
-    assert!(continuity_agent::talkdesk::client::USER_AGENT.starts_with("continuity-agent/"));
+async fn talkdesk_every_call_sends_the_agent_user_agent() {
+    let env = Env::new().await;
+    env.client.get_activation().await.unwrap();
+    let ua = format!("continuity-agent/{}", env!("CARGO_PKG_VERSION"));
+    for e in env.sim().journal() {
+        assert_eq!(e.user_agent.as_deref(), Some(ua.as_str()), "{e:?}");
+    }
 }

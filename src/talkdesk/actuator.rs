@@ -83,6 +83,24 @@ pub struct ActuatorOptions {
     pub adopt_ttl: Duration,
 }
 
+impl ActuatorOptions {
+    /// Options from the `[talkdesk]` section, `agent.dry_run`, and how long an
+    /// adopted drift lasts (the API's `override_max_ttl` is a good value).
+    pub fn from_config(
+        cfg: &crate::config::schema::TalkdeskConfig,
+        dry_run: bool,
+        adopt_ttl: Duration,
+    ) -> ActuatorOptions {
+        ActuatorOptions {
+            dry_run,
+            on_drift: cfg.on_drift,
+            reconcile_interval: cfg.reconcile_interval.get(),
+            adopt_ttl,
+            ..ActuatorOptions::default()
+        }
+    }
+}
+
 impl Default for ActuatorOptions {
     fn default() -> Self {
         ActuatorOptions {
@@ -760,11 +778,15 @@ impl Actuator {
 
     /// Push the status to handles and the gauges that mirror it.
     fn publish(&self) {
-        self.metrics.fallback_actual.set(match self.known.enabled {
-            Some(true) => 1,
-            Some(false) => 0,
-            None => -1,
-        });
+        // From the last observation, not `known`: forgetting before a fresh
+        // read must not flicker the gauge to "unknown".
+        self.metrics
+            .fallback_actual
+            .set(match self.status.actual.enabled {
+                Some(true) => 1,
+                Some(false) => 0,
+                None => -1,
+            });
         let diverged = match (self.status.converged, self.status.since) {
             (false, Some(since)) => Timestamp::now().since(since).as_secs_f64(),
             _ => 0.0,

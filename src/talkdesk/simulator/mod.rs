@@ -189,10 +189,12 @@ impl Simulator {
         lock(&self.inner.journal).clear();
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn record(
         &self,
         method: &Method,
         path: &str,
+        headers: &HeaderMap,
         op: FaultOp,
         status: u16,
         body: Option<String>,
@@ -206,6 +208,10 @@ impl Simulator {
             op: op.as_str().to_string(),
             status,
             body,
+            user_agent: headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
             fault: fault.map(Fault::label),
         });
     }
@@ -317,7 +323,7 @@ async fn api_call(
                 None,
                 vec![],
             );
-            sim.record(&method, &path, op, 413, None, None);
+            sim.record(&method, &path, &headers, op, 413, None, None);
             return r;
         }
     };
@@ -330,7 +336,7 @@ async fn api_call(
         }
         if f.drop {
             conn.kill();
-            sim.record(&method, &path, op, 0, summary, Some(f));
+            sim.record(&method, &path, &headers, op, 0, summary, Some(f));
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
         if let Some(status) = f.status {
@@ -357,7 +363,15 @@ async fn api_call(
             {
                 r.headers_mut().insert(header::RETRY_AFTER, v);
             }
-            sim.record(&method, &path, op, status.as_u16(), summary, Some(f));
+            sim.record(
+                &method,
+                &path,
+                &headers,
+                op,
+                status.as_u16(),
+                summary,
+                Some(f),
+            );
             return r;
         }
     }
@@ -369,6 +383,7 @@ async fn api_call(
     sim.record(
         &method,
         &path,
+        &headers,
         op,
         resp.status().as_u16(),
         summary,
