@@ -488,12 +488,16 @@ async fn talkdesk_shutdown_finishes_the_call_in_flight() {
     env.sim()
         .inject(Fault::latency(FaultOp::PutActivation, 700, 1));
     let run = spawn_actuator(&env, fast_options(), active("backup"));
-    // Wait until the slow activation call is in flight.
+    // The fault is consumed when the slow activation call arrives: from
+    // then on it is in flight.
     let deadline = Instant::now() + Duration::from_secs(3);
-    while env.count("put_settings") == 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    while !env.sim().faults().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        env.sim().faults().is_empty(),
+        "activation call never arrived"
+    );
     let started = Instant::now();
     run.shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(5), run.task)
@@ -531,5 +535,27 @@ async fn talkdesk_unreadable_state_still_gets_written() {
             settings: backup()
         }
     );
+    run.stop().await;
+}
+
+#[tokio::test]
+async fn talkdesk_normalized_settings_are_not_mistaken_for_drift() {
+    use continuity_agent::talkdesk::simulator::Quirks;
+    let env = Env::new().await;
+    env.sim().set_quirks(Quirks {
+        lowercase_language: true,
+    });
+    let run = spawn_actuator(&env, fast_options(), active("backup"));
+    run.converged(&active("backup")).await;
+    assert_eq!(
+        env.sim().state().settings.message.unwrap().language,
+        "en-us"
+    );
+    // Several reconciles read back "en-us": no drift, no rewrite.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(env.count("get_settings") >= 3);
+    assert_eq!(env.count("put_settings"), 1, "{:#?}", env.sim().journal());
+    assert!(run.handle.status().converged);
+    assert!(!env.audit.records().iter().any(|r| r.kind == "drift"));
     run.stop().await;
 }

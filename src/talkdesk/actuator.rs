@@ -29,6 +29,12 @@
 //!   `"respect"` adopts the change by sending the engine an
 //!   `Event::OverrideSet` (actor `drift`, ending after `adopt_ttl`) and keeps
 //!   its hands off until the desired state changes to something else.
+//!   A mismatch found before the first convergence (at start-up, or after a
+//!   desired change) is not drift: the engine's (persisted) decision is applied.
+//! - **Talkdesk's own form counts.** If the reply to a settings PUT shows
+//!   Talkdesk stored them in another form (normalized numbers or language),
+//!   that form is remembered as equivalent, so a later read-back is not
+//!   mistaken for drift and rewritten every reconcile.
 //! - **`dry_run`** reads as usual, and logs and audits each write it would
 //!   make instead of making it.
 //! - **Fencing.** An optional `may_write` check runs before every write; a
@@ -212,6 +218,8 @@ pub struct Actuator {
     adopted: Option<Adopted>,
     /// Avoids repeating the "cannot read" warning every reconcile.
     reads_unavailable: bool,
+    /// (settings we sent, settings Talkdesk said it stored) when they differ.
+    echo: Option<(FallbackSettings, FallbackSettings)>,
 }
 
 impl Actuator {
@@ -239,6 +247,7 @@ impl Actuator {
             known: Actual::default(),
             adopted: None,
             reads_unavailable: false,
+            echo: None,
         }
     }
 
@@ -520,7 +529,7 @@ impl Actuator {
         let mut plan = Vec::new();
         match &target {
             Some(settings) => {
-                if self.known.settings.as_ref() != Some(settings) {
+                if !self.settings_match(settings) {
                     plan.push(Write::Settings(settings.clone()));
                 }
                 if self.known.enabled != Some(true) {
@@ -560,7 +569,14 @@ impl Actuator {
             }
             match w {
                 Write::Settings(s) => match self.client.put_settings(&s).await {
-                    Ok(()) => self.known.settings = Some(s),
+                    Ok(stored) => match stored {
+                        Some(stored) if stored != s => {
+                            tracing::warn!(sent = ?s, stored = ?stored, "Talkdesk stored the settings in another form; treating it as equivalent.");
+                            self.echo = Some((s, stored.clone()));
+                            self.known.settings = Some(stored);
+                        }
+                        _ => self.known.settings = Some(s),
+                    },
                     Err(e) => {
                         // A failed PUT may still have been applied: unknown now.
                         self.known.settings = None;
@@ -752,7 +768,21 @@ impl Actuator {
                     && self
                         .profiles
                         .get(profile)
-                        .is_some_and(|p| self.known.settings.as_ref() == Some(&p.settings))
+                        .is_some_and(|p| self.settings_match(&p.settings))
+            }
+        }
+    }
+
+    /// Talkdesk has `target`, as sent or in the form it stored it.
+    fn settings_match(&self, target: &FallbackSettings) -> bool {
+        match &self.known.settings {
+            None => false,
+            Some(actual) => {
+                actual == target
+                    || self
+                        .echo
+                        .as_ref()
+                        .is_some_and(|(sent, stored)| sent == target && stored == actual)
             }
         }
     }
@@ -778,6 +808,9 @@ impl Actuator {
 
     /// Push the status to handles and the gauges that mirror it.
     fn publish(&self) {
+        if let Some(d) = &self.status.desired {
+            self.metrics.fallback_desired.set(i64::from(d.is_active()));
+        }
         // From the last observation, not `known`: forgetting before a fresh
         // read must not flicker the gauge to "unknown".
         self.metrics

@@ -245,12 +245,24 @@ impl Client {
     }
 
     /// `PUT {api_base}{settings_path}` with the whole settings (replace).
-    pub async fn put_settings(&self, settings: &FallbackSettings) -> Result<(), TalkdeskError> {
+    ///
+    /// Returns the settings as Talkdesk says it stored them, when the reply
+    /// carries them (the documented 200 reply has the request's shape);
+    /// `None` for an empty or different body. A write is never failed over
+    /// an unexpected success body: the status is what counts.
+    pub async fn put_settings(
+        &self,
+        settings: &FallbackSettings,
+    ) -> Result<Option<FallbackSettings>, TalkdeskError> {
         let path = self.inner.settings_path.clone();
         let body = settings_body(settings);
-        self.send(Op::PutSettings, Method::PUT, &path, Some(body))
+        let (_, reply) = self
+            .send(Op::PutSettings, Method::PUT, &path, Some(body))
             .await?;
-        Ok(())
+        Ok(serde_json::from_slice::<WireSettings>(&reply)
+            .ok()
+            .filter(|w| w.forward.is_some() || w.message.is_some())
+            .map(FallbackSettings::from))
     }
 
     /// `GET {api_base}{activation_path}` -> `{"enabled": bool}`.

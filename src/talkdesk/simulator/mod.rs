@@ -104,6 +104,15 @@ impl Default for SimulatorOptions {
     }
 }
 
+/// Ways the real API may differ from the documented contract, switchable to
+/// test that the agent copes. All off by default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Quirks {
+    /// Store (and echo, and return) the message language lower-cased, as a
+    /// backend that normalizes tags might.
+    pub lowercase_language: bool,
+}
+
 /// Handle to the simulator's state; cheap to clone, shared with the server.
 #[derive(Clone)]
 pub struct Simulator {
@@ -116,6 +125,7 @@ struct Inner {
     tokens: Mutex<Tokens>,
     faults: Mutex<Faults>,
     journal: Mutex<Journal>,
+    quirks: Mutex<Quirks>,
 }
 
 /// A poisoned lock only means a handler panicked mid-update of plain data;
@@ -133,6 +143,7 @@ impl Simulator {
                 tokens: Mutex::new(Tokens::default()),
                 faults: Mutex::new(Faults::default()),
                 journal: Mutex::new(Journal::default()),
+                quirks: Mutex::new(Quirks::default()),
             }),
         }
     }
@@ -156,6 +167,10 @@ impl Simulator {
 
     pub fn set_settings(&self, settings: FallbackSettings) {
         lock(&self.inner.state).settings = settings;
+    }
+
+    pub fn set_quirks(&self, quirks: Quirks) {
+        *lock(&self.inner.quirks) = quirks;
     }
 
     pub fn inject(&self, fault: Fault) {
@@ -573,7 +588,12 @@ fn api(sim: &Simulator, op: FaultOp, headers: &HeaderMap, body: &[u8]) -> Respon
             };
             match validate_settings(&value) {
                 Ok(wire) => {
-                    let settings = FallbackSettings::from(wire);
+                    let mut settings = FallbackSettings::from(wire);
+                    if lock(&sim.inner.quirks).lowercase_language
+                        && let Some(m) = settings.message.as_mut()
+                    {
+                        m.language = m.language.to_lowercase();
+                    }
                     lock(&sim.inner.state).settings = settings.clone();
                     settings_response(&settings)
                 }
