@@ -10,6 +10,11 @@ use continuity_agent::talkdesk::simulator::{JournalEntry, SimulatorOptions};
 use serde_json::{Value, json};
 use talkdesk_support::*;
 
+/// The simulator is on loopback: never through an environment proxy.
+fn no_proxy() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
 struct Http {
     base: String,
     http: reqwest::Client,
@@ -19,7 +24,7 @@ impl Http {
     fn new(base: String) -> Http {
         Http {
             base,
-            http: reqwest::Client::new(),
+            http: no_proxy(),
         }
     }
 
@@ -397,7 +402,9 @@ async fn talkdesk_sim_run_stops_on_shutdown() {
             let _ = rx.await;
         },
     ));
-    let r = reqwest::get(format!("http://{addr}/_sim/state"))
+    let r = no_proxy()
+        .get(format!("http://{addr}/_sim/state"))
+        .send()
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);

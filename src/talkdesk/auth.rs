@@ -181,8 +181,17 @@ impl TokenSource {
             self.record(CallOutcome::Status(status, Some(&err)), started, summary);
             return Err(err);
         }
-        let parsed: TokenResponse = match serde_json::from_slice(&body) {
-            Ok(t) => t,
+        let parsed: TokenResponse = match serde_json::from_slice::<TokenResponse>(&body) {
+            Ok(t) if !t.access_token.is_empty() => t,
+            Ok(_) => {
+                let err = TalkdeskError::Decode {
+                    op,
+                    status,
+                    detail: "token reply has an empty access_token".into(),
+                };
+                self.record(CallOutcome::Status(status, Some(&err)), started, summary);
+                return Err(err);
+            }
             Err(e) => {
                 // serde's message names the field, never the value.
                 let err = TalkdeskError::Decode {

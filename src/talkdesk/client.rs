@@ -205,7 +205,13 @@ impl Client {
         audit: Arc<dyn AuditSink>,
     ) -> Result<Client, TalkdeskError> {
         config.validate()?;
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if is_loopback(&config.api_base) && is_loopback(&config.token_url) {
+            // A simulator on this host: an HTTP(S)_PROXY from the environment
+            // (needed to reach Talkdesk itself) must not capture it.
+            builder = builder.no_proxy();
+        }
+        let http = builder
             .user_agent(USER_AGENT)
             .connect_timeout(config.request_timeout)
             // A redirect from the API or the token endpoint is unexpected;
@@ -387,6 +393,15 @@ impl Client {
     }
 }
 
+fn is_loopback(u: &str) -> bool {
+    match url::Url::parse(u).ok().as_ref().and_then(url::Url::host) {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
 /// The JSON body of a settings PUT.
 pub fn settings_body(settings: &FallbackSettings) -> serde_json::Value {
     serde_json::to_value(WireSettings::from(settings)).unwrap_or(serde_json::Value::Null)
@@ -510,6 +525,14 @@ mod tests {
             ..cfg()
         };
         assert!(ClientConfig::from_config(&bad_path, SecretString::from("s")).is_err());
+    }
+
+    #[test]
+    fn loopback_detection() {
+        assert!(is_loopback("http://127.0.0.1:8080"));
+        assert!(is_loopback("http://[::1]:8080/oauth/token"));
+        assert!(is_loopback("http://localhost:1"));
+        assert!(!is_loopback("https://api.talkdeskapp.com"));
     }
 
     #[test]

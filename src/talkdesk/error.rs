@@ -84,7 +84,9 @@ impl ApiErrorBody {
     /// Parse a response body; anything that is not the documented JSON shape
     /// is kept (shortened) as the message so operators still see it.
     pub fn parse(body: &[u8]) -> ApiErrorBody {
-        if let Ok(parsed) = serde_json::from_slice::<ApiErrorBody>(body) {
+        if let Ok(parsed) = serde_json::from_slice::<ApiErrorBody>(body)
+            && parsed != ApiErrorBody::default()
+        {
             return parsed;
         }
         let text = String::from_utf8_lossy(body);
@@ -325,5 +327,8 @@ mod tests {
         let b = ApiErrorBody::parse(b"<html>bad gateway</html>");
         assert_eq!(b.message.as_deref(), Some("<html>bad gateway</html>"));
         assert_eq!(ApiErrorBody::parse(b"").to_string(), "no error body");
+        // JSON of another shape is kept as text rather than lost.
+        let b = ApiErrorBody::parse(br#"{"error":"rate limited"}"#);
+        assert_eq!(b.message.as_deref(), Some(r#"{"error":"rate limited"}"#));
     }
 }
