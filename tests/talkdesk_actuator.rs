@@ -559,3 +559,47 @@ async fn talkdesk_normalized_settings_are_not_mistaken_for_drift() {
     assert!(!env.audit.records().iter().any(|r| r.kind == "drift"));
     run.stop().await;
 }
+
+#[tokio::test]
+async fn talkdesk_adopted_drift_ends_after_its_ttl() {
+    // The engine never takes the override up (say it rejected it): the
+    // actuator's hands-off period still ends, and the desired state returns.
+    let env = Env::new().await;
+    let opts = ActuatorOptions {
+        on_drift: OnDrift::Respect,
+        adopt_ttl: Duration::from_millis(500),
+        ..fast_options()
+    };
+    let run = spawn_actuator(&env, opts, active("backup"));
+    run.converged(&active("backup")).await;
+    env.sim().set_enabled(false);
+    run.wait("drift adopted", |s| s.adopted).await;
+    run.wait("adoption expired", |s| !s.adopted).await;
+    run.converged(&active("backup")).await;
+    assert!(env.sim().state().enabled);
+    run.stop().await;
+}
+
+#[tokio::test]
+async fn talkdesk_new_decision_interrupts_retries() {
+    let env = Env::new().await;
+    env.sim()
+        .inject(Fault::status(FaultOp::PutActivation, 503, 0));
+    let opts = ActuatorOptions {
+        // Long enough that only the desired change can explain a quick end.
+        backoff_min: Duration::from_secs(3),
+        backoff_max: Duration::from_secs(3),
+        ..fast_options()
+    };
+    let run = spawn_actuator(&env, opts, active("backup"));
+    run.wait("first failure", |s| s.attempts >= 1).await;
+    let started = Instant::now();
+    run.set(Desired::Inactive);
+    let s = run.converged(&Desired::Inactive).await;
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(s.attempts, 0);
+    // The activation never went through, so turning off needs no write.
+    assert_eq!(env.count("put_activation"), 1);
+    assert!(!env.sim().state().enabled);
+    run.stop().await;
+}

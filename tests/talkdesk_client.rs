@@ -20,6 +20,12 @@ async fn talkdesk_token_is_cached_across_calls() {
     assert_eq!(env.requests("token", "200"), 1);
     assert_eq!(env.requests("get_activation", "200"), 1);
     assert_eq!(env.requests("put_activation", "200"), 1);
+    let timed = env
+        .metrics
+        .talkdesk_request_duration_seconds
+        .with_label_values(&["token"])
+        .get_sample_count();
+    assert_eq!(timed, 1);
     let tok = env
         .sim()
         .journal()
