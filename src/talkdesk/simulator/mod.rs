@@ -204,32 +204,28 @@ impl Simulator {
         lock(&self.inner.journal).clear();
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn record(
-        &self,
-        method: &Method,
-        path: &str,
-        headers: &HeaderMap,
-        op: FaultOp,
-        status: u16,
-        body: Option<String>,
-        fault: Option<&Fault>,
-    ) {
+    fn record(&self, call: &Call, status: u16, fault: Option<&Fault>) {
         lock(&self.inner.journal).push(JournalEntry {
             seq: 0,
             at: Timestamp::now().to_rfc3339(),
-            method: method.to_string(),
-            path: path.to_string(),
-            op: op.as_str().to_string(),
+            method: call.method.to_string(),
+            path: call.path.clone(),
+            op: call.op.as_str().to_string(),
             status,
-            body,
-            user_agent: headers
-                .get(header::USER_AGENT)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string),
+            body: call.summary.clone(),
+            user_agent: call.user_agent.clone(),
             fault: fault.map(Fault::label),
         });
     }
+}
+
+/// What the journal keeps of one API request.
+struct Call {
+    method: Method,
+    path: String,
+    op: FaultOp,
+    user_agent: Option<String>,
+    summary: Option<String>,
 }
 
 /// Serve the simulator on `listener` until `shutdown` completes.
@@ -338,11 +334,24 @@ async fn api_call(
                 None,
                 vec![],
             );
-            sim.record(&method, &path, &headers, op, 413, None, None);
+            let call = Call {
+                method,
+                path,
+                op,
+                user_agent: user_agent(&headers),
+                summary: None,
+            };
+            sim.record(&call, 413, None);
             return r;
         }
     };
-    let summary = summarize(op, &body);
+    let call = Call {
+        summary: summarize(op, &body),
+        user_agent: user_agent(&headers),
+        method,
+        path,
+        op,
+    };
 
     let fault = lock(&sim.inner.faults).take(op);
     if let Some(f) = &fault {
@@ -351,19 +360,19 @@ async fn api_call(
         }
         if f.drop {
             conn.kill();
-            sim.record(&method, &path, &headers, op, 0, summary, Some(f));
+            sim.record(&call, 0, Some(f));
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
         if let Some(status) = f.status {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let mut r = if op == FaultOp::Token {
-                (
-                    status,
-                    axum::Json(
-                        json!({"error": "server_error", "error_description": "injected fault"}),
-                    ),
-                )
-                    .into_response()
+                let error = match status.as_u16() {
+                    400 => "invalid_request",
+                    401 => "invalid_client",
+                    503 => "temporarily_unavailable",
+                    _ => "server_error",
+                };
+                oauth_error(status, error, "injected fault")
             } else {
                 td_error(
                     status,
@@ -378,15 +387,7 @@ async fn api_call(
             {
                 r.headers_mut().insert(header::RETRY_AFTER, v);
             }
-            sim.record(
-                &method,
-                &path,
-                &headers,
-                op,
-                status.as_u16(),
-                summary,
-                Some(f),
-            );
+            sim.record(&call, status.as_u16(), Some(f));
             return r;
         }
     }
@@ -395,16 +396,15 @@ async fn api_call(
         FaultOp::Token => token(&sim, &headers, &body),
         _ => api(&sim, op, &headers, &body),
     };
-    sim.record(
-        &method,
-        &path,
-        &headers,
-        op,
-        resp.status().as_u16(),
-        summary,
-        fault.as_ref(),
-    );
+    sim.record(&call, resp.status().as_u16(), fault.as_ref());
     resp
+}
+
+fn user_agent(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
 
 fn summarize(op: FaultOp, body: &[u8]) -> Option<String> {
