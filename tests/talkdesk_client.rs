@@ -248,3 +248,36 @@ async fn talkdesk_every_call_sends_the_agent_user_agent() {
         assert_eq!(e.user_agent.as_deref(), Some(ua.as_str()), "{e:?}");
     }
 }
+
+#[tokio::test]
+async fn talkdesk_failed_early_refresh_keeps_the_valid_token() {
+    // expires_in = 2 s, refresh from 1.8 s. At 1.85 s the token endpoint
+    // fails: the call still succeeds with the old, still valid token.
+    let env = Env::with(
+        SimulatorOptions {
+            token_ttl: Duration::from_secs(2),
+            ..sim_options()
+        },
+        |_| {},
+    )
+    .await;
+    env.client.get_activation().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1850)).await;
+    env.sim().inject(Fault::status(FaultOp::Token, 503, 1));
+    env.client.get_activation().await.unwrap();
+    let ops: Vec<String> = env
+        .sim()
+        .journal()
+        .iter()
+        .map(|e| format!("{} {}", e.op, e.status))
+        .collect();
+    assert_eq!(
+        ops,
+        [
+            "token 200",
+            "get_activation 200",
+            "token 503",
+            "get_activation 200"
+        ]
+    );
+}

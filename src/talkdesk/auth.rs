@@ -56,7 +56,10 @@ impl std::fmt::Debug for AccessToken {
 
 struct Cached {
     token: AccessToken,
+    /// Start trying to replace the token from here on.
     refresh_at: Instant,
+    /// The server stops accepting it here (by its `expires_in`).
+    expires_at: Instant,
 }
 
 pub(crate) struct TokenSource {
@@ -109,10 +112,23 @@ impl TokenSource {
         }
         // Holding the lock across the request is the single-flight: everyone
         // else waits here and then finds the fresh token in the cache.
-        let fresh = self.fetch().await?;
-        let token = fresh.token.clone();
-        *cache = Some(fresh);
-        Ok(token)
+        match self.fetch().await {
+            Ok(fresh) => {
+                let token = fresh.token.clone();
+                *cache = Some(fresh);
+                Ok(token)
+            }
+            // A refresh inside the margin failed, but the old token is still
+            // valid: keep using it rather than fail a call over a token
+            // endpoint blip. The next call tries to refresh again.
+            Err(error) => match cache.as_ref() {
+                Some(c) if Instant::now() < c.expires_at => {
+                    tracing::warn!(%error, "Token refresh failed; using the current token until it expires.");
+                    Ok(c.token.clone())
+                }
+                _ => Err(error),
+            },
+        }
     }
 
     /// Drop `stale` from the cache if it is still the cached token.
@@ -233,6 +249,7 @@ impl TokenSource {
             // Measured from when the request was sent: the server's clock
             // started before our response arrived.
             refresh_at: started + lifetime.saturating_sub(refresh_margin(lifetime)),
+            expires_at: started + lifetime,
         })
     }
 

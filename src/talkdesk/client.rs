@@ -246,6 +246,10 @@ impl Client {
     pub async fn get_settings(&self) -> Result<FallbackSettings, TalkdeskError> {
         let path = self.inner.settings_path.clone();
         let (status, body) = self.send(Op::GetSettings, Method::GET, &path, None).await?;
+        // No body (e.g. 204) means nothing is configured yet.
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(FallbackSettings::default());
+        }
         let wire: WireSettings = decode(Op::GetSettings, status, &body)?;
         Ok(wire.into())
     }
@@ -301,16 +305,15 @@ impl Client {
     }
 
     /// Record a write that `dry_run` suppressed, exactly as it would be sent.
+    /// Only writes are ever suppressed; other ops are ignored.
     pub fn audit_dry_run(&self, op: Op, request: serde_json::Value) {
-        let (method, path) = match op {
-            Op::PutSettings => ("PUT", &self.inner.settings_path),
-            Op::PutActivation => ("PUT", &self.inner.activation_path),
-            Op::GetSettings => ("GET", &self.inner.settings_path),
-            Op::GetActivation => ("GET", &self.inner.activation_path),
-            Op::Token => ("POST", &self.inner.api_base),
+        let path = match op {
+            Op::PutSettings => &self.inner.settings_path,
+            Op::PutActivation => &self.inner.activation_path,
+            Op::GetSettings | Op::GetActivation | Op::Token => return,
         };
         let target = format!("{}{}", self.inner.api_base, path);
-        self.inner.observer.dry_run(op, method, &target, request);
+        self.inner.observer.dry_run(op, "PUT", &target, request);
     }
 
     /// One API call with the 401 refresh-once path. Returns status and body of
