@@ -113,10 +113,10 @@ impl Default for ActuatorOptions {
             dry_run: false,
             on_drift: OnDrift::Correct,
             reconcile_interval: Duration::from_secs(60),
-            // One second is gentle on a struggling API; a minute bounds how
-            // late the fallback can be once Talkdesk recovers.
+            // One second is gentle on a struggling API; 30 s bounds how late
+            // the fallback can be once Talkdesk recovers, at two calls a minute.
             backoff_min: Duration::from_secs(1),
-            backoff_max: Duration::from_secs(60),
+            backoff_max: Duration::from_secs(30),
             adopt_ttl: Duration::from_secs(24 * 3600),
         }
     }
@@ -545,6 +545,29 @@ impl Actuator {
         if plan.is_empty() {
             return Ok(Step::Converged);
         }
+        // Explain the writes before making them: what Talkdesk has, what
+        // will change, and why (the desired state).
+        let steps: Vec<String> = plan
+            .iter()
+            .map(|w| match w {
+                Write::Settings(_) => "write settings".to_string(),
+                Write::Activation(e) => format!("set enabled={e}"),
+            })
+            .collect();
+        tracing::info!(desired = %desired, enabled = ?self.known.enabled, settings_known = self.known.settings.is_some(), plan = ?steps, dry_run = self.opts.dry_run, "Applying the desired state to Talkdesk.");
+        self.audit.record(
+            AuditRecord::new(
+                Timestamp::now(),
+                "actuation",
+                format!("applying {desired}: {}", steps.join(", then ")),
+            )
+            .with_data(json!({
+                "desired": desired,
+                "plan": steps,
+                "before": self.known,
+                "dry_run": self.opts.dry_run,
+            })),
+        );
         if self.opts.dry_run {
             for w in &plan {
                 match w {

@@ -134,6 +134,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+impl Default for Simulator {
+    /// The documented demo credentials ([`SimulatorOptions::default`]).
+    fn default() -> Self {
+        Simulator::new(SimulatorOptions::default())
+    }
+}
+
 impl Simulator {
     pub fn new(opts: SimulatorOptions) -> Simulator {
         Simulator {
