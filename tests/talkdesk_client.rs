@@ -112,7 +112,8 @@ async fn talkdesk_persistent_401_is_returned_after_one_refresh() {
     assert_eq!(env.count("get_activation"), 2);
 }
 
-#[tokio::test]
+// Real threads, so the twenty callers truly race for the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn talkdesk_concurrent_callers_share_one_token_request() {
     let env = Env::new().await;
     let calls: Vec<_> = (0..20)
