@@ -603,3 +603,40 @@ async fn talkdesk_new_decision_interrupts_retries() {
     assert!(!env.sim().state().enabled);
     run.stop().await;
 }
+
+#[tokio::test]
+async fn talkdesk_each_ui_change_is_adopted_in_turn() {
+    let env = Env::new().await;
+    let opts = ActuatorOptions {
+        on_drift: OnDrift::Respect,
+        ..fast_options()
+    };
+    let run = spawn_actuator(&env, opts, active("backup"));
+    run.converged(&active("backup")).await;
+    let overrides = |run: &Running| -> Vec<Desired> {
+        run.events()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::OverrideSet(o) => Some(o.desired),
+                _ => None,
+            })
+            .collect()
+    };
+    env.sim().set_enabled(false);
+    run.wait("first adoption", |s| s.adopted).await;
+    // A settings edit while the fallback is off changes nothing that matters.
+    env.sim().set_settings(other());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(overrides(&run), [Desired::Inactive]);
+    // Turned back on in the UI, with the settings of profile "other".
+    env.sim().set_enabled(true);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while overrides(&run).len() < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(overrides(&run), [Desired::Inactive, active("other")]);
+    // Only the initial activation was ever written.
+    let writes: Vec<String> = env.writes().iter().map(|w| w.op.clone()).collect();
+    assert_eq!(writes, ["put_settings", "put_activation"]);
+    run.stop().await;
+}

@@ -673,7 +673,12 @@ impl Actuator {
                 self.publish();
                 return !satisfied;
             }
-            if self.known != a.observed {
+            // Settings do not matter while the fallback is off.
+            let changed = match a.desired {
+                Desired::Inactive => self.known.enabled != a.observed.enabled,
+                Desired::Active { .. } => self.known != a.observed,
+            };
+            if changed {
                 // Changed again outside the agent: adopt the new state too.
                 self.adopt(desired, events).await;
             }
