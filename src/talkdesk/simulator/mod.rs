@@ -241,6 +241,9 @@ pub async fn run(
     sim: Simulator,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, client_id = %sim.options().client_id, "Talkdesk simulator listening.");
+    }
     let app = router(sim).into_make_service_with_connect_info::<Conn>();
     axum::serve(KillableListener(listener), app)
         .with_graceful_shutdown(shutdown)
