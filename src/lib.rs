@@ -7,6 +7,7 @@
 //! - [`config`]: the TOML file and environment, parsed once, every error collected.
 //! - [`engine`]: the pure decision state machine (no I/O, no clock).
 //! - [`domain`]: types every component shares (profiles, desired/actual state, timestamps).
+//! - [`talkdesk`]: the Talkdesk client, actuator, break-glass commands and API simulator.
 //! - [`telemetry`]: the metrics registry and audit records.
 
 pub mod calendar;
@@ -16,4 +17,5 @@ pub mod domain;
 pub mod engine;
 pub mod server;
 pub mod store;
+pub mod talkdesk;
 pub mod telemetry;
