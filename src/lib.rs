@@ -12,4 +12,5 @@
 pub mod config;
 pub mod domain;
 pub mod engine;
+pub mod probe;
 pub mod telemetry;

@@ -1,0 +1,21 @@
+//! placeholder
+use crate::config::schema::ProbeConfig;
+use crate::domain::ProbeOutcome;
+use futures::future::BoxFuture;
+pub struct StatusPageProbe;
+impl StatusPageProbe {
+    pub fn from_config(cfg: &ProbeConfig) -> Result<Self, super::ProbeBuildError> {
+        Err(super::ProbeBuildError::missing(cfg, "todo"))
+    }
+}
+impl super::Probe for StatusPageProbe {
+    fn id(&self) -> &str {
+        ""
+    }
+    fn kind(&self) -> &'static str {
+        ""
+    }
+    fn check(&self) -> BoxFuture<'_, ProbeOutcome> {
+        Box::pin(async { ProbeOutcome::failure("", None) })
+    }
+}
