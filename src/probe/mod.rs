@@ -21,6 +21,9 @@ pub mod selfcheck;
 pub mod sip;
 pub mod statuspage;
 
+#[cfg(test)]
+pub(crate) mod testutil;
+
 use std::time::Duration;
 
 use futures::future::BoxFuture;
