@@ -108,6 +108,7 @@ pub fn build_scheduled(cfg: &ProbeConfig) -> Result<scheduler::Scheduled, ProbeB
         probe,
         interval,
         fast_interval,
+        timeout: timeout_of(cfg),
     })
 }
 
