@@ -22,11 +22,13 @@ pub mod transport;
 mod tests;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::ClientConfig;
 use tokio_rustls::rustls::pki_types::ServerName;
 
 use crate::config::schema::ProbeConfig;
@@ -48,6 +50,8 @@ pub struct SipProbe {
     accept: Accept,
     timeout: Duration,
     from_user: Option<String>,
+    /// TLS client settings; `None` uses the OS trust store ([`transport::tls_config`]).
+    tls: Option<Arc<ClientConfig>>,
 }
 
 impl SipProbe {
@@ -63,12 +67,20 @@ impl SipProbe {
             accept,
             timeout,
             from_user: None,
+            tls: None,
         }
     }
 
     /// Use this user in From and Contact (default `continuity-agent`).
     pub fn with_from_user(mut self, user: Option<String>) -> Self {
         self.from_user = user;
+        self
+    }
+
+    /// Use these TLS client settings (a private CA, client certificates)
+    /// instead of the OS trust store.
+    pub fn with_tls_config(mut self, tls: Arc<ClientConfig>) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -118,7 +130,10 @@ impl SipProbe {
                     .await
                     .map_err(|e| e.to_string())?;
                 let local = stream.local_addr().map_err(|e| e.to_string())?;
-                let config = transport::tls_config()?;
+                let config = match &self.tls {
+                    Some(c) => c.clone(),
+                    None => transport::tls_config()?,
+                };
                 let name = match &self.target.host {
                     Host::Ip(ip) => ServerName::IpAddress((*ip).into()),
                     Host::Name(n) => ServerName::try_from(n.clone())

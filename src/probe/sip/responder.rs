@@ -13,8 +13,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
 use super::parse::{Header, canonical, message_len, split_head};
@@ -100,6 +100,38 @@ impl Responder {
     /// How many distinct source addresses sent UDP requests.
     pub fn udp_peers(&self) -> usize {
         self.shared.udp_peers.lock().map(|p| p.len()).unwrap_or(0)
+    }
+
+    /// Also answer over TLS on `addr` (port 0 picks one), with the same mode
+    /// and counters. Returns the TLS listener's address.
+    pub async fn serve_tls(
+        &self,
+        addr: SocketAddr,
+        tls: Arc<tokio_rustls::rustls::ServerConfig>,
+    ) -> io::Result<SocketAddr> {
+        let listener = TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        let (shared, stop) = (self.shared.clone(), self.stop.clone());
+        tokio::spawn(async move {
+            loop {
+                let conn = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    r = listener.accept() => match r {
+                        Ok((s, _)) => s,
+                        Err(_) => continue,
+                    },
+                };
+                let (acceptor, shared, stop) = (acceptor.clone(), shared.clone(), stop.clone());
+                tokio::spawn(async move {
+                    // A failed handshake is the client's problem to report.
+                    if let Ok(tls) = acceptor.accept(conn).await {
+                        serve_conn(tls, shared, stop).await;
+                    }
+                });
+            }
+        });
+        Ok(local)
     }
 
     /// Stop listening; the ports are closed once the tasks notice (promptly).
@@ -235,7 +267,11 @@ async fn serve_tcp(listener: TcpListener, shared: Arc<Shared>, stop: Cancellatio
     }
 }
 
-async fn serve_conn(mut conn: TcpStream, shared: Arc<Shared>, stop: CancellationToken) {
+async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(
+    mut conn: S,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
