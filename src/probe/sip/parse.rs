@@ -4,7 +4,8 @@
 //!
 //! It is a pure function over untrusted bytes: no panics, no indexing that can
 //! go out of bounds, bounded work (the input is at most one datagram or one
-//! framed stream message). It is fuzzed (`fuzz/`) and property-tested.
+//! framed stream message). It is property-tested here and is meant as the
+//! target of the SIP parser fuzzer.
 //! We do not use a full SIP grammar crate: a ping needs four fields, and a
 //! tolerant hand parser accepts the odd formatting real SBCs send.
 

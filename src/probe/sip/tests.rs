@@ -106,19 +106,15 @@ async fn provisional_responses_are_skipped() {
 async fn silent_target_times_out_after_retransmitting() {
     let r = responder(Mode::Silent).await;
     let started = Instant::now();
-    let out = probe(
-        &udp_target(r.udp_addr()),
-        &["2xx"],
-        Duration::from_millis(1600),
-    )
-    .check()
-    .await;
+    let out = probe(&udp_target(r.udp_addr()), &["2xx"], Duration::from_secs(2))
+        .check()
+        .await;
     let took = started.elapsed();
     assert!(!out.success);
-    assert_eq!(out.detail, "timeout after 1.6s");
+    assert_eq!(out.detail, "timeout after 2s");
     assert_eq!(out.latency, None);
     assert!(
-        took >= Duration::from_millis(1600) && took < Duration::from_millis(2500),
+        took >= Duration::from_secs(2) && took < Duration::from_secs(3),
         "{took:?}"
     );
     // Sent at 0, 0.5 s and 1.5 s (Timer E).
@@ -155,7 +151,7 @@ async fn closed_udp_port_fails_fast_via_icmp() {
     assert!(!out.success);
     assert_eq!(out.detail, format!("ICMP port unreachable from {addr}"));
     // Well before the first retransmission (T1 = 500 ms), let alone the timeout.
-    assert!(took < Duration::from_millis(400), "took {took:?}");
+    assert!(took < Duration::from_millis(450), "took {took:?}");
 }
 
 #[tokio::test]
