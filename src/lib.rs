@@ -6,6 +6,7 @@
 //! Components (see ARCHITECTURE.md for the invariants):
 //! - [`config`]: the TOML file and environment, parsed once, every error collected.
 //! - [`engine`]: the pure decision state machine (no I/O, no clock).
+//! - [`probe`]: SIP OPTIONS, HTTP, status page and agents probes, their scheduler and the self-check.
 //! - [`domain`]: types every component shares (profiles, desired/actual state, timestamps).
 //! - [`telemetry`]: the metrics registry and audit records.
 

@@ -457,3 +457,40 @@ mod tls {
         );
     }
 }
+
+#[tokio::test]
+async fn ipv6_literals_use_the_ipv6_socket() {
+    // Hosts without IPv6 cannot bind ::1; say so instead of failing.
+    let Ok(r) = Responder::bind("[::1]:0".parse().unwrap(), Mode::Answer(200)).await else {
+        eprintln!("skipping: ::1 is not available on this host");
+        return;
+    };
+    let port = r.udp_addr().port();
+    let out = probe(
+        &format!("sip:[::1]:{port}"),
+        &["2xx"],
+        Duration::from_secs(2),
+    )
+    .check()
+    .await;
+    assert!(out.success, "{out:?}");
+    let out = probe(
+        &format!("sip:ping@[::1]:{};transport=tcp", r.tcp_addr().port()),
+        &["2xx"],
+        Duration::from_secs(2),
+    )
+    .check()
+    .await;
+    assert!(out.success, "{out:?}");
+    // ICMPv6 port unreachable is routed through IPV6_RECVERR too.
+    let closed = std::net::UdpSocket::bind("[::1]:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let started = Instant::now();
+    let out = probe(&format!("sip:{closed}"), &["2xx"], Duration::from_secs(3))
+        .check()
+        .await;
+    assert_eq!(out.detail, format!("ICMP port unreachable from {closed}"));
+    assert!(started.elapsed() < Duration::from_millis(450));
+}

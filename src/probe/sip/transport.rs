@@ -10,7 +10,7 @@
 //! timeout, which [`super::SipProbe`] enforces.
 //!
 //! Closed ports fail fast through `IP_RECVERR` on that shared socket (see
-//! [`super::recverr`]): the ICMP error is routed to the transaction by the
+//! `recverr.rs`): the ICMP error is routed to the transaction by the
 //! branch quoted back in it, else by destination address.
 //!
 //! The muxes live on a dedicated thread with its own small runtime, so they
