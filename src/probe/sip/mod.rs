@@ -108,7 +108,31 @@ impl SipProbe {
 
     /// One attempt, without the timeout (the caller applies it).
     async fn attempt(&self) -> Result<(SipResponse, Duration, u32), String> {
-        let dest = resolve(&self.target).await?;
+        // RFC 3263 4.3: when a name has several addresses and one fails at
+        // the transport level (ICMP, refused, TLS), try the next. A host
+        // without an IPv6 route must not report a dual-stack trunk down.
+        // Silence is not skipped: it runs into the probe timeout.
+        let addrs = resolve(&self.target).await?;
+        self.attempt_addrs(&addrs).await
+    }
+
+    /// Try each address in turn until one gives a final response.
+    async fn attempt_addrs(
+        &self,
+        addrs: &[SocketAddr],
+    ) -> Result<(SipResponse, Duration, u32), String> {
+        let mut errors = Vec::new();
+        for &dest in addrs {
+            match self.attempt_at(dest).await {
+                Ok(r) => return Ok(r),
+                Err(e) => errors.push(e),
+            }
+        }
+        Err(errors.join("; "))
+    }
+
+    /// One attempt against one resolved address.
+    async fn attempt_at(&self, dest: SocketAddr) -> Result<(SipResponse, Duration, u32), String> {
         let start = Instant::now();
         let reply = match self.target.transport {
             Transport::Udp => {
@@ -190,19 +214,30 @@ impl SipProbe {
     }
 }
 
+/// At most this many addresses of a name are tried per attempt.
+const MAX_ADDRESSES: usize = 4;
+
 /// Resolve the target at each attempt (DNS may move a trunk). Literal
-/// addresses skip the resolver.
-async fn resolve(t: &SipTarget) -> Result<SocketAddr, String> {
+/// addresses skip the resolver. Never empty on success.
+async fn resolve(t: &SipTarget) -> Result<Vec<SocketAddr>, String> {
     let port = t.effective_port();
     match &t.host {
-        Host::Ip(ip) => Ok(SocketAddr::new(*ip, port)),
+        Host::Ip(ip) => Ok(vec![SocketAddr::new(*ip, port)]),
         Host::Name(name) => {
-            let mut addrs = tokio::net::lookup_host((name.as_str(), port))
+            let mut addrs: Vec<SocketAddr> = Vec::new();
+            for a in tokio::net::lookup_host((name.as_str(), port))
                 .await
-                .map_err(|e| format!("cannot resolve {name}: {e}"))?;
-            addrs
-                .next()
-                .ok_or_else(|| format!("cannot resolve {name}: no address"))
+                .map_err(|e| format!("cannot resolve {name}: {e}"))?
+            {
+                if !addrs.contains(&a) {
+                    addrs.push(a);
+                }
+            }
+            addrs.truncate(MAX_ADDRESSES);
+            if addrs.is_empty() {
+                return Err(format!("cannot resolve {name}: no address"));
+            }
+            Ok(addrs)
         }
     }
 }
