@@ -21,6 +21,9 @@
 //!   < `partial_outage` < `major_outage`, default `major_outage`). Unknown
 //!   status values count as degraded; maintenance is not an outage.
 
+mod atlassian;
+mod incidentio;
+mod instatus;
 pub mod model;
 
 #[cfg(test)]
