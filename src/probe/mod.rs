@@ -148,6 +148,41 @@ mod tests {
     use super::*;
 
     #[test]
+    fn build_scheduled_fills_documented_defaults() {
+        let cfg = |v| serde_json::from_value::<ProbeConfig>(v).unwrap();
+        let s = build_scheduled(&cfg(serde_json::json!({
+            "id": "trunk-a", "type": "sip", "target": "sip:192.0.2.1"
+        })))
+        .unwrap();
+        assert_eq!(s.probe.id(), "trunk-a");
+        assert_eq!(s.interval, defaults::PROBE_INTERVAL.get());
+        assert_eq!(s.fast_interval, defaults::PROBE_FAST_INTERVAL.get());
+        assert_eq!(s.timeout, defaults::PROBE_TIMEOUT.get());
+
+        let s = build_scheduled(&cfg(serde_json::json!({
+            "id": "vendor", "type": "statuspage", "url": "https://status.example/api/v2/summary.json",
+            "fast_interval": "2m"
+        })))
+        .unwrap();
+        assert_eq!(s.interval, defaults::STATUSPAGE_INTERVAL.get());
+        assert_eq!(
+            s.fast_interval, s.interval,
+            "fast is never slower than normal"
+        );
+
+        for (v, key) in [
+            (
+                serde_json::json!({"id": "a", "type": "agents", "url": "http://h/"}),
+                "value",
+            ),
+            (serde_json::json!({"id": "s", "type": "statuspage"}), "url"),
+        ] {
+            let err = build(&cfg(v)).err().unwrap().to_string();
+            assert!(err.contains(&format!("`{key}` is required")), "{err}");
+        }
+    }
+
+    #[test]
     fn durations_render_compactly() {
         assert_eq!(timeout_detail(Duration::from_secs(2)), "timeout after 2s");
         assert_eq!(fmt_duration(Duration::from_millis(1500)), "1.5s");

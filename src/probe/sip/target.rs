@@ -292,6 +292,37 @@ mod tests {
         assert!(parse_target("SIP:H.Example;lr").is_ok());
     }
 
+    proptest::proptest! {
+        /// The Request-URI we print parses back to the same target.
+        #[test]
+        fn request_uri_round_trips(
+            secure in proptest::bool::ANY,
+            user in proptest::option::of("[a-z0-9._-]{1,12}"),
+            host in "[a-z][a-z0-9-]{0,10}(\\.[a-z][a-z0-9-]{0,10}){0,3}",
+            v6 in proptest::option::of(proptest::prelude::any::<u128>()),
+            port in proptest::option::of(1u16..),
+            tr in 0u8..3,
+        ) {
+            let host = match v6 {
+                Some(bits) => Host::Ip(IpAddr::V6(Ipv6Addr::from(bits))),
+                None => Host::Name(host.trim_end_matches('-').to_string()),
+            };
+            proptest::prop_assume!(!matches!(&host, Host::Name(n) if n.split('.').any(|l| l.ends_with('-') || l.is_empty())));
+            let transport = if secure {
+                Transport::Tls
+            } else {
+                [Transport::Udp, Transport::Tcp, Transport::Tls][tr as usize]
+            };
+            let t = SipTarget { secure, user, host, port, transport };
+            proptest::prop_assert_eq!(parse_target(&t.request_uri()), Ok(t));
+        }
+
+        #[test]
+        fn parse_target_never_panics(s in "\\PC{0,64}") {
+            let _ = parse_target(&s);
+        }
+    }
+
     #[test]
     fn rejects_with_operator_messages() {
         for (input, needle) in [
