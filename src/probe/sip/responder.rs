@@ -169,12 +169,7 @@ fn answers(shared: &Shared, request: &[u8]) -> Vec<Vec<u8>> {
     let Mode::Answer(code) = mode else {
         return Vec::new();
     };
-    let Some(trying_and_final) =
-        build_answers(request, code, shared.trying.load(Ordering::Relaxed))
-    else {
-        return Vec::new();
-    };
-    trying_and_final
+    build_answers(request, code, shared.trying.load(Ordering::Relaxed)).unwrap_or_default()
 }
 
 fn build_answers(request: &[u8], code: u16, trying: bool) -> Option<Vec<Vec<u8>>> {
