@@ -177,8 +177,12 @@ async fn closed_port_does_not_disturb_other_transactions() {
 
 #[tokio::test]
 async fn many_udp_probes_share_one_socket() {
+    // 2000 trunks probed at the same instant: one socket, one demultiplexer,
+    // every probe answered (a datagram dropped by a full buffer is recovered
+    // by retransmission within the timeout).
     let r = responder(Mode::Answer(200)).await;
-    let probes: Vec<SipProbe> = (0..300)
+    let started = Instant::now();
+    let probes: Vec<SipProbe> = (0..2000)
         .map(|_| probe(&udp_target(r.udp_addr()), &["2xx"], Duration::from_secs(3)))
         .collect();
     let outs = futures::future::join_all(probes.iter().map(|p| p.check())).await;
@@ -187,7 +191,8 @@ async fn many_udp_probes_share_one_socket() {
         "{:?}",
         outs.iter().find(|o| !o.success)
     );
-    assert!(r.received() >= 300);
+    assert!(r.received() >= 2000);
+    assert!(started.elapsed() < Duration::from_secs(3));
     assert_eq!(
         r.udp_peers(),
         1,

@@ -44,6 +44,9 @@ pub const T1: Duration = Duration::from_millis(500);
 /// RFC 3261 timer T2: cap on the non-INVITE retransmission interval.
 pub const T2: Duration = Duration::from_secs(4);
 
+/// Receive buffer asked for the shared socket: about 4000 typical answers.
+const RECV_BUFFER: usize = 2 << 20;
+
 /// Why an exchange produced no final response.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
@@ -116,6 +119,12 @@ impl UdpMux {
                 message = "Closed SIP/UDP ports will only be detected by timeout.",
                 error = %e
             );
+        }
+        // Thousands of trunks answering within the same few milliseconds
+        // must not overflow the default ~200 KiB buffer (a dropped answer
+        // costs a retransmission). The kernel caps this at rmem_max.
+        if let Err(e) = socket2::SockRef::from(&std_socket).set_recv_buffer_size(RECV_BUFFER) {
+            tracing::debug!(message = "Could not enlarge the SIP/UDP receive buffer.", error = %e);
         }
         let local_port = std_socket.local_addr()?.port();
         let pending: Arc<Mutex<HashMap<String, Pending>>> = Arc::default();
