@@ -161,14 +161,17 @@ fn probe_ids_must_be_unique() {
 #[test]
 fn sip_targets_need_sip_scheme_host_and_known_transport() {
     for (target, why) in [
-        ("http://trunk", "must start with sip: or sips:"),
+        ("http://trunk", "is not a SIP URI"),
         (
             "sip:trunk;transport=sctp",
-            "transport \"sctp\" is not udp, tcp or tls",
+            "unsupported transport \"sctp\"; use udp, tcp or tls",
         ),
-        ("sip:trunk:99999", "port \"99999\""),
-        ("sips:trunk;transport=udp", "sips: URIs need transport=tls"),
-        ("sip:", "no valid host"),
+        (
+            "sip:trunk:99999",
+            "port \"99999\" must be a number from 1 to 65535",
+        ),
+        ("sips:trunk;transport=udp", "a sips: URI must use TLS"),
+        ("sip:", "missing host"),
     ] {
         let src = BASE.replace("sip:trunk-a.example.net:5060;transport=udp", target);
         assert_error(&src, "probes[0] (trunk-a).target", why);

@@ -556,51 +556,10 @@ fn check_accept_code(c: &str) -> Result<bool, String> {
     }
 }
 
-/// SIP target syntax: `sip:[user@]host[:port][;transport=udp|tcp|tls]` or `sips:`.
+/// SIP target syntax, checked by the SIP probe's own parser so validation
+/// and probing can never disagree.
 pub fn check_sip_target(t: &str) -> Result<(), String> {
-    let (scheme, rest) = t
-        .split_once(':')
-        .filter(|(s, _)| *s == "sip" || *s == "sips")
-        .ok_or_else(|| format!("{t:?} must start with sip: or sips:"))?;
-    let mut parts = rest.split(';');
-    let hostport = parts.next().unwrap_or_default();
-    let hostport = hostport
-        .rsplit_once('@')
-        .map(|(_, h)| h)
-        .unwrap_or(hostport);
-    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-        let (h, after) = v6
-            .split_once(']')
-            .ok_or_else(|| format!("{t:?}: unterminated IPv6 literal"))?;
-        (h, after.strip_prefix(':'))
-    } else {
-        match hostport.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (hostport, None),
-        }
-    };
-    if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '/' || c == '?') {
-        return Err(format!("{t:?} has no valid host"));
-    }
-    if let Some(p) = port {
-        match p.parse::<u16>() {
-            Ok(n) if n > 0 => {}
-            _ => return Err(format!("{t:?}: port {p:?} is not 1-65535")),
-        }
-    }
-    for param in parts {
-        let (k, v) = param.split_once('=').unwrap_or((param, ""));
-        if k.eq_ignore_ascii_case("transport") {
-            let v = v.to_ascii_lowercase();
-            if !["udp", "tcp", "tls"].contains(&v.as_str()) {
-                return Err(format!("{t:?}: transport {v:?} is not udp, tcp or tls"));
-            }
-            if scheme == "sips" && v != "tls" {
-                return Err(format!("{t:?}: sips: URIs need transport=tls"));
-            }
-        }
-    }
-    Ok(())
+    crate::probe::sip::parse_target(t).map(|_| ())
 }
 
 fn url_required(cx: &mut Cx, key: &str, p: &ProbeConfig) {
