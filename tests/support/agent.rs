@@ -1,0 +1,90 @@
+//! The agent binary as a child process (`continuity-agent run -c FILE`), for
+//! tests that need a real process: restarts, `kill -9`, signals.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+pub struct AgentProcess {
+    child: Option<Child>,
+    pub api: String,
+    pub log: PathBuf,
+}
+
+impl AgentProcess {
+    /// Starts `run -c config`; the config's `agent.listen` must be `127.0.0.1:{port}`.
+    /// stderr (the logs) goes to `log` for post-mortems.
+    pub fn spawn(config: &Path, port: u16, log: &Path) -> AgentProcess {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_continuity-agent"))
+            .args(["run", "-c"])
+            .arg(config)
+            .env("RUST_LOG", "continuity_agent=debug,info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("spawn the agent");
+        AgentProcess { child: Some(child), api: format!("http://127.0.0.1:{port}"), log: log.to_path_buf() }
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub async fn wait_ready(&mut self) {
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = http.get(format!("{}/readyz", self.api)).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("the agent exited early ({status}); log:\n{}", self.logs());
+            }
+            assert!(Instant::now() < deadline, "the agent did not become ready; log:\n{}", self.logs());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `kill -9`: no chance to flush or say goodbye.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().expect("SIGKILL"); // std sends SIGKILL on Unix
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then wait for a graceful exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut c = self.child.take().expect("running");
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
+        }
+        c.wait().expect("wait")
+    }
+
+    /// A metric's value from `/metrics` (first series whose line starts with `prefix`).
+    pub async fn metric(&self, prefix: &str) -> Option<f64> {
+        let text = reqwest::get(format!("{}/metrics", self.api)).await.ok()?.text().await.ok()?;
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

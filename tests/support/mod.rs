@@ -1,0 +1,20 @@
+//! Shared helpers for integration tests that drive real peers: sipp, the
+//! agent binary, the Talkdesk simulator. Each test binary includes what it
+//! uses with `mod support;`.
+#![allow(dead_code)]
+
+pub mod agent;
+pub mod sipp;
+
+use std::net::UdpSocket;
+
+/// A port free on 127.0.0.1 for both UDP and TCP right now.
+pub fn free_port() -> u16 {
+    loop {
+        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = u.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
