@@ -8,8 +8,10 @@
 //! - [`engine`]: the pure decision state machine (no I/O, no clock).
 //! - [`domain`]: types every component shares (profiles, desired/actual state, timestamps).
 //! - [`telemetry`]: the metrics registry and audit records.
+//! - [`ruletest`]: `test-rules`, promtool-style scenario tests for the engine.
 
 pub mod config;
 pub mod domain;
 pub mod engine;
+pub mod ruletest;
 pub mod telemetry;
