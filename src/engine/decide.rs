@@ -181,6 +181,12 @@ impl Engine {
                 ));
             }
             r.push(reason("rules", "no rule is firing"));
+            // Say what is on its way, so "why isn't it on yet?" has an answer.
+            for (i, s) in self.st.rules.iter().enumerate() {
+                if s.phase == RulePhase::Pending || s.frozen {
+                    r.extend(self.explain_rule(i, now));
+                }
+            }
             return;
         };
         r.extend(self.explain_rule(top, now));

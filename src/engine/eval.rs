@@ -270,11 +270,13 @@ fn explain_probes(ctx: &Ctx, state: ProbeHealth, glob: &str, probes: &[usize]) -
     };
     let single = probes.len() == 1 && ctx.probe_specs.get(probes[0]).is_some_and(|s| s.id == glob);
     if single {
-        format!(
-            "probe {} ({})",
-            state_phrase(state, glob),
-            details.join("; ")
-        )
+        // `probe crm down (503 Service Unavailable)`: the id is already named.
+        let detail = probes
+            .first()
+            .and_then(|&i| ctx.probes.get(i))
+            .and_then(|p| p.last_detail.as_deref())
+            .unwrap_or("no result yet");
+        format!("probe {glob} {state} ({detail})")
     } else {
         format!(
             "{} of {} probes matching {glob:?} {state} ({}{more})",
@@ -283,10 +285,6 @@ fn explain_probes(ctx: &Ctx, state: ProbeHealth, glob: &str, probes: &[usize]) -
             details.join("; ")
         )
     }
-}
-
-fn state_phrase(state: ProbeHealth, id: &str) -> String {
-    format!("{id} {state}")
 }
 
 /// `alert alertname="TalkdeskVoiceDown" matched by alertmanager/3f2a {alertname="TalkdeskVoiceDown", severity="critical"}`

@@ -24,6 +24,7 @@
 //! # drill = "start" (name; profile/duration default to the [[drills]] entry) | "end" (name)
 //! # self_check = "ok" | "fail" (detail)
 //! # flap_release = true ; tick = true
+//! # restart = true: snapshot to JSON and restore, as a daemon restart does
 //!
 //! [[expect]]
 //! at = "15s"
@@ -99,6 +100,15 @@ pub struct Input {
     pub self_check: Option<String>,
     pub flap_release: Option<bool>,
     pub tick: Option<bool>,
+    pub restart: Option<bool>,
+}
+
+/// One timed thing to do to the engine.
+#[derive(Clone, Debug)]
+pub enum Step {
+    Event(Event),
+    /// Persist the engine to JSON and restore it (a daemon restart).
+    Restart,
 }
 
 #[derive(Debug, Deserialize)]
@@ -142,6 +152,36 @@ pub fn events(
     idx: usize,
     spec: &EngineSpec,
     t0: Timestamp,
+) -> Result<Vec<(Duration, Step)>, String> {
+    if i.restart.is_some() {
+        let others = [
+            i.probe.is_some(),
+            i.alert.is_some(),
+            i.override_.is_some(),
+            i.maintenance.is_some(),
+            i.drill.is_some(),
+            i.self_check.is_some(),
+            i.flap_release.is_some(),
+            i.tick.is_some(),
+        ];
+        if others.iter().any(|&x| x) {
+            return Err(format!(
+                "input[{idx}]: restart cannot be combined with another input"
+            ));
+        }
+        return Ok(vec![(i.at.get(), Step::Restart)]);
+    }
+    Ok(event_list(i, idx, spec, t0)?
+        .into_iter()
+        .map(|(at, e)| (at, Step::Event(e)))
+        .collect())
+}
+
+fn event_list(
+    i: &Input,
+    idx: usize,
+    spec: &EngineSpec,
+    t0: Timestamp,
 ) -> Result<Vec<(Duration, Event)>, String> {
     let path = format!("input[{idx}]");
     let kinds: Vec<&str> = [
@@ -159,7 +199,7 @@ pub fn events(
     .collect();
     let [kind] = kinds.as_slice() else {
         return Err(format!(
-            "{path}: needs exactly one of probe, alert, override, maintenance, drill, self_check, flap_release, tick (found: {})",
+            "{path}: needs exactly one of probe, alert, override, maintenance, drill, self_check, flap_release, tick, restart (found: {})",
             if kinds.is_empty() {
                 "none".to_string()
             } else {

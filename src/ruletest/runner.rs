@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::domain::Timestamp;
 use crate::engine::{Command, Engine, EngineSpec, EngineView, Event};
 
-use super::file::Expect;
+use super::file::{Expect, Step};
 
 /// Virtual start: 2026-01-01T00:00:00Z, so absolute times in reasons are readable.
 pub const T0: Timestamp = Timestamp(1_767_225_600_000);
@@ -39,7 +39,7 @@ pub fn offset(t: Timestamp) -> String {
     format!("+{}", super::fmt_offset(Duration::from_millis(ms as u64)))
 }
 
-pub fn run(spec: EngineSpec, mut inputs: Vec<(Duration, Event)>, expects: &[Expect]) -> Outcome {
+pub fn run(spec: EngineSpec, mut inputs: Vec<(Duration, Step)>, expects: &[Expect]) -> Outcome {
     // Stable: inputs at the same instant keep file order.
     inputs.sort_by_key(|(at, _)| *at);
     let mut instants: BTreeSet<Duration> = inputs.iter().map(|(at, _)| *at).collect();
@@ -78,8 +78,15 @@ pub fn run(spec: EngineSpec, mut inputs: Vec<(Duration, Event)>, expects: &[Expe
             }
         }
         let mut any = false;
-        while let Some((_, ev)) = pending.next_if(|(t, _)| *t == at) {
-            let cmds = engine.step(ev, now);
+        while let Some((_, step)) = pending.next_if(|(t, _)| *t == at) {
+            let cmds = match step {
+                Step::Event(ev) => engine.step(ev, now),
+                Step::Restart => {
+                    let (restored, cmds) = restart(&engine, now);
+                    engine = restored;
+                    cmds
+                }
+            };
             record(now, cmds, &mut changes);
             any = true;
         }
@@ -107,6 +114,16 @@ pub fn run(spec: EngineSpec, mut inputs: Vec<(Duration, Event)>, expects: &[Expe
         }
     }
     Outcome { failures, timeline }
+}
+
+/// What a daemon restart does: persist as JSON, read back, restore.
+fn restart(engine: &Engine, now: Timestamp) -> (Engine, Vec<Command>) {
+    let snap = engine.snapshot();
+    let reread = serde_json::to_string(&snap)
+        .ok()
+        .and_then(|json| serde_json::from_str(&json).ok())
+        .unwrap_or(snap);
+    Engine::restore(engine.spec().clone(), reread, now)
 }
 
 fn describe(c: &Command) -> Option<String> {
