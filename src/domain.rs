@@ -39,12 +39,14 @@ impl Timestamp {
         self.0
     }
 
-    /// `self + d`, saturating instead of overflowing.
+    /// `self + d`, saturating instead of overflowing. (Also available as `+`.)
+    #[allow(clippy::should_implement_trait)]
     pub fn add(self, d: Duration) -> Timestamp {
         Timestamp(self.0.saturating_add(duration_millis(d)))
     }
 
-    /// `self - d`, saturating.
+    /// `self - d`, saturating. (Also available as `-`.)
+    #[allow(clippy::should_implement_trait)]
     pub fn sub(self, d: Duration) -> Timestamp {
         Timestamp(self.0.saturating_sub(duration_millis(d)))
     }
@@ -59,6 +61,20 @@ impl Timestamp {
         chrono::DateTime::<chrono::Utc>::from_timestamp_millis(self.0)
             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
             .unwrap_or_else(|| format!("@{}ms", self.0))
+    }
+}
+
+impl std::ops::Add<Duration> for Timestamp {
+    type Output = Timestamp;
+    fn add(self, d: Duration) -> Timestamp {
+        Timestamp::add(self, d)
+    }
+}
+
+impl std::ops::Sub<Duration> for Timestamp {
+    type Output = Timestamp;
+    fn sub(self, d: Duration) -> Timestamp {
+        Timestamp::sub(self, d)
     }
 }
 

@@ -10,8 +10,12 @@
 //! - [`telemetry`]: the metrics registry and audit records.
 //! - [`ruletest`]: `test-rules`, promtool-style scenario tests for the engine.
 
+pub mod calendar;
 pub mod config;
+pub mod daemon;
 pub mod domain;
 pub mod engine;
 pub mod ruletest;
+pub mod server;
+pub mod store;
 pub mod telemetry;

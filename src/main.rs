@@ -1,1 +1,277 @@
-fn main() {}
+//! The `continuity-agent` command line. Only argument parsing and dispatch
+//! live here; every command is implemented in the library.
+//!
+//! Exit codes: 0 ok, 1 runtime failure, 2 invalid config or usage.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use continuity_agent::config;
+use continuity_agent::server::client;
+use continuity_agent::telemetry::logging::{self, LogFormat};
+
+const EXIT_RUNTIME: u8 = 1;
+const EXIT_CONFIG: u8 = 2;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "continuity-agent",
+    version,
+    about = "Keeps a contact center reachable: probes, decides with hysteresis, drives Talkdesk's Fallback Experience."
+)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "CONTINUITY_AGENT_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
+    /// Log level filter (`info`, `debug`, `continuity_agent=debug,warn`); RUST_LOG wins when set.
+    #[arg(
+        long,
+        global = true,
+        default_value = "info",
+        env = "CONTINUITY_AGENT_LOG_LEVEL"
+    )]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Debug)]
+struct ConfigArg {
+    /// Configuration file.
+    #[arg(short = 'c', long = "config", default_value = config::DEFAULT_PATH)]
+    config: PathBuf,
+}
+
+#[derive(Args)]
+struct ApiArgs {
+    /// Base URL of the running agent's API.
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:8080",
+        env = "CONTINUITY_AGENT_URL"
+    )]
+    url: String,
+    /// API token (prefer the environment variable: command lines are visible to other users).
+    #[arg(long, env = "CONTINUITY_AGENT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Print the raw JSON document instead of the summary (status only).
+    #[arg(long)]
+    json: bool,
+}
+
+/// Never print the token (`Debug` is used in diagnostics).
+impl std::fmt::Debug for ApiArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiArgs")
+            .field("url", &self.url)
+            .field("token", &self.token.as_ref().map(|_| "[REDACTED]"))
+            .field("json", &self.json)
+            .finish()
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the daemon.
+    Run(ConfigArg),
+    /// Validate the configuration: print a summary, or every error (exit 2).
+    CheckConfig(ConfigArg),
+    /// Run rule scenario tests (promtool style).
+    TestRules {
+        /// Scenario files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Zero set-up demo: simulator + simulated SIP trunk + agent; plays an outage and recovery.
+    Demo,
+    /// Print the running agent's status.
+    Status(ApiArgs),
+    /// Manual override through the running agent's API.
+    Override {
+        #[command(subcommand)]
+        action: OverrideAction,
+    },
+    /// Break-glass: act on Talkdesk directly with the configured credentials.
+    Talkdesk {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        action: TalkdeskAction,
+    },
+    /// Run the Talkdesk API simulator alone.
+    SimulateTalkdesk {
+        #[arg(long, default_value = "127.0.0.1:8099")]
+        listen: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum OverrideAction {
+    /// Force the fallback on with a profile.
+    On {
+        #[arg(long)]
+        profile: String,
+        #[arg(long, default_value = "30m")]
+        ttl: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Force the fallback off.
+    Off {
+        #[arg(long, default_value = "30m")]
+        ttl: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Remove the override: back to automatic.
+    Clear {
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TalkdeskAction {
+    /// Show the current settings and activation.
+    Get,
+    /// Write a profile's settings (does not activate).
+    Apply { profile: String },
+    /// Switch the fallback on.
+    Activate,
+    /// Switch the fallback off.
+    Deactivate,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_format, &cli.log_level);
+    match cli.command {
+        Command::CheckConfig(c) => check_config(&c.config),
+        Command::Status(api) => block_on(status(api)),
+        Command::Override { action } => block_on(override_cmd(action)),
+        other => not_yet(&other),
+    }
+}
+
+/// Runs an async command on a fresh multi-threaded runtime.
+fn block_on(f: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(f),
+        Err(e) => {
+            eprintln!("continuity-agent: cannot start the async runtime: {e}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
+fn client_failure(e: client::ClientError) -> ExitCode {
+    eprintln!("continuity-agent: {e}");
+    ExitCode::from(if e.is_usage() {
+        EXIT_CONFIG
+    } else {
+        EXIT_RUNTIME
+    })
+}
+
+async fn status(api: ApiArgs) -> ExitCode {
+    let c = client::ApiClient::new(&api.url, api.token);
+    match c.status().await {
+        Ok(doc) if api.json => {
+            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Ok(doc) => {
+            print!("{}", client::render_status(&doc));
+            ExitCode::SUCCESS
+        }
+        Err(e) => client_failure(e),
+    }
+}
+
+async fn override_cmd(action: OverrideAction) -> ExitCode {
+    let result = match &action {
+        OverrideAction::On {
+            profile,
+            ttl,
+            reason,
+            api,
+        } => {
+            client::ApiClient::new(&api.url, api.token.clone())
+                .set_override(Some(profile), ttl, reason)
+                .await
+        }
+        OverrideAction::Off { ttl, reason, api } => {
+            client::ApiClient::new(&api.url, api.token.clone())
+                .set_override(None, ttl, reason)
+                .await
+        }
+        OverrideAction::Clear { reason, api } => {
+            client::ApiClient::new(&api.url, api.token.clone())
+                .clear_override(reason.as_deref())
+                .await
+        }
+    };
+    match result {
+        Ok(doc) => {
+            match &action {
+                OverrideAction::Clear { .. }
+                    if doc["cleared"] == serde_json::Value::Bool(false) =>
+                {
+                    println!("no override was in force; the agent is automatic")
+                }
+                OverrideAction::Clear { .. } => {
+                    println!("override cleared; the agent is back to automatic")
+                }
+                _ => println!(
+                    "override set: fallback {} {}until {} (reason: {})",
+                    doc["state"].as_str().unwrap_or("?"),
+                    doc["profile"]
+                        .as_str()
+                        .map(|p| format!("with profile {p} "))
+                        .unwrap_or_default(),
+                    doc["until"].as_str().unwrap_or("?"),
+                    doc["reason"].as_str().unwrap_or("?"),
+                ),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => client_failure(e),
+    }
+}
+
+fn check_config(path: &std::path::Path) -> ExitCode {
+    match config::load(path) {
+        Ok(cfg) => {
+            print!("{}", cfg.summary());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprint!("{errors}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+fn not_yet(cmd: &Command) -> ExitCode {
+    let name = format!("{cmd:?}");
+    let name = name.split(['(', ' ', '{']).next().unwrap_or("this command");
+    eprintln!("continuity-agent: `{name}` is not available yet in this build");
+    ExitCode::from(EXIT_RUNTIME)
+}

@@ -3,10 +3,182 @@
 //!
 //! Loading never stops at the first problem: every section, every probe and
 //! every rule is deserialized on its own, then validated, and all errors are
-//! returned together, each naming the file, the key path and the reason.
+//! returned together, each naming the file (or environment variable), the key
+//! path and the reason. Secrets given as `*_file` paths are read here, once,
+//! into `secrecy` types.
 
+mod error;
+mod load;
 pub mod schema;
 pub mod types;
+mod validate;
 
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub use error::{ConfigErrors, ConfigIssue};
 pub use schema::RawConfig;
 pub use types::{ByteSize, Dur};
+
+use crate::domain::Profile;
+use crate::engine::spec::{DrillSpec, EngineSpec, ProbeSpec, RuleSpec};
+
+/// Prefix of configuration environment variables.
+pub const ENV_PREFIX: &str = "CONTINUITY_AGENT_";
+/// Separator between section and key in environment variable names.
+pub const ENV_SPLIT: &str = "__";
+/// Where `run` and `check-config` look when `-c` is not given.
+pub const DEFAULT_PATH: &str = "config/continuity-agent.toml";
+
+/// A loaded and validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where it came from (file path), for messages.
+    pub origin: String,
+    /// The sections as written, with `*_file` secrets read into their inline fields.
+    pub raw: RawConfig,
+    /// Validated profiles by name.
+    pub profiles: BTreeMap<String, Profile>,
+    /// Probe hysteresis parameters, in file order.
+    pub probes: Vec<ProbeSpec>,
+    /// Compiled rules, in file order.
+    pub rules: Vec<RuleSpec>,
+    /// Legal but suspicious settings.
+    pub warnings: Vec<ConfigIssue>,
+}
+
+/// How strict loading is about sections that only the daemon needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Strictness {
+    /// `run` / `check-config`: Talkdesk credentials are required.
+    Daemon,
+    /// Rule scenarios and tests: Talkdesk credentials may be absent.
+    RulesOnly,
+}
+
+/// Loads the file at `path`, then applies `CONTINUITY_AGENT_*` environment variables.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    load::load_file(path, true, Strictness::Daemon)
+}
+
+/// Loads a TOML document without environment variables and without requiring
+/// Talkdesk credentials (for `test-rules` scenarios and tests). `origin` names
+/// the document in messages; relative `*_file` paths resolve against `base_dir`.
+pub fn from_toml_str(src: &str, origin: &str) -> Result<Config, ConfigErrors> {
+    load::load_str(src, origin, Path::new("."), false, Strictness::RulesOnly)
+}
+
+/// Loads a TOML document with full (daemon) strictness, optionally applying
+/// environment variables. Used by tests and the demo.
+pub fn from_toml_str_strict(
+    src: &str,
+    origin: &str,
+    base_dir: &Path,
+    with_env: bool,
+) -> Result<Config, ConfigErrors> {
+    load::load_str(src, origin, base_dir, with_env, Strictness::Daemon)
+}
+
+impl Config {
+    /// The engine's view of this configuration.
+    pub fn engine_spec(&self) -> EngineSpec {
+        EngineSpec {
+            probes: self.probes.clone(),
+            rules: self.rules.clone(),
+            profiles: self.profiles.keys().cloned().collect(),
+            drills: self
+                .raw
+                .drills
+                .iter()
+                .map(|d| {
+                    (
+                        d.name.clone(),
+                        DrillSpec {
+                            name: d.name.clone(),
+                            profile: d.profile.clone(),
+                            duration: d.duration.get(),
+                        },
+                    )
+                })
+                .collect(),
+            flap_max: self.raw.engine.flap_max,
+            flap_window: self.raw.engine.flap_window.get(),
+            alerts_ttl: self.raw.alerts.ttl.get(),
+            self_check: !self.raw.engine.self_check.is_empty(),
+        }
+    }
+
+    /// A short human summary for `check-config`.
+    pub fn summary(&self) -> String {
+        use std::fmt::Write;
+        let raw = &self.raw;
+        let mut s = String::new();
+        let _ = writeln!(s, "{}: configuration is valid", self.origin);
+        let probes: Vec<String> = raw
+            .probes
+            .iter()
+            .map(|p| format!("{} ({})", p.id, p.kind.as_str()))
+            .collect();
+        let _ = writeln!(s, "  probes ({}): {}", probes.len(), none_if_empty(&probes));
+        let rules: Vec<String> = self
+            .rules
+            .iter()
+            .map(|r| format!("{} -> {} (priority {})", r.name, r.profile, r.priority))
+            .collect();
+        let _ = writeln!(s, "  rules ({}): {}", rules.len(), none_if_empty(&rules));
+        let profiles: Vec<String> = self.profiles.keys().cloned().collect();
+        let _ = writeln!(
+            s,
+            "  profiles ({}): {}",
+            profiles.len(),
+            none_if_empty(&profiles)
+        );
+        let sources: Vec<String> = raw
+            .webhooks
+            .sources()
+            .iter()
+            .map(|(n, _)| n.to_string())
+            .collect();
+        let _ = writeln!(
+            s,
+            "  webhook sources ({}): {}",
+            sources.len(),
+            none_if_empty(&sources)
+        );
+        let windows: Vec<String> = raw.maintenance.iter().map(|m| m.name.clone()).collect();
+        let drills: Vec<String> = raw.drills.iter().map(|d| d.name.clone()).collect();
+        let _ = writeln!(
+            s,
+            "  maintenance windows: {}; drills: {}",
+            none_if_empty(&windows),
+            none_if_empty(&drills)
+        );
+        let store = if raw.store.url.starts_with("postgres") {
+            "postgres (replicated)"
+        } else {
+            "sqlite (embedded)"
+        };
+        let _ = writeln!(
+            s,
+            "  talkdesk: region {}, on_drift {:?}, dry_run {}; store: {}; api tokens: {}",
+            raw.talkdesk.region,
+            raw.talkdesk.on_drift,
+            raw.agent.dry_run,
+            store,
+            raw.api.tokens.len()
+        );
+        let _ = writeln!(s, "  warnings: {}", self.warnings.len());
+        for w in &self.warnings {
+            let _ = writeln!(s, "  warning: {w}");
+        }
+        s
+    }
+}
+
+fn none_if_empty(v: &[String]) -> String {
+    if v.is_empty() {
+        "none".to_string()
+    } else {
+        v.join(", ")
+    }
+}

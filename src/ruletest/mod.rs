@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use file::{Expect, Input, ScenarioFile};
-pub use spec::{engine_spec_from_raw, engine_spec_from_toml};
+pub use spec::engine_spec_from_toml;
 
 use crate::engine::EngineSpec;
 

@@ -1,6 +1,7 @@
 //! Logs, metrics and the audit trail: how the agent explains itself.
 
 pub mod audit;
+pub mod logging;
 pub mod metrics;
 
 pub use audit::{AuditRecord, AuditSink};

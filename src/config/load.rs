@@ -1,0 +1,439 @@
+//! Turning a TOML document (plus environment variables) into `RawConfig`,
+//! section by section and element by element, so one bad probe does not hide
+//! the errors in the next one.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use figment::value::{Dict, Value};
+use serde::de::DeserializeOwned;
+
+use super::error::{ConfigErrors, ConfigIssue};
+use super::schema::{RawConfig, SECTIONS};
+use super::{Config, ENV_PREFIX, ENV_SPLIT, Strictness};
+
+/// The environment provider of the contract: `CONTINUITY_AGENT_<SECTION>__<KEY>`.
+/// Variables without `__` (such as `CONTINUITY_AGENT_LOG_FORMAT`) are CLI
+/// settings, not configuration, and are left alone.
+pub fn env_provider() -> Env {
+    Env::prefixed(ENV_PREFIX)
+        .filter(|k| k.as_str().contains(ENV_SPLIT))
+        .split(ENV_SPLIT)
+}
+
+pub(super) fn load_file(
+    path: &Path,
+    with_env: bool,
+    strictness: Strictness,
+) -> Result<Config, ConfigErrors> {
+    let origin = path.display().to_string();
+    let src = std::fs::read_to_string(path)
+        .map_err(|e| single(&origin, format!("cannot read the configuration file: {e}")))?;
+    let base = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    load_str(&src, &origin, base, with_env, strictness)
+}
+
+pub(super) fn load_str(
+    src: &str,
+    origin: &str,
+    base_dir: &Path,
+    with_env: bool,
+    strictness: Strictness,
+) -> Result<Config, ConfigErrors> {
+    let mut fig = Figment::new().merge(Toml::string(src));
+    if with_env {
+        fig = fig.merge(env_provider());
+    }
+    let mut cx = Cx {
+        fig: &fig,
+        origin: origin.to_string(),
+        errors: Vec::new(),
+        warnings: Vec::new(),
+        root: None,
+        indices: BTreeMap::new(),
+        suppressed: Default::default(),
+    };
+    let root: Dict = match fig.extract::<Dict>() {
+        Ok(d) => d,
+        Err(e) => {
+            // Only TOML syntax errors land here: the document could not be read at all.
+            let reason = e.kind.to_string();
+            return Err(single(origin, format!("not valid TOML: {reason}")));
+        }
+    };
+    cx.root = Some(Value::from(root.clone()));
+    let raw = sections(&mut cx, &root);
+    super::validate::validate(raw, &mut cx, base_dir, strictness)
+}
+
+fn single(origin: &str, reason: String) -> ConfigErrors {
+    ConfigErrors {
+        errors: vec![ConfigIssue {
+            origin: origin.to_string(),
+            key: String::new(),
+            reason,
+        }],
+        warnings: vec![],
+    }
+}
+
+/// Collects issues and knows where each key came from.
+pub(super) struct Cx<'a> {
+    fig: &'a Figment,
+    origin: String,
+    root: Option<Value>,
+    /// For list sections: original index of each element that parsed, so
+    /// validation names `probes[3]` even when `probes[2]` failed to parse.
+    indices: BTreeMap<&'static str, Vec<usize>>,
+    /// Keys already reported by deserialization and removed before retrying:
+    /// validation must not report them again as "missing".
+    suppressed: std::collections::BTreeSet<String>,
+    pub errors: Vec<ConfigIssue>,
+    pub warnings: Vec<ConfigIssue>,
+}
+
+impl Cx<'_> {
+    pub fn err(&mut self, key: impl Into<String>, reason: impl Into<String>) {
+        let key = key.into();
+        if self.suppressed.contains(&key) {
+            return;
+        }
+        let origin = self.origin_of(&key);
+        self.errors.push(ConfigIssue {
+            origin,
+            key,
+            reason: reason.into(),
+        });
+    }
+
+    pub fn warn(&mut self, key: impl Into<String>, reason: impl Into<String>) {
+        let key = key.into();
+        let origin = self.origin_of(&key);
+        self.warnings.push(ConfigIssue {
+            origin,
+            key,
+            reason: reason.into(),
+        });
+    }
+
+    /// Original index in `section` of the `i`-th parsed element.
+    pub fn index(&self, section: &str, i: usize) -> usize {
+        self.indices
+            .get(section)
+            .and_then(|v| v.get(i))
+            .copied()
+            .unwrap_or(i)
+    }
+
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// The file or environment variable that supplied `key` (or its closest parent).
+    fn origin_of(&self, key: &str) -> String {
+        let Some(root) = &self.root else {
+            return self.origin.clone();
+        };
+        let mut node = root;
+        let mut deepest = root.tag();
+        let mut keys: Vec<String> = Vec::new();
+        for seg in key_segments(key) {
+            let next = match (&seg, node) {
+                (Seg::Key(k), Value::Dict(_, d)) => d.get(k.as_str()),
+                (Seg::Index(i), Value::Array(_, a)) => a.get(*i),
+                _ => None,
+            };
+            match next {
+                Some(v) => {
+                    if let Seg::Key(k) = &seg {
+                        keys.push(k.clone());
+                    }
+                    node = v;
+                    deepest = v.tag();
+                }
+                None => break,
+            }
+        }
+        match self.fig.get_metadata(deepest) {
+            Some(md) if md.name.contains("environment") => {
+                let var: Vec<String> = keys.iter().map(|k| k.to_ascii_uppercase()).collect();
+                format!("environment variable {ENV_PREFIX}{}", var.join(ENV_SPLIT))
+            }
+            _ => self.origin.clone(),
+        }
+    }
+}
+
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+/// Parses `probes[2] (trunk-a).accept[0]` into key/index segments, skipping
+/// the parenthesized labels that only exist for readability.
+fn key_segments(key: &str) -> Vec<Seg> {
+    let mut out = Vec::new();
+    for part in key.split('.') {
+        let part = match part.find(" (") {
+            Some(i) => &part[..i],
+            None => part,
+        };
+        let mut rest = part;
+        if let Some(b) = rest.find('[') {
+            out.push(Seg::Key(rest[..b].to_string()));
+            rest = &rest[b..];
+            while let Some(stripped) = rest.strip_prefix('[') {
+                let Some(end) = stripped.find(']') else { break };
+                if let Ok(i) = stripped[..end].parse() {
+                    out.push(Seg::Index(i));
+                }
+                rest = &stripped[end + 1..];
+            }
+        } else if !rest.is_empty() {
+            out.push(Seg::Key(rest.to_string()));
+        }
+    }
+    out
+}
+
+/// Deserializes one value, recording every error under `key`.
+///
+/// serde stops at the first error, so after each failure the offending key is
+/// removed and deserialization retried: one run reports every unknown key and
+/// every bad value of the element. A "missing key" error for a key we removed
+/// is not reported again, and the element still counts as failed.
+pub(super) fn de<T: DeserializeOwned>(cx: &mut Cx, value: &Value, key: &str) -> Option<T> {
+    let mut work = value.clone();
+    let mut removed: Vec<Vec<String>> = Vec::new();
+    let mut failed = false;
+    // Bounded: each round removes at least one key.
+    for _ in 0..64 {
+        match work.deserialize::<T>() {
+            // With keys removed the element is still worth validating (more
+            // errors in one run); the errors already recorded fail the load.
+            Ok(t) => {
+                for r in &removed {
+                    cx.suppressed.insert(join_key(key, r));
+                }
+                let _ = failed;
+                return Some(t);
+            }
+            Err(e) => {
+                failed = true;
+                let mut progressed = false;
+                for one in e {
+                    let mut path = one.path.clone();
+                    if let figment::error::Kind::UnknownField(field, _) = &one.kind {
+                        // serde reports an unknown field at its parent's path.
+                        if path.last() != Some(field) {
+                            path.push(field.clone());
+                        }
+                    }
+                    let is_missing = matches!(one.kind, figment::error::Kind::MissingField(_));
+                    let after_removal = is_missing
+                        && removed.iter().any(|r| {
+                            let mut full = one.path.clone();
+                            if let figment::error::Kind::MissingField(f) = &one.kind {
+                                full.push(f.to_string());
+                            }
+                            *r == full
+                        });
+                    if !after_removal {
+                        cx.err(join_key(key, &path), describe(&one.kind));
+                    }
+                    if !is_missing && !path.is_empty() && remove_path(&mut work, &path) {
+                        removed.push(path);
+                        progressed = true;
+                    }
+                }
+                if !progressed {
+                    return None;
+                }
+            }
+        }
+    }
+    None
+}
+
+fn join_key(key: &str, path: &[String]) -> String {
+    let mut k = key.to_string();
+    for p in path {
+        if p.parse::<usize>().is_ok() {
+            k.push_str(&format!("[{p}]"));
+            continue;
+        }
+        if !k.is_empty() {
+            k.push('.');
+        }
+        k.push_str(p);
+    }
+    k
+}
+
+/// Removes the value at `path` (dict keys and array indices); false if absent.
+fn remove_path(v: &mut Value, path: &[String]) -> bool {
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
+    let mut node = v;
+    for seg in parents {
+        node = match node {
+            Value::Dict(_, d) => match d.get_mut(seg.as_str()) {
+                Some(n) => n,
+                None => return false,
+            },
+            Value::Array(_, a) => match seg.parse::<usize>().ok().and_then(|i| a.get_mut(i)) {
+                Some(n) => n,
+                None => return false,
+            },
+            _ => return false,
+        };
+    }
+    match node {
+        Value::Dict(_, d) => d.remove(last.as_str()).is_some(),
+        Value::Array(_, a) => match last.parse::<usize>() {
+            Ok(i) if i < a.len() => {
+                a.remove(i);
+                true
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// serde's messages, phrased for operators.
+fn describe(kind: &figment::error::Kind) -> String {
+    use figment::error::Kind;
+    match kind {
+        Kind::UnknownField(field, expected) => {
+            format!(
+                "unknown key `{field}`; expected one of: {}",
+                expected.join(", ")
+            )
+        }
+        Kind::MissingField(field) => format!("missing required key `{field}`"),
+        Kind::UnknownVariant(v, expected) => format!(
+            "unknown value `{v}`; expected one of: {}",
+            expected.join(", ")
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// Splits the document into sections and deserializes each on its own.
+fn sections(cx: &mut Cx, root: &Dict) -> RawConfig {
+    let mut raw = RawConfig::default();
+    for key in root.keys() {
+        if !SECTIONS.contains(&key.as_str()) {
+            cx.err(
+                key.clone(),
+                format!(
+                    "unknown section `{key}`; known sections: {}",
+                    SECTIONS.join(", ")
+                ),
+            );
+        }
+    }
+    macro_rules! section {
+        ($name:literal, $field:ident) => {
+            if let Some(v) = root.get($name) {
+                if let Some(parsed) = de(cx, v, $name) {
+                    raw.$field = parsed;
+                }
+            }
+        };
+    }
+    macro_rules! list {
+        ($name:literal, $field:ident) => {
+            if let Some(v) = root.get($name) {
+                match v {
+                    Value::Array(_, items) => {
+                        let mut parsed = Vec::new();
+                        let mut indices = Vec::new();
+                        for (i, item) in items.iter().enumerate() {
+                            if let Some(p) = de(cx, item, &element_key($name, i, item)) {
+                                parsed.push(p);
+                                indices.push(i);
+                            }
+                        }
+                        raw.$field = parsed;
+                        cx.indices.insert($name, indices);
+                    }
+                    _ => cx.err(
+                        $name,
+                        concat!("must be an array of tables: write [[", $name, "]]"),
+                    ),
+                }
+            }
+        };
+    }
+    section!("agent", agent);
+    section!("store", store);
+    section!("talkdesk", talkdesk);
+    section!("engine", engine);
+    section!("alerts", alerts);
+    section!("webhooks", webhooks);
+    section!("api", api);
+    section!("cluster", cluster);
+    list!("probes", probes);
+    list!("rules", rules);
+    list!("maintenance", maintenance);
+    list!("drills", drills);
+    list!("notify", notify);
+    if let Some(v) = root.get("profiles") {
+        match v {
+            Value::Dict(_, d) => {
+                let mut profiles = BTreeMap::new();
+                for (name, p) in d {
+                    if let Some(parsed) = de(cx, p, &format!("profiles.{name}")) {
+                        profiles.insert(name.clone(), parsed);
+                    }
+                }
+                raw.profiles = profiles;
+            }
+            _ => cx.err(
+                "profiles",
+                "must be a table of profiles: write [profiles.NAME]",
+            ),
+        }
+    }
+    raw
+}
+
+/// `probes[2] (trunk-a)`: the index for the origin lookup, the id or name for humans.
+pub(super) fn element_key(section: &str, i: usize, item: &Value) -> String {
+    let label = item
+        .find_ref("id")
+        .or_else(|| item.find_ref("name"))
+        .and_then(|v| v.as_str().map(str::to_string));
+    match label {
+        Some(l) => format!("{section}[{i}] ({l})"),
+        None => format!("{section}[{i}]"),
+    }
+}
+
+/// Ids (or names) present in a list section even if the element failed to
+/// parse, so references to it are not reported as dangling on top of the
+/// real error.
+pub(super) fn raw_labels(cx: &Cx, section: &str, field: &str) -> Vec<String> {
+    let Some(Value::Dict(_, root)) = &cx.root else {
+        return Vec::new();
+    };
+    match root.get(section) {
+        Some(Value::Array(_, items)) => items
+            .iter()
+            .filter_map(|i| {
+                i.find_ref(field)
+                    .and_then(|v| v.as_str().map(str::to_string))
+            })
+            .collect(),
+        Some(Value::Dict(_, d)) => d.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}

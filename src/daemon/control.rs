@@ -1,0 +1,41 @@
+//! Requests from the HTTP API into the daemon's main loop, each with a reply
+//! channel: the API answers only once the engine has applied the change and
+//! the snapshot is on disk ("nothing is half-applied").
+
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use crate::domain::{Actual, Desired};
+use crate::engine::Override;
+
+pub enum Control {
+    SetOverride {
+        ov: Override,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    ClearOverride {
+        actor: String,
+        reason: Option<String>,
+        reply: oneshot::Sender<Result<bool, String>>,
+    },
+    Status {
+        reply: oneshot::Sender<StatusDoc>,
+    },
+}
+
+/// `GET /v1/status`: the whole picture in one document.
+#[derive(Clone, Debug, Serialize)]
+pub struct StatusDoc {
+    pub version: &'static str,
+    /// `automatic`, `override`, `flapping`, `drill`, `maintenance`, `blind`.
+    pub mode: String,
+    pub dry_run: bool,
+    pub leader: bool,
+    pub desired: Desired,
+    pub actual: Actual,
+    pub converged: bool,
+    /// The engine's view: probes, rules, alerts, override, flap latch, reasons.
+    pub engine: serde_json::Value,
+    /// The actuator's view: last error, attempts, last success.
+    pub actuator: serde_json::Value,
+}

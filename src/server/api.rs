@@ -1,0 +1,276 @@
+//! Routes: status, override, events, metrics, health.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use super::{ApiError, AppState};
+use crate::config::Dur;
+use crate::config::schema::Scope;
+use crate::daemon::control::Control;
+use crate::domain::{Desired, Timestamp};
+use crate::engine::Override;
+
+/// Shortest override: anything shorter is more likely a typo than intent.
+const OVERRIDE_MIN_TTL: Duration = Duration::from_secs(60);
+const REASON_MAX_CHARS: usize = 500;
+const EVENTS_DEFAULT_LIMIT: usize = 100;
+const EVENTS_MAX_LIMIT: usize = 1000;
+
+pub fn routes() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/v1/status", get(status))
+        .route("/v1/override", put(set_override).delete(clear_override))
+        .route("/v1/events", get(events))
+        .route("/openapi.json", get(openapi))
+}
+
+/// The OpenAPI document. Hand-written and kept honest by a test that checks
+/// every documented path and method against the live router.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(s): State<AppState>) -> Response {
+    if !s.is_ready() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response();
+    }
+    match s.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("store unavailable: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn status(State(s): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    s.tokens.authorize(&headers, Scope::Read)?;
+    let (reply, rx) = oneshot::channel();
+    ask(&s, Control::Status { reply }).await?;
+    let doc = rx
+        .await
+        .map_err(|_| ApiError::unavailable("the agent is shutting down"))?;
+    Ok(Json(doc).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverrideRequest {
+    pub state: OverrideState,
+    #[serde(default)]
+    pub profile: Option<String>,
+    pub ttl: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OverrideState {
+    Active,
+    Inactive,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OverrideResponse {
+    pub state: OverrideState,
+    pub profile: Option<String>,
+    pub until: String,
+    pub reason: String,
+    pub actor: String,
+}
+
+async fn set_override(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<OverrideRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let actor = s.tokens.authorize(&headers, Scope::Override)?;
+    let Json(req) = body?;
+    let ov = validate_override(&s, req, &actor, Timestamp::now())?;
+    let (reply, rx) = oneshot::channel();
+    ask(
+        &s,
+        Control::SetOverride {
+            ov: ov.clone(),
+            reply,
+        },
+    )
+    .await?;
+    rx.await
+        .map_err(|_| ApiError::unavailable("the agent is shutting down"))?
+        .map_err(ApiError::invalid)?;
+    let state = if ov.desired.is_active() {
+        OverrideState::Active
+    } else {
+        OverrideState::Inactive
+    };
+    Ok(Json(OverrideResponse {
+        state,
+        profile: ov.desired.profile().map(str::to_string),
+        until: ov.until.to_rfc3339(),
+        reason: ov.reason,
+        actor: ov.actor,
+    })
+    .into_response())
+}
+
+/// Checks a request against the configuration; 422 with the reason otherwise.
+pub fn validate_override(
+    s: &AppState,
+    req: OverrideRequest,
+    actor: &str,
+    now: Timestamp,
+) -> Result<Override, ApiError> {
+    let reason = req.reason.trim().to_string();
+    if reason.is_empty() {
+        return Err(ApiError::invalid(
+            "reason is required: say why calls are being moved",
+        ));
+    }
+    if reason.chars().count() > REASON_MAX_CHARS {
+        return Err(ApiError::invalid(format!(
+            "reason is longer than {REASON_MAX_CHARS} characters"
+        )));
+    }
+    let ttl: Dur = req
+        .ttl
+        .parse()
+        .map_err(|e: String| ApiError::invalid(format!("ttl: {e}")))?;
+    let max = s.config.raw.api.override_max_ttl;
+    if ttl.get() < OVERRIDE_MIN_TTL || ttl > max {
+        return Err(ApiError::invalid(format!(
+            "ttl {ttl} is out of range (1m to {max}, api.override_max_ttl)"
+        )));
+    }
+    let desired = match (req.state, req.profile) {
+        (OverrideState::Active, Some(p)) if s.config.profiles.contains_key(&p) => {
+            Desired::Active { profile: p }
+        }
+        (OverrideState::Active, Some(p)) => {
+            let known: Vec<&str> = s.config.profiles.keys().map(String::as_str).collect();
+            return Err(ApiError::invalid(format!(
+                "unknown profile {p:?} (profiles: {})",
+                known.join(", ")
+            )));
+        }
+        (OverrideState::Active, None) => {
+            return Err(ApiError::invalid(
+                "profile is required when state is active",
+            ));
+        }
+        (OverrideState::Inactive, Some(_)) => {
+            return Err(ApiError::invalid(
+                "profile must not be set when state is inactive",
+            ));
+        }
+        (OverrideState::Inactive, None) => Desired::Inactive,
+    };
+    Ok(Override {
+        desired,
+        reason,
+        actor: actor.to_string(),
+        set_at: now,
+        until: now.add(ttl.get()),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct ClearQuery {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn clear_override(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<ClearQuery>,
+) -> Result<Response, ApiError> {
+    let actor = s.tokens.authorize(&headers, Scope::Override)?;
+    let (reply, rx) = oneshot::channel();
+    ask(
+        &s,
+        Control::ClearOverride {
+            actor,
+            reason: q.reason,
+            reply,
+        },
+    )
+    .await?;
+    let cleared = rx
+        .await
+        .map_err(|_| ApiError::unavailable("the agent is shutting down"))?
+        .map_err(ApiError::invalid)?;
+    Ok(Json(serde_json::json!({ "cleared": cleared })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct EventsQuery {
+    #[serde(default)]
+    limit: Option<usize>,
+    #[serde(default)]
+    before: Option<i64>,
+}
+
+async fn events(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    s.tokens.authorize(&headers, Scope::Read)?;
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let limit = q.limit.unwrap_or(EVENTS_DEFAULT_LIMIT);
+    if limit == 0 || limit > EVENTS_MAX_LIMIT {
+        return Err(ApiError::invalid(format!(
+            "limit must be 1 to {EVENTS_MAX_LIMIT}"
+        )));
+    }
+    let events = s
+        .store
+        .events(limit, q.before)
+        .await
+        .map_err(|e| ApiError::unavailable(format!("store: {e}")))?;
+    let next_before = if events.len() == limit {
+        events.last().map(|e| e.id)
+    } else {
+        None
+    };
+    Ok(Json(serde_json::json!({ "events": events, "next_before": next_before })).into_response())
+}
+
+/// Sends a request to the main loop without waiting forever if it is saturated.
+async fn ask(s: &AppState, c: Control) -> Result<(), ApiError> {
+    match tokio::time::timeout(Duration::from_secs(5), s.control.send(c)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(ApiError::unavailable("the agent is shutting down")),
+        Err(_) => Err(ApiError::unavailable("the agent is overloaded; retry")),
+    }
+}

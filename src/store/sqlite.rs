@@ -1,0 +1,298 @@
+//! The embedded store: one SQLite file in WAL mode with `synchronous = FULL`,
+//! so a committed transaction survives a power cut, and operators can inspect
+//! it with the `sqlite3` CLI.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{Store, StoreError, StoredEvent};
+use crate::domain::Timestamp;
+use crate::telemetry::AuditRecord;
+
+/// Version of the schema below; bump with a migration step in `migrate`.
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS engine_state (
+    id         INTEGER PRIMARY KEY CHECK (id = 1),
+    snapshot   TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    at      INTEGER NOT NULL,
+    kind    TEXT NOT NULL,
+    message TEXT NOT NULL,
+    data    TEXT
+);
+CREATE INDEX IF NOT EXISTS audit_kind ON audit (kind, id);
+";
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating directories and the file as needed) and migrates.
+    pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let path = path.to_path_buf();
+        let p = path.clone();
+        let conn = tokio::task::spawn_blocking(move || -> Result<Connection, StoreError> {
+            if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)?;
+            }
+            let conn = Connection::open(&p)?;
+            conn.busy_timeout(std::time::Duration::from_secs(5))?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "FULL")?;
+            conn.pragma_update(None, "foreign_keys", "ON")?;
+            migrate(&conn)?;
+            Ok(conn)
+        })
+        .await
+        .map_err(|e| StoreError::Join(e.to_string()))??;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+            path,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    fn with<T, F>(&self, f: F) -> BoxFuture<'static, Result<T, StoreError>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                // A panic while holding the lock poisons it; the connection itself is still usable.
+                let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+                f(&mut guard)
+            })
+            .await
+            .map_err(|e| StoreError::Join(e.to_string()))?
+        })
+    }
+}
+
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(SCHEMA)?;
+    let found: Option<i64> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get::<_, String>(0),
+        )
+        .optional()?
+        .and_then(|v| v.parse().ok());
+    match found {
+        Some(v) if v > SCHEMA_VERSION => Err(StoreError::SchemaTooNew {
+            found: v,
+            known: SCHEMA_VERSION,
+        }),
+        Some(_) => Ok(()),
+        None => {
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
+                params![SCHEMA_VERSION.to_string()],
+            )?;
+            Ok(())
+        }
+    }
+}
+
+impl Store for SqliteStore {
+    fn load_snapshot(&self) -> BoxFuture<'_, Result<Option<serde_json::Value>, StoreError>> {
+        self.with(|c| {
+            let text: Option<String> = c
+                .query_row("SELECT snapshot FROM engine_state WHERE id = 1", [], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            Ok(match text {
+                Some(t) => Some(serde_json::from_str(&t)?),
+                None => None,
+            })
+        })
+    }
+
+    fn save_snapshot(&self, snapshot: serde_json::Value) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.with(move |c| {
+            let text = serde_json::to_string(&snapshot)?;
+            c.execute(
+                "INSERT INTO engine_state (id, snapshot, updated_at) VALUES (1, ?1, ?2)
+                 ON CONFLICT (id) DO UPDATE SET snapshot = excluded.snapshot, updated_at = excluded.updated_at",
+                params![text, Timestamp::now().as_millis()],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn append_audit(&self, records: Vec<AuditRecord>) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO audit (at, kind, message, data) VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                for r in &records {
+                    let data = if r.data.is_null() {
+                        None
+                    } else {
+                        Some(serde_json::to_string(&r.data)?)
+                    };
+                    stmt.execute(params![r.at.as_millis(), r.kind, r.message, data])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn events(
+        &self,
+        limit: usize,
+        before: Option<i64>,
+    ) -> BoxFuture<'_, Result<Vec<StoredEvent>, StoreError>> {
+        self.with(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, at, kind, message, data FROM audit WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![before.unwrap_or(i64::MAX), limit as i64], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, Option<String>>(4)?))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, at, kind, message, data) = row?;
+                let data = match data {
+                    Some(d) => serde_json::from_str(&d)?,
+                    None => serde_json::Value::Null,
+                };
+                out.push(StoredEvent { id, record: AuditRecord { at: Timestamp(at), kind, message, data } });
+            }
+            Ok(out)
+        })
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.with(|c| {
+            c.query_row("SELECT 1", [], |_| Ok(()))?;
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn snapshot_round_trips_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/state.db");
+        let store = SqliteStore::open(&path).await.unwrap();
+        assert_eq!(store.load_snapshot().await.unwrap(), None);
+        store
+            .save_snapshot(serde_json::json!({"desired": "active", "n": 1}))
+            .await
+            .unwrap();
+        store
+            .save_snapshot(serde_json::json!({"desired": "active", "n": 2}))
+            .await
+            .unwrap();
+        drop(store);
+        let store = SqliteStore::open(&path).await.unwrap();
+        assert_eq!(
+            store.load_snapshot().await.unwrap(),
+            Some(serde_json::json!({"desired": "active", "n": 2}))
+        );
+        let mode: String = store
+            .conn
+            .lock()
+            .unwrap()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let sync: i64 = store
+            .conn
+            .lock()
+            .unwrap()
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(sync, 2, "synchronous = FULL");
+    }
+
+    #[tokio::test]
+    async fn audit_pages_newest_first_with_a_cursor() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("a.db")).await.unwrap();
+        let records: Vec<AuditRecord> = (0..5)
+            .map(|i| {
+                AuditRecord::new(Timestamp(i), "decision", format!("record {i}"))
+                    .with_data(serde_json::json!({"i": i}))
+            })
+            .collect();
+        store.append_audit(records).await.unwrap();
+        let page1 = store.events(2, None).await.unwrap();
+        assert_eq!(
+            page1
+                .iter()
+                .map(|e| e.record.message.as_str())
+                .collect::<Vec<_>>(),
+            ["record 4", "record 3"]
+        );
+        let page2 = store.events(2, Some(page1[1].id)).await.unwrap();
+        assert_eq!(
+            page2
+                .iter()
+                .map(|e| e.record.message.as_str())
+                .collect::<Vec<_>>(),
+            ["record 2", "record 1"]
+        );
+        assert_eq!(page2[0].record.data, serde_json::json!({"i": 2}));
+    }
+
+    #[tokio::test]
+    async fn refuses_a_database_from_a_newer_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.db");
+        let store = SqliteStore::open(&path).await.unwrap();
+        store
+            .conn
+            .lock()
+            .unwrap()
+            .execute(
+                "UPDATE meta SET value = '99' WHERE key = 'schema_version'",
+                [],
+            )
+            .unwrap();
+        drop(store);
+        let err = SqliteStore::open(&path).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::SchemaTooNew { found: 99, .. }),
+            "{err}"
+        );
+    }
+}

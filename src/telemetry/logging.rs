@@ -1,0 +1,34 @@
+//! Log output: readable on a terminal, JSON for log pipelines. Logs go to
+//! stderr so command output (check-config summary, demo timeline, status)
+//! stays clean on stdout.
+
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::writer::MakeWriterExt;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Installs the global subscriber. `level` is an `EnvFilter` directive
+/// (`info`, `continuity_agent=debug,warn`); `RUST_LOG` wins when set.
+pub fn init(format: LogFormat, level: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let writer = std::io::stderr.with_max_level(tracing::Level::TRACE);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
+    // `try_init`: a second call (tests, demo inside tests) keeps the first subscriber.
+    let _ = match format {
+        LogFormat::Text => builder.with_target(false).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+    };
+}

@@ -1,0 +1,573 @@
+//! Configuration loading and validation: every validation class names the key
+//! path and the reason; all errors come out in one run; environment variables
+//! win over the file; secrets never leak.
+
+use std::path::Path;
+use std::process::Command;
+
+use continuity_agent::config::{self, ConfigIssue};
+
+/// A minimal valid configuration; tests append or replace pieces of it.
+const BASE: &str = r#"
+[talkdesk]
+account = "acme"
+client_id = "id-123"
+client_secret = "s3cr3t-value-do-not-print"
+
+[profiles.backup]
+forward = { "+14155550100" = "+14155559999" }
+default = "+14155558888"
+message = { text = "We are experiencing technical difficulties.", language = "en-US" }
+
+[[probes]]
+id = "trunk-a"
+type = "sip"
+target = "sip:trunk-a.example.net:5060;transport=udp"
+
+[[probes]]
+id = "trunk-b"
+type = "sip"
+target = "sip:trunk-b.example.net;transport=tcp"
+
+[[rules]]
+name = "trunks-down"
+profile = "backup"
+for = "10s"
+when = { down = "trunk-*", at_least = 2 }
+"#;
+
+fn load(src: &str) -> Result<config::Config, config::ConfigErrors> {
+    config::from_toml_str_strict(src, "test.toml", Path::new("."), false)
+}
+
+fn errors(src: &str) -> Vec<ConfigIssue> {
+    match load(src) {
+        Ok(_) => panic!("expected errors, config loaded"),
+        Err(e) => e.errors,
+    }
+}
+
+/// Asserts exactly one error mentions `key` and its reason contains `why`.
+#[track_caller]
+fn assert_error(src: &str, key: &str, why: &str) {
+    let errs = errors(src);
+    let found = errs.iter().any(|e| e.key == key && e.reason.contains(why));
+    assert!(
+        found,
+        "no error at {key:?} containing {why:?}; got:\n{}",
+        render(&errs)
+    );
+}
+
+fn render(errs: &[ConfigIssue]) -> String {
+    errs.iter().map(|e| format!("  {e}\n")).collect()
+}
+
+fn with(extra: &str) -> String {
+    format!("{BASE}\n{extra}")
+}
+
+#[test]
+fn shipped_configs_validate() {
+    for path in ["config/example.toml", "config/demo.toml"] {
+        let cfg = config::load(Path::new(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert!(
+            cfg.warnings.is_empty(),
+            "{path} has warnings: {:?}",
+            cfg.warnings
+        );
+        assert!(!cfg.rules.is_empty() && !cfg.probes.is_empty());
+    }
+}
+
+#[test]
+fn base_config_is_valid_and_compiles_rules() {
+    let cfg = load(BASE).unwrap();
+    assert_eq!(cfg.rules.len(), 1);
+    assert_eq!(cfg.rules[0].when.probe_ids(), vec!["trunk-a", "trunk-b"]);
+    let spec = cfg.engine_spec();
+    assert_eq!(spec.probes.len(), 2);
+    assert_eq!(
+        (spec.probes[0].rise, spec.probes[0].fall),
+        (2, 3),
+        "HAProxy defaults"
+    );
+    assert_eq!(spec.profiles, vec!["backup".to_string()]);
+}
+
+#[test]
+fn e164_numbers_are_checked_in_forward_keys_values_and_default() {
+    let src = BASE.replace(
+        r#""+14155550100" = "+14155559999""#,
+        r#""4155550100" = "+1415555999x""#,
+    );
+    assert_error(
+        &src,
+        r#"profiles.backup.forward."4155550100""#,
+        "is not an E.164 number",
+    );
+    assert_error(
+        &src,
+        r#"profiles.backup.forward."4155550100""#,
+        "target \"+1415555999x\" is not an E.164",
+    );
+    let src = BASE.replace(r#"default = "+14155558888""#, r#"default = "+04155558888""#);
+    assert_error(&src, "profiles.backup.default", "is not an E.164 number");
+}
+
+#[test]
+fn language_tags_must_be_bcp47() {
+    let src = BASE.replace(r#"language = "en-US""#, r#"language = "english_US""#);
+    assert_error(&src, "profiles.backup.message.language", "BCP 47");
+    let ok = BASE.replace(r#"language = "en-US""#, r#"language = "pt-BR""#);
+    load(&ok).unwrap();
+}
+
+#[test]
+fn message_text_must_be_non_empty_and_of_sane_length() {
+    let src = BASE.replace("We are experiencing technical difficulties.", "   ");
+    assert_error(&src, "profiles.backup.message.text", "must not be empty");
+    let long = "x".repeat(1001);
+    let src = BASE.replace("We are experiencing technical difficulties.", &long);
+    assert_error(&src, "profiles.backup.message.text", "at most 1000");
+}
+
+#[test]
+fn profile_that_does_nothing_is_an_error() {
+    let src = with("[profiles.empty]\n");
+    assert_error(&src, "profiles.empty", "does nothing");
+}
+
+#[test]
+fn durations_are_parsed_with_units_and_range_checked() {
+    let src = BASE.replace(r#"for = "10s""#, r#"for = "10""#);
+    assert_error(&src, "rules[0] (trunks-down).for", "no unit");
+    let src = BASE.replace(r#"for = "10s""#, r#"for = "ten seconds""#);
+    assert_error(&src, "rules[0] (trunks-down).for", "invalid duration");
+    let src = BASE.replace(r#"for = "10s""#, "for = \"10s\"\nclear_for = \"30d\"");
+    assert_error(&src, "rules[0] (trunks-down).clear_for", "out of range");
+    let src = BASE.replace(r#"for = "10s""#, "for = \"2h\"\nmin_active = \"48h\"");
+    assert_error(&src, "rules[0] (trunks-down).for", "out of range");
+    assert_error(&src, "rules[0] (trunks-down).min_active", "out of range");
+}
+
+#[test]
+fn probe_ids_must_be_unique() {
+    let src =
+        with("[[probes]]\nid = \"trunk-a\"\ntype = \"http\"\nurl = \"https://x.example/health\"\n");
+    assert_error(&src, "probes[2] (trunk-a).id", "duplicate probe id");
+}
+
+#[test]
+fn sip_targets_need_sip_scheme_host_and_known_transport() {
+    for (target, why) in [
+        ("http://trunk", "must start with sip: or sips:"),
+        (
+            "sip:trunk;transport=sctp",
+            "transport \"sctp\" is not udp, tcp or tls",
+        ),
+        ("sip:trunk:99999", "port \"99999\""),
+        ("sips:trunk;transport=udp", "sips: URIs need transport=tls"),
+        ("sip:", "no valid host"),
+    ] {
+        let src = BASE.replace("sip:trunk-a.example.net:5060;transport=udp", target);
+        assert_error(&src, "probes[0] (trunk-a).target", why);
+    }
+    for ok in [
+        "sip:[2001:db8::1]:5062;transport=tcp",
+        "sips:carrier.example.com",
+        "sip:ping@10.0.0.1;transport=tls",
+    ] {
+        load(&BASE.replace("sip:trunk-a.example.net:5060;transport=udp", ok)).unwrap();
+    }
+}
+
+#[test]
+fn sip_accept_codes_are_classes_or_final_codes() {
+    let src = BASE.replace(
+        "target = \"sip:trunk-a.example.net:5060;transport=udp\"",
+        "target = \"sip:trunk-a.example.net:5060;transport=udp\"\naccept = [\"2xx\", \"404\", \"180\", \"abc\"]",
+    );
+    assert_error(&src, "probes[0] (trunk-a).accept[2]", "provisional");
+    assert_error(
+        &src,
+        "probes[0] (trunk-a).accept[3]",
+        "not a SIP response code",
+    );
+    assert_eq!(errors(&src).len(), 2, "2xx and 404 are fine");
+}
+
+#[test]
+fn http_probe_urls_must_be_http_or_https() {
+    let src =
+        with("[[probes]]\nid = \"crm\"\ntype = \"http\"\nurl = \"ftp://crm.example/health\"\n");
+    assert_error(
+        &src,
+        "probes[2] (crm).url",
+        "scheme \"ftp\" is not http or https",
+    );
+    let src = with("[[probes]]\nid = \"crm\"\ntype = \"http\"\n");
+    assert_error(&src, "probes[2] (crm).url", "missing");
+    let src = with(
+        "[[probes]]\nid = \"crm\"\ntype = \"http\"\nurl = \"https://crm.example/\"\nexpect_status = [200, 700]\nexpect_json = \"$[\"\n",
+    );
+    assert_error(
+        &src,
+        "probes[2] (crm).expect_status[1]",
+        "not an HTTP status code",
+    );
+    assert_error(&src, "probes[2] (crm).expect_json", "JSONPath");
+}
+
+#[test]
+fn keys_of_another_probe_type_are_named() {
+    let src = with(
+        "[[probes]]\nid = \"crm\"\ntype = \"http\"\nurl = \"https://crm.example/\"\naccept = [\"2xx\"]\n",
+    );
+    assert_error(
+        &src,
+        "probes[2] (crm).accept",
+        "does not apply to probes of type http",
+    );
+}
+
+#[test]
+fn statuspage_and_agents_fields_are_checked() {
+    let src = with(
+        "[[probes]]\nid = \"st\"\ntype = \"statuspage\"\nurl = \"https://status.example/api/v2/summary.json\"\ndown_at = \"meltdown\"\n\
+         [[probes]]\nid = \"agents\"\ntype = \"agents\"\nurl = \"https://wb.example/agents\"\n",
+    );
+    assert_error(
+        &src,
+        "probes[2] (st).down_at",
+        "use one of degraded_performance",
+    );
+    assert_error(&src, "probes[3] (agents).value", "missing");
+}
+
+#[test]
+fn rise_and_fall_must_be_at_least_one() {
+    let src = BASE.replace("transport=udp\"", "transport=udp\"\nrise = 0\nfall = 0");
+    assert_error(&src, "probes[0] (trunk-a).rise", "must be 1 to 100");
+    assert_error(&src, "probes[0] (trunk-a).fall", "must be 1 to 100");
+}
+
+#[test]
+fn rule_globs_must_match_a_probe() {
+    let src = BASE.replace(r#"down = "trunk-*", at_least = 2"#, r#"down = "carrier-*""#);
+    assert_error(&src, "rules[0] (trunks-down).when.down", "matches no probe");
+    let src = BASE.replace("at_least = 2", "at_least = 3");
+    assert_error(
+        &src,
+        "rules[0] (trunks-down).when.at_least",
+        "matches only 2 probe(s)",
+    );
+}
+
+#[test]
+fn unknown_profiles_are_errors_in_rules_and_drills() {
+    let src = BASE.replace(r#"profile = "backup""#, r#"profile = "backupp""#);
+    assert_error(
+        &src,
+        "rules[0] (trunks-down).profile",
+        "unknown profile \"backupp\" (profiles: backup)",
+    );
+    let src = with(
+        "[[drills]]\nname = \"d\"\ncron = \"0 0 3 1 * *\"\nprofile = \"nope\"\nduration = \"5m\"\n",
+    );
+    assert_error(&src, "drills[0] (d).profile", "unknown profile");
+}
+
+#[test]
+fn alert_matchers_use_alertmanager_syntax() {
+    let src = BASE.replace(
+        r#"when = { down = "trunk-*", at_least = 2 }"#,
+        r#"when = { alert = ['alertname="X"', 'severity=~"(crit"', 'team', '9x="y"'] }"#,
+    );
+    assert_error(
+        &src,
+        "rules[0] (trunks-down).when.alert[1]",
+        "invalid regex",
+    );
+    assert_error(&src, "rules[0] (trunks-down).when.alert[2]", "no operator");
+    assert_error(&src, "rules[0] (trunks-down).when.alert[3]", "label name");
+}
+
+#[test]
+fn cron_expressions_need_six_valid_fields() {
+    let src = with("[[maintenance]]\nname = \"w\"\ncron = \"0 8 * * Sun\"\nduration = \"3h\"\n");
+    assert_error(&src, "maintenance[0] (w).cron", "has 5 fields");
+    let src = with("[[maintenance]]\nname = \"w\"\ncron = \"0 0 25 * * Sun\"\nduration = \"3h\"\n");
+    assert_error(
+        &src,
+        "maintenance[0] (w).cron",
+        "not a valid cron expression",
+    );
+    load(&with(
+        "[[maintenance]]\nname = \"w\"\ncron = \"0 0 8 * * Sun\"\nduration = \"3h\"\n",
+    ))
+    .unwrap();
+}
+
+#[test]
+fn region_must_be_known_unless_urls_are_explicit() {
+    let src = BASE.replace("account = \"acme\"", "account = \"acme\"\nregion = \"au\"");
+    assert_error(&src, "talkdesk.region", "unknown region \"au\"");
+    let explicit = BASE.replace(
+        "account = \"acme\"",
+        "region = \"au\"\napi_base = \"https://api.mytalkdesk.au\"\ntoken_url = \"https://acme.talkdeskid.au/oauth/token\"",
+    );
+    load(&explicit).unwrap();
+    let insecure = BASE.replace(
+        "account = \"acme\"",
+        "account = \"acme\"\napi_base = \"http://api.example.com\"",
+    );
+    assert_error(&insecure, "talkdesk.api_base", "must use https");
+    let no_account = BASE.replace("account = \"acme\"\n", "");
+    assert_error(&no_account, "talkdesk.account", "missing");
+}
+
+#[test]
+fn token_scopes_must_be_well_formed_and_sufficient() {
+    let src = BASE.replace(
+        "account = \"acme\"",
+        "account = \"acme\"\nscopes = [\"continuity-settings:write\", \"Bad Scope\"]",
+    );
+    assert_error(&src, "talkdesk.scopes[1]", "is not a scope");
+    assert_error(
+        &src,
+        "talkdesk.scopes",
+        "must include \"continuity-settings-activation:write\"",
+    );
+}
+
+#[test]
+fn suspicious_but_legal_settings_are_warnings() {
+    let src = BASE
+        .replace(r#"for = "10s""#, r#"for = "0s""#)
+        .replace(r#"down = "trunk-*", at_least = 2"#, r#"down = "trunk-a""#)
+        .replace("transport=udp\"", "transport=udp\"\nfall = 1");
+    let cfg = load(&src).expect("legal");
+    let w = cfg
+        .warnings
+        .iter()
+        .find(|w| w.key == "rules[0] (trunks-down).for")
+        .expect("warning");
+    assert!(w.reason.contains("one failed check"), "{w}");
+    assert!(
+        cfg.summary()
+            .contains("warning: test.toml: rules[0] (trunks-down).for")
+    );
+}
+
+#[test]
+fn unknown_keys_are_rejected_with_their_name() {
+    assert_error(
+        &with("[engine]\nflap_maximum = 3\n"),
+        "engine.flap_maximum",
+        "unknown key `flap_maximum`",
+    );
+    assert_error(
+        &with("[telemetry]\nx = 1\n"),
+        "telemetry",
+        "unknown section `telemetry`",
+    );
+    let src = BASE.replace("transport=udp\"", "transport=udp\"\nretries = 3");
+    assert_error(&src, "probes[0] (trunk-a).retries", "unknown key `retries`");
+}
+
+#[test]
+fn secret_files_are_read_relative_to_the_config_and_both_forms_conflict() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("td-secret"), "from-file-secret\n").unwrap();
+    let src = BASE.replace(
+        r#"client_secret = "s3cr3t-value-do-not-print""#,
+        r#"client_secret_file = "td-secret""#,
+    );
+    let cfg = config::from_toml_str_strict(&src, "test.toml", dir.path(), false).unwrap();
+    use secrecy::ExposeSecret;
+    assert_eq!(
+        cfg.raw
+            .talkdesk
+            .client_secret
+            .as_ref()
+            .unwrap()
+            .expose_secret(),
+        "from-file-secret"
+    );
+
+    let missing = BASE.replace(
+        r#"client_secret = "s3cr3t-value-do-not-print""#,
+        r#"client_secret_file = "nope""#,
+    );
+    let errs = config::from_toml_str_strict(&missing, "test.toml", dir.path(), false)
+        .unwrap_err()
+        .errors;
+    assert!(
+        errs.iter()
+            .any(|e| e.key == "talkdesk.client_secret_file" && e.reason.contains("cannot read")),
+        "{errs:?}"
+    );
+
+    let both = BASE.replace(
+        r#"client_secret = "s3cr3t-value-do-not-print""#,
+        "client_secret = \"a\"\nclient_secret_file = \"td-secret\"",
+    );
+    assert_error(&both, "talkdesk.client_secret", "not both");
+}
+
+#[test]
+fn webhooks_need_a_credential_their_source_can_send() {
+    assert_error(
+        &with("[webhooks.alertmanager]\n"),
+        "webhooks.alertmanager",
+        "no credential",
+    );
+    assert_error(
+        &with("[webhooks.pagerduty]\nbearer_token = \"abcdefabcdefabcdef\"\n"),
+        "webhooks.pagerduty.bearer_token",
+        "cannot send",
+    );
+    assert_error(
+        &with("[webhooks.statuspage]\npath_token = \"short\"\n"),
+        "webhooks.statuspage.path_token",
+        "at least 16",
+    );
+}
+
+#[test]
+fn secrets_never_appear_in_debug_or_errors() {
+    let secret = "s3cr3t-value-do-not-print";
+    let cfg = load(BASE).unwrap();
+    assert!(
+        !format!("{cfg:?}").contains(secret),
+        "Debug of Config leaks the secret"
+    );
+    assert!(!format!("{:?}", cfg.raw.talkdesk).contains(secret));
+    // An invalid config that contains secrets: the error report must not echo them.
+    let src = BASE.replace("account = \"acme\"", "account = \"ACME!\"")
+        + "\n[webhooks.statuspage]\npath_token = \"tiny-secret\"\n[[notify]]\ntype = \"slack\"\nurl = \"http://hooks.example.com/T0/B0/secret-path-xyz\"\n";
+    let e = load(&src).unwrap_err();
+    let text = e.to_string();
+    for s in [secret, "tiny-secret", "secret-path-xyz"] {
+        assert!(!text.contains(s), "error report leaks {s}:\n{text}");
+    }
+    assert!(text.contains("notify[0].url"), "{text}");
+}
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_continuity-agent"))
+}
+
+#[test]
+fn check_config_reports_at_least_five_mistakes_in_one_run_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.toml");
+    let src = BASE
+        .replace(r#""+14155550100" = "+14155559999""#, r#""555" = "+14155559999""#) // 1 E.164
+        .replace(r#"language = "en-US""#, r#"language = "not a tag""#) // 2 BCP 47
+        .replace("transport=udp\"", "transport=sctp\"\nfall = 0") // 3 transport, 4 fall
+        .replace(r#"profile = "backup""#, r#"profile = "ghost""#) // 5 unknown profile
+        + "\n[[maintenance]]\nname = \"w\"\ncron = \"0 8 * * *\"\nduration = \"1h\"\n"; // 6 cron
+    std::fs::write(&path, src).unwrap();
+    let out = bin()
+        .args(["check-config", "-c"])
+        .arg(&path)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("6 configuration errors"), "{stderr}");
+    for needle in [
+        "profiles.backup.forward.\"555\"",
+        "profiles.backup.message.language",
+        "probes[0] (trunk-a).target",
+        "probes[0] (trunk-a).fall",
+        "rules[0] (trunks-down).profile",
+        "maintenance[0] (w).cron",
+    ] {
+        assert!(
+            stderr.contains(&format!("{}: {needle}", path.display())),
+            "missing {needle} in:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn check_config_prints_a_summary_and_exits_0() {
+    let out = bin()
+        .args(["check-config", "-c", "config/example.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("probes (5)")
+            && stdout.contains("rules (2)")
+            && stdout.contains("webhook sources (7)"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn environment_overrides_win_over_the_file_and_are_named_in_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.toml");
+    std::fs::write(&path, BASE).unwrap();
+    // A valid override changes the value.
+    let out = bin()
+        .args(["check-config", "-c"])
+        .arg(&path)
+        .env("CONTINUITY_AGENT_TALKDESK__REGION", "eu")
+        .env("CONTINUITY_AGENT_AGENT__DRY_RUN", "true")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("region eu") && stdout.contains("dry_run true"),
+        "{stdout}"
+    );
+    // An invalid override is reported against the variable, not the file.
+    let out = bin()
+        .args(["check-config", "-c"])
+        .arg(&path)
+        .env("CONTINUITY_AGENT_TALKDESK__REGION", "mars")
+        .env("CONTINUITY_AGENT_ENGINE__FLAP_MAXIMUM", "3")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("environment variable CONTINUITY_AGENT_TALKDESK__REGION: talkdesk.region: unknown region \"mars\""), "{stderr}");
+    assert!(
+        stderr.contains("engine.flap_maximum: unknown key `flap_maximum`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn missing_file_is_a_config_error() {
+    let out = bin()
+        .args(["check-config", "-c", "/nonexistent/agent.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/agent.toml: cannot read"));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let out = bin().args(["frobnicate"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
