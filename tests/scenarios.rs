@@ -67,12 +67,12 @@ fn scenarios_bad_file_is_an_error_not_a_failure() {
     let unknown_probe = "config = \"nope.toml\"\n";
     std::fs::write(&bad, unknown_probe).unwrap_or_default();
     let mut out = Vec::new();
-    let err = run_files(&[bad.clone()], &mut out);
+    let err = run_files(std::slice::from_ref(&bad), &mut out);
     assert!(err.is_err(), "missing config file must be an error");
 
     let typo = "[[input]]\nat = \"0s\"\nprobee = \"x\"\n";
     std::fs::write(&bad, typo).unwrap_or_default();
-    let err = run_files(&[bad.clone()], &mut out).map_err(|e| e.to_string());
+    let err = run_files(std::slice::from_ref(&bad), &mut out).map_err(|e| e.to_string());
     assert!(matches!(&err, Err(m) if m.contains("probee")), "{err:?}");
 
     let missing = tmp.join("does-not-exist.toml");
