@@ -33,20 +33,20 @@ impl Engine {
         self.st.drills.iter().max_by_key(|(_, d)| d.started)
     }
 
-    /// The desired state and which layer decided it.
-    pub(super) fn target(&self) -> (Desired, Layer) {
+    /// The desired profile (`None`: inactive) and which layer decided it.
+    /// Borrowed, so the per-step comparison allocates nothing.
+    pub(super) fn target_ref(&self) -> (Option<&str>, Layer) {
         if let Some(o) = &self.st.override_ {
-            return (o.desired.clone(), Layer::Override);
+            return (o.desired.profile(), Layer::Override);
         }
         if let Some((_, d)) = self.current_drill() {
-            let profile = d.profile.clone();
-            return (Desired::Active { profile }, Layer::Drill);
+            return (Some(d.profile.as_str()), Layer::Drill);
         }
         if let Some(l) = &self.st.flap.latched {
-            let profile = l.profile.clone();
-            return (Desired::Active { profile }, Layer::Flapping);
+            return (Some(l.profile.as_str()), Layer::Flapping);
         }
-        (self.auto_decision(), Layer::Rule)
+        let top = self.top_rule().map(|i| self.spec.rules[i].profile.as_str());
+        (top, Layer::Rule)
     }
 
     /// Emits `SetDesired` if the target changed. Returns whether it did.
@@ -57,12 +57,24 @@ impl Engine {
         cleared: &[usize],
         out: &mut Vec<Command>,
     ) -> bool {
-        let (target, layer) = self.target();
+        let (target, layer) = self.target_ref();
+        let unchanged = match (&self.st.desired, target) {
+            (Desired::Inactive, None) => true,
+            (Desired::Active { profile }, Some(p)) => profile == p,
+            _ => false,
+        };
+        let target = match target {
+            _ if unchanged => None,
+            Some(p) => Some(Desired::Active {
+                profile: p.to_string(),
+            }),
+            None => Some(Desired::Inactive),
+        };
         let prev_layer = self.st.layer;
         self.st.layer = layer;
-        if target == self.st.desired {
+        let Some(target) = target else {
             return false;
-        }
+        };
         let cause = match trig {
             Trigger::OverrideExpired(_) => Cause::OverrideExpired,
             Trigger::OverrideSet | Trigger::OverrideCleared { .. } => Cause::Override,

@@ -314,22 +314,21 @@ impl Engine {
         best
     }
 
-    /// What the rules alone want.
-    pub(super) fn auto_decision(&self) -> Desired {
-        match self.top_rule() {
-            Some(i) => Desired::Active {
-                profile: self.spec.rules[i].profile.clone(),
-            },
-            None => Desired::Inactive,
-        }
-    }
-
     fn update_flap(&mut self, now: Timestamp, out: &mut Vec<Command>) {
-        let auto = self.auto_decision();
+        // Compare before cloning: this runs on every step.
+        let top = self.top_rule().map(|i| self.spec.rules[i].profile.as_str());
+        let same = matches!((&self.st.flap.auto, top), (Some(Desired::Inactive), None))
+            || matches!((&self.st.flap.auto, top), (Some(Desired::Active { profile }), Some(p)) if profile == p);
+        let auto = match top {
+            Some(p) if !same => Desired::Active {
+                profile: p.to_string(),
+            },
+            _ => Desired::Inactive,
+        };
         let max = self.spec.flap_max;
         let window = self.spec.flap_window;
         let f = &mut self.st.flap;
-        if f.auto.as_ref() != Some(&auto) {
+        if !same {
             // The first evaluation only sets the baseline.
             if f.auto.is_some() {
                 f.history.push_back(now);

@@ -34,24 +34,39 @@ use super::state::{ActiveDrill, Blind, Flap, Layer};
 /// Format version; bump on incompatible changes.
 pub const SNAPSHOT_VERSION: u32 = 1;
 
+/// Every field but `version` and `desired` has a default, so a snapshot
+/// written by an older agent (fewer fields) still restores.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub version: u32,
     pub desired: Desired,
+    #[serde(default)]
     pub cause: Option<Cause>,
+    #[serde(default)]
     pub reasons: Vec<Reason>,
+    #[serde(default)]
     pub layer: Layer,
+    #[serde(default)]
     pub desired_since: Option<Timestamp>,
+    #[serde(default)]
     pub active_since: Option<Timestamp>,
+    #[serde(default)]
     pub probes: BTreeMap<String, ProbeState>,
+    #[serde(default)]
     pub rules: BTreeMap<String, RuleSnapshot>,
+    #[serde(default)]
     pub alerts: Vec<AlertSnapshot>,
-    #[serde(rename = "override")]
+    #[serde(default, rename = "override")]
     pub override_: Option<Override>,
+    #[serde(default)]
     pub maintenance: BTreeMap<String, Timestamp>,
+    #[serde(default)]
     pub drills: BTreeMap<String, ActiveDrill>,
+    #[serde(default)]
     pub blind: Option<Blind>,
+    #[serde(default)]
     pub flap: Flap,
+    #[serde(default)]
     pub actual: Option<Actual>,
 }
 
@@ -126,6 +141,12 @@ impl Engine {
     pub fn restore(spec: EngineSpec, snap: Snapshot, now: Timestamp) -> (Engine, Vec<Command>) {
         let mut e = Engine::new(spec);
         let mut notes = Vec::new();
+        if snap.version > SNAPSHOT_VERSION {
+            notes.push(format!(
+                "snapshot version {} is newer than {SNAPSHOT_VERSION}: unknown fields ignored",
+                snap.version
+            ));
+        }
         let mut snap = snap;
         let profiles = e.spec.profiles.clone();
         let known = |p: &str| profiles.iter().any(|k| k == p);

@@ -15,12 +15,13 @@ use super::probe::ProbeState;
 use super::rule::RuleState;
 
 /// Which precedence layer decided the desired state (DESIGN section 3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Layer {
     Override,
     Drill,
     Flapping,
+    #[default]
     Rule,
 }
 

@@ -121,3 +121,43 @@ fn engine_restore_resets_changed_rules_and_drops_unknown_probes() {
         "{audit}"
     );
 }
+
+#[test]
+fn engine_restore_finishes_a_clearing_that_elapsed_while_down() {
+    let mut e = engine();
+    drive(&mut e, trunks_fail(0));
+    e.step(Event::Tick, t(12)); // on since 12
+    drive(&mut e, trunks_ok(20)); // clearing since 21; ends at max(81, 312)
+    let (r, cmds) = Engine::restore(spec(BASE), e.snapshot(), t(1000));
+    assert!(
+        cmds.iter().any(|c| matches!(
+            c,
+            Command::SetDesired {
+                desired: Inactive,
+                cause: Cause::Restore,
+                ..
+            }
+        )),
+        "{cmds:#?}"
+    );
+    assert_eq!(r.desired(), &Inactive);
+}
+
+#[test]
+fn engine_restore_reads_a_minimal_older_snapshot() {
+    let json = r#"{"version": 1, "desired": {"state": "active", "profile": "backup"}}"#;
+    let snap: Snapshot = match serde_json::from_str(json) {
+        Ok(s) => s,
+        Err(e) => panic!("{e}"),
+    };
+    // No rule holds it and nothing else persisted: the engine decides afresh.
+    let (r, cmds) = Engine::restore(spec(BASE), snap, t(0));
+    assert_eq!(r.desired(), &Inactive);
+    assert!(cmds.iter().any(|c| matches!(
+        c,
+        Command::SetDesired {
+            cause: Cause::Restore,
+            ..
+        }
+    )));
+}
