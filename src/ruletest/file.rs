@@ -33,6 +33,7 @@
 //! cause = "rule"
 //! rules = { trunks-down = "firing" }
 //! probes = { trunk-a = "down" }
+//! cadence = { trunk-a = "normal" }      # fast | normal
 //! flapping = false
 //! blind = false
 //! reason_contains = "2 of 2 probes"     # or a list
@@ -136,6 +137,8 @@ pub struct Expect {
     pub cause: Option<String>,
     pub rules: Option<BTreeMap<String, String>>,
     pub probes: Option<BTreeMap<String, String>>,
+    /// Probe id -> `fast` | `normal` (polling cadence the engine asked for).
+    pub cadence: Option<BTreeMap<String, String>>,
     pub flapping: Option<bool>,
     pub blind: Option<bool>,
     pub reason_contains: Option<OneOrMany>,

@@ -157,6 +157,16 @@ fn check_expect_names(expects: &[Expect], spec: &EngineSpec) -> Result<(), Strin
                 ));
             }
         }
+        for (id, c) in e.cadence.iter().flatten() {
+            if !spec.probes.iter().any(|p| &p.id == id) {
+                return Err(format!("expect[{i}].cadence: unknown probe {id:?}"));
+            }
+            if c != "fast" && c != "normal" {
+                return Err(format!(
+                    "expect[{i}].cadence.{id}: {c:?} is not fast or normal"
+                ));
+            }
+        }
         if let Some(d) = &e.desired
             && d != "active"
             && d != "inactive"

@@ -201,6 +201,17 @@ fn check(e: &Expect, v: &EngineView, changes: usize) -> Vec<String> {
             .map_or("(no such probe)".to_string(), |p| p.health.to_string());
         mismatch(&mut out, &format!("probe {id}"), want, got);
     }
+    for (id, want) in e.cadence.iter().flatten() {
+        let got = v
+            .probes
+            .iter()
+            .find(|p| &p.id == id)
+            .map_or(
+                "(no such probe)",
+                |p| if p.fast { "fast" } else { "normal" },
+            );
+        mismatch(&mut out, &format!("cadence {id}"), want, got);
+    }
     if let Some(want) = e.flapping {
         mismatch(&mut out, "flapping", want, v.flapping);
     }
