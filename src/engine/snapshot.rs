@@ -8,7 +8,11 @@
 //! It is keyed by name, not position, so it survives a config change:
 //! - probes absent from the new spec are dropped; new probes start unknown;
 //! - rule state is restored only onto a rule with the same `checksum`, so an
-//!   edited rule starts inactive instead of inheriting stale timers;
+//!   edited rule starts inactive instead of inheriting stale timers; the one
+//!   exception is an edited rule that was holding the fallback on (firing or
+//!   clearing): it restarts in `clearing` from `now` under its new timers
+//!   (firing again at once if its new condition holds), so tuning a rule
+//!   mid-outage and restarting does not switch calls back;
 //! - an override, drill or flap latch naming a profile that no longer exists
 //!   is dropped (with an audit line).
 //!
@@ -27,7 +31,7 @@ use super::eval::ActiveAlert;
 use super::event::{Cause, Command, Override, Reason};
 use super::machine::{Engine, Trigger};
 use super::probe::ProbeState;
-use super::rule::RuleState;
+use super::rule::{RulePhase, RuleState};
 use super::spec::EngineSpec;
 use super::state::{ActiveDrill, Blind, Flap, Layer};
 
@@ -164,6 +168,22 @@ impl Engine {
         for (i, r) in e.spec.rules.iter().enumerate() {
             match snap.rules.remove(&r.name) {
                 Some(s) if s.checksum == r.checksum => e.st.rules[i] = s.state,
+                // Edited while holding the fallback on: dropping it would switch
+                // calls back mid-outage just because a rule was tuned. Keep only
+                // the fact that it holds: it restarts clearing under its new
+                // timers (back to firing at once if its new condition is true).
+                Some(s) if s.state.phase.holds() => {
+                    e.st.rules[i] = RuleState {
+                        phase: RulePhase::Clearing,
+                        since: Some(now),
+                        fired_at: Some(now),
+                        frozen: false,
+                    };
+                    notes.push(format!(
+                        "rule {} changed while holding the fallback: it restarts clearing with its new timers",
+                        r.name
+                    ));
+                }
                 Some(_) => notes.push(format!("rule {} changed: its state starts over", r.name)),
                 None => {}
             }

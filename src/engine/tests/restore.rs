@@ -161,3 +161,40 @@ fn engine_restore_reads_a_minimal_older_snapshot() {
         }
     )));
 }
+
+#[test]
+fn engine_restore_edited_rule_that_holds_the_fallback_causes_no_off() {
+    let mut e = engine();
+    drive(&mut e, trunks_fail(0));
+    e.step(Event::Tick, t(12)); // firing, on since 12
+    let edited = BASE.replace("clear_for = \"60s\"", "clear_for = \"90s\"");
+    let (mut r, cmds) = Engine::restore(spec(&edited), e.snapshot(), t(30));
+    assert!(
+        !cmds.iter().any(|c| matches!(c, Command::SetDesired { .. })),
+        "{cmds:#?}"
+    );
+    assert_eq!(
+        r.view(t(30)).rules[0].state.as_str(),
+        "firing",
+        "condition still true"
+    );
+    // Recovery then follows the new clear_for (90s) and min_active (from 12s).
+    drive(&mut r, trunks_ok(40)); // clearing since 41
+    assert_eq!(r.next_deadline(), Some(t(312)));
+    let (r2, cmds) = Engine::restore(
+        spec(&edited.replace("clear_for = \"90s\"", "clear_for = \"100s\"")),
+        r.snapshot(),
+        t(50),
+    );
+    assert!(
+        !cmds.iter().any(|c| matches!(c, Command::SetDesired { .. })),
+        "{cmds:#?}"
+    );
+    let v = r2.view(t(50));
+    assert_eq!(v.rules[0].state.as_str(), "clearing");
+    assert_eq!(
+        v.rules[0].since,
+        Some(t(50)),
+        "clearing restarts under the new timers"
+    );
+}
