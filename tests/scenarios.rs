@@ -83,9 +83,10 @@ fn scenarios_bad_file_is_an_error_not_a_failure() {
 #[ignore = "prints the failing report for eyeballing"]
 fn scenarios_print_failing_report() {
     let mut out = Vec::new();
-    let _ = run_files(
-        &[dir("tests/scenarios/failing/wrong-expectation.toml")],
-        &mut out,
-    );
+    // SCENARIO=path prints another file's report.
+    let path = std::env::var_os("SCENARIO")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| dir("tests/scenarios/failing/wrong-expectation.toml"));
+    let _ = run_files(&[path], &mut out);
     println!("{}", String::from_utf8_lossy(&out));
 }

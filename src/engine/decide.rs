@@ -185,7 +185,7 @@ impl Engine {
                 r.push(reason(
                     spec.name.clone(),
                     format!(
-                        "{}: cleared (condition false for {}, min_active {})",
+                        "{}: cleared (condition false for clear_for {}; fallback on for min_active {})",
                         spec.name,
                         fmt_dur(spec.clear_for),
                         fmt_dur(spec.min_active)
@@ -227,7 +227,7 @@ impl Engine {
             r.push(reason(
                 name.clone(),
                 format!(
-                    "{name}: {} (frozen by the blind guard: probe states are not trusted)",
+                    "{name}: {} (frozen by the blind guard: the probe states below are not trusted)",
                     s.phase
                 ),
             ));
