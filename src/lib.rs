@@ -6,7 +6,9 @@
 //! Components (see ARCHITECTURE.md for the invariants):
 //! - [`config`]: the TOML file and environment, parsed once, every error collected.
 //! - [`engine`]: the pure decision state machine (no I/O, no clock).
+//! - [`probe`]: SIP OPTIONS, HTTP, status page and agents probes, their scheduler and the self-check.
 //! - [`domain`]: types every component shares (profiles, desired/actual state, timestamps).
+//! - [`talkdesk`]: the Talkdesk client, actuator, break-glass commands and API simulator.
 //! - [`telemetry`]: the metrics registry and audit records.
 //! - [`ruletest`]: `test-rules`, promtool-style scenario tests for the engine.
 
@@ -15,7 +17,9 @@ pub mod config;
 pub mod daemon;
 pub mod domain;
 pub mod engine;
+pub mod probe;
 pub mod ruletest;
 pub mod server;
 pub mod store;
+pub mod talkdesk;
 pub mod telemetry;

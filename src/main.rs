@@ -163,6 +163,8 @@ fn main() -> ExitCode {
         Command::CheckConfig(c) => check_config(&c.config),
         Command::Status(api) => block_on(status(api)),
         Command::Override { action } => block_on(override_cmd(action)),
+        Command::Talkdesk { config, action } => block_on(talkdesk(&config.config, action)),
+        Command::SimulateTalkdesk { listen } => block_on(simulate_talkdesk(listen)),
         other => not_yet(&other),
     }
 }
@@ -274,4 +276,105 @@ fn not_yet(cmd: &Command) -> ExitCode {
     let name = name.split(['(', ' ', '{']).next().unwrap_or("this command");
     eprintln!("continuity-agent: `{name}` is not available yet in this build");
     ExitCode::from(EXIT_RUNTIME)
+}
+
+async fn talkdesk(path: &std::path::Path, action: TalkdeskAction) -> ExitCode {
+    use continuity_agent::talkdesk::breakglass::{self, BreakGlass};
+    use continuity_agent::talkdesk::client::{Client, ClientConfig};
+    use continuity_agent::telemetry::{Metrics, audit::NoAudit};
+
+    let cfg = match config::load(path) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprint!("{errors}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let td = &cfg.raw.talkdesk;
+    let Some(secret) = td.client_secret.clone() else {
+        eprintln!("continuity-agent: talkdesk.client_secret is not set");
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let client = ClientConfig::from_config(td, secret)
+        .and_then(|c| Client::new(c, Metrics::new(), std::sync::Arc::new(NoAudit)));
+    let client = match client {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("continuity-agent: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let cmd = match action {
+        TalkdeskAction::Get => BreakGlass::Get,
+        TalkdeskAction::Apply { profile } => BreakGlass::Apply { profile },
+        TalkdeskAction::Activate => BreakGlass::Activate,
+        TalkdeskAction::Deactivate => BreakGlass::Deactivate,
+    };
+    if cfg.raw.agent.dry_run && cmd != BreakGlass::Get {
+        eprintln!(
+            "continuity-agent: note: agent.dry_run does not apply to break-glass commands; this changes Talkdesk"
+        );
+    }
+    let mut out = std::io::stdout();
+    match breakglass::run(cmd, &client, &cfg.profiles, &mut out).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("continuity-agent: {e}");
+            let usage = matches!(
+                e,
+                continuity_agent::talkdesk::error::TalkdeskError::UnknownProfile(_)
+            );
+            ExitCode::from(if usage { EXIT_CONFIG } else { EXIT_RUNTIME })
+        }
+    }
+}
+
+async fn simulate_talkdesk(listen: String) -> ExitCode {
+    use continuity_agent::talkdesk::simulator::{self, Simulator};
+    let listener = match tokio::net::TcpListener::bind(&listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("continuity-agent: cannot listen on {listen}: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    let sim = Simulator::default();
+    let opts = sim.options();
+    println!(
+        "Talkdesk API simulator on http://{} (client id {:?}, token URL /oauth/token, control routes /_sim/*)",
+        listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or(listen.clone()),
+        opts.client_id
+    );
+    match simulator::run(listener, sim, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("continuity-agent: simulator failed: {e}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
 }

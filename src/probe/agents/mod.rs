@@ -1,0 +1,155 @@
+//! Agents probe: are enough agents available to take calls?
+//!
+//! Reads a number from an HTTP JSON endpoint with a JSONPath (`value`, e.g.
+//! `$.available`) and succeeds when it is at least `min` (default 1). The
+//! path must select exactly one node: a number, or a string holding one.
+//!
+//! # Feeding it from Talkdesk
+//!
+//! Talkdesk has no endpoint that returns "agents available now" (see
+//! `reference/talkdesk-api.md` section 4): the Live API streams query results
+//! over SSE with unconfirmed query names, and the Presence API answers one
+//! user per call. So the probe reads a number that something else publishes:
+//!
+//! - **A wallboard or BI tool** that already shows available agents (Talkdesk
+//!   Live, a Grafana panel, a WFM tool) and can expose it as JSON: point `url`
+//!   at it and `value` at the field.
+//! - **A small exporter** that subscribes to a Talkdesk Live query
+//!   (`POST /live-subscriptions`, then `GET /live-subscriptions/{id}/stream`)
+//!   for the ring groups that matter, and serves the latest value as
+//!   `{"available": 7, "updated_at": "..."}`. Have it return an error status
+//!   (e.g. 503) when its data is stale, so the probe fails instead of
+//!   trusting an old number.
+//! - **Presence polling** for small teams: an exporter that calls
+//!   `GET /users/{id}/presence` for each agent of a queue and counts
+//!   `status == "available"` (mind the rate limits).
+//!
+//! Example:
+//! ```toml
+//! [[probes]]
+//! id = "agents-us"
+//! type = "agents"
+//! url = "http://agent-exporter:9110/available?ring_group=support"
+//! value = "$.available"
+//! min = 2
+//! headers = { Authorization = "Bearer ..." }
+//! ```
+
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use reqwest::Client;
+use serde_json::Value;
+
+use crate::config::schema::ProbeConfig;
+use crate::domain::ProbeOutcome;
+
+use super::http::{JsonCondition, checked_url, fetch, with_timeout};
+use super::{Probe, ProbeBuildError, timeout_of};
+
+/// With no `min`, one available agent is enough to keep answering calls.
+pub const DEFAULT_MIN: u64 = 1;
+
+pub struct AgentsProbe {
+    id: String,
+    url: String,
+    client: Client,
+    value: JsonCondition,
+    min: u64,
+    timeout: Duration,
+}
+
+impl AgentsProbe {
+    pub fn from_config(cfg: &ProbeConfig) -> Result<AgentsProbe, ProbeBuildError> {
+        let url = checked_url(cfg)?;
+        let value = cfg
+            .value
+            .as_deref()
+            .ok_or_else(|| ProbeBuildError::missing(cfg, "value"))?;
+        let value =
+            JsonCondition::parse(value).map_err(|e| ProbeBuildError::invalid(cfg, "value", e))?;
+        let timeout = timeout_of(cfg);
+        let client = fetch::client(timeout, cfg.headers.as_ref())
+            .map_err(|e| ProbeBuildError::invalid(cfg, "headers", e))?;
+        Ok(AgentsProbe {
+            id: cfg.id.clone(),
+            url,
+            client,
+            value,
+            min: cfg.min.unwrap_or(DEFAULT_MIN),
+            timeout,
+        })
+    }
+
+    async fn attempt(&self) -> ProbeOutcome {
+        let got = match fetch::get(&self.client, &self.url, true).await {
+            Ok(g) => g,
+            Err(e) => return ProbeOutcome::failure(e, None),
+        };
+        let latency = Some(got.latency);
+        if !got.status.is_success() {
+            return ProbeOutcome::failure(
+                format!("{} from the agents source", fetch::status_text(got.status)),
+                latency,
+            );
+        }
+        let body: Value = match serde_json::from_slice(&got.body) {
+            Ok(v) => v,
+            Err(e) => return ProbeOutcome::failure(format!("body is not JSON: {e}"), latency),
+        };
+        let count = match read_count(&self.value, &body) {
+            Ok(n) => n,
+            Err(e) => return ProbeOutcome::failure(e, latency),
+        };
+        let detail = format!("{count} available (min {})", self.min);
+        if count >= self.min {
+            ProbeOutcome::success(detail, latency)
+        } else {
+            ProbeOutcome::failure(detail, latency)
+        }
+    }
+}
+
+/// The number at `path`: exactly one node, a non-negative integer (or a
+/// string holding one; exporters sometimes quote numbers).
+pub fn read_count(path: &JsonCondition, body: &Value) -> Result<u64, String> {
+    let nodes = path.path.query(body).all();
+    let node = match nodes.as_slice() {
+        [one] => *one,
+        [] => return Err(format!("{} selected nothing", path.text)),
+        many => {
+            return Err(format!(
+                "{} selected {} values; it must select exactly one",
+                path.text,
+                many.len()
+            ));
+        }
+    };
+    let n = match node {
+        Value::Number(n) => n.as_u64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= u64::MAX as f64)
+                .map(|f| f as u64)
+        }),
+        Value::String(s) => s.trim().parse::<u64>().ok(),
+        _ => None,
+    };
+    n.ok_or_else(|| format!("{} is {node}, not a count of agents", path.text))
+}
+
+impl Probe for AgentsProbe {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn kind(&self) -> &'static str {
+        "agents"
+    }
+
+    fn check(&self) -> BoxFuture<'_, ProbeOutcome> {
+        Box::pin(with_timeout(self.timeout, self.attempt()))
+    }
+}

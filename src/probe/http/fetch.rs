@@ -1,0 +1,121 @@
+//! The HTTP GET shared by the http, statuspage and agents probes: one client
+//! per probe (its headers and timeout), a bounded body, and error details an
+//! operator can act on (`connection refused`, `dns error: ...`).
+
+use std::collections::BTreeMap;
+use std::error::Error as _;
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::{Client, StatusCode};
+use tokio::time::Instant;
+
+/// Bodies larger than this are cut off: a health or status document is a few
+/// KiB, and a misbehaving endpoint must not make the agent buffer gigabytes.
+pub const MAX_BODY: usize = 4 << 20;
+
+/// A response with its body read.
+#[derive(Debug)]
+pub struct Fetched {
+    pub status: StatusCode,
+    pub body: Bytes,
+    /// Time to the response headers (what operators mean by response time).
+    pub latency: Duration,
+}
+
+/// Build the client for one probe. Redirects are followed (reqwest's default
+/// of 10); TLS uses rustls with the platform trust store.
+pub fn client(
+    timeout: Duration,
+    headers: Option<&BTreeMap<String, String>>,
+) -> Result<Client, String> {
+    let mut map = HeaderMap::new();
+    for (k, v) in headers.into_iter().flatten() {
+        let name = HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| format!("\"{k}\" is not a valid header name"))?;
+        let mut value = HeaderValue::from_str(v)
+            .map_err(|_| format!("the value of header \"{k}\" has invalid characters"))?;
+        // Header values often carry tokens; keep them out of debug output.
+        value.set_sensitive(true);
+        map.insert(name, value);
+    }
+    Client::builder()
+        .user_agent(concat!("continuity-agent/", env!("CARGO_PKG_VERSION")))
+        .default_headers(map)
+        // The probe's own timeout (tokio) is authoritative and gives the
+        // standard detail; reqwest's is a backstop slightly behind it.
+        .timeout(timeout + Duration::from_millis(500))
+        .connect_timeout(timeout + Duration::from_millis(500))
+        .build()
+        .map_err(|e| format!("cannot build HTTP client: {}", chain(&e)))
+}
+
+/// GET `url` and read at most [`MAX_BODY`] bytes of the body. The caller
+/// enforces the overall timeout.
+pub async fn get(client: &Client, url: &str, read_body: bool) -> Result<Fetched, String> {
+    let start = Instant::now();
+    let mut resp = client.get(url).send().await.map_err(|e| describe(&e))?;
+    let latency = start.elapsed();
+    let status = resp.status();
+    let mut body = Vec::new();
+    if read_body {
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| format!("reading the body failed: {}", chain(&e)))?
+        {
+            if body.len() + chunk.len() > MAX_BODY {
+                return Err(format!("body larger than {} MiB", MAX_BODY >> 20));
+            }
+            body.extend_from_slice(&chunk);
+        }
+    }
+    Ok(Fetched {
+        status,
+        body: body.into(),
+        latency,
+    })
+}
+
+/// `200 OK`, `503 Service Unavailable`, `299` (no canonical reason).
+pub fn status_text(s: StatusCode) -> String {
+    match s.canonical_reason() {
+        Some(r) => format!("{} {r}", s.as_u16()),
+        None => s.as_u16().to_string(),
+    }
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        return "timeout".into();
+    }
+    let what = if e.is_connect() {
+        "connection failed"
+    } else if e.is_builder() {
+        "invalid request"
+    } else {
+        "request failed"
+    };
+    format!("{what}: {}", chain(e))
+}
+
+/// The innermost causes, which carry the useful words ("Connection refused",
+/// "dns error", "invalid peer certificate"), without reqwest's URL preamble.
+fn chain(e: &reqwest::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        src = s.source();
+    }
+    // Keep the last two levels: the generic wrapper names are noise.
+    let n = parts.len();
+    if n == 0 {
+        return e.to_string();
+    }
+    parts[n.saturating_sub(2)..].join(": ")
+}

@@ -1,0 +1,205 @@
+//! HTTP probe against a local axum server.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get;
+use serde_json::json;
+
+use super::*;
+use crate::probe::testutil::{closed_tcp_port, probe_config, serve};
+
+async fn server() -> std::net::SocketAddr {
+    let app = Router::new()
+        .route("/ok", get(|| async { "fine" }))
+        .route(
+            "/health",
+            get(|| async {
+                axum::Json(json!({"status": "UP", "checks": [{"name": "db", "status": "UP"}]}))
+            }),
+        )
+        .route(
+            "/degraded",
+            get(|| async { axum::Json(json!({"status": "DOWN"})) }),
+        )
+        .route("/notjson", get(|| async { "<html>" }))
+        .route(
+            "/down",
+            get(|| async { (StatusCode::SERVICE_UNAVAILABLE, "maintenance") }),
+        )
+        .route(
+            "/auth",
+            get(|headers: HeaderMap| async move {
+                if headers.get("authorization").and_then(|v| v.to_str().ok()) == Some("Bearer t0k")
+                {
+                    StatusCode::NO_CONTENT
+                } else {
+                    StatusCode::UNAUTHORIZED
+                }
+            }),
+        )
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                "late"
+            }),
+        );
+    serve(app).await
+}
+
+fn http(url: String, extra: serde_json::Value) -> HttpProbe {
+    let mut v = json!({"id": "crm", "type": "http", "url": url, "timeout": "1s"});
+    if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+        o.extend(e.clone());
+    }
+    HttpProbe::from_config(&probe_config(v)).unwrap()
+}
+
+#[tokio::test]
+async fn status_codes() {
+    let addr = server().await;
+    let out = http(format!("http://{addr}/ok"), json!({})).check().await;
+    assert!(out.success, "{out:?}");
+    assert!(out.detail.starts_with("200 OK in "), "{}", out.detail);
+    assert!(out.latency.is_some());
+
+    let out = http(format!("http://{addr}/down"), json!({})).check().await;
+    assert!(!out.success);
+    assert_eq!(out.detail, "503 Service Unavailable (expected 2xx)");
+
+    let out = http(format!("http://{addr}/ok"), json!({"expect_status": [204]}))
+        .check()
+        .await;
+    assert_eq!(out.detail, "200 OK (expected 204)");
+
+    let out = http(
+        format!("http://{addr}/down"),
+        json!({"expect_status": [200, 503]}),
+    )
+    .check()
+    .await;
+    assert!(out.success, "{out:?}");
+
+    let out = http(format!("http://{addr}/missing"), json!({}))
+        .check()
+        .await;
+    assert_eq!(out.detail, "404 Not Found (expected 2xx)");
+}
+
+#[tokio::test]
+async fn json_conditions() {
+    let addr = server().await;
+    let ok = http(
+        format!("http://{addr}/health"),
+        json!({"expect_json": "$[?@.status == 'UP']"}),
+    );
+    assert!(ok.check().await.success);
+    let nested = http(
+        format!("http://{addr}/health"),
+        json!({"expect_json": "$.checks[?@.name == 'db' && @.status == 'UP']"}),
+    );
+    assert!(nested.check().await.success);
+
+    let out = http(
+        format!("http://{addr}/degraded"),
+        json!({"expect_json": "$[?@.status == 'UP']"}),
+    )
+    .check()
+    .await;
+    assert!(!out.success);
+    assert_eq!(out.detail, "body did not match $[?@.status == 'UP']");
+
+    let out = http(
+        format!("http://{addr}/notjson"),
+        json!({"expect_json": "$.status"}),
+    )
+    .check()
+    .await;
+    assert!(!out.success);
+    assert!(
+        out.detail.starts_with("200 OK but the body is not JSON"),
+        "{}",
+        out.detail
+    );
+}
+
+#[tokio::test]
+async fn headers_are_sent() {
+    let addr = server().await;
+    let out = http(format!("http://{addr}/auth"), json!({})).check().await;
+    assert_eq!(out.detail, "401 Unauthorized (expected 2xx)");
+    let out = http(
+        format!("http://{addr}/auth"),
+        json!({"headers": {"Authorization": "Bearer t0k"}}),
+    )
+    .check()
+    .await;
+    assert!(
+        out.success && out.detail.starts_with("204 No Content"),
+        "{out:?}"
+    );
+}
+
+#[tokio::test]
+async fn timeouts_and_refusals_are_failures() {
+    let addr = server().await;
+    let started = tokio::time::Instant::now();
+    let out = http(format!("http://{addr}/slow"), json!({})).check().await;
+    assert_eq!(out.detail, "timeout after 1s");
+    assert!(started.elapsed() < Duration::from_millis(1800));
+
+    let closed = closed_tcp_port();
+    let out = http(format!("http://{closed}/"), json!({})).check().await;
+    assert!(!out.success);
+    assert!(
+        out.detail.starts_with("connection failed: "),
+        "{}",
+        out.detail
+    );
+    assert!(
+        out.detail.to_lowercase().contains("refused"),
+        "{}",
+        out.detail
+    );
+}
+
+#[test]
+fn config_errors_name_the_key() {
+    let cfg = probe_config(json!({"id": "x", "type": "http"}));
+    assert_eq!(
+        HttpProbe::from_config(&cfg).err().unwrap().to_string(),
+        "probe x: `url` is required for type http"
+    );
+    for (extra, needle) in [
+        (json!({"url": "ftp://h/"}), "must start with http"),
+        (json!({"url": "not a url"}), "invalid `url`"),
+        (
+            json!({"url": "http://h/", "expect_json": "$[?"}),
+            "not a valid JSONPath",
+        ),
+        (
+            json!({"url": "http://h/", "expect_status": []}),
+            "empty list",
+        ),
+        (
+            json!({"url": "http://h/", "expect_status": [42]}),
+            "not an HTTP status",
+        ),
+        (
+            json!({"url": "http://h/", "headers": {"bad header": "v"}}),
+            "not a valid header name",
+        ),
+    ] {
+        let mut v = json!({"id": "x", "type": "http"});
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let err = HttpProbe::from_config(&probe_config(v))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains(needle), "{err}");
+    }
+}

@@ -1,0 +1,389 @@
+//! Runs every probe on its own cadence and feeds the results to the engine.
+//!
+//! One task per probe, so a slow or hung target only ever delays itself.
+//! Each task:
+//! - waits a random start jitter (up to one interval), so a hundred trunks
+//!   configured alike do not all fire in the same millisecond;
+//! - ticks with `MissedTickBehavior::Delay`: a check that overruns pushes the
+//!   next one back instead of causing a burst;
+//! - runs at `fast_interval` while the engine asks (`Command::ProbeCadence`,
+//!   through [`SchedulerHandle::set_fast`]), keeping the phase of the last
+//!   check so a switch never makes a probe wait longer than the new period;
+//! - bounds each check by the probe's timeout plus a grace (the probe enforces
+//!   its own timeout; this is a backstop against a probe that does not);
+//! - records `continuity_probe_duration_seconds{probe,type}` and
+//!   `continuity_probe_results_total{probe,result}`, then sends
+//!   `Event::ProbeResult` into the bounded engine channel;
+//! - stops promptly when the shutdown token is cancelled.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep};
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::ProbeOutcome;
+use crate::engine::event::{Command, Event};
+use crate::telemetry::Metrics;
+
+use super::{Probe, timeout_detail};
+
+/// Extra time a check gets beyond its timeout before the scheduler gives up on it.
+const BACKSTOP_GRACE: Duration = Duration::from_secs(1);
+
+/// A probe with its cadence.
+pub struct Scheduled {
+    pub probe: Box<dyn Probe>,
+    pub interval: Duration,
+    pub fast_interval: Duration,
+    /// The probe's own timeout; the scheduler's backstop is this plus a grace.
+    pub timeout: Duration,
+}
+
+/// Control over running probe tasks.
+pub struct SchedulerHandle {
+    fast: HashMap<String, watch::Sender<bool>>,
+    tasks: JoinSet<()>,
+}
+
+impl SchedulerHandle {
+    /// Switch a probe between `fast_interval` (true) and `interval` (false).
+    /// Returns false if no probe has this id.
+    pub fn set_fast(&self, probe_id: &str, fast: bool) -> bool {
+        match self.fast.get(probe_id) {
+            Some(tx) => {
+                tx.send_if_modified(|cur| std::mem::replace(cur, fast) != fast);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Apply an engine command if it is a cadence change; other commands are
+    /// ignored. Returns whether the command was for the scheduler.
+    pub fn apply(&self, cmd: &Command) -> bool {
+        match cmd {
+            Command::ProbeCadence { probe, fast } => self.set_fast(probe, *fast),
+            _ => false,
+        }
+    }
+
+    /// Ids of the scheduled probes.
+    pub fn probe_ids(&self) -> impl Iterator<Item = &str> {
+        self.fast.keys().map(String::as_str)
+    }
+
+    /// Wait for every probe task to finish (after the shutdown token fired).
+    pub async fn join(mut self) {
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Start one task per probe on the current runtime.
+pub fn spawn(
+    probes: Vec<Scheduled>,
+    events: mpsc::Sender<Event>,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) -> SchedulerHandle {
+    let mut fast = HashMap::new();
+    let mut tasks = JoinSet::new();
+    for s in probes {
+        let (tx, rx) = watch::channel(false);
+        fast.insert(s.probe.id().to_string(), tx);
+        tasks.spawn(run_probe(
+            s,
+            rx,
+            events.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        ));
+    }
+    SchedulerHandle { fast, tasks }
+}
+
+async fn run_probe(
+    s: Scheduled,
+    mut fast_rx: watch::Receiver<bool>,
+    events: mpsc::Sender<Event>,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) {
+    let probe: Arc<dyn Probe> = Arc::from(s.probe);
+    let id = probe.id().to_string();
+    let kind = probe.kind();
+    let period =
+        |fast: bool| if fast { s.fast_interval } else { s.interval }.max(Duration::from_millis(1));
+
+    let jitter = if s.interval.is_zero() {
+        Duration::ZERO
+    } else {
+        s.interval.mul_f64(rand::rng().random::<f64>())
+    };
+    tokio::select! {
+        _ = shutdown.cancelled() => return,
+        _ = sleep(jitter) => {}
+    }
+
+    let mut fast = *fast_rx.borrow_and_update();
+    let mut last_start = Instant::now();
+    let mut ticker = interval_at(last_start, period(fast));
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut cadence_open = true;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            changed = fast_rx.changed(), if cadence_open => {
+                if changed.is_err() {
+                    cadence_open = false; // Handle dropped: keep the current cadence.
+                    continue;
+                }
+                let now_fast = *fast_rx.borrow_and_update();
+                if now_fast != fast {
+                    fast = now_fast;
+                    // Keep the phase of the last check: next check one new
+                    // period after it, or now if that is already past.
+                    let next = (last_start + period(fast)).max(Instant::now());
+                    ticker = interval_at(next, period(fast));
+                    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                }
+            }
+            _ = ticker.tick() => {
+                last_start = Instant::now();
+                let outcome = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    o = check_bounded(probe.as_ref(), s.timeout) => o,
+                };
+                record(&metrics, &id, kind, last_start.elapsed(), outcome.success);
+                let event = Event::ProbeResult { probe: id.clone(), outcome };
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    sent = events.send(event) => if sent.is_err() {
+                        return; // The engine is gone: nothing left to feed.
+                    },
+                }
+            }
+        }
+    }
+}
+
+async fn check_bounded(probe: &dyn Probe, timeout: Duration) -> ProbeOutcome {
+    match tokio::time::timeout(timeout + BACKSTOP_GRACE, probe.check()).await {
+        Ok(o) => o,
+        Err(_) => {
+            tracing::warn!(
+                message = "Probe overran its timeout; the scheduler cut it off.",
+                probe = probe.id()
+            );
+            ProbeOutcome::failure(timeout_detail(timeout), None)
+        }
+    }
+}
+
+fn record(metrics: &Metrics, id: &str, kind: &str, took: Duration, success: bool) {
+    metrics
+        .probe_duration_seconds
+        .with_label_values(&[id, kind])
+        .observe(took.as_secs_f64());
+    metrics
+        .probe_results_total
+        .with_label_values(&[id, if success { "success" } else { "failure" }])
+        .inc();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::future::BoxFuture;
+    use std::sync::Mutex;
+
+    /// A probe that records when it ran and takes `cost` to answer.
+    struct Fake {
+        id: &'static str,
+        cost: Duration,
+        runs: Arc<Mutex<Vec<Instant>>>,
+    }
+
+    impl Probe for Fake {
+        fn id(&self) -> &str {
+            self.id
+        }
+        fn kind(&self) -> &'static str {
+            "fake"
+        }
+        fn check(&self) -> BoxFuture<'_, ProbeOutcome> {
+            Box::pin(async move {
+                self.runs.lock().unwrap().push(Instant::now());
+                sleep(self.cost).await;
+                ProbeOutcome::success("ok", Some(self.cost))
+            })
+        }
+    }
+
+    fn fake(
+        id: &'static str,
+        interval: u64,
+        fast: u64,
+        cost: Duration,
+        timeout: Duration,
+    ) -> (Scheduled, Arc<Mutex<Vec<Instant>>>) {
+        let runs = Arc::new(Mutex::new(Vec::new()));
+        let s = Scheduled {
+            probe: Box::new(Fake {
+                id,
+                cost,
+                runs: runs.clone(),
+            }),
+            interval: Duration::from_secs(interval),
+            fast_interval: Duration::from_secs(fast),
+            timeout,
+        };
+        (s, runs)
+    }
+
+    fn gaps(runs: &[Instant]) -> Vec<u64> {
+        runs.windows(2)
+            .map(|w| (w[1] - w[0]).as_millis() as u64)
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cadence_switches_between_interval_and_fast_interval() {
+        let (s, runs) = fake("trunk-a", 10, 2, Duration::ZERO, Duration::from_secs(1));
+        let (tx, mut rx) = mpsc::channel(64);
+        let shutdown = CancellationToken::new();
+        let metrics = Metrics::new();
+        let started = Instant::now();
+        let handle = spawn(vec![s], tx, metrics.clone(), shutdown.clone());
+
+        sleep(Duration::from_secs(41)).await;
+        let first = runs.lock().unwrap()[0];
+        assert!(
+            first - started < Duration::from_secs(10),
+            "jitter is below one interval"
+        );
+        let normal = runs.lock().unwrap().clone();
+        assert!(normal.len() >= 4, "{normal:?}");
+        assert!(
+            gaps(&normal).iter().all(|g| *g == 10_000),
+            "{:?}",
+            gaps(&normal)
+        );
+
+        // The engine asks for fast polling: the next check comes at most
+        // one fast interval after the previous one, then every 2 s.
+        assert!(handle.apply(&Command::ProbeCadence {
+            probe: "trunk-a".into(),
+            fast: true
+        }));
+        let switch_at = Instant::now();
+        sleep(Duration::from_secs(9)).await;
+        let fast_runs: Vec<Instant> = runs
+            .lock()
+            .unwrap()
+            .iter()
+            .copied()
+            .filter(|t| *t > switch_at)
+            .collect();
+        assert!(fast_runs.len() >= 4, "{fast_runs:?}");
+        assert!(fast_runs[0] - switch_at <= Duration::from_secs(2));
+        assert!(
+            gaps(&fast_runs).iter().all(|g| *g == 2_000),
+            "{:?}",
+            gaps(&fast_runs)
+        );
+
+        // Back to normal.
+        assert!(handle.set_fast("trunk-a", false));
+        let back_at = Instant::now();
+        sleep(Duration::from_secs(35)).await;
+        let slow_runs: Vec<Instant> = runs
+            .lock()
+            .unwrap()
+            .iter()
+            .copied()
+            .filter(|t| *t > back_at)
+            .collect();
+        assert!(
+            gaps(&slow_runs).iter().all(|g| *g == 10_000),
+            "{:?}",
+            gaps(&slow_runs)
+        );
+        assert!(!handle.set_fast("nope", true), "unknown ids are reported");
+
+        // Every run produced an event and a metric.
+        let total = runs.lock().unwrap().len();
+        let mut events = 0;
+        while let Ok(ev) = rx.try_recv() {
+            assert!(
+                matches!(ev, Event::ProbeResult { ref probe, ref outcome } if probe == "trunk-a" && outcome.success)
+            );
+            events += 1;
+        }
+        assert_eq!(events, total);
+        let counted = metrics
+            .probe_results_total
+            .with_label_values(&["trunk-a", "success"])
+            .get();
+        assert_eq!(counted as usize, total);
+
+        shutdown.cancel();
+        handle.join().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hung_probe_delays_nobody_and_is_cut_off() {
+        let (slow, slow_runs) = fake(
+            "hung",
+            5,
+            1,
+            Duration::from_secs(3600),
+            Duration::from_secs(2),
+        );
+        let (quick, quick_runs) = fake("quick", 1, 1, Duration::ZERO, Duration::from_secs(1));
+        let (tx, mut rx) = mpsc::channel(1024);
+        let shutdown = CancellationToken::new();
+        let handle = spawn(vec![slow, quick], tx, Metrics::new(), shutdown.clone());
+        sleep(Duration::from_secs(30)).await;
+        let quick_n = quick_runs.lock().unwrap().len();
+        assert!(quick_n >= 29, "quick probe ran {quick_n} times");
+        // The hung probe is cut off after timeout + grace (3 s) and retried
+        // on its own cadence (Delay: 5 s from the start of the overrun tick).
+        let slow_n = slow_runs.lock().unwrap().len();
+        assert!((4..=7).contains(&slow_n), "hung probe ran {slow_n} times");
+        let mut hung_failures = 0;
+        while let Ok(Event::ProbeResult { probe, outcome }) = rx.try_recv() {
+            if probe == "hung" {
+                assert_eq!(outcome.detail, "timeout after 2s");
+                hung_failures += 1;
+            }
+        }
+        assert!(hung_failures >= 4);
+        shutdown.cancel();
+        handle.join().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_stops_tasks_even_mid_check_and_with_a_full_channel() {
+        let (a, _) = fake(
+            "a",
+            1,
+            1,
+            Duration::from_secs(3600),
+            Duration::from_secs(7200),
+        );
+        let (b, _) = fake("b", 1, 1, Duration::ZERO, Duration::from_secs(1));
+        let (tx, _rx) = mpsc::channel(1); // Never drained: b blocks on send.
+        let shutdown = CancellationToken::new();
+        let handle = spawn(vec![a, b], tx, Metrics::new(), shutdown.clone());
+        sleep(Duration::from_secs(10)).await;
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(1), handle.join())
+            .await
+            .expect("tasks stop promptly");
+    }
+}

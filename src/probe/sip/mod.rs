@@ -1,0 +1,263 @@
+//! SIP OPTIONS probe (RFC 3261 section 11): is the trunk answering?
+//!
+//! Each attempt resolves the target (so DNS changes are followed), sends a
+//! fresh OPTIONS (new branch, Call-ID, tag, CSeq) over UDP, TCP or TLS, waits
+//! for the matching final response, and judges its code against `accept`.
+//! Latency is measured from the first send to the final response, so a
+//! response that needed retransmissions shows its true cost.
+//!
+//! Failure details an operator will see: `timeout after 2s`,
+//! `ICMP port unreachable from 10.0.0.1:5060`, `connection refused by ...`,
+//! `cannot resolve trunk.example.net: ...`, `503 Service Unavailable (not accepted) in 4ms`.
+
+pub mod accept;
+pub mod message;
+pub mod parse;
+mod recverr;
+pub mod responder;
+pub mod target;
+pub mod transport;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::time::Instant;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::ClientConfig;
+use tokio_rustls::rustls::pki_types::ServerName;
+
+use crate::config::schema::ProbeConfig;
+use crate::domain::ProbeOutcome;
+
+pub use accept::Accept;
+pub use message::{OptionsRequest, RequestParams, TransactionKey};
+pub use parse::{ParseError, SipResponse, parse_response};
+pub use responder::{Mode, Responder};
+pub use target::{Host, SipTarget, Transport, parse_target};
+pub use transport::{TransportError, UdpMux};
+
+use super::{Probe, ProbeBuildError, fmt_latency, timeout_detail, timeout_of};
+
+/// A SIP OPTIONS probe.
+pub struct SipProbe {
+    id: String,
+    target: SipTarget,
+    accept: Accept,
+    timeout: Duration,
+    from_user: Option<String>,
+    /// TLS client settings; `None` uses the OS trust store ([`transport::tls_config`]).
+    tls: Option<Arc<ClientConfig>>,
+}
+
+impl SipProbe {
+    pub fn new(
+        id: impl Into<String>,
+        target: SipTarget,
+        accept: Accept,
+        timeout: Duration,
+    ) -> Self {
+        SipProbe {
+            id: id.into(),
+            target,
+            accept,
+            timeout,
+            from_user: None,
+            tls: None,
+        }
+    }
+
+    /// Use this user in From and Contact (default `continuity-agent`).
+    pub fn with_from_user(mut self, user: Option<String>) -> Self {
+        self.from_user = user;
+        self
+    }
+
+    /// Use these TLS client settings (a private CA, client certificates)
+    /// instead of the OS trust store.
+    pub fn with_tls_config(mut self, tls: Arc<ClientConfig>) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    pub fn from_config(cfg: &ProbeConfig) -> Result<SipProbe, ProbeBuildError> {
+        let raw = cfg
+            .target
+            .as_deref()
+            .ok_or_else(|| ProbeBuildError::missing(cfg, "target"))?;
+        let target = parse_target(raw).map_err(|e| ProbeBuildError::invalid(cfg, "target", e))?;
+        let accept = match &cfg.accept {
+            Some(list) => {
+                Accept::parse(list).map_err(|e| ProbeBuildError::invalid(cfg, "accept", e))?
+            }
+            None => Accept::default(),
+        };
+        Ok(
+            SipProbe::new(cfg.id.clone(), target, accept, timeout_of(cfg))
+                .with_from_user(cfg.from_user.clone()),
+        )
+    }
+
+    pub fn target(&self) -> &SipTarget {
+        &self.target
+    }
+
+    /// One attempt, without the timeout (the caller applies it).
+    async fn attempt(&self) -> Result<(SipResponse, Duration, u32), String> {
+        // RFC 3263 4.3: when a name has several addresses and one fails at
+        // the transport level (ICMP, refused, TLS), try the next. A host
+        // without an IPv6 route must not report a dual-stack trunk down.
+        // Silence is not skipped: it runs into the probe timeout.
+        let addrs = resolve(&self.target).await?;
+        self.attempt_addrs(&addrs).await
+    }
+
+    /// Try each address in turn until one gives a final response.
+    async fn attempt_addrs(
+        &self,
+        addrs: &[SocketAddr],
+    ) -> Result<(SipResponse, Duration, u32), String> {
+        let mut errors = Vec::new();
+        for &dest in addrs {
+            match self.attempt_at(dest).await {
+                Ok(r) => return Ok(r),
+                Err(e) => errors.push(e),
+            }
+        }
+        Err(errors.join("; "))
+    }
+
+    /// One attempt against one resolved address.
+    async fn attempt_at(&self, dest: SocketAddr) -> Result<(SipResponse, Duration, u32), String> {
+        let start = Instant::now();
+        let reply = match self.target.transport {
+            Transport::Udp => {
+                let mux = UdpMux::for_dest(dest).map_err(|e| e.to_string())?;
+                let local = SocketAddr::new(transport::local_ip_for(dest), mux.local_port());
+                let req = self.request(local, Transport::Udp);
+                mux.transact(dest, &req.key, &req.bytes).await
+            }
+            Transport::Tcp => {
+                let mut stream = transport::tcp_connect(dest)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let local = stream.local_addr().map_err(|e| e.to_string())?;
+                let req = self.request(local, Transport::Tcp);
+                transport::stream_transact(&mut stream, dest, &req.key, &req.bytes).await
+            }
+            Transport::Tls => {
+                let stream = transport::tcp_connect(dest)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let local = stream.local_addr().map_err(|e| e.to_string())?;
+                let config = match &self.tls {
+                    Some(c) => c.clone(),
+                    None => transport::tls_config()?,
+                };
+                let name = match &self.target.host {
+                    Host::Ip(ip) => ServerName::IpAddress((*ip).into()),
+                    Host::Name(n) => ServerName::try_from(n.clone())
+                        .map_err(|e| format!("invalid TLS server name {n}: {e}"))?,
+                };
+                let mut tls = TlsConnector::from(config)
+                    .connect(name, stream)
+                    .await
+                    .map_err(|e| TransportError::Tls(dest, e.to_string()).to_string())?;
+                let req = self.request(local, Transport::Tls);
+                transport::stream_transact(&mut tls, dest, &req.key, &req.bytes).await
+            }
+        }
+        .map_err(|e| e.to_string())?;
+        Ok((
+            reply.response,
+            reply.at.saturating_duration_since(start),
+            reply.sends,
+        ))
+    }
+
+    fn request(&self, local: SocketAddr, transport: Transport) -> OptionsRequest {
+        OptionsRequest::new(&RequestParams {
+            target: &self.target,
+            transport,
+            local,
+            from_user: self.from_user.as_deref(),
+        })
+    }
+
+    fn judge(&self, resp: &SipResponse, latency: Duration, sends: u32) -> ProbeOutcome {
+        let resent = if sends > 1 {
+            format!(" ({sends} sends)")
+        } else {
+            String::new()
+        };
+        let status = format!("{} {}", resp.code, resp.reason);
+        if self.accept.accepts(resp.code) {
+            ProbeOutcome::success(
+                format!("{} in {}{resent}", status.trim_end(), fmt_latency(latency)),
+                Some(latency),
+            )
+        } else {
+            ProbeOutcome::failure(
+                format!(
+                    "{} (not accepted: {}) in {}{resent}",
+                    status.trim_end(),
+                    self.accept,
+                    fmt_latency(latency)
+                ),
+                Some(latency),
+            )
+        }
+    }
+}
+
+/// At most this many addresses of a name are tried per attempt.
+const MAX_ADDRESSES: usize = 4;
+
+/// Resolve the target at each attempt (DNS may move a trunk). Literal
+/// addresses skip the resolver. Never empty on success.
+async fn resolve(t: &SipTarget) -> Result<Vec<SocketAddr>, String> {
+    let port = t.effective_port();
+    match &t.host {
+        Host::Ip(ip) => Ok(vec![SocketAddr::new(*ip, port)]),
+        Host::Name(name) => {
+            let mut addrs: Vec<SocketAddr> = Vec::new();
+            for a in tokio::net::lookup_host((name.as_str(), port))
+                .await
+                .map_err(|e| format!("cannot resolve {name}: {e}"))?
+            {
+                if !addrs.contains(&a) {
+                    addrs.push(a);
+                }
+            }
+            addrs.truncate(MAX_ADDRESSES);
+            if addrs.is_empty() {
+                return Err(format!("cannot resolve {name}: no address"));
+            }
+            Ok(addrs)
+        }
+    }
+}
+
+impl Probe for SipProbe {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn kind(&self) -> &'static str {
+        "sip"
+    }
+
+    fn check(&self) -> BoxFuture<'_, ProbeOutcome> {
+        Box::pin(async move {
+            match tokio::time::timeout(self.timeout, self.attempt()).await {
+                Err(_) => ProbeOutcome::failure(timeout_detail(self.timeout), None),
+                Ok(Err(detail)) => ProbeOutcome::failure(detail, None),
+                Ok(Ok((resp, latency, sends))) => self.judge(&resp, latency, sends),
+            }
+        })
+    }
+}

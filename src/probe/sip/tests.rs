@@ -1,0 +1,509 @@
+//! SIP probe against the in-process responder and hand-rolled peers on
+//! 127.0.0.1 (real sockets, real time, ephemeral ports). The sipp tests live
+//! in `tests/probe_sip_sipp.rs`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tokio::time::Instant;
+
+use super::*;
+use crate::probe::Probe;
+
+const LOOPBACK: &str = "127.0.0.1:0";
+
+fn probe(target: &str, accept: &[&str], timeout: Duration) -> SipProbe {
+    SipProbe::new(
+        "trunk",
+        parse_target(target).unwrap(),
+        Accept::parse(accept).unwrap(),
+        timeout,
+    )
+}
+
+fn udp_target(addr: SocketAddr) -> String {
+    format!("sip:{addr}")
+}
+
+fn tcp_target(addr: SocketAddr) -> String {
+    format!("sip:{addr};transport=tcp")
+}
+
+async fn responder(mode: Mode) -> Responder {
+    Responder::bind(LOOPBACK.parse().unwrap(), mode)
+        .await
+        .unwrap()
+}
+
+/// A local UDP port with nothing listening: bind, note the port, close.
+fn closed_udp_port() -> SocketAddr {
+    let s = std::net::UdpSocket::bind(LOOPBACK).unwrap();
+    s.local_addr().unwrap()
+}
+
+#[tokio::test]
+async fn udp_200_is_up_with_latency() {
+    let r = responder(Mode::Answer(200)).await;
+    let out = probe(&udp_target(r.udp_addr()), &["2xx"], Duration::from_secs(2))
+        .check()
+        .await;
+    assert!(out.success, "{out:?}");
+    assert!(out.detail.starts_with("200 OK in "), "{}", out.detail);
+    assert!(out.latency.unwrap() < Duration::from_millis(500));
+    assert_eq!(r.received(), 1);
+}
+
+#[tokio::test]
+async fn udp_503_is_down_unless_accepted_and_404_up_when_accepted() {
+    let r = responder(Mode::Answer(503)).await;
+    let target = udp_target(r.udp_addr());
+    let out = probe(&target, &["2xx"], Duration::from_secs(2))
+        .check()
+        .await;
+    assert!(!out.success);
+    assert!(
+        out.detail
+            .starts_with("503 Service Unavailable (not accepted: 2xx) in "),
+        "{}",
+        out.detail
+    );
+    assert!(
+        out.latency.is_some(),
+        "a response has a latency even when not accepted"
+    );
+    let out = probe(&target, &["2xx", "503"], Duration::from_secs(2))
+        .check()
+        .await;
+    assert!(out.success, "{out:?}");
+
+    r.set_mode(Mode::Answer(404));
+    let out = probe(&target, &["2xx", "404"], Duration::from_secs(2))
+        .check()
+        .await;
+    assert!(out.success, "{out:?}");
+    let out = probe(&target, &["2xx"], Duration::from_secs(2))
+        .check()
+        .await;
+    assert!(!out.success, "{out:?}");
+}
+
+#[tokio::test]
+async fn provisional_responses_are_skipped() {
+    let r = responder(Mode::Answer(200)).await;
+    r.set_send_trying(true);
+    let out = probe(&udp_target(r.udp_addr()), &["2xx"], Duration::from_secs(2))
+        .check()
+        .await;
+    assert!(out.success && out.detail.starts_with("200 OK"), "{out:?}");
+    let out = probe(&tcp_target(r.tcp_addr()), &["2xx"], Duration::from_secs(2))
+        .check()
+        .await;
+    assert!(out.success && out.detail.starts_with("200 OK"), "{out:?}");
+}
+
+#[tokio::test]
+async fn silent_target_times_out_after_retransmitting() {
+    let r = responder(Mode::Silent).await;
+    let started = Instant::now();
+    let out = probe(&udp_target(r.udp_addr()), &["2xx"], Duration::from_secs(2))
+        .check()
+        .await;
+    let took = started.elapsed();
+    assert!(!out.success);
+    assert_eq!(out.detail, "timeout after 2s");
+    assert_eq!(out.latency, None);
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    // Sent at 0, 0.5 s and 1.5 s (Timer E).
+    assert_eq!(r.received(), 3);
+}
+
+#[tokio::test]
+async fn lost_first_datagram_is_recovered_by_retransmission() {
+    let r = responder(Mode::Answer(200)).await;
+    r.drop_next(1);
+    let out = probe(&udp_target(r.udp_addr()), &["2xx"], Duration::from_secs(2))
+        .check()
+        .await;
+    assert!(out.success, "{out:?}");
+    assert_eq!(
+        r.received(),
+        2,
+        "the first request was dropped, the retransmission answered"
+    );
+    assert!(out.detail.ends_with("(2 sends)"), "{}", out.detail);
+    // Latency counts from the first send: the lost datagram is part of the cost.
+    let latency = out.latency.unwrap();
+    assert!(latency >= Duration::from_millis(450), "{latency:?}");
+}
+
+#[tokio::test]
+async fn closed_udp_port_fails_fast_via_icmp() {
+    let addr = closed_udp_port();
+    let started = Instant::now();
+    let out = probe(&udp_target(addr), &["2xx"], Duration::from_secs(3))
+        .check()
+        .await;
+    let took = started.elapsed();
+    assert!(!out.success);
+    assert_eq!(out.detail, format!("ICMP port unreachable from {addr}"));
+    // Well before the first retransmission (T1 = 500 ms), let alone the timeout.
+    assert!(took < Duration::from_millis(450), "took {took:?}");
+}
+
+#[tokio::test]
+async fn closed_port_does_not_disturb_other_transactions() {
+    // An ICMP error for one destination must fail only that transaction, even
+    // though both share the socket (and the kernel's pending error).
+    let r = responder(Mode::Answer(200)).await;
+    let good = probe(&udp_target(r.udp_addr()), &["2xx"], Duration::from_secs(2));
+    let bad = probe(
+        &udp_target(closed_udp_port()),
+        &["2xx"],
+        Duration::from_secs(2),
+    );
+    for _ in 0..5 {
+        let (g, b) = tokio::join!(good.check(), bad.check());
+        assert!(g.success, "{g:?}");
+        assert!(
+            !b.success && b.detail.starts_with("ICMP port unreachable"),
+            "{b:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn many_udp_probes_share_one_socket() {
+    // 2000 trunks probed at the same instant: one socket, one demultiplexer,
+    // every probe answered (a datagram dropped by a full buffer is recovered
+    // by retransmission within the timeout).
+    let r = responder(Mode::Answer(200)).await;
+    let started = Instant::now();
+    let probes: Vec<SipProbe> = (0..2000)
+        .map(|_| probe(&udp_target(r.udp_addr()), &["2xx"], Duration::from_secs(3)))
+        .collect();
+    let outs = futures::future::join_all(probes.iter().map(|p| p.check())).await;
+    assert!(
+        outs.iter().all(|o| o.success),
+        "{:?}",
+        outs.iter().find(|o| !o.success)
+    );
+    assert!(r.received() >= 2000);
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(
+        r.udp_peers(),
+        1,
+        "all requests came from the one shared socket"
+    );
+    let mux = UdpMux::for_dest(r.udp_addr()).unwrap();
+    assert_eq!(
+        mux.local_port(),
+        UdpMux::for_dest(r.udp_addr()).unwrap().local_port()
+    );
+}
+
+#[tokio::test]
+async fn responses_must_match_branch_call_id_and_cseq() {
+    // A peer that first answers with a wrong Call-ID, then a wrong CSeq, then
+    // a wrong branch, then correctly: only the last one may count.
+    let peer = UdpSocket::bind(LOOPBACK).await.unwrap();
+    let addr = peer.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        let (n, from) = peer.recv_from(&mut buf).await.unwrap();
+        let req = String::from_utf8_lossy(&buf[..n]).to_string();
+        let header = |name: &str| {
+            req.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+                .unwrap()
+                .to_string()
+        };
+        let (via, call_id, cseq) = (header("Via"), header("Call-ID"), header("CSeq"));
+        let wrong_branch = via.replace("branch=z9hG4bK", "branch=z9hG4bKx");
+        for (code, v, c, s) in [
+            (500, via.as_str(), "other@x", cseq.as_str()),
+            (501, via.as_str(), call_id.as_str(), "1 OPTIONS"),
+            (502, wrong_branch.as_str(), call_id.as_str(), cseq.as_str()),
+            (200, via.as_str(), call_id.as_str(), cseq.as_str()),
+        ] {
+            let resp = format!(
+                "SIP/2.0 {code} X\r\nVia: {v}\r\nCall-ID: {c}\r\nCSeq: {s}\r\nContent-Length: 0\r\n\r\n"
+            );
+            peer.send_to(resp.as_bytes(), from).await.unwrap();
+        }
+        // Garbage must not disturb the demultiplexer either.
+        peer.send_to(b"\x00\xffnot sip", from).await.unwrap();
+    });
+    let out = probe(&udp_target(addr), &["2xx"], Duration::from_secs(2))
+        .check()
+        .await;
+    assert!(out.success && out.detail.starts_with("200 X"), "{out:?}");
+}
+
+#[tokio::test]
+async fn tcp_answers_and_refusals() {
+    let r = responder(Mode::Answer(200)).await;
+    let target = tcp_target(r.tcp_addr());
+    let out = probe(&target, &["2xx"], Duration::from_secs(2))
+        .check()
+        .await;
+    assert!(
+        out.success && out.detail.starts_with("200 OK in "),
+        "{out:?}"
+    );
+    r.set_mode(Mode::Answer(503));
+    let out = probe(&target, &["2xx"], Duration::from_secs(2))
+        .check()
+        .await;
+    assert!(
+        !out.success && out.detail.starts_with("503 Service Unavailable"),
+        "{out:?}"
+    );
+    r.set_mode(Mode::Silent);
+    let out = probe(&target, &["2xx"], Duration::from_millis(300))
+        .check()
+        .await;
+    assert_eq!(out.detail, "timeout after 300ms");
+
+    // Nothing listening: refused at once.
+    let closed = {
+        let l = std::net::TcpListener::bind(LOOPBACK).unwrap();
+        l.local_addr().unwrap()
+    };
+    let started = Instant::now();
+    let out = probe(&tcp_target(closed), &["2xx"], Duration::from_secs(3))
+        .check()
+        .await;
+    assert_eq!(out.detail, format!("connection refused by {closed}"));
+    assert!(started.elapsed() < Duration::from_millis(500));
+}
+
+#[tokio::test]
+async fn stopped_responder_turns_probe_down() {
+    let r = responder(Mode::Answer(200)).await;
+    let p = probe(&udp_target(r.udp_addr()), &["2xx"], Duration::from_secs(1));
+    assert!(p.check().await.success);
+    r.stop();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let out = p.check().await;
+    assert!(!out.success, "{out:?}");
+}
+
+#[tokio::test]
+async fn host_names_are_resolved_each_attempt() {
+    let r = responder(Mode::Answer(200)).await;
+    let port = r.udp_addr().port();
+    let out = probe(
+        &format!("sip:localhost:{port}"),
+        &["2xx"],
+        Duration::from_secs(2),
+    )
+    .check()
+    .await;
+    // localhost may resolve to ::1 first, where nothing listens on this
+    // port: that address fails fast and the next (127.0.0.1) answers.
+    assert!(out.success, "{out:?}");
+    let out = probe("sip:no-such-host.invalid", &["2xx"], Duration::from_secs(3))
+        .check()
+        .await;
+    assert!(!out.success);
+    assert!(
+        out.detail
+            .starts_with("cannot resolve no-such-host.invalid")
+            || out.detail.starts_with("timeout"),
+        "{}",
+        out.detail
+    );
+}
+
+#[test]
+fn from_config_reports_bad_keys() {
+    use crate::config::schema::{ProbeConfig, ProbeType};
+    let mut cfg: ProbeConfig = serde_json::from_value(serde_json::json!({
+        "id": "trunk-a", "type": "sip"
+    }))
+    .unwrap();
+    assert_eq!(cfg.kind, ProbeType::Sip);
+    let err = SipProbe::from_config(&cfg).err().unwrap().to_string();
+    assert_eq!(err, "probe trunk-a: `target` is required for type sip");
+    cfg.target = Some("sip:h.example".into());
+    cfg.accept = Some(vec!["2xx".into(), "banana".into()]);
+    let err = SipProbe::from_config(&cfg).err().unwrap().to_string();
+    assert!(
+        err.starts_with("probe trunk-a: invalid `accept`: \"banana\""),
+        "{err}"
+    );
+    cfg.accept = None;
+    let p = SipProbe::from_config(&cfg).unwrap();
+    assert_eq!(p.target().effective_port(), 5060);
+    assert_eq!((p.id(), p.kind()), ("trunk-a", "sip"));
+}
+
+mod tls {
+    use std::sync::Arc;
+
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    use super::*;
+
+    const CA: &[u8] = include_bytes!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/tls/ca.pem"
+    ));
+    const CERT: &[u8] = include_bytes!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/tls/server.pem"
+    ));
+    const KEY: &[u8] = include_bytes!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/tls/server.key"
+    ));
+
+    fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+        Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+    }
+
+    fn server_config() -> Arc<rustls::ServerConfig> {
+        let certs = vec![CertificateDer::from_pem_slice(CERT).unwrap()];
+        let key = PrivateKeyDer::from_pem_slice(KEY).unwrap();
+        Arc::new(
+            rustls::ServerConfig::builder_with_provider(provider())
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(certs, key)
+                .unwrap(),
+        )
+    }
+
+    fn client_trusting_test_ca() -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(CA).unwrap())
+            .unwrap();
+        Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider())
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        )
+    }
+
+    #[tokio::test]
+    async fn sips_target_answers_over_verified_tls() {
+        let r = responder(Mode::Answer(200)).await;
+        let addr = r
+            .serve_tls(LOOPBACK.parse().unwrap(), server_config())
+            .await
+            .unwrap();
+        for target in [
+            format!("sips:localhost:{}", addr.port()),
+            format!("sip:127.0.0.1:{};transport=tls", addr.port()),
+        ] {
+            let p = probe(&target, &["2xx"], Duration::from_secs(2))
+                .with_tls_config(client_trusting_test_ca());
+            let out = p.check().await;
+            assert!(out.success, "{target}: {out:?}");
+            assert!(out.detail.starts_with("200 OK in "), "{}", out.detail);
+        }
+        r.set_mode(Mode::Answer(503));
+        let p = probe(
+            &format!("sip:127.0.0.1:{};transport=tls", addr.port()),
+            &["2xx"],
+            Duration::from_secs(2),
+        )
+        .with_tls_config(client_trusting_test_ca());
+        assert!(
+            p.check()
+                .await
+                .detail
+                .starts_with("503 Service Unavailable")
+        );
+    }
+
+    #[tokio::test]
+    async fn untrusted_certificate_is_a_failure_that_says_so() {
+        let r = responder(Mode::Answer(200)).await;
+        let addr = r
+            .serve_tls(LOOPBACK.parse().unwrap(), server_config())
+            .await
+            .unwrap();
+        // Default settings: the OS trust store does not know the test CA.
+        let out = probe(
+            &format!("sip:127.0.0.1:{};transport=tls", addr.port()),
+            &["2xx"],
+            Duration::from_secs(2),
+        )
+        .check()
+        .await;
+        assert!(!out.success);
+        assert!(
+            out.detail
+                .starts_with(&format!("TLS handshake with {addr} failed: ")),
+            "{}",
+            out.detail
+        );
+        assert!(
+            out.detail.to_lowercase().contains("certificate"),
+            "{}",
+            out.detail
+        );
+    }
+}
+
+#[tokio::test]
+async fn ipv6_literals_use_the_ipv6_socket() {
+    // Hosts without IPv6 cannot bind ::1; say so instead of failing.
+    let Ok(r) = Responder::bind("[::1]:0".parse().unwrap(), Mode::Answer(200)).await else {
+        eprintln!("skipping: ::1 is not available on this host");
+        return;
+    };
+    let port = r.udp_addr().port();
+    let out = probe(
+        &format!("sip:[::1]:{port}"),
+        &["2xx"],
+        Duration::from_secs(2),
+    )
+    .check()
+    .await;
+    assert!(out.success, "{out:?}");
+    let out = probe(
+        &format!("sip:ping@[::1]:{};transport=tcp", r.tcp_addr().port()),
+        &["2xx"],
+        Duration::from_secs(2),
+    )
+    .check()
+    .await;
+    assert!(out.success, "{out:?}");
+    // ICMPv6 port unreachable is routed through IPV6_RECVERR too.
+    let closed = std::net::UdpSocket::bind("[::1]:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let started = Instant::now();
+    let out = probe(&format!("sip:{closed}"), &["2xx"], Duration::from_secs(3))
+        .check()
+        .await;
+    assert_eq!(out.detail, format!("ICMP port unreachable from {closed}"));
+    assert!(started.elapsed() < Duration::from_millis(450));
+}
+
+#[tokio::test]
+async fn next_address_is_tried_after_a_transport_failure() {
+    let r = responder(Mode::Answer(200)).await;
+    let (dead_a, dead_b) = (closed_udp_port(), closed_udp_port());
+    let p = probe(&udp_target(r.udp_addr()), &["2xx"], Duration::from_secs(2));
+    let (resp, _, _) = p.attempt_addrs(&[dead_a, r.udp_addr()]).await.unwrap();
+    assert_eq!(resp.code, 200);
+    let err = p.attempt_addrs(&[dead_a, dead_b]).await.unwrap_err();
+    assert_eq!(
+        err,
+        format!("ICMP port unreachable from {dead_a}; ICMP port unreachable from {dead_b}")
+    );
+}

@@ -1,0 +1,485 @@
+//! Getting an OPTIONS request to a trunk and its final response back.
+//!
+//! **UDP**: one unconnected socket per address family serves every SIP/UDP
+//! probe in the process ([`UdpMux`]). A demultiplexer task reads every
+//! datagram, parses it, and hands a final response whose top Via branch,
+//! Call-ID and CSeq match a waiting transaction to that transaction through a
+//! oneshot channel. Thousands of trunks therefore cost one file descriptor and
+//! one task, not one socket each. The requester retransmits on the RFC 3261
+//! Timer E schedule (T1 = 500 ms, doubling up to T2 = 4 s) until the probe's
+//! timeout, which [`super::SipProbe`] enforces.
+//!
+//! Closed ports fail fast through `IP_RECVERR` on that shared socket (see
+//! `recverr.rs`): the ICMP error is routed to the transaction by the
+//! branch quoted back in it, else by destination address.
+//!
+//! The muxes live on a dedicated thread with its own small runtime, so they
+//! outlive whichever runtime first used them (tests create one per test, and
+//! the daemon may restart its probe runtime on reload).
+//!
+//! **TCP/TLS**: one connection per attempt (a ping every few seconds does not
+//! justify connection reuse, and a fresh connect proves the listener is up);
+//! responses are framed by Content-Length. No retransmission (RFC 3261 17.1.2.2).
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use tokio::io::Interest;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::oneshot;
+use tokio::time::{Instant, sleep_until};
+
+use super::message::TransactionKey;
+use super::parse::{
+    Header, SipResponse, canonical, message_len, parse_response, split_head, via_branch,
+};
+use super::recverr;
+
+/// RFC 3261 timer T1: round-trip estimate, first retransmission interval.
+pub const T1: Duration = Duration::from_millis(500);
+/// RFC 3261 timer T2: cap on the non-INVITE retransmission interval.
+pub const T2: Duration = Duration::from_secs(4);
+
+/// Receive buffer asked for the shared socket: about 4000 typical answers.
+const RECV_BUFFER: usize = 2 << 20;
+
+/// Why an exchange produced no final response.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("ICMP {0} from {1}")]
+    Unreachable(String, SocketAddr),
+    #[error("connection refused by {0}")]
+    Refused(SocketAddr),
+    #[error("cannot connect to {0}: {1}")]
+    Connect(SocketAddr, io::Error),
+    #[error("send to {0} failed: {1}")]
+    Send(SocketAddr, io::Error),
+    #[error("read from {0} failed: {1}")]
+    Read(SocketAddr, io::Error),
+    #[error("{0} closed the connection before a final response")]
+    Closed(SocketAddr),
+    #[error("unparsable response from {0}: {1}")]
+    Protocol(SocketAddr, String),
+    #[error("TLS handshake with {0} failed: {1}")]
+    Tls(SocketAddr, String),
+    #[error("local SIP/UDP socket unavailable: {0}")]
+    Socket(String),
+}
+
+/// A final response and when it arrived.
+#[derive(Debug)]
+pub struct Reply {
+    pub response: SipResponse,
+    pub at: Instant,
+    /// How many times the request was sent (1 + retransmissions).
+    pub sends: u32,
+}
+
+type Waiter = oneshot::Sender<Result<(SipResponse, Instant), TransportError>>;
+
+struct Pending {
+    dest: SocketAddr,
+    call_id: String,
+    cseq: u32,
+    tx: Waiter,
+}
+
+/// The shared SIP/UDP socket of one address family.
+pub struct UdpMux {
+    socket: Arc<UdpSocket>,
+    pending: Arc<Mutex<HashMap<String, Pending>>>,
+    local_port: u16,
+}
+
+static MUX_V4: OnceLock<Result<UdpMux, String>> = OnceLock::new();
+static MUX_V6: OnceLock<Result<UdpMux, String>> = OnceLock::new();
+
+impl UdpMux {
+    /// The process-wide mux for `dest`'s address family, created on first use.
+    pub fn for_dest(dest: SocketAddr) -> Result<&'static UdpMux, TransportError> {
+        let (cell, bind) = match dest {
+            SocketAddr::V4(_) => (&MUX_V4, SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))),
+            SocketAddr::V6(_) => (&MUX_V6, SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0))),
+        };
+        cell.get_or_init(|| UdpMux::start(bind).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|e| TransportError::Socket(e.clone()))
+    }
+
+    /// Bind a socket and start its demultiplexer on a dedicated thread.
+    pub fn start(bind: SocketAddr) -> io::Result<UdpMux> {
+        let std_socket = std::net::UdpSocket::bind(bind)?;
+        std_socket.set_nonblocking(true)?;
+        if let Err(e) = recverr::enable(&std_socket, bind.is_ipv6()) {
+            tracing::warn!(
+                message = "Closed SIP/UDP ports will only be detected by timeout.",
+                error = %e
+            );
+        }
+        // Thousands of trunks answering within the same few milliseconds
+        // must not overflow the default ~200 KiB buffer (a dropped answer
+        // costs a retransmission). The kernel caps this at rmem_max.
+        if let Err(e) = socket2::SockRef::from(&std_socket).set_recv_buffer_size(RECV_BUFFER) {
+            tracing::debug!(message = "Could not enlarge the SIP/UDP receive buffer.", error = %e);
+        }
+        let local_port = std_socket.local_addr()?.port();
+        let pending: Arc<Mutex<HashMap<String, Pending>>> = Arc::default();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let pending2 = pending.clone();
+        std::thread::Builder::new()
+            .name("sip-udp-mux".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    // Registering with this thread's reactor: the socket stays
+                    // usable from any runtime for as long as this thread lives.
+                    match UdpSocket::from_std(std_socket) {
+                        Ok(s) => {
+                            let s = Arc::new(s);
+                            let _ = ready_tx.send(Ok(s.clone()));
+                            demux(s, pending2).await;
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                        }
+                    }
+                });
+            })?;
+        let socket = ready_rx
+            .recv()
+            .map_err(|_| io::Error::other("SIP/UDP mux thread exited"))??;
+        Ok(UdpMux {
+            socket,
+            pending,
+            local_port,
+        })
+    }
+
+    /// The port every SIP/UDP request of this family is sent from.
+    pub fn local_port(&self) -> u16 {
+        self.local_port
+    }
+
+    /// Number of transactions waiting for a response (for tests and debugging).
+    pub fn in_flight(&self) -> usize {
+        self.pending.lock().map(|p| p.len()).unwrap_or(0)
+    }
+
+    /// Send `bytes` and wait for the matching final response, retransmitting
+    /// on Timer E. Runs until a response, an ICMP error, or the caller drops
+    /// the future (the probe's timeout); the transaction is unregistered in
+    /// every case.
+    pub async fn transact(
+        &self,
+        dest: SocketAddr,
+        key: &TransactionKey,
+        bytes: &[u8],
+    ) -> Result<Reply, TransportError> {
+        let (tx, mut rx) = oneshot::channel();
+        let _guard = self.register(dest, key, tx);
+        let mut sends = 0u32;
+        let mut gap = T1;
+        let mut next = Instant::now();
+        loop {
+            tokio::select! {
+                biased;
+                r = &mut rx => {
+                    return match r {
+                        Ok(Ok((response, at))) => Ok(Reply { response, at, sends }),
+                        Ok(Err(e)) => Err(e),
+                        Err(_) => Err(TransportError::Socket("demultiplexer stopped".into())),
+                    };
+                }
+                _ = sleep_until(next) => {
+                    self.send(dest, bytes).await?;
+                    sends += 1;
+                    // Timer E: gaps of 0.5, 1, 2, 4, 4... seconds.
+                    next += gap;
+                    gap = (gap * 2).min(T2);
+                }
+            }
+        }
+    }
+
+    async fn send(&self, dest: SocketAddr, bytes: &[u8]) -> Result<(), TransportError> {
+        // With IP_RECVERR, an ICMP error caused by *another* destination is
+        // also reported once by the next socket call, which may be this send.
+        // It says nothing about `dest` (the demultiplexer routes the real error
+        // from the queue), so retry a couple of times before giving up.
+        let mut last = None;
+        for _ in 0..3 {
+            match self.socket.send_to(bytes, dest).await {
+                Ok(_) => return Ok(()),
+                Err(e) if is_icmp_echo(&e) => last = Some(e),
+                Err(e) => return Err(TransportError::Send(dest, e)),
+            }
+        }
+        Err(TransportError::Send(
+            dest,
+            last.unwrap_or_else(|| io::Error::other("send failed")),
+        ))
+    }
+
+    fn register(&self, dest: SocketAddr, key: &TransactionKey, tx: Waiter) -> PendingGuard<'_> {
+        if let Ok(mut p) = self.pending.lock() {
+            p.insert(
+                key.branch.clone(),
+                Pending {
+                    dest,
+                    call_id: key.call_id.clone(),
+                    cseq: key.cseq,
+                    tx,
+                },
+            );
+        }
+        PendingGuard {
+            mux: self,
+            branch: key.branch.clone(),
+        }
+    }
+}
+
+/// Removes the transaction when the requester finishes or is cancelled.
+struct PendingGuard<'a> {
+    mux: &'a UdpMux,
+    branch: String,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut p) = self.mux.pending.lock() {
+            p.remove(&self.branch);
+        }
+    }
+}
+
+fn is_icmp_echo(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::HostUnreachable
+            | io::ErrorKind::NetworkUnreachable
+    )
+}
+
+/// The demultiplexer: route every datagram and every ICMP error.
+async fn demux(socket: Arc<UdpSocket>, pending: Arc<Mutex<HashMap<String, Pending>>>) {
+    // 64 KiB: the largest datagram, so a big response is never truncated
+    // into something that parses differently.
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let ready = match socket.ready(Interest::READABLE | Interest::ERROR).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(message = "SIP/UDP socket failed.", error = %e);
+                return;
+            }
+        };
+        if ready.is_error() {
+            // Drain the queue; `try_io` clears ERROR readiness only if no new
+            // error arrived meanwhile, so none is missed.
+            let _ = socket.try_io(Interest::ERROR, || {
+                drain_errors(&socket, &pending);
+                Err::<(), _>(io::ErrorKind::WouldBlock.into())
+            });
+        }
+        if ready.is_readable() {
+            loop {
+                match socket.try_recv_from(&mut buf) {
+                    Ok((n, from)) => dispatch(&buf[..n], from, &pending),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    // The pending ICMP error surfaced here; its details are in the queue.
+                    Err(e) if is_icmp_echo(&e) => drain_errors(&socket, &pending),
+                    Err(e) => {
+                        tracing::debug!(message = "SIP/UDP receive error.", error = %e);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn dispatch(bytes: &[u8], from: SocketAddr, pending: &Mutex<HashMap<String, Pending>>) {
+    let at = Instant::now();
+    let response = match parse_response(bytes) {
+        Ok(r) => r,
+        Err(e) => {
+            // Stray requests, keep-alives and garbage land here; none is ours.
+            tracing::trace!(message = "Ignored SIP/UDP datagram.", %from, error = %e);
+            return;
+        }
+    };
+    if response.is_provisional() {
+        return; // 1xx: keep waiting for the final response.
+    }
+    let Some(branch) = response.branch.clone() else {
+        return;
+    };
+    let Ok(mut p) = pending.lock() else { return };
+    let matches = p.get(&branch).is_some_and(|w| {
+        response.call_id.as_deref() == Some(w.call_id.as_str())
+            && response
+                .cseq
+                .as_ref()
+                .is_some_and(|(n, m)| *n == w.cseq && m == "OPTIONS")
+    });
+    if !matches {
+        tracing::debug!(message = "SIP/UDP response matches no transaction.", %from, %branch);
+        return;
+    }
+    if let Some(w) = p.remove(&branch) {
+        let _ = w.tx.send(Ok((response, at)));
+    }
+}
+
+fn drain_errors(socket: &UdpSocket, pending: &Mutex<HashMap<String, Pending>>) {
+    loop {
+        let err = match recverr::recv(socket) {
+            Ok(e) => e,
+            Err(_) => return, // WouldBlock (queue empty) or unsupported.
+        };
+        let quoted_branch = split_head(&err.payload).ok().and_then(|(_, headers)| {
+            headers
+                .iter()
+                .find(|(n, _)| canonical(n) == Some(Header::Via))
+                .and_then(|(_, v)| via_branch(v))
+        });
+        let Ok(mut p) = pending.lock() else { return };
+        let keys: Vec<String> = match quoted_branch {
+            Some(b) if p.contains_key(&b) => vec![b],
+            _ => p
+                .iter()
+                .filter(|(_, w)| Some(w.dest) == err.dest)
+                .map(|(k, _)| k.clone())
+                .collect(),
+        };
+        for k in keys {
+            if let Some(w) = p.remove(&k) {
+                let reason = describe_icmp(&err.error);
+                let _ = w.tx.send(Err(TransportError::Unreachable(reason, w.dest)));
+            }
+        }
+    }
+}
+
+fn describe_icmp(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => "port unreachable".into(),
+        io::ErrorKind::HostUnreachable => "host unreachable".into(),
+        io::ErrorKind::NetworkUnreachable => "network unreachable".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// The local address the kernel would use to reach `dest`, for Via and
+/// Contact. `connect` on a UDP socket only consults the routing table: no
+/// packet is sent.
+pub fn local_ip_for(dest: SocketAddr) -> IpAddr {
+    let unspecified: SocketAddr = match dest {
+        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    std::net::UdpSocket::bind(unspecified)
+        .and_then(|s| s.connect(dest).and_then(|_| s.local_addr()))
+        .map(|a| a.ip())
+        .unwrap_or(unspecified.ip())
+}
+
+/// Connect over TCP, mapping "refused" to its own error (it fails fast and
+/// means "nothing listens", which operators want to see as such).
+pub async fn tcp_connect(dest: SocketAddr) -> Result<TcpStream, TransportError> {
+    match TcpStream::connect(dest).await {
+        Ok(s) => {
+            let _ = s.set_nodelay(true);
+            Ok(s)
+        }
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            Err(TransportError::Refused(dest))
+        }
+        Err(e) => Err(TransportError::Connect(dest, e)),
+    }
+}
+
+/// Write the request on a stream and read messages until the matching final
+/// response. Provisional and foreign messages are skipped.
+pub async fn stream_transact<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    dest: SocketAddr,
+    key: &TransactionKey,
+    bytes: &[u8],
+) -> Result<Reply, TransportError> {
+    stream
+        .write_all(bytes)
+        .await
+        .map_err(|e| TransportError::Send(dest, e))?;
+    stream
+        .flush()
+        .await
+        .map_err(|e| TransportError::Send(dest, e))?;
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 4096];
+    loop {
+        // Consume every complete message already buffered.
+        while let Some(len) =
+            message_len(&buf).map_err(|e| TransportError::Protocol(dest, e.to_string()))?
+        {
+            let at = Instant::now();
+            let msg: Vec<u8> = buf.drain(..len).collect();
+            let Ok(response) = parse_response(&msg) else {
+                continue; // A request or keep-alive from the peer.
+            };
+            let ours = response.branch.as_deref() == Some(key.branch.as_str())
+                && response.call_id.as_deref() == Some(key.call_id.as_str())
+                && response.cseq.as_ref().is_some_and(|(n, _)| *n == key.cseq);
+            if ours && !response.is_provisional() {
+                return Ok(Reply {
+                    response,
+                    at,
+                    sends: 1,
+                });
+            }
+        }
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|e| TransportError::Read(dest, e))?;
+        if n == 0 {
+            return Err(TransportError::Closed(dest));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// The TLS client configuration: the OS trust store through the platform
+/// verifier, and the aws-lc-rs provider reqwest already builds.
+pub fn tls_config() -> Result<Arc<tokio_rustls::rustls::ClientConfig>, String> {
+    static CONFIG: OnceLock<Result<Arc<tokio_rustls::rustls::ClientConfig>, String>> =
+        OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            use rustls_platform_verifier::BuilderVerifierExt;
+            use tokio_rustls::rustls;
+            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+            rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
+                .with_platform_verifier()
+                .map(|b| Arc::new(b.with_no_client_auth()))
+                .map_err(|e| e.to_string())
+        })
+        .clone()
+}

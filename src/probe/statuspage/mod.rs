@@ -1,0 +1,219 @@
+//! Status page probe: is a vendor (Talkdesk, the carrier, the CRM) reporting
+//! an outage on its public status page?
+//!
+//! Formats: Atlassian Statuspage v2 (`summary.json`, `status.json`,
+//! `components.json`), incident.io (widget `/api/v1/summary` and the
+//! `/proxy/<host>` shape), Instatus (`summary.json`). The format is detected
+//! from the body unless `format` says it.
+//!
+//! - With `components`, each named component (case-insensitive) is judged;
+//!   a group also takes its children into account (the worst wins). A name
+//!   the page does not list is a failure whose detail lists the names it
+//!   does, so a typo cannot silently read as "operational". Exception: the
+//!   incident.io widget summary lists only *affected* components, so there an
+//!   absent name is operational.
+//! - Without `components`, the page-wide indicator is used: `none` ok,
+//!   `minor` ~ degraded, `major` ~ partial outage, `critical` ~ major outage,
+//!   `maintenance` ok (incident.io: the worst ongoing impact; Instatus: the
+//!   page status and its incidents' impact; a components-only document: its
+//!   worst component).
+//! - The probe fails when the level reaches `down_at` (`degraded_performance`
+//!   < `partial_outage` < `major_outage`, default `major_outage`). Unknown
+//!   status values count as degraded; maintenance is not an outage.
+
+mod atlassian;
+mod incidentio;
+mod instatus;
+pub mod model;
+
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use reqwest::Client;
+
+use crate::config::schema::ProbeConfig;
+use crate::domain::ProbeOutcome;
+
+pub use model::{ComponentStatus, Format, Level, Page};
+
+use super::http::{checked_url, fetch, with_timeout};
+use super::{Probe, ProbeBuildError, timeout_of};
+
+/// A major outage is what justifies forwarding calls; lesser levels are opt-in.
+pub const DEFAULT_DOWN_AT: Level = Level::Major;
+
+pub struct StatusPageProbe {
+    id: String,
+    url: String,
+    client: Client,
+    format: Option<Format>,
+    components: Vec<String>,
+    down_at: Level,
+    timeout: Duration,
+}
+
+impl StatusPageProbe {
+    pub fn from_config(cfg: &ProbeConfig) -> Result<StatusPageProbe, ProbeBuildError> {
+        let url = checked_url(cfg)?;
+        let timeout = timeout_of(cfg);
+        let client = fetch::client(timeout, cfg.headers.as_ref())
+            .map_err(|e| ProbeBuildError::invalid(cfg, "headers", e))?;
+        let format = match cfg.format.as_deref() {
+            Some(f) => Format::parse(f).map_err(|e| ProbeBuildError::invalid(cfg, "format", e))?,
+            None => None,
+        };
+        let down_at = match cfg.down_at.as_deref() {
+            Some(d) => {
+                Level::parse_down_at(d).map_err(|e| ProbeBuildError::invalid(cfg, "down_at", e))?
+            }
+            None => DEFAULT_DOWN_AT,
+        };
+        let components = cfg.components.clone().unwrap_or_default();
+        if let Some(empty) = components.iter().find(|c| c.trim().is_empty()) {
+            return Err(ProbeBuildError::invalid(
+                cfg,
+                "components",
+                format!("{empty:?} is not a component name"),
+            ));
+        }
+        Ok(StatusPageProbe {
+            id: cfg.id.clone(),
+            url,
+            client,
+            format,
+            components,
+            down_at,
+            timeout,
+        })
+    }
+
+    async fn attempt(&self) -> ProbeOutcome {
+        let got = match fetch::get(&self.client, &self.url, true).await {
+            Ok(g) => g,
+            Err(e) => return ProbeOutcome::failure(e, None),
+        };
+        let latency = Some(got.latency);
+        if !got.status.is_success() {
+            return ProbeOutcome::failure(
+                format!("status page answered {}", fetch::status_text(got.status)),
+                latency,
+            );
+        }
+        let page = serde_json::from_slice(&got.body)
+            .map_err(|e| format!("status page body is not JSON: {e}"))
+            .and_then(|v| Page::from_json(v, self.format));
+        match page {
+            Ok(page) => {
+                let (ok, detail) = evaluate(&page, &self.components, self.down_at);
+                ProbeOutcome {
+                    success: ok,
+                    detail,
+                    latency,
+                }
+            }
+            Err(e) => ProbeOutcome::failure(e, latency),
+        }
+    }
+}
+
+/// Judge a page: `(success, detail)`. Pure, so every rule above is tested
+/// without a server.
+pub fn evaluate(page: &Page, watch: &[String], down_at: Level) -> (bool, String) {
+    let verdict = |level: Level, text: String| {
+        if level >= down_at {
+            (false, format!("{text}: at or above {}", down_at.as_str()))
+        } else {
+            (true, text)
+        }
+    };
+    if watch.is_empty() {
+        return match &page.overall {
+            Some(o) => verdict(o.level, o.text.clone()),
+            None => {
+                let worst = page.components.iter().max_by_key(|c| c.status.level());
+                match worst {
+                    Some(c) if c.status.level() > Level::Ok => verdict(
+                        c.status.level(),
+                        format!("worst component {}: {}", c.name, c.status),
+                    ),
+                    _ => (true, "all components operational".into()),
+                }
+            }
+        };
+    }
+    let mut worst = Level::Ok;
+    let mut parts = Vec::new();
+    for name in watch {
+        let want = name.trim();
+        // The named components plus, for groups, their children.
+        let members: Vec<_> = page
+            .components
+            .iter()
+            .filter(|c| {
+                c.name.eq_ignore_ascii_case(want)
+                    || c.group
+                        .as_deref()
+                        .is_some_and(|g| g.eq_ignore_ascii_case(want))
+            })
+            .collect();
+        let Some(w) = members.iter().max_by_key(|c| c.status.level()) else {
+            if page.complete {
+                return (false, unknown_component(page, want));
+            }
+            parts.push(format!("{want}: not affected"));
+            continue;
+        };
+        worst = worst.max(w.status.level());
+        // Spell the name as the page does.
+        let shown = members
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(want))
+            .map(|c| c.name.as_str())
+            .or_else(|| members.iter().find_map(|c| c.group.as_deref()))
+            .unwrap_or(want);
+        if w.name.eq_ignore_ascii_case(want) {
+            parts.push(format!("{shown}: {}", w.status));
+        } else {
+            parts.push(format!("{shown}: {} ({})", w.status, w.name));
+        }
+    }
+    verdict(worst, parts.join(", "))
+}
+
+fn unknown_component(page: &Page, name: &str) -> String {
+    if page.components.is_empty() {
+        return format!(
+            "unknown component \"{name}\": the page lists no components; remove `components` to use the page status"
+        );
+    }
+    let mut names: Vec<&str> = page.components.iter().map(|c| c.name.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    let shown = names.len().min(30);
+    let more = if names.len() > shown {
+        format!(" and {} more", names.len() - shown)
+    } else {
+        String::new()
+    };
+    format!(
+        "unknown component \"{name}\"; available: {}{more}",
+        names[..shown].join(", ")
+    )
+}
+
+impl Probe for StatusPageProbe {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn kind(&self) -> &'static str {
+        "statuspage"
+    }
+
+    fn check(&self) -> BoxFuture<'_, ProbeOutcome> {
+        Box::pin(with_timeout(self.timeout, self.attempt()))
+    }
+}

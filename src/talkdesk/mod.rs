@@ -1,0 +1,48 @@
+//! Everything that talks to Talkdesk, and a faithful stand-in for it.
+//!
+//! - [`client`]: the four Fallback Experience calls over an OAuth 2.0
+//!   client-credentials token ([`auth`]), with typed errors ([`error`]) and
+//!   the wire JSON kept apart from the domain types ([`wire`]).
+//! - [`actuator`]: converges Talkdesk to the engine's desired state:
+//!   idempotent, retried with backoff and jitter, reconciled periodically.
+//! - [`breakglass`]: the `talkdesk get|apply|activate|deactivate` CLI commands.
+//! - [`simulator`]: an in-memory Talkdesk (token endpoint, settings,
+//!   activation) with fault injection and a journal, for tests and the demo.
+//!
+//! Wiring, as the daemon does it:
+//!
+//! ```no_run
+//! # use std::{collections::BTreeMap, sync::Arc, time::Duration};
+//! # use continuity_agent::{config::schema::TalkdeskConfig, domain::{Desired, Profile}, telemetry::{Metrics, audit::NoAudit}};
+//! # use continuity_agent::talkdesk::{Actuator, ActuatorOptions, Client, ClientConfig};
+//! # async fn wire(cfg: TalkdeskConfig, secret: secrecy::SecretString, profiles: BTreeMap<String, Profile>) -> Result<(), Box<dyn std::error::Error>> {
+//! let metrics = Metrics::new();
+//! let client = Client::new(ClientConfig::from_config(&cfg, secret)?, metrics.clone(), Arc::new(NoAudit))?;
+//! let opts = ActuatorOptions::from_config(&cfg, /* dry_run */ false, /* adopt_ttl */ Duration::from_secs(24 * 3600));
+//! let actuator = Actuator::new(client, opts, profiles, metrics, Arc::new(NoAudit));
+//! let status = actuator.handle(); // for /v1/status: status.status()
+//! let (desired_tx, desired_rx) = tokio::sync::watch::channel(Desired::Inactive);
+//! let (events_tx, _events_rx) = tokio::sync::mpsc::channel(256);
+//! let shutdown = tokio_util::sync::CancellationToken::new();
+//! tokio::spawn(actuator.run(desired_rx, events_tx, shutdown.clone()));
+//! desired_tx.send_replace(Desired::Active { profile: "backup-site".into() });
+//! # Ok(()) }
+//! ```
+//!
+//! **Architecture invariant:** only this module calls the Talkdesk API, and
+//! only the actuator and the break-glass commands call the client. Secrets
+//! (client secret, access tokens) are `SecretString`s and never reach `Debug`,
+//! logs, errors or audit records.
+
+pub mod actuator;
+pub mod auth;
+pub mod breakglass;
+pub mod client;
+pub mod error;
+mod observe;
+pub mod simulator;
+pub mod wire;
+
+pub use actuator::{Actuator, ActuatorHandle, ActuatorOptions, ActuatorStatus};
+pub use client::{Client, ClientConfig};
+pub use error::{ApiErrorBody, FieldError, Op, TalkdeskError};

@@ -1,0 +1,255 @@
+//! SIP OPTIONS probe against a real SIP implementation: sipp as a UAS
+//! (scenarios in tests/sipp/), over UDP and TCP on 127.0.0.1.
+//!
+//! sipp is required: if it is missing these tests FAIL with instructions
+//! rather than skip, so CI cannot pass without exercising a real peer.
+//! Set `SIPP=/path/to/sipp` to use another binary.
+
+use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use continuity_agent::config::schema::ProbeConfig;
+use continuity_agent::domain::ProbeOutcome;
+use continuity_agent::probe::{self, Probe};
+use tokio::net::UdpSocket;
+use tokio::time::Instant;
+
+fn sipp_bin() -> String {
+    let bin = std::env::var("SIPP").unwrap_or_else(|_| "sipp".into());
+    match Command::new(&bin).arg("-v").output() {
+        Ok(_) => bin,
+        Err(e) => panic!(
+            "sipp is required for the SIP probe tests but `{bin}` cannot run ({e}). \
+             Install it (Debian/Ubuntu: `apt-get install sip-tester`) or set SIPP=/path/to/sipp."
+        ),
+    }
+}
+
+/// A sipp UAS child process, killed on drop.
+struct Sipp {
+    child: Child,
+    addr: SocketAddr,
+    tcp: bool,
+}
+
+impl Drop for Sipp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port free on 127.0.0.1 for both UDP and TCP right now.
+fn free_port() -> u16 {
+    loop {
+        let u = StdUdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = u.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+impl Sipp {
+    async fn start(scenario: &str, tcp: bool) -> Sipp {
+        let bin = sipp_bin();
+        let file = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/sipp")
+            .join(scenario);
+        assert!(file.exists(), "missing scenario {}", file.display());
+        let port = free_port();
+        let child = Command::new(bin)
+            .arg("-sf")
+            .arg(&file)
+            .args(["-i", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-t", if tcp { "t1" } else { "u1" }])
+            .arg("-nostdin")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn sipp");
+        let sipp = Sipp {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            tcp,
+        };
+        sipp.wait_ready().await;
+        sipp
+    }
+
+    fn target(&self) -> String {
+        if self.tcp {
+            format!("sip:{};transport=tcp", self.addr)
+        } else {
+            format!("sip:{}", self.addr)
+        }
+    }
+
+    /// sipp needs a moment to bind; poll until it answers anything.
+    async fn wait_ready(&self) {
+        let any = sip_probe(&self.target(), &["2xx", "3xx", "4xx", "5xx", "6xx"], 300);
+        let deadline = Instant::now() + Duration::from_secs(8);
+        loop {
+            if any.check().await.success {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sipp did not start on {}",
+                self.addr
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn sip_probe(target: &str, accept: &[&str], timeout_ms: u64) -> Box<dyn Probe> {
+    let cfg: ProbeConfig = serde_json::from_value(serde_json::json!({
+        "id": "trunk-sipp",
+        "type": "sip",
+        "target": target,
+        "accept": accept,
+        "timeout": format!("{timeout_ms}ms"),
+    }))
+    .unwrap();
+    probe::build(&cfg).unwrap()
+}
+
+async fn check(target: &str, accept: &[&str]) -> ProbeOutcome {
+    sip_probe(target, accept, 2000).check().await
+}
+
+#[tokio::test]
+async fn sipp_udp_200_is_up() {
+    let sipp = Sipp::start("options-uas.xml", false).await;
+    let out = check(&sipp.target(), &["2xx"]).await;
+    assert!(out.success, "{out:?}");
+    assert!(out.detail.starts_with("200 OK in "), "{}", out.detail);
+    assert!(out.latency.unwrap() < Duration::from_millis(500));
+}
+
+#[tokio::test]
+async fn sipp_tcp_200_is_up() {
+    let sipp = Sipp::start("options-uas.xml", true).await;
+    let out = check(&sipp.target(), &["2xx"]).await;
+    assert!(out.success, "{out:?}");
+    assert!(out.detail.starts_with("200 OK in "), "{}", out.detail);
+}
+
+#[tokio::test]
+async fn sipp_503_is_down_unless_accepted() {
+    for tcp in [false, true] {
+        let sipp = Sipp::start("options-uas-503.xml", tcp).await;
+        let out = check(&sipp.target(), &["2xx"]).await;
+        assert!(!out.success, "{out:?}");
+        assert!(
+            out.detail
+                .starts_with("503 Service Unavailable (not accepted: 2xx)"),
+            "{}",
+            out.detail
+        );
+        let out = check(&sipp.target(), &["2xx", "503"]).await;
+        assert!(out.success, "{out:?}");
+    }
+}
+
+#[tokio::test]
+async fn sipp_404_is_up_when_accepted() {
+    for tcp in [false, true] {
+        let sipp = Sipp::start("options-uas-404.xml", tcp).await;
+        let out = check(&sipp.target(), &["2xx", "404"]).await;
+        assert!(out.success, "{out:?}");
+        assert!(
+            out.detail.starts_with("404 Not Found in "),
+            "{}",
+            out.detail
+        );
+        let out = check(&sipp.target(), &["2xx"]).await;
+        assert!(!out.success, "{out:?}");
+    }
+}
+
+#[tokio::test]
+async fn sipp_killed_means_fast_failure() {
+    // The trunk process dies: UDP gets ICMP port unreachable, TCP a refusal;
+    // both are reported within a round trip, far below the 3 s timeout.
+    for tcp in [false, true] {
+        let sipp = Sipp::start("options-uas.xml", tcp).await;
+        let target = sipp.target();
+        let addr = sipp.addr;
+        drop(sipp);
+        let started = Instant::now();
+        let out = sip_probe(&target, &["2xx"], 3000).check().await;
+        let took = started.elapsed();
+        assert!(!out.success, "{out:?}");
+        let expected = if tcp {
+            format!("connection refused by {addr}")
+        } else {
+            format!("ICMP port unreachable from {addr}")
+        };
+        assert_eq!(out.detail, expected);
+        assert!(took < Duration::from_millis(400), "took {took:?}");
+    }
+}
+
+/// A UDP relay in front of sipp that drops the first request datagram.
+struct LossyRelay {
+    addr: SocketAddr,
+    requests: Arc<AtomicUsize>,
+}
+
+async fn lossy_relay(upstream: SocketAddr) -> LossyRelay {
+    let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let back = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let requests = Arc::new(AtomicUsize::new(0));
+    let client: Arc<std::sync::Mutex<Option<SocketAddr>>> = Arc::default();
+    let addr = front.local_addr().unwrap();
+    {
+        let (front, back, requests, client) = (
+            front.clone(),
+            back.clone(),
+            requests.clone(),
+            client.clone(),
+        );
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 65_536];
+            while let Ok((n, from)) = front.recv_from(&mut buf).await {
+                *client.lock().unwrap() = Some(from);
+                if requests.fetch_add(1, Ordering::SeqCst) == 0 {
+                    continue; // Lost in the network.
+                }
+                let _ = back.send_to(&buf[..n], upstream).await;
+            }
+        });
+    }
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_536];
+        while let Ok((n, _)) = back.recv_from(&mut buf).await {
+            let to = *client.lock().unwrap();
+            if let Some(to) = to {
+                let _ = front.send_to(&buf[..n], to).await;
+            }
+        }
+    });
+    LossyRelay { addr, requests }
+}
+
+#[tokio::test]
+async fn sipp_lost_first_datagram_is_recovered_by_retransmission() {
+    let sipp = Sipp::start("options-uas.xml", false).await;
+    let relay = lossy_relay(sipp.addr).await;
+    let out = check(&format!("sip:{}", relay.addr), &["2xx"]).await;
+    assert!(out.success, "{out:?}");
+    assert_eq!(
+        relay.requests.load(Ordering::SeqCst),
+        2,
+        "first request dropped, retransmission after T1 answered"
+    );
+    assert!(out.detail.ends_with("(2 sends)"), "{}", out.detail);
+    assert!(out.latency.unwrap() >= Duration::from_millis(450));
+}

@@ -1,0 +1,284 @@
+//! The Talkdesk client against the simulator over real HTTP: token caching,
+//! refresh before expiry and on 401, single-flight refresh, error typing.
+
+mod talkdesk_support;
+
+use std::time::Duration;
+
+use continuity_agent::domain::FallbackSettings;
+use continuity_agent::talkdesk::TalkdeskError;
+use continuity_agent::talkdesk::simulator::{Fault, FaultOp, SimulatorOptions};
+use talkdesk_support::*;
+
+#[tokio::test]
+async fn talkdesk_token_is_cached_across_calls() {
+    let env = Env::new().await;
+    env.client.get_activation().await.unwrap();
+    env.client.get_settings().await.unwrap();
+    env.client.set_activation(true).await.unwrap();
+    assert_eq!(env.count("token"), 1, "{:#?}", env.sim().journal());
+    assert_eq!(env.requests("token", "200"), 1);
+    assert_eq!(env.requests("get_activation", "200"), 1);
+    assert_eq!(env.requests("put_activation", "200"), 1);
+    let timed = env
+        .metrics
+        .talkdesk_request_duration_seconds
+        .with_label_values(&["token"])
+        .get_sample_count();
+    assert_eq!(timed, 1);
+    let tok = env
+        .sim()
+        .journal()
+        .into_iter()
+        .find(|e| e.op == "token")
+        .unwrap();
+    // Basic auth was accepted and the form carried grant type and scopes.
+    assert_eq!(tok.status, 200);
+    let body = tok.body.unwrap();
+    assert!(body.contains("grant_type=client_credentials"), "{body}");
+    assert!(
+        body.contains("scope=continuity-settings:write continuity-settings-activation:write"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn talkdesk_token_is_refreshed_before_it_expires() {
+    // expires_in = 2 s; margin = 10 % = 200 ms: refresh after 1.8 s, before the
+    // simulator would reject the token at 2 s.
+    let env = Env::with(
+        SimulatorOptions {
+            token_ttl: Duration::from_secs(2),
+            ..sim_options()
+        },
+        |_| {},
+    )
+    .await;
+    env.client.get_activation().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    env.client.get_activation().await.unwrap();
+    assert_eq!(
+        env.count("token"),
+        1,
+        "still inside the lifetime minus margin"
+    );
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    env.client.get_activation().await.unwrap();
+    assert_eq!(env.count("token"), 2, "refreshed inside the margin");
+    assert!(
+        env.sim().journal().iter().all(|e| e.status != 401),
+        "a token was used after expiry: {:#?}",
+        env.sim().journal()
+    );
+}
+
+#[tokio::test]
+async fn talkdesk_401_refreshes_once_and_retries_once() {
+    let env = Env::new().await;
+    env.client.get_activation().await.unwrap();
+    env.sim().expire_tokens();
+    assert!(!env.client.get_activation().await.unwrap());
+    let ops: Vec<String> = env
+        .sim()
+        .journal()
+        .iter()
+        .map(|e| format!("{} {}", e.op, e.status))
+        .collect();
+    assert_eq!(
+        ops,
+        [
+            "token 200",
+            "get_activation 200",
+            "get_activation 401",
+            "token 200",
+            "get_activation 200"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn talkdesk_persistent_401_is_returned_after_one_refresh() {
+    let env = Env::new().await;
+    // Every API call answers 401: the client refreshes once, then gives up.
+    env.sim()
+        .inject(Fault::status(FaultOp::GetActivation, 401, 0));
+    let err = env.client.get_activation().await.unwrap_err();
+    assert_eq!(err.status(), Some(401));
+    assert!(
+        err.is_retryable(),
+        "401 after a refresh is retried by the actuator with backoff"
+    );
+    assert_eq!(env.count("token"), 2);
+    assert_eq!(env.count("get_activation"), 2);
+}
+
+// Real threads, so the twenty callers truly race for the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn talkdesk_concurrent_callers_share_one_token_request() {
+    let env = Env::new().await;
+    let calls: Vec<_> = (0..20)
+        .map(|_| {
+            let c = env.client.clone();
+            tokio::spawn(async move { c.get_activation().await })
+        })
+        .collect();
+    for c in calls {
+        c.await.unwrap().unwrap();
+    }
+    assert_eq!(env.count("token"), 1, "{:#?}", env.sim().journal());
+
+    // All twenty then hit 401 together: still exactly one refresh.
+    env.sim().expire_tokens();
+    let calls: Vec<_> = (0..20)
+        .map(|_| {
+            let c = env.client.clone();
+            tokio::spawn(async move { c.get_settings().await })
+        })
+        .collect();
+    for c in calls {
+        c.await.unwrap().unwrap();
+    }
+    assert_eq!(env.count("token"), 2, "{:#?}", env.sim().journal());
+}
+
+#[tokio::test]
+async fn talkdesk_settings_round_trip_with_default_inside_forward() {
+    let env = Env::new().await;
+    env.client.put_settings(&backup()).await.unwrap();
+    assert_eq!(env.client.get_settings().await.unwrap(), backup());
+    assert_eq!(env.sim().state().settings, backup());
+    let put = env.writes().pop().unwrap();
+    let body = put.body.unwrap();
+    assert!(body.contains(r#""default":"+14155558888""#), "{body}");
+    assert!(body.contains(r#""downtime_message""#), "{body}");
+}
+
+#[tokio::test]
+async fn talkdesk_validation_errors_carry_field_details() {
+    let env = Env::new().await;
+    let bad = FallbackSettings {
+        forward: [("4155550100".to_string(), "+14155559999".to_string())].into(),
+        ..backup()
+    };
+    let err = env.client.put_settings(&bad).await.unwrap_err();
+    assert!(!err.is_retryable());
+    assert_eq!(err.status(), Some(400));
+    assert_eq!(err.fields()[0].name, "forward.4155550100");
+    assert!(err.to_string().contains("forward.4155550100"), "{err}");
+    assert_eq!(env.requests("put_settings", "400"), 1);
+}
+
+#[tokio::test]
+async fn talkdesk_missing_scope_is_a_403_that_is_not_retried() {
+    let env = Env::with(
+        SimulatorOptions {
+            allowed_scopes: vec!["continuity-settings:write".into()],
+            ..sim_options()
+        },
+        |_| {},
+    )
+    .await;
+    let err = env.client.set_activation(true).await.unwrap_err();
+    assert_eq!(err.status(), Some(403));
+    assert!(!err.is_retryable());
+    assert!(
+        err.to_string()
+            .contains("continuity-settings-activation:write"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn talkdesk_transport_failures_are_typed_and_retryable() {
+    let env = Env::with(sim_options(), |c| {
+        c.request_timeout = Duration::from_millis(300)
+    })
+    .await;
+    env.sim()
+        .inject(Fault::latency(FaultOp::GetActivation, 1_000, 1));
+    let err = env.client.get_activation().await.unwrap_err();
+    assert!(matches!(err, TalkdeskError::Timeout { .. }), "{err:?}");
+    assert!(err.is_retryable());
+    assert_eq!(env.requests("get_activation", "timeout"), 1);
+
+    env.sim()
+        .inject(Fault::drop_connection(FaultOp::GetSettings, 1));
+    let err = env.client.get_settings().await.unwrap_err();
+    assert!(matches!(err, TalkdeskError::Connection { .. }), "{err:?}");
+    assert!(err.is_retryable());
+    assert_eq!(env.requests("get_settings", "error"), 1);
+
+    env.sim()
+        .inject(Fault::status(FaultOp::Any, 429, 1).with_retry_after("7"));
+    let err = env.client.get_settings().await.unwrap_err();
+    assert!(err.is_retryable());
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(7)));
+
+    // And then it works again.
+    env.client.get_settings().await.unwrap();
+}
+
+#[tokio::test]
+async fn talkdesk_wrong_credentials_fail_with_oauth_error() {
+    let server = start_sim(sim_options()).await;
+    let mut cfg = client_config(&server);
+    cfg.client_secret = "wrong-secret-value".to_string().into();
+    let client = continuity_agent::talkdesk::Client::new(
+        cfg,
+        continuity_agent::telemetry::Metrics::new(),
+        std::sync::Arc::new(continuity_agent::telemetry::audit::NoAudit),
+    )
+    .unwrap();
+    let err = client.get_activation().await.unwrap_err();
+    match &err {
+        TalkdeskError::Token { status, error, .. } => {
+            assert_eq!((*status, error.as_str()), (401, "invalid_client"));
+        }
+        other => panic!("expected a token error, got {other:?}"),
+    }
+    assert!(!err.to_string().contains("wrong-secret-value"));
+    assert!(!format!("{err:?}").contains("wrong-secret-value"));
+}
+
+#[tokio::test]
+async fn talkdesk_every_call_sends_the_agent_user_agent() {
+    let env = Env::new().await;
+    env.client.get_activation().await.unwrap();
+    let ua = format!("continuity-agent/{}", env!("CARGO_PKG_VERSION"));
+    for e in env.sim().journal() {
+        assert_eq!(e.user_agent.as_deref(), Some(ua.as_str()), "{e:?}");
+    }
+}
+
+#[tokio::test]
+async fn talkdesk_failed_early_refresh_keeps_the_valid_token() {
+    // expires_in = 2 s, refresh from 1.8 s. At 1.85 s the token endpoint
+    // fails: the call still succeeds with the old, still valid token.
+    let env = Env::with(
+        SimulatorOptions {
+            token_ttl: Duration::from_secs(2),
+            ..sim_options()
+        },
+        |_| {},
+    )
+    .await;
+    env.client.get_activation().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1850)).await;
+    env.sim().inject(Fault::status(FaultOp::Token, 503, 1));
+    env.client.get_activation().await.unwrap();
+    let ops: Vec<String> = env
+        .sim()
+        .journal()
+        .iter()
+        .map(|e| format!("{} {}", e.op, e.status))
+        .collect();
+    assert_eq!(
+        ops,
+        [
+            "token 200",
+            "get_activation 200",
+            "token 503",
+            "get_activation 200"
+        ]
+    );
+}
