@@ -10,6 +10,7 @@
 //! - [`domain`]: types every component shares (profiles, desired/actual state, timestamps).
 //! - [`talkdesk`]: the Talkdesk client, actuator, break-glass commands and API simulator.
 //! - [`telemetry`]: the metrics registry and audit records.
+//! - [`ruletest`]: `test-rules`, promtool-style scenario tests for the engine.
 
 pub mod calendar;
 pub mod config;
@@ -17,6 +18,7 @@ pub mod daemon;
 pub mod domain;
 pub mod engine;
 pub mod probe;
+pub mod ruletest;
 pub mod server;
 pub mod store;
 pub mod talkdesk;

@@ -6,12 +6,64 @@
 //! number. Time arrives as an argument; the same events at the same times give
 //! the same commands, so every timing rule is testable with virtual time and
 //! every decision can be replayed from the audit log.
+//!
+//! Semantics (DESIGN section 3, made exact):
+//! - Probe: `unknown -> up` after `rise` consecutive successes, `-> down` after
+//!   `fall` consecutive failures; fast cadence while unknown, or while the
+//!   latest results disagree with the health.
+//! - Rule: `inactive -> pending -> firing -> clearing -> inactive`; clearing
+//!   ends after `clear_for` false AND the fallback on for `min_active` (which
+//!   only binds while it is on). Unknown probes are not down.
+//! - Decision: override > drill > flap latch > highest-priority firing or
+//!   clearing rule (ties: config order). Flapping counts changes of the
+//!   rules' own decision (masked or not by an override) within `flap_window`;
+//!   more than `flap_max` latches the last automatic profile on until
+//!   `FlapRelease` or `flap_window` without a change.
+//! - Blind guard (self-check failing): rules that read probes see probe
+//!   leaves as *unknown* (Kleene logic). If alerts alone decide the condition
+//!   the rule proceeds with that value; otherwise it is frozen in its phase,
+//!   and when it thaws its running `for`/`clear_for` timer restarts (time
+//!   spent blind is no evidence).
+//! - Maintenance window: an inactive or pending rule that reads probes sees
+//!   probe leaves as unknown and only a definite true counts, so probes can
+//!   never newly activate it (a pending one drops to inactive and pends
+//!   afresh after the window). Firing/clearing rules evaluate normally, so an
+//!   outage already handled stays handled and still clears.
+//! - Alerts expire `alerts_ttl` after their last delivery; a duplicate
+//!   delivery emits nothing. Override expiry emits `SetDesired` with cause
+//!   `override_expired` when the state changes (an audit line always).
+//!
+//! Code map:
+//! - `probe.rs`: per-probe rise/fall hysteresis and fast cadence;
+//! - `rule.rs`: per-rule inactive/pending/firing/clearing hysteresis;
+//! - `eval.rs`: three-valued evaluation of conditions and their explanations;
+//! - `machine.rs`: `Engine`, `step`, blind-guard and maintenance semantics, flap detector;
+//! - `inputs.rs`: applying events, expiring overrides/alerts/windows/drills;
+//! - `decide.rs`: precedence, cause and reasons of `SetDesired`;
+//! - `view.rs`: the `/v1/status` picture; `snapshot.rs`: persistence and restore.
 
+mod decide;
+pub mod eval;
 pub mod event;
 pub mod expr;
+mod inputs;
+mod machine;
 pub mod matcher;
+pub mod probe;
+pub mod rule;
+pub mod snapshot;
 pub mod spec;
+pub mod state;
+pub mod view;
+
+#[cfg(test)]
+mod tests;
 
 pub use event::{Cause, Command, Event, Override, Reason};
 pub use expr::Expr;
+pub use machine::Engine;
+pub use probe::ProbeState;
+pub use rule::{RulePhase, RuleState};
+pub use snapshot::Snapshot;
 pub use spec::{EngineSpec, ProbeSpec, RuleSpec};
+pub use view::EngineView;

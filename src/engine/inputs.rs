@@ -1,0 +1,312 @@
+//! Applying one event to the engine's inputs, and expiring what is due.
+//!
+//! Handlers only change inputs (probe states, alerts, override, windows,
+//! drills, blind flag) and mark the rules whose conditions must be
+//! re-evaluated; `Engine::settle` does the rest. Invalid input (unknown probe,
+//! unknown profile, an override that already ended) is rejected with an
+//! `Audit` command and changes nothing: nothing here can panic on input.
+
+use crate::domain::{Desired, Timestamp};
+
+use super::eval::ActiveAlert;
+use super::event::{Command, Event};
+use super::machine::{Engine, Trigger};
+use super::state::{ActiveDrill, Blind};
+
+fn audit(out: &mut Vec<Command>, kind: &str, message: String) {
+    out.push(Command::Audit {
+        kind: kind.into(),
+        message,
+    });
+}
+
+impl Engine {
+    pub(super) fn apply(
+        &mut self,
+        event: Event,
+        now: Timestamp,
+        out: &mut Vec<Command>,
+        trig: &mut Trigger,
+    ) {
+        match event {
+            Event::ProbeResult { probe, outcome } => {
+                let Some(&i) = self.probe_index.get(&probe) else {
+                    audit(
+                        out,
+                        "probe",
+                        format!("result for unknown probe {probe:?} ignored"),
+                    );
+                    return;
+                };
+                let (Some(spec), Some(ps)) = (self.spec.probes.get(i), self.st.probes.get_mut(i))
+                else {
+                    return;
+                };
+                let u = ps.apply(spec, &outcome, now);
+                if let Some((from, to)) = u.transition {
+                    out.push(Command::ProbeTransition {
+                        probe: probe.clone(),
+                        from,
+                        to,
+                        detail: outcome.detail.clone(),
+                    });
+                    self.mark_probe_dirty(i);
+                }
+                if let Some(fast) = u.cadence {
+                    out.push(Command::ProbeCadence { probe, fast });
+                }
+            }
+            Event::AlertFiring {
+                key,
+                labels,
+                summary,
+            } => {
+                let expires = now.add(self.spec.alerts_ttl);
+                match self.st.alerts.get_mut(&key) {
+                    // A duplicate or refresh: extend the expiry, nothing else.
+                    Some(a) if a.labels == labels && a.summary == summary => {
+                        a.last_seen = now;
+                        a.expires = expires;
+                    }
+                    existing => {
+                        let first_seen = existing.map_or(now, |a| a.first_seen);
+                        let verb = if first_seen == now {
+                            "firing"
+                        } else {
+                            "updated"
+                        };
+                        audit(
+                            out,
+                            "alert",
+                            format!("alert {key} {verb}: {}", fmt_labels(&labels)),
+                        );
+                        self.st.alerts.insert(
+                            key,
+                            ActiveAlert {
+                                labels,
+                                summary,
+                                first_seen,
+                                last_seen: now,
+                                expires,
+                            },
+                        );
+                        self.mark_alerts_dirty();
+                    }
+                }
+            }
+            Event::AlertResolved { key } => {
+                if self.st.alerts.remove(&key).is_some() {
+                    audit(out, "alert", format!("alert {key} resolved"));
+                    self.mark_alerts_dirty();
+                }
+            }
+            Event::OverrideSet(o) => {
+                if o.until <= now {
+                    audit(
+                        out,
+                        "override",
+                        format!("override by {} rejected: it ended at {}", o.actor, o.until),
+                    );
+                    return;
+                }
+                if let Desired::Active { profile } = &o.desired
+                    && !self.spec.profiles.contains(profile)
+                {
+                    audit(
+                        out,
+                        "override",
+                        format!(
+                            "override by {} rejected: unknown profile {profile:?}",
+                            o.actor
+                        ),
+                    );
+                    return;
+                }
+                audit(
+                    out,
+                    "override",
+                    format!(
+                        "override set by {}: {} until {} ({})",
+                        o.actor, o.desired, o.until, o.reason
+                    ),
+                );
+                self.st.override_ = Some(o);
+                *trig = Trigger::OverrideSet;
+            }
+            Event::OverrideCleared { actor, reason } => {
+                if let Some(o) = self.st.override_.take() {
+                    audit(
+                        out,
+                        "override",
+                        format!("override {} cleared by {actor}", o.desired),
+                    );
+                    *trig = Trigger::OverrideCleared { actor, reason };
+                }
+            }
+            Event::MaintenanceStarted { name, until } => {
+                if until <= now {
+                    audit(
+                        out,
+                        "maintenance",
+                        format!("window {name} ignored: it ended at {until}"),
+                    );
+                    return;
+                }
+                if self.st.maintenance.insert(name.clone(), until) != Some(until) {
+                    audit(
+                        out,
+                        "maintenance",
+                        format!(
+                            "window {name} active until {until}: probe-driven activation suppressed"
+                        ),
+                    );
+                }
+            }
+            Event::MaintenanceEnded { name } => {
+                if self.st.maintenance.remove(&name).is_some() {
+                    audit(out, "maintenance", format!("window {name} ended"));
+                }
+            }
+            Event::DrillStarted {
+                name,
+                profile,
+                until,
+            } => {
+                if until <= now || !self.spec.profiles.contains(&profile) {
+                    audit(
+                        out,
+                        "drill",
+                        format!(
+                            "drill {name} rejected: unknown profile {profile:?} or already ended ({until})"
+                        ),
+                    );
+                    return;
+                }
+                let started = self.st.drills.get(&name).map_or(now, |d| d.started);
+                let d = ActiveDrill {
+                    profile,
+                    started,
+                    until,
+                };
+                if self.st.drills.get(&name) != Some(&d) {
+                    audit(
+                        out,
+                        "drill",
+                        format!("drill {name} active with {} until {until}", d.profile),
+                    );
+                    self.st.drills.insert(name, d);
+                }
+            }
+            Event::DrillEnded { name } => {
+                if self.st.drills.remove(&name).is_some() {
+                    audit(out, "drill", format!("drill {name} ended"));
+                }
+            }
+            Event::SelfCheck { ok, detail } => self.self_check(ok, detail, now, out),
+            Event::ActualObserved(a) => self.st.actual = Some(a),
+            Event::FlapRelease { actor } => {
+                if let Some(l) = self.st.flap.latched.take() {
+                    // Forget the history too, or the next transition re-latches at once.
+                    self.st.flap.history.clear();
+                    audit(
+                        out,
+                        "flap",
+                        format!("flap latch ({}) released by {actor}", l.profile),
+                    );
+                }
+            }
+            Event::Tick => {}
+        }
+    }
+
+    fn self_check(&mut self, ok: bool, detail: String, now: Timestamp, out: &mut Vec<Command>) {
+        if !self.spec.self_check {
+            // No canaries configured: the guard is off by configuration.
+            return;
+        }
+        match (&mut self.st.blind, ok) {
+            (None, false) => {
+                audit(
+                    out,
+                    "blind",
+                    format!("self-check failing ({detail}): probe-driven rules frozen"),
+                );
+                self.st.blind = Some(Blind { since: now, detail });
+            }
+            (Some(b), false) => b.detail = detail,
+            (Some(b), true) => {
+                audit(
+                    out,
+                    "blind",
+                    format!("self-check ok again ({detail}); blind since {}", b.since),
+                );
+                self.st.blind = None;
+            }
+            (None, true) => {}
+        }
+    }
+
+    /// Removes everything whose time is up at `now`.
+    pub(super) fn expire(&mut self, now: Timestamp, out: &mut Vec<Command>, trig: &mut Trigger) {
+        if let Some(o) = self.st.override_.take_if(|o| o.until <= now) {
+            audit(
+                out,
+                "override",
+                format!(
+                    "override {} by {} expired at {}",
+                    o.desired, o.actor, o.until
+                ),
+            );
+            *trig = Trigger::OverrideExpired(o);
+        }
+        let before = self.st.alerts.len();
+        let mut expired = Vec::new();
+        self.st.alerts.retain(|k, a| {
+            let keep = a.expires > now;
+            if !keep {
+                expired.push(k.to_string());
+            }
+            keep
+        });
+        if self.st.alerts.len() != before {
+            for k in expired {
+                audit(
+                    out,
+                    "alert",
+                    format!(
+                        "alert {k} expired: not refreshed within {}",
+                        super::machine::fmt_dur(self.spec.alerts_ttl)
+                    ),
+                );
+            }
+            self.mark_alerts_dirty();
+        }
+        let mut ended = Vec::new();
+        self.st.maintenance.retain(|name, until| {
+            let keep = *until > now;
+            if !keep {
+                ended.push(name.clone());
+            }
+            keep
+        });
+        for name in ended {
+            audit(out, "maintenance", format!("window {name} ended"));
+        }
+        let mut ended = Vec::new();
+        self.st.drills.retain(|name, d| {
+            let keep = d.until > now;
+            if !keep {
+                ended.push(name.clone());
+            }
+            keep
+        });
+        for name in ended {
+            audit(out, "drill", format!("drill {name} ended"));
+        }
+    }
+}
+
+pub(super) fn fmt_labels(labels: &std::collections::BTreeMap<String, String>) -> String {
+    let v: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+    format!("{{{}}}", v.join(", "))
+}

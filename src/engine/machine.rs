@@ -1,0 +1,387 @@
+//! `Engine`: construction, `step`, and the per-step pipeline.
+//!
+//! One step is: expire what is due at `now` (override, alerts, windows,
+//! drills), apply the event, re-evaluate the rules whose inputs changed,
+//! advance every rule's hysteresis, update the flap detector, then decide.
+//! The event handlers live in `inputs.rs`, the decision in `decide.rs`.
+
+use std::collections::HashMap;
+
+use crate::domain::{Desired, Timestamp};
+
+use super::eval::{Ctx, Node, Tri};
+use super::event::{Command, Event, Override};
+use super::rule::RulePhase;
+use super::spec::EngineSpec;
+use super::state::{Latch, State};
+
+/// What, besides the rules, made this step change things; it picks the
+/// `cause` of a resulting `SetDesired`.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum Trigger {
+    None,
+    OverrideSet,
+    OverrideCleared {
+        actor: String,
+        reason: Option<String>,
+    },
+    OverrideExpired(Override),
+    Restore,
+}
+
+/// A rule's condition, cached until one of its inputs changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Truth {
+    /// With live probe states.
+    pub live: Tri,
+    /// With probe leaves masked to `Unknown` (blind guard, maintenance).
+    pub masked: Tri,
+}
+
+/// The decision engine. See the module docs of `engine` for the invariants.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    pub(super) spec: EngineSpec,
+    pub(super) nodes: Vec<Node>,
+    pub(super) uses_probes: Vec<bool>,
+    pub(super) uses_alerts: Vec<bool>,
+    pub(super) probe_index: HashMap<String, usize>,
+    /// probe index -> indices of the rules that read it.
+    pub(super) probe_rules: Vec<Vec<usize>>,
+    pub(super) truth: Vec<Truth>,
+    pub(super) dirty: Vec<bool>,
+    pub(super) any_dirty: bool,
+    pub(super) st: State,
+}
+
+impl Engine {
+    /// A fresh engine: every probe unknown, every rule inactive, fallback inactive.
+    /// Probes start transitioning (unknown), so the daemon should poll them at
+    /// their fast interval; [`Engine::probe_cadences`] lists that.
+    pub fn new(spec: EngineSpec) -> Engine {
+        let mut probe_index = HashMap::with_capacity(spec.probes.len());
+        for (i, p) in spec.probes.iter().enumerate() {
+            probe_index.entry(p.id.clone()).or_insert(i);
+        }
+        let nodes: Vec<Node> = spec
+            .rules
+            .iter()
+            .map(|r| Node::compile(&r.when, &probe_index))
+            .collect();
+        let mut probe_rules = vec![Vec::new(); spec.probes.len()];
+        let mut uses_probes = Vec::with_capacity(nodes.len());
+        for (ri, n) in nodes.iter().enumerate() {
+            let mut ids = Vec::new();
+            n.probe_indices(&mut ids);
+            ids.sort_unstable();
+            ids.dedup();
+            uses_probes.push(!ids.is_empty());
+            for pi in ids {
+                probe_rules[pi].push(ri);
+            }
+        }
+        let uses_alerts = nodes.iter().map(Node::uses_alerts).collect();
+        let st = State::new(spec.probes.len(), spec.rules.len());
+        let n = nodes.len();
+        let mut e = Engine {
+            spec,
+            nodes,
+            uses_probes,
+            uses_alerts,
+            probe_index,
+            probe_rules,
+            truth: vec![
+                Truth {
+                    live: Tri::False,
+                    masked: Tri::False,
+                };
+                n
+            ],
+            dirty: vec![true; n],
+            any_dirty: true,
+            st,
+        };
+        e.refresh_truth();
+        e
+    }
+
+    pub fn spec(&self) -> &EngineSpec {
+        &self.spec
+    }
+
+    /// The current desired state.
+    pub fn desired(&self) -> &Desired {
+        &self.st.desired
+    }
+
+    /// Feeds one event at `now` and returns what the daemon must do.
+    ///
+    /// `now` should not go backwards; if it does, timers simply see no time
+    /// pass (durations saturate at zero), nothing panics.
+    pub fn step(&mut self, event: Event, now: Timestamp) -> Vec<Command> {
+        let mut out = Vec::new();
+        let mut trig = Trigger::None;
+        self.expire(now, &mut out, &mut trig);
+        self.apply(event, now, &mut out, &mut trig);
+        self.settle(now, trig, &mut out);
+        out
+    }
+
+    /// `ProbeCadence` for every probe, as currently wanted. The daemon calls
+    /// this once after `new` (restore already returns them).
+    pub fn probe_cadences(&self) -> Vec<Command> {
+        self.spec
+            .probes
+            .iter()
+            .zip(&self.st.probes)
+            .map(|(p, s)| Command::ProbeCadence {
+                probe: p.id.clone(),
+                fast: s.fast,
+            })
+            .collect()
+    }
+
+    /// When the next timer (rule `for`/`clear_for`/`min_active`, override,
+    /// alert, window or drill expiry, flap latch quiet period) falls due. The
+    /// daemon sleeps until then and sends `Event::Tick`. It may be at or before
+    /// the last step's time; then a Tick is due at once.
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        let mut next: Option<Timestamp> = None;
+        let mut put = |t: Timestamp| next = Some(next.map_or(t, |n| n.min(t)));
+        if let Some(o) = &self.st.override_ {
+            put(o.until);
+        }
+        self.st.alerts.values().for_each(|a| put(a.expires));
+        self.st.maintenance.values().for_each(|&t| put(t));
+        self.st.drills.values().for_each(|d| put(d.until));
+        if self.st.flap.latched.is_some()
+            && let Some(&newest) = self.st.flap.history.back()
+        {
+            put(newest.add(self.spec.flap_window));
+        }
+        let on = self.st.active_since;
+        for (r, s) in self.spec.rules.iter().zip(&self.st.rules) {
+            if let Some(t) = s.deadline(r, on) {
+                put(t);
+            }
+        }
+        next
+    }
+
+    /// Re-evaluates the conditions of rules whose inputs changed.
+    pub(super) fn refresh_truth(&mut self) {
+        if !self.any_dirty {
+            return;
+        }
+        let live = Ctx {
+            probe_specs: &self.spec.probes,
+            probes: &self.st.probes,
+            alerts: &self.st.alerts,
+            mask_probes: false,
+        };
+        let masked = Ctx {
+            mask_probes: true,
+            ..live
+        };
+        for (i, node) in self.nodes.iter().enumerate() {
+            if !self.dirty[i] {
+                continue;
+            }
+            let l = node.eval(&live);
+            let m = if self.uses_probes[i] {
+                node.eval(&masked)
+            } else {
+                l
+            };
+            self.truth[i] = Truth { live: l, masked: m };
+            self.dirty[i] = false;
+        }
+        self.any_dirty = false;
+    }
+
+    pub(super) fn mark_probe_dirty(&mut self, probe: usize) {
+        if let Some(rules) = self.probe_rules.get(probe) {
+            for &r in rules {
+                self.dirty[r] = true;
+                self.any_dirty = true;
+            }
+        }
+    }
+
+    pub(super) fn mark_alerts_dirty(&mut self) {
+        for (i, uses) in self.uses_alerts.iter().enumerate() {
+            if *uses {
+                self.dirty[i] = true;
+                self.any_dirty = true;
+            }
+        }
+    }
+
+    pub(super) fn mark_all_dirty(&mut self) {
+        self.dirty.iter_mut().for_each(|d| *d = true);
+        self.any_dirty = true;
+    }
+
+    /// Rules, flap detector and decision, after the inputs changed.
+    pub(super) fn settle(&mut self, now: Timestamp, trig: Trigger, out: &mut Vec<Command>) {
+        self.refresh_truth();
+        let mut cleared = Vec::new();
+        self.advance_rules(now, out, &mut cleared);
+        self.update_flap(now, out);
+        if self.decide(now, &trig, &cleared, out) {
+            // Switching the fallback off lifts `min_active` for clearing rules
+            // (it only protects callers while calls are forwarded); let them
+            // finish now rather than at an already-passed deadline.
+            let before = out.len();
+            self.advance_rules(now, out, &mut cleared);
+            if out.len() != before {
+                self.update_flap(now, out);
+                self.decide(now, &Trigger::None, &cleared, out);
+            }
+        }
+    }
+
+    /// The effective truth a rule's state machine sees, or `None` when the
+    /// blind guard freezes it. This is where blind and maintenance semantics live:
+    ///
+    /// - blind (self-check failing), rule reads probes: probe leaves are
+    ///   `Unknown`; if alerts alone decide the condition, that value is used,
+    ///   otherwise the rule is frozen (keeps its phase, timers paused).
+    /// - maintenance window active, rule reads probes and is inactive or
+    ///   pending: probe leaves are `Unknown` and only a definite `True`
+    ///   counts, so probes can never newly activate a rule (a pending rule
+    ///   drops back to inactive). A rule already firing or clearing keeps
+    ///   evaluating normally: an outage that began before the window is still
+    ///   handled and still clears.
+    pub(super) fn effective_truth(&self, i: usize) -> Option<bool> {
+        let t = self.truth[i];
+        let uses_probes = self.uses_probes[i];
+        if uses_probes && self.st.blind.is_some() {
+            return match t.masked {
+                Tri::True => Some(true),
+                Tri::False => Some(false),
+                Tri::Unknown => None,
+            };
+        }
+        let phase = self.st.rules[i].phase;
+        if uses_probes && !self.st.maintenance.is_empty() && !phase.holds() {
+            return Some(t.masked == Tri::True);
+        }
+        Some(t.live == Tri::True)
+    }
+
+    fn advance_rules(&mut self, now: Timestamp, out: &mut Vec<Command>, cleared: &mut Vec<usize>) {
+        let on_since = self.st.active_since;
+        for i in 0..self.st.rules.len() {
+            let eff = self.effective_truth(i);
+            let (Some(spec), Some(rs)) = (self.spec.rules.get(i), self.st.rules.get_mut(i)) else {
+                continue;
+            };
+            let Some(truth) = eff else {
+                rs.frozen = true;
+                continue;
+            };
+            if rs.frozen {
+                // Time spent blind is evidence of nothing: restart the timer.
+                rs.frozen = false;
+                rs.restart_timer(now);
+            }
+            if let Some((from, to)) = rs.advance(truth, spec, now, on_since) {
+                out.push(Command::RuleTransition {
+                    rule: spec.name.clone(),
+                    from: from.as_str().into(),
+                    to: to.as_str().into(),
+                });
+                if to == RulePhase::Inactive && from.holds() {
+                    cleared.push(i);
+                }
+            }
+        }
+    }
+
+    /// The highest-priority rule holding the fallback on (ties: config order).
+    pub(super) fn top_rule(&self) -> Option<usize> {
+        let mut best: Option<usize> = None;
+        for (i, (r, s)) in self.spec.rules.iter().zip(&self.st.rules).enumerate() {
+            if !s.phase.holds() {
+                continue;
+            }
+            match best {
+                Some(b) if self.spec.rules[b].priority >= r.priority => {}
+                _ => best = Some(i),
+            }
+        }
+        best
+    }
+
+    fn update_flap(&mut self, now: Timestamp, out: &mut Vec<Command>) {
+        // Compare before cloning: this runs on every step.
+        let top = self.top_rule().map(|i| self.spec.rules[i].profile.as_str());
+        let same = matches!((&self.st.flap.auto, top), (Some(Desired::Inactive), None))
+            || matches!((&self.st.flap.auto, top), (Some(Desired::Active { profile }), Some(p)) if profile == p);
+        let auto = match top {
+            Some(p) if !same => Desired::Active {
+                profile: p.to_string(),
+            },
+            _ => Desired::Inactive,
+        };
+        let max = self.spec.flap_max;
+        let window = self.spec.flap_window;
+        let f = &mut self.st.flap;
+        if !same {
+            // The first evaluation only sets the baseline.
+            if f.auto.is_some() {
+                f.history.push_back(now);
+                // Latching needs max+1 entries and release only the newest.
+                while f.history.len() > max as usize + 1 {
+                    f.history.pop_front();
+                }
+            }
+            if let Desired::Active { profile } = &auto {
+                f.last_active_profile = Some(profile.clone());
+            }
+            f.auto = Some(auto);
+        }
+        while f.history.front().is_some_and(|&t| now.since(t) >= window) {
+            f.history.pop_front();
+        }
+        match &f.latched {
+            None if max > 0 && f.history.len() > max as usize => {
+                if let Some(profile) = f.last_active_profile.clone() {
+                    out.push(Command::Audit {
+                        kind: "flap".into(),
+                        message: format!(
+                            "flap latch set: more than {max} automatic transitions within {}; holding {profile} on until released or quiet",
+                            fmt_dur(window)
+                        ),
+                    });
+                    f.latched = Some(Latch {
+                        since: now,
+                        profile,
+                    });
+                }
+            }
+            Some(l) if f.history.is_empty() => {
+                out.push(Command::Audit {
+                    kind: "flap".into(),
+                    message: format!(
+                        "flap latch released: no automatic transition for {} (latched since {})",
+                        fmt_dur(window),
+                        l.since
+                    ),
+                });
+                f.latched = None;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `2m`, `10s`, `1h 30m`: for reasons and audit lines.
+pub(super) fn fmt_dur(d: std::time::Duration) -> String {
+    if d.is_zero() {
+        "0s".into()
+    } else {
+        humantime::format_duration(d).to_string()
+    }
+}

@@ -1,0 +1,273 @@
+//! Engine behaviour end to end: rule timing through `step`, explanations,
+//! alerts (dedupe, TTL), cadence commands, deadlines, blind thaw, rejections.
+
+use super::*;
+use crate::domain::{Desired::Inactive, ProbeHealth};
+
+#[test]
+fn engine_trunks_down_fire_after_for_and_explain_why() {
+    let mut e = engine();
+    let cmds = drive(&mut e, trunks_fail(0));
+    assert_eq!(e.desired(), &Inactive, "pending, not yet firing");
+    assert_eq!(
+        e.next_deadline(),
+        Some(t(12)),
+        "for = 10s from the step that made it true"
+    );
+    assert!(cmds.iter().any(|(_, c)| matches!(c, Command::RuleTransition { rule, from, to } if rule == "trunks-down" && from == "inactive" && to == "pending")));
+    let cmds = e.step(Event::Tick, t(12));
+    let Some(Command::SetDesired {
+        desired,
+        cause,
+        reasons,
+    }) = cmds
+        .iter()
+        .find(|c| matches!(c, Command::SetDesired { .. }))
+    else {
+        panic!("no SetDesired: {cmds:#?}");
+    };
+    assert_eq!((desired, *cause), (&active("backup"), Cause::Rule));
+    assert_eq!(
+        reasons[0].text,
+        "trunks-down: 2 of 2 probes matching \"trunk-*\" down (trunk-a: timeout after 2s; trunk-b: 503 Service Unavailable)"
+    );
+    assert_eq!(reasons[0].source, "trunks-down");
+}
+
+#[test]
+fn engine_min_active_holds_the_fallback_even_after_clear_for() {
+    let mut e = engine();
+    drive(&mut e, trunks_fail(0));
+    e.step(Event::Tick, t(12)); // fires, fallback on since 12
+    drive(&mut e, trunks_ok(20)); // up at 21: clearing
+    assert_eq!(e.view(t(21)).rules[0].state.as_str(), "clearing");
+    // clear_for (60s) passes at 81, but min_active (300s from 12) holds until 312.
+    assert_eq!(e.next_deadline(), Some(t(312)));
+    let c = drive(&mut e, vec![(311, Event::Tick)]);
+    assert!(set_desired(&c).is_empty());
+    assert_eq!(e.desired(), &active("backup"));
+    let c = drive(&mut e, vec![(400, Event::Tick)]);
+    assert_eq!(set_desired(&c), vec![(t(312), Inactive, Cause::Rule)]);
+    let reasons = e.view(t(400)).change_reasons;
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.text.contains("trunks-down: cleared")),
+        "{reasons:?}"
+    );
+}
+
+#[test]
+fn engine_clearing_returns_to_firing_when_true_again() {
+    let mut e = engine();
+    drive(&mut e, trunks_fail(0));
+    e.step(Event::Tick, t(12));
+    drive(&mut e, trunks_ok(20));
+    let c = drive(&mut e, trunks_fail(40));
+    assert!(c.iter().any(|(_, c)| matches!(c, Command::RuleTransition { from, to, .. } if from == "clearing" && to == "firing")));
+    assert!(set_desired(&c).is_empty(), "no off/on while clearing");
+}
+
+#[test]
+fn engine_unknown_probe_state_is_not_down() {
+    let mut e = engine();
+    // Two failures each: still unknown (fall = 3). The rule must not even be pending.
+    let c = drive(
+        &mut e,
+        vec![
+            (0, fail("trunk-a", "timeout")),
+            (0, fail("trunk-b", "timeout")),
+            (1, fail("trunk-a", "timeout")),
+            (1, fail("trunk-b", "timeout")),
+            (100, Event::Tick),
+        ],
+    );
+    assert!(
+        !c.iter()
+            .any(|(_, c)| matches!(c, Command::RuleTransition { .. })),
+        "{c:#?}"
+    );
+    assert_eq!(e.view(t(100)).probes[0].health, ProbeHealth::Unknown);
+}
+
+#[test]
+fn engine_cadence_is_fast_while_transitioning_and_slow_once_settled() {
+    let mut e = engine();
+    assert!(
+        e.probe_cadences()
+            .iter()
+            .all(|c| matches!(c, Command::ProbeCadence { fast: true, .. }))
+    );
+    let mut cadence = |ev, at| {
+        e.step(ev, t(at))
+            .into_iter()
+            .filter_map(|c| match c {
+                Command::ProbeCadence { fast, .. } => Some(fast),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        cadence(ok("trunk-a"), 0),
+        Vec::<bool>::new(),
+        "still unknown: stays fast"
+    );
+    assert_eq!(cadence(ok("trunk-a"), 1), vec![false], "up: settled");
+    assert_eq!(
+        cadence(fail("trunk-a", "timeout"), 2),
+        vec![true],
+        "failure while up"
+    );
+    assert_eq!(cadence(ok("trunk-a"), 3), vec![false], "refuted");
+}
+
+#[test]
+fn engine_duplicate_alerts_change_nothing_and_alerts_expire_after_ttl() {
+    let mut e = engine();
+    let first = e.step(alert("1", "TalkdeskVoiceDown"), t(0));
+    assert!(
+        first
+            .iter()
+            .any(|c| matches!(c, Command::SetDesired { .. }))
+    );
+    let dup = e.step(alert("1", "TalkdeskVoiceDown"), t(60));
+    assert!(dup.is_empty(), "duplicate delivery: {dup:#?}");
+    // The refresh moved the expiry to 60s + 15m.
+    assert_eq!(e.next_deadline(), Some(t(60 + 900)));
+    let c = drive(&mut e, vec![(2000, Event::Tick)]);
+    assert_eq!(set_desired(&c), vec![(t(960), Inactive, Cause::Rule)]);
+    assert!(
+        c.iter().any(
+            |(_, c)| matches!(c, Command::Audit { message, .. } if message.contains("expired"))
+        )
+    );
+    // Resolving an unknown alert is a no-op too.
+    assert!(e.step(resolved("nope"), t(2001)).is_empty());
+}
+
+#[test]
+fn engine_alert_reason_names_the_alert_and_labels() {
+    let mut e = engine();
+    let c = e.step(alert("fp1", "TalkdeskVoiceDown"), t(0));
+    let Some(Command::SetDesired { reasons, .. }) =
+        c.iter().find(|c| matches!(c, Command::SetDesired { .. }))
+    else {
+        panic!("{c:#?}");
+    };
+    assert_eq!(
+        reasons[0].text,
+        "voice-alert: alert [alertname=\"TalkdeskVoiceDown\"] matched by alertmanager/fp1 {alertname=\"TalkdeskVoiceDown\", severity=\"critical\"}"
+    );
+}
+
+#[test]
+fn engine_override_expiry_emits_override_expired() {
+    let mut e = engine();
+    e.step(override_set(active("backup"), 0, 60), t(0));
+    assert_eq!(e.next_deadline(), Some(t(60)));
+    let c = e.step(Event::Tick, t(60));
+    let Some(Command::SetDesired {
+        desired,
+        cause,
+        reasons,
+    }) = c.iter().find(|c| matches!(c, Command::SetDesired { .. }))
+    else {
+        panic!("{c:#?}");
+    };
+    assert_eq!((desired, *cause), (&Inactive, Cause::OverrideExpired));
+    assert!(reasons[0].text.contains("expired"), "{reasons:?}");
+}
+
+#[test]
+fn engine_rejects_invalid_input_without_changing_anything() {
+    let mut e = engine();
+    let before = e.snapshot();
+    let c = e.step(override_set(active("nope"), 0, 60), t(0));
+    assert!(matches!(&c[..], [Command::Audit { .. }]), "{c:#?}");
+    let c = e.step(override_set(Inactive, -100, 50), t(0));
+    assert!(
+        matches!(&c[..], [Command::Audit { .. }]),
+        "already ended: {c:#?}"
+    );
+    let c = e.step(fail("no-such-probe", "x"), t(0));
+    assert!(matches!(&c[..], [Command::Audit { .. }]), "{c:#?}");
+    assert_eq!(e.snapshot(), before);
+}
+
+#[test]
+fn engine_blind_thaw_restarts_pending_timer() {
+    let mut e = engine();
+    drive(&mut e, trunks_fail(0)); // pending since 2
+    e.step(
+        Event::SelfCheck {
+            ok: false,
+            detail: "canaries unreachable".into(),
+        },
+        t(5),
+    );
+    let v = e.view(t(5));
+    assert!(v.rules[0].frozen && v.blind.is_some());
+    assert_eq!(e.next_deadline(), None, "a frozen rule has no timer");
+    let c = drive(&mut e, vec![(100, Event::Tick)]);
+    assert!(
+        set_desired(&c).is_empty(),
+        "blind: the pending rule must not fire"
+    );
+    e.step(
+        Event::SelfCheck {
+            ok: true,
+            detail: "ok".into(),
+        },
+        t(200),
+    );
+    // Time spent blind does not count toward `for`: it restarts at 200.
+    assert_eq!(e.next_deadline(), Some(t(210)));
+    let c = drive(&mut e, vec![(210, Event::Tick)]);
+    assert_eq!(set_desired(&c).len(), 1);
+}
+
+#[test]
+fn engine_maintenance_drops_pending_probe_rule_and_restarts_after() {
+    let mut e = engine();
+    drive(&mut e, trunks_fail(0)); // pending since 2
+    let c = e.step(
+        Event::MaintenanceStarted {
+            name: "w".into(),
+            until: t(100),
+        },
+        t(5),
+    );
+    assert!(c.iter().any(|c| matches!(c, Command::RuleTransition { from, to, .. } if from == "pending" && to == "inactive")));
+    // The window ends at 100; trunks are still down: pending again, fires at 110.
+    let c = drive(&mut e, vec![(150, Event::Tick)]);
+    assert_eq!(
+        set_desired(&c),
+        vec![(t(110), active("backup"), Cause::Rule)]
+    );
+}
+
+#[test]
+fn engine_view_serializes_for_the_status_api() {
+    let mut e = engine();
+    drive(&mut e, trunks_fail(0));
+    e.step(alert("1", "TalkdeskVoiceDown"), t(3));
+    let v = e.view(t(4));
+    let json = serde_json::to_value(&v).unwrap_or_default();
+    assert_eq!(json["desired"]["state"], "active");
+    assert_eq!(json["probes"][0]["health"], "down");
+    assert_eq!(json["probes"][0]["consecutive_failures"], 3);
+    assert_eq!(json["probes"][0]["last_detail"], "timeout after 2s");
+    assert_eq!(json["rules"][0]["state"], "pending");
+    assert_eq!(json["rules"][1]["state"], "firing");
+    assert_eq!(
+        json["alerts"][0]["labels"]["alertname"],
+        "TalkdeskVoiceDown"
+    );
+    assert_eq!(json["flapping"], false);
+    assert!(
+        json["rules"][0]["explanation"][0]
+            .as_str()
+            .unwrap_or("")
+            .contains("2 of 2 probes")
+    );
+}

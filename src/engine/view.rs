@@ -1,0 +1,228 @@
+//! `EngineView`: the serializable picture of the engine for `GET /v1/status`
+//! and the status page. Built on demand; never stored.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::domain::{Actual, Desired, ProbeHealth, Timestamp};
+
+use super::event::{Cause, Override, Reason};
+use super::machine::{Engine, Trigger};
+use super::rule::RulePhase;
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EngineView {
+    pub now: Timestamp,
+    pub desired: Desired,
+    /// Cause of the last change of `desired` (`None`: never changed).
+    pub cause: Option<Cause>,
+    /// Why the desired state is what it is *now* (recomputed, with current
+    /// probe details).
+    pub reasons: Vec<Reason>,
+    /// Reasons recorded when `desired` last changed.
+    pub change_reasons: Vec<Reason>,
+    pub desired_since: Option<Timestamp>,
+    pub active_since: Option<Timestamp>,
+    pub actual: Option<Actual>,
+    pub probes: Vec<ProbeView>,
+    pub rules: Vec<RuleView>,
+    pub alerts: Vec<AlertView>,
+    #[serde(rename = "override")]
+    pub override_: Option<Override>,
+    pub flapping: bool,
+    pub flap: FlapView,
+    pub blind: Option<BlindView>,
+    pub maintenance: Vec<WindowView>,
+    pub drills: Vec<DrillView>,
+    pub next_deadline: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ProbeView {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub health: ProbeHealth,
+    pub consecutive_successes: u32,
+    pub consecutive_failures: u32,
+    pub rise: u32,
+    pub fall: u32,
+    pub fast: bool,
+    pub last_detail: Option<String>,
+    pub last_latency_ms: Option<u64>,
+    pub last_result_at: Option<Timestamp>,
+    pub last_change: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RuleView {
+    pub name: String,
+    pub profile: String,
+    pub priority: i32,
+    pub state: RulePhase,
+    pub since: Option<Timestamp>,
+    pub fired_at: Option<Timestamp>,
+    /// The condition with live inputs, whatever the guard/window does with it.
+    pub condition: bool,
+    pub frozen: bool,
+    /// The condition as text.
+    pub when: String,
+    pub explanation: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AlertView {
+    pub source: String,
+    pub id: String,
+    pub labels: BTreeMap<String, String>,
+    pub summary: Option<String>,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+    pub expires: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FlapView {
+    /// Automatic transitions still inside the window (capped at `flap_max + 1`).
+    pub transitions_in_window: usize,
+    pub flap_max: u32,
+    pub latched_since: Option<Timestamp>,
+    pub latched_profile: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BlindView {
+    pub since: Timestamp,
+    pub detail: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct WindowView {
+    pub name: String,
+    pub until: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DrillView {
+    pub name: String,
+    pub profile: String,
+    pub started: Timestamp,
+    pub until: Timestamp,
+}
+
+impl Engine {
+    /// A snapshot of everything `/v1/status` shows. `now` only affects the
+    /// wording of durations in explanations; nothing expires here.
+    pub fn view(&self, now: Timestamp) -> EngineView {
+        let probes = self
+            .spec
+            .probes
+            .iter()
+            .zip(&self.st.probes)
+            .map(|(p, s)| ProbeView {
+                id: p.id.clone(),
+                kind: p.kind,
+                health: s.health,
+                consecutive_successes: s.successes,
+                consecutive_failures: s.failures,
+                rise: p.rise,
+                fall: p.fall,
+                fast: s.fast,
+                last_detail: s.last_detail.clone(),
+                last_latency_ms: s.last_latency_ms,
+                last_result_at: s.last_result_at,
+                last_change: s.last_change,
+            })
+            .collect();
+        let rules = (0..self.spec.rules.len())
+            .filter_map(|i| self.rule_view(i, now))
+            .collect();
+        let alerts = self
+            .st
+            .alerts
+            .iter()
+            .map(|(k, a)| AlertView {
+                source: k.source.clone(),
+                id: k.id.clone(),
+                labels: a.labels.clone(),
+                summary: a.summary.clone(),
+                first_seen: a.first_seen,
+                last_seen: a.last_seen,
+                expires: a.expires,
+            })
+            .collect();
+        let f = &self.st.flap;
+        EngineView {
+            now,
+            desired: self.st.desired.clone(),
+            cause: self.st.cause,
+            reasons: self.reasons(now, self.st.layer, &Trigger::None, &[]),
+            change_reasons: self.st.reasons.clone(),
+            desired_since: self.st.desired_since,
+            active_since: self.st.active_since,
+            actual: self.st.actual.clone(),
+            probes,
+            rules,
+            alerts,
+            override_: self.st.override_.clone(),
+            flapping: f.latched.is_some(),
+            flap: FlapView {
+                transitions_in_window: f.history.len(),
+                flap_max: self.spec.flap_max,
+                latched_since: f.latched.as_ref().map(|l| l.since),
+                latched_profile: f.latched.as_ref().map(|l| l.profile.clone()),
+            },
+            blind: self.st.blind.as_ref().map(|b| BlindView {
+                since: b.since,
+                detail: b.detail.clone(),
+            }),
+            maintenance: self
+                .st
+                .maintenance
+                .iter()
+                .map(|(name, &until)| WindowView {
+                    name: name.clone(),
+                    until,
+                })
+                .collect(),
+            drills: self
+                .st
+                .drills
+                .iter()
+                .map(|(name, d)| DrillView {
+                    name: name.clone(),
+                    profile: d.profile.clone(),
+                    started: d.started,
+                    until: d.until,
+                })
+                .collect(),
+            next_deadline: self.next_deadline(),
+        }
+    }
+
+    fn rule_view(&self, i: usize, now: Timestamp) -> Option<RuleView> {
+        let spec = self.spec.rules.get(i)?;
+        let s = self.st.rules.get(i)?;
+        let node = self.nodes.get(i)?;
+        Some(RuleView {
+            name: spec.name.clone(),
+            profile: spec.profile.clone(),
+            priority: spec.priority,
+            state: s.phase,
+            since: s.since,
+            fired_at: s.fired_at,
+            condition: self
+                .truth
+                .get(i)
+                .is_some_and(|t| t.live == super::eval::Tri::True),
+            frozen: s.frozen,
+            when: node.describe(&self.spec.probes),
+            explanation: self
+                .explain_rule(i, now)
+                .into_iter()
+                .map(|r| r.text)
+                .collect(),
+        })
+    }
+}
