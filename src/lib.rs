@@ -15,6 +15,7 @@
 pub mod calendar;
 pub mod config;
 pub mod daemon;
+pub mod demo;
 pub mod domain;
 pub mod engine;
 pub mod probe;

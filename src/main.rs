@@ -13,6 +13,7 @@ use continuity_agent::server::client;
 use continuity_agent::telemetry::logging::{self, LogFormat};
 
 const EXIT_RUNTIME: u8 = 1;
+const DEFAULT_LOG_LEVEL: &str = "info";
 const EXIT_CONFIG: u8 = 2;
 
 #[derive(Parser, Debug)]
@@ -158,14 +159,76 @@ enum TalkdeskAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.log_format, &cli.log_level);
+    // The demo prints its own timeline on stdout; logs would interleave with it,
+    // so it only logs errors unless a level was asked for explicitly.
+    let level = match cli.command {
+        Command::Demo if cli.log_level == DEFAULT_LOG_LEVEL => "error",
+        _ => cli.log_level.as_str(),
+    };
+    logging::init(cli.log_format, level);
     match cli.command {
         Command::CheckConfig(c) => check_config(&c.config),
         Command::Status(api) => block_on(status(api)),
         Command::Override { action } => block_on(override_cmd(action)),
         Command::Talkdesk { config, action } => block_on(talkdesk(&config.config, action)),
         Command::SimulateTalkdesk { listen } => block_on(simulate_talkdesk(listen)),
-        other => not_yet(&other),
+        Command::Run(c) => run(&c.config),
+        Command::Demo => block_on(demo()),
+        Command::TestRules { files } => test_rules(&files),
+    }
+}
+
+fn run(path: &std::path::Path) -> ExitCode {
+    let cfg = match config::load(path) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprint!("{errors}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    for w in &cfg.warnings {
+        tracing::warn!(message = "Configuration warning.", warning = %w);
+    }
+    block_on(async move {
+        let listen = cfg.raw.agent.listen.clone();
+        let listener = match tokio::net::TcpListener::bind(&listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("continuity-agent: cannot listen on {listen}: {e}");
+                return ExitCode::from(EXIT_RUNTIME);
+            }
+        };
+        match continuity_agent::daemon::run(cfg, listener, shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(message = "The agent failed.", error = %e);
+                eprintln!("continuity-agent: {e}");
+                ExitCode::from(EXIT_RUNTIME)
+            }
+        }
+    })
+}
+
+async fn demo() -> ExitCode {
+    let mut out = std::io::stdout();
+    match continuity_agent::demo::run(&mut out).await {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("continuity-agent: demo failed: {e}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
+fn test_rules(files: &[PathBuf]) -> ExitCode {
+    let mut out = std::io::stdout();
+    match continuity_agent::ruletest::run_files(files, &mut out) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(EXIT_RUNTIME),
+        Err(e) => {
+            eprintln!("continuity-agent: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
     }
 }
 
@@ -269,13 +332,6 @@ fn check_config(path: &std::path::Path) -> ExitCode {
             ExitCode::from(EXIT_CONFIG)
         }
     }
-}
-
-fn not_yet(cmd: &Command) -> ExitCode {
-    let name = format!("{cmd:?}");
-    let name = name.split(['(', ' ', '{']).next().unwrap_or("this command");
-    eprintln!("continuity-agent: `{name}` is not available yet in this build");
-    ExitCode::from(EXIT_RUNTIME)
 }
 
 async fn talkdesk(path: &std::path::Path, action: TalkdeskAction) -> ExitCode {

@@ -2,3 +2,6 @@
 //! and HTTP API together around one event loop.
 
 pub mod control;
+mod run;
+
+pub use run::{DaemonError, EVENT_QUEUE, Running, run, run_with};

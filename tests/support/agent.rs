@@ -17,7 +17,11 @@ impl AgentProcess {
     /// Starts `run -c config`; the config's `agent.listen` must be `127.0.0.1:{port}`.
     /// stderr (the logs) goes to `log` for post-mortems.
     pub fn spawn(config: &Path, port: u16, log: &Path) -> AgentProcess {
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_continuity-agent"))
             .args(["run", "-c"])
             .arg(config)
@@ -27,7 +31,11 @@ impl AgentProcess {
             .stderr(file)
             .spawn()
             .expect("spawn the agent");
-        AgentProcess { child: Some(child), api: format!("http://127.0.0.1:{port}"), log: log.to_path_buf() }
+        AgentProcess {
+            child: Some(child),
+            api: format!("http://127.0.0.1:{port}"),
+            log: log.to_path_buf(),
+        }
     }
 
     /// Waits until `/readyz` answers 200.
@@ -40,10 +48,18 @@ impl AgentProcess {
                     return;
                 }
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!("the agent exited early ({status}); log:\n{}", self.logs());
             }
-            assert!(Instant::now() < deadline, "the agent did not become ready; log:\n{}", self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "the agent did not become ready; log:\n{}",
+                self.logs()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -72,7 +88,12 @@ impl AgentProcess {
 
     /// A metric's value from `/metrics` (first series whose line starts with `prefix`).
     pub async fn metric(&self, prefix: &str) -> Option<f64> {
-        let text = reqwest::get(format!("{}/metrics", self.api)).await.ok()?.text().await.ok()?;
+        let text = reqwest::get(format!("{}/metrics", self.api))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
         text.lines()
             .find(|l| l.starts_with(prefix))
             .and_then(|l| l.rsplit(' ').next())

@@ -47,7 +47,9 @@ impl Sipp {
     /// Starts `scenario` on `port` (to restart a "trunk" at the same address).
     pub async fn start_on(scenario: &str, tcp: bool, port: u16) -> Sipp {
         let bin = sipp_bin();
-        let file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sipp").join(scenario);
+        let file = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/sipp")
+            .join(scenario);
         assert!(file.exists(), "missing scenario {}", file.display());
         let child = Command::new(bin)
             .arg("-sf")
@@ -60,13 +62,21 @@ impl Sipp {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn sipp");
-        let sipp = Sipp { child, addr: SocketAddr::from(([127, 0, 0, 1], port)), tcp };
+        let sipp = Sipp {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            tcp,
+        };
         sipp.wait_ready().await;
         sipp
     }
 
     pub fn target(&self) -> String {
-        if self.tcp { format!("sip:{};transport=tcp", self.addr) } else { format!("sip:{}", self.addr) }
+        if self.tcp {
+            format!("sip:{};transport=tcp", self.addr)
+        } else {
+            format!("sip:{}", self.addr)
+        }
     }
 
     /// Stops sipp now (the trunk dies).
@@ -83,7 +93,11 @@ impl Sipp {
             if any.check().await.success {
                 return;
             }
-            assert!(Instant::now() < deadline, "sipp did not start on {}", self.addr);
+            assert!(
+                Instant::now() < deadline,
+                "sipp did not start on {}",
+                self.addr
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
