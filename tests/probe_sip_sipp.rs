@@ -5,16 +5,13 @@
 //! rather than skip, so CI cannot pass without exercising a real peer.
 //! Set `SIPP=/path/to/sipp` to use another binary.
 
-use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use continuity_agent::config::schema::ProbeConfig;
 use continuity_agent::domain::ProbeOutcome;
-use continuity_agent::probe::{self, Probe};
+use continuity_agent::probe::Probe;
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
 

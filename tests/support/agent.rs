@@ -43,10 +43,10 @@ impl AgentProcess {
         let http = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(r) = http.get(format!("{}/readyz", self.api)).send().await {
-                if r.status().is_success() {
-                    return;
-                }
+            if let Ok(r) = http.get(format!("{}/readyz", self.api)).send().await
+                && r.status().is_success()
+            {
+                return;
             }
             if let Some(status) = self
                 .child
