@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use continuity_agent::domain::ProbeOutcome;
-use continuity_agent::probe::Probe;
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
