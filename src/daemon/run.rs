@@ -99,6 +99,7 @@ pub async fn run_with(
     let cancel = CancellationToken::new();
     let metrics = Metrics::new();
     metrics.leader.set(1);
+    init_series(&metrics, &config);
     let addr = listener.local_addr()?;
 
     // Store and audit first: everything after this is audited.
@@ -477,6 +478,40 @@ impl Loop {
             .set(i64::from(view.override_.is_some()));
         self.metrics.flapping.set(i64::from(view.flapping));
         self.metrics.blind.set(i64::from(view.blind.is_some()));
+    }
+}
+
+/// Creates every series whose labels are known from the configuration, at
+/// zero (or -1 for unknown probe health), so dashboards and `absent()` alerts
+/// see them before the first event.
+fn init_series(m: &Metrics, config: &Config) {
+    for to in ["active", "inactive"] {
+        for cause in crate::engine::Cause::ALL {
+            m.transitions_total.with_label_values(&[to, cause.as_str()]);
+        }
+    }
+    for p in &config.probes {
+        m.probe_up.with_label_values(&[&p.id, p.kind]).set(-1);
+        m.probe_duration_seconds.with_label_values(&[&p.id, p.kind]);
+        for result in ["success", "failure"] {
+            m.probe_results_total.with_label_values(&[&p.id, result]);
+        }
+    }
+    for r in &config.rules {
+        m.rule_state.with_label_values(&[&r.name]).set(0);
+    }
+    for (source, _) in config.raw.webhooks.sources() {
+        m.alerts_received_total
+            .with_label_values(&[source, "accepted"]);
+    }
+    for op in [
+        "token",
+        "get_settings",
+        "put_settings",
+        "get_activation",
+        "put_activation",
+    ] {
+        m.talkdesk_request_duration_seconds.with_label_values(&[op]);
     }
 }
 

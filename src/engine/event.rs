@@ -92,6 +92,17 @@ pub enum Cause {
 }
 
 impl Cause {
+    /// Every cause, for pre-creating metric series.
+    pub const ALL: [Cause; 7] = [
+        Cause::Rule,
+        Cause::Override,
+        Cause::OverrideExpired,
+        Cause::Flapping,
+        Cause::Drill,
+        Cause::Maintenance,
+        Cause::Restore,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Cause::Rule => "rule",
