@@ -1,0 +1,282 @@
+//! The binary's commands as operators run them: exit codes and output.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_continuity-agent"));
+    c.env_remove("RUST_LOG");
+    c
+}
+
+#[test]
+fn demo_runs_to_completion_and_shows_the_outage_and_recovery() {
+    let out = bin().arg("demo").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in [
+        "==> healthy",
+        "trunk-a: unknown -> up",
+        "==> outage",
+        "trunk-a: up -> down",
+        "trunk-down: pending -> firing",
+        "desired active(backup-site)",
+        "PUT",
+        "==> recovery",
+        "desired inactive",
+        "Talkdesk writes: PUT /fallback-experience/settings, PUT /fallback-experience/activation, PUT /fallback-experience/activation",
+    ] {
+        assert!(
+            stdout.contains(needle),
+            "demo output lacks {needle:?}:\n{stdout}"
+        );
+    }
+    // Order: the decision comes after the probe went down, and before recovery.
+    let pos = |s: &str| stdout.find(s).unwrap();
+    assert!(pos("trunk-a: up -> down") < pos("desired active(backup-site)"));
+    assert!(pos("desired active(backup-site)") < pos("==> recovery"));
+}
+
+#[test]
+fn test_rules_exit_codes_follow_promtool() {
+    let scenarios: Vec<_> = std::fs::read_dir("tests/scenarios")
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    assert!(scenarios.len() >= 10);
+    let ok = bin().arg("test-rules").args(&scenarios).output().unwrap();
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+
+    let failing = bin()
+        .args([
+            "test-rules",
+            "tests/scenarios/failing/wrong-expectation.toml",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(failing.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&failing.stdout);
+    assert!(
+        text.contains("expected") && text.contains("got"),
+        "a failure shows a diff:\n{text}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "name = \"x\"\n[[input]]\nat = \"soon\"\n").unwrap();
+    let out = bin().arg("test-rules").arg(&bad).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Starts `simulate-talkdesk` and returns its base URL (read from its banner).
+fn simulator() -> (std::process::Child, String) {
+    let port = support::free_port();
+    let mut child = bin()
+        .args([
+            "simulate-talkdesk",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(
+        line.contains(&format!("127.0.0.1:{port}")),
+        "banner: {line}"
+    );
+    (child, format!("http://127.0.0.1:{port}"))
+}
+
+fn breakglass_config(dir: &Path, sim: &str) -> std::path::PathBuf {
+    let path = dir.join("agent.toml");
+    let src = std::fs::read_to_string("config/demo.toml")
+        .unwrap()
+        .replace("http://127.0.0.1:8099", sim);
+    std::fs::write(&path, src).unwrap();
+    path
+}
+
+#[test]
+fn break_glass_commands_act_on_talkdesk_directly() {
+    let (mut sim, base) = simulator();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = breakglass_config(dir.path(), &base);
+    let run = |args: &[&str]| {
+        let out = bin()
+            .arg("talkdesk")
+            .arg("-c")
+            .arg(&cfg)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, out, _) = run(&["get"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("fallback: disabled"), "{out}");
+    let (code, out, _) = run(&["apply", "backup-site"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("+14155558888"), "{out}");
+    let (code, out, _) = run(&["activate"]);
+    assert_eq!(
+        (code, out.trim()),
+        (Some(0), "fallback: disabled -> enabled")
+    );
+    let (code, out, _) = run(&["get"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains("fallback: enabled") && out.contains("settings match profile: backup-site"),
+        "{out}"
+    );
+    let (code, out, _) = run(&["deactivate"]);
+    assert_eq!(
+        (code, out.trim()),
+        (Some(0), "fallback: enabled -> disabled")
+    );
+    let (code, _, err) = run(&["apply", "nope"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("unknown profile"), "{err}");
+    // The secret never reaches the terminal.
+    assert!(!err.contains("demo-secret") && !out.contains("demo-secret"));
+    sim.kill().unwrap();
+    let _ = sim.wait();
+
+    // Talkdesk unreachable: a runtime failure (exit 1), reported clearly.
+    let (code, _, err) = run(&["get"]);
+    assert_eq!(code, Some(1), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_override_clients_drive_a_running_agent() {
+    let (mut sim, base) = simulator();
+    let trunk = continuity_agent::probe::sip::responder::Responder::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        continuity_agent::probe::sip::responder::Mode::Answer(200),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let src = std::fs::read_to_string("config/demo.toml")
+        .unwrap()
+        .replace("http://127.0.0.1:8099", &base)
+        .replace("127.0.0.1:5060", &trunk.udp_addr().to_string())
+        .replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:{port}\""),
+        )
+        .replace(
+            "sqlite://state/demo.db",
+            &format!("sqlite://{}", dir.path().join("s.db").display()),
+        )
+        + "\n[api]\ntokens = [ { name = \"cli\", token = \"cli-token-0123456789abcdef\", scopes = [\"read\", \"override\"] } ]\n";
+    let cfg = dir.path().join("agent.toml");
+    std::fs::write(&cfg, src).unwrap();
+    let mut agent = support::agent::AgentProcess::spawn(&cfg, port, &dir.path().join("agent.log"));
+    agent.wait_ready().await;
+    let url = agent.api.clone();
+    let cli = move |args: Vec<String>| {
+        let url = url.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let out = bin()
+                    .args(&args)
+                    .args(["--url", &url])
+                    .env("CONTINUITY_AGENT_TOKEN", "cli-token-0123456789abcdef")
+                    .output()
+                    .unwrap();
+                (
+                    out.status.code(),
+                    String::from_utf8_lossy(&out.stdout).to_string(),
+                    String::from_utf8_lossy(&out.stderr).to_string(),
+                )
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let (code, out, err) = cli(s(&["status"])).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("mode:      automatic") && out.contains("trunk-a"),
+        "{out}"
+    );
+
+    let (code, out, err) = cli(s(&[
+        "override",
+        "on",
+        "--profile",
+        "backup-site",
+        "--ttl",
+        "10m",
+        "--reason",
+        "drill by hand",
+    ]))
+    .await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("override set: fallback active with profile backup-site"),
+        "{out}"
+    );
+    let (_, out, _) = cli(s(&["status", "--json"])).await;
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["mode"], "override");
+
+    let (code, _, err) = cli(s(&[
+        "override",
+        "on",
+        "--profile",
+        "ghost",
+        "--ttl",
+        "10m",
+        "--reason",
+        "x",
+    ]))
+    .await;
+    assert_eq!(code, Some(2), "a 422 is the operator's mistake");
+    assert!(err.contains("unknown profile"), "{err}");
+
+    let (code, out, _) = cli(s(&["override", "clear", "--reason", "done"])).await;
+    assert_eq!(code, Some(0));
+    assert!(out.contains("back to automatic"), "{out}");
+    let (code, out, _) = cli(s(&["override", "clear"])).await;
+    assert_eq!(code, Some(0));
+    assert!(out.contains("no override was in force"), "{out}");
+
+    let status = agent.terminate();
+    assert!(status.success());
+    sim.kill().unwrap();
+    let _ = sim.wait();
+    drop(trunk);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
