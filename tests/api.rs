@@ -524,23 +524,7 @@ async fn metrics_parse_as_prometheus_text_and_cover_the_contract() {
             assert!(sample.is_match(line), "not Prometheus text format: {line}");
         }
     }
-    for name in [
-        "continuity_fallback_desired",
-        "continuity_fallback_actual",
-        "continuity_transitions_total",
-        "continuity_probe_up",
-        "continuity_probe_duration_seconds",
-        "continuity_probe_results_total",
-        "continuity_rule_state",
-        "continuity_alerts_received_total",
-        "continuity_alerts_active",
-        "continuity_talkdesk_requests_total",
-        "continuity_talkdesk_request_duration_seconds",
-        "continuity_override_active",
-        "continuity_leader",
-        "continuity_flapping",
-        "continuity_blind",
-    ] {
+    for name in continuity_agent::telemetry::metrics::CONTRACT_METRICS {
         assert!(
             text.contains(&format!("# TYPE {name} ")),
             "{name} missing from /metrics"

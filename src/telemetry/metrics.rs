@@ -15,6 +15,25 @@ const PROBE_BUCKETS: &[f64] = &[
 /// Talkdesk calls: tens of milliseconds normally, up to the request timeout.
 const TALKDESK_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
+/// Every metric name of the interface contract (DESIGN.md section 4).
+pub const CONTRACT_METRICS: [&str; 15] = [
+    "continuity_fallback_desired",
+    "continuity_fallback_actual",
+    "continuity_transitions_total",
+    "continuity_probe_up",
+    "continuity_probe_duration_seconds",
+    "continuity_probe_results_total",
+    "continuity_rule_state",
+    "continuity_alerts_received_total",
+    "continuity_alerts_active",
+    "continuity_talkdesk_requests_total",
+    "continuity_talkdesk_request_duration_seconds",
+    "continuity_override_active",
+    "continuity_leader",
+    "continuity_flapping",
+    "continuity_blind",
+];
+
 #[derive(Clone)]
 pub struct Metrics {
     pub registry: Registry,
@@ -211,23 +230,7 @@ mod tests {
             .with_label_values(&["put_settings"])
             .observe(0.1);
         let text = m.render();
-        for name in [
-            "continuity_fallback_desired",
-            "continuity_fallback_actual",
-            "continuity_transitions_total",
-            "continuity_probe_up",
-            "continuity_probe_duration_seconds",
-            "continuity_probe_results_total",
-            "continuity_rule_state",
-            "continuity_alerts_received_total",
-            "continuity_alerts_active",
-            "continuity_talkdesk_requests_total",
-            "continuity_talkdesk_request_duration_seconds",
-            "continuity_override_active",
-            "continuity_leader",
-            "continuity_flapping",
-            "continuity_blind",
-        ] {
+        for name in CONTRACT_METRICS {
             assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing");
         }
         assert!(text.contains("continuity_fallback_actual -1"));

@@ -85,17 +85,11 @@ impl AgentsProbe {
     }
 
     async fn attempt(&self) -> ProbeOutcome {
-        let got = match fetch::get(&self.client, &self.url, true).await {
+        let got = match fetch::get_ok(&self.client, &self.url, "the agents source").await {
             Ok(g) => g,
-            Err(e) => return ProbeOutcome::failure(e, None),
+            Err(failure) => return failure,
         };
         let latency = Some(got.latency);
-        if !got.status.is_success() {
-            return ProbeOutcome::failure(
-                format!("{} from the agents source", fetch::status_text(got.status)),
-                latency,
-            );
-        }
         let body: Value = match serde_json::from_slice(&got.body) {
             Ok(v) => v,
             Err(e) => return ProbeOutcome::failure(format!("body is not JSON: {e}"), latency),

@@ -2,6 +2,7 @@
 //! per probe (its headers and timeout), a bounded body, and error details an
 //! operator can act on (`connection refused`, `dns error: ...`).
 
+use crate::domain::ProbeOutcome;
 use std::collections::BTreeMap;
 use std::error::Error as _;
 use std::time::Duration;
@@ -76,6 +77,22 @@ pub async fn get(client: &Client, url: &str, read_body: bool) -> Result<Fetched,
         body: body.into(),
         latency,
     })
+}
+
+/// GET `url` with its body and require a 2xx answer; anything else is the
+/// probe's failure outcome, with `what` naming the source in the detail
+/// (`"503 Service Unavailable from the agents source"`).
+pub async fn get_ok(client: &Client, url: &str, what: &str) -> Result<Fetched, ProbeOutcome> {
+    let got = get(client, url, true)
+        .await
+        .map_err(|e| ProbeOutcome::failure(e, None))?;
+    if !got.status.is_success() {
+        return Err(ProbeOutcome::failure(
+            format!("{} from {what}", status_text(got.status)),
+            Some(got.latency),
+        ));
+    }
+    Ok(got)
 }
 
 /// `200 OK`, `503 Service Unavailable`, `299` (no canonical reason).

@@ -91,17 +91,11 @@ impl StatusPageProbe {
     }
 
     async fn attempt(&self) -> ProbeOutcome {
-        let got = match fetch::get(&self.client, &self.url, true).await {
+        let got = match fetch::get_ok(&self.client, &self.url, "the status page").await {
             Ok(g) => g,
-            Err(e) => return ProbeOutcome::failure(e, None),
+            Err(failure) => return failure,
         };
         let latency = Some(got.latency);
-        if !got.status.is_success() {
-            return ProbeOutcome::failure(
-                format!("status page answered {}", fetch::status_text(got.status)),
-                latency,
-            );
-        }
         let page = serde_json::from_slice(&got.body)
             .map_err(|e| format!("status page body is not JSON: {e}"))
             .and_then(|v| Page::from_json(v, self.format));
