@@ -85,7 +85,11 @@ impl AgentsProbe {
     }
 
     async fn attempt(&self) -> ProbeOutcome {
-        let got = match fetch::get_ok(&self.client, &self.url, "the agents source").await {
+        let got = match fetch::get_ok(&self.client, &self.url, |s| {
+            format!("{s} from the agents source")
+        })
+        .await
+        {
             Ok(g) => g,
             Err(failure) => return failure,
         };

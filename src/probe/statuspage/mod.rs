@@ -91,7 +91,11 @@ impl StatusPageProbe {
     }
 
     async fn attempt(&self) -> ProbeOutcome {
-        let got = match fetch::get_ok(&self.client, &self.url, "the status page").await {
+        let got = match fetch::get_ok(&self.client, &self.url, |s| {
+            format!("status page answered {s}")
+        })
+        .await
+        {
             Ok(g) => g,
             Err(failure) => return failure,
         };
