@@ -80,15 +80,19 @@ pub async fn get(client: &Client, url: &str, read_body: bool) -> Result<Fetched,
 }
 
 /// GET `url` with its body and require a 2xx answer; anything else is the
-/// probe's failure outcome, with `what` naming the source in the detail
-/// (`"503 Service Unavailable from the agents source"`).
-pub async fn get_ok(client: &Client, url: &str, what: &str) -> Result<Fetched, ProbeOutcome> {
+/// probe's failure outcome, its detail phrased by `describe` from the status
+/// text (`"503 Service Unavailable"`).
+pub async fn get_ok(
+    client: &Client,
+    url: &str,
+    describe: impl FnOnce(&str) -> String,
+) -> Result<Fetched, ProbeOutcome> {
     let got = get(client, url, true)
         .await
         .map_err(|e| ProbeOutcome::failure(e, None))?;
     if !got.status.is_success() {
         return Err(ProbeOutcome::failure(
-            format!("{} from {what}", status_text(got.status)),
+            describe(&status_text(got.status)),
             Some(got.latency),
         ));
     }
