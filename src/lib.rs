@@ -4,11 +4,13 @@
 //! Talkdesk to that decision.
 //!
 //! Components (see ARCHITECTURE.md for the invariants):
+//! - [`alerts`]: the alert webhook receivers (`POST /v1/alerts/{source}`), the API error type and token auth.
 //! - [`config`]: the TOML file and environment, parsed once, every error collected.
 //! - [`engine`]: the pure decision state machine (no I/O, no clock).
 //! - [`domain`]: types every component shares (profiles, desired/actual state, timestamps).
 //! - [`telemetry`]: the metrics registry and audit records.
 
+pub mod alerts;
 pub mod config;
 pub mod domain;
 pub mod engine;

@@ -1,0 +1,184 @@
+//! Properties every parser must have, whatever the input.
+
+use proptest::prelude::*;
+
+use super::{MediaType, ParseError, Source};
+
+const MEDIA: [MediaType; 3] = [
+    MediaType::Json,
+    MediaType::CloudEvent,
+    MediaType::CloudEventBatch,
+];
+
+fn parse_all(body: &[u8]) {
+    for s in Source::ALL {
+        for m in MEDIA {
+            // Any result is fine; a panic is not.
+            let _ = s.parse(body, m);
+        }
+    }
+}
+
+/// serde_json stops at 128 levels: a 10,000-deep body is a 400 for every
+/// source, not a stack overflow, whether the nesting sits at the top or
+/// inside an ignored or free-form field.
+#[test]
+fn deep_nesting_is_malformed_not_a_crash() {
+    let deep = |open: &str, close: &str| format!("{}{}", open.repeat(10_000), close.repeat(10_000));
+    let arrays = deep("[", "]");
+    let objects = format!("{}1{}", "{\"a\":".repeat(10_000), "}".repeat(10_000));
+    let bodies = [
+        arrays.clone(),
+        format!("{{\"ignored\":{arrays},\"alerts\":[]}}"),
+        format!("{{\"event\":{{\"event_type\":\"x\",\"data\":{arrays}}}}}"),
+        format!(
+            "{{\"specversion\":\"1.0\",\"id\":\"1\",\"source\":\"s\",\"type\":\"t\",\"ext\":{arrays}}}"
+        ),
+        objects,
+    ];
+    for body in &bodies {
+        for s in Source::ALL {
+            for m in MEDIA {
+                match s.parse(body.as_bytes(), m) {
+                    Err(ParseError::Malformed(_)) => {}
+                    other => panic!("{s} {m:?}: expected Malformed, got {other:?}"),
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn depth_limit_and_syntax_first() {
+    let nest = |n: usize| {
+        format!(
+            "{{\"id\":\"a\",\"status\":\"firing\",\"x\":{}1{}}}",
+            "[".repeat(n),
+            "]".repeat(n)
+        )
+    };
+    // Our own format denies unknown fields: only the depth check is under test here.
+    assert!(matches!(
+        super::check_well_formed(nest(super::MAX_DEPTH - 1).as_bytes()),
+        Ok(())
+    ));
+    assert!(matches!(
+        super::check_well_formed(nest(super::MAX_DEPTH).as_bytes()),
+        Err(ParseError::Malformed(_))
+    ));
+    // Brackets inside strings do not count.
+    let s = format!(
+        "{{\"id\":\"{}\",\"status\":\"firing\"}}",
+        "[{\\\"".repeat(100)
+    );
+    assert!(Source::Generic.parse(s.as_bytes(), MediaType::Json).is_ok());
+    // A type error early and a syntax error late: the syntax error wins (400).
+    let body = br#"{"id":1,"status":"firing",}"#;
+    assert!(matches!(
+        Source::Generic.parse(body, MediaType::Json),
+        Err(ParseError::Malformed(_))
+    ));
+}
+
+#[test]
+fn media_types() {
+    for (ct, want) in [
+        ("application/json", Some(MediaType::Json)),
+        ("application/json; charset=utf-8", Some(MediaType::Json)),
+        ("Application/JSON;charset=\"UTF-8\"", Some(MediaType::Json)),
+        ("application/vnd.pagerduty+json", Some(MediaType::Json)),
+        ("application/cloudevents+json", Some(MediaType::CloudEvent)),
+        (
+            "application/cloudevents-batch+json",
+            Some(MediaType::CloudEventBatch),
+        ),
+        ("application/json; charset=latin1", None),
+        ("text/plain", None),
+        ("application/x-www-form-urlencoded", None),
+        ("application/+json", None),
+        ("", None),
+        ("json", None),
+    ] {
+        assert_eq!(MediaType::parse(ct).ok(), want, "{ct}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_bytes_never_panic(body in proptest::collection::vec(any::<u8>(), 0..512)) {
+        parse_all(&body);
+    }
+
+    /// Random JSON values, shaped like the payloads, exercise the typed paths.
+    #[test]
+    fn random_json_never_panics(v in json_value(4)) {
+        let body = serde_json::to_vec(&v).unwrap();
+        parse_all(&body);
+        for wrap in ["alerts", "event", "alert", "component", "incident", "data"] {
+            let body = serde_json::to_vec(&serde_json::json!({ wrap: v.clone() })).unwrap();
+            parse_all(&body);
+        }
+    }
+}
+
+fn json_value(depth: u32) -> impl Strategy<Value = serde_json::Value> {
+    use serde_json::Value;
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        prop_oneof![
+            Just("firing"),
+            Just("resolved"),
+            Just("Create"),
+            Just("Close"),
+            Just("incident.triggered"),
+            Just("incident.resolved"),
+            Just("Triggered"),
+            Just("Recovered"),
+            Just("operational"),
+            Just("4"),
+            Just("1"),
+            Just("1.0"),
+            Just(""),
+        ]
+        .prop_map(|s| Value::String(s.to_string())),
+        "[a-z$ :_.-]{0,12}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(depth, 64, 8, |inner| {
+        let key = prop_oneof![
+            Just("id"),
+            Just("status"),
+            Just("labels"),
+            Just("alerts"),
+            Just("fingerprint"),
+            Just("version"),
+            Just("event"),
+            Just("event_type"),
+            Just("data"),
+            Just("action"),
+            Just("alert"),
+            Just("alertId"),
+            Just("alias"),
+            Just("tags"),
+            Just("teams"),
+            Just("transition"),
+            Just("scope"),
+            Just("component"),
+            Just("incident"),
+            Just("specversion"),
+            Just("source"),
+            Just("type"),
+            Just("subject"),
+            Just("x"),
+        ]
+        .prop_map(str::to_string);
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::Array),
+            proptest::collection::btree_map(key, inner, 0..6)
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
