@@ -149,6 +149,19 @@ impl AlertsState {
     }
 }
 
+/// Prefix of the Statuspage route, whose last segment is a secret.
+const STATUSPAGE_PREFIX: &str = "/v1/alerts/statuspage/";
+
+/// The request path as it may be logged: the Statuspage route's secret path
+/// token is replaced by `<redacted>`. Use it in the server's `TraceLayer`
+/// (`make_span_with`) instead of the raw URI, since the token is a credential.
+pub fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    match path.strip_prefix(STATUSPAGE_PREFIX) {
+        Some(rest) if !rest.is_empty() => format!("{STATUSPAGE_PREFIX}<redacted>").into(),
+        _ => path.into(),
+    }
+}
+
 /// The webhook routes, to be `.merge()`d into the main server.
 pub fn router(state: AlertsState) -> Router {
     let sensitive = state.sensitive_headers();
@@ -192,10 +205,9 @@ async fn handle(
 ) -> Response {
     // Unknown and unconfigured sources get the same answer, and are not
     // counted: a metric label per probed path would let anyone grow the registry.
-    let (Some(source), Some(auth)) = (
-        Source::from_name(name),
-        Source::from_name(name).and_then(|s| st.sources.get(&s)),
-    ) else {
+    let Some((source, auth)) =
+        Source::from_name(name).and_then(|s| st.sources.get(&s).map(|a| (s, a)))
+    else {
         return ApiError::NotFound(format!("no alert source {:?}", truncate(name, 64)))
             .into_response();
     };
@@ -493,5 +505,23 @@ impl Rejected<'_> {
             client = %client,
             "Alert delivery refused."
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuspage_token_never_reaches_logs() {
+        assert_eq!(
+            loggable_path("/v1/alerts/statuspage/sp-0123456789abcdef"),
+            "/v1/alerts/statuspage/<redacted>"
+        );
+        assert_eq!(
+            loggable_path("/v1/alerts/statuspage"),
+            "/v1/alerts/statuspage"
+        );
+        assert_eq!(loggable_path("/v1/alerts/generic"), "/v1/alerts/generic");
     }
 }

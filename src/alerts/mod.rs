@@ -39,7 +39,7 @@ use crate::engine::event::Event;
 
 pub use auth::{TokenName, authorize};
 pub use error::ApiError;
-pub use http::{AlertsState, router};
+pub use http::{AlertsState, Clock, loggable_path, router};
 
 /// Longest accepted alert id (fingerprint, incident id...). Real ids are tens
 /// of bytes; the cap keeps a hostile payload from bloating engine state.
