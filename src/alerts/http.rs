@@ -271,21 +271,8 @@ async fn process(
         token
     };
 
-    let mut content_types = headers.get_all(header::CONTENT_TYPE).iter();
-    let media = content_types.next().ok_or_else(|| {
-        ApiError::UnsupportedMediaType("missing Content-Type; send application/json".into())
-    })?;
-    if content_types.next().is_some() {
-        // Proxies and parsers may disagree on which one counts: refuse to guess.
-        return Err(ApiError::UnsupportedMediaType(
-            "several Content-Type headers; send exactly one".into(),
-        ));
-    }
-    let media = media
-        .to_str()
-        .map_err(|_| ApiError::UnsupportedMediaType("Content-Type is not ASCII".into()))
-        .and_then(|v| MediaType::parse(v).map_err(ApiError::UnsupportedMediaType))?;
-
+    let media = media_type(headers)?;
+    check_content_encoding(headers)?;
     let body = read_body(body, headers, st.max_body, st.body_timeout).await?;
     let now = (st.clock)();
 
@@ -395,9 +382,60 @@ fn delivery_id(source: Source, headers: &HeaderMap, parsed: &Parsed) -> Option<S
         .map(|id| format!("{source}\n{id}"))
 }
 
+/// The request's media type: exactly one `Content-Type`, JSON (415 otherwise).
+pub fn media_type(headers: &HeaderMap) -> Result<MediaType, ApiError> {
+    let mut content_types = headers.get_all(header::CONTENT_TYPE).iter();
+    let media = content_types.next().ok_or_else(|| {
+        ApiError::UnsupportedMediaType("missing Content-Type; send application/json".into())
+    })?;
+    if content_types.next().is_some() {
+        // Proxies and parsers may disagree on which one counts: refuse to guess.
+        return Err(ApiError::UnsupportedMediaType(
+            "several Content-Type headers; send exactly one".into(),
+        ));
+    }
+    media
+        .to_str()
+        .map_err(|_| ApiError::UnsupportedMediaType("Content-Type is not ASCII".into()))
+        .and_then(|v| MediaType::parse(v).map_err(ApiError::UnsupportedMediaType))
+}
+
+/// Decodes a JSON request body for the other API routes (override...) with
+/// the same rules as the webhooks: 415 unless the media type is JSON and the
+/// body uncompressed, 400 if not well-formed (or nested deeper than
+/// [`super::MAX_DEPTH`]), 422 if it does not fit `T`. Read the body with
+/// [`read_body`] first.
+pub fn json_body<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<T, ApiError> {
+    media_type(headers)?;
+    check_content_encoding(headers)?;
+    super::check_well_formed(body)?;
+    Ok(serde_json::from_slice(body).map_err(super::ParseError::from)?)
+}
+
+/// Compressed bodies are refused (415) rather than misread as bad JSON: no
+/// supported sender compresses webhooks, and inflating would bypass the
+/// body limit.
+pub fn check_content_encoding(headers: &HeaderMap) -> Result<(), ApiError> {
+    for v in headers.get_all(header::CONTENT_ENCODING) {
+        let v = v.to_str().unwrap_or("?").trim();
+        if !v.is_empty() && !v.eq_ignore_ascii_case("identity") {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "Content-Encoding {:?} is not supported; send the body uncompressed",
+                truncate(v, 32)
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Reads the body, refusing it as soon as it passes `max` bytes (a declared
-/// `Content-Length` over the limit is refused before reading anything).
-async fn read_body(
+/// `Content-Length` over the limit is refused before reading anything), and
+/// giving up with 408 after `timeout`. Public for the other API routes, so
+/// every body-taking route answers 413/408 with the same JSON error.
+pub async fn read_body(
     body: Body,
     headers: &HeaderMap,
     max: usize,

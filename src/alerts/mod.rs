@@ -39,14 +39,14 @@ use crate::engine::event::Event;
 
 pub use auth::{TokenName, authorize};
 pub use error::ApiError;
-pub use http::{AlertsState, Clock, loggable_path, router};
+pub use http::{AlertsState, Clock, json_body, loggable_path, read_body, router};
 
 /// Longest accepted alert id (fingerprint, incident id...). Real ids are tens
 /// of bytes; the cap keeps a hostile payload from bloating engine state.
 pub const MAX_ID_LEN: usize = 512;
 /// Most labels one alert may carry.
 pub const MAX_LABELS: usize = 128;
-/// Longest label name or value, and longest summary.
+/// Longest label name or value; summaries are cut to about this length.
 pub const MAX_LABEL_LEN: usize = 4096;
 
 /// One alert's new state, as every source reports it.
@@ -154,10 +154,19 @@ impl Parsed {
         self.updates.push(u);
     }
 
-    /// Validates every update; the first bad one rejects the whole delivery.
-    pub fn validate(self) -> Result<Parsed, ParseError> {
-        for u in &self.updates {
+    /// Validates every update (the first bad one rejects the whole delivery)
+    /// and shortens long summaries: a summary is prose for humans, so an
+    /// overlong one is cut rather than a reason to drop the alert.
+    pub fn validate(mut self) -> Result<Parsed, ParseError> {
+        for u in &mut self.updates {
             u.validate()?;
+            if let Some(s) = &mut u.summary
+                && s.len() > MAX_LABEL_LEN
+            {
+                let cut = truncate(s, MAX_LABEL_LEN / 4).len();
+                s.truncate(cut);
+                s.push('…');
+            }
         }
         Ok(self)
     }

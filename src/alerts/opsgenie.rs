@@ -1,6 +1,6 @@
 //! Opsgenie outgoing webhook integration.
 //!
-//! `action` `Create` fires and `Close` resolves. Every other action
+//! `action` `Create` fires; `Close` and `Delete` resolve. Every other action
 //! (`Acknowledge`, `UnAcknowledge`, `AddNote`, `Escalate`, custom actions...)
 //! is accepted and ignored: it does not change whether the alert is open.
 //!
@@ -65,9 +65,11 @@ enum Team {
 pub fn parse(body: &[u8]) -> Result<Parsed, ParseError> {
     let p: Payload = serde_json::from_slice(body)?;
     let mut out = Parsed::default();
-    let firing = match p.action.as_str() {
-        "Create" => true,
-        "Close" => false,
+    let firing = match p.action.to_ascii_lowercase().as_str() {
+        "create" => true,
+        // A deleted alert is gone as surely as a closed one; ignoring it would
+        // hold the fallback on until `alerts.ttl`.
+        "close" | "delete" => false,
         _ => {
             out.ignored = 1;
             return Ok(out);
@@ -162,6 +164,8 @@ mod tests {
         let r = parse(CLOSE.as_bytes()).unwrap();
         assert_eq!(r.updates[0].key, u.key);
         assert!(!r.updates[0].firing);
+        let d = parse(CLOSE.replace("\"Close\"", "\"Delete\"").as_bytes()).unwrap();
+        assert!(!d.updates[0].firing);
         let a = parse(ACK.as_bytes()).unwrap();
         assert!(a.updates.is_empty());
         assert_eq!(a.ignored, 1);

@@ -81,6 +81,66 @@ fn depth_limit_and_syntax_first() {
 }
 
 #[test]
+fn long_summaries_are_cut_long_ids_rejected() {
+    let body = format!(
+        r#"{{"id":"a","status":"firing","summary":"{}"}}"#,
+        "é".repeat(10_000)
+    );
+    let p = Source::Generic
+        .parse(body.as_bytes(), MediaType::Json)
+        .unwrap();
+    let s = p.updates[0].summary.as_deref().unwrap();
+    assert!(
+        s.len() <= super::MAX_LABEL_LEN && s.ends_with('…'),
+        "{}",
+        s.len()
+    );
+    let body = format!(
+        r#"{{"id":"{}","status":"firing"}}"#,
+        "x".repeat(super::MAX_ID_LEN + 1)
+    );
+    assert!(matches!(
+        Source::Generic.parse(body.as_bytes(), MediaType::Json),
+        Err(ParseError::Invalid(_))
+    ));
+    let labels: Vec<String> = (0..=super::MAX_LABELS)
+        .map(|i| format!("\"l{i}\":\"v\""))
+        .collect();
+    let body = format!(
+        r#"{{"id":"a","status":"firing","labels":{{{}}}}}"#,
+        labels.join(",")
+    );
+    assert!(matches!(
+        Source::Generic.parse(body.as_bytes(), MediaType::Json),
+        Err(ParseError::Invalid(_))
+    ));
+}
+
+#[test]
+fn json_body_helper_for_other_routes() {
+    use axum::http::{HeaderMap, HeaderValue, StatusCode};
+    #[derive(Debug, serde::Deserialize)]
+    struct Override {
+        #[allow(dead_code)]
+        state: String,
+    }
+    let mut h = HeaderMap::new();
+    h.insert("content-type", HeaderValue::from_static("application/json"));
+    assert!(super::json_body::<Override>(&h, br#"{"state":"active"}"#).is_ok());
+    let status =
+        |body: &[u8], h: &HeaderMap| super::json_body::<Override>(h, body).unwrap_err().status();
+    assert_eq!(status(b"{", &h), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        status(br#"{"state":1}"#, &h),
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        status(br#"{"state":"x"}"#, &HeaderMap::new()),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE
+    );
+}
+
+#[test]
 fn media_types() {
     for (ct, want) in [
         ("application/json", Some(MediaType::Json)),
