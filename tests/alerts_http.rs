@@ -479,6 +479,23 @@ async fn datadog_opsgenie_statuspage_generic() {
         assert_eq!(v["duplicate"].as_bool().unwrap_or(false), expect_dup, "{v}");
         assert_eq!(a.drain().len(), usize::from(!expect_dup));
     }
+    // Binary mode: generic body, identity in ce-* headers.
+    for expect_dup in [false, true] {
+        let resp = a
+            .post("/v1/alerts/generic", fixture("generic-firing.json"))
+            .header("ce-specversion", "1.0")
+            .header("ce-source", "/monitors/voice")
+            .header("ce-id", "B-1")
+            .header("ce-type", "com.example.alert")
+            .bearer_auth("gen-token")
+            .send()
+            .await
+            .unwrap();
+        let (s, v) = json(resp).await;
+        assert_eq!(s, StatusCode::ACCEPTED);
+        assert_eq!(v["duplicate"].as_bool().unwrap_or(false), expect_dup, "{v}");
+        assert_eq!(a.drain().len(), usize::from(!expect_dup));
+    }
     assert!(a.drain().is_empty());
 }
 

@@ -16,6 +16,10 @@
 //! document above. The alert id is `data.id`, or the event's `subject` when
 //! `data.id` is absent; the event's `source`+`id` identify the delivery for
 //! dedupe. `data_base64` is rejected (the alert must be JSON).
+//!
+//! CloudEvents binary mode needs nothing special: the body is the generic
+//! document with `Content-Type: application/json`, and the `ce-source` and
+//! `ce-id` headers identify the delivery for dedupe (see `http.rs`).
 
 use std::collections::BTreeMap;
 

@@ -368,13 +368,21 @@ fn via(token: &TokenCheck) -> Option<TokenName> {
 
 /// The id a sender reuses when it retries a delivery, namespaced by source.
 fn delivery_id(source: Source, headers: &HeaderMap, parsed: &Parsed) -> Option<String> {
-    let header_id = match source {
-        Source::PagerDuty => headers
-            .get(pagerduty::WEBHOOK_ID_HEADER)
+    let header = |name: &str| {
+        headers
+            .get(name)
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
             .filter(|v| !v.is_empty())
-            .map(str::to_string),
+    };
+    let header_id = match source {
+        Source::PagerDuty => header(pagerduty::WEBHOOK_ID_HEADER).map(str::to_string),
+        // CloudEvents binary mode: the body is the generic alert, the event's
+        // identity is in `ce-source` + `ce-id` (same form as structured mode).
+        Source::Generic => match (header("ce-source"), header("ce-id")) {
+            (Some(src), Some(id)) => Some(format!("{src}\n{id}")),
+            _ => None,
+        },
         _ => None,
     };
     header_id

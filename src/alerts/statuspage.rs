@@ -6,7 +6,8 @@
 //! `POST /v1/alerts/statuspage/{path_token}`, compared in constant time.
 //!
 //! A body has no type field. It is:
-//! - a **component** change when it has `component` (with `component_update`):
+//! - a **component** change when it has `component` (or, failing that,
+//!   `component_update` with `component_id` and `new_status`):
 //!   key = component id; fires while `status` is not `operational`,
 //!   resolves when it is. Labels: `source="statuspage"`, `kind="component"`,
 //!   `alertname` (component name), `component`, `status`, `page` (page id).
@@ -34,7 +35,17 @@ struct Payload {
     #[serde(default)]
     component: Option<Component>,
     #[serde(default)]
+    component_update: Option<ComponentUpdate>,
+    #[serde(default)]
     incident: Option<Incident>,
+}
+
+/// The change record sent beside `component`; used alone when a sender
+/// (or a proxy) drops `component`.
+#[derive(Debug, Deserialize)]
+struct ComponentUpdate {
+    component_id: String,
+    new_status: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -71,13 +82,20 @@ const CLOSED_INCIDENT: [&str; 3] = ["resolved", "postmortem", "completed"];
 pub fn parse(body: &[u8]) -> Result<Parsed, ParseError> {
     let p: Payload = serde_json::from_slice(body)?;
     let page = p.page.and_then(|p| p.id);
-    if p.component.is_none() && p.incident.is_none() {
+    let component = p.component.or_else(|| {
+        p.component_update.map(|u| Component {
+            id: u.component_id,
+            status: u.new_status,
+            name: None,
+        })
+    });
+    if component.is_none() && p.incident.is_none() {
         return Err(ParseError::Invalid(
             "neither component nor incident: not a Statuspage subscriber notification".into(),
         ));
     }
     let mut out = Parsed::default();
-    if let Some(c) = p.component {
+    if let Some(c) = component {
         let status = c.status.trim().to_ascii_lowercase();
         let mut labels = base_labels("component", page.as_deref());
         let name = c.name.as_deref().map(str::trim).filter(|n| !n.is_empty());
@@ -168,6 +186,12 @@ mod tests {
         assert!(m.updates[0].firing);
         let done = parse(br#"{"incident":{"id":"m1","status":"completed","scheduled_for":"2026-11-24T08:00:00Z"}}"#).unwrap();
         assert!(!done.updates[0].firing);
+        let bare = parse(br#"{"component_update":{"component_id":"c9","new_status":"partial_outage","old_status":"operational"}}"#).unwrap();
+        assert_eq!(bare.updates[0].key.id, "c9");
+        assert!(bare.updates[0].firing);
+        // Instatus sends upper case.
+        let up = parse(br#"{"component":{"id":"c1","status":"OPERATIONAL"}}"#).unwrap();
+        assert!(!up.updates[0].firing);
         // Unknown values are degraded.
         let odd = parse(br#"{"component":{"id":"c1","status":"high"}}"#).unwrap();
         assert!(odd.updates[0].firing);
