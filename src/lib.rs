@@ -4,14 +4,15 @@
 //! Talkdesk to that decision.
 //!
 //! Components (see ARCHITECTURE.md for the invariants):
-//! - [`alerts`]: the alert webhook receivers (`POST /v1/alerts/{source}`), the API error type and token auth.
 //! - [`config`]: the TOML file and environment, parsed once, every error collected.
 //! - [`engine`]: the pure decision state machine (no I/O, no clock).
 //! - [`domain`]: types every component shares (profiles, desired/actual state, timestamps).
 //! - [`telemetry`]: the metrics registry and audit records.
+//! - [`alerts`]: the alert webhook receivers (`POST /v1/alerts/{source}`).
 
-pub mod alerts;
 pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod telemetry;
+
+pub mod alerts;
