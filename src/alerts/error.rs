@@ -118,6 +118,31 @@ impl ApiError {
         }
     }
 
+    /// `Retry-After` seconds (429, 503).
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::RateLimited { retry_after_secs }
+            | ApiError::Overloaded {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
+        }
+    }
+
+    /// `WWW-Authenticate` challenges (401), one per scheme.
+    pub fn www_authenticate(&self) -> Vec<&'static str> {
+        match self {
+            ApiError::Unauthorized { challenges, .. } => [
+                (challenges.bearer, CHALLENGE_BEARER),
+                (challenges.basic, CHALLENGE_BASIC),
+            ]
+            .into_iter()
+            .filter_map(|(on, c)| on.then_some(c))
+            .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// The human explanation in the `detail` field.
     pub fn detail(&self) -> String {
         match self {
@@ -148,29 +173,12 @@ impl IntoResponse for ApiError {
         };
         let mut resp = (self.status(), axum::Json(&body)).into_response();
         let headers = resp.headers_mut();
-        match &self {
-            ApiError::Unauthorized { challenges, .. } => {
-                // Several challenges go in separate header fields, one per scheme.
-                if challenges.bearer {
-                    headers.append(
-                        header::WWW_AUTHENTICATE,
-                        HeaderValue::from_static(CHALLENGE_BEARER),
-                    );
-                }
-                if challenges.basic {
-                    headers.append(
-                        header::WWW_AUTHENTICATE,
-                        HeaderValue::from_static(CHALLENGE_BASIC),
-                    );
-                }
-            }
-            ApiError::RateLimited { retry_after_secs }
-            | ApiError::Overloaded {
-                retry_after_secs, ..
-            } => {
-                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
-            }
-            _ => {}
+        // Several challenges go in separate header fields, one per scheme.
+        for c in self.www_authenticate() {
+            headers.append(header::WWW_AUTHENTICATE, HeaderValue::from_static(c));
+        }
+        if let Some(s) = self.retry_after() {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
         resp
     }
