@@ -251,6 +251,8 @@ pub struct Refused(pub String);
 
 impl SourceAuth {
     pub fn new(c: &WebhookConfig) -> SourceAuth {
+        // An unparsable header name (custom or timestamp) marks the source
+        // broken: better to refuse every delivery than to skip a check.
         let mut broken = false;
         let mut name = |n: &str| match HeaderName::from_bytes(n.as_bytes()) {
             Ok(h) => Some(h),
@@ -268,11 +270,6 @@ impl SourceAuth {
             timestamp_header: c.timestamp_header.as_deref().and_then(&mut name),
             max_skew: c.max_skew.get(),
         });
-        if c.timestamp_header.is_some()
-            && hmac.as_ref().is_some_and(|h| h.timestamp_header.is_none())
-        {
-            broken = true;
-        }
         SourceAuth {
             bearer: c.bearer_token.clone(),
             basic: match (&c.basic_user, &c.basic_password) {
@@ -649,6 +646,18 @@ mod tests {
         );
         assert!(a.check_headers(&headers(&[])).is_err());
 
+        // An invalid header name (config validation forbids it): fail closed.
+        let c = WebhookConfig {
+            header_name: Some("bad header".into()),
+            header_value: Some(SecretString::from("v")),
+            bearer_token: Some(SecretString::from("t")),
+            ..WebhookConfig::default()
+        };
+        assert!(
+            SourceAuth::new(&c)
+                .check_headers(&headers(&[("authorization", "Bearer t")]))
+                .is_err()
+        );
         // Nothing configured: fail closed.
         assert!(
             SourceAuth::new(&WebhookConfig::default())
