@@ -500,6 +500,47 @@ async fn datadog_opsgenie_statuspage_generic() {
 }
 
 #[tokio::test]
+async fn cloudevents_webhook_handshake() {
+    let a = start(Opts {
+        rate: Some(RateLimit {
+            burst: 10,
+            per_second: 2,
+        }),
+        ..Opts::default()
+    })
+    .await;
+    let resp = a
+        .client
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/v1/alerts/generic", a.base),
+        )
+        .header("WebHook-Request-Origin", "eventemitter.example.com")
+        .header("WebHook-Request-Rate", "120")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        resp.headers()["webhook-allowed-origin"],
+        "eventemitter.example.com"
+    );
+    assert_eq!(resp.headers()["webhook-allowed-rate"], "120");
+    // Only the generic route speaks CloudEvents.
+    let resp = a
+        .client
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/v1/alerts/datadog", a.base),
+        )
+        .header("WebHook-Request-Origin", "eventemitter.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
 async fn bad_input_matrix_emits_nothing() {
     let mut a = start(Opts::default()).await;
     let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));

@@ -19,7 +19,9 @@
 //!
 //! CloudEvents binary mode needs nothing special: the body is the generic
 //! document with `Content-Type: application/json`, and the `ce-source` and
-//! `ce-id` headers identify the delivery for dedupe (see `http.rs`).
+//! `ce-id` headers identify the delivery for dedupe (see `http.rs`). The
+//! webhook validation handshake (`OPTIONS` with `WebHook-Request-Origin`) is
+//! answered on this route too.
 
 use std::collections::BTreeMap;
 

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::HeaderValue;
 use axum::http::{HeaderMap, HeaderName, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -166,7 +167,7 @@ pub fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
 pub fn router(state: AlertsState) -> Router {
     let sensitive = state.sensitive_headers();
     Router::new()
-        .route("/v1/alerts/{source}", post(receive))
+        .route("/v1/alerts/{source}", post(receive).options(handshake))
         .route("/v1/alerts/statuspage/{token}", post(receive_statuspage))
         .layer(SetSensitiveRequestHeadersLayer::new(sensitive))
         .with_state(state)
@@ -186,6 +187,35 @@ async fn receive_statuspage(
     req: Request,
 ) -> Response {
     handle(&st, "statuspage", Some(token), req).await
+}
+
+/// CloudEvents webhook validation handshake (cloudevents/spec
+/// http-webhook.md §4), on the generic route only: a sender asks with
+/// `OPTIONS` and `WebHook-Request-Origin` whether it may deliver; we grant
+/// that origin and report our per-client rate (`WebHook-Allowed-Rate`, per
+/// minute). Granting is not authenticating: every delivery still needs its
+/// credentials.
+async fn handshake(
+    State(st): State<AlertsState>,
+    Path(source): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if source != Source::Generic.as_str() || !st.sources.contains_key(&Source::Generic) {
+        return ApiError::NotFound(format!("no alert source {:?}", truncate(&source, 64)))
+            .into_response();
+    }
+    let mut resp = StatusCode::OK.into_response();
+    let h = resp.headers_mut();
+    h.insert(header::ALLOW, HeaderValue::from_static("POST, OPTIONS"));
+    if let Some(origin) = headers.get("webhook-request-origin") {
+        h.insert("webhook-allowed-origin", origin.clone());
+        let rate = match st.limiter.limit() {
+            Some(l) => HeaderValue::from(u64::from(l.per_second) * 60),
+            None => HeaderValue::from_static("*"),
+        };
+        h.insert("webhook-allowed-rate", rate);
+    }
+    resp
 }
 
 /// 202 body.

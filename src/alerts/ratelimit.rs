@@ -59,6 +59,11 @@ impl RateLimiter {
         }
     }
 
+    /// The limit in force (`None`: unlimited).
+    pub fn limit(&self) -> Option<RateLimit> {
+        self.limit
+    }
+
     /// Takes one token for `client`. `Err(retry_after)` when the bucket is
     /// empty. `None` as client (no peer address known) shares one bucket.
     pub fn check(&self, client: Option<IpAddr>, now: Instant) -> Result<(), Duration> {
