@@ -15,6 +15,21 @@
 //!
 //! Parsers are pure functions from bytes to updates: no I/O, no clock, no
 //! panics on any input (a proptest and cargo-fuzz targets hold them to it).
+//!
+//! | source | credentials (`[webhooks.NAME]`) | key | fires | resolves | accepted, ignored |
+//! |---|---|---|---|---|---|
+//! | `alertmanager` | bearer or basic | `fingerprint` (else SHA-256 of labels) | alert `status` `firing` | `resolved` | — |
+//! | `grafana` | bearer or basic, + HMAC if set | `fingerprint` | `firing` | `resolved` | — |
+//! | `pagerduty` | HMAC `v1=` (and/or custom header) | `event.data.id` | `incident.triggered`, `incident.reopened` | `incident.resolved` | every other event type |
+//! | `datadog` | bearer, basic or custom header | `id` + `/scope` | `Triggered`, `Re-Triggered` | `Recovered` | `Warn`, `Re-Warn`, `No Data`, `Re-No Data` |
+//! | `opsgenie` | bearer, basic or custom header | `alert.alertId` (else `alias`) | `Create` | `Close`, `Delete` | every other action |
+//! | `statuspage` | secret path token only | component id / incident id | status not `operational` / not `resolved`,`postmortem`,`completed` | the others | — |
+//! | `generic` | bearer or basic | `id` (CloudEvents: `data.id` or `subject`) | `firing` | `resolved` | — |
+//!
+//! Every route but `statuspage` also accepts an API token with the `alerts`
+//! scope instead of the source's credentials. Unknown status values are 422,
+//! except Statuspage's, which count as degraded (firing). The labels each
+//! source sets are listed in its module.
 
 pub mod alertmanager;
 pub mod auth;
