@@ -9,7 +9,7 @@
 //! | source known and configured | 404 (the same for both, to not reveal which sources are on) |
 //! | per-client rate limit | 429 + `Retry-After` |
 //! | header credentials / API token / path token | 401 (+ `WWW-Authenticate`), 403 |
-//! | `Content-Type` is JSON | 415 |
+//! | exactly one `Content-Type`, JSON, and no `Content-Encoding` | 415 |
 //! | body within `agent.max_body`, read within the timeout | 413, 408 |
 //! | HMAC signature over the body (Grafana, PagerDuty) | 401 |
 //! | parse + validate *every* alert | 400 malformed, 422 invalid |
@@ -31,8 +31,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Request, State};
-use axum::http::HeaderValue;
-use axum::http::{HeaderMap, HeaderName, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::{Bytes, BytesMut};
