@@ -382,7 +382,13 @@ async fn datadog_opsgenie_statuspage_generic() {
         .send()
         .await
         .unwrap();
-    expect_error(resp, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    let v = expect_error(resp, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    // Neither the value nor the custom header's name is echoed.
+    let d = v["detail"].as_str().unwrap().to_ascii_lowercase();
+    assert!(
+        !d.contains("x-continuity-key") && !d.contains("dd-secre"),
+        "{d}"
+    );
 
     // Opsgenie: Create fires, Acknowledge is ignored, Close resolves.
     for (f, want) in [

@@ -343,11 +343,13 @@ impl SourceAuth {
             }
         }
         if let Some((name, value)) = &self.header {
+            // The header's name is not echoed: it is half of the credential's
+            // shape, and a caller who does not know it has no business asking.
             let Some(v) = headers.get(name) else {
-                return Err(Refused(format!("missing {name} header")));
+                return Err(Refused("missing credential header".into()));
             };
             if !secret_eq(v.as_bytes(), value.expose_secret().as_bytes()) {
-                return Err(Refused(format!("invalid {name} header")));
+                return Err(Refused("invalid credential header".into()));
             }
         }
         Ok(())
