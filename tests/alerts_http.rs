@@ -824,8 +824,22 @@ bearer_token = "gen-token"
         bodies.push(v["error"].clone());
     }
     assert!(bodies.iter().all(|b| b == "not_found"));
-    // Not counted: probing must not grow the metric's label set.
-    assert_eq!(a.count("datadog", "unauthorized"), 0);
+    // Not counted: probing must not grow the metric's label set. Configured
+    // sources start with every result at 0.
+    let families = a.metrics.registry.gather();
+    let received = families
+        .iter()
+        .find(|f| f.name() == "continuity_alerts_received_total")
+        .unwrap();
+    let sources: std::collections::BTreeSet<String> = received
+        .get_metric()
+        .iter()
+        .flat_map(|m| m.get_label())
+        .filter(|l| l.name() == "source")
+        .map(|l| l.value().to_string())
+        .collect();
+    assert_eq!(sources.into_iter().collect::<Vec<_>>(), vec!["generic"]);
+    assert_eq!(received.get_metric().len(), 13);
 }
 
 #[tokio::test]

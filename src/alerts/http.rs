@@ -61,6 +61,23 @@ const OVERLOADED_RETRY_AFTER_SECS: u64 = 1;
 /// Keys listed in one log line at most.
 const MAX_LOGGED_KEYS: usize = 20;
 
+/// The `result` label values of `continuity_alerts_received_total`.
+pub const RESULTS: [&str; 13] = [
+    "accepted",
+    "duplicate",
+    "ignored",
+    "unauthorized",
+    "forbidden",
+    "invalid",
+    "malformed",
+    "too_large",
+    "unsupported_media_type",
+    "rate_limited",
+    "overloaded",
+    "timeout",
+    "internal",
+];
+
 /// Wall clock for signature timestamps and dedupe ages (injectable for tests).
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 
@@ -89,13 +106,22 @@ impl AlertsState {
         metrics: Metrics,
         clock: impl Fn() -> Timestamp + Send + Sync + 'static,
     ) -> AlertsState {
-        let sources = cfg
+        let sources: HashMap<Source, SourceAuth> = cfg
             .raw
             .webhooks
             .sources()
             .into_iter()
             .filter_map(|(name, c)| Some((Source::from_name(name)?, SourceAuth::new(c))))
             .collect();
+        // Every result of every configured source starts at 0, so dashboards
+        // and `rate()` see a series before its first increment.
+        for s in sources.keys() {
+            for result in RESULTS {
+                metrics
+                    .alerts_received_total
+                    .with_label_values(&[s.as_str(), result]);
+            }
+        }
         AlertsState {
             sources: Arc::new(sources),
             tokens: Arc::new(ApiTokens::new(&cfg.raw.api.tokens)),
@@ -586,6 +612,30 @@ impl Rejected<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_counted_error_code_is_a_known_result() {
+        let errors = [
+            ApiError::Malformed(String::new()),
+            ApiError::unauthorized("", Challenges::default()),
+            ApiError::Forbidden(String::new()),
+            ApiError::Timeout(String::new()),
+            ApiError::TooLarge(String::new()),
+            ApiError::UnsupportedMediaType(String::new()),
+            ApiError::Invalid(String::new()),
+            ApiError::RateLimited {
+                retry_after_secs: 1,
+            },
+            ApiError::Overloaded {
+                detail: String::new(),
+                retry_after_secs: 1,
+            },
+            ApiError::Internal(String::new()),
+        ];
+        for e in errors {
+            assert!(RESULTS.contains(&e.code()), "{}", e.code());
+        }
+    }
 
     #[test]
     fn statuspage_token_never_reaches_logs() {
