@@ -10,6 +10,7 @@
 //! - [`domain`]: types every component shares (profiles, desired/actual state, timestamps).
 //! - [`talkdesk`]: the Talkdesk client, actuator, break-glass commands and API simulator.
 //! - [`telemetry`]: the metrics registry and audit records.
+//! - [`alerts`]: the alert webhook receivers (`POST /v1/alerts/{source}`).
 //! - [`ruletest`]: `test-rules`, promtool-style scenario tests for the engine.
 
 pub mod calendar;
@@ -24,3 +25,5 @@ pub mod server;
 pub mod store;
 pub mod talkdesk;
 pub mod telemetry;
+
+pub mod alerts;

@@ -1,0 +1,459 @@
+//! Alert webhooks: `POST /v1/alerts/{source}` turns a monitoring tool's
+//! notification into engine events.
+//!
+//! A forged or misparsed alert can send real customers' calls away, so this
+//! module is strict at every step, and each step can only *reject*:
+//!
+//! 1. [`http`]: rate limit per client, authenticate ([`auth`]), check the media
+//!    type and the body size, read the body under a timeout;
+//! 2. one parser per source (`alertmanager`, `grafana`, `pagerduty`, `datadog`,
+//!    `opsgenie`, `statuspage`, `generic`) maps the payload to a list of
+//!    [`AlertUpdate`]s, validating *all* of it before anything is emitted;
+//! 3. [`dedupe`] drops deliveries the sender already made (PagerDuty
+//!    `X-Webhook-Id`, CloudEvents `source`+`id`);
+//! 4. the updates go into the engine's channel all at once or not at all.
+//!
+//! Parsers are pure functions from bytes to updates: no I/O, no clock, no
+//! panics on any input (a proptest and cargo-fuzz targets hold them to it).
+//!
+//! | source | credentials (`[webhooks.NAME]`) | key | fires | resolves | accepted, ignored |
+//! |---|---|---|---|---|---|
+//! | `alertmanager` | bearer or basic | `fingerprint` (else SHA-256 of labels) | alert `status` `firing` | `resolved` | — |
+//! | `grafana` | bearer or basic, + HMAC if set | `fingerprint` | `firing` | `resolved` | — |
+//! | `pagerduty` | HMAC `v1=` (and/or custom header) | `event.data.id` | `incident.triggered`, `incident.reopened` | `incident.resolved` | every other event type |
+//! | `datadog` | bearer, basic or custom header | `id` + `/scope` | `Triggered`, `Re-Triggered` | `Recovered` | `Warn`, `Re-Warn`, `No Data`, `Re-No Data` |
+//! | `opsgenie` | bearer, basic or custom header | `alert.alertId` (else `alias`) | `Create` | `Close`, `Delete` | every other action |
+//! | `statuspage` | secret path token only | component id / incident id | status not `operational` / not `resolved`,`postmortem`,`completed` | the others | — |
+//! | `generic` | bearer or basic | `id` (CloudEvents: `data.id` or `subject`) | `firing` | `resolved` | — |
+//!
+//! Every route but `statuspage` also accepts an API token with the `alerts`
+//! scope instead of the source's credentials. Unknown status values are 422,
+//! except Statuspage's, which count as degraded (firing). The labels each
+//! source sets are listed in its module.
+
+pub mod alertmanager;
+pub mod auth;
+pub mod datadog;
+pub mod dedupe;
+pub mod error;
+pub mod generic;
+pub mod grafana;
+pub mod http;
+pub mod opsgenie;
+pub mod pagerduty;
+pub mod ratelimit;
+pub mod statuspage;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+
+use crate::domain::AlertKey;
+use crate::engine::event::Event;
+
+pub use auth::{TokenName, authorize};
+pub use error::ApiError;
+pub use http::{AlertsState, Clock, json_body, loggable_path, read_body, router};
+
+/// Longest accepted alert id (fingerprint, incident id...). Real ids are tens
+/// of bytes; the cap keeps a hostile payload from bloating engine state.
+pub const MAX_ID_LEN: usize = 512;
+/// Most labels one alert may carry.
+pub const MAX_LABELS: usize = 128;
+/// Longest label name or value; summaries are cut to about this length.
+pub const MAX_LABEL_LEN: usize = 4096;
+
+/// One alert's new state, as every source reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AlertUpdate {
+    pub key: AlertKey,
+    /// `true`: the alert fires (or is refreshed); `false`: it is resolved.
+    pub firing: bool,
+    pub labels: BTreeMap<String, String>,
+    pub summary: Option<String>,
+}
+
+impl AlertUpdate {
+    pub fn firing(
+        source: Source,
+        id: impl Into<String>,
+        labels: BTreeMap<String, String>,
+        summary: Option<String>,
+    ) -> Self {
+        AlertUpdate {
+            key: source.key(id),
+            firing: true,
+            labels,
+            summary,
+        }
+    }
+
+    pub fn resolved(
+        source: Source,
+        id: impl Into<String>,
+        labels: BTreeMap<String, String>,
+    ) -> Self {
+        AlertUpdate {
+            key: source.key(id),
+            firing: false,
+            labels,
+            summary: None,
+        }
+    }
+
+    /// The engine event for this update. A resolved alert needs only its key.
+    pub fn into_event(self) -> Event {
+        if self.firing {
+            Event::AlertFiring {
+                key: self.key,
+                labels: self.labels,
+                summary: self.summary,
+            }
+        } else {
+            Event::AlertResolved { key: self.key }
+        }
+    }
+
+    /// Bounds on what one update may carry. Checked for every update of a
+    /// delivery before any of them is emitted.
+    pub fn validate(&self) -> Result<(), ParseError> {
+        let id = &self.key.id;
+        if id.trim().is_empty() {
+            return Err(ParseError::Invalid("alert id is empty".into()));
+        }
+        if id.len() > MAX_ID_LEN {
+            return Err(ParseError::Invalid(format!(
+                "alert id is {} bytes long (max {MAX_ID_LEN})",
+                id.len()
+            )));
+        }
+        if self.labels.len() > MAX_LABELS {
+            return Err(ParseError::Invalid(format!(
+                "alert {id:?} has {} labels (max {MAX_LABELS})",
+                self.labels.len()
+            )));
+        }
+        for (k, v) in &self.labels {
+            if k.is_empty() {
+                return Err(ParseError::Invalid(format!(
+                    "alert {id:?} has a label with an empty name"
+                )));
+            }
+            if k.len() > MAX_LABEL_LEN || v.len() > MAX_LABEL_LEN {
+                return Err(ParseError::Invalid(format!(
+                    "alert {id:?}: label {:?} is longer than {MAX_LABEL_LEN} bytes",
+                    truncate(k, 64)
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a parser made of one delivery.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Parsed {
+    /// Updates to emit, in payload order.
+    pub updates: Vec<AlertUpdate>,
+    /// Notifications understood but deliberately not acted on (a PagerDuty
+    /// acknowledgement, an Opsgenie note, a Datadog warning...).
+    pub ignored: usize,
+    /// A delivery id from the body (PagerDuty `event.id`, CloudEvents
+    /// `source`+`id`), used for dedupe when no header carries one.
+    pub delivery_id: Option<String>,
+}
+
+impl Parsed {
+    fn push(&mut self, u: AlertUpdate) {
+        self.updates.push(u);
+    }
+
+    /// Validates every update (the first bad one rejects the whole delivery)
+    /// and shortens long summaries: a summary is prose for humans, so an
+    /// overlong one is cut rather than a reason to drop the alert.
+    pub fn validate(mut self) -> Result<Parsed, ParseError> {
+        for u in &mut self.updates {
+            u.validate()?;
+            if let Some(s) = &mut u.summary
+                && s.len() > MAX_LABEL_LEN
+            {
+                let cut = truncate(s, MAX_LABEL_LEN / 4).len();
+                s.truncate(cut);
+                s.push('…');
+            }
+        }
+        Ok(self)
+    }
+}
+
+/// Why a payload was rejected. Syntax problems are the client's encoder's
+/// fault (400); shape problems are the sender's configuration (422).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// Not well-formed JSON (syntax, truncation, nesting deeper than 128, not UTF-8).
+    #[error("{0}")]
+    Malformed(String),
+    /// Well-formed, but not what this source sends.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<serde_json::Error> for ParseError {
+    fn from(e: serde_json::Error) -> Self {
+        use serde_json::error::Category;
+        // serde_json's message already says where ("at line 1 column 42").
+        match e.classify() {
+            Category::Data => ParseError::Invalid(e.to_string()),
+            Category::Syntax | Category::Eof | Category::Io => ParseError::Malformed(e.to_string()),
+        }
+    }
+}
+
+impl From<ParseError> for ApiError {
+    fn from(e: ParseError) -> Self {
+        match e {
+            ParseError::Malformed(d) => ApiError::Malformed(d),
+            ParseError::Invalid(d) => ApiError::Invalid(d),
+        }
+    }
+}
+
+/// The alert sources, one per route and one module each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Source {
+    Alertmanager,
+    Grafana,
+    PagerDuty,
+    Datadog,
+    Opsgenie,
+    Statuspage,
+    Generic,
+}
+
+impl Source {
+    pub const ALL: [Source; 7] = [
+        Source::Alertmanager,
+        Source::Grafana,
+        Source::PagerDuty,
+        Source::Datadog,
+        Source::Opsgenie,
+        Source::Statuspage,
+        Source::Generic,
+    ];
+
+    /// Route segment, `[webhooks.NAME]` key, `AlertKey::source` and metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Alertmanager => "alertmanager",
+            Source::Grafana => "grafana",
+            Source::PagerDuty => "pagerduty",
+            Source::Datadog => "datadog",
+            Source::Opsgenie => "opsgenie",
+            Source::Statuspage => "statuspage",
+            Source::Generic => "generic",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Source> {
+        Source::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    pub fn key(self, id: impl Into<String>) -> AlertKey {
+        AlertKey {
+            source: self.as_str().to_string(),
+            id: id.into(),
+        }
+    }
+
+    /// Parses and validates one delivery. Never panics, whatever the bytes.
+    pub fn parse(self, body: &[u8], media: MediaType) -> Result<Parsed, ParseError> {
+        check_well_formed(body)?;
+        let parsed = match self {
+            Source::Alertmanager => alertmanager::parse(body)?,
+            Source::Grafana => grafana::parse(body)?,
+            Source::PagerDuty => pagerduty::parse(body)?,
+            Source::Datadog => datadog::parse(body)?,
+            Source::Opsgenie => opsgenie::parse(body)?,
+            Source::Statuspage => statuspage::parse(body)?,
+            Source::Generic => match media {
+                MediaType::CloudEvent => generic::parse_cloudevent(body)?,
+                MediaType::CloudEventBatch => generic::parse_cloudevent_batch(body)?,
+                MediaType::Json => generic::parse(body)?,
+            },
+        };
+        parsed.validate()
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Deepest JSON nesting accepted. Real payloads nest fewer than 8 levels.
+pub const MAX_DEPTH: usize = 64;
+
+/// Rejects bodies that are not well-formed JSON, or nest deeper than
+/// [`MAX_DEPTH`], *before* any typed parsing, so that:
+/// - a syntax error anywhere is a 400, even when a type error comes first in
+///   the document (the typed parsers stop at the first problem);
+/// - deep nesting is a 400 everywhere. serde_json's own limit (128) covers
+///   typed and `Value` parsing, but it skips ignored fields iteratively without
+///   a limit; this byte scan (no recursion, no allocation) closes that gap.
+pub fn check_well_formed(body: &[u8]) -> Result<(), ParseError> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for (i, &b) in body.iter().enumerate() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(ParseError::Malformed(format!(
+                        "JSON nests deeper than {MAX_DEPTH} levels (at byte {i})"
+                    )));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    // Syntax of the whole document (iterative in serde_json: no stack risk).
+    serde_json::from_slice::<serde::de::IgnoredAny>(body)
+        .map(|_| ())
+        .map_err(|e| ParseError::Malformed(e.to_string()))
+}
+
+/// The accepted JSON media types. Anything else is a 415.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MediaType {
+    /// `application/json` or any other `application/*+json`.
+    Json,
+    /// `application/cloudevents+json`: one CloudEvent in structured mode.
+    CloudEvent,
+    /// `application/cloudevents-batch+json`: an array of CloudEvents.
+    CloudEventBatch,
+}
+
+impl MediaType {
+    /// Parses a `Content-Type` value. Parameters other than `charset` are
+    /// ignored; a charset must be UTF-8, since JSON on the wire is UTF-8
+    /// (RFC 8259 §8.1) and we decode nothing else.
+    pub fn parse(value: &str) -> Result<MediaType, String> {
+        let mut parts = value.split(';');
+        let essence = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        for p in parts {
+            let Some((name, v)) = p.split_once('=') else {
+                continue;
+            };
+            if name.trim().eq_ignore_ascii_case("charset") {
+                let v = v.trim().trim_matches('"');
+                if !v.eq_ignore_ascii_case("utf-8") && !v.eq_ignore_ascii_case("utf8") {
+                    return Err(format!("charset {v:?} is not supported; send UTF-8"));
+                }
+            }
+        }
+        let Some((ty, subtype)) = essence.split_once('/') else {
+            return Err(format!(
+                "{essence:?} is not a media type; send application/json"
+            ));
+        };
+        if ty != "application" {
+            return Err(format!("{essence:?} is not JSON; send application/json"));
+        }
+        match subtype {
+            "json" => Ok(MediaType::Json),
+            "cloudevents+json" => Ok(MediaType::CloudEvent),
+            "cloudevents-batch+json" => Ok(MediaType::CloudEventBatch),
+            s if s.ends_with("+json") && s.len() > "+json".len() => Ok(MediaType::Json),
+            _ => Err(format!("{essence:?} is not JSON; send application/json")),
+        }
+    }
+}
+
+/// Fallback alert id when a source gives no fingerprint: the first 16 hex
+/// digits of SHA-256 over the sorted labels. SHA-256 rather than `Hash`, since
+/// the id is persisted and must not change between Rust releases.
+pub fn labels_fingerprint(labels: &BTreeMap<String, String>) -> String {
+    let mut h = Sha256::new();
+    for (k, v) in labels {
+        // Length-prefixed, so `a=bc` and `ab=c` differ.
+        h.update((k.len() as u64).to_be_bytes());
+        h.update(k.as_bytes());
+        h.update((v.len() as u64).to_be_bytes());
+        h.update(v.as_bytes());
+    }
+    hex::encode(&h.finalize()[..8])
+}
+
+/// First `max` characters of `s` (on a char boundary), for logs and messages.
+pub fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// Inserts `k=v` when `v` is present and not blank.
+fn put(labels: &mut BTreeMap<String, String>, k: &str, v: Option<&str>) {
+    if let Some(v) = v.map(str::trim).filter(|v| !v.is_empty()) {
+        labels.insert(k.to_string(), v.to_string());
+    }
+}
+
+/// Serde helpers shared by the parsers.
+mod de {
+    use serde::{Deserialize, Deserializer};
+
+    /// A string that some templates send as a number (`"id": $ALERT_ID`).
+    pub fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Sn {
+            S(String),
+            U(u64),
+            I(i64),
+        }
+        Ok(match Sn::deserialize(d)? {
+            Sn::S(s) => s,
+            Sn::U(n) => n.to_string(),
+            Sn::I(n) => n.to_string(),
+        })
+    }
+
+    /// Same as [`string_or_number`], but `null` or absent is `None`.
+    pub fn opt_string_or_number<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<String>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Sn {
+            S(String),
+            U(u64),
+            I(i64),
+            F(f64),
+        }
+        Ok(Option::<Sn>::deserialize(d)?.map(|v| match v {
+            Sn::S(s) => s,
+            Sn::U(n) => n.to_string(),
+            Sn::I(n) => n.to_string(),
+            Sn::F(n) => n.to_string(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests;
