@@ -13,6 +13,7 @@
 //! - [`alerts`]: the alert webhook receivers (`POST /v1/alerts/{source}`).
 //! - [`ruletest`]: `test-rules`, promtool-style scenario tests for the engine.
 
+pub mod alerts;
 pub mod calendar;
 pub mod config;
 pub mod daemon;
@@ -25,5 +26,3 @@ pub mod server;
 pub mod store;
 pub mod talkdesk;
 pub mod telemetry;
-
-pub mod alerts;

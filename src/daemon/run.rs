@@ -28,7 +28,7 @@ use crate::probe::{
     scheduler::SchedulerHandle,
     selfcheck::{self, SelfCheck},
 };
-use crate::server::{self, AppState, auth::Tokens};
+use crate::server::{self, AppState};
 use crate::store::{self, Store, StoreAudit};
 use crate::talkdesk::actuator::{Actuator, ActuatorHandle, ActuatorOptions};
 use crate::talkdesk::client::{Client, ClientConfig};
@@ -195,15 +195,21 @@ pub async fn run_with(
 
     // HTTP API.
     let ready = Arc::new(AtomicBool::new(false));
+    let alerts = crate::alerts::AlertsState::new(
+        &config,
+        events_tx.clone(),
+        metrics.clone(),
+        Timestamp::now,
+    );
     let state = AppState {
         config: config.clone(),
-        tokens: Tokens::from_config(&config.raw.api.tokens),
+        tokens: alerts.api_tokens(),
         metrics: metrics.clone(),
         store: store.clone(),
         control: control_tx.clone(),
         ready: ready.clone(),
     };
-    let app = server::router(state);
+    let app = server::router(state).merge(crate::alerts::router(alerts));
     let server_cancel = cancel.clone();
     let server_task = tokio::spawn(server::serve(listener, app, async move {
         server_cancel.cancelled().await

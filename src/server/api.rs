@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
+use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -11,7 +11,8 @@ use axum::routing::{get, put};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, REQUEST_TIMEOUT};
+use crate::alerts::{authorize, json_body, read_body};
 use crate::config::Dur;
 use crate::config::schema::Scope;
 use crate::daemon::control::Control;
@@ -73,12 +74,10 @@ async fn metrics(State(s): State<AppState>) -> Response {
 }
 
 async fn status(State(s): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    s.tokens.authorize(&headers, Scope::Read)?;
+    authorize(&headers, &s.tokens, Scope::Read)?;
     let (reply, rx) = oneshot::channel();
     ask(&s, Control::Status { reply }).await?;
-    let doc = rx
-        .await
-        .map_err(|_| ApiError::unavailable("the agent is shutting down"))?;
+    let doc = rx.await.map_err(|_| shutting_down())?;
     Ok(Json(doc).into_response())
 }
 
@@ -111,11 +110,13 @@ pub struct OverrideResponse {
 async fn set_override(
     State(s): State<AppState>,
     headers: HeaderMap,
-    body: Result<Json<OverrideRequest>, JsonRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    let actor = s.tokens.authorize(&headers, Scope::Override)?;
-    let Json(req) = body?;
-    let ov = validate_override(&s, req, &actor, Timestamp::now())?;
+    let actor = authorize(&headers, &s.tokens, Scope::Override)?;
+    let max = s.config.raw.agent.max_body.0 as usize;
+    let bytes = read_body(body, &headers, max, REQUEST_TIMEOUT).await?;
+    let req: OverrideRequest = json_body(&headers, &bytes)?;
+    let ov = validate_override(&s, req, &actor.0, Timestamp::now())?;
     let (reply, rx) = oneshot::channel();
     ask(
         &s,
@@ -126,8 +127,8 @@ async fn set_override(
     )
     .await?;
     rx.await
-        .map_err(|_| ApiError::unavailable("the agent is shutting down"))?
-        .map_err(ApiError::invalid)?;
+        .map_err(|_| shutting_down())?
+        .map_err(ApiError::Invalid)?;
     let state = if ov.desired.is_active() {
         OverrideState::Active
     } else {
@@ -152,22 +153,22 @@ pub fn validate_override(
 ) -> Result<Override, ApiError> {
     let reason = req.reason.trim().to_string();
     if reason.is_empty() {
-        return Err(ApiError::invalid(
-            "reason is required: say why calls are being moved",
+        return Err(ApiError::Invalid(
+            "reason is required: say why calls are being moved".into(),
         ));
     }
     if reason.chars().count() > REASON_MAX_CHARS {
-        return Err(ApiError::invalid(format!(
+        return Err(ApiError::Invalid(format!(
             "reason is longer than {REASON_MAX_CHARS} characters"
         )));
     }
     let ttl: Dur = req
         .ttl
         .parse()
-        .map_err(|e: String| ApiError::invalid(format!("ttl: {e}")))?;
+        .map_err(|e: String| ApiError::Invalid(format!("ttl: {e}")))?;
     let max = s.config.raw.api.override_max_ttl;
     if ttl.get() < OVERRIDE_MIN_TTL || ttl > max {
-        return Err(ApiError::invalid(format!(
+        return Err(ApiError::Invalid(format!(
             "ttl {ttl} is out of range (1m to {max}, api.override_max_ttl)"
         )));
     }
@@ -177,19 +178,19 @@ pub fn validate_override(
         }
         (OverrideState::Active, Some(p)) => {
             let known: Vec<&str> = s.config.profiles.keys().map(String::as_str).collect();
-            return Err(ApiError::invalid(format!(
+            return Err(ApiError::Invalid(format!(
                 "unknown profile {p:?} (profiles: {})",
                 known.join(", ")
             )));
         }
         (OverrideState::Active, None) => {
-            return Err(ApiError::invalid(
-                "profile is required when state is active",
+            return Err(ApiError::Invalid(
+                "profile is required when state is active".into(),
             ));
         }
         (OverrideState::Inactive, Some(_)) => {
-            return Err(ApiError::invalid(
-                "profile must not be set when state is inactive",
+            return Err(ApiError::Invalid(
+                "profile must not be set when state is inactive".into(),
             ));
         }
         (OverrideState::Inactive, None) => Desired::Inactive,
@@ -214,21 +215,18 @@ async fn clear_override(
     headers: HeaderMap,
     Query(q): Query<ClearQuery>,
 ) -> Result<Response, ApiError> {
-    let actor = s.tokens.authorize(&headers, Scope::Override)?;
+    let actor = authorize(&headers, &s.tokens, Scope::Override)?;
     let (reply, rx) = oneshot::channel();
-    ask(
-        &s,
-        Control::ClearOverride {
-            actor,
-            reason: q.reason,
-            reply,
-        },
-    )
-    .await?;
+    let control = Control::ClearOverride {
+        actor: actor.0,
+        reason: q.reason,
+        reply,
+    };
+    ask(&s, control).await?;
     let cleared = rx
         .await
-        .map_err(|_| ApiError::unavailable("the agent is shutting down"))?
-        .map_err(ApiError::invalid)?;
+        .map_err(|_| shutting_down())?
+        .map_err(ApiError::Invalid)?;
     Ok(Json(serde_json::json!({ "cleared": cleared })).into_response())
 }
 
@@ -245,11 +243,11 @@ async fn events(
     headers: HeaderMap,
     q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    s.tokens.authorize(&headers, Scope::Read)?;
-    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    authorize(&headers, &s.tokens, Scope::Read)?;
+    let Query(q) = q.map_err(|e| ApiError::Malformed(e.body_text()))?;
     let limit = q.limit.unwrap_or(EVENTS_DEFAULT_LIMIT);
     if limit == 0 || limit > EVENTS_MAX_LIMIT {
-        return Err(ApiError::invalid(format!(
+        return Err(ApiError::Invalid(format!(
             "limit must be 1 to {EVENTS_MAX_LIMIT}"
         )));
     }
@@ -257,7 +255,10 @@ async fn events(
         .store
         .events(limit, q.before)
         .await
-        .map_err(|e| ApiError::unavailable(format!("store: {e}")))?;
+        .map_err(|e| ApiError::Overloaded {
+            detail: format!("store: {e}"),
+            retry_after_secs: 1,
+        })?;
     let next_before = if events.len() == limit {
         events.last().map(|e| e.id)
     } else {
@@ -270,7 +271,17 @@ async fn events(
 async fn ask(s: &AppState, c: Control) -> Result<(), ApiError> {
     match tokio::time::timeout(Duration::from_secs(5), s.control.send(c)).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(_)) => Err(ApiError::unavailable("the agent is shutting down")),
-        Err(_) => Err(ApiError::unavailable("the agent is overloaded; retry")),
+        Ok(Err(_)) => Err(shutting_down()),
+        Err(_) => Err(ApiError::Overloaded {
+            detail: "the agent is busy; retry".into(),
+            retry_after_secs: 1,
+        }),
+    }
+}
+
+fn shutting_down() -> ApiError {
+    ApiError::Overloaded {
+        detail: "the agent is shutting down".into(),
+        retry_after_secs: 1,
     }
 }

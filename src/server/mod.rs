@@ -3,9 +3,7 @@
 //! the daemon's main loop through channels and answer from what it reports.
 
 pub mod api;
-pub mod auth;
 pub mod client;
-pub mod error;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -24,7 +22,9 @@ use crate::daemon::control::Control;
 use crate::store::Store;
 use crate::telemetry::Metrics;
 
-pub use error::ApiError;
+/// One error type and one token check for every route (webhooks included).
+pub use crate::alerts::ApiError;
+pub use crate::alerts::auth::ApiTokens;
 
 /// Handlers must answer quickly; a stuck handler is cut off.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -32,7 +32,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
-    pub tokens: auth::Tokens,
+    pub tokens: Arc<ApiTokens>,
     pub metrics: Metrics,
     pub store: Arc<dyn Store>,
     pub control: mpsc::Sender<Control>,
@@ -49,10 +49,10 @@ impl AppState {
 /// Every route of the contract except the alert webhooks, which are merged in
 /// by the caller (`alerts::router`).
 pub fn router(state: AppState) -> Router {
-    let max_body = state.config.raw.agent.max_body.0 as usize;
     api::routes()
         .with_state(state)
-        .layer(DefaultBodyLimit::max(max_body))
+        // Bodies are read and limited by `alerts::read_body` in the handlers.
+        .layer(DefaultBodyLimit::disable())
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
