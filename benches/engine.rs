@@ -64,6 +64,7 @@ fn spec() -> EngineSpec {
         flap_max: 4,
         flap_window: Duration::from_secs(1800),
         alerts_ttl: Duration::from_secs(900),
+        alert_ttls: Default::default(),
         self_check: true,
     }
 }

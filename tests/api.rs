@@ -4,31 +4,18 @@
 
 use std::time::Duration;
 
+mod support;
+
 use continuity_agent::config;
-use continuity_agent::daemon::{self, Running};
 use continuity_agent::probe::sip::responder::{Mode, Responder};
 use continuity_agent::talkdesk::simulator::{self, SimServer, Simulator};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
+use support::inproc::{self, Agent};
 use tokio::time::Instant;
 
 const OPS_TOKEN: &str = "ops-token-0123456789abcdef";
 const READ_TOKEN: &str = "read-token-0123456789abcdef";
-
-struct Agent {
-    base: String,
-    running: Running,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), daemon::DaemonError>>,
-}
-
-impl Agent {
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.task.await.unwrap().unwrap();
-    }
-}
 
 struct World {
     sim: Simulator,
@@ -114,24 +101,7 @@ impl World {
     async fn start(&self) -> Agent {
         let cfg = config::from_toml_str_strict(&self.toml, "api-test.toml", self.dir.path(), false)
             .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (stop, stop_rx) = oneshot::channel::<()>();
-        let (started_tx, started_rx) = oneshot::channel();
-        let task = tokio::spawn(daemon::run_with(
-            cfg,
-            listener,
-            async move {
-                let _ = stop_rx.await;
-            },
-            started_tx,
-        ));
-        let running = started_rx.await.expect("agent started");
-        Agent {
-            base: format!("http://{}", running.addr),
-            running,
-            stop: Some(stop),
-            task,
-        }
+        inproc::start(cfg).await
     }
 
     fn writes(&self) -> Vec<String> {

@@ -439,6 +439,28 @@ fn webhooks_need_a_credential_their_source_can_send() {
 }
 
 #[test]
+fn webhook_alert_ttls_are_range_checked_and_default_by_sender_kind() {
+    assert_error(
+        &with("[webhooks.generic]\nbearer_token = \"abcdefabcdefabcdef\"\nttl = \"1s\"\n"),
+        "webhooks.generic.ttl",
+        "out of range",
+    );
+    let cfg = load(&with(
+        "[webhooks.generic]\nbearer_token = \"abcdefabcdefabcdef\"\n[webhooks.datadog]\nbearer_token = \"abcdefabcdefabcdef\"\n",
+    ))
+    .unwrap();
+    let spec = cfg.engine_spec();
+    assert_eq!(
+        spec.alert_ttl("generic"),
+        std::time::Duration::from_secs(15 * 60)
+    );
+    assert_eq!(
+        spec.alert_ttl("datadog"),
+        std::time::Duration::from_secs(24 * 3600)
+    );
+}
+
+#[test]
 fn secrets_never_appear_in_debug_or_errors() {
     let secret = "s3cr3t-value-do-not-print";
     let cfg = load(BASE).unwrap();

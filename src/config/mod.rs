@@ -104,7 +104,25 @@ impl Config {
             flap_max: self.raw.engine.flap_max,
             flap_window: self.raw.engine.flap_window.get(),
             alerts_ttl: self.raw.alerts.ttl.get(),
+            alert_ttls: self
+                .raw
+                .webhooks
+                .sources()
+                .into_iter()
+                .map(|(source, c)| (source.to_string(), self.alert_ttl(source, c.ttl)))
+                .collect(),
             self_check: !self.raw.engine.self_check.is_empty(),
+        }
+    }
+
+    /// The effective TTL of alerts from `source` (see `webhooks.<source>.ttl`).
+    pub fn alert_ttl(&self, source: &str, explicit: Option<Dur>) -> std::time::Duration {
+        match explicit {
+            Some(t) => t.get(),
+            None if schema::defaults::RESENDING_SOURCES.contains(&source) => {
+                self.raw.alerts.ttl.get()
+            }
+            None => schema::defaults::CHANGE_ONLY_ALERT_TTL.get(),
         }
     }
 

@@ -63,6 +63,15 @@ pub mod defaults {
     /// A lost "resolved" must not hold the fallback on forever (Alertmanager re-sends every
     /// `repeat_interval`, PagerDuty/Opsgenie only on change), so alerts expire unless refreshed.
     pub const ALERTS_TTL: Dur = Dur::from_secs(15 * 60);
+    /// PagerDuty, Opsgenie, Statuspage and Datadog notify only on change: a
+    /// firing alert is never refreshed, so `alerts.ttl` would end a real,
+    /// still-open incident after 15 minutes and switch calls back too early.
+    /// Their alerts instead last a day without news: long enough for any
+    /// incident to be resolved explicitly, bounded so a lost "resolved" cannot
+    /// hold the fallback on forever.
+    pub const CHANGE_ONLY_ALERT_TTL: Dur = Dur::from_secs(24 * 3600);
+    /// Sources that re-send firing alerts (so `alerts.ttl` applies to them).
+    pub const RESENDING_SOURCES: [&str; 3] = ["alertmanager", "grafana", "generic"];
     /// A forgotten break-glass override must end on its own.
     pub const OVERRIDE_MAX_TTL: Dur = Dur::from_secs(24 * 3600);
     /// Grafana/other signed timestamps older than this are treated as replays.
@@ -493,6 +502,12 @@ pub struct WebhookConfig {
     pub header_value: Option<SecretString>,
     #[serde(default)]
     pub header_value_file: Option<PathBuf>,
+    /// How long an alert from this source stays active without a new delivery.
+    /// Default: `alerts.ttl` for sources that re-send while firing
+    /// (alertmanager, grafana, generic); `CHANGE_ONLY_ALERT_TTL` for sources
+    /// that only notify on change (pagerduty, opsgenie, statuspage, datadog).
+    #[serde(default)]
+    pub ttl: Option<Dur>,
     /// Statuspage: secret path segment, `POST /v1/alerts/statuspage/{token}`.
     #[serde(default, skip_serializing)]
     pub path_token: Option<SecretString>,

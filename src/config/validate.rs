@@ -1040,6 +1040,15 @@ fn webhooks(cx: &mut Cx, w: &mut WebhooksConfig, base: &Path) {
                 "only meaningful with hmac_secret (the timestamp is part of the signature)",
             );
         }
+        if let Some(ttl) = c.ttl {
+            duration_range(
+                cx,
+                &format!("{key}.ttl"),
+                ttl.get(),
+                Duration::from_secs(10),
+                Duration::from_secs(7 * 24 * 3600),
+            );
+        }
         if c.max_skew.get() < Duration::from_secs(1) {
             cx.err(format!("{key}.max_skew"), "must be >= 1s");
         }

@@ -61,7 +61,7 @@ impl Engine {
                 labels,
                 summary,
             } => {
-                let expires = now.add(self.spec.alerts_ttl);
+                let expires = now.add(self.spec.alert_ttl(&key.source));
                 match self.st.alerts.get_mut(&key) {
                     // A duplicate or refresh: extend the expiry, nothing else.
                     Some(a) if a.labels == labels && a.summary == summary => {
@@ -264,7 +264,7 @@ impl Engine {
         self.st.alerts.retain(|k, a| {
             let keep = a.expires > now;
             if !keep {
-                expired.push(k.to_string());
+                expired.push(k.clone());
             }
             keep
         });
@@ -275,7 +275,7 @@ impl Engine {
                     "alert",
                     format!(
                         "alert {k} expired: not refreshed within {}",
-                        super::machine::fmt_dur(self.spec.alerts_ttl)
+                        super::machine::fmt_dur(self.spec.alert_ttl(&k.source))
                     ),
                 );
             }

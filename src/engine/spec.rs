@@ -42,6 +42,16 @@ pub struct DrillSpec {
     pub duration: Duration,
 }
 
+impl EngineSpec {
+    /// How long an alert from `source` stays active without a new delivery.
+    pub fn alert_ttl(&self, source: &str) -> Duration {
+        self.alert_ttls
+            .get(source)
+            .copied()
+            .unwrap_or(self.alerts_ttl)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct EngineSpec {
     pub probes: Vec<ProbeSpec>,
@@ -52,6 +62,9 @@ pub struct EngineSpec {
     pub flap_max: u32,
     pub flap_window: Duration,
     pub alerts_ttl: Duration,
+    /// Per-source alert TTLs that differ from `alerts_ttl` (senders that only
+    /// notify on change, such as PagerDuty, never refresh a firing alert).
+    pub alert_ttls: BTreeMap<String, Duration>,
     /// Whether self-check canaries are configured (otherwise the blind guard never engages).
     pub self_check: bool,
 }

@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod alertmanager;
+pub mod inproc;
 pub mod sipp;
 
 use std::net::UdpSocket;

@@ -271,3 +271,51 @@ fn engine_view_serializes_for_the_status_api() {
             .contains("2 of 2 probes")
     );
 }
+
+/// Senders that only notify on change (PagerDuty, Opsgenie, Statuspage,
+/// Datadog) never refresh a firing alert; their alerts must outlive
+/// `alerts.ttl`, or a still-open incident would switch calls back after 15m.
+#[test]
+fn engine_change_only_sources_keep_alerts_past_the_global_ttl() {
+    let src = format!(
+        "{BASE}\n[webhooks.alertmanager]\nbearer_token = \"am-token-0123456789\"\n\
+         [webhooks.pagerduty]\nhmac_secret = \"pd-secret-0123456789\"\n\
+         [webhooks.opsgenie]\nbearer_token = \"og-token-0123456789\"\nttl = \"2h\"\n"
+    );
+    let s = spec(&src);
+    assert_eq!(
+        s.alert_ttl("alertmanager"),
+        std::time::Duration::from_secs(900),
+        "re-sending source: alerts.ttl"
+    );
+    assert_eq!(
+        s.alert_ttl("pagerduty"),
+        std::time::Duration::from_secs(24 * 3600),
+        "change-only default"
+    );
+    assert_eq!(
+        s.alert_ttl("opsgenie"),
+        std::time::Duration::from_secs(2 * 3600),
+        "explicit ttl wins"
+    );
+
+    let mut e = Engine::new(s);
+    let incident = Event::AlertFiring {
+        key: AlertKey {
+            source: "pagerduty".into(),
+            id: "PGR0VU2".into(),
+        },
+        labels: BTreeMap::from([("alertname".to_string(), "TalkdeskVoiceDown".to_string())]),
+        summary: None,
+    };
+    e.step(incident, t(0));
+    assert_eq!(e.desired(), &active("message"));
+    // Two hours later, with no news from PagerDuty, the incident still holds.
+    let c = drive(&mut e, vec![(7200, Event::Tick)]);
+    assert!(set_desired(&c).is_empty(), "{c:#?}");
+    assert_eq!(e.desired(), &active("message"));
+    // After a day without a word it expires, and says which TTL applied.
+    let c = drive(&mut e, vec![(24 * 3600 + 1, Event::Tick)]);
+    assert_eq!(set_desired(&c), vec![(t(24 * 3600), Inactive, Cause::Rule)]);
+    assert!(c.iter().any(|(_, c)| matches!(c, Command::Audit { message, .. } if message.contains("not refreshed within 1d"))), "{c:#?}");
+}
