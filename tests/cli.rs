@@ -88,6 +88,34 @@ fn test_rules_exit_codes_follow_promtool() {
     );
 }
 
+#[test]
+fn log_format_json_writes_one_json_object_per_line() {
+    let port = support::free_port();
+    let mut child = bin()
+        .args([
+            "--log-format",
+            "json",
+            "simulate-talkdesk",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    child.kill().unwrap();
+    let _ = child.wait();
+    let v: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    assert_eq!(v["level"], "INFO", "{v}");
+    assert_eq!(v["message"], "Talkdesk simulator listening.", "{v}");
+    assert!(v["timestamp"].is_string(), "{v}");
+}
+
 /// Starts `simulate-talkdesk` and returns its base URL (read from its banner).
 fn simulator() -> (std::process::Child, String) {
     let port = support::free_port();

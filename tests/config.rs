@@ -596,3 +596,29 @@ fn usage_errors_exit_2() {
     let out = bin().args(["frobnicate"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config { cases: 256, .. Default::default() })]
+
+    /// Whatever operators put in the values, loading answers with a Config or
+    /// a list of errors; it never panics.
+    #[test]
+    fn loading_never_panics_on_arbitrary_values(
+        target in ".{0,40}",
+        dur in ".{0,12}",
+        glob in ".{0,12}",
+        matcher in ".{0,30}",
+        number in proptest::num::i64::ANY,
+        cron in ".{0,30}",
+    ) {
+        let src = BASE
+            .replace("sip:trunk-a.example.net:5060;transport=udp", &target.replace(['"', '\\', '\n'], ""))
+            .replace(r#"for = "10s""#, &format!("for = {:?}\nclear_for = {:?}", dur, dur))
+            .replace(r#"down = "trunk-*", at_least = 2"#, &format!("any = [{{ down = {glob:?}, at_least = {number} }}, {{ alert = [{matcher:?}] }}]"))
+            + &format!("\n[[maintenance]]\nname = \"m\"\ncron = {cron:?}\nduration = {dur:?}\n");
+        match load(&src) {
+            Ok(_) => {}
+            Err(e) => proptest::prop_assert!(!e.errors.is_empty()),
+        }
+    }
+}
