@@ -6,7 +6,7 @@
 //! unknown profile, an override that already ended) is rejected with an
 //! `Audit` command and changes nothing: nothing here can panic on input.
 
-use crate::domain::{Desired, Timestamp};
+use crate::domain::{Desired, ProbeHealth, Timestamp};
 
 use super::eval::ActiveAlert;
 use super::event::{Command, Event};
@@ -43,6 +43,17 @@ impl Engine {
                     return;
                 };
                 let u = ps.apply(spec, &outcome, now);
+                // A restored state is confirmed by a fresh result that agrees
+                // with it, or replaced by a transition; a lone success while
+                // "down" confirms nothing (it takes `rise` of them).
+                let agrees = matches!(
+                    (ps.health, outcome.success),
+                    (ProbeHealth::Up, true) | (ProbeHealth::Down, false)
+                );
+                if self.stale[i] && (agrees || u.transition.is_some()) {
+                    self.stale[i] = false;
+                    self.mark_probe_dirty(i);
+                }
                 if let Some((from, to)) = u.transition {
                     out.push(Command::ProbeTransition {
                         probe: probe.clone(),

@@ -48,6 +48,15 @@ pub struct Engine {
     pub(super) probe_index: HashMap<String, usize>,
     /// probe index -> indices of the rules that read it.
     pub(super) probe_rules: Vec<Vec<usize>>,
+    /// rule index -> indices of the probes it reads.
+    pub(super) rule_probes: Vec<Vec<usize>>,
+    /// Probes whose state was restored from a snapshot and has not been
+    /// confirmed by a fresh result yet (see `effective_truth`). Not persisted:
+    /// a restore marks every restored probe stale again.
+    pub(super) stale: Vec<bool>,
+    /// Time of the last `step`, saved in snapshots so a restore knows whether
+    /// time passed unobserved.
+    pub(super) last_step: Option<Timestamp>,
     pub(super) truth: Vec<Truth>,
     pub(super) dirty: Vec<bool>,
     pub(super) any_dirty: bool,
@@ -69,6 +78,7 @@ impl Engine {
             .map(|r| Node::compile(&r.when, &probe_index))
             .collect();
         let mut probe_rules = vec![Vec::new(); spec.probes.len()];
+        let mut rule_probes = Vec::with_capacity(nodes.len());
         let mut uses_probes = Vec::with_capacity(nodes.len());
         for (ri, n) in nodes.iter().enumerate() {
             let mut ids = Vec::new();
@@ -76,10 +86,12 @@ impl Engine {
             ids.sort_unstable();
             ids.dedup();
             uses_probes.push(!ids.is_empty());
-            for pi in ids {
+            for &pi in &ids {
                 probe_rules[pi].push(ri);
             }
+            rule_probes.push(ids);
         }
+        let stale = vec![false; spec.probes.len()];
         let uses_alerts = nodes.iter().map(Node::uses_alerts).collect();
         let st = State::new(spec.probes.len(), spec.rules.len());
         let n = nodes.len();
@@ -90,6 +102,9 @@ impl Engine {
             uses_alerts,
             probe_index,
             probe_rules,
+            rule_probes,
+            stale,
+            last_step: None,
             truth: vec![
                 Truth {
                     live: Tri::False,
@@ -121,6 +136,7 @@ impl Engine {
     pub fn step(&mut self, event: Event, now: Timestamp) -> Vec<Command> {
         let mut out = Vec::new();
         let mut trig = Trigger::None;
+        self.last_step = Some(now);
         self.expire(now, &mut out, &mut trig);
         self.apply(event, now, &mut out, &mut trig);
         self.settle(now, trig, &mut out);
@@ -160,7 +176,11 @@ impl Engine {
             put(newest.add(self.spec.flap_window));
         }
         let on = self.st.active_since;
-        for (r, s) in self.spec.rules.iter().zip(&self.st.rules) {
+        for (i, (r, s)) in self.spec.rules.iter().zip(&self.st.rules).enumerate() {
+            // A held rule waits for a probe result, not for time.
+            if self.awaiting_fresh(i) {
+                continue;
+            }
             if let Some(t) = s.deadline(r, on) {
                 put(t);
             }
@@ -270,9 +290,28 @@ impl Engine {
         Some(t.live == Tri::True)
     }
 
+    /// After a restore, a rule that does not hold the fallback and whose
+    /// condition depends on a probe state no fresh result has confirmed yet
+    /// (the snapshot may be hours old) is *held*: its phase and its timer are
+    /// kept, as Prometheus restores `for` state, but it does not advance until
+    /// fresh evidence arrives, so old evidence can never newly switch calls
+    /// away. If alerts alone decide its condition it advances normally.
+    /// Rules already firing or clearing keep using the restored states: a
+    /// restart must not switch the fallback off either.
+    pub(super) fn awaiting_fresh(&self, i: usize) -> bool {
+        self.uses_probes[i]
+            && self.st.blind.is_none()
+            && !self.st.rules[i].phase.holds()
+            && self.truth[i].masked == Tri::Unknown
+            && self.rule_probes[i].iter().any(|&p| self.stale[p])
+    }
+
     fn advance_rules(&mut self, now: Timestamp, out: &mut Vec<Command>, cleared: &mut Vec<usize>) {
         let on_since = self.st.active_since;
         for i in 0..self.st.rules.len() {
+            if self.awaiting_fresh(i) {
+                continue;
+            }
             let eff = self.effective_truth(i);
             let (Some(spec), Some(rs)) = (self.spec.rules.get(i), self.st.rules.get_mut(i)) else {
                 continue;

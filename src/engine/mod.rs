@@ -29,6 +29,15 @@
 //!   never newly activate it (a pending one drops to inactive and pends
 //!   afresh after the window). Firing/clearing rules evaluate normally, so an
 //!   outage already handled stays handled and still clears.
+//! - Restart: restored probe states are evidence from before the restart.
+//!   Until a fresh result confirms a restored state (agrees with it, or a
+//!   transition replaces it), a rule that does not hold the fallback and
+//!   whose condition depends on that probe is *held*: phase and `for` timer
+//!   kept (as Prometheus restores `for` state), but it does not advance, so
+//!   hours-old evidence can never newly switch calls away. Rules firing or
+//!   clearing keep using the restored states, so a restart never switches the
+//!   fallback off either. A restore at the snapshot's own instant (no time
+//!   passed) changes nothing.
 //! - Alerts expire `alerts_ttl` after their last delivery; a duplicate
 //!   delivery emits nothing. Override expiry emits `SetDesired` with cause
 //!   `override_expired` when the state changes (an audit line always).

@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Actual, AlertKey, Desired, Timestamp};
+use crate::domain::{Actual, AlertKey, Desired, ProbeHealth, Timestamp};
 
 use super::eval::ActiveAlert;
 use super::event::{Cause, Command, Override, Reason};
@@ -72,6 +72,10 @@ pub struct Snapshot {
     pub flap: Flap,
     #[serde(default)]
     pub actual: Option<Actual>,
+    /// Time of the engine's last step before the snapshot; a restore later
+    /// than this treats restored probe states as unconfirmed.
+    #[serde(default)]
+    pub taken_at: Option<Timestamp>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -135,6 +139,7 @@ impl Engine {
             blind: st.blind.clone(),
             flap: st.flap.clone(),
             actual: st.actual.clone(),
+            taken_at: self.last_step,
         }
     }
 
@@ -155,9 +160,15 @@ impl Engine {
         let profiles = e.spec.profiles.clone();
         let known = |p: &str| profiles.iter().any(|k| k == p);
 
+        // Time passed unobserved (a restart): restored probe states are
+        // evidence from then, and must be confirmed before they can newly
+        // activate a rule (see `Engine::awaiting_fresh`).
+        let unobserved = snap.taken_at.is_none_or(|t| now > t);
+        e.last_step = snap.taken_at;
         let mut dropped = snap.probes.len();
         for (i, p) in e.spec.probes.iter().enumerate() {
             if let Some(s) = snap.probes.remove(&p.id) {
+                e.stale[i] = unobserved && s.health != ProbeHealth::Unknown;
                 e.st.probes[i] = s;
                 dropped -= 1;
             }

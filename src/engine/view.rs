@@ -53,6 +53,8 @@ pub struct ProbeView {
     pub last_latency_ms: Option<u64>,
     pub last_result_at: Option<Timestamp>,
     pub last_change: Option<Timestamp>,
+    /// Restored after a restart and not yet confirmed by a fresh result.
+    pub stale: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -66,6 +68,8 @@ pub struct RuleView {
     /// The condition with live inputs, whatever the guard/window does with it.
     pub condition: bool,
     pub frozen: bool,
+    /// Held after a restart until its probes report fresh results.
+    pub awaiting_fresh_results: bool,
     /// The condition as text.
     pub when: String,
     pub explanation: Vec<String>,
@@ -120,7 +124,8 @@ impl Engine {
             .probes
             .iter()
             .zip(&self.st.probes)
-            .map(|(p, s)| ProbeView {
+            .zip(&self.stale)
+            .map(|((p, s), &stale)| ProbeView {
                 id: p.id.clone(),
                 kind: p.kind,
                 health: s.health,
@@ -133,6 +138,7 @@ impl Engine {
                 last_latency_ms: s.last_latency_ms,
                 last_result_at: s.last_result_at,
                 last_change: s.last_change,
+                stale,
             })
             .collect();
         let rules = (0..self.spec.rules.len())
@@ -217,6 +223,7 @@ impl Engine {
                 .get(i)
                 .is_some_and(|t| t.live == super::eval::Tri::True),
             frozen: s.frozen,
+            awaiting_fresh_results: self.awaiting_fresh(i),
             when: node.describe(&self.spec.probes),
             explanation: self
                 .explain_rule(i, now)

@@ -36,13 +36,85 @@ fn engine_restore_keeps_pending_timer_and_emits_no_set_desired() {
     drive(&mut e, trunks_fail(0)); // pending since 2, fires at 12
     let (mut r, cmds) = Engine::restore(spec(BASE), json_roundtrip(&e.snapshot()), t(5));
     assert!(set_desired(&cmds.into_iter().map(|c| (t(5), c)).collect::<Vec<_>>()).is_empty());
+    // Held until fresh results confirm the restored "down" states...
     assert_eq!(
         r.next_deadline(),
-        Some(t(12)),
-        "pending `for` survives the restart"
+        None,
+        "a held rule waits for results, not time"
     );
-    let c = r.step(Event::Tick, t(12));
-    assert!(c.iter().any(|c| matches!(c, Command::SetDesired { .. })));
+    assert!(
+        r.step(Event::Tick, t(12))
+            .iter()
+            .all(|c| !matches!(c, Command::SetDesired { .. }))
+    );
+    // ...which they do: the `for` timer survived the restart (since 2, due at 12).
+    drive(
+        &mut r,
+        vec![
+            (13, fail("trunk-a", "timeout")),
+            (13, fail("trunk-b", "503")),
+        ],
+    );
+    assert_eq!(
+        r.desired(),
+        &active("backup"),
+        "fires at once: `for` elapsed before the restart"
+    );
+}
+
+/// The snapshot may be hours old. A rule that was only pending must not fire
+/// on the restored (stale) probe states: here the trunks recovered while the
+/// agent was down, and the fallback is never switched on.
+#[test]
+fn engine_stale_evidence_after_a_long_downtime_never_activates() {
+    let mut e = engine();
+    drive(&mut e, trunks_fail(0)); // pending since 2
+    let (mut r, cmds) = Engine::restore(spec(BASE), json_roundtrip(&e.snapshot()), t(7200));
+    assert!(
+        !cmds.iter().any(|c| matches!(c, Command::SetDesired { .. })),
+        "{cmds:#?}"
+    );
+    assert!(
+        r.step(Event::Tick, t(7201))
+            .iter()
+            .all(|c| !matches!(c, Command::SetDesired { .. }))
+    );
+    // One success while "down" confirms nothing (rise = 2): still held.
+    let c = drive(&mut r, vec![(7202, ok("trunk-a")), (7202, ok("trunk-b"))]);
+    assert!(set_desired(&c).is_empty(), "{c:#?}");
+    // The second success brings them up: the condition is false, the rule drops.
+    let c = drive(
+        &mut r,
+        vec![
+            (7203, ok("trunk-a")),
+            (7203, ok("trunk-b")),
+            (9000, Event::Tick),
+        ],
+    );
+    assert!(set_desired(&c).is_empty(), "{c:#?}");
+    assert_eq!(r.desired(), &Inactive);
+    assert_eq!(r.view(t(9000)).rules[0].state.as_str(), "inactive");
+}
+
+/// A rule already holding the fallback keeps it on across a restart even
+/// before fresh results arrive (no extra off), and fresh failures keep it.
+#[test]
+fn engine_firing_rule_keeps_holding_on_restored_states() {
+    let mut e = engine();
+    drive(&mut e, trunks_fail(0));
+    e.step(Event::Tick, t(12));
+    assert_eq!(e.desired(), &active("backup"));
+    let (mut r, _) = Engine::restore(spec(BASE), json_roundtrip(&e.snapshot()), t(7200));
+    let c = drive(
+        &mut r,
+        vec![
+            (7300, Event::Tick),
+            (7301, fail("trunk-a", "timeout")),
+            (9000, Event::Tick),
+        ],
+    );
+    assert!(set_desired(&c).is_empty(), "{c:#?}");
+    assert_eq!(r.desired(), &active("backup"));
 }
 
 #[test]
@@ -104,10 +176,21 @@ fn engine_restore_resets_changed_rules_and_drops_unknown_probes() {
         "down",
         "unchanged probe keeps its state"
     );
-    // trunks-down changed: its pending state is not inherited; it is
-    // re-evaluated from the restored probe states and pends from now.
-    assert_eq!(v.rules[0].state.as_str(), "pending");
-    assert_eq!(v.rules[0].since, Some(t(5)));
+    // trunks-down changed: its pending state is not inherited. Time passed
+    // since the snapshot, so it waits for fresh results before pending again.
+    assert_eq!(v.rules[0].state.as_str(), "inactive");
+    let mut r = r;
+    drive(
+        &mut r,
+        vec![(6, fail("trunk-a", "timeout")), (6, fail("trunk-b", "503"))],
+    );
+    let v = r.view(t(6));
+    assert_eq!(
+        v.rules[0].state.as_str(),
+        "pending",
+        "pends from the fresh evidence"
+    );
+    assert_eq!(v.rules[0].since, Some(t(6)));
     let audit = cmds
         .iter()
         .find_map(|c| match c {
