@@ -39,16 +39,7 @@ async fn world() -> World {
 [agent]
 listen = "127.0.0.1:0"
 max_body = "64KiB"
-[store]
-url = "sqlite://{db}"
-[talkdesk]
-account = "demo"
-api_base = "{sim}"
-token_url = "{sim}/oauth/token"
-client_id = "demo"
-client_secret = "demo-secret"
-reconcile_interval = "1s"
-[profiles.backup]
+{head}[profiles.backup]
 default = "+14155558888"
 [profiles.announce]
 message = {{ text = "We are closed.", language = "en-US" }}
@@ -84,8 +75,7 @@ bearer_token = "opsgenie-token-0123456789"
 [webhooks.statuspage]
 path_token = "statuspage-path-token-0123456789"
 "#,
-        db = dir.path().join("state.db").display(),
-        sim = server.base_url(),
+        head = support::store_and_talkdesk(dir.path(), &server.base_url()),
         trunk = trunk.udp_addr(),
     );
     World {

@@ -33,16 +33,7 @@ async fn an_alertmanager_alert_switches_the_fallback_on_and_its_end_switches_it_
     let dir = tempfile::tempdir().unwrap();
     let toml = format!(
         r#"
-[store]
-url = "sqlite://{db}"
-[talkdesk]
-account = "demo"
-api_base = "{sim}"
-token_url = "{sim}/oauth/token"
-client_id = "demo"
-client_secret = "demo-secret"
-reconcile_interval = "1s"
-[profiles.backup]
+{head}[profiles.backup]
 default = "+14155558888"
 message = {{ text = "Talkdesk voice is down; your call is being forwarded.", language = "en-US" }}
 [[rules]]
@@ -55,8 +46,7 @@ when = {{ alert = ['alertname="TalkdeskVoiceDown"', 'severity=~"critical|page"']
 [webhooks.alertmanager]
 bearer_token = "{TOKEN}"
 "#,
-        db = dir.path().join("state.db").display(),
-        sim = server.base_url(),
+        head = support::store_and_talkdesk(dir.path(), &server.base_url()),
     );
     let cfg =
         config::from_toml_str_strict(&toml, "e2e-alertmanager.toml", dir.path(), false).unwrap();

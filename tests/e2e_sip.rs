@@ -31,16 +31,7 @@ fn config(sim: &str, target: &str, port: u16, dir: &Path) -> String {
         r#"
 [agent]
 listen = "127.0.0.1:{port}"
-[store]
-url = "sqlite://{db}"
-[talkdesk]
-account = "demo"
-api_base = "{sim}"
-token_url = "{sim}/oauth/token"
-client_id = "demo"
-client_secret = "demo-secret"
-reconcile_interval = "1s"
-[profiles.backup]
+{head}[profiles.backup]
 forward = {{ "+14155550100" = "+14155559999" }}
 default = "+14155558888"
 message = {{ text = "We are experiencing technical difficulties.", language = "en-US" }}
@@ -61,7 +52,7 @@ clear_for = "{CLEAR_FOR}s"
 min_active = "1s"
 when = {{ down = "trunk-a" }}
 "#,
-        db = dir.join("state.db").display(),
+        head = support::store_and_talkdesk(dir, sim),
         fast = (FAST * 1000.0) as u64,
     )
 }

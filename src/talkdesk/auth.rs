@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex;
 
-use super::error::{Op, TalkdeskError, parse_retry_after};
+use super::error::{Op, TalkdeskError};
 use super::observe::{CallOutcome, Observer};
 use super::wire::{TokenErrorBody, TokenResponse};
 
@@ -158,26 +158,14 @@ impl TokenSource {
             .header(reqwest::header::ACCEPT, "application/json")
             .form(&form)
             .timeout(self.timeout)
-            .send()
-            .await;
-        let resp = match sent {
-            Ok(r) => r,
-            Err(e) => {
-                let err = super::client::transport_error(op, &e, self.timeout);
-                self.record(CallOutcome::Failed(&err), started, summary);
-                return Err(err);
-            }
-        };
-        let status = resp.status().as_u16();
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
-        let body = match resp.bytes().await {
-            Ok(b) => b,
-            Err(e) => {
-                let err = super::client::transport_error(op, &e, self.timeout);
+            .send();
+        let super::client::Raw {
+            status,
+            retry_after,
+            body,
+        } = match super::client::exchange(sent, op, self.timeout).await {
+            Ok(raw) => raw,
+            Err(err) => {
                 self.record(CallOutcome::Failed(&err), started, summary);
                 return Err(err);
             }

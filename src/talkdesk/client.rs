@@ -350,24 +350,13 @@ impl Client {
                     body.clone(),
                 );
             };
-            let resp = match req.send().await {
-                Ok(r) => r,
-                Err(e) => {
-                    let err = transport_error(op, &e, inner.timeout);
-                    record(CallOutcome::Failed(&err));
-                    return Err(err);
-                }
-            };
-            let status = resp.status().as_u16();
-            let retry_after = resp
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
-            let bytes = match resp.bytes().await {
-                Ok(b) => b,
-                Err(e) => {
-                    let err = transport_error(op, &e, inner.timeout);
+            let Raw {
+                status,
+                retry_after,
+                body: bytes,
+            } = match exchange(req.send(), op, inner.timeout).await {
+                Ok(raw) => raw,
+                Err(err) => {
                     record(CallOutcome::Failed(&err));
                     return Err(err);
                 }
@@ -394,6 +383,38 @@ impl Client {
             return Err(err);
         }
     }
+}
+
+/// A Talkdesk answer with its body read.
+pub(super) struct Raw {
+    pub status: u16,
+    pub retry_after: Option<std::time::Duration>,
+    pub body: bytes::Bytes,
+}
+
+/// Sends a request and reads its answer; transport failures (connect,
+/// timeout, a connection dropped mid-body) become typed, retryable errors.
+pub(super) async fn exchange(
+    sent: impl std::future::Future<Output = reqwest::Result<reqwest::Response>>,
+    op: Op,
+    timeout: std::time::Duration,
+) -> Result<Raw, TalkdeskError> {
+    let resp = sent.await.map_err(|e| transport_error(op, &e, timeout))?;
+    let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| transport_error(op, &e, timeout))?;
+    Ok(Raw {
+        status,
+        retry_after,
+        body,
+    })
 }
 
 fn is_loopback(u: &str) -> bool {

@@ -20,3 +20,23 @@ pub fn free_port() -> u16 {
         }
     }
 }
+
+/// `[store]` in `dir` and `[talkdesk]` pointing at the simulator at `sim`
+/// (its default credentials), reconciling every second: the common head of
+/// the integration tests' configurations.
+pub fn store_and_talkdesk(dir: &std::path::Path, sim: &str) -> String {
+    format!(
+        r#"
+[store]
+url = "sqlite://{db}"
+[talkdesk]
+account = "demo"
+api_base = "{sim}"
+token_url = "{sim}/oauth/token"
+client_id = "demo"
+client_secret = "demo-secret"
+reconcile_interval = "1s"
+"#,
+        db = dir.join("state.db").display(),
+    )
+}
