@@ -20,7 +20,7 @@ const READ_TOKEN: &str = "read-token-0123456789abcdef";
 struct World {
     sim: Simulator,
     _server: SimServer,
-    _trunk: Responder,
+    trunk: Responder,
     dir: tempfile::TempDir,
     toml: String,
 }
@@ -81,7 +81,7 @@ path_token = "statuspage-path-token-0123456789"
     World {
         sim,
         _server: server,
-        _trunk: trunk,
+        trunk,
         dir,
         toml,
     }
@@ -542,5 +542,38 @@ async fn openapi_document_matches_the_routes() {
             );
         }
     }
+    a.stop().await;
+}
+
+/// Fresh start (no stored state) during an outage with the fallback already
+/// on in Talkdesk (a break-glass activation, or a lost database): the agent
+/// waits for evidence before actuating, so it never switches the fallback off
+/// only to switch it on again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_start_during_an_outage_does_not_switch_the_fallback_off() {
+    let w = world().await;
+    w.sim.set_enabled(true);
+    w.trunk.set_mode(Mode::Silent);
+    let a = w.start().await;
+    // The trunk is found down and the rule fires; give the actuator time to act.
+    let m = a.running.metrics.clone();
+    wait_until("the fallback decision", Duration::from_secs(20), || {
+        m.fallback_desired.get() == 1
+    })
+    .await;
+    wait_until("convergence", Duration::from_secs(10), || {
+        a.running.actuator.status().converged
+    })
+    .await;
+    let offs: Vec<String> = w
+        .writes()
+        .into_iter()
+        .filter(|e| e.contains("false"))
+        .collect();
+    assert!(
+        offs.is_empty(),
+        "the fallback was switched off on a fresh start: {offs:?}"
+    );
+    assert!(w.sim.state().enabled);
     a.stop().await;
 }

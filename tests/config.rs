@@ -622,3 +622,19 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn features_this_build_cannot_run_are_not_accepted_silently() {
+    let pg = BASE.to_string() + "\n[store]\nurl = \"postgres://agent@db/continuity\"\n";
+    assert_error(&pg, "store.url", "not available in this build yet");
+    let notify =
+        with("[[notify]]\ntype = \"slack\"\nurl = \"https://hooks.slack.com/services/T0/B0/x\"\n");
+    let cfg = load(&notify).expect("legal");
+    assert!(
+        cfg.warnings
+            .iter()
+            .any(|w| w.key == "notify" && w.reason.contains("not sent")),
+        "{:?}",
+        cfg.warnings
+    );
+}

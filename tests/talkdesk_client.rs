@@ -282,3 +282,43 @@ async fn talkdesk_failed_early_refresh_keeps_the_valid_token() {
         ]
     );
 }
+
+/// A token server answering an absurd `expires_in` (u64::MAX) must not crash
+/// the client (it used to overflow `Instant + Duration` and panic the
+/// actuator task): the lifetime is capped and calls keep working.
+#[tokio::test]
+async fn talkdesk_absurd_token_lifetime_is_capped_not_a_panic() {
+    use axum::routing::{get, post};
+    let app = axum::Router::new()
+        .route(
+            "/oauth/token",
+            post(|| async {
+                axum::Json(serde_json::json!({
+                    "access_token": "t0k3n", "token_type": "Bearer", "expires_in": u64::MAX
+                }))
+            }),
+        )
+        .route(
+            "/fallback-experience/activation",
+            get(|| async { axum::Json(serde_json::json!({"enabled": true})) }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let cfg = continuity_agent::talkdesk::client::ClientConfig::for_simulator(
+        &base,
+        "demo",
+        "demo-secret",
+    );
+    let client = continuity_agent::talkdesk::client::Client::new(
+        cfg,
+        continuity_agent::telemetry::Metrics::new(),
+        std::sync::Arc::new(continuity_agent::telemetry::audit::NoAudit),
+    )
+    .unwrap();
+    assert!(client.get_activation().await.unwrap());
+    assert!(
+        client.get_activation().await.unwrap(),
+        "the capped token is reused"
+    );
+}

@@ -349,9 +349,10 @@ pub struct ProbeConfig {
     /// http: JSONPath (RFC 9535) that must select at least one node in the body.
     #[serde(default)]
     pub expect_json: Option<String>,
-    /// http/agents: extra request headers (values may be secrets: use `headers_file`? no: keep plain).
-    #[serde(default)]
-    pub headers: Option<BTreeMap<String, String>>,
+    /// http/statuspage/agents: extra request headers. Values are secrets
+    /// (often `Authorization`): redacted in `Debug`, never serialized.
+    #[serde(default, skip_serializing)]
+    pub headers: Option<BTreeMap<String, SecretString>>,
 
     // statuspage
     /// Component names to watch; empty watches the page indicator.

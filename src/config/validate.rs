@@ -152,6 +152,12 @@ fn store(cx: &mut Cx, s: &StoreConfig, cluster: Option<&ClusterConfig>) {
             "store.url",
             format!("{:?}: use sqlite://PATH or postgres://USER@HOST/DB", s.url),
         );
+    } else {
+        // Honest rather than a surprise at `run`: a config that validates must run.
+        cx.err(
+            "store.url",
+            "the PostgreSQL store (several replicas with leader election) is not available in this build yet; use sqlite://PATH",
+        );
     }
     if let Some(c) = cluster {
         if !postgres {
@@ -1105,6 +1111,12 @@ fn api(cx: &mut Cx, a: &mut ApiConfig, base: &Path) {
 }
 
 fn notify(cx: &mut Cx, list: &mut [NotifyConfig], base: &Path) {
+    if !list.is_empty() {
+        cx.warn(
+            "notify",
+            "notifications (slack, teams, webhook) are not sent by this build yet; decisions are in the logs, metrics and audit log",
+        );
+    }
     for (i, n) in list.iter_mut().enumerate() {
         let key = format!("notify[{}]", cx.index("notify", i));
         secret(

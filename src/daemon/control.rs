@@ -11,16 +11,24 @@ use crate::engine::Override;
 pub enum Control {
     SetOverride {
         ov: Override,
-        reply: oneshot::Sender<Result<(), String>>,
+        reply: oneshot::Sender<Result<(), ControlError>>,
     },
     ClearOverride {
         actor: String,
         reason: Option<String>,
-        reply: oneshot::Sender<Result<bool, String>>,
+        reply: oneshot::Sender<Result<bool, ControlError>>,
     },
     Status {
         reply: oneshot::Sender<StatusDoc>,
     },
+}
+
+/// Why the loop refused a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControlError {
+    /// The agent cannot apply it durably now (store failing): 503.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// `GET /v1/status`: the whole picture in one document.

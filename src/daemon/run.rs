@@ -18,10 +18,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::control::{Control, StatusDoc};
+use super::control::{Control, ControlError, StatusDoc};
 use crate::calendar::Calendar;
 use crate::config::Config;
-use crate::domain::{Desired, Timestamp};
+use crate::domain::{Desired, ProbeHealth, Timestamp};
 use crate::engine::{Command, Engine, Event, Snapshot};
 use crate::probe::{
     self,
@@ -42,6 +42,14 @@ pub const EVENT_QUEUE: usize = 4096;
 const SNAPSHOT_EVERY: Duration = Duration::from_secs(10);
 /// Upper bound on how long the loop sleeps without a deadline.
 const MAX_IDLE: Duration = Duration::from_secs(1);
+/// Events handled per wake-up before the loop looks at timers and the
+/// snapshot again.
+const BATCH: usize = 256;
+/// After a fresh start, how long the actuator waits for every probe to leave
+/// `unknown` before it applies the engine's decision anyway.
+pub const STARTUP_GRACE: Duration = Duration::from_secs(60);
+/// Attempts to write a snapshot before reporting the store as failing.
+const PERSIST_ATTEMPTS: u32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -55,6 +63,8 @@ pub enum DaemonError {
     Calendar(#[from] crate::calendar::CalendarError),
     #[error("http server: {0}")]
     Server(#[from] std::io::Error),
+    #[error("actuator: {0}")]
+    Actuator(String),
 }
 
 /// Handles the running daemon exposes to tests and the demo.
@@ -110,15 +120,23 @@ pub async fn run_with(
     // Engine, restored.
     let spec = config.engine_spec();
     let now = Timestamp::now();
-    let (engine, mut restore_cmds) = match store.load_snapshot().await? {
+    let (engine, mut restore_cmds, restored) = match store.load_snapshot().await? {
         Some(json) => match serde_json::from_value::<Snapshot>(json) {
-            Ok(snap) => Engine::restore(spec, snap, now),
+            Ok(snap) => {
+                let (e, c) = Engine::restore(spec, snap, now);
+                (e, c, true)
+            }
             Err(error) => {
-                tracing::error!(message = "Stored engine snapshot is unreadable; starting fresh.", %error);
-                (Engine::new(spec), Vec::new())
+                tracing::error!(message = "Stored engine snapshot is unreadable; starting fresh (Talkdesk is not changed until the engine has fresh evidence).", %error);
+                audit_dyn.record(AuditRecord::new(
+                    now,
+                    "restore",
+                    format!("stored snapshot unreadable ({error}); starting fresh"),
+                ));
+                (Engine::new(spec), Vec::new(), false)
             }
         },
-        None => (Engine::new(spec), Vec::new()),
+        None => (Engine::new(spec), Vec::new(), false),
     };
     if restore_cmds.is_empty() {
         // A fresh engine: ask for the initial probe cadences (restore returns them itself).
@@ -161,8 +179,23 @@ pub async fn run_with(
         audit_dyn.clone(),
     );
     let actuator_handle = actuator.handle();
-    let actuator_task =
-        tokio::spawn(actuator.run(desired_rx, events_tx.clone(), cancel.child_token()));
+    // Started at once after a restore; on a fresh start only once the engine
+    // has evidence (see `StartGate`), so a fallback that is on (an outage in
+    // progress, a break-glass activation) is not switched off blindly.
+    let mut pending_actuator = Some((actuator, desired_rx));
+    let mut actuator_task: Option<tokio::task::JoinHandle<()>> = None;
+    let (dead_tx, mut dead_rx) = mpsc::channel::<String>(1);
+    let longest_for = config
+        .rules
+        .iter()
+        .map(|r| r.for_)
+        .max()
+        .unwrap_or_default();
+    let gate = StartGate {
+        restored,
+        since: tokio::time::Instant::now(),
+        grace: STARTUP_GRACE + longest_for,
+    };
 
     // Probes, self-check, calendar.
     let mut scheduled = Vec::with_capacity(config.raw.probes.len());
@@ -224,13 +257,18 @@ pub async fn run_with(
         desired_tx,
         scheduler,
         actuator: actuator_handle.clone(),
+        ready: ready.clone(),
         dirty: false,
+        must_persist: false,
+        persisted: true,
+        unknown_probes: if restored { 0 } else { config.probes.len() },
+        pending_rules: 0,
         last_snapshot: tokio::time::Instant::now(),
     };
     lp.execute(restore_cmds, Timestamp::now()).await;
     lp.persist().await;
     lp.refresh_gauges(Timestamp::now());
-    ready.store(true, Ordering::Release);
+    ready.store(lp.persisted, Ordering::Release);
     let probe_kinds = config
         .probes
         .iter()
@@ -251,7 +289,23 @@ pub async fn run_with(
         shutdown.await;
         stop.cancel();
     });
+    let mut fatal: Option<String> = None;
     loop {
+        if pending_actuator.is_some()
+            && gate.open(&lp)
+            && let Some((actuator, rx)) = pending_actuator.take()
+        {
+            if !gate.restored {
+                tracing::info!(message = "Actuator starting after fresh start.", desired = %lp.engine.desired());
+            }
+            actuator_task = Some(spawn_supervised(
+                actuator,
+                rx,
+                events_tx.clone(),
+                cancel.child_token(),
+                dead_tx.clone(),
+            ));
+        }
         let now = Timestamp::now();
         let sleep_for = lp
             .engine
@@ -262,28 +316,112 @@ pub async fn run_with(
         tokio::select! {
             biased;
             _ = cancel.cancelled() => break,
+            Some(why) = dead_rx.recv() => {
+                tracing::error!(message = "The actuator stopped unexpectedly; exiting so a supervisor restarts the agent.", reason = %why);
+                lp.audit.record(AuditRecord::new(Timestamp::now(), "actuation", format!("actuator stopped unexpectedly: {why}")));
+                fatal = Some(why);
+                break;
+            }
             Some(c) = control_rx.recv() => lp.control(c).await,
-            Some(ev) = events_rx.recv() => lp.handle(ev).await,
+            Some(ev) = events_rx.recv() => {
+                lp.handle(ev).await;
+                // Drain what is already queued (an Alertmanager batch, a burst of
+                // probe results) before the next snapshot write.
+                for _ in 0..BATCH {
+                    match events_rx.try_recv() {
+                        Ok(ev) => lp.handle(ev).await,
+                        Err(_) => break,
+                    }
+                }
+            }
             _ = tokio::time::sleep(sleep_for) => lp.handle(Event::Tick).await,
         }
-        if lp.dirty && lp.last_snapshot.elapsed() >= SNAPSHOT_EVERY {
+        if lp.must_persist || (lp.dirty && lp.last_snapshot.elapsed() >= SNAPSHOT_EVERY) {
             lp.persist().await;
         }
     }
 
-    // Shutdown: stop inputs, let the actuator finish its in-flight call, flush.
+    // Shutdown. Inputs stop first; requests already accepted (a webhook that
+    // got 202, an override in flight) are still applied and persisted.
     tracing::info!(message = "Shutting down.");
     ready.store(false, Ordering::Release);
+    cancel.cancel();
+    let mut server_task = server_task;
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut server_task => break,
+            Some(c) = control_rx.recv() => lp.control(c).await,
+            Some(ev) = events_rx.recv() => lp.handle(ev).await,
+        }
+    }
     calendar.shutdown().await;
-    let _ = actuator_task.await;
+    while let Ok(ev) = events_rx.try_recv() {
+        lp.handle(ev).await;
+    }
+    // The actuator finishes its in-flight Talkdesk call, then returns. One
+    // that never started (fresh start, gate still closed) is dropped: it holds
+    // an audit handle the writer below waits for.
+    drop(pending_actuator);
+    if let Some(task) = actuator_task {
+        let _ = task.await;
+    }
     lp.persist().await;
     audit_dyn.record(AuditRecord::new(Timestamp::now(), "stop", "agent stopped"));
     drop(lp);
     drop(audit_dyn);
     drop(audit);
     let _ = audit_writer.await;
-    let _ = server_task.await;
-    Ok(())
+    match fatal {
+        Some(why) => Err(DaemonError::Actuator(why)),
+        None => Ok(()),
+    }
+}
+
+/// When the actuator may start. After a restore at once (the restored
+/// decision is what Talkdesk was last told). After a fresh start (no or an
+/// unreadable snapshot) only once the engine has evidence, so a fallback that
+/// is on (an outage in progress, a break-glass activation) is not switched
+/// off only to be switched on again seconds later: a decision to switch on,
+/// or every probe out of `unknown` with no rule pending, or the grace period
+/// (`STARTUP_GRACE` plus the longest rule `for`) passed.
+struct StartGate {
+    restored: bool,
+    since: tokio::time::Instant,
+    grace: Duration,
+}
+
+impl StartGate {
+    fn open(&self, lp: &Loop) -> bool {
+        self.restored
+            || lp.engine.desired().is_active()
+            || (lp.unknown_probes == 0 && lp.pending_rules == 0)
+            || self.since.elapsed() >= self.grace
+    }
+}
+
+/// Runs the actuator and reports on `dead` if it ends while the agent is not
+/// shutting down (a panic or an early return): the agent must not keep
+/// deciding while nothing applies the decisions.
+fn spawn_supervised(
+    actuator: Actuator,
+    desired: watch::Receiver<Desired>,
+    events: mpsc::Sender<Event>,
+    token: CancellationToken,
+    dead: mpsc::Sender<String>,
+) -> tokio::task::JoinHandle<()> {
+    let watch_token = token.clone();
+    tokio::spawn(async move {
+        let result = tokio::spawn(actuator.run(desired, events, token)).await;
+        if !watch_token.is_cancelled() {
+            let why = match result {
+                Ok(()) => "the actuator returned".to_string(),
+                Err(e) if e.is_panic() => "the actuator panicked".to_string(),
+                Err(e) => format!("the actuator task failed: {e}"),
+            };
+            let _ = dead.send(why).await;
+        }
+    })
 }
 
 struct Loop {
@@ -295,26 +433,50 @@ struct Loop {
     desired_tx: watch::Sender<Desired>,
     scheduler: SchedulerHandle,
     actuator: ActuatorHandle,
+    /// `/readyz`: false while the snapshot cannot be written.
+    ready: Arc<AtomicBool>,
+    /// State changed since the last snapshot (probe counters: written lazily).
     dirty: bool,
+    /// An input that must survive a crash changed (alert, override, window,
+    /// drill, blind guard, flap release): write the snapshot now.
+    must_persist: bool,
+    /// Whether the last snapshot write succeeded.
+    persisted: bool,
+    /// Probes still `unknown` since a fresh start (for `StartGate`).
+    unknown_probes: usize,
+    /// Rules currently pending (for `StartGate`).
+    pending_rules: usize,
     last_snapshot: tokio::time::Instant,
 }
 
 impl Loop {
     async fn handle(&mut self, ev: Event) {
         let now = Timestamp::now();
+        // Inputs that senders will not repeat (a PagerDuty "triggered", an
+        // override, a calendar job) must survive a crash: written at once.
+        // Probe results and ticks only move counters and are written lazily.
+        let durable = !matches!(
+            ev,
+            Event::ProbeResult { .. } | Event::Tick | Event::ActualObserved(_)
+        );
         let cmds = self.engine.step(ev, now);
         self.dirty = true;
+        self.must_persist |= durable;
         self.execute(cmds, now).await;
     }
 
+    /// Applies an operator's request. The change is persisted before anything
+    /// acts on it; if it cannot be persisted it is rolled back and refused
+    /// (503), so an acknowledged override is never lost.
     async fn control(&mut self, c: Control) {
         let now = Timestamp::now();
         match c {
             Control::SetOverride { ov, reply } => {
-                let cmds = self.engine.step(Event::OverrideSet(ov), now);
-                self.execute(cmds, now).await;
-                self.persist().await;
-                let _ = reply.send(Ok(()));
+                let result = self
+                    .apply_durably(Event::OverrideSet(ov), now)
+                    .await
+                    .map(|_| ());
+                let _ = reply.send(result);
             }
             Control::ClearOverride {
                 actor,
@@ -322,12 +484,11 @@ impl Loop {
                 reply,
             } => {
                 let had = self.engine.view(now).override_.is_some();
-                let cmds = self
-                    .engine
-                    .step(Event::OverrideCleared { actor, reason }, now);
-                self.execute(cmds, now).await;
-                self.persist().await;
-                let _ = reply.send(Ok(had));
+                let result = self
+                    .apply_durably(Event::OverrideCleared { actor, reason }, now)
+                    .await
+                    .map(|_| had);
+                let _ = reply.send(result);
             }
             Control::Status { reply } => {
                 let _ = reply.send(self.status(now));
@@ -335,15 +496,29 @@ impl Loop {
         }
     }
 
+    async fn apply_durably(&mut self, ev: Event, now: Timestamp) -> Result<(), ControlError> {
+        let before = self.engine.clone();
+        let cmds = self.engine.step(ev, now);
+        if !self.persist().await {
+            self.engine = before;
+            return Err(ControlError::Unavailable(
+                "the change could not be written to the store; nothing was applied".into(),
+            ));
+        }
+        self.execute(cmds, now).await;
+        Ok(())
+    }
+
     fn status(&self, now: Timestamp) -> StatusDoc {
         let view = self.engine.view(now);
         let act = self.actuator.status();
+        // The engine's precedence: override > drill > flap latch > rules.
         let mode = if view.override_.is_some() {
             "override"
-        } else if view.flapping {
-            "flapping"
         } else if !view.drills.is_empty() {
             "drill"
+        } else if view.flapping {
+            "flapping"
         } else if view.blind.is_some() {
             "blind"
         } else if !view.maintenance.is_empty() {
@@ -417,6 +592,9 @@ impl Loop {
                     to,
                     detail,
                 } => {
+                    if from == ProbeHealth::Unknown && to != ProbeHealth::Unknown {
+                        self.unknown_probes = self.unknown_probes.saturating_sub(1);
+                    }
                     tracing::info!(message = "Probe state changed.", probe = %probe, from = %from, to = %to, detail = %detail);
                     if let Some(p) = self.config.probes.iter().find(|p| p.id == probe) {
                         self.metrics
@@ -430,6 +608,11 @@ impl Loop {
                     );
                 }
                 Command::RuleTransition { rule, from, to } => {
+                    if to == "pending" {
+                        self.pending_rules += 1;
+                    } else if from == "pending" {
+                        self.pending_rules = self.pending_rules.saturating_sub(1);
+                    }
                     tracing::info!(message = "Rule state changed.", rule = %rule, from = %from, to = %to);
                     self.metrics
                         .rule_state
@@ -455,26 +638,67 @@ impl Loop {
         self.refresh_gauges(now);
     }
 
-    async fn persist(&mut self) {
-        let snap = self.engine.snapshot();
-        match serde_json::to_value(&snap) {
-            Ok(json) => match self.store.save_snapshot(json).await {
+    /// Writes the snapshot, retrying briefly. On failure the agent reports
+    /// not ready (`/readyz` 503) and audits it; decisions still reach Talkdesk
+    /// (dropping calls because a disk is full would be worse), but operator
+    /// changes are refused until the store works again.
+    async fn persist(&mut self) -> bool {
+        let json = match serde_json::to_value(self.engine.snapshot()) {
+            Ok(j) => j,
+            Err(error) => {
+                tracing::error!(message = "Failed to serialize the engine snapshot.", %error);
+                return false;
+            }
+        };
+        let mut last_error = String::new();
+        for attempt in 0..PERSIST_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+            }
+            match self.store.save_snapshot(json.clone()).await {
                 Ok(()) => {
                     self.dirty = false;
+                    self.must_persist = false;
                     self.last_snapshot = tokio::time::Instant::now();
+                    if !self.persisted {
+                        tracing::info!(message = "The store accepts writes again.");
+                        self.ready.store(true, Ordering::Release);
+                    }
+                    self.persisted = true;
+                    return true;
                 }
-                Err(error) => {
-                    tracing::error!(message = "Failed to persist the engine snapshot.", %error)
-                }
-            },
-            Err(error) => {
-                tracing::error!(message = "Failed to serialize the engine snapshot.", %error)
+                Err(error) => last_error = error.to_string(),
             }
         }
+        if self.persisted {
+            tracing::error!(message = "Failed to persist the engine snapshot; reporting not ready.", error = %last_error);
+            self.audit.record(AuditRecord::new(
+                Timestamp::now(),
+                "store",
+                format!("engine snapshot not persisted: {last_error}"),
+            ));
+        }
+        self.persisted = false;
+        self.ready.store(false, Ordering::Release);
+        false
     }
 
+    /// Gauges that mirror engine state, from the engine's own view (so they
+    /// are right after a restore too, not only after transitions).
     fn refresh_gauges(&self, now: Timestamp) {
         let view = self.engine.view(now);
+        for p in &view.probes {
+            self.metrics
+                .probe_up
+                .with_label_values(&[&p.id, p.kind])
+                .set(p.health.gauge());
+        }
+        for r in &view.rules {
+            self.metrics
+                .rule_state
+                .with_label_values(&[&r.name])
+                .set(r.state.gauge());
+        }
         self.metrics
             .fallback_desired
             .set(i64::from(self.engine.desired().is_active()));

@@ -290,18 +290,19 @@ impl Engine {
         Some(t.live == Tri::True)
     }
 
-    /// After a restore, a rule that does not hold the fallback and whose
-    /// condition depends on a probe state no fresh result has confirmed yet
-    /// (the snapshot may be hours old) is *held*: its phase and its timer are
-    /// kept, as Prometheus restores `for` state, but it does not advance until
-    /// fresh evidence arrives, so old evidence can never newly switch calls
-    /// away. If alerts alone decide its condition it advances normally.
-    /// Rules already firing or clearing keep using the restored states: a
-    /// restart must not switch the fallback off either.
+    /// After a restore, a rule that is not firing and whose condition depends
+    /// on a probe state no fresh result has confirmed yet (the snapshot may be
+    /// hours old) is *held*: its phase and its timer are kept, as Prometheus
+    /// restores `for` state, but it does not advance until fresh evidence
+    /// arrives. So old evidence can neither newly switch calls away (pending
+    /// -> firing) nor bring them back (clearing -> inactive). If alerts alone
+    /// decide its condition it advances normally. A firing rule keeps using
+    /// the restored states: it holds the fallback on until fresh results say
+    /// otherwise.
     pub(super) fn awaiting_fresh(&self, i: usize) -> bool {
         self.uses_probes[i]
             && self.st.blind.is_none()
-            && !self.st.rules[i].phase.holds()
+            && self.st.rules[i].phase != RulePhase::Firing
             && self.truth[i].masked == Tri::Unknown
             && self.rule_probes[i].iter().any(|&p| self.stale[p])
     }

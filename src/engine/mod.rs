@@ -31,11 +31,11 @@
 //!   outage already handled stays handled and still clears.
 //! - Restart: restored probe states are evidence from before the restart.
 //!   Until a fresh result confirms a restored state (agrees with it, or a
-//!   transition replaces it), a rule that does not hold the fallback and
-//!   whose condition depends on that probe is *held*: phase and `for` timer
-//!   kept (as Prometheus restores `for` state), but it does not advance, so
-//!   hours-old evidence can never newly switch calls away. Rules firing or
-//!   clearing keep using the restored states, so a restart never switches the
+//!   transition replaces it), a rule that is not firing and whose condition
+//!   depends on that probe is *held*: phase and timers kept (as Prometheus
+//!   restores `for` state), but it does not advance, so hours-old evidence
+//!   can neither newly switch calls away nor bring them back. A firing rule
+//!   keeps using the restored states, so a restart never switches the
 //!   fallback off either. A restore at the snapshot's own instant (no time
 //!   passed) changes nothing.
 //! - Alerts expire `alerts_ttl` after their last delivery; a duplicate

@@ -126,9 +126,7 @@ async fn set_override(
         },
     )
     .await?;
-    rx.await
-        .map_err(|_| shutting_down())?
-        .map_err(ApiError::Invalid)?;
+    rx.await.map_err(|_| shutting_down())?.map_err(refused)?;
     let state = if ov.desired.is_active() {
         OverrideState::Active
     } else {
@@ -223,10 +221,7 @@ async fn clear_override(
         reply,
     };
     ask(&s, control).await?;
-    let cleared = rx
-        .await
-        .map_err(|_| shutting_down())?
-        .map_err(ApiError::Invalid)?;
+    let cleared = rx.await.map_err(|_| shutting_down())?.map_err(refused)?;
     Ok(Json(serde_json::json!({ "cleared": cleared })).into_response())
 }
 
@@ -276,6 +271,15 @@ async fn ask(s: &AppState, c: Control) -> Result<(), ApiError> {
             detail: "the agent is busy; retry".into(),
             retry_after_secs: 1,
         }),
+    }
+}
+
+fn refused(e: crate::daemon::control::ControlError) -> ApiError {
+    match e {
+        crate::daemon::control::ControlError::Unavailable(detail) => ApiError::Overloaded {
+            detail,
+            retry_after_secs: 5,
+        },
     }
 }
 

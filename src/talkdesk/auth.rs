@@ -25,6 +25,9 @@ use super::error::{Op, TalkdeskError};
 use super::observe::{CallOutcome, Observer};
 use super::wire::{TokenErrorBody, TokenResponse};
 
+/// Longest token lifetime we believe (`expires_in` is capped to it).
+pub const MAX_TOKEN_LIFETIME_SECS: u64 = 24 * 3600;
+
 /// Never refresh earlier than this before expiry (long-lived tokens).
 const MAX_REFRESH_MARGIN: Duration = Duration::from_secs(60);
 
@@ -227,7 +230,11 @@ impl TokenSource {
                 tracing::warn!(missing = ?missing, "Talkdesk did not grant every requested scope.");
             }
         }
-        let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(0));
+        // Bounded: a bogus `expires_in` (a proxy, a mock, u64::MAX) must not
+        // overflow the clock arithmetic below, and no token is trusted for
+        // more than a day without asking again.
+        let lifetime =
+            Duration::from_secs(parsed.expires_in.unwrap_or(0).min(MAX_TOKEN_LIFETIME_SECS));
         let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
         Ok(Cached {
             token: AccessToken {

@@ -206,24 +206,21 @@ fn engine_restore_resets_changed_rules_and_drops_unknown_probes() {
 }
 
 #[test]
-fn engine_restore_finishes_a_clearing_that_elapsed_while_down() {
+fn engine_restore_finishes_a_clearing_that_elapsed_while_down_once_recovery_is_confirmed() {
     let mut e = engine();
     drive(&mut e, trunks_fail(0));
     e.step(Event::Tick, t(12)); // on since 12
     drive(&mut e, trunks_ok(20)); // clearing since 21; ends at max(81, 312)
-    let (r, cmds) = Engine::restore(spec(BASE), e.snapshot(), t(1000));
+    let (mut r, cmds) = Engine::restore(spec(BASE), e.snapshot(), t(1000));
+    // The restored "up" states are old: nothing is switched off on them alone.
     assert!(
-        cmds.iter().any(|c| matches!(
-            c,
-            Command::SetDesired {
-                desired: Inactive,
-                cause: Cause::Restore,
-                ..
-            }
-        )),
+        !cmds.iter().any(|c| matches!(c, Command::SetDesired { .. })),
         "{cmds:#?}"
     );
-    assert_eq!(r.desired(), &Inactive);
+    assert_eq!(r.desired(), &active("backup"));
+    // Fresh successes confirm the recovery: the elapsed clearing completes.
+    let c = drive(&mut r, vec![(1001, ok("trunk-a")), (1001, ok("trunk-b"))]);
+    assert_eq!(set_desired(&c), vec![(t(1001), Inactive, Cause::Rule)]);
 }
 
 #[test]
@@ -256,8 +253,18 @@ fn engine_restore_edited_rule_that_holds_the_fallback_causes_no_off() {
         !cmds.iter().any(|c| matches!(c, Command::SetDesired { .. })),
         "{cmds:#?}"
     );
+    // It restarts clearing (holding the fallback on) and, held on stale
+    // states, goes back to firing once fresh failures confirm the outage.
+    assert_eq!(r.view(t(30)).rules[0].state.as_str(), "clearing");
+    drive(
+        &mut r,
+        vec![
+            (31, fail("trunk-a", "timeout")),
+            (31, fail("trunk-b", "503")),
+        ],
+    );
     assert_eq!(
-        r.view(t(30)).rules[0].state.as_str(),
+        r.view(t(31)).rules[0].state.as_str(),
         "firing",
         "condition still true"
     );
@@ -280,4 +287,42 @@ fn engine_restore_edited_rule_that_holds_the_fallback_causes_no_off() {
         Some(t(50)),
         "clearing restarts under the new timers"
     );
+}
+
+/// A clearing rule whose timers ran out while the agent was down does not
+/// switch the fallback off on the restored "up" states: the outage may have
+/// come back meanwhile. Fresh failures confirm it did: the rule fires again
+/// and the fallback never went off (no extra off/on).
+#[test]
+fn engine_clearing_rule_is_held_until_fresh_results_after_a_restart() {
+    let mut e = engine();
+    drive(&mut e, trunks_fail(0));
+    e.step(Event::Tick, t(12)); // firing, active since 12
+    drive(&mut e, trunks_ok(400)); // up at 401: clearing (clear_for 60s, min_active 300s)
+    assert_eq!(e.view(t(402)).rules[0].state.as_str(), "clearing");
+    let (mut r, cmds) = Engine::restore(spec(BASE), json_roundtrip(&e.snapshot()), t(7200));
+    assert!(
+        !cmds.iter().any(|c| matches!(c, Command::SetDesired { .. })),
+        "{cmds:#?}"
+    );
+    assert_eq!(r.desired(), &active("backup"));
+    assert_eq!(r.next_deadline(), None, "held: waits for results, not time");
+    // The trunks failed again while the agent was down: fresh failures.
+    let c = drive(&mut r, trunks_fail(7201));
+    assert!(set_desired(&c).is_empty(), "no extra off/on: {c:#?}");
+    assert_eq!(r.view(t(7204)).rules[0].state.as_str(), "firing");
+    assert_eq!(r.desired(), &active("backup"));
+}
+
+/// ...and when fresh results confirm the recovery, clearing completes at once
+/// (its timers ran out long ago).
+#[test]
+fn engine_held_clearing_rule_completes_once_recovery_is_confirmed() {
+    let mut e = engine();
+    drive(&mut e, trunks_fail(0));
+    e.step(Event::Tick, t(12));
+    drive(&mut e, trunks_ok(400));
+    let (mut r, _) = Engine::restore(spec(BASE), json_roundtrip(&e.snapshot()), t(7200));
+    let c = drive(&mut r, vec![(7201, ok("trunk-a")), (7201, ok("trunk-b"))]);
+    assert_eq!(set_desired(&c), vec![(t(7201), Inactive, Cause::Rule)]);
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Client, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
 
 /// Bodies larger than this are cut off: a health or status document is a few
@@ -29,13 +30,13 @@ pub struct Fetched {
 /// of 10); TLS uses rustls with the platform trust store.
 pub fn client(
     timeout: Duration,
-    headers: Option<&BTreeMap<String, String>>,
+    headers: Option<&BTreeMap<String, SecretString>>,
 ) -> Result<Client, String> {
     let mut map = HeaderMap::new();
     for (k, v) in headers.into_iter().flatten() {
         let name = HeaderName::from_bytes(k.as_bytes())
             .map_err(|_| format!("\"{k}\" is not a valid header name"))?;
-        let mut value = HeaderValue::from_str(v)
+        let mut value = HeaderValue::from_str(v.expose_secret())
             .map_err(|_| format!("the value of header \"{k}\" has invalid characters"))?;
         // Header values often carry tokens; keep them out of debug output.
         value.set_sensitive(true);
@@ -136,7 +137,17 @@ fn chain(e: &reqwest::Error) -> String {
     // Keep the last two levels: the generic wrapper names are noise.
     let n = parts.len();
     if n == 0 {
-        return e.to_string();
+        // reqwest's own text starts with the URL, which may carry
+        // credentials (user:password@, ?api_key=): never show it.
+        return if e.is_decode() {
+            "invalid response body".into()
+        } else if e.is_redirect() {
+            "too many redirects".into()
+        } else if e.is_status() {
+            "unexpected status".into()
+        } else {
+            "no further detail".into()
+        };
     }
     parts[n.saturating_sub(2)..].join(": ")
 }

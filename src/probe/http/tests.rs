@@ -203,3 +203,24 @@ fn config_errors_name_the_key() {
         assert!(err.contains(needle), "{err}");
     }
 }
+
+/// Error details never echo the URL: it may carry credentials.
+#[tokio::test]
+async fn http_failure_details_never_show_the_url_credentials() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let cfg: crate::config::schema::ProbeConfig = serde_json::from_value(serde_json::json!({
+        "id": "crm", "type": "http", "timeout": "1s",
+        "url": format!("http://user:hunter2@127.0.0.1:{port}/health?api_key=s3cr3t"),
+    }))
+    .unwrap();
+    let out = crate::probe::build(&cfg).unwrap().check().await;
+    assert!(!out.success);
+    assert!(
+        !out.detail.contains("hunter2") && !out.detail.contains("s3cr3t"),
+        "{}",
+        out.detail
+    );
+}
