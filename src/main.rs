@@ -136,6 +136,11 @@ enum OverrideAction {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Release the flap latch (after checking the probes): back to the rules.
+    ReleaseFlap {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// Remove the override: back to automatic.
     Clear {
         #[arg(long)]
@@ -287,6 +292,11 @@ async fn override_cmd(action: OverrideAction) -> ExitCode {
                 .set_override(None, ttl, reason)
                 .await
         }
+        OverrideAction::ReleaseFlap { api } => {
+            client::ApiClient::new(&api.url, api.token.clone())
+                .release_flap()
+                .await
+        }
         OverrideAction::Clear { reason, api } => {
             client::ApiClient::new(&api.url, api.token.clone())
                 .clear_override(reason.as_deref())
@@ -304,6 +314,12 @@ async fn override_cmd(action: OverrideAction) -> ExitCode {
                 OverrideAction::Clear { .. } => {
                     println!("override cleared; the agent is back to automatic")
                 }
+                OverrideAction::ReleaseFlap { .. }
+                    if doc["released"] == serde_json::Value::Bool(true) =>
+                {
+                    println!("flap latch released; the rules decide again")
+                }
+                OverrideAction::ReleaseFlap { .. } => println!("the fallback was not latched"),
                 _ => println!(
                     "override set: fallback {} {}until {} (reason: {})",
                     doc["state"].as_str().unwrap_or("?"),

@@ -18,6 +18,11 @@ pub enum Control {
         reason: Option<String>,
         reply: oneshot::Sender<Result<bool, ControlError>>,
     },
+    /// Release the flap latch (the operator checked the probes).
+    ReleaseFlap {
+        actor: String,
+        reply: oneshot::Sender<Result<bool, ControlError>>,
+    },
     Status {
         reply: oneshot::Sender<StatusDoc>,
     },

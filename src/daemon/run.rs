@@ -490,6 +490,14 @@ impl Loop {
                     .map(|_| had);
                 let _ = reply.send(result);
             }
+            Control::ReleaseFlap { actor, reply } => {
+                let was = self.engine.view(now).flapping;
+                let result = self
+                    .apply_durably(Event::FlapRelease { actor }, now)
+                    .await
+                    .map(|_| was);
+                let _ = reply.send(result);
+            }
             Control::Status { reply } => {
                 let _ = reply.send(self.status(now));
             }

@@ -33,6 +33,7 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/v1/status", get(status))
         .route("/v1/override", put(set_override).delete(clear_override))
         .route("/v1/events", get(events))
+        .route("/v1/flap", axum::routing::delete(release_flap))
         .route("/openapi.json", get(openapi))
 }
 
@@ -223,6 +224,23 @@ async fn clear_override(
     ask(&s, control).await?;
     let cleared = rx.await.map_err(|_| shutting_down())?.map_err(refused)?;
     Ok(Json(serde_json::json!({ "cleared": cleared })).into_response())
+}
+
+/// `DELETE /v1/flap`: release the flap latch. The decision goes back to the
+/// rules (and the flap history is forgotten, so it does not re-latch at once).
+async fn release_flap(State(s): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let actor = authorize(&headers, &s.tokens, Scope::Override)?;
+    let (reply, rx) = oneshot::channel();
+    ask(
+        &s,
+        Control::ReleaseFlap {
+            actor: actor.0,
+            reply,
+        },
+    )
+    .await?;
+    let released = rx.await.map_err(|_| shutting_down())?.map_err(refused)?;
+    Ok(Json(serde_json::json!({ "released": released })).into_response())
 }
 
 #[derive(Debug, Deserialize)]

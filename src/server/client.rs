@@ -108,6 +108,11 @@ impl ApiClient {
         .await
     }
 
+    pub async fn release_flap(&self) -> Result<Value, ClientError> {
+        self.send(self.http.delete(format!("{}/v1/flap", self.base)))
+            .await
+    }
+
     pub async fn clear_override(&self, reason: Option<&str>) -> Result<Value, ClientError> {
         let mut req = self.http.delete(format!("{}/v1/override", self.base));
         if let Some(r) = reason {
