@@ -207,16 +207,15 @@ impl Engine {
             }
             _ => true,
         });
+        let drills = e.spec.drills.clone();
         e.st.drills = snap
             .drills
             .into_iter()
             .filter(|(n, d)| {
-                let ok = known(&d.profile);
+                // A drill removed from the config must not keep moving calls.
+                let ok = drills.contains_key(n) && known(&d.profile);
                 if !ok {
-                    notes.push(format!(
-                        "drill {n} with unknown profile {:?} dropped",
-                        d.profile
-                    ));
+                    notes.push(format!("drill {n} no longer configured: dropped"));
                 }
                 ok
             })

@@ -326,3 +326,24 @@ fn engine_held_clearing_rule_completes_once_recovery_is_confirmed() {
     let c = drive(&mut r, vec![(7201, ok("trunk-a")), (7201, ok("trunk-b"))]);
     assert_eq!(set_desired(&c), vec![(t(7201), Inactive, Cause::Rule)]);
 }
+
+/// A drill removed from the configuration does not come back from the
+/// snapshot after a restart and keep moving calls.
+#[test]
+fn engine_restore_drops_a_drill_no_longer_configured() {
+    let mut e = engine();
+    e.step(
+        Event::DrillStarted {
+            name: "monthly".into(),
+            profile: "message".into(),
+            until: t(300),
+        },
+        t(0),
+    );
+    assert_eq!(e.desired(), &active("message"));
+    let without = BASE.replace("[[drills]]\nname = \"monthly\"\ncron = \"0 0 3 1 * *\"\nprofile = \"message\"\nduration = \"5m\"\n", "");
+    assert_ne!(without, BASE, "the drill block was removed");
+    let (r, cmds) = Engine::restore(spec(&without), json_roundtrip(&e.snapshot()), t(10));
+    assert_eq!(r.desired(), &Inactive);
+    assert!(cmds.iter().any(|c| matches!(c, Command::Audit { message, .. } if message.contains("drill monthly no longer configured"))), "{cmds:#?}");
+}
