@@ -640,3 +640,44 @@ async fn talkdesk_each_ui_change_is_adopted_in_turn() {
     assert_eq!(writes, ["put_settings", "put_activation"]);
     run.stop().await;
 }
+
+/// `respect` with only the settings edited in the UI while the fallback is on
+/// as decided: the edit is kept, but no on/off override is sent to the engine,
+/// so the fallback still goes off when the decision says so.
+#[tokio::test]
+async fn talkdesk_respected_settings_edit_does_not_pin_the_fallback_on() {
+    let env = Env::new().await;
+    let opts = ActuatorOptions {
+        on_drift: OnDrift::Respect,
+        adopt_ttl: Duration::from_secs(1800),
+        ..fast_options()
+    };
+    let run = spawn_actuator(&env, opts, active("backup"));
+    run.converged(&active("backup")).await;
+    env.sim().clear_journal();
+
+    env.sim().set_settings(other());
+    run.wait("settings edit adopted", |s| s.adopted).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        env.writes().is_empty(),
+        "the UI's settings are kept: {:#?}",
+        env.writes()
+    );
+    assert!(
+        !run.events()
+            .iter()
+            .any(|e| matches!(e, Event::OverrideSet(_))),
+        "a settings-only edit must not become an on/off override"
+    );
+    // The outage ends: the fallback goes off as decided.
+    run.set(Desired::Inactive);
+    run.converged(&Desired::Inactive).await;
+    assert!(!env.sim().state().enabled);
+    assert_eq!(
+        env.sim().state().settings,
+        other(),
+        "deactivation leaves the settings alone"
+    );
+    run.stop().await;
+}

@@ -720,6 +720,35 @@ impl Actuator {
     /// `on_drift = "respect"`: tell the engine to want what Talkdesk has now.
     async fn adopt(&mut self, desired: &Desired, events: &mpsc::Sender<Event>) {
         let now = Timestamp::now();
+        // What the fallback is meant to be now: the adopted state while a
+        // drift is adopted, else the engine's decision.
+        let effective = self.adopted.as_ref().map_or(desired, |a| &a.desired);
+        if effective.is_active() && self.known.enabled == Some(true) {
+            // Only the settings changed (someone edited the forwarding or the
+            // message in the UI while the fallback is on, as decided). Keep
+            // their edit, but do not turn it into an on/off override: when the
+            // outage ends, the fallback must still go off on the rules'
+            // decision, not stay pinned on for the adoption TTL.
+            let until = now.add(self.opts.adopt_ttl);
+            tracing::warn!(desired = %desired, until = %until, "Drift: settings changed outside the agent; keeping them (on/off still follows the decisions).");
+            self.audit.record(
+                AuditRecord::new(
+                    now,
+                    "drift",
+                    "Talkdesk's fallback settings were changed outside the agent; kept because talkdesk.on_drift = \"respect\" (on/off still follows the decisions)",
+                )
+                .with_data(json!({ "desired": desired, "actual": self.known, "until": until })),
+            );
+            self.adopted = Some(Adopted {
+                desired: desired.clone(),
+                observed: self.known.clone(),
+                until,
+            });
+            self.status.adopted = true;
+            self.mark_converged(now);
+            self.publish();
+            return;
+        }
         let matching = self
             .known
             .settings
