@@ -48,6 +48,9 @@ const BATCH: usize = 256;
 /// After a fresh start, how long the actuator waits for every probe to leave
 /// `unknown` before it applies the engine's decision anyway.
 pub const STARTUP_GRACE: Duration = Duration::from_secs(60);
+/// Probe-triggered self-checks run at most this often (a storm of failing
+/// probes must not turn the canaries into a flood).
+const SELF_CHECK_DEBOUNCE: Duration = Duration::from_secs(5);
 /// Attempts to write a snapshot before reporting the store as failing.
 const PERSIST_ATTEMPTS: u32 = 3;
 
@@ -210,13 +213,15 @@ pub async fn run_with(
         metrics.clone(),
         cancel.child_token(),
     );
+    let self_check_now = Arc::new(tokio::sync::Notify::new());
     if !config.raw.engine.self_check.is_empty() {
         let check = SelfCheck::new(&config.raw.engine.self_check).map_err(DaemonError::Probe)?;
-        selfcheck::spawn(
+        selfcheck::spawn_with_trigger(
             check,
             config.raw.engine.self_check_interval.get(),
             events_tx.clone(),
             cancel.child_token(),
+            self_check_now.clone(),
         );
     }
     let calendar = Calendar::start(
@@ -258,6 +263,8 @@ pub async fn run_with(
         scheduler,
         actuator: actuator_handle.clone(),
         ready: ready.clone(),
+        self_check_now,
+        last_self_check_trigger: None,
         dirty: false,
         must_persist: false,
         persisted: true,
@@ -435,6 +442,9 @@ struct Loop {
     actuator: ActuatorHandle,
     /// `/readyz`: false while the snapshot cannot be written.
     ready: Arc<AtomicBool>,
+    /// Wakes the self-check when a probe starts failing (debounced).
+    self_check_now: Arc<tokio::sync::Notify>,
+    last_self_check_trigger: Option<tokio::time::Instant>,
     /// State changed since the last snapshot (probe counters: written lazily).
     dirty: bool,
     /// An input that must survive a crash changed (alert, override, window,
@@ -593,6 +603,9 @@ impl Loop {
                 }
                 Command::ProbeCadence { probe, fast } => {
                     self.scheduler.set_fast(&probe, fast);
+                    if fast {
+                        self.trigger_self_check();
+                    }
                 }
                 Command::ProbeTransition {
                     probe,
@@ -644,6 +657,18 @@ impl Loop {
             self.desired_tx.send_replace(desired);
         }
         self.refresh_gauges(now);
+    }
+
+    /// A probe started changing state: confirm at once that the agent can
+    /// still reach its canaries, at most once per `SELF_CHECK_DEBOUNCE`.
+    fn trigger_self_check(&mut self) {
+        let due = self
+            .last_self_check_trigger
+            .is_none_or(|t| t.elapsed() >= SELF_CHECK_DEBOUNCE);
+        if due {
+            self.last_self_check_trigger = Some(tokio::time::Instant::now());
+            self.self_check_now.notify_one();
+        }
     }
 
     /// Writes the snapshot, retrying briefly. On failure the agent reports

@@ -18,12 +18,13 @@
 //! ok (the guard is off) and says so in the detail.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
 use reqwest::Client;
 use tokio::net::{TcpStream, UdpSocket};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior, interval};
 use tokio_util::sync::CancellationToken;
@@ -231,6 +232,20 @@ pub fn spawn(
     events: mpsc::Sender<Event>,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
+    spawn_with_trigger(check, every, events, shutdown, Arc::new(Notify::new()))
+}
+
+/// Like [`spawn`], and also checks at once when `now` is notified (the daemon
+/// does so when a probe starts failing): the blind guard must know whether
+/// the agent itself lost the network *before* the probes' evidence makes a
+/// rule fire, not up to a whole interval later.
+pub fn spawn_with_trigger(
+    check: SelfCheck,
+    every: Duration,
+    events: mpsc::Sender<Event>,
+    shutdown: CancellationToken,
+    now: Arc<Notify>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticker = interval(every.max(Duration::from_millis(1)));
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -238,6 +253,7 @@ pub fn spawn(
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = ticker.tick() => {}
+                _ = now.notified() => ticker.reset(),
             }
             let ev = tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -401,5 +417,44 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
+    }
+
+    /// A notified trigger runs the check at once, not at the next interval.
+    #[tokio::test]
+    async fn trigger_runs_the_check_at_once() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((sock, _)) = listener.accept().await {
+                drop(sock);
+            }
+        });
+        let check = SelfCheck::new(&[format!("tcp://{addr}")]).unwrap();
+        let (tx, mut rx) = mpsc::channel(4);
+        let now = Arc::new(Notify::new());
+        let stop = CancellationToken::new();
+        spawn_with_trigger(
+            check,
+            Duration::from_secs(3600),
+            tx,
+            stop.clone(),
+            now.clone(),
+        );
+        // The interval's first tick is immediate.
+        let first = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            matches!(first, Event::SelfCheck { ok: true, .. }),
+            "{first:?}"
+        );
+        now.notify_one();
+        let second = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+        assert!(
+            matches!(second, Ok(Some(Event::SelfCheck { ok: true, .. }))),
+            "{second:?}"
+        );
+        stop.cancel();
     }
 }
