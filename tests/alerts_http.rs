@@ -334,6 +334,17 @@ async fn pagerduty_signatures_events_and_dedupe() {
     assert!(a.drain().is_empty());
     assert_eq!(a.count("pagerduty", "ignored"), 1);
 
+    // Out of order: PagerDuty retries the 18:45 "triggered" after the 19:05
+    // "resolved" was applied. It is older: ignored, the incident stays resolved.
+    let resp = pagerduty(&a, &trig, &sig, "wh-retry").send().await.unwrap();
+    let (s, v) = json(resp).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    assert_eq!(v, serde_json::json!({"accepted": 0, "ignored": 1}));
+    assert!(
+        a.drain().is_empty(),
+        "a stale retry must not re-open the incident"
+    );
+
     // Bad signatures: wrong secret, body tampered, none, not hex.
     for (body, sig) in [
         (
@@ -347,8 +358,14 @@ async fn pagerduty_signatures_events_and_dedupe() {
         let resp = pagerduty(&a, &body, &sig, "wh-9").send().await.unwrap();
         expect_error(resp, StatusCode::UNAUTHORIZED, "unauthorized").await;
     }
-    // A refused delivery id is not remembered: the genuine one still goes through.
-    let resp = pagerduty(&a, &trig, &sig, "wh-9").send().await.unwrap();
+    // A refused delivery id is not remembered: the genuine one still goes
+    // through (a re-trigger after the resolution, so it is newer).
+    let later = trig.replace("2020-10-02T18:45:22.169Z", "2020-10-02T19:10:00.000Z");
+    let later_sig = format!("v1={}", sign_hex("pd-hmac", &[later.as_bytes()]));
+    let resp = pagerduty(&a, &later, &later_sig, "wh-9")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
     assert_eq!(a.drain().len(), 1);
 }

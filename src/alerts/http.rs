@@ -92,6 +92,7 @@ pub struct AlertsState {
     max_body: usize,
     body_timeout: Duration,
     dedupe: Arc<Dedupe>,
+    order: Arc<super::order::Order>,
     limiter: Arc<RateLimiter>,
 }
 
@@ -131,6 +132,7 @@ impl AlertsState {
             max_body: usize::try_from(cfg.raw.agent.max_body.0).unwrap_or(usize::MAX),
             body_timeout: DEFAULT_BODY_TIMEOUT,
             dedupe: Arc::new(Dedupe::default()),
+            order: Arc::new(super::order::Order::default()),
             limiter: Arc::new(RateLimiter::new(Some(RateLimit::default()))),
         }
     }
@@ -361,8 +363,25 @@ async fn process(
     }
 
     let Parsed {
-        updates, ignored, ..
+        updates,
+        mut ignored,
+        ..
     } = parsed;
+    // An older event delivered after a newer one (a sender's retry) must not
+    // undo it: ignored, like any event that changes nothing.
+    let before = updates.len();
+    let updates: Vec<_> = updates
+        .into_iter()
+        .filter(|u| !u.at.is_some_and(|at| st.order.is_stale(&u.key, at)))
+        .collect();
+    if updates.len() < before {
+        tracing::info!(source = %source, stale = before - updates.len(), "Ignored deliveries older than what was already applied.");
+        ignored += before - updates.len();
+    }
+    let times: Vec<_> = updates
+        .iter()
+        .filter_map(|u| u.at.map(|at| (u.key.clone(), at)))
+        .collect();
     let accepted = updates.len();
     let keys: Vec<String> = updates
         .iter()
@@ -389,6 +408,9 @@ async fn process(
         })?;
         for (permit, u) in permits.zip(updates) {
             permit.send(u.into_event());
+        }
+        for (key, at) in &times {
+            st.order.record(key, *at, now);
         }
     }
     if let Some(id) = &delivery_id {

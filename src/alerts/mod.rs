@@ -40,6 +40,7 @@ pub mod generic;
 pub mod grafana;
 pub mod http;
 pub mod opsgenie;
+pub mod order;
 pub mod pagerduty;
 pub mod ratelimit;
 pub mod statuspage;
@@ -72,9 +73,18 @@ pub struct AlertUpdate {
     pub firing: bool,
     pub labels: BTreeMap<String, String>,
     pub summary: Option<String>,
+    /// When the sender says the change happened, if it says so: used to
+    /// ignore an older event delivered after a newer one (see `order`).
+    pub at: Option<crate::domain::Timestamp>,
 }
 
 impl AlertUpdate {
+    /// Sets the sender's event time.
+    pub fn at(mut self, at: Option<crate::domain::Timestamp>) -> Self {
+        self.at = at;
+        self
+    }
+
     pub fn firing(
         source: Source,
         id: impl Into<String>,
@@ -86,6 +96,7 @@ impl AlertUpdate {
             firing: true,
             labels,
             summary,
+            at: None,
         }
     }
 
@@ -99,6 +110,7 @@ impl AlertUpdate {
             firing: false,
             labels,
             summary: None,
+            at: None,
         }
     }
 

@@ -39,6 +39,9 @@ struct Envelope {
     #[serde(default)]
     id: Option<String>,
     event_type: String,
+    /// When the change happened (RFC 3339): orders retried deliveries.
+    #[serde(default)]
+    occurred_at: Option<String>,
     /// Kept untyped until the event type says it is an incident we act on:
     /// ignored events (service updates, pings) have other shapes.
     #[serde(default)]
@@ -112,11 +115,19 @@ pub fn parse(body: &[u8]) -> Result<Parsed, ParseError> {
         inc.priority.as_ref().and_then(|s| s.summary.as_deref()),
     );
     put(&mut labels, "incident_key", inc.incident_key.as_deref());
-    out.push(if firing {
-        AlertUpdate::firing(Source::PagerDuty, inc.id, labels, title.map(str::to_string))
-    } else {
-        AlertUpdate::resolved(Source::PagerDuty, inc.id, labels)
-    });
+    let at = ev
+        .occurred_at
+        .as_deref()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| crate::domain::Timestamp(t.timestamp_millis()));
+    out.push(
+        if firing {
+            AlertUpdate::firing(Source::PagerDuty, inc.id, labels, title.map(str::to_string))
+        } else {
+            AlertUpdate::resolved(Source::PagerDuty, inc.id, labels)
+        }
+        .at(at),
+    );
     Ok(out)
 }
 
