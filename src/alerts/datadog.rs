@@ -59,6 +59,9 @@ struct Payload {
     body: Option<String>,
     #[serde(default)]
     tags: Option<String>,
+    /// `$DATE_POSIX`: when the transition happened (orders retried deliveries).
+    #[serde(default)]
+    date: Option<serde_json::Value>,
 }
 
 enum Action {
@@ -134,15 +137,19 @@ pub fn parse(body: &[u8]) -> Result<Parsed, ParseError> {
     put(&mut labels, "scope", scope);
     put(&mut labels, "tags", p.tags.as_deref());
 
-    out.push(match action {
-        Action::Fire => {
-            let summary = title
-                .or(p.body.as_deref().map(str::trim).filter(|b| !b.is_empty()))
-                .map(|s| super::truncate(s, super::MAX_LABEL_LEN).to_string());
-            AlertUpdate::firing(Source::Datadog, key, labels, summary)
+    let at = super::epoch_time(p.date.as_ref());
+    out.push(
+        match action {
+            Action::Fire => {
+                let summary = title
+                    .or(p.body.as_deref().map(str::trim).filter(|b| !b.is_empty()))
+                    .map(|s| super::truncate(s, super::MAX_LABEL_LEN).to_string());
+                AlertUpdate::firing(Source::Datadog, key, labels, summary)
+            }
+            _ => AlertUpdate::resolved(Source::Datadog, key, labels),
         }
-        _ => AlertUpdate::resolved(Source::Datadog, key, labels),
-    });
+        .at(at),
+    );
     Ok(out)
 }
 

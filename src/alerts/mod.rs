@@ -469,3 +469,94 @@ mod de {
 
 #[cfg(test)]
 mod tests;
+
+/// A sender's event time given as RFC 3339 text.
+pub(crate) fn rfc3339_time(s: Option<&str>) -> Option<crate::domain::Timestamp> {
+    let t = chrono::DateTime::parse_from_rfc3339(s?.trim()).ok()?;
+    Some(crate::domain::Timestamp(t.timestamp_millis()))
+}
+
+/// A sender's event time given as a Unix epoch number (or numeric string) in
+/// seconds, milliseconds, microseconds or nanoseconds, told apart by size
+/// (senders differ: Datadog `$DATE_POSIX` is seconds, Opsgenie `updatedAt`
+/// nanoseconds).
+pub(crate) fn epoch_time(v: Option<&serde_json::Value>) -> Option<crate::domain::Timestamp> {
+    let n: f64 = match v? {
+        serde_json::Value::Number(n) => n.as_f64()?,
+        serde_json::Value::String(s) => s.trim().parse().ok()?,
+        _ => return None,
+    };
+    if !n.is_finite() || n <= 0.0 {
+        return None;
+    }
+    let ms = if n < 1e11 {
+        n * 1e3
+    } else if n < 1e14 {
+        n
+    } else if n < 1e17 {
+        n / 1e3
+    } else {
+        n / 1e6
+    };
+    Some(crate::domain::Timestamp(ms as i64))
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::*;
+    use crate::domain::Timestamp;
+
+    #[test]
+    fn epoch_units_are_told_apart_by_size() {
+        let ms = Timestamp(1_420_452_193_166);
+        assert_eq!(
+            epoch_time(Some(&serde_json::json!(1_420_452_193_166_002_000u64))),
+            Some(ms),
+            "ns"
+        );
+        assert_eq!(
+            epoch_time(Some(&serde_json::json!(1_420_452_193_166_002u64))),
+            Some(ms),
+            "us"
+        );
+        assert_eq!(
+            epoch_time(Some(&serde_json::json!(1_420_452_193_166u64))),
+            Some(ms),
+            "ms"
+        );
+        assert_eq!(
+            epoch_time(Some(&serde_json::json!("1420452193"))),
+            Some(Timestamp(1_420_452_193_000)),
+            "s as text"
+        );
+        assert_eq!(epoch_time(Some(&serde_json::json!("$DATE_POSIX"))), None);
+        assert_eq!(epoch_time(Some(&serde_json::json!(-5))), None);
+        assert_eq!(
+            rfc3339_time(Some("2013-05-29T21:32:28Z")),
+            Some(Timestamp(1_369_863_148_000))
+        );
+        assert_eq!(rfc3339_time(Some("yesterday")), None);
+    }
+
+    #[test]
+    fn change_only_senders_carry_their_event_time() {
+        let og = opsgenie::parse(br#"{"action":"Create","alert":{"alertId":"a1","message":"m","updatedAt":1420452193166002000,"createdAt":1420452191104}}"#).unwrap();
+        assert_eq!(og.updates[0].at, Some(Timestamp(1_420_452_193_166)));
+        let dd =
+            datadog::parse(br#"{"id":"12","transition":"Recovered","date":"1420452193"}"#).unwrap();
+        assert_eq!(dd.updates[0].at, Some(Timestamp(1_420_452_193_000)));
+        let sp = statuspage::parse(br#"{"component_update":{"component_id":"c9","new_status":"major_outage","created_at":"2013-05-29T21:32:28Z"}}"#).unwrap();
+        assert_eq!(sp.updates[0].at, Some(Timestamp(1_369_863_148_000)));
+        let inc = statuspage::parse(
+            br#"{"incident":{"id":"i1","status":"resolved","updated_at":"2013-05-29T21:32:28Z"}}"#,
+        )
+        .unwrap();
+        assert_eq!(inc.updates[0].at, Some(Timestamp(1_369_863_148_000)));
+        let am = alertmanager::parse(br#"{"version":"4","status":"firing","alerts":[{"status":"firing","labels":{"alertname":"X"},"fingerprint":"f"}]}"#);
+        assert!(
+            am.map(|p| p.updates.iter().all(|u| u.at.is_none()))
+                .unwrap_or(true),
+            "re-sending sources are not ordered"
+        );
+    }
+}

@@ -47,6 +47,11 @@ struct Alert {
     priority: Option<String>,
     #[serde(default)]
     entity: Option<String>,
+    /// When the alert last changed (nanoseconds in Opsgenie's samples).
+    #[serde(default)]
+    updated_at: Option<serde_json::Value>,
+    #[serde(default)]
+    created_at: Option<serde_json::Value>,
 }
 
 /// Samples send team names; some payloads send team objects. Take both.
@@ -76,6 +81,8 @@ pub fn parse(body: &[u8]) -> Result<Parsed, ParseError> {
         }
     };
     let a = p.alert;
+    let at = super::epoch_time(a.updated_at.as_ref())
+        .or_else(|| super::epoch_time(a.created_at.as_ref()));
     let nonblank = |s: &Option<String>| {
         s.as_deref()
             .map(str::trim)
@@ -130,11 +137,14 @@ pub fn parse(body: &[u8]) -> Result<Parsed, ParseError> {
         .collect();
     put(&mut labels, "teams", Some(&teams.join(",")));
 
-    out.push(if firing {
-        AlertUpdate::firing(Source::Opsgenie, id, labels, message)
-    } else {
-        AlertUpdate::resolved(Source::Opsgenie, id, labels)
-    });
+    out.push(
+        if firing {
+            AlertUpdate::firing(Source::Opsgenie, id, labels, message)
+        } else {
+            AlertUpdate::resolved(Source::Opsgenie, id, labels)
+        }
+        .at(at),
+    );
     Ok(out)
 }
 

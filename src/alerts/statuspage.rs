@@ -46,6 +46,8 @@ struct Payload {
 struct ComponentUpdate {
     component_id: String,
     new_status: String,
+    #[serde(default)]
+    created_at: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -74,6 +76,8 @@ struct Incident {
     scheduled_for: Option<String>,
     #[serde(default)]
     scheduled_until: Option<String>,
+    #[serde(default)]
+    updated_at: Option<String>,
 }
 
 /// Incident and maintenance states after which nothing is wrong any more.
@@ -82,6 +86,11 @@ const CLOSED_INCIDENT: [&str; 3] = ["resolved", "postmortem", "completed"];
 pub fn parse(body: &[u8]) -> Result<Parsed, ParseError> {
     let p: Payload = serde_json::from_slice(body)?;
     let page = p.page.and_then(|p| p.id);
+    // When the component changed: the change record's time orders retries.
+    let component_at = p
+        .component_update
+        .as_ref()
+        .and_then(|u| super::rfc3339_time(u.created_at.as_deref()));
     let component = p.component.or_else(|| {
         p.component_update.map(|u| Component {
             id: u.component_id,
@@ -102,12 +111,15 @@ pub fn parse(body: &[u8]) -> Result<Parsed, ParseError> {
         labels.insert("alertname".into(), name.unwrap_or(&c.id).to_string());
         put(&mut labels, "component", name);
         labels.insert("status".into(), status.clone());
-        out.push(if status == "operational" {
-            AlertUpdate::resolved(Source::Statuspage, c.id, labels)
-        } else {
-            let summary = format!("{} is {status}", name.unwrap_or(&c.id));
-            AlertUpdate::firing(Source::Statuspage, c.id, labels, Some(summary))
-        });
+        out.push(
+            if status == "operational" {
+                AlertUpdate::resolved(Source::Statuspage, c.id, labels)
+            } else {
+                let summary = format!("{} is {status}", name.unwrap_or(&c.id));
+                AlertUpdate::firing(Source::Statuspage, c.id, labels, Some(summary))
+            }
+            .at(component_at),
+        );
     }
     if let Some(i) = p.incident {
         let status = i.status.trim().to_ascii_lowercase();
@@ -121,12 +133,16 @@ pub fn parse(body: &[u8]) -> Result<Parsed, ParseError> {
         put(&mut labels, "name", name);
         put(&mut labels, "impact", i.impact.as_deref());
         labels.insert("status".into(), status.clone());
-        out.push(if CLOSED_INCIDENT.contains(&status.as_str()) {
-            AlertUpdate::resolved(Source::Statuspage, i.id, labels)
-        } else {
-            let summary = name.map(|n| format!("{n} ({status})"));
-            AlertUpdate::firing(Source::Statuspage, i.id, labels, summary)
-        });
+        let at = super::rfc3339_time(i.updated_at.as_deref());
+        out.push(
+            if CLOSED_INCIDENT.contains(&status.as_str()) {
+                AlertUpdate::resolved(Source::Statuspage, i.id, labels)
+            } else {
+                let summary = name.map(|n| format!("{n} ({status})"));
+                AlertUpdate::firing(Source::Statuspage, i.id, labels, summary)
+            }
+            .at(at),
+        );
     }
     Ok(out)
 }
