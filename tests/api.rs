@@ -577,3 +577,26 @@ async fn a_fresh_start_during_an_outage_does_not_switch_the_fallback_off() {
     assert!(w.sim.state().enabled);
     a.stop().await;
 }
+
+/// Gauges follow every input, even one that changes no decision: an alert no
+/// rule matches still counts in continuity_alerts_active.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_active_counts_alerts_that_change_no_decision() {
+    let w = world().await;
+    let a = w.start().await;
+    let resp = http()
+        .post(format!("{}/v1/alerts/generic", a.base))
+        .bearer_auth("generic-token-0123456789")
+        .json(&json!({"id": "x1", "status": "firing", "labels": {"alertname": "Unrelated"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let m = a.running.metrics.clone();
+    wait_until("alerts_active = 1", Duration::from_secs(5), || {
+        m.alerts_active.get() == 1
+    })
+    .await;
+    assert_eq!(m.fallback_desired.get(), 0);
+    a.stop().await;
+}

@@ -564,6 +564,10 @@ impl Loop {
         if cmds.is_empty() {
             return;
         }
+        // Cadence changes alone touch no gauged state: skip building the view.
+        let gauged = cmds
+            .iter()
+            .any(|c| !matches!(c, Command::ProbeCadence { .. }));
         let mut desired_changed = None;
         for cmd in cmds {
             match cmd {
@@ -588,9 +592,6 @@ impl Loop {
                         .transitions_total
                         .with_label_values(&[to, cause.as_str()])
                         .inc();
-                    self.metrics
-                        .fallback_desired
-                        .set(i64::from(desired.is_active()));
                     self.audit.record(
                         AuditRecord::new(
                             now,
@@ -617,12 +618,6 @@ impl Loop {
                         self.unknown_probes = self.unknown_probes.saturating_sub(1);
                     }
                     tracing::info!(message = "Probe state changed.", probe = %probe, from = %from, to = %to, detail = %detail);
-                    if let Some(p) = self.config.probes.iter().find(|p| p.id == probe) {
-                        self.metrics
-                            .probe_up
-                            .with_label_values(&[&probe, p.kind])
-                            .set(to.gauge());
-                    }
                     self.audit.record(
                         AuditRecord::new(now, "probe", format!("{probe}: {from} -> {to} ({detail})"))
                             .with_data(serde_json::json!({ "probe": probe, "from": from, "to": to, "detail": detail })),
@@ -635,10 +630,6 @@ impl Loop {
                         self.pending_rules = self.pending_rules.saturating_sub(1);
                     }
                     tracing::info!(message = "Rule state changed.", rule = %rule, from = %from, to = %to);
-                    self.metrics
-                        .rule_state
-                        .with_label_values(&[&rule])
-                        .set(rule_gauge(&to));
                     self.audit.record(
                         AuditRecord::new(now, "rule", format!("{rule}: {from} -> {to}"))
                             .with_data(serde_json::json!({ "rule": rule, "from": from, "to": to })),
@@ -656,7 +647,9 @@ impl Loop {
             self.persist().await;
             self.desired_tx.send_replace(desired);
         }
-        self.refresh_gauges(now);
+        if gauged {
+            self.refresh_gauges(now);
+        }
     }
 
     /// A probe started changing state: confirm at once that the agent can
@@ -716,8 +709,9 @@ impl Loop {
         false
     }
 
-    /// Gauges that mirror engine state, from the engine's own view (so they
-    /// are right after a restore too, not only after transitions).
+    /// Gauges that mirror engine state (probe health, rule state, desired,
+    /// alerts, override, flap latch, blind guard): the one place they are
+    /// set, from the engine's own view, so they are right after a restore too.
     fn refresh_gauges(&self, now: Timestamp) {
         let view = self.engine.view(now);
         for p in &view.probes {
@@ -744,24 +738,21 @@ impl Loop {
     }
 }
 
-/// Creates every series whose labels are known from the configuration, at
-/// zero (or -1 for unknown probe health), so dashboards and `absent()` alerts
-/// see them before the first event.
+/// Creates every counter and histogram series whose labels are known from the
+/// configuration, at zero, so dashboards and `absent()` alerts see them before
+/// the first event.
 fn init_series(m: &Metrics, config: &Config) {
     for to in ["active", "inactive"] {
         for cause in crate::engine::Cause::ALL {
             m.transitions_total.with_label_values(&[to, cause.as_str()]);
         }
     }
+    // probe_up and rule_state are set from the engine at start (refresh_gauges).
     for p in &config.probes {
-        m.probe_up.with_label_values(&[&p.id, p.kind]).set(-1);
         m.probe_duration_seconds.with_label_values(&[&p.id, p.kind]);
         for result in ["success", "failure"] {
             m.probe_results_total.with_label_values(&[&p.id, result]);
         }
-    }
-    for r in &config.rules {
-        m.rule_state.with_label_values(&[&r.name]).set(0);
     }
     for (source, _) in config.raw.webhooks.sources() {
         m.alerts_received_total
@@ -784,14 +775,5 @@ fn reason_line(r: &crate::engine::Reason) -> String {
         r.text.clone()
     } else {
         format!("{}: {}", r.source, r.text)
-    }
-}
-
-fn rule_gauge(state: &str) -> i64 {
-    match state {
-        "pending" => 1,
-        "firing" => 2,
-        "clearing" => 3,
-        _ => 0,
     }
 }
