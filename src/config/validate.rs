@@ -544,22 +544,19 @@ fn sip_probe(cx: &mut Cx, key: &str, p: &ProbeConfig) {
     }
 }
 
-/// `2xx`-style class or an exact final code. `Ok(true)` flags a risky 408.
+/// One `accept` entry: the SIP probe's own parser decides the syntax (so
+/// validation and probing agree); validation adds what only makes sense to an
+/// operator: provisional responses can never be accepted (the probe waits for
+/// a final one), and `Ok(true)` flags a risky 408.
 fn check_accept_code(c: &str) -> Result<bool, String> {
     let c = c.trim();
-    let b = c.as_bytes();
-    if b.len() == 3 && b[1..].eq_ignore_ascii_case(b"xx") && (b'2'..=b'6').contains(&b[0]) {
-        return Ok(false);
+    crate::probe::sip::Accept::parse(&[c])?;
+    if c.eq_ignore_ascii_case("1xx") || c.parse::<u16>().is_ok_and(|n| n < 200) {
+        return Err(format!(
+            "{c} is provisional; only final responses (200-699) can be accepted"
+        ));
     }
-    match c.parse::<u16>() {
-        Ok(n) if (200..=699).contains(&n) => Ok(n == 408),
-        Ok(n) if (100..200).contains(&n) => Err(format!(
-            "{n} is provisional; only final responses (200-699) can be accepted"
-        )),
-        _ => Err(format!(
-            "{c:?} is not a SIP response code (200-699) or class (2xx-6xx)"
-        )),
-    }
+    Ok(c == "408")
 }
 
 /// SIP target syntax, checked by the SIP probe's own parser so validation
