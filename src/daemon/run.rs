@@ -32,7 +32,7 @@ use crate::server::{self, AppState};
 use crate::store::{self, Store, StoreAudit};
 use crate::talkdesk::actuator::{Actuator, ActuatorHandle, ActuatorOptions};
 use crate::talkdesk::client::{Client, ClientConfig};
-use crate::telemetry::{AuditRecord, AuditSink, Metrics};
+use crate::telemetry::{AuditRecord, AuditSink, KnownLabels, Metrics};
 
 /// Room for bursts (an Alertmanager batch, thousands of probe results)
 /// without unbounded memory; producers wait when it is full.
@@ -112,7 +112,7 @@ pub async fn run_with(
     let cancel = CancellationToken::new();
     let metrics = Metrics::new();
     metrics.leader.set(1);
-    init_series(&metrics, &config);
+    metrics.init_series(&known_labels(&config));
     let addr = listener.local_addr()?;
 
     // Store and audit first: everything after this is audited.
@@ -738,34 +738,24 @@ impl Loop {
     }
 }
 
-/// Creates every counter and histogram series whose labels are known from the
-/// configuration, at zero, so dashboards and `absent()` alerts see them before
-/// the first event.
-fn init_series(m: &Metrics, config: &Config) {
-    for to in ["active", "inactive"] {
-        for cause in crate::engine::Cause::ALL {
-            m.transitions_total.with_label_values(&[to, cause.as_str()]);
-        }
-    }
-    // probe_up and rule_state are set from the engine at start (refresh_gauges).
-    for p in &config.probes {
-        m.probe_duration_seconds.with_label_values(&[&p.id, p.kind]);
-        for result in ["success", "failure"] {
-            m.probe_results_total.with_label_values(&[&p.id, result]);
-        }
-    }
-    for (source, _) in config.raw.webhooks.sources() {
-        m.alerts_received_total
-            .with_label_values(&[source, "accepted"]);
-    }
-    for op in [
-        "token",
-        "get_settings",
-        "put_settings",
-        "get_activation",
-        "put_activation",
-    ] {
-        m.talkdesk_request_duration_seconds.with_label_values(&[op]);
+/// The metric label values the configuration fixes, so every series exists
+/// (at zero) before the first event.
+fn known_labels(config: &Config) -> KnownLabels<'_> {
+    KnownLabels {
+        probes: config
+            .probes
+            .iter()
+            .map(|p| (p.id.as_str(), p.kind))
+            .collect(),
+        causes: crate::engine::Cause::ALL.map(|c| c.as_str()).to_vec(),
+        webhook_sources: config
+            .raw
+            .webhooks
+            .sources()
+            .into_iter()
+            .map(|(source, _)| source)
+            .collect(),
+        talkdesk_ops: crate::talkdesk::Op::ALL.map(|op| op.as_str()).to_vec(),
     }
 }
 
