@@ -167,13 +167,11 @@ pub async fn run_with(
         ClientConfig::from_config(td, secret).map_err(|e| DaemonError::Talkdesk(e.to_string()))?;
     let client = Client::new(client_cfg, metrics.clone(), audit_dyn.clone())
         .map_err(|e| DaemonError::Talkdesk(e.to_string()))?;
-    let opts = ActuatorOptions {
-        dry_run: config.raw.agent.dry_run,
-        on_drift: td.on_drift,
-        reconcile_interval: td.reconcile_interval.get(),
-        adopt_ttl: config.raw.api.override_max_ttl.get(),
-        ..ActuatorOptions::default()
-    };
+    let opts = ActuatorOptions::from_config(
+        td,
+        config.raw.agent.dry_run,
+        config.raw.api.override_max_ttl.get(),
+    );
     let actuator = Actuator::new(
         client,
         opts,
