@@ -15,6 +15,20 @@ const PROBE_BUCKETS: &[f64] = &[
 /// Talkdesk calls: tens of milliseconds normally, up to the request timeout.
 const TALKDESK_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
+/// Label values known from the configuration before anything happens: the
+/// series [`Metrics::init_series`] creates at zero.
+#[derive(Clone, Debug, Default)]
+pub struct KnownLabels<'a> {
+    /// `(id, type)` of every configured probe.
+    pub probes: Vec<(&'a str, &'a str)>,
+    /// Every decision cause (`engine::Cause::ALL`).
+    pub causes: Vec<&'static str>,
+    /// Every enabled webhook source.
+    pub webhook_sources: Vec<&'static str>,
+    /// Every Talkdesk operation (`talkdesk::Op::ALL`).
+    pub talkdesk_ops: Vec<&'static str>,
+}
+
 /// Every metric name of the interface contract (DESIGN.md section 4).
 pub const CONTRACT_METRICS: [&str; 15] = [
     "continuity_fallback_desired",
@@ -192,6 +206,32 @@ impl Metrics {
         m
     }
 
+    /// Creates every counter and histogram series whose labels are known from
+    /// the configuration, at zero, so dashboards and `absent()` alerts see
+    /// them before the first event. `probe_up` and `rule_state` are not here:
+    /// the daemon sets them from the engine's view at start.
+    pub fn init_series(&self, known: &KnownLabels<'_>) {
+        for to in ["active", "inactive"] {
+            for cause in &known.causes {
+                self.transitions_total.with_label_values(&[to, cause]);
+            }
+        }
+        for (id, kind) in &known.probes {
+            self.probe_duration_seconds.with_label_values(&[id, kind]);
+            for result in ["success", "failure"] {
+                self.probe_results_total.with_label_values(&[id, result]);
+            }
+        }
+        for source in &known.webhook_sources {
+            self.alerts_received_total
+                .with_label_values(&[source, "accepted"]);
+        }
+        for op in &known.talkdesk_ops {
+            self.talkdesk_request_duration_seconds
+                .with_label_values(&[op]);
+        }
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
@@ -234,5 +274,28 @@ mod tests {
             assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing");
         }
         assert!(text.contains("continuity_fallback_actual -1"));
+    }
+
+    #[test]
+    fn init_series_exposes_known_series_at_zero() {
+        let m = Metrics::new();
+        m.init_series(&KnownLabels {
+            probes: vec![("trunk-a", "sip")],
+            causes: vec!["rule", "override"],
+            webhook_sources: vec!["grafana"],
+            talkdesk_ops: vec!["put_settings"],
+        });
+        let text = m.render();
+        for series in [
+            r#"continuity_transitions_total{cause="rule",to="active"} 0"#,
+            r#"continuity_transitions_total{cause="override",to="inactive"} 0"#,
+            r#"continuity_probe_duration_seconds_count{probe="trunk-a",type="sip"} 0"#,
+            r#"continuity_probe_results_total{probe="trunk-a",result="success"} 0"#,
+            r#"continuity_probe_results_total{probe="trunk-a",result="failure"} 0"#,
+            r#"continuity_alerts_received_total{result="accepted",source="grafana"} 0"#,
+            r#"continuity_talkdesk_request_duration_seconds_count{op="put_settings"} 0"#,
+        ] {
+            assert!(text.contains(series), "{series} missing from:\n{text}");
+        }
     }
 }

@@ -5,4 +5,4 @@ pub mod logging;
 pub mod metrics;
 
 pub use audit::{AuditRecord, AuditSink};
-pub use metrics::Metrics;
+pub use metrics::{KnownLabels, Metrics};

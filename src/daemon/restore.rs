@@ -1,0 +1,61 @@
+//! Store -> engine: the engine as the last snapshot left it, or fresh.
+
+use crate::config::Config;
+use crate::domain::Timestamp;
+use crate::engine::{Command, Engine, Snapshot};
+use crate::store::{Store, StoreError};
+use crate::telemetry::{AuditRecord, AuditSink};
+
+pub(super) struct Restored {
+    pub engine: Engine,
+    /// What the loop executes first: the restored engine's commands, or a
+    /// fresh engine's initial probe cadences.
+    pub commands: Vec<Command>,
+    /// Whether a snapshot was restored (the start gate is open at once).
+    pub from_snapshot: bool,
+}
+
+/// Restores the engine from the stored snapshot. An unreadable snapshot is
+/// logged and audited, and the engine starts fresh (Talkdesk is not changed
+/// until the engine has fresh evidence, see `StartGate`).
+pub(super) async fn restore(
+    config: &Config,
+    store: &dyn Store,
+    audit: &dyn AuditSink,
+) -> Result<Restored, StoreError> {
+    let spec = config.engine_spec();
+    let now = Timestamp::now();
+    let (engine, mut commands, from_snapshot) = match store.load_snapshot().await? {
+        Some(json) => match serde_json::from_value::<Snapshot>(json) {
+            Ok(snap) => {
+                let (e, c) = Engine::restore(spec, snap, now);
+                (e, c, true)
+            }
+            Err(error) => {
+                tracing::error!(message = "Stored engine snapshot is unreadable; starting fresh (Talkdesk is not changed until the engine has fresh evidence).", %error);
+                audit.record(AuditRecord::new(
+                    now,
+                    "restore",
+                    format!("stored snapshot unreadable ({error}); starting fresh"),
+                ));
+                (Engine::new(spec), Vec::new(), false)
+            }
+        },
+        None => (Engine::new(spec), Vec::new(), false),
+    };
+    if commands.is_empty() {
+        // A fresh engine: ask for the initial probe cadences (restore returns them itself).
+        commands = engine.probe_cadences();
+    }
+    tracing::info!(message = "Engine ready.", desired = %engine.desired(), probes = config.probes.len(), rules = config.rules.len());
+    audit.record(AuditRecord::new(
+        now,
+        "start",
+        format!("agent started; desired state {}", engine.desired()),
+    ));
+    Ok(Restored {
+        engine,
+        commands,
+        from_snapshot,
+    })
+}
