@@ -11,8 +11,9 @@ use axum::routing::{get, put};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
+use super::auth::authorize;
+use super::body::{json_body, read_body};
 use super::{ApiError, AppState, REQUEST_TIMEOUT};
-use crate::alerts::{authorize, json_body, read_body};
 use crate::config::Dur;
 use crate::config::schema::Scope;
 use crate::daemon::control::Control;
