@@ -1,7 +1,6 @@
 //! The running agent: wires config, store, engine, probes, calendar, actuator
 //! and HTTP API together around one event loop.
 
-pub mod control;
 mod run;
 
 pub use run::{DaemonError, EVENT_QUEUE, Running, run, run_with};

@@ -18,7 +18,6 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::control::{Control, ControlError, StatusDoc};
 use crate::calendar::Calendar;
 use crate::config::Config;
 use crate::domain::{Desired, ProbeHealth, Timestamp};
@@ -28,6 +27,7 @@ use crate::probe::{
     scheduler::SchedulerHandle,
     selfcheck::{self, SelfCheck},
 };
+use crate::server::control::{Control, ControlError, StatusDoc};
 use crate::server::{self, AppState};
 use crate::store::{self, Store, StoreAudit};
 use crate::talkdesk::actuator::{Actuator, ActuatorHandle, ActuatorOptions};

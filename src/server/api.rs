@@ -13,10 +13,10 @@ use tokio::sync::oneshot;
 
 use super::auth::authorize;
 use super::body::{json_body, read_body};
+use super::control::{Control, ControlError};
 use super::{ApiError, AppState, REQUEST_TIMEOUT};
 use crate::config::Dur;
 use crate::config::schema::Scope;
-use crate::daemon::control::Control;
 use crate::domain::{Desired, Timestamp};
 use crate::engine::Override;
 
@@ -293,9 +293,9 @@ async fn ask(s: &AppState, c: Control) -> Result<(), ApiError> {
     }
 }
 
-fn refused(e: crate::daemon::control::ControlError) -> ApiError {
+fn refused(e: ControlError) -> ApiError {
     match e {
-        crate::daemon::control::ControlError::Unavailable(detail) => ApiError::Overloaded {
+        ControlError::Unavailable(detail) => ApiError::Overloaded {
             detail,
             retry_after_secs: 5,
         },

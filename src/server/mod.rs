@@ -11,6 +11,7 @@ pub mod api;
 pub mod auth;
 pub mod body;
 pub mod client;
+pub mod control;
 pub mod error;
 
 use std::future::Future;
@@ -26,9 +27,9 @@ use tokio::sync::mpsc;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::config::Config;
-use crate::daemon::control::Control;
 use crate::store::Store;
 use crate::telemetry::Metrics;
+use control::Control;
 
 pub use auth::ApiTokens;
 pub use error::ApiError;
