@@ -233,4 +233,23 @@ mod tests {
         assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
     }
+
+    /// The CLI client reads error answers as `ErrorBody`: the handlers'
+    /// body must decode as one, code and detail intact.
+    #[tokio::test]
+    async fn the_body_is_an_error_body() {
+        let resp = ApiError::Invalid("ttl: bad".into()).into_response();
+        assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body: ErrorBody = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            body,
+            ErrorBody {
+                error: "invalid".into(),
+                detail: "ttl: bad".into()
+            }
+        );
+    }
 }
