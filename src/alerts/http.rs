@@ -46,7 +46,7 @@ use crate::config::Config;
 use crate::config::schema::Scope;
 use crate::domain::Timestamp;
 use crate::engine::event::Event;
-use crate::server::auth::{ApiTokens, TokenCheck, TokenName};
+use crate::server::auth::{ApiTokens, TokenCheck, TokenName, missing_scope};
 use crate::server::body::{check_content_encoding, media_type, read_body};
 use crate::server::error::{ApiError, Challenges, truncate};
 use crate::telemetry::metrics::Metrics;
@@ -415,9 +415,7 @@ async fn process(
 /// else 401 with the route's challenges.
 fn refusal(token: &TokenCheck, r: auth::Refused, auth: &SourceAuth) -> ApiError {
     match token {
-        TokenCheck::MissingScope(name) => {
-            ApiError::Forbidden(format!("token {name:?} does not have the alerts scope"))
-        }
+        TokenCheck::MissingScope(name) => missing_scope(name, Scope::Alerts),
         _ => ApiError::unauthorized(r.0, auth.challenges()),
     }
 }
