@@ -168,7 +168,7 @@ pub fn scope_name(s: Scope) -> &'static str {
 
 /// The `Authorization` header, parsed. The secrets stay borrowed from the
 /// request (or owned by this value) and are never formatted: no `Debug`.
-pub enum Credential<'a> {
+pub(crate) enum Credential<'a> {
     Bearer(&'a str),
     Basic {
         user: String,
@@ -179,7 +179,7 @@ pub enum Credential<'a> {
 }
 
 /// The request's `Authorization` credential, if it sent one.
-pub fn credential(headers: &HeaderMap) -> Option<Credential<'_>> {
+pub(crate) fn credential(headers: &HeaderMap) -> Option<Credential<'_>> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, rest) = v.trim().split_once(' ').unwrap_or((v, ""));
     let rest = rest.trim();
