@@ -160,10 +160,9 @@ pub fn media_type(headers: &HeaderMap) -> Result<MediaType, ApiError> {
 }
 
 /// Decodes a JSON request body (override...) with the same rules as the
-/// webhooks: 415 unless the media type is JSON and the
-/// body uncompressed, 400 if not well-formed (or nested deeper than
-/// [`MAX_DEPTH`]), 422 if it does not fit `T`. Read the body with
-/// [`read_body`] first.
+/// webhooks: 415 unless the media type is JSON and the body uncompressed, 400
+/// if not well-formed (or nested deeper than [`MAX_DEPTH`]), 422 if it does
+/// not fit `T`. Read the body with [`read_body`] first.
 pub fn json_body<T: serde::de::DeserializeOwned>(
     headers: &HeaderMap,
     body: &[u8],

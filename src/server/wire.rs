@@ -29,6 +29,21 @@ pub struct OverrideRequest {
     pub reason: String,
 }
 
+impl OverrideRequest {
+    /// Fallback on with `active_profile`, or off when `None`.
+    pub fn new(active_profile: Option<&str>, ttl: &str, reason: &str) -> OverrideRequest {
+        OverrideRequest {
+            state: match active_profile {
+                Some(_) => OverrideState::Active,
+                None => OverrideState::Inactive,
+            },
+            profile: active_profile.map(str::to_string),
+            ttl: ttl.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum OverrideState {
@@ -135,4 +150,28 @@ pub struct ActuatorReport {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct ErrorLine {
     pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the client sends for `override on` and `override off` is what the
+    /// handler accepts (it denies unknown fields), and `off` sends no profile.
+    #[test]
+    fn override_requests_round_trip() {
+        for (profile, json) in [
+            (
+                Some("backup"),
+                r#"{"state":"active","profile":"backup","ttl":"10m","reason":"r"}"#,
+            ),
+            (None, r#"{"state":"inactive","ttl":"10m","reason":"r"}"#),
+        ] {
+            let req = OverrideRequest::new(profile, "10m", "r");
+            assert_eq!(serde_json::to_string(&req).unwrap(), json);
+            let back: OverrideRequest = serde_json::from_str(json).unwrap();
+            assert_eq!(back.profile.as_deref(), profile);
+            assert_eq!(back.state, req.state);
+        }
+    }
 }

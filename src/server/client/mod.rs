@@ -9,9 +9,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use super::error::ErrorBody;
-use super::wire::{
-    Cleared, OverrideRequest, OverrideResponse, OverrideState, Released, StatusReport,
-};
+use super::wire::{Cleared, OverrideRequest, OverrideResponse, Released, StatusReport};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -108,15 +106,7 @@ impl ApiClient {
         ttl: &str,
         reason: &str,
     ) -> Result<OverrideResponse, ClientError> {
-        let body = OverrideRequest {
-            state: match active_profile {
-                Some(_) => OverrideState::Active,
-                None => OverrideState::Inactive,
-            },
-            profile: active_profile.map(str::to_string),
-            ttl: ttl.to_string(),
-            reason: reason.to_string(),
-        };
+        let body = OverrideRequest::new(active_profile, ttl, reason);
         self.send(
             self.http
                 .put(format!("{}/v1/override", self.base))
