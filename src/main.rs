@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use continuity_agent::config;
-use continuity_agent::server::client;
+use continuity_agent::server::client::{self, render};
 use continuity_agent::telemetry::logging::{self, LogFormat};
 
 const EXIT_RUNTIME: u8 = 1;
@@ -66,6 +66,12 @@ struct ApiArgs {
     /// Print the raw JSON document instead of the summary (status only).
     #[arg(long)]
     json: bool,
+}
+
+impl ApiArgs {
+    fn client(self) -> client::ApiClient {
+        client::ApiClient::new(&self.url, self.token)
+    }
 }
 
 /// Never print the token (`Debug` is used in diagnostics).
@@ -251,89 +257,63 @@ fn block_on(f: impl std::future::Future<Output = ExitCode>) -> ExitCode {
     }
 }
 
-fn client_failure(e: client::ClientError) -> ExitCode {
-    eprintln!("continuity-agent: {e}");
-    ExitCode::from(if e.is_usage() {
-        EXIT_CONFIG
-    } else {
-        EXIT_RUNTIME
-    })
-}
-
 async fn status(api: ApiArgs) -> ExitCode {
-    let c = client::ApiClient::new(&api.url, api.token);
-    match c.status().await {
-        Ok(doc) if api.json => {
-            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
-            ExitCode::SUCCESS
-        }
-        Ok(doc) => {
-            print!("{}", client::render_status(&doc));
-            ExitCode::SUCCESS
-        }
-        Err(e) => client_failure(e),
-    }
+    let json = api.json;
+    let c = api.client();
+    let text = if json {
+        c.status_document().await.map(|d| render::status_json(&d))
+    } else {
+        c.status().await.map(|s| render::status(&s))
+    };
+    print_answer(text)
 }
 
 async fn override_cmd(action: OverrideAction) -> ExitCode {
-    let result = match &action {
+    let text = match action {
         OverrideAction::On {
             profile,
             ttl,
             reason,
             api,
-        } => {
-            client::ApiClient::new(&api.url, api.token.clone())
-                .set_override(Some(profile), ttl, reason)
-                .await
-        }
-        OverrideAction::Off { ttl, reason, api } => {
-            client::ApiClient::new(&api.url, api.token.clone())
-                .set_override(None, ttl, reason)
-                .await
-        }
-        OverrideAction::ReleaseFlap { api } => {
-            client::ApiClient::new(&api.url, api.token.clone())
-                .release_flap()
-                .await
-        }
-        OverrideAction::Clear { reason, api } => {
-            client::ApiClient::new(&api.url, api.token.clone())
-                .clear_override(reason.as_deref())
-                .await
-        }
+        } => api
+            .client()
+            .set_override(Some(&profile), &ttl, &reason)
+            .await
+            .map(|o| render::override_set(&o)),
+        OverrideAction::Off { ttl, reason, api } => api
+            .client()
+            .set_override(None, &ttl, &reason)
+            .await
+            .map(|o| render::override_set(&o)),
+        OverrideAction::ReleaseFlap { api } => api
+            .client()
+            .release_flap()
+            .await
+            .map(|r| render::released(r).to_string()),
+        OverrideAction::Clear { reason, api } => api
+            .client()
+            .clear_override(reason.as_deref())
+            .await
+            .map(|c| render::cleared(c).to_string()),
     };
-    match result {
-        Ok(doc) => {
-            match &action {
-                OverrideAction::Clear { .. }
-                    if doc["cleared"] == serde_json::Value::Bool(false) =>
-                {
-                    println!("no override was in force; the agent is automatic")
-                }
-                OverrideAction::Clear { .. } => {
-                    println!("override cleared; the agent is back to automatic")
-                }
-                OverrideAction::ReleaseFlap { .. }
-                    if doc["released"] == serde_json::Value::Bool(true) =>
-                {
-                    println!("flap latch released; the rules decide again")
-                }
-                OverrideAction::ReleaseFlap { .. } => println!("the fallback was not latched"),
-                _ => println!(
-                    "override set: fallback {} {}until {} (reason: {})",
-                    doc["state"].as_str().unwrap_or("?"),
-                    doc["profile"]
-                        .as_str()
-                        .map(|p| format!("with profile {p} "))
-                        .unwrap_or_default(),
-                    doc["until"].as_str().unwrap_or("?"),
-                    doc["reason"].as_str().unwrap_or("?"),
-                ),
-            }
+    print_answer(text)
+}
+
+/// Prints a client command's answer, or its error with the matching exit code.
+fn print_answer(text: Result<String, client::ClientError>) -> ExitCode {
+    match text {
+        Ok(text) => {
+            print!("{text}");
             ExitCode::SUCCESS
         }
-        Err(e) => client_failure(e),
+        Err(e) => {
+            eprintln!("continuity-agent: {e}");
+            ExitCode::from(if e.is_usage() {
+                EXIT_CONFIG
+            } else {
+                EXIT_RUNTIME
+            })
+        }
     }
 }
 

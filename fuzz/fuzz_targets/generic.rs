@@ -2,7 +2,8 @@
 //! body, every update it returns is within the documented bounds.
 #![no_main]
 
-use continuity_agent::alerts::{MediaType, Source};
+use continuity_agent::alerts::Source;
+use continuity_agent::server::body::MediaType;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

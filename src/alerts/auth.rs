@@ -1,10 +1,9 @@
-//! Who may post alerts: per-source webhook credentials and API tokens.
+//! Who may post alerts: per-source webhook credentials. API tokens, the
+//! `Authorization` parsing and the constant-time comparison are the server's
+//! (`server::auth`); this module adds what only webhook senders use.
 //!
-//! Every secret comparison is constant-time. Secrets of different lengths are
-//! first hashed with SHA-256 (so the comparison does not even leak the length),
-//! and when several API tokens are configured all of them are compared, so the
-//! time taken does not say which one nearly matched. HMAC signatures are
-//! checked with `Mac::verify_slice`, which is constant-time too.
+//! Every secret comparison is constant-time (`server::auth::secret_eq`). HMAC
+//! signatures are checked with `Mac::verify_slice`, which is constant-time too.
 //!
 //! Nothing here logs or formats a secret: error details say *what* is wrong
 //! ("signature does not match"), never the presented or expected value.
@@ -24,193 +23,21 @@
 
 use std::time::Duration;
 
-use axum::http::{HeaderMap, HeaderName, header};
-use base64::Engine as _;
+use axum::http::{HeaderMap, HeaderName};
 use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
+use sha2::Sha256;
 
-use super::error::{ApiError, Challenges};
-use crate::config::schema::{ApiTokenConfig, Scope, WebhookConfig};
+use crate::config::schema::WebhookConfig;
 use crate::domain::Timestamp;
+use crate::server::auth::{Credential, credential, secret_eq};
+use crate::server::error::Challenges;
 
 type HmacSha256 = Hmac<Sha256>;
 
 /// Most signatures accepted in one `X-PagerDuty-Signature` header. Rotation
 /// needs two or three; the cap bounds the HMAC work a request can cause.
 const MAX_SIGNATURES: usize = 8;
-
-/// The name of the API token that authorized a request (for audit records).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TokenName(pub String);
-
-impl std::fmt::Display for TokenName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// Constant-time equality of two secrets of possibly different lengths.
-pub fn secret_eq(presented: &[u8], expected: &[u8]) -> bool {
-    let a = Sha256::digest(presented);
-    let b = Sha256::digest(expected);
-    a.ct_eq(&b).into()
-}
-
-/// One configured API token, kept only as a SHA-256 digest.
-#[derive(Clone)]
-struct ApiToken {
-    name: String,
-    digest: [u8; 32],
-    scopes: Vec<Scope>,
-}
-
-/// The API tokens of `[api] tokens`, ready for constant-time lookup.
-#[derive(Clone, Default)]
-pub struct ApiTokens {
-    tokens: Vec<ApiToken>,
-}
-
-impl std::fmt::Debug for ApiTokens {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Names only: even digests stay out of logs.
-        f.debug_list()
-            .entries(self.tokens.iter().map(|t| &t.name))
-            .finish()
-    }
-}
-
-/// What a presented bearer token is, as an API token.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TokenCheck {
-    /// No bearer token, or one that is no API token.
-    Unknown,
-    /// A valid token with the required scope.
-    Granted(TokenName),
-    /// A valid token without the required scope.
-    MissingScope(TokenName),
-}
-
-impl ApiTokens {
-    /// Tokens without a secret (a `token_file` that was not read) are skipped:
-    /// `config::load` has already rejected such a configuration.
-    pub fn new(tokens: &[ApiTokenConfig]) -> ApiTokens {
-        ApiTokens {
-            tokens: tokens
-                .iter()
-                .filter_map(|t| {
-                    let secret = t.token.as_ref()?;
-                    Some(ApiToken {
-                        name: t.name.clone(),
-                        digest: Sha256::digest(secret.expose_secret().as_bytes()).into(),
-                        scopes: t.scopes.clone(),
-                    })
-                })
-                .collect(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.tokens.is_empty()
-    }
-
-    /// Whether any token carries `scope`.
-    pub fn any_with(&self, scope: Scope) -> bool {
-        self.tokens.iter().any(|t| t.scopes.contains(&scope))
-    }
-
-    /// Checks the request's bearer token against every API token.
-    pub fn check(&self, headers: &HeaderMap, required: Scope) -> TokenCheck {
-        let Some(Credential::Bearer(presented)) = credential(headers) else {
-            return TokenCheck::Unknown;
-        };
-        let digest = Sha256::digest(presented.as_bytes());
-        // Compare with every token, without stopping at a match.
-        let mut found: Option<&ApiToken> = None;
-        for t in &self.tokens {
-            if bool::from(t.digest.ct_eq(digest.as_slice())) {
-                found = Some(t);
-            }
-        }
-        match found {
-            None => TokenCheck::Unknown,
-            Some(t) if t.scopes.contains(&required) => {
-                TokenCheck::Granted(TokenName(t.name.clone()))
-            }
-            Some(t) => TokenCheck::MissingScope(TokenName(t.name.clone())),
-        }
-    }
-}
-
-/// Authorizes a request by API token alone (the override and status routes,
-/// and the alert routes' alternative to source credentials).
-///
-/// 401 (with a `Bearer` challenge) when the token is missing or unknown, 403
-/// when it is valid but lacks `required`.
-pub fn authorize(
-    headers: &HeaderMap,
-    tokens: &ApiTokens,
-    required: Scope,
-) -> Result<TokenName, ApiError> {
-    let bearer = Challenges {
-        bearer: true,
-        basic: false,
-    };
-    match tokens.check(headers, required) {
-        TokenCheck::Granted(name) => Ok(name),
-        TokenCheck::MissingScope(name) => Err(ApiError::Forbidden(format!(
-            "token {name:?} does not have the {} scope",
-            scope_name(required)
-        ))),
-        TokenCheck::Unknown => Err(ApiError::unauthorized(
-            match credential(headers) {
-                None => "missing credentials: send Authorization: Bearer <token>",
-                Some(_) => "invalid credentials",
-            },
-            bearer,
-        )),
-    }
-}
-
-pub fn scope_name(s: Scope) -> &'static str {
-    match s {
-        Scope::Read => "read",
-        Scope::Override => "override",
-        Scope::Alerts => "alerts",
-    }
-}
-
-/// The `Authorization` header, parsed. The secrets stay borrowed from the
-/// request and are never formatted.
-enum Credential<'a> {
-    Bearer(&'a str),
-    Basic { user: String, password: String },
-    Other,
-}
-
-fn credential(headers: &HeaderMap) -> Option<Credential<'_>> {
-    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, rest) = v.trim().split_once(' ').unwrap_or((v, ""));
-    let rest = rest.trim();
-    if scheme.eq_ignore_ascii_case("bearer") && !rest.is_empty() {
-        Some(Credential::Bearer(rest))
-    } else if scheme.eq_ignore_ascii_case("basic") {
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(rest)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok());
-        Some(match decoded.as_deref().and_then(|s| s.split_once(':')) {
-            Some((u, p)) => Credential::Basic {
-                user: u.to_string(),
-                password: p.to_string(),
-            },
-            None => Credential::Other,
-        })
-    } else {
-        Some(Credential::Other)
-    }
-}
 
 /// Signature settings of a source (`hmac_secret`, `timestamp_header`, `max_skew`).
 #[derive(Clone)]
@@ -498,54 +325,6 @@ mod tests {
             h.insert(*k, HeaderValue::from_str(v).unwrap());
         }
         h
-    }
-
-    #[test]
-    fn secret_eq_handles_lengths() {
-        assert!(secret_eq(b"abc", b"abc"));
-        assert!(!secret_eq(b"abc", b"abcd"));
-        assert!(!secret_eq(b"", b"a"));
-    }
-
-    #[test]
-    fn api_tokens_and_scopes() {
-        let cfg = vec![
-            ApiTokenConfig {
-                name: "pager".into(),
-                token: Some(SecretString::from("tok-alerts")),
-                token_file: None,
-                scopes: vec![Scope::Alerts],
-            },
-            ApiTokenConfig {
-                name: "viewer".into(),
-                token: Some(SecretString::from("tok-read")),
-                token_file: None,
-                scopes: vec![Scope::Read],
-            },
-        ];
-        let t = ApiTokens::new(&cfg);
-        let h = headers(&[("authorization", "Bearer tok-alerts")]);
-        assert_eq!(
-            authorize(&h, &t, Scope::Alerts),
-            Ok(TokenName("pager".into()))
-        );
-        let h = headers(&[("authorization", "bearer tok-read")]);
-        assert!(matches!(
-            authorize(&h, &t, Scope::Alerts),
-            Err(ApiError::Forbidden(_))
-        ));
-        for h in [
-            headers(&[]),
-            headers(&[("authorization", "Bearer nope")]),
-            headers(&[("authorization", "Basic dG9rLWFsZXJ0czp4")]),
-        ] {
-            assert!(matches!(
-                authorize(&h, &t, Scope::Alerts),
-                Err(ApiError::Unauthorized { .. })
-            ));
-        }
-        // Debug shows names only.
-        assert_eq!(format!("{t:?}"), r#"["pager", "viewer"]"#);
     }
 
     #[test]

@@ -29,27 +29,26 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use bytes::{Bytes, BytesMut};
-use futures::StreamExt;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 
-use super::auth::{self, ApiTokens, SourceAuth, TokenCheck, TokenName};
+use super::auth::{self, SourceAuth};
 use super::dedupe::Dedupe;
-use super::error::{ApiError, Challenges};
 use super::ratelimit::{RateLimit, RateLimiter};
-use super::{MediaType, Parsed, Source, pagerduty, truncate};
+use super::{Parsed, Source, pagerduty};
 use crate::config::Config;
 use crate::config::schema::Scope;
 use crate::domain::Timestamp;
 use crate::engine::event::Event;
+use crate::server::auth::{ApiTokens, TokenCheck, TokenName, missing_scope};
+use crate::server::body::{check_content_encoding, media_type, read_body};
+use crate::server::error::{ApiError, Challenges, truncate};
 use crate::telemetry::metrics::Metrics;
 
 /// A slow client must not hold a connection (and a body buffer) for long.
@@ -152,7 +151,7 @@ impl AlertsState {
         self
     }
 
-    /// The API tokens, for the other routes' [`auth::authorize`] calls.
+    /// The API tokens, for the other routes' `server::auth::authorize` calls.
     pub fn api_tokens(&self) -> Arc<ApiTokens> {
         self.tokens.clone()
     }
@@ -174,19 +173,6 @@ impl AlertsState {
         v.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         v.dedup();
         v
-    }
-}
-
-/// Prefix of the Statuspage route, whose last segment is a secret.
-const STATUSPAGE_PREFIX: &str = "/v1/alerts/statuspage/";
-
-/// The request path as it may be logged: the Statuspage route's secret path
-/// token is replaced by `<redacted>`. Use it in the server's `TraceLayer`
-/// (`make_span_with`) instead of the raw URI, since the token is a credential.
-pub fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
-    match path.strip_prefix(STATUSPAGE_PREFIX) {
-        Some(rest) if !rest.is_empty() => format!("{STATUSPAGE_PREFIX}<redacted>").into(),
-        _ => path.into(),
     }
 }
 
@@ -429,9 +415,7 @@ async fn process(
 /// else 401 with the route's challenges.
 fn refusal(token: &TokenCheck, r: auth::Refused, auth: &SourceAuth) -> ApiError {
     match token {
-        TokenCheck::MissingScope(name) => {
-            ApiError::Forbidden(format!("token {name:?} does not have the alerts scope"))
-        }
+        TokenCheck::MissingScope(name) => missing_scope(name, Scope::Alerts),
         _ => ApiError::unauthorized(r.0, auth.challenges()),
     }
 }
@@ -465,99 +449,6 @@ fn delivery_id(source: Source, headers: &HeaderMap, parsed: &Parsed) -> Option<S
     header_id
         .or_else(|| parsed.delivery_id.clone())
         .map(|id| format!("{source}\n{id}"))
-}
-
-/// The request's media type: exactly one `Content-Type`, JSON (415 otherwise).
-pub fn media_type(headers: &HeaderMap) -> Result<MediaType, ApiError> {
-    let mut content_types = headers.get_all(header::CONTENT_TYPE).iter();
-    let media = content_types.next().ok_or_else(|| {
-        ApiError::UnsupportedMediaType("missing Content-Type; send application/json".into())
-    })?;
-    if content_types.next().is_some() {
-        // Proxies and parsers may disagree on which one counts: refuse to guess.
-        return Err(ApiError::UnsupportedMediaType(
-            "several Content-Type headers; send exactly one".into(),
-        ));
-    }
-    media
-        .to_str()
-        .map_err(|_| ApiError::UnsupportedMediaType("Content-Type is not ASCII".into()))
-        .and_then(|v| MediaType::parse(v).map_err(ApiError::UnsupportedMediaType))
-}
-
-/// Decodes a JSON request body for the other API routes (override...) with
-/// the same rules as the webhooks: 415 unless the media type is JSON and the
-/// body uncompressed, 400 if not well-formed (or nested deeper than
-/// [`super::MAX_DEPTH`]), 422 if it does not fit `T`. Read the body with
-/// [`read_body`] first.
-pub fn json_body<T: serde::de::DeserializeOwned>(
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<T, ApiError> {
-    media_type(headers)?;
-    check_content_encoding(headers)?;
-    super::check_well_formed(body)?;
-    Ok(serde_json::from_slice(body).map_err(super::ParseError::from)?)
-}
-
-/// Compressed bodies are refused (415) rather than misread as bad JSON: no
-/// supported sender compresses webhooks, and inflating would bypass the
-/// body limit.
-pub fn check_content_encoding(headers: &HeaderMap) -> Result<(), ApiError> {
-    for v in headers.get_all(header::CONTENT_ENCODING) {
-        let v = v.to_str().unwrap_or("?").trim();
-        if !v.is_empty() && !v.eq_ignore_ascii_case("identity") {
-            return Err(ApiError::UnsupportedMediaType(format!(
-                "Content-Encoding {:?} is not supported; send the body uncompressed",
-                truncate(v, 32)
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// Reads the body, refusing it as soon as it passes `max` bytes (a declared
-/// `Content-Length` over the limit is refused before reading anything), and
-/// giving up with 408 after `timeout`. Public for the other API routes, so
-/// every body-taking route answers 413/408 with the same JSON error.
-pub async fn read_body(
-    body: Body,
-    headers: &HeaderMap,
-    max: usize,
-    timeout: Duration,
-) -> Result<Bytes, ApiError> {
-    let too_large = || {
-        ApiError::TooLarge(format!(
-            "the body is over the {max}-byte limit (agent.max_body)"
-        ))
-    };
-    if let Some(len) = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        && len > max as u64
-    {
-        return Err(too_large());
-    }
-    let read = async {
-        let mut buf = BytesMut::new();
-        let mut stream = body.into_data_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk =
-                chunk.map_err(|e| ApiError::Malformed(format!("could not read the body: {e}")))?;
-            if buf.len() + chunk.len() > max {
-                return Err(too_large());
-            }
-            buf.extend_from_slice(&chunk);
-        }
-        Ok(buf.freeze())
-    };
-    tokio::time::timeout(timeout, read).await.map_err(|_| {
-        ApiError::Timeout(format!(
-            "the body did not arrive within {}s",
-            timeout.as_secs()
-        ))
-    })?
 }
 
 /// A delivery that reached the engine (or was a known duplicate).
@@ -657,18 +548,5 @@ mod tests {
         for e in errors {
             assert!(RESULTS.contains(&e.code()), "{}", e.code());
         }
-    }
-
-    #[test]
-    fn statuspage_token_never_reaches_logs() {
-        assert_eq!(
-            loggable_path("/v1/alerts/statuspage/sp-0123456789abcdef"),
-            "/v1/alerts/statuspage/<redacted>"
-        );
-        assert_eq!(
-            loggable_path("/v1/alerts/statuspage"),
-            "/v1/alerts/statuspage"
-        );
-        assert_eq!(loggable_path("/v1/alerts/generic"), "/v1/alerts/generic");
     }
 }

@@ -1,11 +1,13 @@
 //! Alert webhooks: `POST /v1/alerts/{source}` turns a monitoring tool's
-//! notification into engine events.
+//! notification into engine events. One family of routes on top of the
+//! server's plumbing (`server::error`, `server::auth`, `server::body`).
 //!
 //! A forged or misparsed alert can send real customers' calls away, so this
 //! module is strict at every step, and each step can only *reject*:
 //!
-//! 1. [`http`]: rate limit per client, authenticate ([`auth`]), check the media
-//!    type and the body size, read the body under a timeout;
+//! 1. [`http`]: rate limit per client, authenticate ([`auth`], or an API token
+//!    through `server::auth`), check the media type and the body size, read
+//!    the body under a timeout (`server::body`);
 //! 2. one parser per source (`alertmanager`, `grafana`, `pagerduty`, `datadog`,
 //!    `opsgenie`, `statuspage`, `generic`) maps the payload to a list of
 //!    [`AlertUpdate`]s, validating *all* of it before anything is emitted;
@@ -35,7 +37,6 @@ pub mod alertmanager;
 pub mod auth;
 pub mod datadog;
 pub mod dedupe;
-pub mod error;
 pub mod generic;
 pub mod grafana;
 pub mod http;
@@ -52,10 +53,10 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::AlertKey;
 use crate::engine::event::Event;
+use crate::server::body::{MediaType, ParseError, check_well_formed};
+use crate::server::error::truncate;
 
-pub use auth::{TokenName, authorize};
-pub use error::ApiError;
-pub use http::{AlertsState, Clock, json_body, loggable_path, read_body, router};
+pub use http::{AlertsState, Clock, router};
 
 /// Longest accepted alert id (fingerprint, incident id...). Real ids are tens
 /// of bytes; the cap keeps a hostile payload from bloating engine state.
@@ -199,38 +200,6 @@ impl Parsed {
     }
 }
 
-/// Why a payload was rejected. Syntax problems are the client's encoder's
-/// fault (400); shape problems are the sender's configuration (422).
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ParseError {
-    /// Not well-formed JSON (syntax, truncation, nesting deeper than 128, not UTF-8).
-    #[error("{0}")]
-    Malformed(String),
-    /// Well-formed, but not what this source sends.
-    #[error("{0}")]
-    Invalid(String),
-}
-
-impl From<serde_json::Error> for ParseError {
-    fn from(e: serde_json::Error) -> Self {
-        use serde_json::error::Category;
-        // serde_json's message already says where ("at line 1 column 42").
-        match e.classify() {
-            Category::Data => ParseError::Invalid(e.to_string()),
-            Category::Syntax | Category::Eof | Category::Io => ParseError::Malformed(e.to_string()),
-        }
-    }
-}
-
-impl From<ParseError> for ApiError {
-    fn from(e: ParseError) -> Self {
-        match e {
-            ParseError::Malformed(d) => ApiError::Malformed(d),
-            ParseError::Invalid(d) => ApiError::Invalid(d),
-        }
-    }
-}
-
 /// The alert sources, one per route and one module each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Source {
@@ -304,98 +273,6 @@ impl fmt::Display for Source {
     }
 }
 
-/// Deepest JSON nesting accepted. Real payloads nest fewer than 8 levels.
-pub const MAX_DEPTH: usize = 64;
-
-/// Rejects bodies that are not well-formed JSON, or nest deeper than
-/// [`MAX_DEPTH`], *before* any typed parsing, so that:
-/// - a syntax error anywhere is a 400, even when a type error comes first in
-///   the document (the typed parsers stop at the first problem);
-/// - deep nesting is a 400 everywhere. serde_json's own limit (128) covers
-///   typed and `Value` parsing, but it skips ignored fields iteratively without
-///   a limit; this byte scan (no recursion, no allocation) closes that gap.
-pub fn check_well_formed(body: &[u8]) -> Result<(), ParseError> {
-    let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for (i, &b) in body.iter().enumerate() {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > MAX_DEPTH {
-                    return Err(ParseError::Malformed(format!(
-                        "JSON nests deeper than {MAX_DEPTH} levels (at byte {i})"
-                    )));
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    // Syntax of the whole document (iterative in serde_json: no stack risk).
-    serde_json::from_slice::<serde::de::IgnoredAny>(body)
-        .map(|_| ())
-        .map_err(|e| ParseError::Malformed(e.to_string()))
-}
-
-/// The accepted JSON media types. Anything else is a 415.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MediaType {
-    /// `application/json` or any other `application/*+json`.
-    Json,
-    /// `application/cloudevents+json`: one CloudEvent in structured mode.
-    CloudEvent,
-    /// `application/cloudevents-batch+json`: an array of CloudEvents.
-    CloudEventBatch,
-}
-
-impl MediaType {
-    /// Parses a `Content-Type` value. Parameters other than `charset` are
-    /// ignored; a charset must be UTF-8, since JSON on the wire is UTF-8
-    /// (RFC 8259 §8.1) and we decode nothing else.
-    pub fn parse(value: &str) -> Result<MediaType, String> {
-        let mut parts = value.split(';');
-        let essence = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-        for p in parts {
-            let Some((name, v)) = p.split_once('=') else {
-                continue;
-            };
-            if name.trim().eq_ignore_ascii_case("charset") {
-                let v = v.trim().trim_matches('"');
-                if !v.eq_ignore_ascii_case("utf-8") && !v.eq_ignore_ascii_case("utf8") {
-                    return Err(format!("charset {v:?} is not supported; send UTF-8"));
-                }
-            }
-        }
-        let Some((ty, subtype)) = essence.split_once('/') else {
-            return Err(format!(
-                "{essence:?} is not a media type; send application/json"
-            ));
-        };
-        if ty != "application" {
-            return Err(format!("{essence:?} is not JSON; send application/json"));
-        }
-        match subtype {
-            "json" => Ok(MediaType::Json),
-            "cloudevents+json" => Ok(MediaType::CloudEvent),
-            "cloudevents-batch+json" => Ok(MediaType::CloudEventBatch),
-            s if s.ends_with("+json") && s.len() > "+json".len() => Ok(MediaType::Json),
-            _ => Err(format!("{essence:?} is not JSON; send application/json")),
-        }
-    }
-}
-
 /// Fallback alert id when a source gives no fingerprint: the first 16 hex
 /// digits of SHA-256 over the sorted labels. SHA-256 rather than `Hash`, since
 /// the id is persisted and must not change between Rust releases.
@@ -409,14 +286,6 @@ pub fn labels_fingerprint(labels: &BTreeMap<String, String>) -> String {
         h.update(v.as_bytes());
     }
     hex::encode(&h.finalize()[..8])
-}
-
-/// First `max` characters of `s` (on a char boundary), for logs and messages.
-pub fn truncate(s: &str, max: usize) -> &str {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
 }
 
 /// Inserts `k=v` when `v` is present and not blank.

@@ -14,7 +14,6 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::control::{Control, ControlError, StatusDoc};
 use super::gate::StartGate;
 use super::inputs::Probes;
 use super::persist::Persister;
@@ -23,6 +22,7 @@ use super::supervise::Supervisor;
 use crate::config::Config;
 use crate::domain::{Desired, ProbeHealth, Timestamp};
 use crate::engine::{Command, Engine, Event};
+use crate::server::control::{Control, ControlError, StatusDoc};
 use crate::talkdesk::actuator::ActuatorHandle;
 use crate::telemetry::{AuditRecord, AuditSink, Metrics};
 

@@ -11,9 +11,9 @@
 //!   the readiness `/readyz` reports).
 //! - `gate.rs`: `StartGate`, when the actuator may start after a fresh start.
 //! - `supervise.rs`: the actuator runs supervised (the agent exits 1 if it dies).
-//! - `control.rs`: API requests into the loop.
+//!
+//! API requests reach the loop as `server::control::Control` messages.
 
-pub mod control;
 mod event_loop;
 mod gate;
 mod inputs;

@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::control::ControlError;
 use crate::domain::Timestamp;
 use crate::engine::{Command, Engine, Event};
+use crate::server::control::ControlError;
 use crate::store::Store;
 use crate::telemetry::{AuditRecord, AuditSink};
 

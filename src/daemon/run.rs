@@ -19,7 +19,6 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::control::Control;
 use super::event_loop::{self, Inbox, Loop};
 use super::gate::StartGate;
 use super::inputs::spawn_inputs;
@@ -29,6 +28,7 @@ use super::supervise::Supervisor;
 use crate::config::Config;
 use crate::domain::{Desired, Timestamp};
 use crate::engine::{Engine, Event};
+use crate::server::control::Control;
 use crate::server::{self, AppState};
 use crate::store::{self, Store, StoreAudit};
 use crate::talkdesk::actuator::{Actuator, ActuatorHandle, ActuatorOptions};

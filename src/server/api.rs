@@ -1,4 +1,5 @@
-//! Routes: status, override, events, metrics, health.
+//! Routes: status, override, events, metrics, health. Their JSON bodies are
+//! in [`super::wire`], shared with the CLI client.
 
 use std::time::Duration;
 
@@ -8,14 +9,18 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::sync::oneshot;
 
+use super::auth::authorize;
+use super::body::{json_body, read_body};
+use super::control::{Control, ControlError};
+use super::wire::{
+    Cleared, EventsPage, OverrideRequest, OverrideResponse, OverrideState, Released,
+};
 use super::{ApiError, AppState, REQUEST_TIMEOUT};
-use crate::alerts::{authorize, json_body, read_body};
 use crate::config::Dur;
 use crate::config::schema::Scope;
-use crate::daemon::control::Control;
 use crate::domain::{Desired, Timestamp};
 use crate::engine::Override;
 
@@ -80,32 +85,6 @@ async fn status(State(s): State<AppState>, headers: HeaderMap) -> Result<Respons
     ask(&s, Control::Status { reply }).await?;
     let doc = rx.await.map_err(|_| shutting_down())?;
     Ok(Json(doc).into_response())
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OverrideRequest {
-    pub state: OverrideState,
-    #[serde(default)]
-    pub profile: Option<String>,
-    pub ttl: String,
-    pub reason: String,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum OverrideState {
-    Active,
-    Inactive,
-}
-
-#[derive(Debug, Serialize)]
-pub struct OverrideResponse {
-    pub state: OverrideState,
-    pub profile: Option<String>,
-    pub until: String,
-    pub reason: String,
-    pub actor: String,
 }
 
 async fn set_override(
@@ -223,7 +202,7 @@ async fn clear_override(
     };
     ask(&s, control).await?;
     let cleared = rx.await.map_err(|_| shutting_down())?.map_err(refused)?;
-    Ok(Json(serde_json::json!({ "cleared": cleared })).into_response())
+    Ok(Json(Cleared { cleared }).into_response())
 }
 
 /// `DELETE /v1/flap`: release the flap latch. The decision goes back to the
@@ -240,7 +219,7 @@ async fn release_flap(State(s): State<AppState>, headers: HeaderMap) -> Result<R
     )
     .await?;
     let released = rx.await.map_err(|_| shutting_down())?.map_err(refused)?;
-    Ok(Json(serde_json::json!({ "released": released })).into_response())
+    Ok(Json(Released { released }).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -277,7 +256,11 @@ async fn events(
     } else {
         None
     };
-    Ok(Json(serde_json::json!({ "events": events, "next_before": next_before })).into_response())
+    Ok(Json(EventsPage {
+        events,
+        next_before,
+    })
+    .into_response())
 }
 
 /// Sends a request to the main loop without waiting forever if it is saturated.
@@ -292,9 +275,9 @@ async fn ask(s: &AppState, c: Control) -> Result<(), ApiError> {
     }
 }
 
-fn refused(e: crate::daemon::control::ControlError) -> ApiError {
+fn refused(e: ControlError) -> ApiError {
     match e {
-        crate::daemon::control::ControlError::Unavailable(detail) => ApiError::Overloaded {
+        ControlError::Unavailable(detail) => ApiError::Overloaded {
             detail,
             retry_after_secs: 5,
         },

@@ -1,9 +1,19 @@
-//! The HTTP API (axum): alert webhooks, manual override, status, audit
-//! events, metrics and health. Handlers never wait on Talkdesk: they talk to
-//! the daemon's main loop through channels and answer from what it reports.
+//! The HTTP API (axum) and its plumbing: manual override, status, audit
+//! events, metrics and health ([`api`]), and what every route shares: the one
+//! error type ([`error`]), API tokens and constant-time credential checks
+//! ([`auth`]), body reading and JSON checks ([`body`]). The alert webhooks
+//! (`alerts`) are one more family of routes on top of this plumbing; the
+//! daemon merges their router into this one. Handlers never wait on Talkdesk:
+//! they talk to the daemon's main loop through channels and answer from what
+//! it reports.
 
 pub mod api;
+pub mod auth;
+pub mod body;
 pub mod client;
+pub mod control;
+pub mod error;
+pub mod wire;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -18,13 +28,12 @@ use tokio::sync::mpsc;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::config::Config;
-use crate::daemon::control::Control;
 use crate::store::Store;
 use crate::telemetry::Metrics;
+use control::Control;
 
-/// One error type and one token check for every route (webhooks included).
-pub use crate::alerts::ApiError;
-pub use crate::alerts::auth::ApiTokens;
+pub use auth::ApiTokens;
+pub use error::ApiError;
 
 /// Handlers must answer quickly; a stuck handler is cut off.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -51,7 +60,7 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     api::routes()
         .with_state(state)
-        // Bodies are read and limited by `alerts::read_body` in the handlers.
+        // Bodies are read and limited by `body::read_body` in the handlers.
         .layer(DefaultBodyLimit::disable())
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -72,4 +81,36 @@ pub async fn serve(
     )
     .with_graceful_shutdown(shutdown)
     .await
+}
+
+/// Prefix of the Statuspage webhook route, whose last segment is a secret
+/// (`POST /v1/alerts/statuspage/{token}`).
+const STATUSPAGE_PREFIX: &str = "/v1/alerts/statuspage/";
+
+/// The request path as it may be logged: the Statuspage route's secret path
+/// token is replaced by `<redacted>`. Use it in a `TraceLayer`
+/// (`make_span_with`) instead of the raw URI, since the token is a credential.
+pub fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    match path.strip_prefix(STATUSPAGE_PREFIX) {
+        Some(rest) if !rest.is_empty() => format!("{STATUSPAGE_PREFIX}<redacted>").into(),
+        _ => path.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuspage_token_never_reaches_logs() {
+        assert_eq!(
+            loggable_path("/v1/alerts/statuspage/sp-0123456789abcdef"),
+            "/v1/alerts/statuspage/<redacted>"
+        );
+        assert_eq!(
+            loggable_path("/v1/alerts/statuspage"),
+            "/v1/alerts/statuspage"
+        );
+        assert_eq!(loggable_path("/v1/alerts/generic"), "/v1/alerts/generic");
+    }
 }

@@ -1,14 +1,14 @@
 //! The JSON error every HTTP endpoint answers with: `{ "error": "<short>",
 //! "detail": "<what and where>" }` plus the matching status code.
 //!
-//! [`ApiError`] is not alert-specific: the override and status routes use it
-//! too, so a client (or an operator with curl) sees one error shape across the
-//! whole API. `error` is a stable machine-readable code; `detail` is for humans
-//! and never contains a credential.
+//! Every route uses [`ApiError`] (alert webhooks, override, status...), so a
+//! client (or an operator with curl) sees one error shape across the whole
+//! API. `error` is a stable machine-readable code; `detail` is for humans and
+//! never contains a credential. The CLI client reads the same [`ErrorBody`].
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// `WWW-Authenticate` challenge for bearer tokens (API tokens, source bearer tokens).
 pub const CHALLENGE_BEARER: &str = "Bearer realm=\"continuity-agent\"";
@@ -67,11 +67,12 @@ pub enum ApiError {
     Internal(String),
 }
 
-/// The JSON body of every error.
-#[derive(Debug, Serialize)]
-pub struct ErrorBody<'a> {
-    pub error: &'a str,
-    pub detail: &'a str,
+/// The JSON body of every error, as the handlers write it and the CLI client
+/// reads it.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+    pub detail: String,
 }
 
 impl ApiError {
@@ -166,10 +167,9 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let detail = self.detail();
         let body = ErrorBody {
-            error: self.code(),
-            detail: &detail,
+            error: self.code().to_string(),
+            detail: self.detail(),
         };
         let mut resp = (self.status(), axum::Json(&body)).into_response();
         let headers = resp.headers_mut();
@@ -181,6 +181,15 @@ impl IntoResponse for ApiError {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
         resp
+    }
+}
+
+/// First `max` characters of `s` (on a char boundary): client-supplied text is
+/// echoed in details and logs only this far.
+pub fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
     }
 }
 
@@ -223,5 +232,24 @@ mod tests {
         .into_response();
         assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
+    }
+
+    /// The CLI client reads error answers as `ErrorBody`: the handlers'
+    /// body must decode as one, code and detail intact.
+    #[tokio::test]
+    async fn the_body_is_an_error_body() {
+        let resp = ApiError::Invalid("ttl: bad".into()).into_response();
+        assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body: ErrorBody = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            body,
+            ErrorBody {
+                error: "invalid".into(),
+                detail: "ttl: bad".into()
+            }
+        );
     }
 }

@@ -1,6 +1,8 @@
-//! Requests from the HTTP API into the daemon's main loop, each with a reply
-//! channel: the API answers only once the engine has applied the change and
-//! the snapshot is on disk ("nothing is half-applied").
+//! The API's contract with whoever answers it (the daemon's main loop):
+//! requests that need an answer, each with a reply channel. The API answers
+//! only once the loop has applied the change and the snapshot is on disk
+//! ("nothing is half-applied"). Defined here, on the server's side, so the
+//! dependency runs one way: `daemon` -> `server`.
 
 use serde::Serialize;
 use tokio::sync::oneshot;

@@ -1,0 +1,132 @@
+//! The CLI side of the API: `status` and `override on|off|clear|release-flap`
+//! talk to a running agent over HTTP with an API token. Answers are decoded
+//! into the handlers' own types ([`super::wire`]) and printed by [`render`].
+
+pub mod render;
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+use super::error::ErrorBody;
+use super::wire::{Cleared, OverrideRequest, OverrideResponse, Released, StatusReport};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the agent at {url}: {source}")]
+    Unreachable { url: String, source: reqwest::Error },
+    /// The agent answered with an error document.
+    #[error("the agent answered {status}: {error}: {detail}")]
+    Api {
+        status: u16,
+        error: String,
+        detail: String,
+    },
+    #[error("unexpected answer from the agent: {0}")]
+    Protocol(String),
+}
+
+impl ClientError {
+    /// 4xx answers are the caller's mistake (exit 2); the rest are runtime failures.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, ClientError::Api { status, .. } if (400..500).contains(status) && *status != 429)
+    }
+}
+
+pub struct ApiClient {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl ApiClient {
+    pub fn new(base: &str, token: Option<String>) -> ApiClient {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(15))
+            .user_agent(concat!("continuity-agent-cli/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default();
+        ApiClient {
+            base: base.trim_end_matches('/').to_string(),
+            token,
+            http,
+        }
+    }
+
+    /// Sends `req` and decodes the answer: `T` on success, the agent's
+    /// [`ErrorBody`] as [`ClientError::Api`] on 4xx/5xx.
+    async fn send<T: DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T, ClientError> {
+        let req = match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
+        let resp = req
+            .send()
+            .await
+            .map_err(|source| ClientError::Unreachable {
+                url: self.base.clone(),
+                source,
+            })?;
+        let status = resp.status().as_u16();
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let unexpected = |_| ClientError::Protocol(format!("{status}: {text}"));
+        if status >= 400 {
+            let ErrorBody { error, detail } = serde_json::from_str(&text).map_err(unexpected)?;
+            return Err(ClientError::Api {
+                status,
+                error,
+                detail,
+            });
+        }
+        serde_json::from_str(&text).map_err(unexpected)
+    }
+
+    /// `GET /v1/status`, the fields the CLI prints.
+    pub async fn status(&self) -> Result<StatusReport, ClientError> {
+        self.send(self.http.get(format!("{}/v1/status", self.base)))
+            .await
+    }
+
+    /// `GET /v1/status`, the whole document as the agent wrote it (`--json`).
+    pub async fn status_document(&self) -> Result<serde_json::Value, ClientError> {
+        self.send(self.http.get(format!("{}/v1/status", self.base)))
+            .await
+    }
+
+    /// `PUT /v1/override`: fallback on with `active_profile`, or off when `None`.
+    pub async fn set_override(
+        &self,
+        active_profile: Option<&str>,
+        ttl: &str,
+        reason: &str,
+    ) -> Result<OverrideResponse, ClientError> {
+        let body = OverrideRequest::new(active_profile, ttl, reason);
+        self.send(
+            self.http
+                .put(format!("{}/v1/override", self.base))
+                .json(&body),
+        )
+        .await
+    }
+
+    /// `DELETE /v1/flap`.
+    pub async fn release_flap(&self) -> Result<Released, ClientError> {
+        self.send(self.http.delete(format!("{}/v1/flap", self.base)))
+            .await
+    }
+
+    /// `DELETE /v1/override`.
+    pub async fn clear_override(&self, reason: Option<&str>) -> Result<Cleared, ClientError> {
+        let mut req = self.http.delete(format!("{}/v1/override", self.base));
+        if let Some(r) = reason {
+            req = req.query(&[("reason", r)]);
+        }
+        self.send(req).await
+    }
+}
