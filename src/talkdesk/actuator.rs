@@ -55,8 +55,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::client::{Client, activation_body, settings_body};
 use super::error::{FieldError, Op, TalkdeskError};
+use super::plan::{self, Step, StoredForm};
 use crate::config::schema::OnDrift;
-use crate::domain::{Actual, Desired, FallbackSettings, Profile, Timestamp};
+use crate::domain::{Actual, Desired, Profile, Timestamp};
 use crate::engine::event::{Event, Override};
 use crate::telemetry::{AuditRecord, AuditSink, Metrics};
 
@@ -186,7 +187,8 @@ struct Adopted {
     until: Timestamp,
 }
 
-enum Step {
+/// How a convergence attempt ended, when no call failed.
+enum Outcome {
     Converged,
     DryRun,
     Fenced,
@@ -197,11 +199,6 @@ enum Next {
     Idle,
     Retry(Duration),
     Shutdown,
-}
-
-enum Write {
-    Settings(FallbackSettings),
-    Activation(bool),
 }
 
 pub struct Actuator {
@@ -218,8 +215,8 @@ pub struct Actuator {
     adopted: Option<Adopted>,
     /// Avoids repeating the "cannot read" warning every reconcile.
     reads_unavailable: bool,
-    /// (settings we sent, settings Talkdesk said it stored) when they differ.
-    echo: Option<(FallbackSettings, FallbackSettings)>,
+    /// The form Talkdesk stored our last settings in, when it differs.
+    form: Option<StoredForm>,
 }
 
 impl Actuator {
@@ -247,7 +244,7 @@ impl Actuator {
             known: Actual::default(),
             adopted: None,
             reads_unavailable: false,
-            echo: None,
+            form: None,
         }
     }
 
@@ -373,7 +370,7 @@ impl Actuator {
     ) -> Next {
         let result = self.converge(desired, events, shutdown).await;
         let next = match result {
-            Ok(Step::Converged) => {
+            Ok(Outcome::Converged) => {
                 let now = Timestamp::now();
                 if !self.status.converged {
                     tracing::info!(desired = %desired, failed_attempts = self.status.attempts, "Talkdesk converged to the desired state.");
@@ -393,16 +390,16 @@ impl Actuator {
                 self.mark_converged(now);
                 Next::Idle
             }
-            Ok(Step::DryRun) => {
+            Ok(Outcome::DryRun) => {
                 self.status.converged = false;
                 Next::Idle
             }
-            Ok(Step::Fenced) => {
+            Ok(Outcome::Fenced) => {
                 tracing::info!(desired = %desired, "Not the leader: Talkdesk write skipped.");
                 self.status.fenced = true;
                 Next::Idle
             }
-            Ok(Step::Shutdown) => Next::Shutdown,
+            Ok(Outcome::Shutdown) => Next::Shutdown,
             Err(error) => self.failed(desired, error),
         };
         self.publish();
@@ -484,23 +481,15 @@ impl Actuator {
         desired: &Desired,
         events: &mpsc::Sender<Event>,
         shutdown: &CancellationToken,
-    ) -> Result<Step, TalkdeskError> {
-        let target = match desired {
-            Desired::Active { profile } => Some(
-                self.profiles
-                    .get(profile)
-                    .ok_or_else(|| TalkdeskError::UnknownProfile(profile.clone()))?
-                    .settings
-                    .clone(),
-            ),
-            Desired::Inactive => None,
-        };
+    ) -> Result<Outcome, TalkdeskError> {
+        // An unknown profile fails before any call.
+        let wants_settings = plan::target(desired, &self.profiles)?.is_some();
         let blind_ok = self.status.attempts >= BLIND_AFTER_ATTEMPTS;
 
         let mut read = false;
         if self.known.enabled.is_none() {
             if shutdown.is_cancelled() {
-                return Ok(Step::Shutdown);
+                return Ok(Outcome::Shutdown);
             }
             match self.client.get_activation().await {
                 Ok(e) => {
@@ -510,9 +499,9 @@ impl Actuator {
                 Err(e) => self.unreadable(e, blind_ok)?,
             }
         }
-        if target.is_some() && self.known.settings.is_none() {
+        if wants_settings && self.known.settings.is_none() {
             if shutdown.is_cancelled() {
-                return Ok(Step::Shutdown);
+                return Ok(Outcome::Shutdown);
             }
             match self.client.get_settings().await {
                 Ok(s) => {
@@ -526,34 +515,13 @@ impl Actuator {
             self.observed(events).await;
         }
 
-        let mut plan = Vec::new();
-        match &target {
-            Some(settings) => {
-                if !self.settings_match(settings) {
-                    plan.push(Write::Settings(settings.clone()));
-                }
-                if self.known.enabled != Some(true) {
-                    plan.push(Write::Activation(true));
-                }
-            }
-            None => {
-                if self.known.enabled != Some(false) {
-                    plan.push(Write::Activation(false));
-                }
-            }
-        }
+        let plan = plan::plan(&self.known, desired, &self.profiles, self.form.as_ref())?;
         if plan.is_empty() {
-            return Ok(Step::Converged);
+            return Ok(Outcome::Converged);
         }
         // Explain the writes before making them: what Talkdesk has, what
         // will change, and why (the desired state).
-        let steps: Vec<String> = plan
-            .iter()
-            .map(|w| match w {
-                Write::Settings(_) => "write settings".to_string(),
-                Write::Activation(e) => format!("set enabled={e}"),
-            })
-            .collect();
+        let steps: Vec<String> = plan.iter().map(Step::to_string).collect();
         tracing::info!(desired = %desired, enabled = ?self.known.enabled, settings_known = self.known.settings.is_some(), plan = ?steps, dry_run = self.opts.dry_run, "Applying the desired state to Talkdesk.");
         self.audit.record(
             AuditRecord::new(
@@ -571,31 +539,34 @@ impl Actuator {
         if self.opts.dry_run {
             for w in &plan {
                 match w {
-                    Write::Settings(s) => {
+                    Step::PutSettings(s) => {
                         self.client.audit_dry_run(Op::PutSettings, settings_body(s))
                     }
-                    Write::Activation(e) => self
+                    Step::PutActivation(e) => self
                         .client
                         .audit_dry_run(Op::PutActivation, activation_body(*e)),
                 }
             }
-            return Ok(Step::DryRun);
+            return Ok(Outcome::DryRun);
         }
         for w in plan {
             if shutdown.is_cancelled() {
-                return Ok(Step::Shutdown);
+                return Ok(Outcome::Shutdown);
             }
             if let Some(may_write) = &self.may_write
                 && !may_write()
             {
-                return Ok(Step::Fenced);
+                return Ok(Outcome::Fenced);
             }
             match w {
-                Write::Settings(s) => match self.client.put_settings(&s).await {
+                Step::PutSettings(s) => match self.client.put_settings(&s).await {
                     Ok(stored) => match stored {
                         Some(stored) if stored != s => {
                             tracing::warn!(sent = ?s, stored = ?stored, "Talkdesk stored the settings in another form; treating it as equivalent.");
-                            self.echo = Some((s, stored.clone()));
+                            self.form = Some(StoredForm {
+                                sent: s,
+                                stored: stored.clone(),
+                            });
                             self.known.settings = Some(stored);
                         }
                         _ => self.known.settings = Some(s),
@@ -606,7 +577,7 @@ impl Actuator {
                         return Err(e);
                     }
                 },
-                Write::Activation(enabled) => match self.client.set_activation(enabled).await {
+                Step::PutActivation(enabled) => match self.client.set_activation(enabled).await {
                     Ok(()) => self.known.enabled = Some(enabled),
                     Err(e) => {
                         self.known.enabled = None;
@@ -616,7 +587,7 @@ impl Actuator {
             }
             self.observed(events).await;
         }
-        Ok(Step::Converged)
+        Ok(Outcome::Converged)
     }
 
     /// A read failed. Transient failures are retried first; a permanent one
@@ -659,7 +630,7 @@ impl Actuator {
         self.known = fresh;
         self.observed(events).await;
         let now = Timestamp::now();
-        let satisfied = self.satisfies(desired);
+        let satisfied = plan::satisfies(&self.known, desired, &self.profiles, self.form.as_ref());
 
         if let Some(a) = &self.adopted {
             if now >= a.until {
@@ -815,33 +786,6 @@ impl Actuator {
         self.status.adopted = true;
         self.mark_converged(now);
         self.publish();
-    }
-
-    fn satisfies(&self, desired: &Desired) -> bool {
-        match desired {
-            Desired::Inactive => self.known.enabled == Some(false),
-            Desired::Active { profile } => {
-                self.known.enabled == Some(true)
-                    && self
-                        .profiles
-                        .get(profile)
-                        .is_some_and(|p| self.settings_match(&p.settings))
-            }
-        }
-    }
-
-    /// Talkdesk has `target`, as sent or in the form it stored it.
-    fn settings_match(&self, target: &FallbackSettings) -> bool {
-        match &self.known.settings {
-            None => false,
-            Some(actual) => {
-                actual == target
-                    || self
-                        .echo
-                        .as_ref()
-                        .is_some_and(|(sent, stored)| sent == target && stored == actual)
-            }
-        }
     }
 
     /// Tell the engine what Talkdesk has.

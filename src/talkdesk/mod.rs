@@ -40,6 +40,7 @@ pub mod breakglass;
 pub mod client;
 pub mod error;
 mod observe;
+pub mod plan;
 pub mod simulator;
 pub mod wire;
 
