@@ -3,8 +3,11 @@
 //! - [`client`]: the four Fallback Experience calls over an OAuth 2.0
 //!   client-credentials token ([`auth`]), with typed errors ([`error`]) and
 //!   the wire JSON kept apart from the domain types ([`wire`]).
-//! - [`actuator`]: converges Talkdesk to the engine's desired state:
-//!   idempotent, retried with backoff and jitter, reconciled periodically.
+//! - [`actuator`]: converges Talkdesk to the engine's desired state. Its task
+//!   loop ties together [`plan`] (what to write, given what Talkdesk has: a
+//!   pure function), [`apply`] (one attempt over HTTP: reads, writes,
+//!   `dry_run`, fencing, retry with backoff and jitter) and [`drift`] (the
+//!   periodic read-back and `on_drift`).
 //! - [`breakglass`]: the `talkdesk get|apply|activate|deactivate` CLI commands.
 //! - [`simulator`]: an in-memory Talkdesk (token endpoint, settings,
 //!   activation) with fault injection and a journal, for tests and the demo.
@@ -35,9 +38,11 @@
 //! logs, errors or audit records.
 
 pub mod actuator;
+pub mod apply;
 pub mod auth;
 pub mod breakglass;
 pub mod client;
+pub mod drift;
 pub mod error;
 mod observe;
 pub mod plan;
