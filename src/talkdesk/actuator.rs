@@ -18,6 +18,10 @@
 //! has and reads again: someone may have used the UI since. **Shutdown**
 //! never cancels a call in flight: the actuator finishes it and returns
 //! before starting the next one.
+//!
+//! Each gauge has one writer: the actuator sets only what it alone knows
+//! (`continuity_fallback_actual`, `continuity_divergence_seconds`); the
+//! daemon mirrors the engine's state, `continuity_fallback_desired` included.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -334,11 +338,9 @@ impl Actuator {
         }
     }
 
-    /// Push the status to handles and the gauges that mirror it.
+    /// Push the status to handles, and to the gauges only the actuator knows
+    /// (`continuity_fallback_desired` mirrors the engine: the daemon sets it).
     pub(super) fn publish(&self) {
-        if let Some(d) = &self.status.desired {
-            self.metrics.fallback_desired.set(i64::from(d.is_active()));
-        }
         // From the last observation, not `known`: forgetting before a fresh
         // read must not flicker the gauge to "unknown".
         self.metrics
