@@ -31,7 +31,7 @@ use crate::probe::{
 use crate::server::{self, AppState};
 use crate::store::{self, Store, StoreAudit};
 use crate::talkdesk::actuator::{Actuator, ActuatorHandle, ActuatorOptions};
-use crate::talkdesk::client::{Client, ClientConfig};
+use crate::talkdesk::client::Client;
 use crate::telemetry::{AuditRecord, AuditSink, Metrics};
 
 /// Room for bursts (an Alertmanager batch, thousands of probe results)
@@ -159,13 +159,7 @@ pub async fn run_with(
 
     // Actuator.
     let td = &config.raw.talkdesk;
-    let secret = td
-        .client_secret
-        .clone()
-        .unwrap_or_else(|| secrecy::SecretString::from(String::new()));
-    let client_cfg =
-        ClientConfig::from_config(td, secret).map_err(|e| DaemonError::Talkdesk(e.to_string()))?;
-    let client = Client::new(client_cfg, metrics.clone(), audit_dyn.clone())
+    let client = Client::from_config(td, metrics.clone(), audit_dyn.clone())
         .map_err(|e| DaemonError::Talkdesk(e.to_string()))?;
     let opts = ActuatorOptions {
         dry_run: config.raw.agent.dry_run,
