@@ -161,13 +161,11 @@ pub async fn run_with(
     let td = &config.raw.talkdesk;
     let client = Client::from_config(td, metrics.clone(), audit_dyn.clone())
         .map_err(|e| DaemonError::Talkdesk(e.to_string()))?;
-    let opts = ActuatorOptions {
-        dry_run: config.raw.agent.dry_run,
-        on_drift: td.on_drift,
-        reconcile_interval: td.reconcile_interval.get(),
-        adopt_ttl: config.raw.api.override_max_ttl.get(),
-        ..ActuatorOptions::default()
-    };
+    let opts = ActuatorOptions::from_config(
+        td,
+        config.raw.agent.dry_run,
+        config.raw.api.override_max_ttl.get(),
+    );
     let actuator = Actuator::new(
         client,
         opts,

@@ -358,3 +358,30 @@ impl Actuator {
         self.status_tx.send_replace(self.status.clone());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::schema::TalkdeskConfig;
+    use crate::config::types::Dur;
+
+    #[test]
+    fn options_come_from_the_talkdesk_section_and_the_callers_values() {
+        let cfg = TalkdeskConfig {
+            on_drift: OnDrift::Respect,
+            reconcile_interval: Dur::from_millis(90_000),
+            ..TalkdeskConfig::default()
+        };
+        let opts = ActuatorOptions::from_config(&cfg, true, Duration::from_secs(7200));
+        assert!(opts.dry_run);
+        assert_eq!(opts.on_drift, OnDrift::Respect);
+        assert_eq!(opts.reconcile_interval, Duration::from_secs(90));
+        assert_eq!(opts.adopt_ttl, Duration::from_secs(7200));
+        // Backoff is not configurable: the documented defaults.
+        let defaults = ActuatorOptions::default();
+        assert_eq!(
+            (opts.backoff_min, opts.backoff_max),
+            (defaults.backoff_min, defaults.backoff_max)
+        );
+    }
+}
