@@ -13,6 +13,12 @@
 //!   state changes to something else or the adoption expires. A settings-only
 //!   edit while the fallback is on, as decided, is kept without an override,
 //!   so on/off still follows the rules' decisions.
+//!
+//! Which state to adopt (`adoption`) and whether an adopted state changed
+//! again (`Adopted::changed`) are pure, with table tests; the rest is the
+//! read-back's bookkeeping on the actuator.
+
+use std::collections::BTreeMap;
 
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -22,7 +28,7 @@ use super::actuator::Actuator;
 use super::error::TalkdeskError;
 use super::plan;
 use crate::config::schema::OnDrift;
-use crate::domain::{Actual, Desired, Timestamp};
+use crate::domain::{Actual, Desired, Profile, Timestamp};
 use crate::engine::event::{Event, Override};
 use crate::telemetry::AuditRecord;
 
@@ -33,6 +39,57 @@ pub(super) struct Adopted {
     /// What Talkdesk had when we adopted it.
     pub observed: Actual,
     pub until: Timestamp,
+}
+
+impl Adopted {
+    /// Talkdesk changed again since we adopted what it had. Settings do not
+    /// matter while the fallback is off.
+    fn changed(&self, now: &Actual) -> bool {
+        match self.desired {
+            Desired::Inactive => now.enabled != self.observed.enabled,
+            Desired::Active { .. } => *now != self.observed,
+        }
+    }
+}
+
+/// What the engine is asked to want after an on/off change made outside the
+/// agent.
+#[derive(Debug, PartialEq, Eq)]
+struct Adoption {
+    /// The override's desired state; `None` when no profile is configured
+    /// to name in it.
+    desired: Option<Desired>,
+    /// The profile whose settings Talkdesk has, if any.
+    matching: Option<String>,
+}
+
+/// The adoption for what Talkdesk has (`known`); `None` when its on/off
+/// state is unknown, so there is nothing to adopt.
+fn adoption(
+    known: &Actual,
+    desired: &Desired,
+    profiles: &BTreeMap<String, Profile>,
+) -> Option<Adoption> {
+    let matching = known
+        .settings
+        .as_ref()
+        .and_then(|s| profiles.values().find(|p| &p.settings == s))
+        .map(|p| p.name.clone());
+    let adopted = match known.enabled? {
+        false => Some(Desired::Inactive),
+        // The override needs a profile name. Prefer the profile whose
+        // settings Talkdesk has; else keep the current one. Either way the
+        // actuator does not rewrite the settings while the drift is adopted.
+        true => matching
+            .clone()
+            .or_else(|| desired.profile().map(str::to_string))
+            .or_else(|| profiles.keys().next().cloned())
+            .map(|profile| Desired::Active { profile }),
+    };
+    Some(Adoption {
+        desired: adopted,
+        matching,
+    })
 }
 
 impl Actuator {
@@ -116,12 +173,7 @@ impl Actuator {
             self.publish();
             return !satisfied;
         }
-        // Settings do not matter while the fallback is off.
-        let changed = match a.desired {
-            Desired::Inactive => self.known.enabled != a.observed.enabled,
-            Desired::Active { .. } => self.known != a.observed,
-        };
-        if changed {
+        if a.changed(&self.known) {
             // Changed again outside the agent: adopt the new state too.
             self.adopt(desired, events).await;
         }
@@ -201,23 +253,12 @@ impl Actuator {
         now: Timestamp,
         events: &mpsc::Sender<Event>,
     ) {
-        let matching = self
-            .known
-            .settings
-            .as_ref()
-            .and_then(|s| self.profiles.values().find(|p| &p.settings == s))
-            .map(|p| p.name.clone());
-        let adopted = match self.known.enabled {
-            Some(false) => Some(Desired::Inactive),
-            // The override needs a profile name. Prefer the profile whose
-            // settings Talkdesk has; else keep the current one. Either way the
-            // actuator does not rewrite the settings while the drift is adopted.
-            Some(true) => matching
-                .clone()
-                .or_else(|| desired.profile().map(str::to_string))
-                .or_else(|| self.profiles.keys().next().cloned())
-                .map(|profile| Desired::Active { profile }),
-            None => return,
+        let Some(Adoption {
+            desired: adopted,
+            matching,
+        }) = adoption(&self.known, desired, &self.profiles)
+        else {
+            return;
         };
         let settings_note = match (&matching, self.known.enabled) {
             (_, Some(false)) => String::new(),
@@ -272,5 +313,104 @@ impl Actuator {
         self.status.adopted = true;
         self.mark_converged(now);
         self.publish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::FallbackSettings;
+
+    fn settings(default: &str) -> FallbackSettings {
+        FallbackSettings {
+            default: Some(default.to_string()),
+            ..FallbackSettings::default()
+        }
+    }
+
+    fn profiles() -> BTreeMap<String, Profile> {
+        [("backup", "+14155558888"), ("other", "+442071234567")]
+            .into_iter()
+            .map(|(name, number)| {
+                let p = Profile {
+                    name: name.to_string(),
+                    settings: settings(number),
+                };
+                (name.to_string(), p)
+            })
+            .collect()
+    }
+
+    fn active(profile: &str) -> Desired {
+        Desired::Active {
+            profile: profile.to_string(),
+        }
+    }
+
+    fn actual(enabled: Option<bool>, default: Option<&str>) -> Actual {
+        Actual {
+            enabled,
+            settings: default.map(settings),
+        }
+    }
+
+    /// (name, what Talkdesk has, the engine's decision, profiles, adoption)
+    type Case<'a> = (
+        &'a str,
+        Actual,
+        Desired,
+        &'a BTreeMap<String, Profile>,
+        Option<Adoption>,
+    );
+
+    #[test]
+    fn adoption_names_what_talkdesk_has() {
+        let stranger = Some("+33100000000");
+        let (some, none) = (profiles(), BTreeMap::new());
+        #[rustfmt::skip]
+        let table: Vec<Case> = vec![
+            ("switched off: adopt off",
+                actual(Some(false), Some("+14155558888")), active("backup"), &some,
+                Some(Adoption { desired: Some(Desired::Inactive), matching: Some("backup".into()) })),
+            ("switched on with a profile's settings: that profile",
+                actual(Some(true), Some("+442071234567")), Desired::Inactive, &some,
+                Some(Adoption { desired: Some(active("other")), matching: Some("other".into()) })),
+            ("switched on with unknown settings: keep the current profile",
+                actual(Some(true), stranger), active("other"), &some,
+                Some(Adoption { desired: Some(active("other")), matching: None })),
+            ("switched on with unknown settings while off: the first profile",
+                actual(Some(true), stranger), Desired::Inactive, &some,
+                Some(Adoption { desired: Some(active("backup")), matching: None })),
+            ("switched on, no profile to name: no override",
+                actual(Some(true), stranger), Desired::Inactive, &none,
+                Some(Adoption { desired: None, matching: None })),
+            ("on/off unknown: nothing to adopt",
+                actual(None, Some("+14155558888")), active("backup"), &some, None),
+        ];
+        for (name, known, desired, profiles, want) in table {
+            assert_eq!(adoption(&known, &desired, profiles), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn an_adopted_state_changes_when_what_matters_changes() {
+        let adopted = |desired: Desired, observed: Actual| Adopted {
+            desired,
+            observed,
+            until: Timestamp::from_millis(0),
+        };
+        let off = adopted(Desired::Inactive, actual(Some(false), Some("+1")));
+        assert!(
+            !off.changed(&actual(Some(false), Some("+2"))),
+            "settings do not matter while off"
+        );
+        assert!(off.changed(&actual(Some(true), Some("+1"))));
+        let on = adopted(active("backup"), actual(Some(true), Some("+1")));
+        assert!(!on.changed(&actual(Some(true), Some("+1"))));
+        assert!(
+            on.changed(&actual(Some(true), Some("+2"))),
+            "an edit while on is a change"
+        );
+        assert!(on.changed(&actual(Some(false), Some("+1"))));
     }
 }
