@@ -3,6 +3,8 @@
 //! - [`client`]: the four Fallback Experience calls over an OAuth 2.0
 //!   client-credentials token ([`auth`]), with typed errors ([`error`]) and
 //!   the wire JSON kept apart from the domain types ([`wire`]).
+//!   [`Client::from_config`] is the one way to build it from `[talkdesk]`,
+//!   for the daemon and the break-glass commands alike.
 //! - [`actuator`]: converges Talkdesk to the engine's desired state. Its task
 //!   loop ties together [`plan`] (what to write, given what Talkdesk has: a
 //!   pure function), [`apply`] (one attempt over HTTP: reads, writes,
