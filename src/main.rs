@@ -332,7 +332,7 @@ fn check_config(path: &std::path::Path) -> ExitCode {
 
 async fn talkdesk(path: &std::path::Path, action: TalkdeskAction) -> ExitCode {
     use continuity_agent::talkdesk::breakglass::{self, BreakGlass};
-    use continuity_agent::talkdesk::client::{Client, ClientConfig};
+    use continuity_agent::talkdesk::client::Client;
     use continuity_agent::telemetry::{Metrics, audit::NoAudit};
 
     let cfg = match config::load(path) {
@@ -342,13 +342,11 @@ async fn talkdesk(path: &std::path::Path, action: TalkdeskAction) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let td = &cfg.raw.talkdesk;
-    let Some(secret) = td.client_secret.clone() else {
-        eprintln!("continuity-agent: talkdesk.client_secret is not set");
-        return ExitCode::from(EXIT_CONFIG);
-    };
-    let client = ClientConfig::from_config(td, secret)
-        .and_then(|c| Client::new(c, Metrics::new(), std::sync::Arc::new(NoAudit)));
+    let client = Client::from_config(
+        &cfg.raw.talkdesk,
+        Metrics::new(),
+        std::sync::Arc::new(NoAudit),
+    );
     let client = match client {
         Ok(c) => c,
         Err(e) => {

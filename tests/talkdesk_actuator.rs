@@ -53,6 +53,27 @@ async fn talkdesk_activation_writes_settings_then_activates() {
     run.stop().await;
 }
 
+/// Each gauge has one writer: the actuator sets what only it knows (what
+/// Talkdesk has), never `continuity_fallback_desired`, which the daemon
+/// mirrors from the engine's decision.
+#[tokio::test]
+async fn talkdesk_actuator_sets_the_actual_gauge_not_the_desired_one() {
+    let env = Env::new().await;
+    env.metrics.fallback_desired.set(7);
+    let run = spawn_actuator(&env, fast_options(), active("backup"));
+    run.converged(&active("backup")).await;
+    assert_eq!(env.metrics.fallback_actual.get(), 1);
+    run.set(Desired::Inactive);
+    run.converged(&Desired::Inactive).await;
+    assert_eq!(env.metrics.fallback_actual.get(), 0);
+    assert_eq!(
+        env.metrics.fallback_desired.get(),
+        7,
+        "the actuator wrote continuity_fallback_desired"
+    );
+    run.stop().await;
+}
+
 #[tokio::test]
 async fn talkdesk_settings_are_written_only_when_they_differ() {
     let env = Env::new().await;

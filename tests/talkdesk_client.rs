@@ -218,6 +218,39 @@ async fn talkdesk_transport_failures_are_typed_and_retryable() {
     env.client.get_settings().await.unwrap();
 }
 
+/// The client `run` and the break-glass commands build from `[talkdesk]`
+/// uses that section's URLs, paths, scopes and credentials, and counts its
+/// calls in the metrics it was given.
+#[tokio::test]
+async fn talkdesk_client_from_config_talks_as_configured() {
+    let server = start_sim(sim_options()).await;
+    server.sim.set_enabled(true);
+    let base = server.base_url();
+    let cfg = continuity_agent::config::schema::TalkdeskConfig {
+        api_base: Some(base.clone()),
+        token_url: Some(format!("{base}/oauth/token")),
+        client_id: Some("demo".into()),
+        client_secret: Some(SECRET.to_string().into()),
+        ..Default::default()
+    };
+    let metrics = continuity_agent::telemetry::Metrics::new();
+    let client = continuity_agent::talkdesk::Client::from_config(
+        &cfg,
+        metrics.clone(),
+        std::sync::Arc::new(continuity_agent::telemetry::audit::NoAudit),
+    )
+    .unwrap();
+    assert!(client.get_activation().await.unwrap());
+    let counted = |op: &str| {
+        metrics
+            .talkdesk_requests_total
+            .with_label_values(&[op, "200"])
+            .get()
+    };
+    assert_eq!((counted("token"), counted("get_activation")), (1, 1));
+    assert!(!format!("{client:?}").contains(SECRET));
+}
+
 #[tokio::test]
 async fn talkdesk_wrong_credentials_fail_with_oauth_error() {
     let server = start_sim(sim_options()).await;

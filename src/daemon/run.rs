@@ -32,7 +32,7 @@ use crate::server::control::Control;
 use crate::server::{self, AppState};
 use crate::store::{self, Store, StoreAudit};
 use crate::talkdesk::actuator::{Actuator, ActuatorHandle, ActuatorOptions};
-use crate::talkdesk::client::{Client, ClientConfig};
+use crate::talkdesk::client::Client;
 use crate::telemetry::{AuditRecord, AuditSink, KnownLabels, Metrics};
 
 /// Room for bursts (an Alertmanager batch, thousands of probe results)
@@ -237,13 +237,7 @@ fn build(
 fn build_actuator(shared: &Shared) -> Result<Actuator, DaemonError> {
     let config = &shared.config;
     let td = &config.raw.talkdesk;
-    let secret = td
-        .client_secret
-        .clone()
-        .unwrap_or_else(|| secrecy::SecretString::from(String::new()));
-    let client_cfg =
-        ClientConfig::from_config(td, secret).map_err(|e| DaemonError::Talkdesk(e.to_string()))?;
-    let client = Client::new(client_cfg, shared.metrics.clone(), shared.audit.clone())
+    let client = Client::from_config(td, shared.metrics.clone(), shared.audit.clone())
         .map_err(|e| DaemonError::Talkdesk(e.to_string()))?;
     let opts = ActuatorOptions::from_config(
         td,

@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use std::io::Write;
 use std::time::Duration;
 
-use super::actuator::backoff_delay;
+use super::apply::backoff_delay;
 use super::client::Client;
 use super::error::TalkdeskError;
 use crate::domain::{FallbackSettings, Profile};

@@ -199,6 +199,26 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
+    /// The client the `[talkdesk]` section describes: the one way `run` and
+    /// the break-glass commands build it, so both talk to Talkdesk alike.
+    /// A loaded daemon configuration always has the secret; its absence is
+    /// still a [`TalkdeskError::Config`], never an empty credential.
+    pub fn from_config(
+        cfg: &TalkdeskConfig,
+        metrics: Metrics,
+        audit: Arc<dyn AuditSink>,
+    ) -> Result<Client, TalkdeskError> {
+        let secret = cfg.client_secret.clone().ok_or_else(|| {
+            TalkdeskError::Config(
+                "talkdesk.client_secret is not set (set client_secret or client_secret_file)"
+                    .into(),
+            )
+        })?;
+        Client::new(ClientConfig::from_config(cfg, secret)?, metrics, audit)
+    }
+
+    /// A client for an already resolved configuration (tests and the demo
+    /// point one at the simulator with [`ClientConfig::for_simulator`]).
     pub fn new(
         config: ClientConfig,
         metrics: Metrics,
@@ -557,6 +577,26 @@ mod tests {
         assert!(is_loopback("http://[::1]:8080/oauth/token"));
         assert!(is_loopback("http://localhost:1"));
         assert!(!is_loopback("https://api.talkdeskapp.com"));
+    }
+
+    #[test]
+    fn from_config_needs_the_secret_and_never_substitutes_one() {
+        let audit: Arc<dyn AuditSink> = Arc::new(crate::telemetry::audit::NoAudit);
+        let err = Client::from_config(&cfg(), Metrics::new(), audit.clone()).unwrap_err();
+        assert!(matches!(&err, TalkdeskError::Config(m) if m.contains("talkdesk.client_secret")));
+        let with_secret = TalkdeskConfig {
+            client_secret: Some(SecretString::from("hunter2-very-secret")),
+            ..cfg()
+        };
+        let client = Client::from_config(&with_secret, Metrics::new(), audit.clone()).unwrap();
+        assert_eq!(client.inner.api_base, "https://api.talkdeskapp.com");
+        // Errors of the config part come through unchanged.
+        let no_id = TalkdeskConfig {
+            client_id: None,
+            ..with_secret
+        };
+        let err = Client::from_config(&no_id, Metrics::new(), audit).unwrap_err();
+        assert!(matches!(&err, TalkdeskError::Config(m) if m.contains("client_id")));
     }
 
     #[test]

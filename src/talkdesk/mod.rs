@@ -3,8 +3,13 @@
 //! - [`client`]: the four Fallback Experience calls over an OAuth 2.0
 //!   client-credentials token ([`auth`]), with typed errors ([`error`]) and
 //!   the wire JSON kept apart from the domain types ([`wire`]).
-//! - [`actuator`]: converges Talkdesk to the engine's desired state:
-//!   idempotent, retried with backoff and jitter, reconciled periodically.
+//!   [`Client::from_config`] is the one way to build it from `[talkdesk]`,
+//!   for the daemon and the break-glass commands alike.
+//! - [`actuator`]: converges Talkdesk to the engine's desired state. Its task
+//!   loop ties together [`plan`] (what to write, given what Talkdesk has: a
+//!   pure function), [`apply`] (one attempt over HTTP: reads, writes,
+//!   `dry_run`, fencing, retry with backoff and jitter) and [`drift`] (the
+//!   periodic read-back and `on_drift`).
 //! - [`breakglass`]: the `talkdesk get|apply|activate|deactivate` CLI commands.
 //! - [`simulator`]: an in-memory Talkdesk (token endpoint, settings,
 //!   activation) with fault injection and a journal, for tests and the demo.
@@ -14,10 +19,10 @@
 //! ```no_run
 //! # use std::{collections::BTreeMap, sync::Arc, time::Duration};
 //! # use continuity_agent::{config::schema::TalkdeskConfig, domain::{Desired, Profile}, telemetry::{Metrics, audit::NoAudit}};
-//! # use continuity_agent::talkdesk::{Actuator, ActuatorOptions, Client, ClientConfig};
-//! # async fn wire(cfg: TalkdeskConfig, secret: secrecy::SecretString, profiles: BTreeMap<String, Profile>) -> Result<(), Box<dyn std::error::Error>> {
+//! # use continuity_agent::talkdesk::{Actuator, ActuatorOptions, Client};
+//! # async fn wire(cfg: TalkdeskConfig, profiles: BTreeMap<String, Profile>) -> Result<(), Box<dyn std::error::Error>> {
 //! let metrics = Metrics::new();
-//! let client = Client::new(ClientConfig::from_config(&cfg, secret)?, metrics.clone(), Arc::new(NoAudit))?;
+//! let client = Client::from_config(&cfg, metrics.clone(), Arc::new(NoAudit))?;
 //! let opts = ActuatorOptions::from_config(&cfg, /* dry_run */ false, /* adopt_ttl */ Duration::from_secs(24 * 3600));
 //! let actuator = Actuator::new(client, opts, profiles, metrics, Arc::new(NoAudit));
 //! let status = actuator.handle(); // for /v1/status: status.status()
@@ -35,11 +40,14 @@
 //! logs, errors or audit records.
 
 pub mod actuator;
+pub mod apply;
 pub mod auth;
 pub mod breakglass;
 pub mod client;
+pub mod drift;
 pub mod error;
 mod observe;
+pub mod plan;
 pub mod simulator;
 pub mod wire;
 

@@ -1,0 +1,365 @@
+//! Applying a plan: one convergence attempt of the [`Actuator`] over HTTP,
+//! and what happens after it (retry with backoff, blocked, idle).
+//!
+//! An attempt reads what is unknown, asks [`plan`] which writes
+//! are needed, explains them (log and audit), then makes them one by one.
+//! Rules it keeps, and why:
+//! - **Retry forever while desired and actual differ.** Retryable failures
+//!   (5xx, 429, timeouts, dropped connections) are retried with exponential
+//!   backoff and jitter, waiting at least the server's `Retry-After`
+//!   ([`backoff_delay`]), and reported loudly (logs,
+//!   `continuity_actuation_failures_total`, audit, status).
+//!   Non-retryable ones (400, 403, unknown profile) would fail the same way
+//!   again: the actuator is blocked until the desired state changes.
+//! - **Unreadable is not a reason to stay down.** A read that fails for good,
+//!   or keeps failing for [`BLIND_AFTER_ATTEMPTS`] attempts, leaves that part
+//!   unknown, and the plan writes it anyway (each write is a set).
+//! - **After a failed write the written part is unknown:** the PUT may still
+//!   have been applied, so it is read again before the next attempt.
+//! - **`dry_run`** plans as usual and audits each write instead of making it;
+//!   **fencing** (`may_write`) is checked before every single write; a
+//!   **shutdown** is checked before every call, never during one.
+
+use std::time::Duration;
+
+use rand::Rng as _;
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::actuator::{Actuator, LastError};
+use super::client::{activation_body, settings_body};
+use super::error::{Op, TalkdeskError};
+use super::plan::{self, Step, StoredForm};
+use crate::domain::{Desired, Timestamp};
+use crate::engine::event::Event;
+use crate::telemetry::AuditRecord;
+
+/// After this many failed attempts in a row, unknown parts of the actual
+/// state no longer block writing (see the module docs).
+pub const BLIND_AFTER_ATTEMPTS: u32 = 3;
+/// From this many failed attempts on, each failure is logged at error level.
+pub const LOUD_AFTER_ATTEMPTS: u32 = 5;
+/// A `Retry-After` longer than this is capped: the fallback cannot wait an
+/// hour because a proxy said so.
+pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(300);
+
+/// How a convergence attempt ended, when no call failed.
+enum Outcome {
+    Converged,
+    DryRun,
+    Fenced,
+    Shutdown,
+}
+
+/// What the actuator's loop does after an attempt.
+pub(super) enum Next {
+    /// Wait for a new desired state or the next reconcile.
+    Idle,
+    /// Try again after this delay (sooner if the desired state changes).
+    Retry(Duration),
+    Shutdown,
+}
+
+impl Actuator {
+    /// One convergence attempt, with its bookkeeping. Decides what comes next.
+    pub(super) async fn attempt(
+        &mut self,
+        desired: &Desired,
+        events: &mpsc::Sender<Event>,
+        shutdown: &CancellationToken,
+    ) -> Next {
+        let next = match self.converge(desired, events, shutdown).await {
+            Ok(Outcome::Converged) => {
+                self.converged(desired);
+                Next::Idle
+            }
+            Ok(Outcome::DryRun) => {
+                self.status.converged = false;
+                Next::Idle
+            }
+            Ok(Outcome::Fenced) => {
+                tracing::info!(desired = %desired, "Not the leader: Talkdesk write skipped.");
+                self.status.fenced = true;
+                Next::Idle
+            }
+            Ok(Outcome::Shutdown) => Next::Shutdown,
+            Err(error) => self.failed(desired, error),
+        };
+        self.publish();
+        next
+    }
+
+    /// Read what is unknown, then write what differs, settings first.
+    async fn converge(
+        &mut self,
+        desired: &Desired,
+        events: &mpsc::Sender<Event>,
+        shutdown: &CancellationToken,
+    ) -> Result<Outcome, TalkdeskError> {
+        // An unknown profile fails before any call.
+        let wants_settings = plan::target(desired, &self.profiles)?.is_some();
+        if !self.read_unknown(wants_settings, events, shutdown).await? {
+            return Ok(Outcome::Shutdown);
+        }
+        let steps = plan::plan(&self.known, desired, &self.profiles, self.form.as_ref())?;
+        if steps.is_empty() {
+            return Ok(Outcome::Converged);
+        }
+        self.explain(desired, &steps);
+        if self.opts.dry_run {
+            for step in &steps {
+                self.audit_dry_run(step);
+            }
+            return Ok(Outcome::DryRun);
+        }
+        for step in steps {
+            if shutdown.is_cancelled() {
+                return Ok(Outcome::Shutdown);
+            }
+            if self
+                .may_write
+                .as_ref()
+                .is_some_and(|may_write| !may_write())
+            {
+                return Ok(Outcome::Fenced);
+            }
+            self.write(step).await?;
+            self.observed(events).await;
+        }
+        Ok(Outcome::Converged)
+    }
+
+    /// Reads the parts of Talkdesk's state we do not know (settings only when
+    /// they matter). Returns `false` when a shutdown came first.
+    async fn read_unknown(
+        &mut self,
+        wants_settings: bool,
+        events: &mpsc::Sender<Event>,
+        shutdown: &CancellationToken,
+    ) -> Result<bool, TalkdeskError> {
+        let blind_ok = self.status.attempts >= BLIND_AFTER_ATTEMPTS;
+        let mut read = false;
+        if self.known.enabled.is_none() {
+            if shutdown.is_cancelled() {
+                return Ok(false);
+            }
+            match self.client.get_activation().await {
+                Ok(e) => {
+                    self.known.enabled = Some(e);
+                    read = true;
+                }
+                Err(e) => self.unreadable(e, blind_ok)?,
+            }
+        }
+        if wants_settings && self.known.settings.is_none() {
+            if shutdown.is_cancelled() {
+                return Ok(false);
+            }
+            match self.client.get_settings().await {
+                Ok(s) => {
+                    self.known.settings = Some(s);
+                    read = true;
+                }
+                Err(e) => self.unreadable(e, blind_ok)?,
+            }
+        }
+        if read {
+            self.observed(events).await;
+        }
+        Ok(true)
+    }
+
+    /// A read failed. Transient failures are retried first; a permanent one
+    /// (or a transient one that has lasted) lets us write without knowing.
+    fn unreadable(&mut self, error: TalkdeskError, blind_ok: bool) -> Result<(), TalkdeskError> {
+        if error.is_retryable() && !blind_ok {
+            return Err(error);
+        }
+        if !self.reads_unavailable {
+            tracing::warn!(%error, "Cannot read Talkdesk's current state; writing the desired state without comparing (each write is an idempotent set).");
+        }
+        self.reads_unavailable = true;
+        Ok(())
+    }
+
+    /// Explain the writes before making them: what Talkdesk has, what will
+    /// change, and why (the desired state).
+    fn explain(&self, desired: &Desired, steps: &[Step]) {
+        let steps: Vec<String> = steps.iter().map(Step::to_string).collect();
+        tracing::info!(desired = %desired, enabled = ?self.known.enabled, settings_known = self.known.settings.is_some(), plan = ?steps, dry_run = self.opts.dry_run, "Applying the desired state to Talkdesk.");
+        self.audit.record(
+            AuditRecord::new(
+                Timestamp::now(),
+                "actuation",
+                format!("applying {desired}: {}", steps.join(", then ")),
+            )
+            .with_data(json!({
+                "desired": desired,
+                "plan": steps,
+                "before": self.known,
+                "dry_run": self.opts.dry_run,
+            })),
+        );
+    }
+
+    /// Audit a write exactly as it would be sent, without sending it.
+    fn audit_dry_run(&self, step: &Step) {
+        match step {
+            Step::PutSettings(s) => self.client.audit_dry_run(Op::PutSettings, settings_body(s)),
+            Step::PutActivation(e) => self
+                .client
+                .audit_dry_run(Op::PutActivation, activation_body(*e)),
+        }
+    }
+
+    /// Makes one write and updates what we believe Talkdesk has.
+    async fn write(&mut self, step: Step) -> Result<(), TalkdeskError> {
+        match step {
+            Step::PutSettings(sent) => match self.client.put_settings(&sent).await {
+                Ok(Some(stored)) if stored != sent => {
+                    tracing::warn!(sent = ?sent, stored = ?stored, "Talkdesk stored the settings in another form; treating it as equivalent.");
+                    self.known.settings = Some(stored.clone());
+                    self.form = Some(StoredForm { sent, stored });
+                }
+                Ok(_) => self.known.settings = Some(sent),
+                Err(e) => {
+                    // A failed PUT may still have been applied: unknown now.
+                    self.known.settings = None;
+                    return Err(e);
+                }
+            },
+            Step::PutActivation(enabled) => match self.client.set_activation(enabled).await {
+                Ok(()) => self.known.enabled = Some(enabled),
+                Err(e) => {
+                    self.known.enabled = None;
+                    return Err(e);
+                }
+            },
+        }
+        Ok(())
+    }
+
+    /// Talkdesk matches `desired` after an attempt.
+    fn converged(&mut self, desired: &Desired) {
+        let now = Timestamp::now();
+        if !self.status.converged {
+            tracing::info!(desired = %desired, failed_attempts = self.status.attempts, "Talkdesk converged to the desired state.");
+            self.audit.record(
+                AuditRecord::new(now, "actuation", format!("Talkdesk now matches {desired}"))
+                    .with_data(json!({
+                        "desired": desired,
+                        "failed_attempts": self.status.attempts,
+                        "actual": self.known,
+                    })),
+            );
+        }
+        self.mark_converged(now);
+    }
+
+    /// An attempt failed: report it everywhere, then retry after a backoff
+    /// (retryable) or wait for the desired state to change (not retryable).
+    fn failed(&mut self, desired: &Desired, error: TalkdeskError) -> Next {
+        let now = Timestamp::now();
+        self.status.attempts += 1;
+        self.status.converged = false;
+        let attempts = self.status.attempts;
+        let kind = error.kind();
+        self.metrics
+            .actuation_failures_total
+            .with_label_values(&[kind])
+            .inc();
+        let fields: Vec<String> = error
+            .fields()
+            .iter()
+            .map(|f| format!("{}: {}", f.name, f.description))
+            .collect();
+        self.status.last_error = Some(LastError {
+            at: now,
+            message: error.to_string(),
+            kind: kind.to_string(),
+            status: error.status(),
+            retryable: error.is_retryable(),
+            fields: error.fields().to_vec(),
+        });
+        let since = self.status.since.unwrap_or(now);
+        let diverged_for = now.since(since);
+        let record = AuditRecord::new(
+            now,
+            "actuation",
+            format!("applying {desired} failed (attempt {attempts}): {error}"),
+        )
+        .with_data(json!({
+            "desired": desired,
+            "attempt": attempts,
+            "kind": kind,
+            "status": error.status(),
+            "retryable": error.is_retryable(),
+            "fields": error.fields(),
+            "diverged_for_s": diverged_for.as_secs(),
+        }));
+        self.audit.record(record);
+        if error.is_retryable() {
+            let delay = backoff_delay(
+                self.opts.backoff_min,
+                self.opts.backoff_max,
+                attempts,
+                error.retry_after(),
+            );
+            if attempts < LOUD_AFTER_ATTEMPTS {
+                tracing::warn!(desired = %desired, attempt = attempts, retry_in = ?delay, %error, "Talkdesk actuation failed; retrying.");
+            } else {
+                tracing::error!(desired = %desired, attempt = attempts, diverged_for = ?diverged_for, retry_in = ?delay, %error, "Talkdesk actuation keeps failing; still retrying.");
+            }
+            Next::Retry(delay)
+        } else {
+            tracing::error!(desired = %desired, %error, fields = ?fields, "Talkdesk rejected the actuation; not retrying until the desired state or the config changes.");
+            self.status.blocked = true;
+            Next::Idle
+        }
+    }
+}
+
+/// Delay before retry number `attempt` (1-based): exponential from `min`,
+/// capped at `max`, with "equal jitter" (half fixed, half random) so replicas
+/// and restarts spread out but never retry instantly; at least the server's
+/// `Retry-After` (capped at [`RETRY_AFTER_CAP`]).
+pub fn backoff_delay(
+    min: Duration,
+    max: Duration,
+    attempt: u32,
+    retry_after: Option<Duration>,
+) -> Duration {
+    let exp = min
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(20))
+        .min(max.max(min));
+    let half = exp / 2;
+    let jitter_ms = rand::rng().random_range(0..=half.as_millis().min(u64::MAX as u128) as u64);
+    let delay = half + Duration::from_millis(jitter_ms);
+    match retry_after {
+        Some(ra) => delay.max(ra.min(RETRY_AFTER_CAP)),
+        None => delay,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_caps_and_honours_retry_after() {
+        let (min, max) = (Duration::from_millis(100), Duration::from_secs(1));
+        for attempt in 1..30 {
+            let d = backoff_delay(min, max, attempt, None);
+            let exp = (min * 2u32.pow((attempt - 1).min(20))).min(max);
+            assert!(
+                d >= exp / 2 && d <= exp,
+                "attempt {attempt}: {d:?} vs {exp:?}"
+            );
+        }
+        let d = backoff_delay(min, max, 1, Some(Duration::from_secs(3)));
+        assert_eq!(d, Duration::from_secs(3));
+        let d = backoff_delay(min, max, 1, Some(Duration::from_secs(3600)));
+        assert_eq!(d, RETRY_AFTER_CAP);
+    }
+}

@@ -1,0 +1,416 @@
+//! Drift: Talkdesk changed by something other than the agent (usually a
+//! person in the Talkdesk UI), found by the [`Actuator`]'s periodic read-back.
+//!
+//! - **Reconcile.** Every `reconcile_interval` the actuator reads Talkdesk
+//!   again and tells the engine what it has. A mismatch after convergence is
+//!   drift; a mismatch found before the first convergence (at start-up, or
+//!   after a desired change) is not: the engine's (persisted) decision is
+//!   simply applied, as an attempt.
+//! - **`on_drift = "correct"`** re-applies the desired state.
+//! - **`on_drift = "respect"`** adopts the change: an on/off change becomes an
+//!   `Event::OverrideSet` for the engine (actor `drift`, ending after
+//!   `adopt_ttl`), and the actuator keeps its hands off until the desired
+//!   state changes to something else or the adoption expires. A settings-only
+//!   edit while the fallback is on, as decided, is kept without an override,
+//!   so on/off still follows the rules' decisions.
+//!
+//! Which state to adopt (`adoption`) and whether an adopted state changed
+//! again (`Adopted::changed`) are pure, with table tests; the rest is the
+//! read-back's bookkeeping on the actuator.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::actuator::Actuator;
+use super::error::TalkdeskError;
+use super::plan;
+use crate::config::schema::OnDrift;
+use crate::domain::{Actual, Desired, Profile, Timestamp};
+use crate::engine::event::{Event, Override};
+use crate::telemetry::AuditRecord;
+
+/// A drift adopted under `on_drift = "respect"`.
+pub(super) struct Adopted {
+    /// What we told the engine to want.
+    pub desired: Desired,
+    /// What Talkdesk had when we adopted it.
+    pub observed: Actual,
+    pub until: Timestamp,
+}
+
+impl Adopted {
+    /// Talkdesk changed again since we adopted what it had. Settings do not
+    /// matter while the fallback is off.
+    fn changed(&self, now: &Actual) -> bool {
+        match self.desired {
+            Desired::Inactive => now.enabled != self.observed.enabled,
+            Desired::Active { .. } => *now != self.observed,
+        }
+    }
+}
+
+/// What the engine is asked to want after an on/off change made outside the
+/// agent.
+#[derive(Debug, PartialEq, Eq)]
+struct Adoption {
+    /// The override's desired state; `None` when no profile is configured
+    /// to name in it.
+    desired: Option<Desired>,
+    /// The profile whose settings Talkdesk has, if any.
+    matching: Option<String>,
+}
+
+/// The adoption for what Talkdesk has (`known`); `None` when its on/off
+/// state is unknown, so there is nothing to adopt.
+fn adoption(
+    known: &Actual,
+    desired: &Desired,
+    profiles: &BTreeMap<String, Profile>,
+) -> Option<Adoption> {
+    let matching = known
+        .settings
+        .as_ref()
+        .and_then(|s| profiles.values().find(|p| &p.settings == s))
+        .map(|p| p.name.clone());
+    let adopted = match known.enabled? {
+        false => Some(Desired::Inactive),
+        // The override needs a profile name. Prefer the profile whose
+        // settings Talkdesk has; else keep the current one. Either way the
+        // actuator does not rewrite the settings while the drift is adopted.
+        true => matching
+            .clone()
+            .or_else(|| desired.profile().map(str::to_string))
+            .or_else(|| profiles.keys().next().cloned())
+            .map(|profile| Desired::Active { profile }),
+    };
+    Some(Adoption {
+        desired: adopted,
+        matching,
+    })
+}
+
+impl Actuator {
+    /// Periodic read-back. Returns whether to attempt convergence now.
+    pub(super) async fn reconcile(
+        &mut self,
+        desired: &Desired,
+        events: &mpsc::Sender<Event>,
+        shutdown: &CancellationToken,
+    ) -> bool {
+        if shutdown.is_cancelled() {
+            return false;
+        }
+        let fresh = match self.client.read_actual().await {
+            Ok(a) => a,
+            Err(error) => return self.read_back_failed(&error),
+        };
+        self.reads_unavailable = false;
+        self.known = fresh;
+        self.observed(events).await;
+        let now = Timestamp::now();
+        let satisfied = plan::satisfies(&self.known, desired, &self.profiles, self.form.as_ref());
+
+        if self.adopted.is_some() {
+            return self.while_adopted(desired, satisfied, now, events).await;
+        }
+        if satisfied {
+            if !self.status.converged {
+                tracing::info!(desired = %desired, "Reconcile: Talkdesk matches the desired state.");
+            }
+            self.mark_converged(now);
+            self.publish();
+            return false;
+        }
+        if self.status.converged {
+            return self.drifted(desired, now, events).await;
+        }
+        // Never converged: blocked waits for a change; dry-run, fenced and
+        // failing states try again on every tick.
+        !self.status.blocked
+    }
+
+    /// The new desired state is the override we sent for an adopted drift:
+    /// Talkdesk already has it, nothing to write.
+    pub(super) fn takes_up_adoption(&self, new: &Desired) -> bool {
+        self.adopted.as_ref().is_some_and(|a| &a.desired == new)
+    }
+
+    /// The read-back failed. Returns whether to attempt convergence now.
+    fn read_back_failed(&mut self, error: &TalkdeskError) -> bool {
+        if error.is_retryable() || !self.reads_unavailable {
+            tracing::warn!(%error, "Reconcile: cannot read Talkdesk.");
+        }
+        if !error.is_retryable() {
+            self.reads_unavailable = true;
+        }
+        // Not converged yet and not blocked: this tick is a retry too.
+        !self.status.converged && !self.status.blocked
+    }
+
+    /// Read-back while a drift is adopted: apply the desired state again once
+    /// the adoption expires, adopt again if Talkdesk changed again.
+    async fn while_adopted(
+        &mut self,
+        desired: &Desired,
+        satisfied: bool,
+        now: Timestamp,
+        events: &mpsc::Sender<Event>,
+    ) -> bool {
+        let Some(a) = &self.adopted else {
+            return false;
+        };
+        if now >= a.until {
+            tracing::info!("Adopted drift expired; applying the desired state again.");
+            self.adopted = None;
+            self.status.adopted = false;
+            if !satisfied {
+                self.status.converged = false;
+                self.status.since = Some(now);
+            }
+            self.publish();
+            return !satisfied;
+        }
+        if a.changed(&self.known) {
+            // Changed again outside the agent: adopt the new state too.
+            self.adopt(desired, events).await;
+        }
+        false
+    }
+
+    /// Talkdesk no longer has the state it had converged to.
+    /// Returns whether to attempt convergence now.
+    async fn drifted(
+        &mut self,
+        desired: &Desired,
+        now: Timestamp,
+        events: &mpsc::Sender<Event>,
+    ) -> bool {
+        match self.opts.on_drift {
+            OnDrift::Correct => {
+                tracing::warn!(desired = %desired, actual = ?self.known, "Drift: Talkdesk changed outside the agent; correcting.");
+                self.audit.record(
+                    AuditRecord::new(
+                        now,
+                        "drift",
+                        format!(
+                            "Talkdesk no longer matches {desired}; correcting (on_drift = correct)"
+                        ),
+                    )
+                    .with_data(json!({"desired": desired, "actual": self.known})),
+                );
+                self.status.converged = false;
+                self.status.since = Some(now);
+                self.publish();
+                true
+            }
+            OnDrift::Respect => {
+                self.adopt(desired, events).await;
+                false
+            }
+        }
+    }
+
+    /// `on_drift = "respect"`: tell the engine to want what Talkdesk has now.
+    async fn adopt(&mut self, desired: &Desired, events: &mpsc::Sender<Event>) {
+        let now = Timestamp::now();
+        // What the fallback is meant to be now: the adopted state while a
+        // drift is adopted, else the engine's decision.
+        let effective = self.adopted.as_ref().map_or(desired, |a| &a.desired);
+        if effective.is_active() && self.known.enabled == Some(true) {
+            self.keep_settings_edit(desired, now);
+        } else {
+            self.adopt_as_override(desired, now, events).await;
+        }
+    }
+
+    /// Only the settings changed (someone edited the forwarding or the
+    /// message in the UI while the fallback is on, as decided). Keep their
+    /// edit, but do not turn it into an on/off override: when the outage
+    /// ends, the fallback must still go off on the rules' decision, not stay
+    /// pinned on for the adoption TTL.
+    fn keep_settings_edit(&mut self, desired: &Desired, now: Timestamp) {
+        let until = now.add(self.opts.adopt_ttl);
+        tracing::warn!(desired = %desired, until = %until, "Drift: settings changed outside the agent; keeping them (on/off still follows the decisions).");
+        self.audit.record(
+            AuditRecord::new(
+                now,
+                "drift",
+                "Talkdesk's fallback settings were changed outside the agent; kept because talkdesk.on_drift = \"respect\" (on/off still follows the decisions)",
+            )
+            .with_data(json!({ "desired": desired, "actual": self.known, "until": until })),
+        );
+        self.hold(desired.clone(), until, now);
+    }
+
+    /// The fallback was switched on or off outside the agent: ask the engine
+    /// to want that too, as an override that ends after `adopt_ttl`.
+    async fn adopt_as_override(
+        &mut self,
+        desired: &Desired,
+        now: Timestamp,
+        events: &mpsc::Sender<Event>,
+    ) {
+        let Some(Adoption {
+            desired: adopted,
+            matching,
+        }) = adoption(&self.known, desired, &self.profiles)
+        else {
+            return;
+        };
+        let settings_note = match (&matching, self.known.enabled) {
+            (_, Some(false)) => String::new(),
+            (Some(p), _) => format!(", settings of profile {p}"),
+            (None, _) => ", settings that match no profile (left as they are)".to_string(),
+        };
+        let reason = format!(
+            "Talkdesk was changed outside the agent (e.g. in the UI): fallback {}{settings_note}; adopted because talkdesk.on_drift = \"respect\"",
+            if self.known.enabled == Some(true) {
+                "enabled"
+            } else {
+                "disabled"
+            },
+        );
+        let until = now.add(self.opts.adopt_ttl);
+        let adopted_label = adopted.as_ref().map(Desired::to_string);
+        tracing::warn!(desired = %desired, adopted = ?adopted_label, until = %until, "Drift: adopting the change made outside the agent.");
+        self.audit.record(
+            AuditRecord::new(now, "drift", reason.clone()).with_data(json!({
+                "desired": desired,
+                "adopted": adopted,
+                "actual": self.known,
+                "until": until,
+            })),
+        );
+        match &adopted {
+            Some(d) => {
+                self.emit(
+                    events,
+                    Event::OverrideSet(Override {
+                        desired: d.clone(),
+                        reason,
+                        actor: "drift".to_string(),
+                        set_at: now,
+                        until,
+                    }),
+                )
+                .await;
+            }
+            None => tracing::warn!("Drift adopted without an override: no profile is configured."),
+        }
+        self.hold(adopted.unwrap_or_else(|| desired.clone()), until, now);
+    }
+
+    /// Keep hands off what Talkdesk has now until `until`, as `desired`.
+    fn hold(&mut self, desired: Desired, until: Timestamp, now: Timestamp) {
+        self.adopted = Some(Adopted {
+            desired,
+            observed: self.known.clone(),
+            until,
+        });
+        self.status.adopted = true;
+        self.mark_converged(now);
+        self.publish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::FallbackSettings;
+
+    fn settings(default: &str) -> FallbackSettings {
+        FallbackSettings {
+            default: Some(default.to_string()),
+            ..FallbackSettings::default()
+        }
+    }
+
+    fn profiles() -> BTreeMap<String, Profile> {
+        [("backup", "+14155558888"), ("other", "+442071234567")]
+            .into_iter()
+            .map(|(name, number)| {
+                let p = Profile {
+                    name: name.to_string(),
+                    settings: settings(number),
+                };
+                (name.to_string(), p)
+            })
+            .collect()
+    }
+
+    fn active(profile: &str) -> Desired {
+        Desired::Active {
+            profile: profile.to_string(),
+        }
+    }
+
+    fn actual(enabled: Option<bool>, default: Option<&str>) -> Actual {
+        Actual {
+            enabled,
+            settings: default.map(settings),
+        }
+    }
+
+    /// (name, what Talkdesk has, the engine's decision, profiles, adoption)
+    type Case<'a> = (
+        &'a str,
+        Actual,
+        Desired,
+        &'a BTreeMap<String, Profile>,
+        Option<Adoption>,
+    );
+
+    #[test]
+    fn adoption_names_what_talkdesk_has() {
+        let stranger = Some("+33100000000");
+        let (some, none) = (profiles(), BTreeMap::new());
+        #[rustfmt::skip]
+        let table: Vec<Case> = vec![
+            ("switched off: adopt off",
+                actual(Some(false), Some("+14155558888")), active("backup"), &some,
+                Some(Adoption { desired: Some(Desired::Inactive), matching: Some("backup".into()) })),
+            ("switched on with a profile's settings: that profile",
+                actual(Some(true), Some("+442071234567")), Desired::Inactive, &some,
+                Some(Adoption { desired: Some(active("other")), matching: Some("other".into()) })),
+            ("switched on with unknown settings: keep the current profile",
+                actual(Some(true), stranger), active("other"), &some,
+                Some(Adoption { desired: Some(active("other")), matching: None })),
+            ("switched on with unknown settings while off: the first profile",
+                actual(Some(true), stranger), Desired::Inactive, &some,
+                Some(Adoption { desired: Some(active("backup")), matching: None })),
+            ("switched on, no profile to name: no override",
+                actual(Some(true), stranger), Desired::Inactive, &none,
+                Some(Adoption { desired: None, matching: None })),
+            ("on/off unknown: nothing to adopt",
+                actual(None, Some("+14155558888")), active("backup"), &some, None),
+        ];
+        for (name, known, desired, profiles, want) in table {
+            assert_eq!(adoption(&known, &desired, profiles), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn an_adopted_state_changes_when_what_matters_changes() {
+        let adopted = |desired: Desired, observed: Actual| Adopted {
+            desired,
+            observed,
+            until: Timestamp::from_millis(0),
+        };
+        let off = adopted(Desired::Inactive, actual(Some(false), Some("+1")));
+        assert!(
+            !off.changed(&actual(Some(false), Some("+2"))),
+            "settings do not matter while off"
+        );
+        assert!(off.changed(&actual(Some(true), Some("+1"))));
+        let on = adopted(active("backup"), actual(Some(true), Some("+1")));
+        assert!(!on.changed(&actual(Some(true), Some("+1"))));
+        assert!(
+            on.changed(&actual(Some(true), Some("+2"))),
+            "an edit while on is a change"
+        );
+        assert!(on.changed(&actual(Some(false), Some("+1"))));
+    }
+}
