@@ -638,3 +638,45 @@ fn features_this_build_cannot_run_are_not_accepted_silently() {
         cfg.warnings
     );
 }
+
+/// `check-config` and `run` agree on a probe's cadence: a non-SIP probe
+/// without `timeout` runs with the documented 5s (config/example.toml), not
+/// the SIP default of 2s, and fast_interval/timeout never exceed interval.
+#[test]
+fn probes_run_with_the_documented_default_timeouts() {
+    use continuity_agent::probe;
+    use std::time::Duration;
+    let src = with(
+        "[[probes]]\nid = \"crm\"\ntype = \"http\"\nurl = \"https://crm.example/\"\n\
+         [[probes]]\nid = \"st\"\ntype = \"statuspage\"\nurl = \"https://status.example/api/v2/summary.json\"\n\
+         [[probes]]\nid = \"ag\"\ntype = \"agents\"\nurl = \"https://wb.example/agents\"\nvalue = \"$.n\"\n\
+         [[probes]]\nid = \"quick\"\ntype = \"http\"\nurl = \"https://q.example/\"\ninterval = \"1s\"\n",
+    );
+    let cfg = load(&src).unwrap();
+    let ran: Vec<(String, Duration, Duration, Duration)> = cfg
+        .raw
+        .probes
+        .iter()
+        .map(|p| {
+            let s = probe::build_scheduled(p).unwrap();
+            (
+                s.probe.id().to_string(),
+                s.interval,
+                s.fast_interval,
+                s.timeout,
+            )
+        })
+        .collect();
+    let secs = Duration::from_secs;
+    assert_eq!(
+        ran,
+        vec![
+            ("trunk-a".into(), secs(10), secs(2), secs(2)),
+            ("trunk-b".into(), secs(10), secs(2), secs(2)),
+            ("crm".into(), secs(10), secs(2), secs(5)),
+            ("st".into(), secs(60), secs(2), secs(5)),
+            ("ag".into(), secs(10), secs(2), secs(5)),
+            ("quick".into(), secs(1), secs(1), secs(1)),
+        ]
+    );
+}

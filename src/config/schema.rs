@@ -41,7 +41,12 @@ pub mod defaults {
     pub const PROBE_INTERVAL: Dur = Dur::from_secs(10);
     /// While a probe is between states it is re-checked quickly to confirm (HAProxy `fastinter`).
     pub const PROBE_FAST_INTERVAL: Dur = Dur::from_secs(2);
+    /// SIP OPTIONS is answered by the trunk's signalling stack in milliseconds; 2s is
+    /// already a failure.
     pub const PROBE_TIMEOUT: Dur = Dur::from_secs(2);
+    /// HTTP, status page and agents endpoints may sit behind TLS, redirects and a slow
+    /// backend; 5s tolerates that while staying well under the default interval.
+    pub const HTTP_PROBE_TIMEOUT: Dur = Dur::from_secs(5);
     /// HAProxy defaults: 2 successes to come up, 3 failures to go down.
     pub const RISE: u32 = 2;
     pub const FALL: u32 = 3;

@@ -376,16 +376,11 @@ fn probes(cx: &mut Cx, raw: &[ProbeConfig]) -> Vec<ProbeSpec> {
                 format!("duplicate probe id {:?}", p.id),
             );
         }
-        let d = probe_defaults(p.kind);
-        let interval = p.interval.map(|d| d.get()).unwrap_or(d.interval);
-        let fast = p
-            .fast_interval
-            .map(|d| d.get())
-            .unwrap_or(d.fast_interval.min(interval));
-        let timeout = p
-            .timeout
-            .map(|d| d.get())
-            .unwrap_or(d.timeout.min(interval));
+        let crate::probe::Cadence {
+            interval,
+            fast_interval: fast,
+            timeout,
+        } = crate::probe::Cadence::of(p);
         duration_range(
             cx,
             &format!("{key}.interval"),
@@ -441,28 +436,6 @@ fn probes(cx: &mut Cx, raw: &[ProbeConfig]) -> Vec<ProbeSpec> {
         });
     }
     specs
-}
-
-/// Per-type cadence defaults (see `schema::defaults`).
-pub struct ProbeDefaults {
-    pub interval: Duration,
-    pub fast_interval: Duration,
-    pub timeout: Duration,
-}
-
-pub fn probe_defaults(kind: ProbeType) -> ProbeDefaults {
-    let interval = match kind {
-        ProbeType::Statuspage => defaults::STATUSPAGE_INTERVAL,
-        _ => defaults::PROBE_INTERVAL,
-    };
-    ProbeDefaults {
-        interval: interval.get(),
-        fast_interval: defaults::PROBE_FAST_INTERVAL.get(),
-        timeout: match kind {
-            ProbeType::Sip => defaults::PROBE_TIMEOUT.get(),
-            _ => Duration::from_secs(5),
-        },
-    }
 }
 
 /// Keys that belong to other probe types are errors, named precisely.

@@ -90,31 +90,58 @@ pub fn build(cfg: &ProbeConfig) -> Result<Box<dyn Probe>, ProbeBuildError> {
     })
 }
 
-/// Build a probe and wrap it with its cadence for [`scheduler::spawn`], using
-/// the documented defaults for absent intervals.
+/// Build a probe and wrap it with its cadence for [`scheduler::spawn`].
 pub fn build_scheduled(cfg: &ProbeConfig) -> Result<scheduler::Scheduled, ProbeBuildError> {
     let probe = build(cfg)?;
-    let default_interval = match cfg.kind {
-        ProbeType::Statuspage => defaults::STATUSPAGE_INTERVAL,
-        _ => defaults::PROBE_INTERVAL,
-    };
-    let interval = cfg.interval.unwrap_or(default_interval).get();
-    let fast_interval = cfg
-        .fast_interval
-        .unwrap_or(defaults::PROBE_FAST_INTERVAL)
-        .get()
-        .min(interval);
+    let Cadence {
+        interval,
+        fast_interval,
+        timeout,
+    } = Cadence::of(cfg);
     Ok(scheduler::Scheduled {
         probe,
         interval,
         fast_interval,
-        timeout: timeout_of(cfg),
+        timeout,
     })
+}
+
+/// How often a probe runs and how long one check may take: the one place
+/// the documented defaults are applied, so `check-config` validates the
+/// values `run` uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cadence {
+    pub interval: Duration,
+    pub fast_interval: Duration,
+    pub timeout: Duration,
+}
+
+impl Cadence {
+    /// The configured values, or the per-type defaults (see `schema::defaults`).
+    /// A default fast interval or timeout never exceeds the interval.
+    pub fn of(cfg: &ProbeConfig) -> Cadence {
+        let (interval, timeout) = match cfg.kind {
+            ProbeType::Sip => (defaults::PROBE_INTERVAL, defaults::PROBE_TIMEOUT),
+            ProbeType::Statuspage => (defaults::STATUSPAGE_INTERVAL, defaults::HTTP_PROBE_TIMEOUT),
+            ProbeType::Http | ProbeType::Agents => {
+                (defaults::PROBE_INTERVAL, defaults::HTTP_PROBE_TIMEOUT)
+            }
+        };
+        let interval = cfg.interval.unwrap_or(interval).get();
+        let or_default = |set: Option<crate::config::Dur>, d: crate::config::Dur| {
+            set.map(|v| v.get()).unwrap_or(d.get().min(interval))
+        };
+        Cadence {
+            interval,
+            fast_interval: or_default(cfg.fast_interval, defaults::PROBE_FAST_INTERVAL),
+            timeout: or_default(cfg.timeout, timeout),
+        }
+    }
 }
 
 /// The probe timeout from config, or the documented default.
 pub(crate) fn timeout_of(cfg: &ProbeConfig) -> Duration {
-    cfg.timeout.unwrap_or(defaults::PROBE_TIMEOUT).get()
+    Cadence::of(cfg).timeout
 }
 
 /// `"timeout after 2s"`, `"timeout after 1.5s"`, `"timeout after 500ms"`.
@@ -161,14 +188,11 @@ mod tests {
 
         let s = build_scheduled(&cfg(serde_json::json!({
             "id": "vendor", "type": "statuspage", "url": "https://status.example/api/v2/summary.json",
-            "fast_interval": "2m"
         })))
         .unwrap();
         assert_eq!(s.interval, defaults::STATUSPAGE_INTERVAL.get());
-        assert_eq!(
-            s.fast_interval, s.interval,
-            "fast is never slower than normal"
-        );
+        assert_eq!(s.fast_interval, defaults::PROBE_FAST_INTERVAL.get());
+        assert_eq!(s.timeout, defaults::HTTP_PROBE_TIMEOUT.get());
 
         for (v, key) in [
             (
