@@ -653,9 +653,9 @@ fn probes_run_with_the_documented_default_timeouts() {
          [[probes]]\nid = \"quick\"\ntype = \"http\"\nurl = \"https://q.example/\"\ninterval = \"1s\"\n",
     );
     let cfg = load(&src).unwrap();
+    // `run` schedules exactly `probe_settings` (daemon::run).
     let ran: Vec<(String, Duration, Duration, Duration)> = cfg
-        .raw
-        .probes
+        .probe_settings
         .iter()
         .map(|p| {
             let s = probe::build_scheduled(p).unwrap();
@@ -678,5 +678,58 @@ fn probes_run_with_the_documented_default_timeouts() {
             ("ag".into(), secs(10), secs(2), secs(5)),
             ("quick".into(), secs(1), secs(1), secs(1)),
         ]
+    );
+}
+
+/// Every probe key error names its path, whichever part of the entry (common
+/// or the type's own keys) it is in, and all of them come out in one run.
+#[test]
+fn probe_key_errors_keep_their_path() {
+    let src = BASE.replace(
+        "transport=udp\"",
+        "transport=udp\"\ntimeout = 5\naccept = \"2xx\"\nmin = 2\nretries = 1",
+    );
+    let errs = errors(&src);
+    for (key, why) in [
+        ("probes[0] (trunk-a).timeout", "invalid type"),
+        ("probes[0] (trunk-a).accept", "invalid type"),
+        (
+            "probes[0] (trunk-a).min",
+            "`min` does not apply to probes of type sip",
+        ),
+        ("probes[0] (trunk-a).retries", "unknown key `retries`"),
+    ] {
+        assert!(
+            errs.iter().any(|e| e.key == key && e.reason.contains(why)),
+            "no {key}: {why} in:\n{}",
+            render(&errs)
+        );
+    }
+    assert_eq!(errs.len(), 4, "{}", render(&errs));
+}
+
+#[test]
+fn probe_types_must_be_known() {
+    assert_error(
+        &with("[[probes]]\nid = \"x\"\ntype = \"icmp\"\n"),
+        "probes[2] (x).type",
+        "unknown value `icmp`; expected one of: sip, http, statuspage, agents",
+    );
+    assert_error(
+        &with("[[probes]]\nid = \"x\"\nurl = \"https://x.example/\"\n"),
+        "probes[2] (x)",
+        "missing required key `type`",
+    );
+}
+
+/// Request headers are checked by check-config, not first at `run`.
+#[test]
+fn probe_headers_are_validated() {
+    assert_error(
+        &with(
+            "[[probes]]\nid = \"crm\"\ntype = \"http\"\nurl = \"https://crm.example/\"\nheaders = { \"bad header\" = \"v\" }\n",
+        ),
+        "probes[2] (crm).headers",
+        "not a valid header name",
     );
 }

@@ -13,6 +13,8 @@ use serde::de::DeserializeOwned;
 use super::error::{ConfigErrors, ConfigIssue};
 use super::schema::{RawConfig, SECTIONS};
 use super::{Config, ENV_PREFIX, ENV_SPLIT, Strictness};
+use crate::probe::ProbeConfig;
+use crate::probe::config::{CommonConfig, KindConfig};
 
 /// The environment provider of the contract: `CONTINUITY_AGENT_<SECTION>__<KEY>`.
 /// Variables without `__` (such as `CONTINUITY_AGENT_LOG_FORMAT`) are CLI
@@ -351,13 +353,16 @@ fn sections(cx: &mut Cx, root: &Dict) -> RawConfig {
     }
     macro_rules! list {
         ($name:literal, $field:ident) => {
+            list!($name, $field, de)
+        };
+        ($name:literal, $field:ident, $parse:expr) => {
             if let Some(v) = root.get($name) {
                 match v {
                     Value::Array(_, items) => {
                         let mut parsed = Vec::new();
                         let mut indices = Vec::new();
                         for (i, item) in items.iter().enumerate() {
-                            if let Some(p) = de(cx, item, &element_key($name, i, item)) {
+                            if let Some(p) = $parse(cx, item, &element_key($name, i, item)) {
                                 parsed.push(p);
                                 indices.push(i);
                             }
@@ -381,7 +386,7 @@ fn sections(cx: &mut Cx, root: &Dict) -> RawConfig {
     section!("webhooks", webhooks);
     section!("api", api);
     section!("cluster", cluster);
-    list!("probes", probes);
+    list!("probes", probes, probe_entry);
     list!("rules", rules);
     list!("maintenance", maintenance);
     list!("drills", drills);
@@ -404,6 +409,80 @@ fn sections(cx: &mut Cx, root: &Dict) -> RawConfig {
         }
     }
     raw
+}
+
+/// One `[[probes]]` entry. Its keys are sorted by `type` before serde sees
+/// them: a key of another type gets a precise "does not apply" error, and
+/// the common part and the type's part are each deserialized straight from
+/// the document, so every error keeps its key path (serde's internally tagged
+/// enums would buffer the entry and lose it).
+fn probe_entry(cx: &mut Cx, item: &Value, key: &str) -> Option<ProbeConfig> {
+    let Value::Dict(tag, dict) = item else {
+        // Not a table: serde's own "invalid type" message says so.
+        return de::<CommonConfig>(cx, item, key).and(None);
+    };
+    let kinds = KindConfig::keys();
+    let names: Vec<&str> = kinds.iter().map(|(name, _)| *name).collect();
+    let kind = match dict.get("type") {
+        None => {
+            cx.err(key, "missing required key `type`");
+            None
+        }
+        Some(v) => {
+            let found = kinds.iter().find(|(name, _)| v.as_str() == Some(*name));
+            if found.is_none() {
+                let shown = v.as_str().map_or_else(|| format!("{v:?}"), str::to_string);
+                cx.err(
+                    format!("{key}.type"),
+                    format!(
+                        "unknown value `{shown}`; expected one of: {}",
+                        names.join(", ")
+                    ),
+                );
+            }
+            found.copied()
+        }
+    };
+    let common_keys = CommonConfig::keys();
+    let own_keys = kind.map_or(&[][..], |(_, keys)| keys);
+    let (mut common, mut own) = (Dict::new(), Dict::new());
+    for (k, v) in dict {
+        if k == "type" {
+            continue;
+        } else if common_keys.contains(&k.as_str()) {
+            common.insert(k.clone(), v.clone());
+        } else if own_keys.contains(&k.as_str()) {
+            own.insert(k.clone(), v.clone());
+        } else if let Some((name, _)) = kind {
+            let reason = if kinds.iter().any(|(_, keys)| keys.contains(&k.as_str())) {
+                format!("`{k}` does not apply to probes of type {name}")
+            } else {
+                let expected: Vec<&str> = common_keys
+                    .iter()
+                    .chain(["type"].iter())
+                    .chain(own_keys)
+                    .copied()
+                    .collect();
+                format!(
+                    "unknown key `{k}`; expected one of: {}",
+                    expected.join(", ")
+                )
+            };
+            cx.err(format!("{key}.{k}"), reason);
+        }
+    }
+    let common = de::<CommonConfig>(cx, &Value::Dict(*tag, common), key);
+    let own = Value::Dict(*tag, own);
+    let kind = match kind?.0 {
+        "sip" => de(cx, &own, key).map(KindConfig::Sip),
+        "http" => de(cx, &own, key).map(KindConfig::Http),
+        "statuspage" => de(cx, &own, key).map(KindConfig::Statuspage),
+        _ => de(cx, &own, key).map(KindConfig::Agents),
+    };
+    Some(ProbeConfig {
+        common: common?,
+        kind: kind?,
+    })
 }
 
 /// `probes[2] (trunk-a)`: the index for the origin lookup, the id or name for humans.

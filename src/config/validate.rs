@@ -19,6 +19,7 @@ use super::{Config, ConfigErrors, Strictness};
 use crate::domain::{FallbackSettings, Message, ProbeHealth, Profile};
 use crate::engine::expr::{self, Expr};
 use crate::engine::spec::{ProbeSpec, RuleSpec};
+use crate::probe::{Findings, ProbeSettings};
 
 /// E.164: `+`, country code not starting with 0, at most 15 digits.
 static E164: LazyLock<Regex> =
@@ -42,8 +43,6 @@ const REQUIRED_SCOPES: &[(&str, &str)] = &[
         "switch the fallback on and off",
     ),
 ];
-const DOWN_AT: &[&str] = &["degraded_performance", "partial_outage", "major_outage"];
-const STATUSPAGE_FORMATS: &[&str] = &["statuspage", "incidentio", "instatus"];
 
 pub(super) fn validate(
     mut raw: RawConfig,
@@ -59,12 +58,21 @@ pub(super) fn validate(
     // element produces one error, not one more per reference to it.
     let mut profile_names: BTreeSet<String> = profiles.keys().cloned().collect();
     profile_names.extend(raw_labels(cx, "profiles", ""));
-    let probe_specs = probes(cx, &raw.probes);
+    let probe_settings = probes(cx, &raw.probes);
+    let probe_specs: Vec<ProbeSpec> = probe_settings
+        .iter()
+        .map(|s| ProbeSpec {
+            id: s.id.clone(),
+            kind: s.kind_name(),
+            rise: s.rise,
+            fall: s.fall,
+        })
+        .collect();
     let mut probe_ids: Vec<String> = Vec::new();
     for id in raw
         .probes
         .iter()
-        .map(|p| p.id.clone())
+        .map(|p| p.common.id.clone())
         .chain(raw_labels(cx, "probes", "id"))
     {
         if !probe_ids.contains(&id) {
@@ -112,6 +120,7 @@ pub(super) fn validate(
             raw,
             profiles,
             probes: probe_specs,
+            probe_settings,
             rules,
             warnings: std::mem::take(&mut cx.warnings),
         })
@@ -362,262 +371,31 @@ fn check_language(tag: &str) -> Result<(), String> {
         .map_err(|e| format!("{tag:?} is not a valid BCP 47 language tag: {e}"))
 }
 
-fn probes(cx: &mut Cx, raw: &[ProbeConfig]) -> Vec<ProbeSpec> {
+/// Each entry checks itself (`probe::ProbeConfig::validate`); what needs
+/// the whole list (unique ids) is checked here.
+fn probes(cx: &mut Cx, raw: &[ProbeConfig]) -> Vec<ProbeSettings> {
     let mut seen = BTreeSet::new();
-    let mut specs = Vec::new();
+    let mut out = Vec::new();
     for (i, p) in raw.iter().enumerate() {
-        let key = format!("probes[{}] ({})", cx.index("probes", i), p.id);
-        if !IDENT.is_match(&p.id) {
+        let id = &p.common.id;
+        let key = format!("probes[{}] ({id})", cx.index("probes", i));
+        if !IDENT.is_match(id) {
             cx.err(format!("{key}.id"), "must be 1-64 letters, digits, '.', '_' or '-' (it is used in metrics labels and globs)");
         }
-        if !seen.insert(p.id.clone()) {
-            cx.err(
-                format!("{key}.id"),
-                format!("duplicate probe id {:?}", p.id),
-            );
+        if !seen.insert(id.clone()) {
+            cx.err(format!("{key}.id"), format!("duplicate probe id {id:?}"));
         }
-        let crate::probe::Cadence {
-            interval,
-            fast_interval: fast,
-            timeout,
-        } = crate::probe::Cadence::of(p);
-        duration_range(
-            cx,
-            &format!("{key}.interval"),
-            interval,
-            Duration::from_millis(100),
-            Duration::from_secs(3600),
-        );
-        duration_range(
-            cx,
-            &format!("{key}.fast_interval"),
-            fast,
-            Duration::from_millis(100),
-            Duration::from_secs(3600),
-        );
-        duration_range(
-            cx,
-            &format!("{key}.timeout"),
-            timeout,
-            Duration::from_millis(10),
-            Duration::from_secs(120),
-        );
-        if fast > interval {
-            cx.err(format!("{key}.fast_interval"), "must not be longer than interval: it is the faster cadence used while confirming a change");
+        let mut found = Findings::default();
+        let settings = p.validate(&mut found);
+        for f in found.errors {
+            cx.err(format!("{key}.{}", f.key), f.reason);
         }
-        if timeout > interval {
-            cx.warn(
-                format!("{key}.timeout"),
-                "longer than interval: a slow target delays this probe's next check",
-            );
+        for f in found.warnings {
+            cx.warn(format!("{key}.{}", f.key), f.reason);
         }
-        let rise = p.rise.unwrap_or(defaults::RISE);
-        let fall = p.fall.unwrap_or(defaults::FALL);
-        for (k, v) in [("rise", rise), ("fall", fall)] {
-            if !(1..=100).contains(&v) {
-                cx.err(
-                    format!("{key}.{k}"),
-                    format!("{v} is out of range: must be 1 to 100 consecutive results"),
-                );
-            }
-        }
-        not_applicable(cx, &key, p);
-        match p.kind {
-            ProbeType::Sip => sip_probe(cx, &key, p),
-            ProbeType::Http => http_probe(cx, &key, p),
-            ProbeType::Statuspage => statuspage_probe(cx, &key, p),
-            ProbeType::Agents => agents_probe(cx, &key, p),
-        }
-        specs.push(ProbeSpec {
-            id: p.id.clone(),
-            kind: p.kind.as_str(),
-            rise,
-            fall,
-        });
+        out.extend(settings);
     }
-    specs
-}
-
-/// Keys that belong to other probe types are errors, named precisely.
-fn not_applicable(cx: &mut Cx, key: &str, p: &ProbeConfig) {
-    let present: [(&str, bool); 11] = [
-        ("target", p.target.is_some()),
-        ("accept", p.accept.is_some()),
-        ("from_user", p.from_user.is_some()),
-        ("url", p.url.is_some()),
-        ("expect_status", p.expect_status.is_some()),
-        ("expect_json", p.expect_json.is_some()),
-        ("headers", p.headers.is_some()),
-        ("components", p.components.is_some()),
-        ("down_at", p.down_at.is_some()),
-        ("format", p.format.is_some()),
-        ("value", p.value.is_some() || p.min.is_some()),
-    ];
-    let allowed: &[&str] = match p.kind {
-        ProbeType::Sip => &["target", "accept", "from_user"],
-        ProbeType::Http => &["url", "expect_status", "expect_json", "headers"],
-        ProbeType::Statuspage => &["url", "components", "down_at", "format", "headers"],
-        ProbeType::Agents => &["url", "value", "headers"],
-    };
-    for (k, set) in present {
-        if set && !allowed.contains(&k) {
-            let k = if k == "value" && p.value.is_none() {
-                "min"
-            } else {
-                k
-            };
-            cx.err(
-                format!("{key}.{k}"),
-                format!("`{k}` does not apply to probes of type {}", p.kind.as_str()),
-            );
-        }
-    }
-}
-
-fn sip_probe(cx: &mut Cx, key: &str, p: &ProbeConfig) {
-    match &p.target {
-        None => cx.err(
-            format!("{key}.target"),
-            "missing: a SIP URI like sip:trunk.example.net:5060;transport=udp",
-        ),
-        Some(t) => {
-            if let Err(why) = check_sip_target(t) {
-                cx.err(format!("{key}.target"), why);
-            }
-        }
-    }
-    if let Some(codes) = &p.accept {
-        if codes.is_empty() {
-            cx.err(
-                format!("{key}.accept"),
-                "must list at least one code or class, e.g. [\"2xx\"]",
-            );
-        }
-        for (i, c) in codes.iter().enumerate() {
-            match check_accept_code(c) {
-                Err(why) => cx.err(format!("{key}.accept[{i}]"), why),
-                Ok(true) => cx.warn(
-                    format!("{key}.accept[{i}]"),
-                    "accepting 408 hides dead trunks behind proxies that answer 408 (a local timeout never counts as success)",
-                ),
-                Ok(false) => {}
-            }
-        }
-    }
-    if let Some(u) = &p.from_user
-        && (u.is_empty()
-            || u.contains(|c: char| {
-                c.is_whitespace() || c == '@' || c == ':' || c == '<' || c == '>'
-            }))
-    {
-        cx.err(
-            format!("{key}.from_user"),
-            format!("{u:?} is not a SIP user part"),
-        );
-    }
-}
-
-/// One `accept` entry: the SIP probe's own parser decides the syntax (so
-/// validation and probing agree); validation adds what only makes sense to an
-/// operator: provisional responses can never be accepted (the probe waits for
-/// a final one), and `Ok(true)` flags a risky 408.
-fn check_accept_code(c: &str) -> Result<bool, String> {
-    let c = c.trim();
-    crate::probe::sip::Accept::parse(&[c])?;
-    if c.eq_ignore_ascii_case("1xx") || c.parse::<u16>().is_ok_and(|n| n < 200) {
-        return Err(format!(
-            "{c} is provisional; only final responses (200-699) can be accepted"
-        ));
-    }
-    Ok(c == "408")
-}
-
-/// SIP target syntax, checked by the SIP probe's own parser so validation
-/// and probing can never disagree.
-pub fn check_sip_target(t: &str) -> Result<(), String> {
-    crate::probe::sip::parse_target(t).map(|_| ())
-}
-
-fn url_required(cx: &mut Cx, key: &str, p: &ProbeConfig) {
-    match &p.url {
-        None => cx.err(format!("{key}.url"), "missing: an http:// or https:// URL"),
-        Some(u) => {
-            if let Err(why) = check_url(u, false) {
-                cx.err(format!("{key}.url"), why);
-            }
-        }
-    }
-}
-
-fn http_probe(cx: &mut Cx, key: &str, p: &ProbeConfig) {
-    url_required(cx, key, p);
-    if let Some(codes) = &p.expect_status {
-        if codes.is_empty() {
-            cx.err(
-                format!("{key}.expect_status"),
-                "must list at least one status code",
-            );
-        }
-        for (i, c) in codes.iter().enumerate() {
-            if !(100..=599).contains(c) {
-                cx.err(
-                    format!("{key}.expect_status[{i}]"),
-                    format!("{c} is not an HTTP status code (100-599)"),
-                );
-            }
-        }
-    }
-    if let Some(path) = &p.expect_json {
-        jsonpath(cx, &format!("{key}.expect_json"), path);
-    }
-}
-
-fn statuspage_probe(cx: &mut Cx, key: &str, p: &ProbeConfig) {
-    url_required(cx, key, p);
-    if let Some(d) = &p.down_at
-        && !DOWN_AT.contains(&d.as_str())
-    {
-        cx.err(
-            format!("{key}.down_at"),
-            format!("{d:?}: use one of {}", DOWN_AT.join(", ")),
-        );
-    }
-    if let Some(f) = &p.format
-        && !STATUSPAGE_FORMATS.contains(&f.as_str())
-    {
-        cx.err(
-            format!("{key}.format"),
-            format!("{f:?}: use one of {}", STATUSPAGE_FORMATS.join(", ")),
-        );
-    }
-    for (i, c) in p.components.iter().flatten().enumerate() {
-        if c.trim().is_empty() {
-            cx.err(
-                format!("{key}.components[{i}]"),
-                "component name must not be empty",
-            );
-        }
-    }
-}
-
-fn agents_probe(cx: &mut Cx, key: &str, p: &ProbeConfig) {
-    url_required(cx, key, p);
-    match &p.value {
-        None => cx.err(
-            format!("{key}.value"),
-            "missing: a JSONPath to the number of available agents, e.g. \"$.available\"",
-        ),
-        Some(v) => jsonpath(cx, &format!("{key}.value"), v),
-    }
-}
-
-fn jsonpath(cx: &mut Cx, key: &str, path: &str) {
-    if let Err(e) = serde_json_path::JsonPath::parse(path) {
-        cx.err(
-            key,
-            format!("{path:?} is not a JSONPath (RFC 9535) expression: {e}"),
-        );
-    }
+    out
 }
 
 /// `http(s)://host...`; plain http only for loopback when `https_only`

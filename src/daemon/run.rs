@@ -201,8 +201,8 @@ pub async fn run_with(
     };
 
     // Probes, self-check, calendar.
-    let mut scheduled = Vec::with_capacity(config.raw.probes.len());
-    for p in &config.raw.probes {
+    let mut scheduled = Vec::with_capacity(config.probe_settings.len());
+    for p in &config.probe_settings {
         scheduled.push(
             probe::build_scheduled(p).map_err(|e| DaemonError::Probe(format!("{}: {e}", p.id)))?,
         );

@@ -111,7 +111,7 @@ impl SelfCheck {
         if !errors.is_empty() {
             return Err(errors.join("; "));
         }
-        let http = super::http::fetch::client(timeout, None)?;
+        let http = super::http::fetch::client(timeout, &Default::default())?;
         Ok(SelfCheck {
             canaries,
             timeout,
