@@ -6,11 +6,13 @@
 //! One file per section, each with its own checks; this file runs them in
 //! order and assembles the [`Config`]. Probe entries validate themselves
 //! (`probe::ProbeConfig::validate`); `probes.rs` only adds what needs the
-//! whole list.
+//! whole list. `condition.rs` compiles rule conditions into the engine's
+//! `Expr` (the engine knows nothing of the configuration).
 
 mod agent;
 mod api;
 mod calendar;
+mod condition;
 mod engine;
 mod notify;
 mod probes;

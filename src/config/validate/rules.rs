@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use super::condition;
 use super::shared::{IDENT, duration_range, unknown_profile};
 use crate::config::load::Cx;
 use crate::config::schema::*;
 use crate::domain::ProbeHealth;
-use crate::engine::expr::{self, Expr};
+use crate::engine::expr::Expr;
 use crate::engine::spec::{ProbeSpec, RuleSpec};
 
 pub(super) fn rules(
@@ -67,7 +68,7 @@ pub(super) fn rules(
         if r.clear_for.get().is_zero() {
             cx.warn(format!("{key}.clear_for"), "0s: calls come back the instant the condition clears, with no proof the recovery holds");
         }
-        match expr::compile(&r.when, &format!("{key}.when"), &ids) {
+        match condition::compile(&r.when, &format!("{key}.when"), &ids) {
             Err(errs) => errs.into_iter().for_each(|e| cx.err(e.path, e.reason)),
             Ok(when) => {
                 if r.for_.get().is_zero()
