@@ -14,7 +14,7 @@ use super::error::{ConfigErrors, ConfigIssue};
 use super::schema::{RawConfig, SECTIONS};
 use super::{Config, ENV_PREFIX, ENV_SPLIT, Strictness};
 use crate::probe::ProbeConfig;
-use crate::probe::config::{CommonConfig, KindConfig};
+use crate::probe::config::{CommonConfig, Kind, KindConfig, LoadPart};
 
 /// The environment provider of the contract: `CONTINUITY_AGENT_<SECTION>__<KEY>`.
 /// Variables without `__` (such as `CONTINUITY_AGENT_LOG_FORMAT`) are CLI
@@ -421,68 +421,84 @@ fn probe_entry(cx: &mut Cx, item: &Value, key: &str) -> Option<ProbeConfig> {
         // Not a table: serde's own "invalid type" message says so.
         return de::<CommonConfig>(cx, item, key).and(None);
     };
-    let kinds = KindConfig::keys();
-    let names: Vec<&str> = kinds.iter().map(|(name, _)| *name).collect();
-    let kind = match dict.get("type") {
-        None => {
-            cx.err(key, "missing required key `type`");
-            None
-        }
-        Some(v) => {
-            let found = kinds.iter().find(|(name, _)| v.as_str() == Some(*name));
-            if found.is_none() {
-                let shown = v.as_str().map_or_else(|| format!("{v:?}"), str::to_string);
-                cx.err(
-                    format!("{key}.type"),
-                    format!(
-                        "unknown value `{shown}`; expected one of: {}",
-                        names.join(", ")
-                    ),
-                );
-            }
-            found.copied()
-        }
-    };
+    let kinds = KindConfig::kinds::<Part>();
+    let kind = probe_type(cx, dict, key, &kinds);
     let common_keys = CommonConfig::keys();
-    let own_keys = kind.map_or(&[][..], |(_, keys)| keys);
     let (mut common, mut own) = (Dict::new(), Dict::new());
-    for (k, v) in dict {
-        if k == "type" {
-            continue;
-        } else if common_keys.contains(&k.as_str()) {
+    for (k, v) in dict.iter().filter(|(k, _)| *k != "type") {
+        if common_keys.contains(&k.as_str()) {
             common.insert(k.clone(), v.clone());
-        } else if own_keys.contains(&k.as_str()) {
-            own.insert(k.clone(), v.clone());
-        } else if let Some((name, _)) = kind {
-            let reason = if kinds.iter().any(|(_, keys)| keys.contains(&k.as_str())) {
-                format!("`{k}` does not apply to probes of type {name}")
+        } else if let Some(kind) = kind {
+            if kind.keys.contains(&k.as_str()) {
+                own.insert(k.clone(), v.clone());
+            } else if kinds.iter().any(|other| other.keys.contains(&k.as_str())) {
+                let reason = format!("`{k}` does not apply to probes of type {}", kind.name);
+                cx.err(format!("{key}.{k}"), reason);
             } else {
                 let expected: Vec<&str> = common_keys
                     .iter()
-                    .chain(["type"].iter())
-                    .chain(own_keys)
+                    .chain(&["type"])
+                    .chain(kind.keys)
                     .copied()
                     .collect();
-                format!(
+                let reason = format!(
                     "unknown key `{k}`; expected one of: {}",
                     expected.join(", ")
-                )
-            };
-            cx.err(format!("{key}.{k}"), reason);
+                );
+                cx.err(format!("{key}.{k}"), reason);
+            }
         }
     }
     let common = de::<CommonConfig>(cx, &Value::Dict(*tag, common), key);
-    let own = Value::Dict(*tag, own);
-    let kind = match kind?.0 {
-        "sip" => de(cx, &own, key).map(KindConfig::Sip),
-        "http" => de(cx, &own, key).map(KindConfig::Http),
-        "statuspage" => de(cx, &own, key).map(KindConfig::Statuspage),
-        _ => de(cx, &own, key).map(KindConfig::Agents),
+    let mut part = Part {
+        cx,
+        value: Value::Dict(*tag, own),
+        key,
     };
+    let kind = (kind?.load)(&mut part);
     Some(ProbeConfig {
         common: common?,
         kind: kind?,
     })
+}
+
+/// The entry's `type`, or an error naming the known ones.
+fn probe_type<'k, L>(
+    cx: &mut Cx,
+    dict: &Dict,
+    key: &str,
+    kinds: &'k [Kind<L>],
+) -> Option<&'k Kind<L>> {
+    let Some(v) = dict.get("type") else {
+        cx.err(key, "missing required key `type`");
+        return None;
+    };
+    let found = kinds.iter().find(|k| v.as_str() == Some(k.name));
+    if found.is_none() {
+        let shown = v.as_str().map_or_else(|| format!("{v:?}"), str::to_string);
+        let names: Vec<&str> = kinds.iter().map(|k| k.name).collect();
+        cx.err(
+            format!("{key}.type"),
+            format!(
+                "unknown value `{shown}`; expected one of: {}",
+                names.join(", ")
+            ),
+        );
+    }
+    found
+}
+
+/// A probe type's keys, loaded with [`de`] so errors keep their path.
+struct Part<'c, 'f, 'k> {
+    cx: &'c mut Cx<'f>,
+    value: Value,
+    key: &'k str,
+}
+
+impl LoadPart for Part<'_, '_, '_> {
+    fn load<T: DeserializeOwned>(&mut self) -> Option<T> {
+        de(self.cx, &self.value, self.key)
+    }
 }
 
 /// `probes[2] (trunk-a)`: the index for the origin lookup, the id or name for humans.

@@ -10,13 +10,14 @@
 //!
 //! The config loader does not deserialize the enum through serde's internal
 //! tagging (it would lose the key path of errors): it reads `type`, sorts the
-//! other keys with [`KindConfig::keys`] (which is how a key of another type
+//! other keys with [`KindConfig::kinds`] (which is how a key of another type
 //! gets its precise "does not apply" error) and deserializes each part on its
 //! own. The serde derives serve tests and tools that build entries from JSON.
 
 use std::fmt;
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::{agents, http, sip, statuspage};
@@ -73,18 +74,45 @@ pub struct KindDefaults {
     pub timeout: Dur,
 }
 
+/// Deserializes one part of an entry from the document. The config loader
+/// implements it so that errors keep their key path.
+pub trait LoadPart {
+    fn load<T: DeserializeOwned>(&mut self) -> Option<T>;
+}
+
+/// One probe type as the loader sees it: its `type` value, the keys it owns
+/// (read from its struct, so the list cannot drift from what
+/// deserialization accepts) and how to load its part.
+pub struct Kind<L> {
+    pub name: &'static str,
+    pub keys: &'static [&'static str],
+    pub load: fn(&mut L) -> Option<KindConfig>,
+}
+
 impl KindConfig {
-    /// Every `type` value with the keys that type owns (read from its struct,
-    /// so the list cannot drift from what deserialization accepts).
-    pub fn keys() -> [(&'static str, &'static [&'static str]); 4] {
+    /// Every probe type: the one table that maps `type` values to structs.
+    pub fn kinds<L: LoadPart>() -> [Kind<L>; 4] {
         [
-            ("sip", fields_of::<sip::config::SipConfig>()),
-            ("http", fields_of::<http::config::HttpConfig>()),
-            (
-                "statuspage",
-                fields_of::<statuspage::config::StatusPageConfig>(),
-            ),
-            ("agents", fields_of::<agents::config::AgentsConfig>()),
+            Kind {
+                name: "sip",
+                keys: fields_of::<sip::config::SipConfig>(),
+                load: |l| l.load().map(KindConfig::Sip),
+            },
+            Kind {
+                name: "http",
+                keys: fields_of::<http::config::HttpConfig>(),
+                load: |l| l.load().map(KindConfig::Http),
+            },
+            Kind {
+                name: "statuspage",
+                keys: fields_of::<statuspage::config::StatusPageConfig>(),
+                load: |l| l.load().map(KindConfig::Statuspage),
+            },
+            Kind {
+                name: "agents",
+                keys: fields_of::<agents::config::AgentsConfig>(),
+                load: |l| l.load().map(KindConfig::Agents),
+            },
         ]
     }
 
@@ -326,15 +354,31 @@ impl<'de> serde::Deserializer<'de> for FieldNames<'_> {
 mod tests {
     use super::*;
 
+    /// Loads parts from JSON, as the config loader does from TOML.
+    struct FromJson(serde_json::Value);
+
+    impl LoadPart for FromJson {
+        fn load<T: DeserializeOwned>(&mut self) -> Option<T> {
+            serde_json::from_value(self.0.clone()).ok()
+        }
+    }
+
     #[test]
-    fn key_lists_come_from_the_structs() {
+    fn the_kind_table_agrees_with_the_structs_and_names() {
         assert_eq!(
             CommonConfig::keys(),
             ["id", "interval", "fast_interval", "timeout", "rise", "fall"]
         );
-        let keys = KindConfig::keys();
-        assert_eq!(keys[0], ("sip", &["target", "accept", "from_user"][..]));
-        assert_eq!(keys[3], ("agents", &["url", "value", "min", "headers"][..]));
+        let kinds = KindConfig::kinds::<FromJson>();
+        assert_eq!(kinds[0].keys, ["target", "accept", "from_user"]);
+        assert_eq!(kinds[3].keys, ["url", "value", "min", "headers"]);
+        for k in kinds {
+            let loaded = (k.load)(&mut FromJson(serde_json::json!({}))).unwrap();
+            assert_eq!(loaded.name(), k.name);
+            let tagged = serde_json::json!({"id": "x", "type": k.name});
+            let via_serde: ProbeConfig = serde_json::from_value(tagged).unwrap();
+            assert_eq!(via_serde.kind.name(), k.name);
+        }
     }
 
     fn entry(v: serde_json::Value) -> ProbeConfig {
