@@ -733,3 +733,27 @@ fn probe_headers_are_validated() {
         "not a valid header name",
     );
 }
+
+/// Self-check canaries are judged by the self-check's own parser: a canary
+/// check-config accepts is one `run` can start.
+#[test]
+fn self_check_canaries_are_parsed_as_run_parses_them() {
+    for (canary, why) in [
+        ("tcp://a:b:53", "not a canary URL"),
+        ("udp://9.9.9.9:0", "need a port"),
+        ("udp://9.9.9.9", "need a port"),
+        ("icmp://1.1.1.1", "unsupported scheme"),
+    ] {
+        assert_error(
+            &with(&format!(
+                "[engine]\nself_check = [{canary:?}, \"https://www.example.com/\"]\n"
+            )),
+            "engine.self_check[0]",
+            why,
+        );
+    }
+    load(&with(
+        "[engine]\nself_check = [\"udp://9.9.9.9:53\", \"tcp://[2620:fe::fe]:853\", \"https://www.example.com/\"]\n",
+    ))
+    .unwrap();
+}

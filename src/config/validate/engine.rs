@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::shared::{check_url, duration_range};
+use super::shared::duration_range;
 use crate::config::load::Cx;
 use crate::config::schema::*;
 
@@ -27,26 +27,10 @@ pub(super) fn engine(cx: &mut Cx, e: &EngineConfig) {
         Duration::from_secs(1),
         Duration::from_secs(3600),
     );
+    // The self-check's own parser decides, so a canary that passes here runs.
     for (i, c) in e.self_check.iter().enumerate() {
-        let k = format!("engine.self_check[{i}]");
-        if let Some(hp) = c
-            .strip_prefix("udp://")
-            .or_else(|| c.strip_prefix("tcp://"))
-        {
-            let ok = hp
-                .rsplit_once(':')
-                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
-            if !ok {
-                cx.err(
-                    k,
-                    format!("{c:?}: write udp://HOST:PORT or tcp://HOST:PORT"),
-                );
-            }
-        } else if let Err(why) = check_url(c, false) {
-            cx.err(
-                k,
-                format!("{why}; canaries are udp://HOST:PORT, tcp://HOST:PORT or http(s) URLs"),
-            );
+        if let Err(why) = crate::probe::selfcheck::parse_canary(c) {
+            cx.err(format!("engine.self_check[{i}]"), why);
         }
     }
     if e.self_check.len() == 1 {
