@@ -5,7 +5,7 @@ use std::path::Path;
 use secrecy::ExposeSecret;
 
 use super::secrets::secret;
-use super::shared::check_url;
+use super::shared::check_https_url;
 use crate::config::load::Cx;
 use crate::config::schema::*;
 
@@ -27,7 +27,7 @@ pub(super) fn notify(cx: &mut Cx, list: &mut [NotifyConfig], base: &Path) {
             true,
         );
         if let Some(u) = &n.url
-            && let Err(why) = check_url(u.expose_secret(), true)
+            && let Err(why) = check_https_url(u.expose_secret())
         {
             // The URL is a secret (Slack webhook URLs carry a token): do not echo it.
             let why = if why.contains("https") {

@@ -7,34 +7,27 @@ use std::time::Duration;
 use regex::Regex;
 
 use crate::config::load::Cx;
+use crate::probe::http::config::http_url;
 
 /// Probe ids, rule names, profile names: safe in metrics labels, URLs and globs.
 pub(super) static IDENT: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$").expect("valid regex"));
 
-/// `http(s)://host...`; plain http only for loopback when `https_only`
-/// (credentials must not cross a network in clear text, but the local
-/// simulator speaks plain HTTP).
-pub(super) fn check_url(u: &str, https_only: bool) -> Result<(), String> {
-    let url = url::Url::parse(u).map_err(|e| format!("{u:?} is not a URL: {e}"))?;
+/// An `https://` URL, or plain http to loopback only: credentials must not
+/// cross a network in clear text, but the local simulator speaks plain HTTP.
+/// The URL syntax itself is the HTTP probe's ([`http_url`]).
+pub(super) fn check_https_url(u: &str) -> Result<(), String> {
+    let url = http_url(u)?;
     let loopback = match url.host() {
         Some(url::Host::Domain(d)) => d == "localhost",
         Some(url::Host::Ipv4(a)) => a.is_loopback(),
         Some(url::Host::Ipv6(a)) => a.is_loopback(),
         None => false,
     };
-    match url.scheme() {
-        "https" => {}
-        "http" if !https_only || loopback => {}
-        "http" => {
-            return Err(format!(
-                "{u:?} must use https (plain http is only allowed for localhost)"
-            ));
-        }
-        other => return Err(format!("{u:?}: scheme {other:?} is not http or https")),
-    }
-    if url.host().is_none() {
-        return Err(format!("{u:?} has no host"));
+    if url.scheme() == "http" && !loopback {
+        return Err(format!(
+            "{u:?} must use https (plain http is only allowed for localhost)"
+        ));
     }
     Ok(())
 }

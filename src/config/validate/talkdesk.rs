@@ -7,7 +7,7 @@ use std::time::Duration;
 use regex::Regex;
 
 use super::secrets::secret;
-use super::shared::{check_url, duration_range};
+use super::shared::{check_https_url, duration_range};
 use crate::config::Strictness;
 use crate::config::load::Cx;
 use crate::config::schema::*;
@@ -55,7 +55,7 @@ pub(super) fn talkdesk(cx: &mut Cx, t: &mut TalkdeskConfig, base: &Path, strictn
         ("talkdesk.token_url", &t.token_url),
     ] {
         if let Some(u) = value
-            && let Err(why) = check_url(u, true)
+            && let Err(why) = check_https_url(u)
         {
             cx.err(key, why);
         }

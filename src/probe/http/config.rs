@@ -115,7 +115,7 @@ pub(crate) fn endpoint(
             found.err("url", "missing: an http:// or https:// URL");
             None
         }
-        Some(u) => found.check("url", check_url(u)),
+        Some(u) => found.check("url", http_url(u).map(String::from)),
     };
     let headers = found.check("headers", header_map(headers.iter().flatten()));
     Some(Endpoint {
@@ -124,7 +124,8 @@ pub(crate) fn endpoint(
     })
 }
 
-fn check_url(u: &str) -> Result<String, String> {
+/// An `http://` or `https://` URL with a host.
+pub fn http_url(u: &str) -> Result<url::Url, String> {
     let url = url::Url::parse(u).map_err(|e| format!("{u:?} is not a URL: {e}"))?;
     match url.scheme() {
         "http" | "https" => {}
@@ -133,7 +134,7 @@ fn check_url(u: &str) -> Result<String, String> {
     if url.host().is_none() {
         return Err(format!("{u:?} has no host"));
     }
-    Ok(url.to_string())
+    Ok(url)
 }
 
 fn header_map<'a>(
