@@ -145,17 +145,12 @@ impl KindConfig {
     }
 }
 
-impl CommonConfig {
-    /// The keys every type has.
-    pub fn keys() -> &'static [&'static str] {
-        fields_of::<CommonConfig>()
-    }
-}
-
 /// A validated probe: what the scheduler runs.
 #[derive(Clone, Debug)]
 pub struct ProbeSettings {
     pub id: String,
+    /// The `type` value, as in metrics labels.
+    pub type_name: &'static str,
     pub cadence: Cadence,
     pub rise: u32,
     pub fall: u32,
@@ -169,18 +164,6 @@ pub enum KindSettings {
     Http(http::config::HttpSettings),
     Statuspage(statuspage::config::StatusPageSettings),
     Agents(agents::config::AgentsSettings),
-}
-
-impl ProbeSettings {
-    /// The `type` value, as in metrics labels.
-    pub fn kind_name(&self) -> &'static str {
-        match self.kind {
-            KindSettings::Sip(_) => "sip",
-            KindSettings::Http(_) => "http",
-            KindSettings::Statuspage(_) => "statuspage",
-            KindSettings::Agents(_) => "agents",
-        }
-    }
 }
 
 /// How often a probe runs and how long one check may take.
@@ -204,6 +187,7 @@ impl ProbeConfig {
         }
         Some(ProbeSettings {
             id: self.common.id.clone(),
+            type_name: self.kind.name(),
             cadence,
             rise,
             fall,
@@ -219,6 +203,11 @@ impl ProbeConfig {
 }
 
 impl CommonConfig {
+    /// The keys every type has.
+    pub fn keys() -> &'static [&'static str] {
+        fields_of::<CommonConfig>()
+    }
+
     /// The configured durations, or the type's defaults; a default fast
     /// interval or timeout never exceeds the interval.
     fn cadence(&self, defaults: KindDefaults, found: &mut Findings) -> Cadence {

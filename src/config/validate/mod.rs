@@ -53,7 +53,7 @@ pub(super) fn validate(
         .iter()
         .map(|s| ProbeSpec {
             id: s.id.clone(),
-            kind: s.kind_name(),
+            kind: s.type_name,
             rise: s.rise,
             fall: s.fall,
         })
