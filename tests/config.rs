@@ -706,6 +706,14 @@ fn probe_key_errors_keep_their_path() {
         );
     }
     assert_eq!(errs.len(), 4, "{}", render(&errs));
+    // A required key of the wrong type is reported once, not again as missing.
+    let src = BASE.replace(
+        "target = \"sip:trunk-a.example.net:5060;transport=udp\"",
+        "target = 5",
+    );
+    let errs = errors(&src);
+    assert_eq!(errs.len(), 1, "{}", render(&errs));
+    assert_eq!(errs[0].key, "probes[0] (trunk-a).target");
 }
 
 #[test]
