@@ -638,3 +638,130 @@ fn features_this_build_cannot_run_are_not_accepted_silently() {
         cfg.warnings
     );
 }
+
+/// `check-config` and `run` agree on a probe's cadence: a non-SIP probe
+/// without `timeout` runs with the documented 5s (config/example.toml), not
+/// the SIP default of 2s, and fast_interval/timeout never exceed interval.
+#[test]
+fn probes_run_with_the_documented_default_timeouts() {
+    use continuity_agent::probe;
+    use std::time::Duration;
+    let src = with(
+        "[[probes]]\nid = \"crm\"\ntype = \"http\"\nurl = \"https://crm.example/\"\n\
+         [[probes]]\nid = \"st\"\ntype = \"statuspage\"\nurl = \"https://status.example/api/v2/summary.json\"\n\
+         [[probes]]\nid = \"ag\"\ntype = \"agents\"\nurl = \"https://wb.example/agents\"\nvalue = \"$.n\"\n\
+         [[probes]]\nid = \"quick\"\ntype = \"http\"\nurl = \"https://q.example/\"\ninterval = \"1s\"\n",
+    );
+    let cfg = load(&src).unwrap();
+    // `run` schedules exactly `probe_settings` (daemon::run).
+    let ran: Vec<(String, Duration, Duration, Duration)> = cfg
+        .probe_settings
+        .iter()
+        .map(|p| {
+            let s = probe::build_scheduled(p).unwrap();
+            (
+                s.probe.id().to_string(),
+                s.interval,
+                s.fast_interval,
+                s.timeout,
+            )
+        })
+        .collect();
+    let secs = Duration::from_secs;
+    assert_eq!(
+        ran,
+        vec![
+            ("trunk-a".into(), secs(10), secs(2), secs(2)),
+            ("trunk-b".into(), secs(10), secs(2), secs(2)),
+            ("crm".into(), secs(10), secs(2), secs(5)),
+            ("st".into(), secs(60), secs(2), secs(5)),
+            ("ag".into(), secs(10), secs(2), secs(5)),
+            ("quick".into(), secs(1), secs(1), secs(1)),
+        ]
+    );
+}
+
+/// Every probe key error names its path, whichever part of the entry (common
+/// or the type's own keys) it is in, and all of them come out in one run.
+#[test]
+fn probe_key_errors_keep_their_path() {
+    let src = BASE.replace(
+        "transport=udp\"",
+        "transport=udp\"\ntimeout = 5\naccept = \"2xx\"\nmin = 2\nretries = 1",
+    );
+    let errs = errors(&src);
+    for (key, why) in [
+        ("probes[0] (trunk-a).timeout", "invalid type"),
+        ("probes[0] (trunk-a).accept", "invalid type"),
+        (
+            "probes[0] (trunk-a).min",
+            "`min` does not apply to probes of type sip",
+        ),
+        ("probes[0] (trunk-a).retries", "unknown key `retries`"),
+    ] {
+        assert!(
+            errs.iter().any(|e| e.key == key && e.reason.contains(why)),
+            "no {key}: {why} in:\n{}",
+            render(&errs)
+        );
+    }
+    assert_eq!(errs.len(), 4, "{}", render(&errs));
+    // A required key of the wrong type is reported once, not again as missing.
+    let src = BASE.replace(
+        "target = \"sip:trunk-a.example.net:5060;transport=udp\"",
+        "target = 5",
+    );
+    let errs = errors(&src);
+    assert_eq!(errs.len(), 1, "{}", render(&errs));
+    assert_eq!(errs[0].key, "probes[0] (trunk-a).target");
+}
+
+#[test]
+fn probe_types_must_be_known() {
+    assert_error(
+        &with("[[probes]]\nid = \"x\"\ntype = \"icmp\"\n"),
+        "probes[2] (x).type",
+        "unknown value `icmp`; expected one of: sip, http, statuspage, agents",
+    );
+    assert_error(
+        &with("[[probes]]\nid = \"x\"\nurl = \"https://x.example/\"\n"),
+        "probes[2] (x)",
+        "missing required key `type`",
+    );
+}
+
+/// Request headers are checked by check-config, not first at `run`.
+#[test]
+fn probe_headers_are_validated() {
+    assert_error(
+        &with(
+            "[[probes]]\nid = \"crm\"\ntype = \"http\"\nurl = \"https://crm.example/\"\nheaders = { \"bad header\" = \"v\" }\n",
+        ),
+        "probes[2] (crm).headers",
+        "not a valid header name",
+    );
+}
+
+/// Self-check canaries are judged by the self-check's own parser: a canary
+/// check-config accepts is one `run` can start.
+#[test]
+fn self_check_canaries_are_parsed_as_run_parses_them() {
+    for (canary, why) in [
+        ("tcp://a:b:53", "not a canary URL"),
+        ("udp://9.9.9.9:0", "need a port"),
+        ("udp://9.9.9.9", "need a port"),
+        ("icmp://1.1.1.1", "unsupported scheme"),
+    ] {
+        assert_error(
+            &with(&format!(
+                "[engine]\nself_check = [{canary:?}, \"https://www.example.com/\"]\n"
+            )),
+            "engine.self_check[0]",
+            why,
+        );
+    }
+    load(&with(
+        "[engine]\nself_check = [\"udp://9.9.9.9:53\", \"tcp://[2620:fe::fe]:853\", \"https://www.example.com/\"]\n",
+    ))
+    .unwrap();
+}

@@ -9,9 +9,9 @@ use axum::extract::Path;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use continuity_agent::config::schema::ProbeConfig;
 use continuity_agent::domain::ProbeOutcome;
 use continuity_agent::probe;
+use continuity_agent::probe::ProbeConfig;
 
 async fn fixture(Path(name): Path<String>) -> impl IntoResponse {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/statuspage");
@@ -52,7 +52,7 @@ async fn check(addr: SocketAddr, path: &str, extra: serde_json::Value) -> ProbeO
         .unwrap()
         .extend(extra.as_object().unwrap().clone());
     let cfg: ProbeConfig = serde_json::from_value(v).unwrap();
-    let p = probe::build(&cfg).unwrap();
+    let p = probe::build(&cfg.settings().unwrap()).unwrap();
     assert_eq!(p.kind(), "statuspage");
     p.check().await
 }
@@ -174,12 +174,17 @@ async fn unreadable_pages_are_failures() {
 
 #[test]
 fn bad_config_is_rejected() {
-    for (extra, needle) in [
-        (serde_json::json!({"down_at": "major"}), "invalid `down_at`"),
-        (serde_json::json!({"format": "rss"}), "invalid `format`"),
+    for (extra, key, needle) in [
         (
-            serde_json::json!({"components": [" "]}),
-            "invalid `components`",
+            serde_json::json!({"down_at": "major"}),
+            "down_at",
+            "use one of",
+        ),
+        (serde_json::json!({"format": "rss"}), "format", "use one of"),
+        (
+            serde_json::json!({"components": ["Voice", " "]}),
+            "components[1]",
+            "must not be empty",
         ),
     ] {
         let mut v = serde_json::json!({"id": "s", "type": "statuspage", "url": "https://status.example/api/v2/summary.json"});
@@ -187,7 +192,12 @@ fn bad_config_is_rejected() {
             .unwrap()
             .extend(extra.as_object().unwrap().clone());
         let cfg: ProbeConfig = serde_json::from_value(v).unwrap();
-        let err = probe::build(&cfg).err().unwrap().to_string();
-        assert!(err.contains(needle), "{err}");
+        let f = cfg.settings().unwrap_err();
+        assert!(
+            f.errors
+                .iter()
+                .any(|e| e.key == key && e.reason.contains(needle)),
+            "{f}"
+        );
     }
 }

@@ -13,6 +13,8 @@ use serde::de::DeserializeOwned;
 use super::error::{ConfigErrors, ConfigIssue};
 use super::schema::{RawConfig, SECTIONS};
 use super::{Config, ENV_PREFIX, ENV_SPLIT, Strictness};
+use crate::probe::ProbeConfig;
+use crate::probe::config::{CommonConfig, Kind, KindConfig, LoadPart};
 
 /// The environment provider of the contract: `CONTINUITY_AGENT_<SECTION>__<KEY>`.
 /// Variables without `__` (such as `CONTINUITY_AGENT_LOG_FORMAT`) are CLI
@@ -351,13 +353,16 @@ fn sections(cx: &mut Cx, root: &Dict) -> RawConfig {
     }
     macro_rules! list {
         ($name:literal, $field:ident) => {
+            list!($name, $field, de)
+        };
+        ($name:literal, $field:ident, $parse:expr) => {
             if let Some(v) = root.get($name) {
                 match v {
                     Value::Array(_, items) => {
                         let mut parsed = Vec::new();
                         let mut indices = Vec::new();
                         for (i, item) in items.iter().enumerate() {
-                            if let Some(p) = de(cx, item, &element_key($name, i, item)) {
+                            if let Some(p) = $parse(cx, item, &element_key($name, i, item)) {
                                 parsed.push(p);
                                 indices.push(i);
                             }
@@ -381,7 +386,7 @@ fn sections(cx: &mut Cx, root: &Dict) -> RawConfig {
     section!("webhooks", webhooks);
     section!("api", api);
     section!("cluster", cluster);
-    list!("probes", probes);
+    list!("probes", probes, probe_entry);
     list!("rules", rules);
     list!("maintenance", maintenance);
     list!("drills", drills);
@@ -404,6 +409,96 @@ fn sections(cx: &mut Cx, root: &Dict) -> RawConfig {
         }
     }
     raw
+}
+
+/// One `[[probes]]` entry. Its keys are sorted by `type` before serde sees
+/// them: a key of another type gets a precise "does not apply" error, and
+/// the common part and the type's part are each deserialized straight from
+/// the document, so every error keeps its key path (serde's internally tagged
+/// enums would buffer the entry and lose it).
+fn probe_entry(cx: &mut Cx, item: &Value, key: &str) -> Option<ProbeConfig> {
+    let Value::Dict(tag, dict) = item else {
+        // Not a table: serde's own "invalid type" message says so.
+        return de::<CommonConfig>(cx, item, key).and(None);
+    };
+    let kinds = KindConfig::kinds::<Part>();
+    let kind = probe_type(cx, dict, key, &kinds);
+    let common_keys = CommonConfig::keys();
+    let (mut common, mut own) = (Dict::new(), Dict::new());
+    for (k, v) in dict.iter().filter(|(k, _)| *k != "type") {
+        if common_keys.contains(&k.as_str()) {
+            common.insert(k.clone(), v.clone());
+        } else if let Some(kind) = kind {
+            if kind.keys.contains(&k.as_str()) {
+                own.insert(k.clone(), v.clone());
+            } else if kinds.iter().any(|other| other.keys.contains(&k.as_str())) {
+                let reason = format!("`{k}` does not apply to probes of type {}", kind.name);
+                cx.err(format!("{key}.{k}"), reason);
+            } else {
+                let expected: Vec<&str> = common_keys
+                    .iter()
+                    .chain(&["type"])
+                    .chain(kind.keys)
+                    .copied()
+                    .collect();
+                let reason = format!(
+                    "unknown key `{k}`; expected one of: {}",
+                    expected.join(", ")
+                );
+                cx.err(format!("{key}.{k}"), reason);
+            }
+        }
+    }
+    let common = de::<CommonConfig>(cx, &Value::Dict(*tag, common), key);
+    let mut part = Part {
+        cx,
+        value: Value::Dict(*tag, own),
+        key,
+    };
+    let kind = (kind?.load)(&mut part);
+    Some(ProbeConfig {
+        common: common?,
+        kind: kind?,
+    })
+}
+
+/// The entry's `type`, or an error naming the known ones.
+fn probe_type<'k, L>(
+    cx: &mut Cx,
+    dict: &Dict,
+    key: &str,
+    kinds: &'k [Kind<L>],
+) -> Option<&'k Kind<L>> {
+    let Some(v) = dict.get("type") else {
+        cx.err(key, "missing required key `type`");
+        return None;
+    };
+    let found = kinds.iter().find(|k| v.as_str() == Some(k.name));
+    if found.is_none() {
+        let shown = v.as_str().map_or_else(|| format!("{v:?}"), str::to_string);
+        let names: Vec<&str> = kinds.iter().map(|k| k.name).collect();
+        cx.err(
+            format!("{key}.type"),
+            format!(
+                "unknown value `{shown}`; expected one of: {}",
+                names.join(", ")
+            ),
+        );
+    }
+    found
+}
+
+/// A probe type's keys, loaded with [`de`] so errors keep their path.
+struct Part<'c, 'f, 'k> {
+    cx: &'c mut Cx<'f>,
+    value: Value,
+    key: &'k str,
+}
+
+impl LoadPart for Part<'_, '_, '_> {
+    fn load<T: DeserializeOwned>(&mut self) -> Option<T> {
+        de(self.cx, &self.value, self.key)
+    }
 }
 
 /// `probes[2] (trunk-a)`: the index for the origin lookup, the id or name for humans.

@@ -22,6 +22,7 @@ pub use types::{ByteSize, Dur};
 
 use crate::domain::Profile;
 use crate::engine::spec::{DrillSpec, EngineSpec, ProbeSpec, RuleSpec};
+use crate::probe::ProbeSettings;
 
 /// Prefix of configuration environment variables.
 pub const ENV_PREFIX: &str = "CONTINUITY_AGENT_";
@@ -39,8 +40,11 @@ pub struct Config {
     pub raw: RawConfig,
     /// Validated profiles by name.
     pub profiles: BTreeMap<String, Profile>,
-    /// Probe hysteresis parameters, in file order.
+    /// Probe hysteresis parameters (the engine's view), in file order.
     pub probes: Vec<ProbeSpec>,
+    /// Validated probes with every default resolved, in file order: what
+    /// `run` builds and schedules (`probe::build_scheduled`).
+    pub probe_settings: Vec<ProbeSettings>,
     /// Compiled rules, in file order.
     pub rules: Vec<RuleSpec>,
     /// Legal but suspicious settings.
@@ -135,7 +139,7 @@ impl Config {
         let probes: Vec<String> = raw
             .probes
             .iter()
-            .map(|p| format!("{} ({})", p.id, p.kind.as_str()))
+            .map(|p| format!("{} ({})", p.common.id, p.kind.name()))
             .collect();
         let _ = writeln!(s, "  probes ({}): {}", probes.len(), none_if_empty(&probes));
         let rules: Vec<String> = self

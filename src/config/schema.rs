@@ -3,8 +3,10 @@
 //!
 //! These structs are the *wire* form. `config::validate` checks them as a
 //! whole (cross references, numbers, syntax) and compiles the parts that need
-//! it (rules into the engine's AST, probes into typed specs, profiles into
-//! `domain::Profile`). Every default lives in [`defaults`] with the reason for it.
+//! it (rules into the engine's AST, probes into `probe::ProbeSettings`,
+//! profiles into `domain::Profile`). Every default lives in [`defaults`] with
+//! the reason for it, except the probes': `[[probes]]` entries are
+//! `probe::ProbeConfig`, owned with their defaults by `src/probe/`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -13,6 +15,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use super::types::{ByteSize, Dur};
+pub use crate::probe::ProbeConfig;
 
 /// Documented defaults. Each value says why it is what it is.
 pub mod defaults {
@@ -36,17 +39,7 @@ pub mod defaults {
     /// Every Talkdesk call is bounded; a hung call must not stall convergence.
     pub const TALKDESK_TIMEOUT: Dur = Dur::from_secs(10);
 
-    /// HAProxy's `inter` is 2s for LAN servers; trunks are remote and some carriers ban
-    /// faster pings (Twilio: no more than one OPTIONS every 10-15s), so 10s by default.
-    pub const PROBE_INTERVAL: Dur = Dur::from_secs(10);
-    /// While a probe is between states it is re-checked quickly to confirm (HAProxy `fastinter`).
-    pub const PROBE_FAST_INTERVAL: Dur = Dur::from_secs(2);
-    pub const PROBE_TIMEOUT: Dur = Dur::from_secs(2);
-    /// HAProxy defaults: 2 successes to come up, 3 failures to go down.
-    pub const RISE: u32 = 2;
-    pub const FALL: u32 = 3;
-    /// Status pages update every minute at best; polling them faster only adds load.
-    pub const STATUSPAGE_INTERVAL: Dur = Dur::from_secs(60);
+    // Probe defaults live with each probe type: `probe::config` and `probe/<kind>/config.rs`.
 
     /// Prometheus' `for` defaults to 0: probe hysteresis (rise/fall) already filters noise.
     pub const RULE_FOR: Dur = Dur::from_secs(0);
@@ -287,91 +280,6 @@ pub struct ProfileConfig {
     pub default: Option<String>,
     #[serde(default)]
     pub message: Option<MessageConfig>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProbeType {
-    Sip,
-    Http,
-    Statuspage,
-    Agents,
-}
-
-impl ProbeType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProbeType::Sip => "sip",
-            ProbeType::Http => "http",
-            ProbeType::Statuspage => "statuspage",
-            ProbeType::Agents => "agents",
-        }
-    }
-}
-
-/// `[[probes]]`. One flat struct for every type so that a key used with the
-/// wrong type gets a precise error ("`accept` does not apply to type http")
-/// instead of serde's generic "unknown field".
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProbeConfig {
-    pub id: String,
-    #[serde(rename = "type")]
-    pub kind: ProbeType,
-    #[serde(default)]
-    pub interval: Option<Dur>,
-    #[serde(default)]
-    pub fast_interval: Option<Dur>,
-    #[serde(default)]
-    pub timeout: Option<Dur>,
-    #[serde(default)]
-    pub rise: Option<u32>,
-    #[serde(default)]
-    pub fall: Option<u32>,
-
-    // sip
-    /// `sip:host[:port][;transport=udp|tcp|tls]` (or `sips:`).
-    #[serde(default)]
-    pub target: Option<String>,
-    /// Response codes that count as success: `"2xx"`, `"404"`, ... (default `["2xx"]`).
-    #[serde(default)]
-    pub accept: Option<Vec<String>>,
-    /// SIP From/Request user, e.g. `"ping"`; absent pings the host itself (RFC 3261 11).
-    #[serde(default)]
-    pub from_user: Option<String>,
-
-    // http, statuspage, agents
-    #[serde(default)]
-    pub url: Option<String>,
-    /// http: acceptable status codes (default 2xx).
-    #[serde(default)]
-    pub expect_status: Option<Vec<u16>>,
-    /// http: JSONPath (RFC 9535) that must select at least one node in the body.
-    #[serde(default)]
-    pub expect_json: Option<String>,
-    /// http/statuspage/agents: extra request headers. Values are secrets
-    /// (often `Authorization`): redacted in `Debug`, never serialized.
-    #[serde(default, skip_serializing)]
-    pub headers: Option<BTreeMap<String, SecretString>>,
-
-    // statuspage
-    /// Component names to watch; empty watches the page indicator.
-    #[serde(default)]
-    pub components: Option<Vec<String>>,
-    /// `degraded_performance` | `partial_outage` | `major_outage`.
-    #[serde(default)]
-    pub down_at: Option<String>,
-    /// `statuspage` (Atlassian, default) | `incidentio` | `instatus`; detected from the body if absent.
-    #[serde(default)]
-    pub format: Option<String>,
-
-    // agents
-    /// JSONPath to the number of available agents, e.g. `$.available`.
-    #[serde(default)]
-    pub value: Option<String>,
-    /// Fewer available agents than this is a failure.
-    #[serde(default)]
-    pub min: Option<u64>,
 }
 
 /// A rule condition as written in TOML. Exactly one of the kinds must be set;

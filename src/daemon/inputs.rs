@@ -36,12 +36,12 @@ pub(super) async fn spawn_inputs(
     metrics: &Metrics,
     cancel: &CancellationToken,
 ) -> Result<Inputs, DaemonError> {
-    let mut scheduled = Vec::with_capacity(config.raw.probes.len());
-    for p in &config.raw.probes {
-        scheduled.push(
-            probe::build_scheduled(p).map_err(|e| DaemonError::Probe(format!("{}: {e}", p.id)))?,
-        );
-    }
+    // The error names the probe itself.
+    let scheduled = config
+        .probe_settings
+        .iter()
+        .map(|p| probe::build_scheduled(p).map_err(|e| DaemonError::Probe(e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
     let scheduler = probe::scheduler::spawn(
         scheduled,
         events.clone(),

@@ -1,6 +1,13 @@
 //! Probes: small, honest checks whose only output is a [`ProbeOutcome`].
 //!
-//! Every probe type lives in its own folder with its tests:
+//! Every probe type lives in its own folder with its tests and its
+//! configuration (`<kind>/config.rs`: keys, documented defaults, checks);
+//! [`config`] holds what all types share and turns a `[[probes]]` entry into
+//! [`ProbeSettings`], the validated value that [`build`] turns into a probe.
+//! `check-config` and `run` go through the same validation, and a probe
+//! constructor never re-checks configuration: it can only fail on what the
+//! environment refuses (building an HTTP client).
+//!
 //! - [`sip`]: SIP OPTIONS over UDP (one shared socket per address family), TCP and TLS;
 //! - [`http`]: an HTTP endpoint, with expected status codes and an optional JSONPath condition;
 //! - [`statuspage`]: a vendor status page (Atlassian Statuspage, incident.io, Instatus);
@@ -15,6 +22,7 @@
 //! task and never delays another probe.
 
 pub mod agents;
+pub mod config;
 pub mod http;
 pub mod scheduler;
 pub mod selfcheck;
@@ -28,8 +36,9 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use crate::config::schema::{ProbeConfig, ProbeType, defaults};
 use crate::domain::ProbeOutcome;
+
+pub use config::{Cadence, Findings, KindSettings, ProbeConfig, ProbeSettings};
 
 /// One check of one target.
 ///
@@ -44,77 +53,34 @@ pub trait Probe: Send + Sync {
     fn check(&self) -> BoxFuture<'_, ProbeOutcome>;
 }
 
-/// Why a `[[probes]]` entry cannot be turned into a probe. The config
-/// validator reports these; `build` repeats the checks so it is safe alone.
+/// Why a validated probe could not be built. Configuration problems are
+/// caught by validation ([`ProbeConfig::validate`]); only the environment
+/// can fail here.
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeBuildError {
-    #[error("probe {id}: `{key}` is required for type {kind}")]
-    Missing {
-        id: String,
-        kind: &'static str,
-        key: &'static str,
-    },
-    #[error("probe {id}: invalid `{key}`: {reason}")]
-    Invalid {
-        id: String,
-        key: &'static str,
-        reason: String,
-    },
+    #[error("probe {id}: {reason}")]
+    Client { id: String, reason: String },
 }
 
-impl ProbeBuildError {
-    pub(crate) fn missing(cfg: &ProbeConfig, key: &'static str) -> Self {
-        ProbeBuildError::Missing {
-            id: cfg.id.clone(),
-            kind: cfg.kind.as_str(),
-            key,
-        }
-    }
-
-    pub(crate) fn invalid(cfg: &ProbeConfig, key: &'static str, reason: impl Into<String>) -> Self {
-        ProbeBuildError::Invalid {
-            id: cfg.id.clone(),
-            key,
-            reason: reason.into(),
-        }
-    }
-}
-
-/// Build the probe described by one `[[probes]]` entry.
-pub fn build(cfg: &ProbeConfig) -> Result<Box<dyn Probe>, ProbeBuildError> {
-    Ok(match cfg.kind {
-        ProbeType::Sip => Box::new(sip::SipProbe::from_config(cfg)?),
-        ProbeType::Http => Box::new(http::HttpProbe::from_config(cfg)?),
-        ProbeType::Statuspage => Box::new(statuspage::StatusPageProbe::from_config(cfg)?),
-        ProbeType::Agents => Box::new(agents::AgentsProbe::from_config(cfg)?),
+/// Build the probe a validated `[[probes]]` entry describes.
+pub fn build(s: &ProbeSettings) -> Result<Box<dyn Probe>, ProbeBuildError> {
+    let (id, timeout) = (s.id.as_str(), s.cadence.timeout);
+    Ok(match &s.kind {
+        KindSettings::Sip(k) => Box::new(sip::SipProbe::from_settings(id, k, timeout)),
+        KindSettings::Http(k) => Box::new(http::HttpProbe::new(id, k, timeout)?),
+        KindSettings::Statuspage(k) => Box::new(statuspage::StatusPageProbe::new(id, k, timeout)?),
+        KindSettings::Agents(k) => Box::new(agents::AgentsProbe::new(id, k, timeout)?),
     })
 }
 
-/// Build a probe and wrap it with its cadence for [`scheduler::spawn`], using
-/// the documented defaults for absent intervals.
-pub fn build_scheduled(cfg: &ProbeConfig) -> Result<scheduler::Scheduled, ProbeBuildError> {
-    let probe = build(cfg)?;
-    let default_interval = match cfg.kind {
-        ProbeType::Statuspage => defaults::STATUSPAGE_INTERVAL,
-        _ => defaults::PROBE_INTERVAL,
-    };
-    let interval = cfg.interval.unwrap_or(default_interval).get();
-    let fast_interval = cfg
-        .fast_interval
-        .unwrap_or(defaults::PROBE_FAST_INTERVAL)
-        .get()
-        .min(interval);
+/// Build a probe and wrap it with its cadence for [`scheduler::spawn`].
+pub fn build_scheduled(s: &ProbeSettings) -> Result<scheduler::Scheduled, ProbeBuildError> {
     Ok(scheduler::Scheduled {
-        probe,
-        interval,
-        fast_interval,
-        timeout: timeout_of(cfg),
+        probe: build(s)?,
+        interval: s.cadence.interval,
+        fast_interval: s.cadence.fast_interval,
+        timeout: s.cadence.timeout,
     })
-}
-
-/// The probe timeout from config, or the documented default.
-pub(crate) fn timeout_of(cfg: &ProbeConfig) -> Duration {
-    cfg.timeout.unwrap_or(defaults::PROBE_TIMEOUT).get()
 }
 
 /// `"timeout after 2s"`, `"timeout after 1.5s"`, `"timeout after 500ms"`.
@@ -148,38 +114,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn build_scheduled_fills_documented_defaults() {
-        let cfg = |v| serde_json::from_value::<ProbeConfig>(v).unwrap();
-        let s = build_scheduled(&cfg(serde_json::json!({
-            "id": "trunk-a", "type": "sip", "target": "sip:192.0.2.1"
-        })))
-        .unwrap();
-        assert_eq!(s.probe.id(), "trunk-a");
-        assert_eq!(s.interval, defaults::PROBE_INTERVAL.get());
-        assert_eq!(s.fast_interval, defaults::PROBE_FAST_INTERVAL.get());
-        assert_eq!(s.timeout, defaults::PROBE_TIMEOUT.get());
-
-        let s = build_scheduled(&cfg(serde_json::json!({
+    fn build_scheduled_runs_the_validated_cadence() {
+        let s = testutil::probe_settings(serde_json::json!({
             "id": "vendor", "type": "statuspage", "url": "https://status.example/api/v2/summary.json",
-            "fast_interval": "2m"
-        })))
-        .unwrap();
-        assert_eq!(s.interval, defaults::STATUSPAGE_INTERVAL.get());
+            "interval": "30s", "fast_interval": "3s", "timeout": "4s"
+        }));
+        let run = build_scheduled(&s).unwrap();
+        assert_eq!((run.probe.id(), run.probe.kind()), ("vendor", "statuspage"));
         assert_eq!(
-            s.fast_interval, s.interval,
-            "fast is never slower than normal"
+            Cadence {
+                interval: run.interval,
+                fast_interval: run.fast_interval,
+                timeout: run.timeout
+            },
+            s.cadence
         );
-
-        for (v, key) in [
-            (
-                serde_json::json!({"id": "a", "type": "agents", "url": "http://h/"}),
-                "value",
-            ),
-            (serde_json::json!({"id": "s", "type": "statuspage"}), "url"),
-        ] {
-            let err = build(&cfg(v)).err().unwrap().to_string();
-            assert!(err.contains(&format!("`{key}` is required")), "{err}");
-        }
+        assert_eq!(s.cadence.timeout, Duration::from_secs(4));
     }
 
     #[test]

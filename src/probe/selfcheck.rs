@@ -68,7 +68,7 @@ pub fn parse_canary(s: &str) -> Result<Canary, String> {
                 .trim_start_matches('[')
                 .trim_end_matches(']')
                 .to_string();
-            let port = url.port().ok_or_else(|| {
+            let port = url.port().filter(|p| *p > 0).ok_or_else(|| {
                 format!("\"{s}\": {scheme} canaries need a port, like {scheme}://{host}:53")
             })?;
             if url.path() != "" && url.path() != "/" {
@@ -111,7 +111,7 @@ impl SelfCheck {
         if !errors.is_empty() {
             return Err(errors.join("; "));
         }
-        let http = super::http::fetch::client(timeout, None)?;
+        let http = super::http::fetch::client(timeout, &Default::default())?;
         Ok(SelfCheck {
             canaries,
             timeout,
@@ -303,6 +303,10 @@ mod tests {
                 .contains("unsupported scheme")
         );
         assert!(parse_canary("9.9.9.9:53").is_err());
+        assert!(
+            parse_canary("udp://9.9.9.9:0").is_err(),
+            "port 0 is no port"
+        );
         let err = SelfCheck::new(&["udp://a".into(), "ftp://b".into()])
             .err()
             .unwrap();

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use crate::config::schema::ProbeConfig;
+use super::{ProbeConfig, ProbeSettings};
 
 /// Serve `router` on 127.0.0.1 with an ephemeral port until the test's runtime ends.
 pub async fn serve(router: axum::Router) -> SocketAddr {
@@ -17,6 +17,11 @@ pub async fn serve(router: axum::Router) -> SocketAddr {
 /// A `[[probes]]` entry from JSON, as the config loader would produce it.
 pub fn probe_config(v: serde_json::Value) -> ProbeConfig {
     serde_json::from_value(v).unwrap()
+}
+
+/// A valid `[[probes]]` entry from JSON, validated (panics with the findings).
+pub fn probe_settings(v: serde_json::Value) -> ProbeSettings {
+    probe_config(v).settings().unwrap_or_else(|f| panic!("{f}"))
 }
 
 /// A TCP port on 127.0.0.1 with nothing listening.

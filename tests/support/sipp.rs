@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use continuity_agent::config::schema::ProbeConfig;
+use continuity_agent::probe::ProbeConfig;
 use continuity_agent::probe::{self, Probe};
 use tokio::time::Instant;
 
@@ -112,5 +112,5 @@ pub fn sip_probe(target: &str, accept: &[&str], timeout_ms: u64) -> Box<dyn Prob
         "timeout": format!("{timeout_ms}ms"),
     }))
     .unwrap();
-    probe::build(&cfg).unwrap()
+    probe::build(&cfg.settings().unwrap()).unwrap()
 }

@@ -35,6 +35,7 @@
 //! headers = { Authorization = "Bearer ..." }
 //! ```
 
+pub mod config;
 #[cfg(test)]
 mod tests;
 
@@ -44,14 +45,12 @@ use futures::future::BoxFuture;
 use reqwest::Client;
 use serde_json::Value;
 
-use crate::config::schema::ProbeConfig;
 use crate::domain::ProbeOutcome;
 
-use super::http::{JsonCondition, checked_url, fetch, with_timeout};
-use super::{Probe, ProbeBuildError, timeout_of};
+pub use config::{AgentsConfig, AgentsSettings, DEFAULT_MIN};
 
-/// With no `min`, one available agent is enough to keep answering calls.
-pub const DEFAULT_MIN: u64 = 1;
+use super::http::{JsonCondition, client, fetch, with_timeout};
+use super::{Probe, ProbeBuildError};
 
 pub struct AgentsProbe {
     id: String,
@@ -63,23 +62,20 @@ pub struct AgentsProbe {
 }
 
 impl AgentsProbe {
-    pub fn from_config(cfg: &ProbeConfig) -> Result<AgentsProbe, ProbeBuildError> {
-        let url = checked_url(cfg)?;
-        let value = cfg
-            .value
-            .as_deref()
-            .ok_or_else(|| ProbeBuildError::missing(cfg, "value"))?;
-        let value =
-            JsonCondition::parse(value).map_err(|e| ProbeBuildError::invalid(cfg, "value", e))?;
-        let timeout = timeout_of(cfg);
-        let client = fetch::client(timeout, cfg.headers.as_ref())
-            .map_err(|e| ProbeBuildError::invalid(cfg, "headers", e))?;
+    /// The probe a validated `[[probes]]` entry describes. Fails only if
+    /// the HTTP client cannot be built (TLS initialisation).
+    pub fn new(
+        id: impl Into<String>,
+        s: &AgentsSettings,
+        timeout: Duration,
+    ) -> Result<AgentsProbe, ProbeBuildError> {
+        let id = id.into();
         Ok(AgentsProbe {
-            id: cfg.id.clone(),
-            url,
-            client,
-            value,
-            min: cfg.min.unwrap_or(DEFAULT_MIN),
+            client: client(&id, &s.endpoint, timeout)?,
+            id,
+            url: s.endpoint.url.clone(),
+            value: s.value.clone(),
+            min: s.min,
             timeout,
         })
     }

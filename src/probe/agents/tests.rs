@@ -10,7 +10,7 @@ use axum::routing::get;
 use serde_json::json;
 
 use super::*;
-use crate::probe::testutil::{probe_config, serve};
+use crate::probe::testutil::{probe_config, probe_settings, serve};
 
 async fn server(count: Arc<AtomicI64>) -> std::net::SocketAddr {
     let app = Router::new()
@@ -34,7 +34,11 @@ fn agents(addr: std::net::SocketAddr, path: &str, value: &str, min: Option<u64>)
     if let Some(m) = min {
         v["min"] = json!(m);
     }
-    AgentsProbe::from_config(&probe_config(v)).unwrap()
+    let s = probe_settings(v);
+    let crate::probe::KindSettings::Agents(k) = &s.kind else {
+        unreachable!()
+    };
+    AgentsProbe::new(&s.id, k, s.cadence.timeout).unwrap()
 }
 
 #[tokio::test]
@@ -96,9 +100,20 @@ async fn bad_values_are_explained() {
 
 #[test]
 fn value_is_required() {
-    let cfg = probe_config(json!({"id": "a", "type": "agents", "url": "http://h/"}));
-    assert_eq!(
-        AgentsProbe::from_config(&cfg).err().unwrap().to_string(),
-        "probe a: `value` is required for type agents"
-    );
+    let f = probe_config(json!({"id": "a", "type": "agents", "url": "http://h/"}))
+        .settings()
+        .unwrap_err();
+    assert_eq!(f.errors.len(), 1, "{f}");
+    assert_eq!(f.errors[0].key, "value");
+    assert!(f.errors[0].reason.starts_with("missing: a JSONPath"), "{f}");
+    let f = probe_config(json!({"id": "a", "type": "agents", "url": "http://h/", "value": "$["}))
+        .settings()
+        .unwrap_err();
+    assert_eq!(f.errors[0].key, "value", "{f}");
+    let s =
+        probe_settings(json!({"id": "a", "type": "agents", "url": "http://h/", "value": "$.n"}));
+    let crate::probe::KindSettings::Agents(k) = &s.kind else {
+        unreachable!()
+    };
+    assert_eq!(k.min, DEFAULT_MIN);
 }

@@ -3,14 +3,12 @@
 //! operator can act on (`connection refused`, `dns error: ...`).
 
 use crate::domain::ProbeOutcome;
-use std::collections::BTreeMap;
 use std::error::Error as _;
 use std::time::Duration;
 
 use bytes::Bytes;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::HeaderMap;
 use reqwest::{Client, StatusCode};
-use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
 
 /// Bodies larger than this are cut off: a health or status document is a few
@@ -28,23 +26,10 @@ pub struct Fetched {
 
 /// Build the client for one probe. Redirects are followed (reqwest's default
 /// of 10); TLS uses rustls with the platform trust store.
-pub fn client(
-    timeout: Duration,
-    headers: Option<&BTreeMap<String, SecretString>>,
-) -> Result<Client, String> {
-    let mut map = HeaderMap::new();
-    for (k, v) in headers.into_iter().flatten() {
-        let name = HeaderName::from_bytes(k.as_bytes())
-            .map_err(|_| format!("\"{k}\" is not a valid header name"))?;
-        let mut value = HeaderValue::from_str(v.expose_secret())
-            .map_err(|_| format!("the value of header \"{k}\" has invalid characters"))?;
-        // Header values often carry tokens; keep them out of debug output.
-        value.set_sensitive(true);
-        map.insert(name, value);
-    }
+pub fn client(timeout: Duration, headers: &HeaderMap) -> Result<Client, String> {
     Client::builder()
         .user_agent(concat!("continuity-agent/", env!("CARGO_PKG_VERSION")))
-        .default_headers(map)
+        .default_headers(headers.clone())
         // The probe's own timeout (tokio) is authoritative and gives the
         // standard detail; reqwest's is a backstop slightly behind it.
         .timeout(timeout + Duration::from_millis(500))

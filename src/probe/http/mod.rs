@@ -6,6 +6,7 @@
 //! Details: `200 OK in 12ms`, `503 Service Unavailable (expected 200)`,
 //! `body did not match $.status`, `timeout after 2s`.
 
+pub mod config;
 pub mod fetch;
 
 #[cfg(test)]
@@ -17,10 +18,11 @@ use futures::future::BoxFuture;
 use reqwest::Client;
 use serde_json_path::JsonPath;
 
-use crate::config::schema::ProbeConfig;
 use crate::domain::ProbeOutcome;
 
-use super::{Probe, ProbeBuildError, fmt_latency, timeout_detail, timeout_of};
+pub use config::{Endpoint, HttpConfig, HttpSettings};
+
+use super::{Probe, ProbeBuildError, fmt_latency, timeout_detail};
 
 /// Status codes that count as success.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,7 +65,7 @@ impl JsonCondition {
                 text: text.to_string(),
                 path,
             })
-            .map_err(|e| format!("\"{text}\" is not a valid JSONPath (RFC 9535): {e}"))
+            .map_err(|e| format!("{text:?} is not a JSONPath (RFC 9535) expression: {e}"))
     }
 
     /// Whether the path selects at least one node.
@@ -97,43 +99,20 @@ pub struct HttpProbe {
 }
 
 impl HttpProbe {
-    pub fn from_config(cfg: &ProbeConfig) -> Result<HttpProbe, ProbeBuildError> {
-        let url = checked_url(cfg)?;
-        let timeout = timeout_of(cfg);
-        let client = fetch::client(timeout, cfg.headers.as_ref())
-            .map_err(|e| ProbeBuildError::invalid(cfg, "headers", e))?;
-        let expect_status = match &cfg.expect_status {
-            None => ExpectStatus::Any2xx,
-            Some(list) if list.is_empty() => {
-                return Err(ProbeBuildError::invalid(
-                    cfg,
-                    "expect_status",
-                    "empty list; omit it to accept any 2xx",
-                ));
-            }
-            Some(list) => {
-                if let Some(bad) = list.iter().find(|c| !(100..=599).contains(*c)) {
-                    return Err(ProbeBuildError::invalid(
-                        cfg,
-                        "expect_status",
-                        format!("{bad} is not an HTTP status code"),
-                    ));
-                }
-                ExpectStatus::OneOf(list.clone())
-            }
-        };
-        let expect_json = cfg
-            .expect_json
-            .as_deref()
-            .map(JsonCondition::parse)
-            .transpose()
-            .map_err(|e| ProbeBuildError::invalid(cfg, "expect_json", e))?;
+    /// The probe a validated `[[probes]]` entry describes. Fails only if
+    /// the HTTP client cannot be built (TLS initialisation).
+    pub fn new(
+        id: impl Into<String>,
+        s: &HttpSettings,
+        timeout: Duration,
+    ) -> Result<HttpProbe, ProbeBuildError> {
+        let id = id.into();
         Ok(HttpProbe {
-            id: cfg.id.clone(),
-            url,
-            client,
-            expect_status,
-            expect_json,
+            client: client(&id, &s.endpoint, timeout)?,
+            id,
+            url: s.endpoint.url.clone(),
+            expect_status: s.expect_status.clone(),
+            expect_json: s.expect_json.clone(),
             timeout,
         })
     }
@@ -169,22 +148,16 @@ impl HttpProbe {
     }
 }
 
-/// `url` is required and must be http(s).
-pub(crate) fn checked_url(cfg: &ProbeConfig) -> Result<String, ProbeBuildError> {
-    let raw = cfg
-        .url
-        .as_deref()
-        .ok_or_else(|| ProbeBuildError::missing(cfg, "url"))?;
-    let url = url::Url::parse(raw)
-        .map_err(|e| ProbeBuildError::invalid(cfg, "url", format!("\"{raw}\": {e}")))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(ProbeBuildError::invalid(
-            cfg,
-            "url",
-            format!("\"{raw}\" must start with http:// or https://"),
-        ));
-    }
-    Ok(url.to_string())
+/// The client of an HTTP-speaking probe: its headers and timeout.
+pub(crate) fn client(
+    id: &str,
+    endpoint: &Endpoint,
+    timeout: Duration,
+) -> Result<Client, ProbeBuildError> {
+    fetch::client(timeout, &endpoint.headers.0).map_err(|reason| ProbeBuildError::Client {
+        id: id.to_string(),
+        reason,
+    })
 }
 
 /// Run `f` under the probe timeout, turning expiry into the standard detail.

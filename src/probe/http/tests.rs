@@ -8,7 +8,7 @@ use axum::routing::get;
 use serde_json::json;
 
 use super::*;
-use crate::probe::testutil::{closed_tcp_port, probe_config, serve};
+use crate::probe::testutil::{closed_tcp_port, probe_config, probe_settings, serve};
 
 async fn server() -> std::net::SocketAddr {
     let app = Router::new()
@@ -54,7 +54,11 @@ fn http(url: String, extra: serde_json::Value) -> HttpProbe {
     if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
         o.extend(e.clone());
     }
-    HttpProbe::from_config(&probe_config(v)).unwrap()
+    let s = probe_settings(v);
+    let crate::probe::KindSettings::Http(k) = &s.kind else {
+        unreachable!()
+    };
+    HttpProbe::new(&s.id, k, s.cadence.timeout).unwrap()
 }
 
 #[tokio::test]
@@ -165,43 +169,71 @@ async fn timeouts_and_refusals_are_failures() {
     );
 }
 
+/// Validation names the key of each mistake, so nothing reaches the probe
+/// that it could not run.
 #[test]
 fn config_errors_name_the_key() {
-    let cfg = probe_config(json!({"id": "x", "type": "http"}));
-    assert_eq!(
-        HttpProbe::from_config(&cfg).err().unwrap().to_string(),
-        "probe x: `url` is required for type http"
-    );
-    for (extra, needle) in [
-        (json!({"url": "ftp://h/"}), "must start with http"),
-        (json!({"url": "not a url"}), "invalid `url`"),
+    let f = probe_config(json!({"id": "x", "type": "http"}))
+        .settings()
+        .unwrap_err();
+    assert_eq!(f.errors[0].key, "url");
+    assert!(f.errors[0].reason.starts_with("missing"), "{f}");
+    for (extra, key, needle) in [
+        (json!({"url": "ftp://h/"}), "url", "is not http or https"),
+        (json!({"url": "not a url"}), "url", "is not a URL"),
+        (json!({"url": "http:///"}), "url", "empty host"),
         (
             json!({"url": "http://h/", "expect_json": "$[?"}),
-            "not a valid JSONPath",
+            "expect_json",
+            "is not a JSONPath",
         ),
         (
             json!({"url": "http://h/", "expect_status": []}),
-            "empty list",
+            "expect_status",
+            "at least one",
         ),
         (
             json!({"url": "http://h/", "expect_status": [42]}),
+            "expect_status[0]",
             "not an HTTP status",
         ),
         (
             json!({"url": "http://h/", "headers": {"bad header": "v"}}),
+            "headers",
             "not a valid header name",
+        ),
+        (
+            json!({"url": "http://h/", "headers": {"x-token": "a\nb"}}),
+            "headers",
+            "invalid characters",
         ),
     ] {
         let mut v = json!({"id": "x", "type": "http"});
         v.as_object_mut()
             .unwrap()
             .extend(extra.as_object().unwrap().clone());
-        let err = HttpProbe::from_config(&probe_config(v))
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(err.contains(needle), "{err}");
+        let f = probe_config(v).settings().unwrap_err();
+        assert!(
+            f.errors
+                .iter()
+                .any(|e| e.key == key && e.reason.contains(needle)),
+            "{key}: {needle}: {f}"
+        );
     }
+}
+
+/// Header values are secrets: validated settings never show them.
+#[test]
+fn validated_headers_debug_shows_names_only() {
+    let s = probe_settings(json!({
+        "id": "x", "type": "http", "url": "http://h/",
+        "headers": {"Authorization": "Bearer hunter2"}
+    }));
+    let shown = format!("{s:?}");
+    assert!(
+        shown.contains("authorization") && !shown.contains("hunter2"),
+        "{shown}"
+    );
 }
 
 /// Error details never echo the URL: it may carry credentials.
@@ -211,11 +243,10 @@ async fn http_failure_details_never_show_the_url_credentials() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let cfg: crate::config::schema::ProbeConfig = serde_json::from_value(serde_json::json!({
+    let cfg = probe_settings(serde_json::json!({
         "id": "crm", "type": "http", "timeout": "1s",
         "url": format!("http://user:hunter2@127.0.0.1:{port}/health?api_key=s3cr3t"),
-    }))
-    .unwrap();
+    }));
     let out = crate::probe::build(&cfg).unwrap().check().await;
     assert!(!out.success);
     assert!(

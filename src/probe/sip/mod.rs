@@ -11,6 +11,7 @@
 //! `cannot resolve trunk.example.net: ...`, `503 Service Unavailable (not accepted) in 4ms`.
 
 pub mod accept;
+pub mod config;
 pub mod message;
 pub mod parse;
 mod recverr;
@@ -31,17 +32,17 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::ClientConfig;
 use tokio_rustls::rustls::pki_types::ServerName;
 
-use crate::config::schema::ProbeConfig;
 use crate::domain::ProbeOutcome;
 
 pub use accept::Accept;
+pub use config::{SipConfig, SipSettings};
 pub use message::{OptionsRequest, RequestParams, TransactionKey};
 pub use parse::{ParseError, SipResponse, parse_response};
 pub use responder::{Mode, Responder};
 pub use target::{Host, SipTarget, Transport, parse_target};
 pub use transport::{TransportError, UdpMux};
 
-use super::{Probe, ProbeBuildError, fmt_latency, timeout_detail, timeout_of};
+use super::{Probe, fmt_latency, timeout_detail};
 
 /// A SIP OPTIONS probe.
 pub struct SipProbe {
@@ -84,22 +85,10 @@ impl SipProbe {
         self
     }
 
-    pub fn from_config(cfg: &ProbeConfig) -> Result<SipProbe, ProbeBuildError> {
-        let raw = cfg
-            .target
-            .as_deref()
-            .ok_or_else(|| ProbeBuildError::missing(cfg, "target"))?;
-        let target = parse_target(raw).map_err(|e| ProbeBuildError::invalid(cfg, "target", e))?;
-        let accept = match &cfg.accept {
-            Some(list) => {
-                Accept::parse(list).map_err(|e| ProbeBuildError::invalid(cfg, "accept", e))?
-            }
-            None => Accept::default(),
-        };
-        Ok(
-            SipProbe::new(cfg.id.clone(), target, accept, timeout_of(cfg))
-                .with_from_user(cfg.from_user.clone()),
-        )
+    /// The probe a validated `[[probes]]` entry describes.
+    pub fn from_settings(id: impl Into<String>, s: &SipSettings, timeout: Duration) -> Self {
+        SipProbe::new(id, s.target.clone(), s.accept.clone(), timeout)
+            .with_from_user(s.from_user.clone())
     }
 
     pub fn target(&self) -> &SipTarget {

@@ -320,26 +320,41 @@ async fn host_names_are_resolved_each_attempt() {
 }
 
 #[test]
-fn from_config_reports_bad_keys() {
-    use crate::config::schema::{ProbeConfig, ProbeType};
-    let mut cfg: ProbeConfig = serde_json::from_value(serde_json::json!({
-        "id": "trunk-a", "type": "sip"
+fn validation_reports_bad_keys_and_builds_what_runs() {
+    use crate::probe::testutil::{probe_config, probe_settings};
+    let f = probe_config(serde_json::json!({"id": "trunk-a", "type": "sip"}))
+        .settings()
+        .unwrap_err();
+    assert_eq!(f.errors[0].key, "target", "{f}");
+    assert!(f.errors[0].reason.starts_with("missing: a SIP URI"), "{f}");
+    let f = probe_config(serde_json::json!({
+        "id": "trunk-a", "type": "sip", "target": "sip:h.example",
+        "accept": ["2xx", "banana", "180"], "from_user": "a b"
     }))
+    .settings()
+    .unwrap_err();
+    let keys: Vec<&str> = f.errors.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["accept[1]", "accept[2]", "from_user"], "{f}");
+    assert!(f.errors[1].reason.contains("provisional"), "{f}");
+
+    let mut found = crate::probe::Findings::default();
+    let s = probe_config(serde_json::json!({
+        "id": "trunk-a", "type": "sip", "target": "sip:h.example", "accept": ["2xx", "408"]
+    }))
+    .validate(&mut found)
     .unwrap();
-    assert_eq!(cfg.kind, ProbeType::Sip);
-    let err = SipProbe::from_config(&cfg).err().unwrap().to_string();
-    assert_eq!(err, "probe trunk-a: `target` is required for type sip");
-    cfg.target = Some("sip:h.example".into());
-    cfg.accept = Some(vec!["2xx".into(), "banana".into()]);
-    let err = SipProbe::from_config(&cfg).err().unwrap().to_string();
-    assert!(
-        err.starts_with("probe trunk-a: invalid `accept`: \"banana\""),
-        "{err}"
-    );
-    cfg.accept = None;
-    let p = SipProbe::from_config(&cfg).unwrap();
+    assert_eq!(found.warnings[0].key, "accept[1]", "408 is legal but risky");
+    let crate::probe::KindSettings::Sip(k) = &s.kind else {
+        unreachable!()
+    };
+    let p = SipProbe::from_settings(&s.id, k, s.cadence.timeout);
     assert_eq!(p.target().effective_port(), 5060);
     assert_eq!((p.id(), p.kind()), ("trunk-a", "sip"));
+    let s = probe_settings(serde_json::json!({"id": "t", "type": "sip", "target": "sip:h"}));
+    let crate::probe::KindSettings::Sip(k) = &s.kind else {
+        unreachable!()
+    };
+    assert_eq!(k.accept, Accept::default());
 }
 
 mod tls {

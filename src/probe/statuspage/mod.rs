@@ -22,6 +22,7 @@
 //!   status values count as degraded; maintenance is not an outage.
 
 mod atlassian;
+pub mod config;
 mod incidentio;
 mod instatus;
 pub mod model;
@@ -34,16 +35,13 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use reqwest::Client;
 
-use crate::config::schema::ProbeConfig;
 use crate::domain::ProbeOutcome;
 
+pub use config::{DEFAULT_DOWN_AT, StatusPageConfig, StatusPageSettings};
 pub use model::{ComponentStatus, Format, Level, Page};
 
-use super::http::{checked_url, fetch, with_timeout};
-use super::{Probe, ProbeBuildError, timeout_of};
-
-/// A major outage is what justifies forwarding calls; lesser levels are opt-in.
-pub const DEFAULT_DOWN_AT: Level = Level::Major;
+use super::http::{client, fetch, with_timeout};
+use super::{Probe, ProbeBuildError};
 
 pub struct StatusPageProbe {
     id: String,
@@ -56,36 +54,21 @@ pub struct StatusPageProbe {
 }
 
 impl StatusPageProbe {
-    pub fn from_config(cfg: &ProbeConfig) -> Result<StatusPageProbe, ProbeBuildError> {
-        let url = checked_url(cfg)?;
-        let timeout = timeout_of(cfg);
-        let client = fetch::client(timeout, cfg.headers.as_ref())
-            .map_err(|e| ProbeBuildError::invalid(cfg, "headers", e))?;
-        let format = match cfg.format.as_deref() {
-            Some(f) => Format::parse(f).map_err(|e| ProbeBuildError::invalid(cfg, "format", e))?,
-            None => None,
-        };
-        let down_at = match cfg.down_at.as_deref() {
-            Some(d) => {
-                Level::parse_down_at(d).map_err(|e| ProbeBuildError::invalid(cfg, "down_at", e))?
-            }
-            None => DEFAULT_DOWN_AT,
-        };
-        let components = cfg.components.clone().unwrap_or_default();
-        if let Some(empty) = components.iter().find(|c| c.trim().is_empty()) {
-            return Err(ProbeBuildError::invalid(
-                cfg,
-                "components",
-                format!("{empty:?} is not a component name"),
-            ));
-        }
+    /// The probe a validated `[[probes]]` entry describes. Fails only if
+    /// the HTTP client cannot be built (TLS initialisation).
+    pub fn new(
+        id: impl Into<String>,
+        s: &StatusPageSettings,
+        timeout: Duration,
+    ) -> Result<StatusPageProbe, ProbeBuildError> {
+        let id = id.into();
         Ok(StatusPageProbe {
-            id: cfg.id.clone(),
-            url,
-            client,
-            format,
-            components,
-            down_at,
+            client: client(&id, &s.endpoint, timeout)?,
+            id,
+            url: s.endpoint.url.clone(),
+            format: s.format,
+            components: s.components.clone(),
+            down_at: s.down_at,
             timeout,
         })
     }

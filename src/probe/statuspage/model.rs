@@ -31,14 +31,14 @@ impl Level {
         }
     }
 
-    /// Parse `down_at`.
+    /// Parse `down_at`: exactly one of the three documented spellings.
     pub fn parse_down_at(s: &str) -> Result<Level, String> {
-        match s.trim() {
+        match s {
             "degraded_performance" => Ok(Level::Degraded),
             "partial_outage" => Ok(Level::Partial),
             "major_outage" => Ok(Level::Major),
-            other => Err(format!(
-                "\"{other}\" is not a level; use degraded_performance, partial_outage or major_outage"
+            _ => Err(format!(
+                "{s:?}: use one of degraded_performance, partial_outage, major_outage"
             )),
         }
     }
@@ -104,16 +104,16 @@ pub enum Format {
 }
 
 impl Format {
-    /// Parse the `format` key.
-    pub fn parse(s: &str) -> Result<Option<Format>, String> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "" | "auto" => Ok(None),
-            "statuspage" | "atlassian" => Ok(Some(Format::Atlassian)),
+    /// Parse the `format` key: exactly one of the documented names (absent
+    /// means "detect from the body").
+    pub fn parse(s: &str) -> Result<Format, String> {
+        match s {
+            "statuspage" => Ok(Format::Atlassian),
             // Both incident.io shapes are told apart from the body.
-            "incidentio" | "incident.io" => Ok(Some(Format::IncidentIo)),
-            "instatus" => Ok(Some(Format::Instatus)),
-            other => Err(format!(
-                "\"{other}\" is not a known format; use statuspage, incidentio or instatus (or omit it to detect)"
+            "incidentio" => Ok(Format::IncidentIo),
+            "instatus" => Ok(Format::Instatus),
+            _ => Err(format!(
+                "{s:?}: use one of statuspage, incidentio, instatus (or omit it to detect)"
             )),
         }
     }

@@ -219,10 +219,14 @@ fn config_values_are_checked() {
     assert!(
         Level::parse_down_at("major")
             .unwrap_err()
-            .contains("use degraded_performance")
+            .contains("use one of degraded_performance")
     );
-    assert_eq!(Format::parse("incident.io"), Ok(Some(Format::IncidentIo)));
-    assert_eq!(Format::parse("statuspage"), Ok(Some(Format::Atlassian)));
-    assert!(Format::parse("pagerduty").is_err());
+    // Only the documented spellings: what check-config accepts is what runs.
+    assert!(Level::parse_down_at(" major_outage").is_err());
+    assert_eq!(Format::parse("incidentio"), Ok(Format::IncidentIo));
+    assert_eq!(Format::parse("statuspage"), Ok(Format::Atlassian));
+    for bad in ["pagerduty", "incident.io", "auto", ""] {
+        assert!(Format::parse(bad).is_err(), "{bad}");
+    }
     assert!(Level::Degraded < Level::Partial && Level::Partial < Level::Major);
 }
