@@ -116,7 +116,7 @@ pub async fn run_with(
     let addr = listener.local_addr()?;
 
     // Store and audit first: everything after this is audited.
-    let store = store::open(&config.raw.store.url).await?;
+    let store = store::open(&config.raw.store).await?;
     let (audit, audit_writer) = StoreAudit::spawn(store.clone());
     let audit_dyn: Arc<dyn AuditSink> = audit.clone();
 

@@ -1,9 +1,20 @@
+/// Why a store call failed. Messages never contain a password: the store URL
+/// is not echoed, and the drivers' errors do not include credentials.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("store I/O: {0}")]
     Io(#[from] std::io::Error),
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// A PostgreSQL statement failed, including a connection lost mid-call.
+    #[error("postgres: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// No PostgreSQL connection could be had (server down, timeout, auth).
+    #[error("postgres connection: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    /// `store.url` (or the TLS files it names) cannot be used.
+    #[error("store.url: {0}")]
+    Config(String),
     #[error("stored data is not valid JSON: {0}")]
     Json(#[from] serde_json::Error),
     #[error(
