@@ -60,8 +60,8 @@ impl PgServer {
             password,
             watchdog: None,
         };
-        server.initdb();
         server.start_watchdog();
+        server.initdb();
         // A port free now can be taken before the server binds it: retry.
         for attempt in 1..=5 {
             server.port = super::free_port();
@@ -112,11 +112,15 @@ impl PgServer {
     }
 
     /// Stops the server and removes its directory once this process is gone,
-    /// whatever way it went.
+    /// whatever way it went. Started before `initdb`, and it stops the server
+    /// several times over a few seconds: a test killed while `initdb` or
+    /// `pg_ctl start` ran leaves those children running for a moment.
     fn start_watchdog(&mut self) {
         let script = format!(
             "while [ -d /proc/{pid} ]; do sleep 1; done; \
-             '{pg_ctl}' -D '{data}' stop -m immediate >/dev/null 2>&1; rm -rf '{dir}'",
+             for round in 1 2 3; do \
+               '{pg_ctl}' -D '{data}' stop -m immediate >/dev/null 2>&1; sleep 1; \
+             done; rm -rf '{dir}'",
             pid = std::process::id(),
             pg_ctl = self.bin.join("pg_ctl").display(),
             data = self.data().display(),
@@ -128,8 +132,9 @@ impl PgServer {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            // Its own process group: a Ctrl-C meant for the tests must not
-            // kill it before it has cleaned up.
+            // Its own process group: nextest's timeout kills the test's
+            // group, and a Ctrl-C reaches the whole foreground group; the
+            // watchdog must outlive both to clean up.
             .process_group(0);
         if let Some((uid, gid)) = self.run_as {
             cmd.uid(uid).gid(gid);
