@@ -180,7 +180,10 @@ async fn the_password_can_come_from_password_file_and_is_never_shown() {
         .await
         .expect_err("wrong password");
     let text = format!("{err} {err:?}");
-    assert!(text.contains("password authentication failed"), "{text}");
+    assert!(
+        err.to_string().contains("password authentication failed"),
+        "the server's reason is in the message: {err}"
+    );
     assert!(!text.contains("wrong-s3cret"), "{text}");
 }
 
@@ -210,4 +213,88 @@ async fn text_postgres_cannot_hold_does_not_lose_records() {
     let snapshot = json!({"override": {"reason": "x\u{0}y"}});
     store.save_snapshot(snapshot.clone()).await.unwrap();
     assert_eq!(store.load_snapshot().await.unwrap(), Some(snapshot));
+}
+
+/// How many of the store's connections to `db` use TLS, and how many exist.
+async fn tls_connections(server: &PgServer, db: &str) -> (i64, i64) {
+    let row = server
+        .connect("postgres")
+        .await
+        .query_one(
+            "SELECT count(*) FILTER (WHERE s.ssl), count(*) FROM pg_stat_activity a
+             JOIN pg_stat_ssl s USING (pid)
+             WHERE a.datname = $1 AND a.application_name = 'continuity-agent'",
+            &[&db],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+#[tokio::test]
+async fn sslmode_is_honoured_against_a_tls_server() {
+    let server = PgServer::start_with_tls();
+    let db = server.database().await;
+    let ca = server.ca_cert();
+    let ca = ca.display();
+    let url = |host: &str, params: &str| {
+        server
+            .url(&db)
+            .replace("127.0.0.1", host)
+            .replace("sslmode=disable", params)
+    };
+    // The certificate names IP 127.0.0.1 only; `localhost` reaches the same
+    // server under a name the certificate does not have.
+    let accepted = [
+        url(
+            "127.0.0.1",
+            &format!("sslmode=verify-full&sslrootcert={ca}"),
+        ),
+        url("localhost", &format!("sslmode=verify-ca&sslrootcert={ca}")),
+        url("localhost", &format!("sslmode=require&sslrootcert={ca}")),
+        url("localhost", "sslmode=require"),
+    ];
+    for u in accepted {
+        let store = PostgresStore::open(&u, None, DEFAULT_ACCOUNT)
+            .await
+            .unwrap_or_else(|e| panic!("{u}: {e}"));
+        store.save_snapshot(json!({"tls": true})).await.unwrap();
+        let (tls, all) = tls_connections(&server, &db).await;
+        assert!(
+            all >= 1 && tls == all,
+            "{u}: {tls} of {all} connections use TLS"
+        );
+        drop(store);
+        server.terminate_backends(&db).await;
+    }
+    let refused = [
+        // The name does not match.
+        url(
+            "localhost",
+            &format!("sslmode=verify-full&sslrootcert={ca}"),
+        ),
+        // The test CA is not in the OS trust store.
+        url("127.0.0.1", "sslmode=verify-full"),
+        url("127.0.0.1", "sslmode=verify-ca&sslrootcert=system"),
+    ];
+    for u in refused {
+        let err = PostgresStore::open(&u, None, DEFAULT_ACCOUNT)
+            .await
+            .expect_err(&u);
+        assert!(
+            matches!(err, StoreError::Pool(_) | StoreError::Postgres(_)),
+            "{u}: {err}"
+        );
+        let text = err.to_string();
+        assert!(text.contains("certificate"), "{u}: {text}");
+        assert!(!text.contains(&server.password), "{text}");
+    }
+    let missing = url(
+        "127.0.0.1",
+        "sslmode=verify-full&sslrootcert=/nonexistent/ca.pem",
+    );
+    let err = PostgresStore::open(&missing, None, DEFAULT_ACCOUNT)
+        .await
+        .expect_err("no such file");
+    assert!(matches!(err, StoreError::Config(_)), "{err}");
 }

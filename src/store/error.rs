@@ -7,10 +7,10 @@ pub enum StoreError {
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// A PostgreSQL statement failed, including a connection lost mid-call.
-    #[error("postgres: {0}")]
+    #[error("postgres: {}", chain(.0))]
     Postgres(#[from] tokio_postgres::Error),
-    /// No PostgreSQL connection could be had (server down, timeout, auth).
-    #[error("postgres connection: {0}")]
+    /// No PostgreSQL connection could be had (server down, timeout, auth, TLS).
+    #[error("postgres connection: {}", chain(.0))]
     Pool(#[from] deadpool_postgres::PoolError),
     /// `store.url` (or the TLS files it names) cannot be used.
     #[error("store.url: {0}")]
@@ -25,4 +25,22 @@ pub enum StoreError {
     Unsupported(String),
     #[error("store task failed: {0}")]
     Join(String),
+}
+
+/// An error and its causes on one line. The PostgreSQL driver's `Display`
+/// says only the kind ("db error", "error performing TLS handshake"); the
+/// server's message or the certificate problem is in `source()`, and that is
+/// what an operator needs. Causes already included in the text are skipped.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        let more = cause.to_string();
+        if !text.ends_with(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        next = cause.source();
+    }
+    text
 }

@@ -42,6 +42,16 @@ pub struct PgServer {
 impl PgServer {
     /// initdb + start; panics with a clear message when it cannot.
     pub fn start() -> PgServer {
+        PgServer::start_with(false)
+    }
+
+    /// Like `start`, and the server also accepts TLS with a certificate for
+    /// `IP:127.0.0.1` only, issued by a test CA (`ca_cert()`).
+    pub fn start_with_tls() -> PgServer {
+        PgServer::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> PgServer {
         let bin = pg_bin();
         let run_as = unprivileged_user();
         let dir = tempfile::Builder::new()
@@ -62,6 +72,9 @@ impl PgServer {
         };
         server.start_watchdog();
         server.initdb();
+        if tls {
+            server.enable_tls();
+        }
         // A port free now can be taken before the server binds it: retry.
         for attempt in 1..=5 {
             server.port = super::free_port();
@@ -77,6 +90,104 @@ impl PgServer {
             }
         }
         unreachable!()
+    }
+
+    /// The test CA's certificate (PEM), for `sslrootcert`.
+    pub fn ca_cert(&self) -> PathBuf {
+        self.dir.path().join("ca.crt")
+    }
+
+    /// A CA and a server certificate made with the `openssl` CLI (installed
+    /// with the `postgresql` package, through `ssl-cert`), and `ssl = on`.
+    fn enable_tls(&self) {
+        let d = self.dir.path();
+        let ext = d.join("server.ext");
+        std::fs::write(
+            &ext,
+            "subjectAltName = IP:127.0.0.1\nbasicConstraints = CA:FALSE\nextendedKeyUsage = serverAuth\n",
+        )
+        .expect("write server.ext");
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let steps: [Vec<&str>; 3] = [
+            [
+                &["req", "-x509"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.crt",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=continuity test CA",
+                ],
+            ]
+            .concat(),
+            [
+                &["req"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "server.key",
+                    "-out",
+                    "server.csr",
+                    "-subj",
+                    "/CN=test server",
+                ],
+            ]
+            .concat(),
+            vec![
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "server.crt",
+                "-days",
+                "2",
+                "-extfile",
+                "server.ext",
+            ],
+        ];
+        for args in steps {
+            let out = Command::new("openssl")
+                .args(&args)
+                .current_dir(d)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap_or_else(|e| panic!("the TLS tests need the openssl CLI: {e}"));
+            check("openssl", &out).unwrap_or_else(|e| panic!("{e}"));
+        }
+        for file in ["server.key", "server.crt", "ca.crt"] {
+            if let Some((uid, gid)) = self.run_as {
+                chown(d.join(file), Some(uid), Some(gid)).expect("chown");
+            }
+        }
+        std::fs::set_permissions(
+            d.join("server.key"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .expect("chmod server.key");
+        let conf = format!(
+            "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
+            d.join("server.crt").display(),
+            d.join("server.key").display()
+        );
+        let path = self.data().join("postgresql.conf");
+        let text = std::fs::read_to_string(&path).expect("read conf") + &conf;
+        std::fs::write(path, text).expect("write conf");
     }
 
     fn data(&self) -> PathBuf {
