@@ -624,9 +624,65 @@ proptest::proptest! {
 }
 
 #[test]
+fn a_postgres_store_is_checked_by_the_stores_own_parser() {
+    let pg = |url: &str| format!("{BASE}\n[store]\nurl = {url:?}\n");
+    load(&pg("postgres://agent@db/continuity")).expect("one replica on PostgreSQL is legal");
+    load(&pg("postgresql://agent@db/continuity?sslmode=verify-full")).expect("legal");
+    assert_error(
+        &pg("postgres://agent:s3cret@db/continuity?sslmode=prefer"),
+        "store.url",
+        "falls back to an unencrypted connection",
+    );
+    let errs = errors(&pg("postgres://agent:s3cret@db:port/continuity"));
+    assert!(
+        errs.iter().any(|e| e.key == "store.url") && !render(&errs).contains("s3cret"),
+        "{}",
+        render(&errs)
+    );
+    assert!(!render(&errors(&pg("mysql://agent:s3cret@db/x"))).contains("s3cret"));
+}
+
+#[test]
+fn the_postgres_password_file_is_read_relative_to_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pg-password"), "file-s3cret\n").unwrap();
+    let src = format!(
+        "{BASE}\n[store]\nurl = \"postgres://agent@db/continuity\"\npassword_file = \"pg-password\"\n"
+    );
+    let load_in_dir =
+        |src: &str| config::from_toml_str_strict(src, "agent.toml", dir.path(), false);
+    let cfg = load_in_dir(&src).expect("legal");
+    let password = cfg.raw.store.password.as_ref().expect("read");
+    assert_eq!(
+        secrecy::ExposeSecret::expose_secret(password),
+        "file-s3cret"
+    );
+    assert!(!format!("{:?}", cfg.raw.store).contains("file-s3cret"));
+
+    std::fs::remove_file(dir.path().join("pg-password")).unwrap();
+    let errs = load_in_dir(&src).unwrap_err().errors;
+    assert!(
+        errs.iter().any(|e| e.key == "store.password_file"),
+        "{}",
+        render(&errs)
+    );
+    let both = src.replace("agent@db", "agent:url-s3cret@db");
+    std::fs::write(dir.path().join("pg-password"), "file-s3cret\n").unwrap();
+    let errs = load_in_dir(&both).unwrap_err().errors;
+    assert!(
+        errs.iter()
+            .any(|e| e.key == "store.url" && e.reason.contains("keep one")),
+        "{}",
+        render(&errs)
+    );
+    assert!(!render(&errs).contains("s3cret"));
+}
+
+#[test]
 fn features_this_build_cannot_run_are_not_accepted_silently() {
-    let pg = BASE.to_string() + "\n[store]\nurl = \"postgres://agent@db/continuity\"\n";
-    assert_error(&pg, "store.url", "not available in this build yet");
+    let cluster = BASE.to_string()
+        + "\n[store]\nurl = \"postgres://agent@db/continuity\"\n[cluster]\ninstance_id = \"a\"\n";
+    assert_error(&cluster, "cluster", "not available in this build yet");
     let notify =
         with("[[notify]]\ntype = \"slack\"\nurl = \"https://hooks.slack.com/services/T0/B0/x\"\n");
     let cfg = load(&notify).expect("legal");

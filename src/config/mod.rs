@@ -176,7 +176,7 @@ impl Config {
             none_if_empty(&drills)
         );
         let store = if raw.store.url.starts_with("postgres") {
-            "postgres (replicated)"
+            "postgres (shared database, one replica for now)"
         } else {
             "sqlite (embedded)"
         };

@@ -189,11 +189,21 @@ pub struct StoreConfig {
     /// `sqlite://PATH` (embedded, default) or `postgres://...` (several replicas).
     #[serde(default = "d_store_url")]
     pub url: String,
+    /// PostgreSQL only: a file holding the password, when the URL has none.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// `password_file`'s content, read by validation.
+    #[serde(skip)]
+    pub password: Option<SecretString>,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { url: d_store_url() }
+        StoreConfig {
+            url: d_store_url(),
+            password_file: None,
+            password: None,
+        }
     }
 }
 

@@ -109,7 +109,7 @@ pub async fn run_with(
     metrics.init_series(&known_labels(&config));
 
     // Store and audit first: everything after this is audited.
-    let store = store::open(&config.raw.store.url).await?;
+    let store = store::open(&config.raw.store).await?;
     let (audit, audit_writer) = StoreAudit::spawn(store.clone());
     let shared = Shared {
         config: Arc::new(config),

@@ -1,9 +1,13 @@
 //! Persistence: the engine snapshot (probe and rule states, timers, alerts,
 //! override, flap latch) and the audit log.
 //!
-//! `Store` is the seam for the backends: SQLite (embedded default, one
-//! replica) now; PostgreSQL (several replicas, leader election) later. The
-//! engine snapshot is stored as an opaque JSON document so the store does not
+//! `Store` is the seam for the backends: SQLite (`sqlite.rs`, embedded
+//! default, one replica) and PostgreSQL (`postgres/`, a database several
+//! replicas can share; leader election comes later). Both hold the same
+//! model: every row carries the account it belongs to, a store handle is
+//! opened for one account (`DEFAULT_ACCOUNT` until several Talkdesk accounts
+//! exist), and both refuse a database migrated by a newer build. The engine
+//! snapshot is stored as an opaque JSON document so the store does not
 //! depend on engine internals, and a changed engine can migrate its own format.
 //!
 //! **Invariant:** the daemon persists the snapshot *before* it hands a new
@@ -13,12 +17,14 @@
 
 pub mod audit;
 mod error;
+pub mod postgres;
 pub mod sqlite;
 
 use futures::future::BoxFuture;
 
 pub use audit::StoreAudit;
 pub use error::StoreError;
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use crate::telemetry::AuditRecord;
@@ -50,18 +56,26 @@ pub trait Store: Send + Sync + 'static {
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
 }
 
-/// Opens the store named by `store.url`.
-pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+/// The account of a configuration without several Talkdesk accounts.
+pub const DEFAULT_ACCOUNT: &str = "default";
+
+/// Opens the store named by `store.url` for `DEFAULT_ACCOUNT`, creating or
+/// migrating its schema.
+pub async fn open(
+    config: &crate::config::schema::StoreConfig,
+) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    let url = config.url.as_str();
     if let Some(path) = url.strip_prefix("sqlite://") {
         let store = SqliteStore::open(std::path::Path::new(path)).await?;
         Ok(std::sync::Arc::new(store))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Err(StoreError::Unsupported(
-            "the PostgreSQL store (several replicas) is not available in this build yet".into(),
-        ))
+        let store = PostgresStore::open(url, config.password.as_ref(), DEFAULT_ACCOUNT).await?;
+        Ok(std::sync::Arc::new(store))
     } else {
+        // Only the scheme: the rest of a URL may hold a password.
+        let scheme = url.split_once("://").map_or("", |(s, _)| s);
         Err(StoreError::Unsupported(format!(
-            "unknown store URL scheme in {url:?}"
+            "unknown store URL scheme {scheme:?}; use sqlite:// or postgres://"
         )))
     }
 }

@@ -6,20 +6,21 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{Store, StoreError, StoredEvent};
 use crate::domain::Timestamp;
 use crate::telemetry::AuditRecord;
 
-/// Version of the schema below; bump with a migration step in `migrate`.
-const SCHEMA_VERSION: i64 = 1;
+/// Schema steps, applied once each and in order, all in one transaction;
+/// `meta.schema_version` records the last one applied. The same model as the
+/// PostgreSQL store (`postgres/migrations/`): never edit a released step.
+const MIGRATIONS: &[(i64, &str)] = &[(1, V1_INITIAL), (2, V2_ACCOUNT)];
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS meta (
-    key   TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
+/// The newest schema version this build knows.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+
+const V1_INITIAL: &str = "
 CREATE TABLE IF NOT EXISTS engine_state (
     id         INTEGER PRIMARY KEY CHECK (id = 1),
     snapshot   TEXT NOT NULL,
@@ -35,35 +36,60 @@ CREATE TABLE IF NOT EXISTS audit (
 CREATE INDEX IF NOT EXISTS audit_kind ON audit (kind, id);
 ";
 
+/// Every row carries its Talkdesk account; existing rows are `default`'s.
+const V2_ACCOUNT: &str = "
+ALTER TABLE audit ADD COLUMN account TEXT NOT NULL DEFAULT 'default';
+DROP INDEX audit_kind;
+CREATE INDEX audit_account_id ON audit (account, id);
+CREATE INDEX audit_account_kind ON audit (account, kind, id);
+CREATE TABLE engine_state_v2 (
+    account    TEXT PRIMARY KEY,
+    snapshot   TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+INSERT INTO engine_state_v2 (account, snapshot, updated_at)
+    SELECT 'default', snapshot, updated_at FROM engine_state;
+DROP TABLE engine_state;
+ALTER TABLE engine_state_v2 RENAME TO engine_state;
+";
+
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     path: PathBuf,
+    account: Arc<str>,
 }
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqliteStore")
             .field("path", &self.path)
+            .field("account", &self.account)
             .finish()
     }
 }
 
 impl SqliteStore {
-    /// Opens (creating directories and the file as needed) and migrates.
+    /// Opens (creating directories and the file as needed) and migrates, for
+    /// `store::DEFAULT_ACCOUNT`.
     pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_for_account(path, super::DEFAULT_ACCOUNT).await
+    }
+
+    /// Like `open`, for the rows of `account` only.
+    pub async fn open_for_account(path: &Path, account: &str) -> Result<SqliteStore, StoreError> {
         let path = path.to_path_buf();
         let p = path.clone();
         let conn = tokio::task::spawn_blocking(move || -> Result<Connection, StoreError> {
             if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)?;
             }
-            let conn = Connection::open(&p)?;
+            let mut conn = Connection::open(&p)?;
             conn.busy_timeout(std::time::Duration::from_secs(5))?;
             conn.pragma_update(None, "journal_mode", "WAL")?;
             conn.pragma_update(None, "synchronous", "FULL")?;
             conn.pragma_update(None, "foreign_keys", "ON")?;
-            migrate(&conn)?;
+            migrate(&mut conn)?;
             Ok(conn)
         })
         .await
@@ -71,6 +97,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             path,
+            account: account.into(),
         })
     }
 
@@ -97,39 +124,51 @@ impl SqliteStore {
     }
 }
 
-fn migrate(conn: &Connection) -> Result<(), StoreError> {
-    conn.execute_batch(SCHEMA)?;
-    let found: Option<i64> = conn
+/// Brings the file to `SCHEMA_VERSION` or refuses a newer one. `IMMEDIATE`
+/// takes the write lock first, so two processes opening one file cannot both
+/// apply a step.
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    )?;
+    let found: i64 = tx
         .query_row(
             "SELECT value FROM meta WHERE key = 'schema_version'",
             [],
             |r| r.get::<_, String>(0),
         )
         .optional()?
-        .and_then(|v| v.parse().ok());
-    match found {
-        Some(v) if v > SCHEMA_VERSION => Err(StoreError::SchemaTooNew {
-            found: v,
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found,
             known: SCHEMA_VERSION,
-        }),
-        Some(_) => Ok(()),
-        None => {
-            conn.execute(
-                "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
-                params![SCHEMA_VERSION.to_string()],
-            )?;
-            Ok(())
-        }
+        });
     }
+    for (_, sql) in MIGRATIONS.iter().filter(|m| m.0 > found) {
+        tx.execute_batch(sql)?;
+    }
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![SCHEMA_VERSION.to_string()],
+    )?;
+    tx.commit()?;
+    Ok(())
 }
 
 impl Store for SqliteStore {
     fn load_snapshot(&self) -> BoxFuture<'_, Result<Option<serde_json::Value>, StoreError>> {
-        self.with(|c| {
+        let account = self.account.clone();
+        self.with(move |c| {
             let text: Option<String> = c
-                .query_row("SELECT snapshot FROM engine_state WHERE id = 1", [], |r| {
-                    r.get(0)
-                })
+                .query_row(
+                    "SELECT snapshot FROM engine_state WHERE account = ?1",
+                    params![&*account],
+                    |r| r.get(0),
+                )
                 .optional()?;
             Ok(match text {
                 Some(t) => Some(serde_json::from_str(&t)?),
@@ -139,23 +178,25 @@ impl Store for SqliteStore {
     }
 
     fn save_snapshot(&self, snapshot: serde_json::Value) -> BoxFuture<'_, Result<(), StoreError>> {
+        let account = self.account.clone();
         self.with(move |c| {
             let text = serde_json::to_string(&snapshot)?;
             c.execute(
-                "INSERT INTO engine_state (id, snapshot, updated_at) VALUES (1, ?1, ?2)
-                 ON CONFLICT (id) DO UPDATE SET snapshot = excluded.snapshot, updated_at = excluded.updated_at",
-                params![text, Timestamp::now().as_millis()],
+                "INSERT INTO engine_state (account, snapshot, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (account) DO UPDATE SET snapshot = excluded.snapshot, updated_at = excluded.updated_at",
+                params![&*account, text, Timestamp::now().as_millis()],
             )?;
             Ok(())
         })
     }
 
     fn append_audit(&self, records: Vec<AuditRecord>) -> BoxFuture<'_, Result<(), StoreError>> {
+        let account = self.account.clone();
         self.with(move |c| {
             let tx = c.transaction()?;
             {
                 let mut stmt = tx.prepare_cached(
-                    "INSERT INTO audit (at, kind, message, data) VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT INTO audit (account, at, kind, message, data) VALUES (?1, ?2, ?3, ?4, ?5)",
                 )?;
                 for r in &records {
                     let data = if r.data.is_null() {
@@ -163,7 +204,7 @@ impl Store for SqliteStore {
                     } else {
                         Some(serde_json::to_string(&r.data)?)
                     };
-                    stmt.execute(params![r.at.as_millis(), r.kind, r.message, data])?;
+                    stmt.execute(params![&*account, r.at.as_millis(), r.kind, r.message, data])?;
                 }
             }
             tx.commit()?;
@@ -176,11 +217,12 @@ impl Store for SqliteStore {
         limit: usize,
         before: Option<i64>,
     ) -> BoxFuture<'_, Result<Vec<StoredEvent>, StoreError>> {
+        let account = self.account.clone();
         self.with(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT id, at, kind, message, data FROM audit WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
+                "SELECT id, at, kind, message, data FROM audit WHERE account = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
             )?;
-            let rows = stmt.query_map(params![before.unwrap_or(i64::MAX), limit as i64], |r| {
+            let rows = stmt.query_map(params![&*account, before.unwrap_or(i64::MAX), limit as i64], |r| {
                 Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, Option<String>>(4)?))
             })?;
             let mut out = Vec::new();
@@ -272,6 +314,52 @@ mod tests {
             ["record 2", "record 1"]
         );
         assert_eq!(page2[0].record.data, serde_json::json!({"i": 2}));
+    }
+
+    #[tokio::test]
+    async fn a_version_1_file_is_upgraded_and_its_rows_become_the_default_accounts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        {
+            // A file as the first release wrote it.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                 INSERT INTO meta VALUES ('schema_version', '1');",
+            )
+            .unwrap();
+            conn.execute_batch(V1_INITIAL).unwrap();
+            conn.execute_batch(
+                r#"INSERT INTO engine_state (id, snapshot, updated_at) VALUES (1, '{"desired":"active"}', 5);
+                   INSERT INTO audit (at, kind, message, data) VALUES (7, 'decision', 'old', '{"i":1}');"#,
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).await.unwrap();
+        assert_eq!(
+            store.load_snapshot().await.unwrap(),
+            Some(serde_json::json!({"desired": "active"}))
+        );
+        let events = store.events(10, None).await.unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].record.message, "old");
+        assert_eq!(events[0].record.data, serde_json::json!({"i": 1}));
+        let version: String = store
+            .conn
+            .lock()
+            .unwrap()
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION.to_string());
+        drop(store);
+
+        let other = SqliteStore::open_for_account(&path, "acme").await.unwrap();
+        assert_eq!(other.load_snapshot().await.unwrap(), None);
+        assert!(other.events(10, None).await.unwrap().is_empty());
     }
 
     #[tokio::test]

@@ -1,11 +1,12 @@
 //! Shared helpers for integration tests that drive real peers: sipp, the
-//! agent binary, the Talkdesk simulator. Each test binary includes what it
+//! agent binary, the Talkdesk simulator, PostgreSQL. Each test binary includes what it
 //! uses with `mod support;`.
 #![allow(dead_code)]
 
 pub mod agent;
 pub mod alertmanager;
 pub mod inproc;
+pub mod pg;
 pub mod sipp;
 
 use std::net::UdpSocket;

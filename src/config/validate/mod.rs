@@ -41,7 +41,7 @@ pub(super) fn validate(
     strictness: Strictness,
 ) -> Result<Config, ConfigErrors> {
     agent::agent(cx, &raw.agent);
-    store::store(cx, &raw.store, raw.cluster.as_ref());
+    store::store(cx, &mut raw.store, raw.cluster.as_ref(), base);
     talkdesk::talkdesk(cx, &mut raw.talkdesk, base, strictness);
     let profiles = profiles::profiles(cx, &raw.profiles);
     // Names that exist even if their element failed to parse, so that a broken

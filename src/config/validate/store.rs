@@ -1,10 +1,18 @@
 //! `[store]` and `[cluster]`: where state lives and who may write it.
 
+use std::path::Path;
+
+use super::secrets::secret;
 use super::shared::IDENT;
 use crate::config::load::Cx;
 use crate::config::schema::*;
 
-pub(super) fn store(cx: &mut Cx, s: &StoreConfig, cluster: Option<&ClusterConfig>) {
+pub(super) fn store(
+    cx: &mut Cx,
+    s: &mut StoreConfig,
+    cluster: Option<&ClusterConfig>,
+    base: &Path,
+) {
     let postgres = s.url.starts_with("postgres://") || s.url.starts_with("postgresql://");
     if let Some(path) = s.url.strip_prefix("sqlite://") {
         if path.is_empty() {
@@ -13,16 +21,37 @@ pub(super) fn store(cx: &mut Cx, s: &StoreConfig, cluster: Option<&ClusterConfig
                 "sqlite:// needs a file path, e.g. sqlite://state/continuity-agent.db",
             );
         }
+        if s.password_file.is_some() {
+            cx.err(
+                "store.password_file",
+                "only a postgres:// store has a password",
+            );
+        }
     } else if !postgres {
         cx.err(
             "store.url",
-            format!("{:?}: use sqlite://PATH or postgres://USER@HOST/DB", s.url),
+            "use sqlite://PATH or postgres://USER@HOST/DB (the value is not shown: it may hold a password)",
         );
     } else {
+        secret(
+            cx,
+            "store.password",
+            &mut s.password,
+            &s.password_file,
+            base,
+            false,
+        );
+        // The store's own parser: check-config refuses exactly what `run` would.
+        if let Err(why) = crate::store::postgres::ConnectOptions::parse(&s.url, s.password.as_ref())
+        {
+            cx.err("store.url", why);
+        }
+    }
+    if cluster.is_some() {
         // Honest rather than a surprise at `run`: a config that validates must run.
         cx.err(
-            "store.url",
-            "the PostgreSQL store (several replicas with leader election) is not available in this build yet; use sqlite://PATH",
+            "cluster",
+            "several replicas (leader election) are not available in this build yet; run one replica without [cluster]",
         );
     }
     if let Some(c) = cluster {

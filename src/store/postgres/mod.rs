@@ -1,0 +1,216 @@
+//! The PostgreSQL store: what the SQLite store holds (the engine snapshot and
+//! the audit log), in a database several replicas can share.
+//!
+//! Driver: `tokio-postgres` with the `deadpool-postgres` pool. sqlx would also
+//! do, but it compiles a much larger tree (macros, its own runtime and TLS
+//! layers, offline query metadata) on a 2-core machine, and its compile-time
+//! checked queries need a database at build time; these few statements do not
+//! need either. TLS reuses the agent's rustls stack (`tls.rs`), so there is no
+//! OpenSSL and no second crypto provider.
+//!
+//! Connection loss: every call takes a connection from the pool, which checks
+//! it with a round trip first (`RecyclingMethod::Verified`) and opens a new
+//! one when the server dropped it (restart, failover, `pg_terminate_backend`).
+//! A call that still fails returns `StoreError::Postgres`/`Pool`; the daemon
+//! retries snapshot writes with backoff and `/readyz` (which calls `ping`)
+//! reports 503 until the database answers again. Nothing here retries on its
+//! own: a write that might or might not have committed is the caller's call.
+//!
+//! A handle is opened for one account (`store::DEFAULT_ACCOUNT` today): every
+//! row it writes carries that account and it reads no other account's rows.
+//!
+//! PostgreSQL text cannot hold NUL characters; audit text (which can come
+//! from webhook payloads) has them replaced by U+FFFD instead of failing the
+//! whole batch. The snapshot is stored as `JSON`, which keeps `\u0000`.
+
+mod connect;
+mod migrations;
+mod tls;
+
+use futures::future::BoxFuture;
+use secrecy::SecretString;
+
+pub use connect::ConnectOptions;
+pub use migrations::LATEST as SCHEMA_VERSION;
+
+use super::{Store, StoreError, StoredEvent};
+use crate::domain::Timestamp;
+use crate::telemetry::AuditRecord;
+
+/// Connections per store: the loop's snapshot writes, the audit writer,
+/// `/v1/events` and `/readyz` each need at most one at a time.
+const POOL_SIZE: usize = 4;
+
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: deadpool_postgres::Pool,
+    account: String,
+    target: String,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("target", &self.target)
+            .field("account", &self.account)
+            .finish()
+    }
+}
+
+impl PostgresStore {
+    /// Connects, applies the migrations, and returns a handle for `account`.
+    /// `password` is `store.password_file`'s content when the URL has none.
+    pub async fn open(
+        url: &str,
+        password: Option<&SecretString>,
+        account: &str,
+    ) -> Result<PostgresStore, StoreError> {
+        let options = ConnectOptions::parse(url, password).map_err(StoreError::Config)?;
+        let pool = options.pool(POOL_SIZE).map_err(StoreError::Config)?;
+        let store = PostgresStore {
+            pool,
+            account: account.to_string(),
+            target: options.target(),
+        };
+        let mut client = store.pool.get().await?;
+        migrations::apply(&mut client).await?;
+        tracing::info!(message = "PostgreSQL store ready.", target = %store.target, account);
+        Ok(store)
+    }
+
+    /// The account this handle reads and writes.
+    pub fn account(&self) -> &str {
+        &self.account
+    }
+}
+
+impl Store for PostgresStore {
+    fn load_snapshot(&self) -> BoxFuture<'_, Result<Option<serde_json::Value>, StoreError>> {
+        Box::pin(async move {
+            let client = self.pool.get().await?;
+            let stmt = client
+                .prepare_cached("SELECT snapshot FROM engine_state WHERE account = $1")
+                .await?;
+            let row = client.query_opt(&stmt, &[&self.account]).await?;
+            Ok(row.map(|r| r.get(0)))
+        })
+    }
+
+    fn save_snapshot(&self, snapshot: serde_json::Value) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let client = self.pool.get().await?;
+            // Durable on return: synchronous_commit is on unless the DBA turned it off.
+            let stmt = client
+                .prepare_cached(
+                    "INSERT INTO engine_state (account, snapshot, updated_at) VALUES ($1, $2, $3)
+                     ON CONFLICT (account) DO UPDATE
+                     SET snapshot = excluded.snapshot, updated_at = excluded.updated_at",
+                )
+                .await?;
+            let now = Timestamp::now().as_millis();
+            client
+                .execute(&stmt, &[&self.account, &snapshot, &now])
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn append_audit(&self, records: Vec<AuditRecord>) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            if records.is_empty() {
+                return Ok(());
+            }
+            let mut at = Vec::with_capacity(records.len());
+            let mut kind = Vec::with_capacity(records.len());
+            let mut message = Vec::with_capacity(records.len());
+            let mut data = Vec::with_capacity(records.len());
+            for r in records {
+                at.push(r.at.as_millis());
+                kind.push(without_nul(r.kind));
+                message.push(without_nul(r.message));
+                data.push((!r.data.is_null()).then(|| json_without_nul(r.data)));
+            }
+            let client = self.pool.get().await?;
+            // One statement, so the batch commits whole or not at all; ORDER BY
+            // the array position keeps ids in the order the records were made.
+            let stmt = client
+                .prepare_cached(
+                    "INSERT INTO audit (account, at, kind, message, data)
+                     SELECT $1, r.at, r.kind, r.message, r.data
+                     FROM unnest($2::bigint[], $3::text[], $4::text[], $5::jsonb[])
+                          WITH ORDINALITY AS r(at, kind, message, data, n)
+                     ORDER BY r.n",
+                )
+                .await?;
+            client
+                .execute(&stmt, &[&self.account, &at, &kind, &message, &data])
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn events(
+        &self,
+        limit: usize,
+        before: Option<i64>,
+    ) -> BoxFuture<'_, Result<Vec<StoredEvent>, StoreError>> {
+        Box::pin(async move {
+            let client = self.pool.get().await?;
+            let stmt = client
+                .prepare_cached(
+                    "SELECT id, at, kind, message, data FROM audit
+                     WHERE account = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+                )
+                .await?;
+            let before = before.unwrap_or(i64::MAX);
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = client
+                .query(&stmt, &[&self.account, &before, &limit])
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| StoredEvent {
+                    id: r.get(0),
+                    record: AuditRecord {
+                        at: Timestamp(r.get(1)),
+                        kind: r.get(2),
+                        message: r.get(3),
+                        data: r
+                            .get::<_, Option<serde_json::Value>>(4)
+                            .unwrap_or(serde_json::Value::Null),
+                    },
+                })
+                .collect())
+        })
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let client = self.pool.get().await?;
+            client.simple_query("SELECT 1").await?;
+            Ok(())
+        })
+    }
+}
+
+fn without_nul(s: String) -> String {
+    if s.contains('\0') {
+        s.replace('\0', "\u{FFFD}")
+    } else {
+        s
+    }
+}
+
+fn json_without_nul(v: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => Value::String(without_nul(s)),
+        Value::Array(a) => Value::Array(a.into_iter().map(json_without_nul).collect()),
+        Value::Object(o) => Value::Object(
+            o.into_iter()
+                .map(|(k, v)| (without_nul(k), json_without_nul(v)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
