@@ -32,7 +32,7 @@ use crate::server::{self, AppState};
 use crate::store::{self, Store, StoreAudit};
 use crate::talkdesk::actuator::{Actuator, ActuatorHandle, ActuatorOptions};
 use crate::talkdesk::client::{Client, ClientConfig};
-use crate::telemetry::{AuditRecord, AuditSink, Metrics};
+use crate::telemetry::{AuditKind, AuditRecord, AuditSink, Metrics};
 
 /// Room for bursts (an Alertmanager batch, thousands of probe results)
 /// without unbounded memory; producers wait when it is full.
@@ -133,7 +133,7 @@ pub async fn run_with(
                 tracing::error!(message = "Stored engine snapshot is unreadable; starting fresh (Talkdesk is not changed until the engine has fresh evidence).", %error);
                 audit_dyn.record(AuditRecord::new(
                     now,
-                    "restore",
+                    AuditKind::Restore,
                     format!("stored snapshot unreadable ({error}); starting fresh"),
                 ));
                 (Engine::new(spec), Vec::new(), false)
@@ -148,7 +148,7 @@ pub async fn run_with(
     tracing::info!(message = "Engine ready.", desired = %engine.desired(), probes = config.probes.len(), rules = config.rules.len());
     audit_dyn.record(AuditRecord::new(
         now,
-        "start",
+        AuditKind::Start,
         format!("agent started; desired state {}", engine.desired()),
     ));
 
@@ -325,7 +325,7 @@ pub async fn run_with(
             _ = cancel.cancelled() => break,
             Some(why) = dead_rx.recv() => {
                 tracing::error!(message = "The actuator stopped unexpectedly; exiting so a supervisor restarts the agent.", reason = %why);
-                lp.audit.record(AuditRecord::new(Timestamp::now(), "actuation", format!("actuator stopped unexpectedly: {why}")));
+                lp.audit.record(AuditRecord::new(Timestamp::now(), AuditKind::Actuation, format!("actuator stopped unexpectedly: {why}")));
                 fatal = Some(why);
                 break;
             }
@@ -374,7 +374,11 @@ pub async fn run_with(
         let _ = task.await;
     }
     lp.persist().await;
-    audit_dyn.record(AuditRecord::new(Timestamp::now(), "stop", "agent stopped"));
+    audit_dyn.record(AuditRecord::new(
+        Timestamp::now(),
+        AuditKind::Stop,
+        "agent stopped",
+    ));
     drop(lp);
     drop(audit_dyn);
     drop(audit);
@@ -595,7 +599,7 @@ impl Loop {
                     self.audit.record(
                         AuditRecord::new(
                             now,
-                            "decision",
+                            AuditKind::Decision,
                             format!("desired {desired} (cause {}): {}", cause.as_str(), reasons_text.join("; ")),
                         )
                             .with_data(serde_json::json!({ "desired": desired, "cause": cause, "reasons": reasons })),
@@ -619,7 +623,7 @@ impl Loop {
                     }
                     tracing::info!(message = "Probe state changed.", probe = %probe, from = %from, to = %to, detail = %detail);
                     self.audit.record(
-                        AuditRecord::new(now, "probe", format!("{probe}: {from} -> {to} ({detail})"))
+                        AuditRecord::new(now, AuditKind::Probe, format!("{probe}: {from} -> {to} ({detail})"))
                             .with_data(serde_json::json!({ "probe": probe, "from": from, "to": to, "detail": detail })),
                     );
                 }
@@ -631,7 +635,7 @@ impl Loop {
                     }
                     tracing::info!(message = "Rule state changed.", rule = %rule, from = %from, to = %to);
                     self.audit.record(
-                        AuditRecord::new(now, "rule", format!("{rule}: {from} -> {to}"))
+                        AuditRecord::new(now, AuditKind::Rule, format!("{rule}: {from} -> {to}"))
                             .with_data(serde_json::json!({ "rule": rule, "from": from, "to": to })),
                     );
                 }
@@ -700,7 +704,7 @@ impl Loop {
             tracing::error!(message = "Failed to persist the engine snapshot; reporting not ready.", error = %last_error);
             self.audit.record(AuditRecord::new(
                 Timestamp::now(),
-                "store",
+                AuditKind::Store,
                 format!("engine snapshot not persisted: {last_error}"),
             ));
         }

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{Actual, AlertKey, Desired, ProbeHealth, ProbeOutcome, Timestamp};
+use crate::telemetry::AuditKind;
 
 /// A manual override as set through the API or CLI.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,5 +152,5 @@ pub enum Command {
     },
     /// Something worth a line in the audit log that is not a state change
     /// (alert expired, override rejected, flap latch set/released...).
-    Audit { kind: String, message: String },
+    Audit { kind: AuditKind, message: String },
 }

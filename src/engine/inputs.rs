@@ -7,17 +7,15 @@
 //! `Audit` command and changes nothing: nothing here can panic on input.
 
 use crate::domain::{Desired, ProbeHealth, Timestamp};
+use crate::telemetry::AuditKind;
 
 use super::eval::ActiveAlert;
 use super::event::{Command, Event};
 use super::machine::{Engine, Trigger};
 use super::state::{ActiveDrill, Blind};
 
-fn audit(out: &mut Vec<Command>, kind: &str, message: String) {
-    out.push(Command::Audit {
-        kind: kind.into(),
-        message,
-    });
+fn audit(out: &mut Vec<Command>, kind: AuditKind, message: String) {
+    out.push(Command::Audit { kind, message });
 }
 
 impl Engine {
@@ -33,7 +31,7 @@ impl Engine {
                 let Some(&i) = self.probe_index.get(&probe) else {
                     audit(
                         out,
-                        "probe",
+                        AuditKind::Probe,
                         format!("result for unknown probe {probe:?} ignored"),
                     );
                     return;
@@ -88,7 +86,7 @@ impl Engine {
                         };
                         audit(
                             out,
-                            "alert",
+                            AuditKind::Alert,
                             format!("alert {key} {verb}: {}", fmt_labels(&labels)),
                         );
                         self.st.alerts.insert(
@@ -107,7 +105,7 @@ impl Engine {
             }
             Event::AlertResolved { key } => {
                 if self.st.alerts.remove(&key).is_some() {
-                    audit(out, "alert", format!("alert {key} resolved"));
+                    audit(out, AuditKind::Alert, format!("alert {key} resolved"));
                     self.mark_alerts_dirty();
                 }
             }
@@ -115,7 +113,7 @@ impl Engine {
                 if o.until <= now {
                     audit(
                         out,
-                        "override",
+                        AuditKind::Override,
                         format!("override by {} rejected: it ended at {}", o.actor, o.until),
                     );
                     return;
@@ -125,7 +123,7 @@ impl Engine {
                 {
                     audit(
                         out,
-                        "override",
+                        AuditKind::Override,
                         format!(
                             "override by {} rejected: unknown profile {profile:?}",
                             o.actor
@@ -135,7 +133,7 @@ impl Engine {
                 }
                 audit(
                     out,
-                    "override",
+                    AuditKind::Override,
                     format!(
                         "override set by {}: {} until {} ({})",
                         o.actor, o.desired, o.until, o.reason
@@ -148,7 +146,7 @@ impl Engine {
                 if let Some(o) = self.st.override_.take() {
                     audit(
                         out,
-                        "override",
+                        AuditKind::Override,
                         format!("override {} cleared by {actor}", o.desired),
                     );
                     *trig = Trigger::OverrideCleared { actor, reason };
@@ -158,7 +156,7 @@ impl Engine {
                 if until <= now {
                     audit(
                         out,
-                        "maintenance",
+                        AuditKind::Maintenance,
                         format!("window {name} ignored: it ended at {until}"),
                     );
                     return;
@@ -166,7 +164,7 @@ impl Engine {
                 if self.st.maintenance.insert(name.clone(), until) != Some(until) {
                     audit(
                         out,
-                        "maintenance",
+                        AuditKind::Maintenance,
                         format!(
                             "window {name} active until {until}: probe-driven activation suppressed"
                         ),
@@ -175,7 +173,7 @@ impl Engine {
             }
             Event::MaintenanceEnded { name } => {
                 if self.st.maintenance.remove(&name).is_some() {
-                    audit(out, "maintenance", format!("window {name} ended"));
+                    audit(out, AuditKind::Maintenance, format!("window {name} ended"));
                 }
             }
             Event::DrillStarted {
@@ -186,7 +184,7 @@ impl Engine {
                 if until <= now || !self.spec.profiles.contains(&profile) {
                     audit(
                         out,
-                        "drill",
+                        AuditKind::Drill,
                         format!(
                             "drill {name} rejected: unknown profile {profile:?} or already ended ({until})"
                         ),
@@ -202,7 +200,7 @@ impl Engine {
                 if self.st.drills.get(&name) != Some(&d) {
                     audit(
                         out,
-                        "drill",
+                        AuditKind::Drill,
                         format!("drill {name} active with {} until {until}", d.profile),
                     );
                     self.st.drills.insert(name, d);
@@ -210,7 +208,7 @@ impl Engine {
             }
             Event::DrillEnded { name } => {
                 if self.st.drills.remove(&name).is_some() {
-                    audit(out, "drill", format!("drill {name} ended"));
+                    audit(out, AuditKind::Drill, format!("drill {name} ended"));
                 }
             }
             Event::SelfCheck { ok, detail } => self.self_check(ok, detail, now, out),
@@ -221,7 +219,7 @@ impl Engine {
                     self.st.flap.history.clear();
                     audit(
                         out,
-                        "flap",
+                        AuditKind::Flap,
                         format!("flap latch ({}) released by {actor}", l.profile),
                     );
                 }
@@ -239,7 +237,7 @@ impl Engine {
             (None, false) => {
                 audit(
                     out,
-                    "blind",
+                    AuditKind::Blind,
                     format!("self-check failing ({detail}): probe-driven rules frozen"),
                 );
                 self.st.blind = Some(Blind { since: now, detail });
@@ -248,7 +246,7 @@ impl Engine {
             (Some(b), true) => {
                 audit(
                     out,
-                    "blind",
+                    AuditKind::Blind,
                     format!("self-check ok again ({detail}); blind since {}", b.since),
                 );
                 self.st.blind = None;
@@ -262,7 +260,7 @@ impl Engine {
         if let Some(o) = self.st.override_.take_if(|o| o.until <= now) {
             audit(
                 out,
-                "override",
+                AuditKind::Override,
                 format!(
                     "override {} by {} expired at {}",
                     o.desired, o.actor, o.until
@@ -283,7 +281,7 @@ impl Engine {
             for k in expired {
                 audit(
                     out,
-                    "alert",
+                    AuditKind::Alert,
                     format!(
                         "alert {k} expired: not refreshed within {}",
                         super::machine::fmt_dur(self.spec.alert_ttl(&k.source))
@@ -301,7 +299,7 @@ impl Engine {
             keep
         });
         for name in ended {
-            audit(out, "maintenance", format!("window {name} ended"));
+            audit(out, AuditKind::Maintenance, format!("window {name} ended"));
         }
         let mut ended = Vec::new();
         self.st.drills.retain(|name, d| {
@@ -312,7 +310,7 @@ impl Engine {
             keep
         });
         for name in ended {
-            audit(out, "drill", format!("drill {name} ended"));
+            audit(out, AuditKind::Drill, format!("drill {name} ended"));
         }
     }
 }

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 
 use crate::domain::{Desired, Timestamp};
+use crate::telemetry::AuditKind;
 
 use super::eval::{Ctx, Node, Tri};
 use super::event::{Command, Event, Override};
@@ -389,7 +390,7 @@ impl Engine {
             None if max > 0 && f.history.len() > max as usize => {
                 if let Some(profile) = f.last_active_profile.clone() {
                     out.push(Command::Audit {
-                        kind: "flap".into(),
+                        kind: AuditKind::Flap,
                         message: format!(
                             "flap latch set: more than {max} automatic transitions within {}; holding {profile} on until released or quiet",
                             fmt_dur(window)
@@ -403,7 +404,7 @@ impl Engine {
             }
             Some(l) if f.history.is_empty() => {
                 out.push(Command::Audit {
-                    kind: "flap".into(),
+                    kind: AuditKind::Flap,
                     message: format!(
                         "flap latch released: no automatic transition for {} (latched since {})",
                         fmt_dur(window),

@@ -26,6 +26,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{Actual, AlertKey, Desired, ProbeHealth, Timestamp};
+use crate::telemetry::AuditKind;
 
 use super::eval::ActiveAlert;
 use super::event::{Cause, Command, Override, Reason};
@@ -245,7 +246,7 @@ impl Engine {
             msg.push_str(&notes.join("; "));
         }
         out.push(Command::Audit {
-            kind: "restore".into(),
+            kind: AuditKind::Restore,
             message: msg,
         });
         let mut trig = Trigger::Restore;

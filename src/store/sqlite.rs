@@ -163,7 +163,7 @@ impl Store for SqliteStore {
                     } else {
                         Some(serde_json::to_string(&r.data)?)
                     };
-                    stmt.execute(params![r.at.as_millis(), r.kind, r.message, data])?;
+                    stmt.execute(params![r.at.as_millis(), r.kind.as_str(), r.message, data])?;
                 }
             }
             tx.commit()?;
@@ -190,7 +190,7 @@ impl Store for SqliteStore {
                     Some(d) => serde_json::from_str(&d)?,
                     None => serde_json::Value::Null,
                 };
-                out.push(StoredEvent { id, record: AuditRecord { at: Timestamp(at), kind, message, data } });
+                out.push(StoredEvent { id, record: AuditRecord { at: Timestamp(at), kind: kind.into(), message, data } });
             }
             Ok(out)
         })
@@ -207,6 +207,7 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::telemetry::AuditKind;
 
     #[tokio::test]
     async fn snapshot_round_trips_and_survives_reopen() {
@@ -250,7 +251,7 @@ mod tests {
         let store = SqliteStore::open(&dir.path().join("a.db")).await.unwrap();
         let records: Vec<AuditRecord> = (0..5)
             .map(|i| {
-                AuditRecord::new(Timestamp(i), "decision", format!("record {i}"))
+                AuditRecord::new(Timestamp(i), AuditKind::Decision, format!("record {i}"))
                     .with_data(serde_json::json!({"i": i}))
             })
             .collect();

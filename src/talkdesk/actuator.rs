@@ -58,7 +58,7 @@ use super::error::{FieldError, Op, TalkdeskError};
 use crate::config::schema::OnDrift;
 use crate::domain::{Actual, Desired, FallbackSettings, Profile, Timestamp};
 use crate::engine::event::{Event, Override};
-use crate::telemetry::{AuditRecord, AuditSink, Metrics};
+use crate::telemetry::{AuditKind, AuditRecord, AuditSink, Metrics};
 
 /// Leadership check run before every write; `false` means "do not write".
 pub type MayWrite = Arc<dyn Fn() -> bool + Send + Sync>;
@@ -380,7 +380,7 @@ impl Actuator {
                     self.audit.record(
                         AuditRecord::new(
                             now,
-                            "actuation",
+                            AuditKind::Actuation,
                             format!("Talkdesk now matches {desired}"),
                         )
                         .with_data(json!({
@@ -445,7 +445,7 @@ impl Actuator {
         let diverged_for = now.since(since);
         let record = AuditRecord::new(
             now,
-            "actuation",
+            AuditKind::Actuation,
             format!("applying {desired} failed (attempt {attempts}): {error}"),
         )
         .with_data(json!({
@@ -558,7 +558,7 @@ impl Actuator {
         self.audit.record(
             AuditRecord::new(
                 Timestamp::now(),
-                "actuation",
+                AuditKind::Actuation,
                 format!("applying {desired}: {}", steps.join(", then ")),
             )
             .with_data(json!({
@@ -698,7 +698,7 @@ impl Actuator {
                 OnDrift::Correct => {
                     tracing::warn!(desired = %desired, actual = ?self.known, "Drift: Talkdesk changed outside the agent; correcting.");
                     self.audit.record(
-                        AuditRecord::new(now, "drift", format!("Talkdesk no longer matches {desired}; correcting (on_drift = correct)"))
+                        AuditRecord::new(now, AuditKind::Drift, format!("Talkdesk no longer matches {desired}; correcting (on_drift = correct)"))
                             .with_data(detail),
                     );
                     self.status.converged = false;
@@ -734,7 +734,7 @@ impl Actuator {
             self.audit.record(
                 AuditRecord::new(
                     now,
-                    "drift",
+                    AuditKind::Drift,
                     "Talkdesk's fallback settings were changed outside the agent; kept because talkdesk.on_drift = \"respect\" (on/off still follows the decisions)",
                 )
                 .with_data(json!({ "desired": desired, "actual": self.known, "until": until })),
@@ -784,7 +784,7 @@ impl Actuator {
         let adopted_label = adopted.as_ref().map(Desired::to_string);
         tracing::warn!(desired = %desired, adopted = ?adopted_label, until = %until, "Drift: adopting the change made outside the agent.");
         self.audit.record(
-            AuditRecord::new(now, "drift", reason.clone()).with_data(json!({
+            AuditRecord::new(now, AuditKind::Drift, reason.clone()).with_data(json!({
                 "desired": desired,
                 "adopted": adopted,
                 "actual": self.known,

@@ -4,6 +4,7 @@
 use super::*;
 use crate::domain::Desired::Inactive;
 use crate::engine::Snapshot;
+use crate::telemetry::AuditKind;
 
 fn json_roundtrip(s: &Snapshot) -> Snapshot {
     let text = serde_json::to_string(s).unwrap_or_default();
@@ -194,7 +195,10 @@ fn engine_restore_resets_changed_rules_and_drops_unknown_probes() {
     let audit = cmds
         .iter()
         .find_map(|c| match c {
-            Command::Audit { kind, message } if kind == "restore" => Some(message.clone()),
+            Command::Audit {
+                kind: AuditKind::Restore,
+                message,
+            } => Some(message.clone()),
             _ => None,
         })
         .unwrap_or_default();
