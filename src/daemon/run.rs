@@ -22,7 +22,7 @@ use super::control::{Control, ControlError, StatusDoc};
 use crate::calendar::Calendar;
 use crate::config::Config;
 use crate::domain::{Desired, ProbeHealth, Timestamp};
-use crate::engine::{Command, Engine, Event, Snapshot};
+use crate::engine::{Command, Engine, Event, RulePhase, Snapshot};
 use crate::probe::{
     self,
     scheduler::SchedulerHandle,
@@ -628,9 +628,9 @@ impl Loop {
                     );
                 }
                 Command::RuleTransition { rule, from, to } => {
-                    if to == "pending" {
+                    if to == RulePhase::Pending {
                         self.pending_rules += 1;
-                    } else if from == "pending" {
+                    } else if from == RulePhase::Pending {
                         self.pending_rules = self.pending_rules.saturating_sub(1);
                     }
                     tracing::info!(message = "Rule state changed.", rule = %rule, from = %from, to = %to);

@@ -330,8 +330,8 @@ impl Engine {
             if let Some((from, to)) = rs.advance(truth, spec, now, on_since) {
                 out.push(Command::RuleTransition {
                     rule: spec.name.clone(),
-                    from: from.as_str().into(),
-                    to: to.as_str().into(),
+                    from,
+                    to,
                 });
                 if to == RulePhase::Inactive && from.holds() {
                     cleared.push(i);

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::domain::{Desired::Inactive, ProbeHealth};
+use crate::engine::RulePhase;
 
 #[test]
 fn engine_trunks_down_fire_after_for_and_explain_why() {
@@ -14,7 +15,7 @@ fn engine_trunks_down_fire_after_for_and_explain_why() {
         Some(t(12)),
         "for = 10s from the step that made it true"
     );
-    assert!(cmds.iter().any(|(_, c)| matches!(c, Command::RuleTransition { rule, from, to } if rule == "trunks-down" && from == "inactive" && to == "pending")));
+    assert!(cmds.iter().any(|(_, c)| matches!(c, Command::RuleTransition { rule, from: RulePhase::Inactive, to: RulePhase::Pending } if rule == "trunks-down")));
     let cmds = e.step(Event::Tick, t(12));
     let Some(Command::SetDesired {
         desired,
@@ -64,7 +65,14 @@ fn engine_clearing_returns_to_firing_when_true_again() {
     e.step(Event::Tick, t(12));
     drive(&mut e, trunks_ok(20));
     let c = drive(&mut e, trunks_fail(40));
-    assert!(c.iter().any(|(_, c)| matches!(c, Command::RuleTransition { from, to, .. } if from == "clearing" && to == "firing")));
+    assert!(c.iter().any(|(_, c)| matches!(
+        c,
+        Command::RuleTransition {
+            from: RulePhase::Clearing,
+            to: RulePhase::Firing,
+            ..
+        }
+    )));
     assert!(set_desired(&c).is_empty(), "no off/on while clearing");
 }
 
@@ -246,7 +254,14 @@ fn engine_maintenance_drops_pending_probe_rule_and_restarts_after() {
         },
         t(5),
     );
-    assert!(c.iter().any(|c| matches!(c, Command::RuleTransition { from, to, .. } if from == "pending" && to == "inactive")));
+    assert!(c.iter().any(|c| matches!(
+        c,
+        Command::RuleTransition {
+            from: RulePhase::Pending,
+            to: RulePhase::Inactive,
+            ..
+        }
+    )));
     // The window ends at 100; trunks are still down: pending again, fires at 110.
     let c = drive(&mut e, vec![(150, Event::Tick)]);
     assert_eq!(
