@@ -21,8 +21,8 @@ use tokio_util::sync::CancellationToken;
 use super::control::{Control, ControlError, StatusDoc};
 use crate::calendar::Calendar;
 use crate::config::Config;
-use crate::domain::{Desired, ProbeHealth, Timestamp};
-use crate::engine::{Command, Engine, Event, RulePhase, Snapshot};
+use crate::domain::{Desired, Timestamp};
+use crate::engine::{Command, Engine, Event, Snapshot};
 use crate::probe::{
     self,
     scheduler::SchedulerHandle,
@@ -268,8 +268,6 @@ pub async fn run_with(
         dirty: false,
         must_persist: false,
         persisted: true,
-        unknown_probes: if restored { 0 } else { config.probes.len() },
-        pending_rules: 0,
         last_snapshot: tokio::time::Instant::now(),
     };
     lp.execute(restore_cmds, Timestamp::now()).await;
@@ -394,8 +392,9 @@ pub async fn run_with(
 /// unreadable snapshot) only once the engine has evidence, so a fallback that
 /// is on (an outage in progress, a break-glass activation) is not switched
 /// off only to be switched on again seconds later: a decision to switch on,
-/// or every probe out of `unknown` with no rule pending, or the grace period
-/// (`STARTUP_GRACE` plus the longest rule `for`) passed.
+/// or `Engine::has_fresh_evidence` (every probe out of `unknown`, no rule
+/// pending), or the grace period (`STARTUP_GRACE` plus the longest rule
+/// `for`) passed.
 struct StartGate {
     restored: bool,
     since: tokio::time::Instant,
@@ -406,7 +405,7 @@ impl StartGate {
     fn open(&self, lp: &Loop) -> bool {
         self.restored
             || lp.engine.desired().is_active()
-            || (lp.unknown_probes == 0 && lp.pending_rules == 0)
+            || lp.engine.has_fresh_evidence()
             || self.since.elapsed() >= self.grace
     }
 }
@@ -456,10 +455,6 @@ struct Loop {
     must_persist: bool,
     /// Whether the last snapshot write succeeded.
     persisted: bool,
-    /// Probes still `unknown` since a fresh start (for `StartGate`).
-    unknown_probes: usize,
-    /// Rules currently pending (for `StartGate`).
-    pending_rules: usize,
     last_snapshot: tokio::time::Instant,
 }
 
@@ -534,24 +529,9 @@ impl Loop {
     fn status(&self, now: Timestamp) -> StatusDoc {
         let view = self.engine.view(now);
         let act = self.actuator.status();
-        // The engine's precedence: override > drill > flap latch > rules.
-        let mode = if view.override_.is_some() {
-            "override"
-        } else if !view.drills.is_empty() {
-            "drill"
-        } else if view.flapping {
-            "flapping"
-        } else if view.blind.is_some() {
-            "blind"
-        } else if !view.maintenance.is_empty() {
-            "maintenance"
-        } else {
-            "automatic"
-        }
-        .to_string();
         StatusDoc {
             version: env!("CARGO_PKG_VERSION"),
-            mode,
+            mode: self.engine.mode(),
             dry_run: self.config.raw.agent.dry_run,
             leader: true,
             desired: self.engine.desired().clone(),
@@ -618,9 +598,6 @@ impl Loop {
                     to,
                     detail,
                 } => {
-                    if from == ProbeHealth::Unknown && to != ProbeHealth::Unknown {
-                        self.unknown_probes = self.unknown_probes.saturating_sub(1);
-                    }
                     tracing::info!(message = "Probe state changed.", probe = %probe, from = %from, to = %to, detail = %detail);
                     self.audit.record(
                         AuditRecord::new(now, AuditKind::Probe, format!("{probe}: {from} -> {to} ({detail})"))
@@ -628,11 +605,6 @@ impl Loop {
                     );
                 }
                 Command::RuleTransition { rule, from, to } => {
-                    if to == RulePhase::Pending {
-                        self.pending_rules += 1;
-                    } else if from == RulePhase::Pending {
-                        self.pending_rules = self.pending_rules.saturating_sub(1);
-                    }
                     tracing::info!(message = "Rule state changed.", rule = %rule, from = %from, to = %to);
                     self.audit.record(
                         AuditRecord::new(now, AuditKind::Rule, format!("{rule}: {from} -> {to}"))

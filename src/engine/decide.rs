@@ -11,14 +11,42 @@
 //! The blind guard and maintenance windows act *inside* layer 4, on the rules'
 //! state machines (see `Engine::effective_truth`), so an override or drill is
 //! never affected by them, and their reasons are attached to rule decisions.
+//!
+//! The precedence is written once, in `Engine::decider`; the decision
+//! (`target_ref`) and the reported `Mode` both read it.
+
+use serde::{Deserialize, Serialize};
 
 use crate::domain::{Desired, Timestamp};
 
 use super::eval::Ctx;
-use super::event::{Cause, Command, Reason};
+use super::event::{Cause, Command, Override, Reason};
 use super::machine::{Engine, Trigger, fmt_dur};
 use super::rule::RulePhase;
-use super::state::{ActiveDrill, Layer};
+use super::state::{ActiveDrill, Latch, Layer};
+
+/// What governs the agent right now, as `/v1/status` reports it: the layer
+/// that decides, and when the rules decide, whether the blind guard or a
+/// maintenance window is shaping them (the blind guard first: it freezes
+/// rules, a window only holds back new activations).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Override,
+    Drill,
+    Flapping,
+    Blind,
+    Maintenance,
+    Automatic,
+}
+
+/// The layer that decides, with what it decides from.
+enum Decider<'a> {
+    Override(&'a Override),
+    Drill(&'a ActiveDrill),
+    Flapping(&'a Latch),
+    Rules,
+}
 
 fn reason(source: impl Into<String>, text: impl Into<String>) -> Reason {
     Reason {
@@ -33,20 +61,46 @@ impl Engine {
         self.st.drills.iter().max_by_key(|(_, d)| d.started)
     }
 
+    /// The precedence, the one place it is written: override > drill > flap
+    /// latch > rules.
+    fn decider(&self) -> Decider<'_> {
+        if let Some(o) = &self.st.override_ {
+            return Decider::Override(o);
+        }
+        if let Some((_, d)) = self.current_drill() {
+            return Decider::Drill(d);
+        }
+        if let Some(l) = &self.st.flap.latched {
+            return Decider::Flapping(l);
+        }
+        Decider::Rules
+    }
+
     /// The desired profile (`None`: inactive) and which layer decided it.
     /// Borrowed, so the per-step comparison allocates nothing.
     pub(super) fn target_ref(&self) -> (Option<&str>, Layer) {
-        if let Some(o) = &self.st.override_ {
-            return (o.desired.profile(), Layer::Override);
+        match self.decider() {
+            Decider::Override(o) => (o.desired.profile(), Layer::Override),
+            Decider::Drill(d) => (Some(d.profile.as_str()), Layer::Drill),
+            Decider::Flapping(l) => (Some(l.profile.as_str()), Layer::Flapping),
+            Decider::Rules => {
+                let top = self.top_rule().map(|i| self.spec.rules[i].profile.as_str());
+                (top, Layer::Rule)
+            }
         }
-        if let Some((_, d)) = self.current_drill() {
-            return (Some(d.profile.as_str()), Layer::Drill);
+    }
+
+    /// What governs the agent right now (see [`Mode`]). Like `view`, this
+    /// reads the state as of the last step: nothing expires here.
+    pub fn mode(&self) -> Mode {
+        match self.decider() {
+            Decider::Override(_) => Mode::Override,
+            Decider::Drill(_) => Mode::Drill,
+            Decider::Flapping(_) => Mode::Flapping,
+            Decider::Rules if self.st.blind.is_some() => Mode::Blind,
+            Decider::Rules if !self.st.maintenance.is_empty() => Mode::Maintenance,
+            Decider::Rules => Mode::Automatic,
         }
-        if let Some(l) = &self.st.flap.latched {
-            return (Some(l.profile.as_str()), Layer::Flapping);
-        }
-        let top = self.top_rule().map(|i| self.spec.rules[i].profile.as_str());
-        (top, Layer::Rule)
     }
 
     /// Emits `SetDesired` if the target changed. Returns whether it did.

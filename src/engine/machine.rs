@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use crate::domain::{Desired, Timestamp};
+use crate::domain::{Desired, ProbeHealth, Timestamp};
 use crate::telemetry::AuditKind;
 
 use super::eval::{Ctx, Node, Tri};
@@ -128,6 +128,21 @@ impl Engine {
     /// The current desired state.
     pub fn desired(&self) -> &Desired {
         &self.st.desired
+    }
+
+    /// Whether the engine knows the present: every probe has left `unknown`
+    /// (and, after a restore, been confirmed by a fresh result), and no rule
+    /// is pending, i.e. no decision is still being made. After a fresh start
+    /// the daemon keeps the actuator away from Talkdesk until this holds (or
+    /// a decision switches the fallback on, or a grace period passes).
+    pub fn has_fresh_evidence(&self) -> bool {
+        let probes_known = self
+            .st
+            .probes
+            .iter()
+            .zip(&self.stale)
+            .all(|(p, &stale)| p.health != ProbeHealth::Unknown && !stale);
+        probes_known && !self.st.rules.iter().any(|r| r.phase == RulePhase::Pending)
     }
 
     /// Feeds one event at `now` and returns what the daemon must do.

@@ -68,6 +68,7 @@ pub mod view;
 #[cfg(test)]
 mod tests;
 
+pub use decide::Mode;
 pub use event::{Cause, Command, Event, Override, Reason};
 pub use expr::Expr;
 pub use machine::Engine;

@@ -343,3 +343,25 @@ fn engine_change_only_sources_keep_alerts_past_the_global_ttl() {
     assert_eq!(set_desired(&c), vec![(t(24 * 3600), Inactive, Cause::Rule)]);
     assert!(c.iter().any(|(_, c)| matches!(c, Command::Audit { message, .. } if message.contains("not refreshed within 1d"))), "{c:#?}");
 }
+
+/// Fresh evidence: every probe out of `unknown` and no rule pending. This is
+/// what lets the daemon start the actuator after a fresh start.
+#[test]
+fn engine_has_fresh_evidence_once_every_probe_is_known_and_no_rule_pending() {
+    let mut e = engine();
+    assert!(!e.has_fresh_evidence(), "a fresh engine knows nothing");
+    drive(&mut e, trunks_ok(0));
+    assert!(!e.has_fresh_evidence(), "status is still unknown");
+    drive(&mut e, vec![(2, fail("status", "major_outage"))]);
+    assert!(e.has_fresh_evidence(), "down is evidence too");
+
+    drive(&mut e, trunks_fail(10));
+    assert_eq!(e.view(t(12)).rules[0].state, RulePhase::Pending);
+    assert!(
+        !e.has_fresh_evidence(),
+        "a pending rule is a decision in progress"
+    );
+    drive(&mut e, vec![(22, Event::Tick)]);
+    assert_eq!(e.view(t(22)).rules[0].state, RulePhase::Firing);
+    assert!(e.has_fresh_evidence());
+}

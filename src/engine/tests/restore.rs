@@ -351,3 +351,37 @@ fn engine_restore_drops_a_drill_no_longer_configured() {
     assert_eq!(r.desired(), &Inactive);
     assert!(cmds.iter().any(|c| matches!(c, Command::Audit { message, .. } if message.contains("drill monthly no longer configured"))), "{cmds:#?}");
 }
+
+/// Restored probe states are evidence from before the restart: not fresh
+/// until a new result confirms them. A restore at the snapshot's own instant
+/// (no time passed) keeps the evidence fresh.
+#[test]
+fn engine_restored_probe_states_are_not_fresh_evidence_until_confirmed() {
+    let mut e = engine();
+    drive(
+        &mut e,
+        vec![
+            (0, ok("trunk-a")),
+            (0, ok("trunk-b")),
+            (0, ok("status")),
+            (1, ok("trunk-a")),
+            (1, ok("trunk-b")),
+        ],
+    );
+    assert!(e.has_fresh_evidence());
+    let snap = e.snapshot();
+
+    let (same, _) = Engine::restore(spec(BASE), snap.clone(), t(1));
+    assert!(same.has_fresh_evidence(), "no time passed");
+
+    let (mut later, _) = Engine::restore(spec(BASE), snap, t(3600));
+    assert!(
+        !later.has_fresh_evidence(),
+        "hours-old states are not fresh"
+    );
+    later.step(ok("trunk-a"), t(3601));
+    later.step(ok("trunk-b"), t(3601));
+    assert!(!later.has_fresh_evidence(), "status not confirmed yet");
+    later.step(ok("status"), t(3602));
+    assert!(later.has_fresh_evidence());
+}
