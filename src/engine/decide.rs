@@ -248,21 +248,21 @@ impl Engine {
             }
             r.push(reason("rules", "no rule is firing"));
             // Say what is on its way, so "why isn't it on yet?" has an answer.
-            for (i, s) in self.st.rules.iter().enumerate() {
-                if s.phase == RulePhase::Pending || s.frozen {
+            for (i, c) in self.rules.iter().enumerate() {
+                if c.state.phase == RulePhase::Pending || c.state.frozen {
                     r.extend(self.explain_rule(i, now));
                 }
             }
             return;
         };
         r.extend(self.explain_rule(top, now));
-        for (i, (spec, s)) in self.spec.rules.iter().zip(&self.st.rules).enumerate() {
-            if i != top && s.phase.holds() {
+        for (i, (spec, c)) in self.spec.rules.iter().zip(&self.rules).enumerate() {
+            if i != top && c.state.phase.holds() {
                 r.push(reason(
                     spec.name.clone(),
                     format!(
                         "{}: also {} (priority {}, profile {})",
-                        spec.name, s.phase, spec.priority, spec.profile
+                        spec.name, c.state.phase, spec.priority, spec.profile
                     ),
                 ));
             }
@@ -272,9 +272,10 @@ impl Engine {
     /// One reason per true leaf of rule `i`, with the probe details and alert
     /// labels that made it true, plus a line for its phase when that matters.
     pub(super) fn explain_rule(&self, i: usize, now: Timestamp) -> Vec<Reason> {
-        let (Some(spec), Some(s)) = (self.spec.rules.get(i), self.st.rules.get(i)) else {
+        let (Some(spec), Some(c)) = (self.spec.rules.get(i), self.rules.get(i)) else {
             return Vec::new();
         };
+        let s = &c.state;
         let name = &spec.name;
         let mut r = Vec::new();
         if s.frozen {
@@ -286,21 +287,19 @@ impl Engine {
                 ),
             ));
         }
-        if let Some(node) = self.nodes.get(i) {
-            let ctx = Ctx {
-                probe_specs: &self.spec.probes,
-                probes: &self.st.probes,
-                alerts: &self.st.alerts,
-                mask_probes: false,
-            };
-            let mut lines = Vec::new();
-            node.explain(&ctx, &mut lines);
-            r.extend(
-                lines
-                    .into_iter()
-                    .map(|l| reason(name.clone(), format!("{name}: {l}"))),
-            );
-        }
+        let ctx = Ctx {
+            probe_specs: &self.spec.probes,
+            probes: &self.st.probes,
+            alerts: &self.st.alerts,
+            mask_probes: false,
+        };
+        let mut lines = Vec::new();
+        c.node.explain(&ctx, &mut lines);
+        r.extend(
+            lines
+                .into_iter()
+                .map(|l| reason(name.clone(), format!("{name}: {l}"))),
+        );
         let since = s.since.unwrap_or(now);
         match s.phase {
             RulePhase::Clearing => r.push(reason(
