@@ -296,4 +296,31 @@ mod tests {
             "{err}"
         );
     }
+
+    /// A kind this version does not write (a store written by another
+    /// version) reads back verbatim instead of failing `/v1/events`.
+    #[tokio::test]
+    async fn audit_reads_back_a_kind_this_version_does_not_know() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("a.db")).await.unwrap();
+        store
+            .conn
+            .lock()
+            .unwrap()
+            .execute(
+                "INSERT INTO audit (at, kind, message) VALUES (1, 'config_reload', 'old')",
+                [],
+            )
+            .unwrap();
+        let records = vec![AuditRecord::new(Timestamp(2), AuditKind::Drift, "new")];
+        store.append_audit(records).await.unwrap();
+        let kinds: Vec<String> = store
+            .events(10, None)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.record.kind.to_string())
+            .collect();
+        assert_eq!(kinds, ["drift", "config_reload"]);
+    }
 }
