@@ -13,6 +13,7 @@ use crate::daemon::{self, Running};
 use crate::probe::sip::responder::{Mode, Responder};
 use crate::store::StoredEvent;
 use crate::talkdesk::simulator::{self, Simulator, SimulatorOptions};
+use crate::telemetry::AuditKind;
 
 /// The demo's configuration, embedded so `demo` works from any directory.
 pub const DEMO_TOML: &str = include_str!("../config/demo.toml");
@@ -206,10 +207,10 @@ impl Timeline {
         for e in fresh {
             self.last_id = e.id;
             // Reconcile reads every few seconds would drown the story; failures still show.
-            let routine_read = e.record.kind == "talkdesk"
+            let routine_read = e.record.kind == AuditKind::Talkdesk
                 && e.record.message.starts_with("GET")
                 && e.record.message.contains("-> 200");
-            if e.record.kind == "start" || routine_read {
+            if e.record.kind == AuditKind::Start || routine_read {
                 continue;
             }
             writeln!(

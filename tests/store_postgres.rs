@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use continuity_agent::domain::Timestamp;
 use continuity_agent::store::{DEFAULT_ACCOUNT, PostgresStore, Store, StoreError, postgres};
-use continuity_agent::telemetry::AuditRecord;
+use continuity_agent::telemetry::{AuditKind, AuditRecord};
 use secrecy::SecretString;
 use serde_json::json;
 use support::pg::PgServer;
@@ -196,8 +196,8 @@ async fn text_postgres_cannot_hold_does_not_lose_records() {
     // batch must still be stored (NUL shown as U+FFFD), not dropped whole.
     store
         .append_audit(vec![
-            AuditRecord::new(Timestamp(1), "alert", "before"),
-            AuditRecord::new(Timestamp(2), "alert", "summary\0with nul")
+            AuditRecord::new(Timestamp(1), AuditKind::Alert, "before"),
+            AuditRecord::new(Timestamp(2), AuditKind::Alert, "summary\0with nul")
                 .with_data(json!({"s": "a\u{0}b", "k\u{0}": [1, "\u{0}"]})),
         ])
         .await

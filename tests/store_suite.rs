@@ -12,7 +12,7 @@ use continuity_agent::domain::Timestamp;
 use continuity_agent::store::{
     DEFAULT_ACCOUNT, PostgresStore, SqliteStore, Store, StoreError, postgres, sqlite,
 };
-use continuity_agent::telemetry::AuditRecord;
+use continuity_agent::telemetry::{AuditKind, AuditRecord};
 use serde_json::json;
 use support::pg::PgServer;
 
@@ -102,7 +102,7 @@ impl Backend for Postgres {
 fn record(i: i64) -> AuditRecord {
     AuditRecord::new(
         Timestamp(1_700_000_000_000 + i),
-        "decision",
+        AuditKind::Decision,
         format!("record {i}"),
     )
     .with_data(json!({"i": i, "reasons": ["trunk-a down"]}))
@@ -152,14 +152,14 @@ async fn audit_pages_newest_first_with_a_cursor(b: &impl Backend) {
     store
         .append_audit(vec![
             record(3),
-            AuditRecord::new(Timestamp(4), "probe", "no data"),
+            AuditRecord::new(Timestamp(4), AuditKind::Probe, "no data"),
         ])
         .await
         .unwrap();
     let page1 = store.events(2, None).await.unwrap();
     assert_eq!(messages(&page1), ["no data", "record 3"]);
     assert_eq!(page1[0].record.data, serde_json::Value::Null);
-    assert_eq!(page1[0].record.kind, "probe");
+    assert_eq!(page1[0].record.kind, AuditKind::Probe);
     assert_eq!(page1[1].record, record(3), "a record round trips whole");
     let page2 = store.events(2, Some(page1[1].id)).await.unwrap();
     assert_eq!(messages(&page2), ["record 2", "record 1"]);
@@ -183,7 +183,11 @@ async fn accounts_do_not_see_each_others_rows(b: &impl Backend) {
     other.save_snapshot(json!({"who": "globex"})).await.unwrap();
     a.append_audit(vec![record(1), record(2)]).await.unwrap();
     other
-        .append_audit(vec![AuditRecord::new(Timestamp(5), "override", "globex's")])
+        .append_audit(vec![AuditRecord::new(
+            Timestamp(5),
+            AuditKind::Override,
+            "globex's",
+        )])
         .await
         .unwrap();
     a.append_audit(vec![record(3)]).await.unwrap();

@@ -13,6 +13,7 @@ use continuity_agent::domain::{Desired, FallbackSettings, Profile};
 use continuity_agent::engine::event::Event;
 use continuity_agent::talkdesk::simulator::{Fault, FaultOp, SimState, SimulatorOptions};
 use continuity_agent::talkdesk::{Actuator, ActuatorOptions};
+use continuity_agent::telemetry::AuditKind;
 use talkdesk_support::*;
 
 #[tokio::test]
@@ -245,7 +246,7 @@ async fn talkdesk_persistent_failure_is_loud_and_never_gives_up() {
         env.audit
             .records()
             .iter()
-            .any(|r| r.kind == "actuation" && r.message.contains("failed (attempt 6)"))
+            .any(|r| r.kind == AuditKind::Actuation && r.message.contains("failed (attempt 6)"))
     );
     // Talkdesk recovers: the actuator gets there without any outside help.
     env.sim().clear_faults();
@@ -360,7 +361,12 @@ async fn talkdesk_drift_is_corrected() {
     run.wait("drift noticed", |s| !s.converged).await;
     run.converged(&active("backup")).await;
     assert_eq!(env.sim().state().settings, backup());
-    assert!(env.audit.records().iter().any(|r| r.kind == "drift"));
+    assert!(
+        env.audit
+            .records()
+            .iter()
+            .any(|r| r.kind == AuditKind::Drift)
+    );
     assert!(
         !run.events()
             .iter()
@@ -577,7 +583,12 @@ async fn talkdesk_normalized_settings_are_not_mistaken_for_drift() {
     assert!(env.count("get_settings") >= 3);
     assert_eq!(env.count("put_settings"), 1, "{:#?}", env.sim().journal());
     assert!(run.handle.status().converged);
-    assert!(!env.audit.records().iter().any(|r| r.kind == "drift"));
+    assert!(
+        !env.audit
+            .records()
+            .iter()
+            .any(|r| r.kind == AuditKind::Drift)
+    );
     run.stop().await;
 }
 

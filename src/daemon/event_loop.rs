@@ -20,11 +20,11 @@ use super::persist::Persister;
 use super::run::Shared;
 use super::supervise::Supervisor;
 use crate::config::Config;
-use crate::domain::{Desired, ProbeHealth, Timestamp};
+use crate::domain::{Desired, Timestamp};
 use crate::engine::{Command, Engine, Event};
 use crate::server::control::{Control, ControlError, StatusDoc};
 use crate::talkdesk::actuator::ActuatorHandle;
-use crate::telemetry::{AuditRecord, AuditSink, Metrics};
+use crate::telemetry::{AuditKind, AuditRecord, AuditSink, Metrics};
 
 /// Upper bound on how long the loop sleeps without a deadline.
 const MAX_IDLE: Duration = Duration::from_secs(1);
@@ -66,7 +66,7 @@ pub(super) async fn run(
             _ = cancel.cancelled() => return None,
             Some(why) = supervisor.died() => {
                 tracing::error!(message = "The actuator stopped unexpectedly; exiting so a supervisor restarts the agent.", reason = %why);
-                lp.audit.record(AuditRecord::new(Timestamp::now(), "actuation", format!("actuator stopped unexpectedly: {why}")));
+                lp.audit.record(AuditRecord::new(Timestamp::now(), AuditKind::Actuation, format!("actuator stopped unexpectedly: {why}")));
                 return Some(why);
             }
             Some(c) = inbox.control.recv() => lp.control(c).await,
@@ -96,17 +96,12 @@ pub(super) struct Loop {
     desired_tx: watch::Sender<Desired>,
     probes: Probes,
     actuator: ActuatorHandle,
-    /// Probes still `unknown` since a fresh start (for `StartGate`).
-    unknown_probes: usize,
-    /// Rules currently pending (for `StartGate`).
-    pending_rules: usize,
 }
 
 impl Loop {
     pub(super) fn new(
         shared: &Shared,
         engine: Engine,
-        from_snapshot: bool,
         persister: Persister,
         desired_tx: watch::Sender<Desired>,
         probes: Probes,
@@ -121,25 +116,11 @@ impl Loop {
             desired_tx,
             probes,
             actuator,
-            unknown_probes: if from_snapshot {
-                0
-            } else {
-                shared.config.probes.len()
-            },
-            pending_rules: 0,
         }
     }
 
     pub(super) fn engine(&self) -> &Engine {
         &self.engine
-    }
-
-    pub(super) fn unknown_probes(&self) -> usize {
-        self.unknown_probes
-    }
-
-    pub(super) fn pending_rules(&self) -> usize {
-        self.pending_rules
     }
 
     /// Executes the restored engine's commands, writes the first snapshot
@@ -226,24 +207,9 @@ impl Loop {
     fn status(&self, now: Timestamp) -> StatusDoc {
         let view = self.engine.view(now);
         let act = self.actuator.status();
-        // The engine's precedence: override > drill > flap latch > rules.
-        let mode = if view.override_.is_some() {
-            "override"
-        } else if !view.drills.is_empty() {
-            "drill"
-        } else if view.flapping {
-            "flapping"
-        } else if view.blind.is_some() {
-            "blind"
-        } else if !view.maintenance.is_empty() {
-            "maintenance"
-        } else {
-            "automatic"
-        }
-        .to_string();
         StatusDoc {
             version: env!("CARGO_PKG_VERSION"),
-            mode,
+            mode: self.engine.mode(),
             dry_run: self.config.raw.agent.dry_run,
             leader: true,
             desired: self.engine.desired().clone(),
@@ -291,7 +257,7 @@ impl Loop {
                     self.audit.record(
                         AuditRecord::new(
                             now,
-                            "decision",
+                            AuditKind::Decision,
                             format!("desired {desired} (cause {}): {}", cause.as_str(), reasons_text.join("; ")),
                         )
                             .with_data(serde_json::json!({ "desired": desired, "cause": cause, "reasons": reasons })),
@@ -307,24 +273,16 @@ impl Loop {
                     to,
                     detail,
                 } => {
-                    if from == ProbeHealth::Unknown && to != ProbeHealth::Unknown {
-                        self.unknown_probes = self.unknown_probes.saturating_sub(1);
-                    }
                     tracing::info!(message = "Probe state changed.", probe = %probe, from = %from, to = %to, detail = %detail);
                     self.audit.record(
-                        AuditRecord::new(now, "probe", format!("{probe}: {from} -> {to} ({detail})"))
+                        AuditRecord::new(now, AuditKind::Probe, format!("{probe}: {from} -> {to} ({detail})"))
                             .with_data(serde_json::json!({ "probe": probe, "from": from, "to": to, "detail": detail })),
                     );
                 }
                 Command::RuleTransition { rule, from, to } => {
-                    if to == "pending" {
-                        self.pending_rules += 1;
-                    } else if from == "pending" {
-                        self.pending_rules = self.pending_rules.saturating_sub(1);
-                    }
                     tracing::info!(message = "Rule state changed.", rule = %rule, from = %from, to = %to);
                     self.audit.record(
-                        AuditRecord::new(now, "rule", format!("{rule}: {from} -> {to}"))
+                        AuditRecord::new(now, AuditKind::Rule, format!("{rule}: {from} -> {to}"))
                             .with_data(serde_json::json!({ "rule": rule, "from": from, "to": to })),
                     );
                 }

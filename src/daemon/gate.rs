@@ -16,8 +16,9 @@ const STARTUP_GRACE: Duration = Duration::from_secs(60);
 /// unreadable snapshot) only once the engine has evidence, so a fallback that
 /// is on (an outage in progress, a break-glass activation) is not switched
 /// off only to be switched on again seconds later: a decision to switch on,
-/// or every probe out of `unknown` with no rule pending, or the grace period
-/// (`STARTUP_GRACE` plus the longest rule `for`) passed.
+/// or `Engine::has_fresh_evidence` (every probe out of `unknown`, no rule
+/// pending), or the grace period (`STARTUP_GRACE` plus the longest rule
+/// `for`) passed.
 pub(super) struct StartGate {
     restored: bool,
     since: Instant,
@@ -48,7 +49,7 @@ impl StartGate {
     pub(super) fn open(&self, lp: &Loop) -> bool {
         self.restored
             || lp.engine().desired().is_active()
-            || (lp.unknown_probes() == 0 && lp.pending_rules() == 0)
+            || lp.engine().has_fresh_evidence()
             || self.since.elapsed() >= self.grace
     }
 }

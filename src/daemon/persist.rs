@@ -16,7 +16,7 @@ use crate::domain::Timestamp;
 use crate::engine::{Command, Engine, Event};
 use crate::server::control::ControlError;
 use crate::store::Store;
-use crate::telemetry::{AuditRecord, AuditSink};
+use crate::telemetry::{AuditKind, AuditRecord, AuditSink};
 
 /// Probe counters change constantly; they are persisted at most this often
 /// when nothing else changed (losing them on a crash only restarts counting).
@@ -150,7 +150,7 @@ impl Persister {
             tracing::error!(message = "Failed to persist the engine snapshot; reporting not ready.", %error);
             self.audit.record(AuditRecord::new(
                 Timestamp::now(),
-                "store",
+                AuditKind::Store,
                 format!("engine snapshot not persisted: {error}"),
             ));
         }
@@ -250,8 +250,12 @@ mod tests {
         assert!(!ready(&p));
         assert_eq!(engine.desired(), &Desired::Inactive, "rolled back");
         assert!(engine.view(now).override_.is_none(), "rolled back");
-        let store_audits =
-            |a: &MemoryAudit| a.records().iter().filter(|r| r.kind == "store").count();
+        let store_audits = |a: &MemoryAudit| {
+            a.records()
+                .iter()
+                .filter(|r| r.kind == AuditKind::Store)
+                .count()
+        };
         assert_eq!(store_audits(&audit), 1);
 
         // Still failing: refused again, audited only once per outage.

@@ -4,7 +4,7 @@ use crate::config::Config;
 use crate::domain::Timestamp;
 use crate::engine::{Command, Engine, Snapshot};
 use crate::store::{Store, StoreError};
-use crate::telemetry::{AuditRecord, AuditSink};
+use crate::telemetry::{AuditKind, AuditRecord, AuditSink};
 
 pub(super) struct Restored {
     pub engine: Engine,
@@ -35,7 +35,7 @@ pub(super) async fn restore(
                 tracing::error!(message = "Stored engine snapshot is unreadable; starting fresh (Talkdesk is not changed until the engine has fresh evidence).", %error);
                 audit.record(AuditRecord::new(
                     now,
-                    "restore",
+                    AuditKind::Restore,
                     format!("stored snapshot unreadable ({error}); starting fresh"),
                 ));
                 (Engine::new(spec), Vec::new(), false)
@@ -50,7 +50,7 @@ pub(super) async fn restore(
     tracing::info!(message = "Engine ready.", desired = %engine.desired(), probes = config.probes.len(), rules = config.rules.len());
     audit.record(AuditRecord::new(
         now,
-        "start",
+        AuditKind::Start,
         format!("agent started; desired state {}", engine.desired()),
     ));
     Ok(Restored {

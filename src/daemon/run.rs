@@ -33,7 +33,7 @@ use crate::server::{self, AppState};
 use crate::store::{self, Store, StoreAudit};
 use crate::talkdesk::actuator::{Actuator, ActuatorHandle, ActuatorOptions};
 use crate::talkdesk::client::Client;
-use crate::telemetry::{AuditRecord, AuditSink, KnownLabels, Metrics};
+use crate::telemetry::{AuditKind, AuditRecord, AuditSink, KnownLabels, Metrics};
 
 /// Room for bursts (an Alertmanager batch, thousands of probe results)
 /// without unbounded memory; producers wait when it is full.
@@ -139,7 +139,6 @@ pub async fn run_with(
     let mut lp = Loop::new(
         &shared,
         engine,
-        from_snapshot,
         persister,
         built.desired,
         inputs.probes,
@@ -176,9 +175,11 @@ pub async fn run_with(
     )
     .await;
 
-    shared
-        .audit
-        .record(AuditRecord::new(Timestamp::now(), "stop", "agent stopped"));
+    shared.audit.record(AuditRecord::new(
+        Timestamp::now(),
+        AuditKind::Stop,
+        "agent stopped",
+    ));
     // The audit writer ends once every handle on the queue is gone.
     drop(lp);
     drop(shared);

@@ -11,14 +11,62 @@
 //! The blind guard and maintenance windows act *inside* layer 4, on the rules'
 //! state machines (see `Engine::effective_truth`), so an override or drill is
 //! never affected by them, and their reasons are attached to rule decisions.
+//!
+//! The precedence is written once, in `Engine::decider`; the decision
+//! (`target_ref`) and the reported `Mode` both read it.
+
+use serde::{Deserialize, Serialize};
 
 use crate::domain::{Desired, Timestamp};
 
 use super::eval::Ctx;
-use super::event::{Cause, Command, Reason};
+use super::event::{Cause, Command, Override, Reason};
 use super::machine::{Engine, Trigger, fmt_dur};
 use super::rule::RulePhase;
-use super::state::{ActiveDrill, Layer};
+use super::state::{ActiveDrill, Latch, Layer};
+
+/// What governs the agent right now, as `/v1/status` reports it: the layer
+/// that decides, and when the rules decide, whether the blind guard or a
+/// maintenance window is shaping them (the blind guard first: it freezes
+/// rules, a window only holds back new activations).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Override,
+    Drill,
+    Flapping,
+    Blind,
+    Maintenance,
+    Automatic,
+}
+
+impl Mode {
+    /// The name `/v1/status` and the CLI show (the serialized form).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Override => "override",
+            Mode::Drill => "drill",
+            Mode::Flapping => "flapping",
+            Mode::Blind => "blind",
+            Mode::Maintenance => "maintenance",
+            Mode::Automatic => "automatic",
+        }
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// The layer that decides, with what it decides from.
+enum Decider<'a> {
+    Override(&'a Override),
+    Drill(&'a ActiveDrill),
+    Flapping(&'a Latch),
+    Rules,
+}
 
 fn reason(source: impl Into<String>, text: impl Into<String>) -> Reason {
     Reason {
@@ -33,20 +81,46 @@ impl Engine {
         self.st.drills.iter().max_by_key(|(_, d)| d.started)
     }
 
+    /// The precedence, the one place it is written: override > drill > flap
+    /// latch > rules.
+    fn decider(&self) -> Decider<'_> {
+        if let Some(o) = &self.st.override_ {
+            return Decider::Override(o);
+        }
+        if let Some((_, d)) = self.current_drill() {
+            return Decider::Drill(d);
+        }
+        if let Some(l) = &self.st.flap.latched {
+            return Decider::Flapping(l);
+        }
+        Decider::Rules
+    }
+
     /// The desired profile (`None`: inactive) and which layer decided it.
     /// Borrowed, so the per-step comparison allocates nothing.
     pub(super) fn target_ref(&self) -> (Option<&str>, Layer) {
-        if let Some(o) = &self.st.override_ {
-            return (o.desired.profile(), Layer::Override);
+        match self.decider() {
+            Decider::Override(o) => (o.desired.profile(), Layer::Override),
+            Decider::Drill(d) => (Some(d.profile.as_str()), Layer::Drill),
+            Decider::Flapping(l) => (Some(l.profile.as_str()), Layer::Flapping),
+            Decider::Rules => {
+                let top = self.top_rule().map(|i| self.spec.rules[i].profile.as_str());
+                (top, Layer::Rule)
+            }
         }
-        if let Some((_, d)) = self.current_drill() {
-            return (Some(d.profile.as_str()), Layer::Drill);
+    }
+
+    /// What governs the agent right now (see [`Mode`]). Like `view`, this
+    /// reads the state as of the last step: nothing expires here.
+    pub fn mode(&self) -> Mode {
+        match self.decider() {
+            Decider::Override(_) => Mode::Override,
+            Decider::Drill(_) => Mode::Drill,
+            Decider::Flapping(_) => Mode::Flapping,
+            Decider::Rules if self.st.blind.is_some() => Mode::Blind,
+            Decider::Rules if !self.st.maintenance.is_empty() => Mode::Maintenance,
+            Decider::Rules => Mode::Automatic,
         }
-        if let Some(l) = &self.st.flap.latched {
-            return (Some(l.profile.as_str()), Layer::Flapping);
-        }
-        let top = self.top_rule().map(|i| self.spec.rules[i].profile.as_str());
-        (top, Layer::Rule)
     }
 
     /// Emits `SetDesired` if the target changed. Returns whether it did.
@@ -194,21 +268,21 @@ impl Engine {
             }
             r.push(reason("rules", "no rule is firing"));
             // Say what is on its way, so "why isn't it on yet?" has an answer.
-            for (i, s) in self.st.rules.iter().enumerate() {
-                if s.phase == RulePhase::Pending || s.frozen {
+            for (i, c) in self.rules.iter().enumerate() {
+                if c.state.phase == RulePhase::Pending || c.state.frozen {
                     r.extend(self.explain_rule(i, now));
                 }
             }
             return;
         };
         r.extend(self.explain_rule(top, now));
-        for (i, (spec, s)) in self.spec.rules.iter().zip(&self.st.rules).enumerate() {
-            if i != top && s.phase.holds() {
+        for (i, (spec, c)) in self.spec.rules.iter().zip(&self.rules).enumerate() {
+            if i != top && c.state.phase.holds() {
                 r.push(reason(
                     spec.name.clone(),
                     format!(
                         "{}: also {} (priority {}, profile {})",
-                        spec.name, s.phase, spec.priority, spec.profile
+                        spec.name, c.state.phase, spec.priority, spec.profile
                     ),
                 ));
             }
@@ -218,9 +292,10 @@ impl Engine {
     /// One reason per true leaf of rule `i`, with the probe details and alert
     /// labels that made it true, plus a line for its phase when that matters.
     pub(super) fn explain_rule(&self, i: usize, now: Timestamp) -> Vec<Reason> {
-        let (Some(spec), Some(s)) = (self.spec.rules.get(i), self.st.rules.get(i)) else {
+        let (Some(spec), Some(c)) = (self.spec.rules.get(i), self.rules.get(i)) else {
             return Vec::new();
         };
+        let s = &c.state;
         let name = &spec.name;
         let mut r = Vec::new();
         if s.frozen {
@@ -232,21 +307,19 @@ impl Engine {
                 ),
             ));
         }
-        if let Some(node) = self.nodes.get(i) {
-            let ctx = Ctx {
-                probe_specs: &self.spec.probes,
-                probes: &self.st.probes,
-                alerts: &self.st.alerts,
-                mask_probes: false,
-            };
-            let mut lines = Vec::new();
-            node.explain(&ctx, &mut lines);
-            r.extend(
-                lines
-                    .into_iter()
-                    .map(|l| reason(name.clone(), format!("{name}: {l}"))),
-            );
-        }
+        let ctx = Ctx {
+            probe_specs: &self.spec.probes,
+            probes: &self.st.probes,
+            alerts: &self.st.alerts,
+            mask_probes: false,
+        };
+        let mut lines = Vec::new();
+        c.node.explain(&ctx, &mut lines);
+        r.extend(
+            lines
+                .into_iter()
+                .map(|l| reason(name.clone(), format!("{name}: {l}"))),
+        );
         let since = s.since.unwrap_or(now);
         match s.phase {
             RulePhase::Clearing => r.push(reason(

@@ -11,6 +11,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{Actual, AlertKey, Desired, ProbeHealth, ProbeOutcome, Timestamp};
+use crate::telemetry::AuditKind;
+
+use super::rule::RulePhase;
 
 /// A manual override as set through the API or CLI.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,13 +146,37 @@ pub enum Command {
         to: ProbeHealth,
         detail: String,
     },
-    /// A rule's state changed.
+    /// A rule's phase changed.
     RuleTransition {
         rule: String,
-        from: String,
-        to: String,
+        from: RulePhase,
+        to: RulePhase,
     },
     /// Something worth a line in the audit log that is not a state change
     /// (alert expired, override rejected, flap latch set/released...).
-    Audit { kind: String, message: String },
+    Audit { kind: AuditKind, message: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rule transitions are typed in memory but keep their written form: the
+    /// phases as the same lowercase strings as before.
+    #[test]
+    fn engine_rule_transition_serializes_phases_as_strings() {
+        let c = Command::RuleTransition {
+            rule: "trunks-down".into(),
+            from: RulePhase::Pending,
+            to: RulePhase::Firing,
+        };
+        let json = serde_json::json!({
+            "command": "rule_transition",
+            "rule": "trunks-down",
+            "from": "pending",
+            "to": "firing",
+        });
+        assert_eq!(serde_json::to_value(&c).unwrap(), json);
+        assert_eq!(serde_json::from_value::<Command>(json).unwrap(), c);
+    }
 }

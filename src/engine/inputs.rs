@@ -1,26 +1,28 @@
 //! Applying one event to the engine's inputs, and expiring what is due.
 //!
-//! Handlers only change inputs (probe states, alerts, override, windows,
+//! `Engine::apply` dispatches each event to its own `on_*` handler. Handlers
+//! only change inputs (probe states, alerts, override, windows,
 //! drills, blind flag) and mark the rules whose conditions must be
 //! re-evaluated; `Engine::settle` does the rest. Invalid input (unknown probe,
 //! unknown profile, an override that already ended) is rejected with an
 //! `Audit` command and changes nothing: nothing here can panic on input.
 
-use crate::domain::{Desired, ProbeHealth, Timestamp};
+use std::collections::BTreeMap;
+
+use crate::domain::{AlertKey, Desired, ProbeHealth, ProbeOutcome, Timestamp};
+use crate::telemetry::AuditKind;
 
 use super::eval::ActiveAlert;
-use super::event::{Command, Event};
+use super::event::{Command, Event, Override};
 use super::machine::{Engine, Trigger};
 use super::state::{ActiveDrill, Blind};
 
-fn audit(out: &mut Vec<Command>, kind: &str, message: String) {
-    out.push(Command::Audit {
-        kind: kind.into(),
-        message,
-    });
+fn audit(out: &mut Vec<Command>, kind: AuditKind, message: String) {
+    out.push(Command::Audit { kind, message });
 }
 
 impl Engine {
+    /// Dispatches one event to its handler.
     pub(super) fn apply(
         &mut self,
         event: Event,
@@ -30,207 +32,268 @@ impl Engine {
     ) {
         match event {
             Event::ProbeResult { probe, outcome } => {
-                let Some(&i) = self.probe_index.get(&probe) else {
-                    audit(
-                        out,
-                        "probe",
-                        format!("result for unknown probe {probe:?} ignored"),
-                    );
-                    return;
-                };
-                let (Some(spec), Some(ps)) = (self.spec.probes.get(i), self.st.probes.get_mut(i))
-                else {
-                    return;
-                };
-                let u = ps.apply(spec, &outcome, now);
-                // A restored state is confirmed by a fresh result that agrees
-                // with it, or replaced by a transition; a lone success while
-                // "down" confirms nothing (it takes `rise` of them).
-                let agrees = matches!(
-                    (ps.health, outcome.success),
-                    (ProbeHealth::Up, true) | (ProbeHealth::Down, false)
-                );
-                if self.stale[i] && (agrees || u.transition.is_some()) {
-                    self.stale[i] = false;
-                    self.mark_probe_dirty(i);
-                }
-                if let Some((from, to)) = u.transition {
-                    out.push(Command::ProbeTransition {
-                        probe: probe.clone(),
-                        from,
-                        to,
-                        detail: outcome.detail.clone(),
-                    });
-                    self.mark_probe_dirty(i);
-                }
-                if let Some(fast) = u.cadence {
-                    out.push(Command::ProbeCadence { probe, fast });
-                }
+                self.on_probe_result(probe, &outcome, now, out)
             }
             Event::AlertFiring {
                 key,
                 labels,
                 summary,
-            } => {
-                let expires = now.add(self.spec.alert_ttl(&key.source));
-                match self.st.alerts.get_mut(&key) {
-                    // A duplicate or refresh: extend the expiry, nothing else.
-                    Some(a) if a.labels == labels && a.summary == summary => {
-                        a.last_seen = now;
-                        a.expires = expires;
-                    }
-                    existing => {
-                        let first_seen = existing.map_or(now, |a| a.first_seen);
-                        let verb = if first_seen == now {
-                            "firing"
-                        } else {
-                            "updated"
-                        };
-                        audit(
-                            out,
-                            "alert",
-                            format!("alert {key} {verb}: {}", fmt_labels(&labels)),
-                        );
-                        self.st.alerts.insert(
-                            key,
-                            ActiveAlert {
-                                labels,
-                                summary,
-                                first_seen,
-                                last_seen: now,
-                                expires,
-                            },
-                        );
-                        self.mark_alerts_dirty();
-                    }
-                }
-            }
-            Event::AlertResolved { key } => {
-                if self.st.alerts.remove(&key).is_some() {
-                    audit(out, "alert", format!("alert {key} resolved"));
-                    self.mark_alerts_dirty();
-                }
-            }
-            Event::OverrideSet(o) => {
-                if o.until <= now {
-                    audit(
-                        out,
-                        "override",
-                        format!("override by {} rejected: it ended at {}", o.actor, o.until),
-                    );
-                    return;
-                }
-                if let Desired::Active { profile } = &o.desired
-                    && !self.spec.profiles.contains(profile)
-                {
-                    audit(
-                        out,
-                        "override",
-                        format!(
-                            "override by {} rejected: unknown profile {profile:?}",
-                            o.actor
-                        ),
-                    );
-                    return;
-                }
-                audit(
-                    out,
-                    "override",
-                    format!(
-                        "override set by {}: {} until {} ({})",
-                        o.actor, o.desired, o.until, o.reason
-                    ),
-                );
-                self.st.override_ = Some(o);
-                *trig = Trigger::OverrideSet;
-            }
+            } => self.on_alert_firing(key, labels, summary, now, out),
+            Event::AlertResolved { key } => self.on_alert_resolved(&key, out),
+            Event::OverrideSet(o) => self.on_override_set(o, now, out, trig),
             Event::OverrideCleared { actor, reason } => {
-                if let Some(o) = self.st.override_.take() {
-                    audit(
-                        out,
-                        "override",
-                        format!("override {} cleared by {actor}", o.desired),
-                    );
-                    *trig = Trigger::OverrideCleared { actor, reason };
-                }
+                self.on_override_cleared(actor, reason, out, trig)
             }
             Event::MaintenanceStarted { name, until } => {
-                if until <= now {
-                    audit(
-                        out,
-                        "maintenance",
-                        format!("window {name} ignored: it ended at {until}"),
-                    );
-                    return;
-                }
-                if self.st.maintenance.insert(name.clone(), until) != Some(until) {
-                    audit(
-                        out,
-                        "maintenance",
-                        format!(
-                            "window {name} active until {until}: probe-driven activation suppressed"
-                        ),
-                    );
-                }
+                self.on_maintenance_started(name, until, now, out)
             }
-            Event::MaintenanceEnded { name } => {
-                if self.st.maintenance.remove(&name).is_some() {
-                    audit(out, "maintenance", format!("window {name} ended"));
-                }
-            }
+            Event::MaintenanceEnded { name } => self.on_maintenance_ended(&name, out),
             Event::DrillStarted {
                 name,
                 profile,
                 until,
-            } => {
-                if until <= now || !self.spec.profiles.contains(&profile) {
-                    audit(
-                        out,
-                        "drill",
-                        format!(
-                            "drill {name} rejected: unknown profile {profile:?} or already ended ({until})"
-                        ),
-                    );
-                    return;
-                }
-                let started = self.st.drills.get(&name).map_or(now, |d| d.started);
-                let d = ActiveDrill {
-                    profile,
-                    started,
-                    until,
-                };
-                if self.st.drills.get(&name) != Some(&d) {
-                    audit(
-                        out,
-                        "drill",
-                        format!("drill {name} active with {} until {until}", d.profile),
-                    );
-                    self.st.drills.insert(name, d);
-                }
-            }
-            Event::DrillEnded { name } => {
-                if self.st.drills.remove(&name).is_some() {
-                    audit(out, "drill", format!("drill {name} ended"));
-                }
-            }
-            Event::SelfCheck { ok, detail } => self.self_check(ok, detail, now, out),
+            } => self.on_drill_started(name, profile, until, now, out),
+            Event::DrillEnded { name } => self.on_drill_ended(&name, out),
+            Event::SelfCheck { ok, detail } => self.on_self_check(ok, detail, now, out),
             Event::ActualObserved(a) => self.st.actual = Some(a),
-            Event::FlapRelease { actor } => {
-                if let Some(l) = self.st.flap.latched.take() {
-                    // Forget the history too, or the next transition re-latches at once.
-                    self.st.flap.history.clear();
-                    audit(
-                        out,
-                        "flap",
-                        format!("flap latch ({}) released by {actor}", l.profile),
-                    );
-                }
-            }
+            Event::FlapRelease { actor } => self.on_flap_release(&actor, out),
             Event::Tick => {}
         }
     }
 
-    fn self_check(&mut self, ok: bool, detail: String, now: Timestamp, out: &mut Vec<Command>) {
+    fn on_probe_result(
+        &mut self,
+        probe: String,
+        outcome: &ProbeOutcome,
+        now: Timestamp,
+        out: &mut Vec<Command>,
+    ) {
+        let Some(&i) = self.probe_index.get(&probe) else {
+            audit(
+                out,
+                AuditKind::Probe,
+                format!("result for unknown probe {probe:?} ignored"),
+            );
+            return;
+        };
+        let (Some(spec), Some(ps)) = (self.spec.probes.get(i), self.st.probes.get_mut(i)) else {
+            return;
+        };
+        let u = ps.apply(spec, outcome, now);
+        // A restored state is confirmed by a fresh result that agrees
+        // with it, or replaced by a transition; a lone success while
+        // "down" confirms nothing (it takes `rise` of them).
+        let agrees = matches!(
+            (ps.health, outcome.success),
+            (ProbeHealth::Up, true) | (ProbeHealth::Down, false)
+        );
+        if self.stale[i] && (agrees || u.transition.is_some()) {
+            self.stale[i] = false;
+            self.mark_probe_dirty(i);
+        }
+        if let Some((from, to)) = u.transition {
+            out.push(Command::ProbeTransition {
+                probe: probe.clone(),
+                from,
+                to,
+                detail: outcome.detail.clone(),
+            });
+            self.mark_probe_dirty(i);
+        }
+        if let Some(fast) = u.cadence {
+            out.push(Command::ProbeCadence { probe, fast });
+        }
+    }
+
+    fn on_alert_firing(
+        &mut self,
+        key: AlertKey,
+        labels: BTreeMap<String, String>,
+        summary: Option<String>,
+        now: Timestamp,
+        out: &mut Vec<Command>,
+    ) {
+        let expires = now.add(self.spec.alert_ttl(&key.source));
+        let existing = match self.st.alerts.get_mut(&key) {
+            // A duplicate or refresh: extend the expiry, nothing else.
+            Some(a) if a.labels == labels && a.summary == summary => {
+                a.last_seen = now;
+                a.expires = expires;
+                return;
+            }
+            existing => existing,
+        };
+        let first_seen = existing.map_or(now, |a| a.first_seen);
+        let verb = if first_seen == now {
+            "firing"
+        } else {
+            "updated"
+        };
+        audit(
+            out,
+            AuditKind::Alert,
+            format!("alert {key} {verb}: {}", fmt_labels(&labels)),
+        );
+        self.st.alerts.insert(
+            key,
+            ActiveAlert {
+                labels,
+                summary,
+                first_seen,
+                last_seen: now,
+                expires,
+            },
+        );
+        self.mark_alerts_dirty();
+    }
+
+    fn on_alert_resolved(&mut self, key: &AlertKey, out: &mut Vec<Command>) {
+        if self.st.alerts.remove(key).is_some() {
+            audit(out, AuditKind::Alert, format!("alert {key} resolved"));
+            self.mark_alerts_dirty();
+        }
+    }
+
+    fn on_override_set(
+        &mut self,
+        o: Override,
+        now: Timestamp,
+        out: &mut Vec<Command>,
+        trig: &mut Trigger,
+    ) {
+        if o.until <= now {
+            audit(
+                out,
+                AuditKind::Override,
+                format!("override by {} rejected: it ended at {}", o.actor, o.until),
+            );
+            return;
+        }
+        if let Desired::Active { profile } = &o.desired
+            && !self.spec.profiles.contains(profile)
+        {
+            audit(
+                out,
+                AuditKind::Override,
+                format!(
+                    "override by {} rejected: unknown profile {profile:?}",
+                    o.actor
+                ),
+            );
+            return;
+        }
+        audit(
+            out,
+            AuditKind::Override,
+            format!(
+                "override set by {}: {} until {} ({})",
+                o.actor, o.desired, o.until, o.reason
+            ),
+        );
+        self.st.override_ = Some(o);
+        *trig = Trigger::OverrideSet;
+    }
+
+    fn on_override_cleared(
+        &mut self,
+        actor: String,
+        reason: Option<String>,
+        out: &mut Vec<Command>,
+        trig: &mut Trigger,
+    ) {
+        if let Some(o) = self.st.override_.take() {
+            audit(
+                out,
+                AuditKind::Override,
+                format!("override {} cleared by {actor}", o.desired),
+            );
+            *trig = Trigger::OverrideCleared { actor, reason };
+        }
+    }
+
+    fn on_maintenance_started(
+        &mut self,
+        name: String,
+        until: Timestamp,
+        now: Timestamp,
+        out: &mut Vec<Command>,
+    ) {
+        if until <= now {
+            audit(
+                out,
+                AuditKind::Maintenance,
+                format!("window {name} ignored: it ended at {until}"),
+            );
+            return;
+        }
+        if self.st.maintenance.insert(name.clone(), until) != Some(until) {
+            audit(
+                out,
+                AuditKind::Maintenance,
+                format!("window {name} active until {until}: probe-driven activation suppressed"),
+            );
+        }
+    }
+
+    fn on_maintenance_ended(&mut self, name: &str, out: &mut Vec<Command>) {
+        if self.st.maintenance.remove(name).is_some() {
+            audit(out, AuditKind::Maintenance, format!("window {name} ended"));
+        }
+    }
+
+    fn on_drill_started(
+        &mut self,
+        name: String,
+        profile: String,
+        until: Timestamp,
+        now: Timestamp,
+        out: &mut Vec<Command>,
+    ) {
+        if until <= now || !self.spec.profiles.contains(&profile) {
+            audit(
+                out,
+                AuditKind::Drill,
+                format!(
+                    "drill {name} rejected: unknown profile {profile:?} or already ended ({until})"
+                ),
+            );
+            return;
+        }
+        let started = self.st.drills.get(&name).map_or(now, |d| d.started);
+        let d = ActiveDrill {
+            profile,
+            started,
+            until,
+        };
+        if self.st.drills.get(&name) != Some(&d) {
+            audit(
+                out,
+                AuditKind::Drill,
+                format!("drill {name} active with {} until {until}", d.profile),
+            );
+            self.st.drills.insert(name, d);
+        }
+    }
+
+    fn on_drill_ended(&mut self, name: &str, out: &mut Vec<Command>) {
+        if self.st.drills.remove(name).is_some() {
+            audit(out, AuditKind::Drill, format!("drill {name} ended"));
+        }
+    }
+
+    fn on_flap_release(&mut self, actor: &str, out: &mut Vec<Command>) {
+        if let Some(l) = self.st.flap.latched.take() {
+            // Forget the history too, or the next transition re-latches at once.
+            self.st.flap.history.clear();
+            audit(
+                out,
+                AuditKind::Flap,
+                format!("flap latch ({}) released by {actor}", l.profile),
+            );
+        }
+    }
+
+    fn on_self_check(&mut self, ok: bool, detail: String, now: Timestamp, out: &mut Vec<Command>) {
         if !self.spec.self_check {
             // No canaries configured: the guard is off by configuration.
             return;
@@ -239,7 +302,7 @@ impl Engine {
             (None, false) => {
                 audit(
                     out,
-                    "blind",
+                    AuditKind::Blind,
                     format!("self-check failing ({detail}): probe-driven rules frozen"),
                 );
                 self.st.blind = Some(Blind { since: now, detail });
@@ -248,7 +311,7 @@ impl Engine {
             (Some(b), true) => {
                 audit(
                     out,
-                    "blind",
+                    AuditKind::Blind,
                     format!("self-check ok again ({detail}); blind since {}", b.since),
                 );
                 self.st.blind = None;
@@ -262,7 +325,7 @@ impl Engine {
         if let Some(o) = self.st.override_.take_if(|o| o.until <= now) {
             audit(
                 out,
-                "override",
+                AuditKind::Override,
                 format!(
                     "override {} by {} expired at {}",
                     o.desired, o.actor, o.until
@@ -283,7 +346,7 @@ impl Engine {
             for k in expired {
                 audit(
                     out,
-                    "alert",
+                    AuditKind::Alert,
                     format!(
                         "alert {k} expired: not refreshed within {}",
                         super::machine::fmt_dur(self.spec.alert_ttl(&k.source))
@@ -301,7 +364,7 @@ impl Engine {
             keep
         });
         for name in ended {
-            audit(out, "maintenance", format!("window {name} ended"));
+            audit(out, AuditKind::Maintenance, format!("window {name} ended"));
         }
         let mut ended = Vec::new();
         self.st.drills.retain(|name, d| {
@@ -312,12 +375,12 @@ impl Engine {
             keep
         });
         for name in ended {
-            audit(out, "drill", format!("drill {name} ended"));
+            audit(out, AuditKind::Drill, format!("drill {name} ended"));
         }
     }
 }
 
-pub(super) fn fmt_labels(labels: &std::collections::BTreeMap<String, String>) -> String {
+pub(super) fn fmt_labels(labels: &BTreeMap<String, String>) -> String {
     let v: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
     format!("{{{}}}", v.join(", "))
 }

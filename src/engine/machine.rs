@@ -7,9 +7,11 @@
 
 use std::collections::HashMap;
 
-use crate::domain::{Desired, Timestamp};
+use crate::domain::{Desired, ProbeHealth, Timestamp};
+use crate::telemetry::AuditKind;
 
-use super::eval::{Ctx, Node, Tri};
+use super::compiled::{CompiledRule, Truth};
+use super::eval::{Ctx, Tri};
 use super::event::{Command, Event, Override};
 use super::rule::RulePhase;
 use super::spec::EngineSpec;
@@ -29,27 +31,15 @@ pub(super) enum Trigger {
     Restore,
 }
 
-/// A rule's condition, cached until one of its inputs changes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Truth {
-    /// With live probe states.
-    pub live: Tri,
-    /// With probe leaves masked to `Unknown` (blind guard, maintenance).
-    pub masked: Tri,
-}
-
 /// The decision engine. See the module docs of `engine` for the invariants.
 #[derive(Clone, Debug)]
 pub struct Engine {
     pub(super) spec: EngineSpec,
-    pub(super) nodes: Vec<Node>,
-    pub(super) uses_probes: Vec<bool>,
-    pub(super) uses_alerts: Vec<bool>,
+    /// Parallel to `spec.rules`.
+    pub(super) rules: Vec<CompiledRule>,
     pub(super) probe_index: HashMap<String, usize>,
     /// probe index -> indices of the rules that read it.
     pub(super) probe_rules: Vec<Vec<usize>>,
-    /// rule index -> indices of the probes it reads.
-    pub(super) rule_probes: Vec<Vec<usize>>,
     /// Probes whose state was restored from a snapshot and has not been
     /// confirmed by a fresh result yet (see `effective_truth`). Not persisted:
     /// a restore marks every restored probe stale again.
@@ -57,8 +47,7 @@ pub struct Engine {
     /// Time of the last `step`, saved in snapshots so a restore knows whether
     /// time passed unobserved.
     pub(super) last_step: Option<Timestamp>,
-    pub(super) truth: Vec<Truth>,
-    pub(super) dirty: Vec<bool>,
+    /// Some rule is dirty (saves scanning them all on most steps).
     pub(super) any_dirty: bool,
     pub(super) st: State,
 }
@@ -72,47 +61,26 @@ impl Engine {
         for (i, p) in spec.probes.iter().enumerate() {
             probe_index.entry(p.id.clone()).or_insert(i);
         }
-        let nodes: Vec<Node> = spec
+        let rules: Vec<CompiledRule> = spec
             .rules
             .iter()
-            .map(|r| Node::compile(&r.when, &probe_index))
+            .map(|r| CompiledRule::new(r, &probe_index))
             .collect();
         let mut probe_rules = vec![Vec::new(); spec.probes.len()];
-        let mut rule_probes = Vec::with_capacity(nodes.len());
-        let mut uses_probes = Vec::with_capacity(nodes.len());
-        for (ri, n) in nodes.iter().enumerate() {
-            let mut ids = Vec::new();
-            n.probe_indices(&mut ids);
-            ids.sort_unstable();
-            ids.dedup();
-            uses_probes.push(!ids.is_empty());
-            for &pi in &ids {
+        for (ri, r) in rules.iter().enumerate() {
+            for &pi in &r.probes {
                 probe_rules[pi].push(ri);
             }
-            rule_probes.push(ids);
         }
         let stale = vec![false; spec.probes.len()];
-        let uses_alerts = nodes.iter().map(Node::uses_alerts).collect();
-        let st = State::new(spec.probes.len(), spec.rules.len());
-        let n = nodes.len();
+        let st = State::new(spec.probes.len());
         let mut e = Engine {
             spec,
-            nodes,
-            uses_probes,
-            uses_alerts,
+            rules,
             probe_index,
             probe_rules,
-            rule_probes,
             stale,
             last_step: None,
-            truth: vec![
-                Truth {
-                    live: Tri::False,
-                    masked: Tri::False,
-                };
-                n
-            ],
-            dirty: vec![true; n],
             any_dirty: true,
             st,
         };
@@ -127,6 +95,25 @@ impl Engine {
     /// The current desired state.
     pub fn desired(&self) -> &Desired {
         &self.st.desired
+    }
+
+    /// Whether the engine knows the present: every probe has left `unknown`
+    /// (and, after a restore, been confirmed by a fresh result), and no rule
+    /// is pending, i.e. no decision is still being made. After a fresh start
+    /// the daemon keeps the actuator away from Talkdesk until this holds (or
+    /// a decision switches the fallback on, or a grace period passes).
+    pub fn has_fresh_evidence(&self) -> bool {
+        let probes_known = self
+            .st
+            .probes
+            .iter()
+            .zip(&self.stale)
+            .all(|(p, &stale)| p.health != ProbeHealth::Unknown && !stale);
+        probes_known
+            && !self
+                .rules
+                .iter()
+                .any(|r| r.state.phase == RulePhase::Pending)
     }
 
     /// Feeds one event at `now` and returns what the daemon must do.
@@ -176,12 +163,12 @@ impl Engine {
             put(newest.add(self.spec.flap_window));
         }
         let on = self.st.active_since;
-        for (i, (r, s)) in self.spec.rules.iter().zip(&self.st.rules).enumerate() {
+        for (i, (r, c)) in self.spec.rules.iter().zip(&self.rules).enumerate() {
             // A held rule waits for a probe result, not for time.
             if self.awaiting_fresh(i) {
                 continue;
             }
-            if let Some(t) = s.deadline(r, on) {
+            if let Some(t) = c.state.deadline(r, on) {
                 put(t);
             }
         }
@@ -203,18 +190,15 @@ impl Engine {
             mask_probes: true,
             ..live
         };
-        for (i, node) in self.nodes.iter().enumerate() {
-            if !self.dirty[i] {
-                continue;
-            }
-            let l = node.eval(&live);
-            let m = if self.uses_probes[i] {
-                node.eval(&masked)
+        for r in self.rules.iter_mut().filter(|r| r.dirty) {
+            let l = r.node.eval(&live);
+            let m = if r.reads_probes() {
+                r.node.eval(&masked)
             } else {
                 l
             };
-            self.truth[i] = Truth { live: l, masked: m };
-            self.dirty[i] = false;
+            r.truth = Truth { live: l, masked: m };
+            r.dirty = false;
         }
         self.any_dirty = false;
     }
@@ -222,23 +206,21 @@ impl Engine {
     pub(super) fn mark_probe_dirty(&mut self, probe: usize) {
         if let Some(rules) = self.probe_rules.get(probe) {
             for &r in rules {
-                self.dirty[r] = true;
+                self.rules[r].dirty = true;
                 self.any_dirty = true;
             }
         }
     }
 
     pub(super) fn mark_alerts_dirty(&mut self) {
-        for (i, uses) in self.uses_alerts.iter().enumerate() {
-            if *uses {
-                self.dirty[i] = true;
-                self.any_dirty = true;
-            }
+        for r in self.rules.iter_mut().filter(|r| r.reads_alerts) {
+            r.dirty = true;
+            self.any_dirty = true;
         }
     }
 
     pub(super) fn mark_all_dirty(&mut self) {
-        self.dirty.iter_mut().for_each(|d| *d = true);
+        self.rules.iter_mut().for_each(|r| r.dirty = true);
         self.any_dirty = true;
     }
 
@@ -274,8 +256,9 @@ impl Engine {
     ///   evaluating normally: an outage that began before the window is still
     ///   handled and still clears.
     pub(super) fn effective_truth(&self, i: usize) -> Option<bool> {
-        let t = self.truth[i];
-        let uses_probes = self.uses_probes[i];
+        let r = &self.rules[i];
+        let t = r.truth;
+        let uses_probes = r.reads_probes();
         if uses_probes && self.st.blind.is_some() {
             return match t.masked {
                 Tri::True => Some(true),
@@ -283,7 +266,7 @@ impl Engine {
                 Tri::Unknown => None,
             };
         }
-        let phase = self.st.rules[i].phase;
+        let phase = r.state.phase;
         if uses_probes && !self.st.maintenance.is_empty() && !phase.holds() {
             return Some(t.masked == Tri::True);
         }
@@ -300,21 +283,25 @@ impl Engine {
     /// the restored states: it holds the fallback on until fresh results say
     /// otherwise.
     pub(super) fn awaiting_fresh(&self, i: usize) -> bool {
-        self.uses_probes[i]
+        let r = &self.rules[i];
+        r.reads_probes()
             && self.st.blind.is_none()
-            && self.st.rules[i].phase != RulePhase::Firing
-            && self.truth[i].masked == Tri::Unknown
-            && self.rule_probes[i].iter().any(|&p| self.stale[p])
+            && r.state.phase != RulePhase::Firing
+            && r.truth.masked == Tri::Unknown
+            && r.probes.iter().any(|&p| self.stale[p])
     }
 
     fn advance_rules(&mut self, now: Timestamp, out: &mut Vec<Command>, cleared: &mut Vec<usize>) {
         let on_since = self.st.active_since;
-        for i in 0..self.st.rules.len() {
+        for i in 0..self.rules.len() {
             if self.awaiting_fresh(i) {
                 continue;
             }
             let eff = self.effective_truth(i);
-            let (Some(spec), Some(rs)) = (self.spec.rules.get(i), self.st.rules.get_mut(i)) else {
+            let (Some(spec), Some(rs)) = (
+                self.spec.rules.get(i),
+                self.rules.get_mut(i).map(|r| &mut r.state),
+            ) else {
                 continue;
             };
             let Some(truth) = eff else {
@@ -329,8 +316,8 @@ impl Engine {
             if let Some((from, to)) = rs.advance(truth, spec, now, on_since) {
                 out.push(Command::RuleTransition {
                     rule: spec.name.clone(),
-                    from: from.as_str().into(),
-                    to: to.as_str().into(),
+                    from,
+                    to,
                 });
                 if to == RulePhase::Inactive && from.holds() {
                     cleared.push(i);
@@ -342,8 +329,8 @@ impl Engine {
     /// The highest-priority rule holding the fallback on (ties: config order).
     pub(super) fn top_rule(&self) -> Option<usize> {
         let mut best: Option<usize> = None;
-        for (i, (r, s)) in self.spec.rules.iter().zip(&self.st.rules).enumerate() {
-            if !s.phase.holds() {
+        for (i, (r, c)) in self.spec.rules.iter().zip(&self.rules).enumerate() {
+            if !c.state.phase.holds() {
                 continue;
             }
             match best {
@@ -389,7 +376,7 @@ impl Engine {
             None if max > 0 && f.history.len() > max as usize => {
                 if let Some(profile) = f.last_active_profile.clone() {
                     out.push(Command::Audit {
-                        kind: "flap".into(),
+                        kind: AuditKind::Flap,
                         message: format!(
                             "flap latch set: more than {max} automatic transitions within {}; holding {profile} on until released or quiet",
                             fmt_dur(window)
@@ -403,7 +390,7 @@ impl Engine {
             }
             Some(l) if f.history.is_empty() => {
                 out.push(Command::Audit {
-                    kind: "flap".into(),
+                    kind: AuditKind::Flap,
                     message: format!(
                         "flap latch released: no automatic transition for {} (latched since {})",
                         fmt_dur(window),

@@ -46,11 +46,17 @@
 //! - `probe.rs`: per-probe rise/fall hysteresis and fast cadence;
 //! - `rule.rs`: per-rule inactive/pending/firing/clearing hysteresis;
 //! - `eval.rs`: three-valued evaluation of conditions and their explanations;
-//! - `machine.rs`: `Engine`, `step`, blind-guard and maintenance semantics, flap detector;
-//! - `inputs.rs`: applying events, expiring overrides/alerts/windows/drills;
-//! - `decide.rs`: precedence, cause and reasons of `SetDesired`;
+//! - `compiled.rs`: `CompiledRule`, all the engine keeps per rule besides its spec
+//!   (resolved condition, what it reads, cached truth, hysteresis state);
+//! - `machine.rs`: `Engine`, `step`, blind-guard and maintenance semantics, flap
+//!   detector, `has_fresh_evidence`;
+//! - `inputs.rs`: applying events (one `on_*` handler per event), expiring
+//!   overrides/alerts/windows/drills;
+//! - `decide.rs`: precedence (written once, read by the decision and by
+//!   `Engine::mode`), cause and reasons of `SetDesired`;
 //! - `view.rs`: the `/v1/status` picture; `snapshot.rs`: persistence and restore.
 
+mod compiled;
 mod decide;
 pub mod eval;
 pub mod event;
@@ -68,6 +74,7 @@ pub mod view;
 #[cfg(test)]
 mod tests;
 
+pub use decide::Mode;
 pub use event::{Cause, Command, Event, Override, Reason};
 pub use expr::Expr;
 pub use machine::Engine;

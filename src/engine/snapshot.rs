@@ -26,6 +26,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{Actual, AlertKey, Desired, ProbeHealth, Timestamp};
+use crate::telemetry::AuditKind;
 
 use super::eval::ActiveAlert;
 use super::event::{Cause, Command, Override, Reason};
@@ -114,13 +115,13 @@ impl Engine {
                 .spec
                 .rules
                 .iter()
-                .zip(&st.rules)
-                .map(|(r, s)| {
+                .zip(&self.rules)
+                .map(|(r, c)| {
                     (
                         r.name.clone(),
                         RuleSnapshot {
                             checksum: r.checksum.clone(),
-                            state: s.clone(),
+                            state: c.state.clone(),
                         },
                     )
                 })
@@ -178,13 +179,13 @@ impl Engine {
         }
         for (i, r) in e.spec.rules.iter().enumerate() {
             match snap.rules.remove(&r.name) {
-                Some(s) if s.checksum == r.checksum => e.st.rules[i] = s.state,
+                Some(s) if s.checksum == r.checksum => e.rules[i].state = s.state,
                 // Edited while holding the fallback on: dropping it would switch
                 // calls back mid-outage just because a rule was tuned. Keep only
                 // the fact that it holds: it restarts clearing under its new
                 // timers (back to firing at once if its new condition is true).
                 Some(s) if s.state.phase.holds() => {
-                    e.st.rules[i] = RuleState {
+                    e.rules[i].state = RuleState {
                         phase: RulePhase::Clearing,
                         since: Some(now),
                         fired_at: Some(now),
@@ -245,7 +246,7 @@ impl Engine {
             msg.push_str(&notes.join("; "));
         }
         out.push(Command::Audit {
-            kind: "restore".into(),
+            kind: AuditKind::Restore,
             message: msg,
         });
         let mut trig = Trigger::Restore;

@@ -1,4 +1,5 @@
-//! The engine's mutable state, apart from the spec it was built with.
+//! The engine's mutable state, apart from the spec it was built with and the
+//! per-rule state (kept with each rule in `compiled.rs`).
 //!
 //! Everything here is plain data so that the snapshot can persist it and a
 //! restored engine behaves exactly like the original (see `snapshot.rs`).
@@ -12,7 +13,6 @@ use crate::domain::{Actual, AlertKey, Desired, Timestamp};
 use super::eval::ActiveAlert;
 use super::event::{Cause, Override, Reason};
 use super::probe::ProbeState;
-use super::rule::RuleState;
 
 /// Which precedence layer decided the desired state (DESIGN section 3).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,10 +69,8 @@ pub struct State {
     pub desired_since: Option<Timestamp>,
     /// When the fallback was last switched on; `None` while off (`min_active`).
     pub active_since: Option<Timestamp>,
-    /// Parallel to `spec.probes`.
+    /// Parallel to `spec.probes`. (Rule states live with each compiled rule.)
     pub probes: Vec<ProbeState>,
-    /// Parallel to `spec.rules`.
-    pub rules: Vec<RuleState>,
     pub alerts: BTreeMap<AlertKey, ActiveAlert>,
     pub override_: Option<Override>,
     /// Active maintenance windows: name -> end.
@@ -84,7 +82,7 @@ pub struct State {
 }
 
 impl State {
-    pub fn new(probes: usize, rules: usize) -> State {
+    pub fn new(probes: usize) -> State {
         State {
             desired: Desired::Inactive,
             cause: None,
@@ -93,7 +91,6 @@ impl State {
             desired_since: None,
             active_since: None,
             probes: vec![ProbeState::default(); probes],
-            rules: vec![RuleState::default(); rules],
             alerts: BTreeMap::new(),
             override_: None,
             maintenance: BTreeMap::new(),

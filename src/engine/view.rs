@@ -209,8 +209,8 @@ impl Engine {
 
     fn rule_view(&self, i: usize, now: Timestamp) -> Option<RuleView> {
         let spec = self.spec.rules.get(i)?;
-        let s = self.st.rules.get(i)?;
-        let node = self.nodes.get(i)?;
+        let c = self.rules.get(i)?;
+        let s = &c.state;
         Some(RuleView {
             name: spec.name.clone(),
             profile: spec.profile.clone(),
@@ -218,13 +218,10 @@ impl Engine {
             state: s.phase,
             since: s.since,
             fired_at: s.fired_at,
-            condition: self
-                .truth
-                .get(i)
-                .is_some_and(|t| t.live == super::eval::Tri::True),
+            condition: c.truth.live == super::eval::Tri::True,
             frozen: s.frozen,
             awaiting_fresh_results: self.awaiting_fresh(i),
-            when: node.describe(&self.spec.probes),
+            when: c.node.describe(&self.spec.probes),
             explanation: self
                 .explain_rule(i, now)
                 .into_iter()

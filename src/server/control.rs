@@ -8,7 +8,7 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use crate::domain::{Actual, Desired};
-use crate::engine::Override;
+use crate::engine::{Mode, Override};
 
 pub enum Control {
     SetOverride {
@@ -43,7 +43,7 @@ pub enum ControlError {
 pub struct StatusDoc {
     pub version: &'static str,
     /// `automatic`, `override`, `flapping`, `drill`, `maintenance`, `blind`.
-    pub mode: String,
+    pub mode: Mode,
     pub dry_run: bool,
     pub leader: bool,
     pub desired: Desired,

@@ -95,7 +95,7 @@ pub struct EventsPage {
 /// Unknown fields are ignored (the document carries much more).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct StatusReport {
-    pub mode: String,
+    pub mode: crate::engine::Mode,
     pub dry_run: bool,
     pub desired: Desired,
     pub actual: Actual,

@@ -77,6 +77,7 @@ mod tests {
     use super::*;
     use crate::domain::Timestamp;
     use crate::store::SqliteStore;
+    use crate::telemetry::AuditKind;
 
     #[tokio::test]
     async fn records_reach_the_store_and_are_flushed_on_close() {
@@ -85,7 +86,11 @@ mod tests {
             Arc::new(SqliteStore::open(&dir.path().join("a.db")).await.unwrap());
         let (sink, writer) = StoreAudit::spawn(store.clone());
         for i in 0..600 {
-            sink.record(AuditRecord::new(Timestamp(i), "probe", format!("r{i}")));
+            sink.record(AuditRecord::new(
+                Timestamp(i),
+                AuditKind::Probe,
+                format!("r{i}"),
+            ));
         }
         drop(sink);
         writer.await.unwrap();

@@ -204,7 +204,7 @@ impl Store for SqliteStore {
                     } else {
                         Some(serde_json::to_string(&r.data)?)
                     };
-                    stmt.execute(params![&*account, r.at.as_millis(), r.kind, r.message, data])?;
+                    stmt.execute(params![&*account, r.at.as_millis(), r.kind.as_str(), r.message, data])?;
                 }
             }
             tx.commit()?;
@@ -232,7 +232,7 @@ impl Store for SqliteStore {
                     Some(d) => serde_json::from_str(&d)?,
                     None => serde_json::Value::Null,
                 };
-                out.push(StoredEvent { id, record: AuditRecord { at: Timestamp(at), kind, message, data } });
+                out.push(StoredEvent { id, record: AuditRecord { at: Timestamp(at), kind: kind.into(), message, data } });
             }
             Ok(out)
         })
@@ -249,6 +249,7 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::telemetry::AuditKind;
 
     #[tokio::test]
     async fn snapshot_round_trips_and_survives_reopen() {
@@ -292,7 +293,7 @@ mod tests {
         let store = SqliteStore::open(&dir.path().join("a.db")).await.unwrap();
         let records: Vec<AuditRecord> = (0..5)
             .map(|i| {
-                AuditRecord::new(Timestamp(i), "decision", format!("record {i}"))
+                AuditRecord::new(Timestamp(i), AuditKind::Decision, format!("record {i}"))
                     .with_data(serde_json::json!({"i": i}))
             })
             .collect();
@@ -382,5 +383,32 @@ mod tests {
             matches!(err, StoreError::SchemaTooNew { found: 99, .. }),
             "{err}"
         );
+    }
+
+    /// A kind this version does not write (a store written by another
+    /// version) reads back verbatim instead of failing `/v1/events`.
+    #[tokio::test]
+    async fn audit_reads_back_a_kind_this_version_does_not_know() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("a.db")).await.unwrap();
+        store
+            .conn
+            .lock()
+            .unwrap()
+            .execute(
+                "INSERT INTO audit (at, kind, message) VALUES (1, 'config_reload', 'old')",
+                [],
+            )
+            .unwrap();
+        let records = vec![AuditRecord::new(Timestamp(2), AuditKind::Drift, "new")];
+        store.append_audit(records).await.unwrap();
+        let kinds: Vec<String> = store
+            .events(10, None)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.record.kind.to_string())
+            .collect();
+        assert_eq!(kinds, ["drift", "config_reload"]);
     }
 }

@@ -33,7 +33,7 @@ use super::error::{Op, TalkdeskError};
 use super::plan::{self, Step, StoredForm};
 use crate::domain::{Desired, Timestamp};
 use crate::engine::event::Event;
-use crate::telemetry::AuditRecord;
+use crate::telemetry::{AuditKind, AuditRecord};
 
 /// After this many failed attempts in a row, unknown parts of the actual
 /// state no longer block writing (see the module docs).
@@ -191,7 +191,7 @@ impl Actuator {
         self.audit.record(
             AuditRecord::new(
                 Timestamp::now(),
-                "actuation",
+                AuditKind::Actuation,
                 format!("applying {desired}: {}", steps.join(", then ")),
             )
             .with_data(json!({
@@ -246,12 +246,16 @@ impl Actuator {
         if !self.status.converged {
             tracing::info!(desired = %desired, failed_attempts = self.status.attempts, "Talkdesk converged to the desired state.");
             self.audit.record(
-                AuditRecord::new(now, "actuation", format!("Talkdesk now matches {desired}"))
-                    .with_data(json!({
-                        "desired": desired,
-                        "failed_attempts": self.status.attempts,
-                        "actual": self.known,
-                    })),
+                AuditRecord::new(
+                    now,
+                    AuditKind::Actuation,
+                    format!("Talkdesk now matches {desired}"),
+                )
+                .with_data(json!({
+                    "desired": desired,
+                    "failed_attempts": self.status.attempts,
+                    "actual": self.known,
+                })),
             );
         }
         self.mark_converged(now);
@@ -286,7 +290,7 @@ impl Actuator {
         let diverged_for = now.since(since);
         let record = AuditRecord::new(
             now,
-            "actuation",
+            AuditKind::Actuation,
             format!("applying {desired} failed (attempt {attempts}): {error}"),
         )
         .with_data(json!({

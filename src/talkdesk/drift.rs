@@ -30,7 +30,7 @@ use super::plan;
 use crate::config::schema::OnDrift;
 use crate::domain::{Actual, Desired, Profile, Timestamp};
 use crate::engine::event::{Event, Override};
-use crate::telemetry::AuditRecord;
+use crate::telemetry::{AuditKind, AuditRecord};
 
 /// A drift adopted under `on_drift = "respect"`.
 pub(super) struct Adopted {
@@ -194,7 +194,7 @@ impl Actuator {
                 self.audit.record(
                     AuditRecord::new(
                         now,
-                        "drift",
+                        AuditKind::Drift,
                         format!(
                             "Talkdesk no longer matches {desired}; correcting (on_drift = correct)"
                         ),
@@ -237,7 +237,7 @@ impl Actuator {
         self.audit.record(
             AuditRecord::new(
                 now,
-                "drift",
+                AuditKind::Drift,
                 "Talkdesk's fallback settings were changed outside the agent; kept because talkdesk.on_drift = \"respect\" (on/off still follows the decisions)",
             )
             .with_data(json!({ "desired": desired, "actual": self.known, "until": until })),
@@ -277,7 +277,7 @@ impl Actuator {
         let adopted_label = adopted.as_ref().map(Desired::to_string);
         tracing::warn!(desired = %desired, adopted = ?adopted_label, until = %until, "Drift: adopting the change made outside the agent.");
         self.audit.record(
-            AuditRecord::new(now, "drift", reason.clone()).with_data(json!({
+            AuditRecord::new(now, AuditKind::Drift, reason.clone()).with_data(json!({
                 "desired": desired,
                 "adopted": adopted,
                 "actual": self.known,

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::error::{Op, TalkdeskError};
 use crate::domain::Timestamp;
-use crate::telemetry::{AuditRecord, AuditSink, Metrics};
+use crate::telemetry::{AuditKind, AuditRecord, AuditSink, Metrics};
 
 #[derive(Clone)]
 pub(crate) struct Observer {
@@ -65,7 +65,7 @@ impl Observer {
         }
         let message = format!("{method} {target} -> {status_label} in {ms}ms");
         self.audit.record(
-            AuditRecord::new(Timestamp::now(), "talkdesk", message).with_data(json!({
+            AuditRecord::new(Timestamp::now(), AuditKind::Talkdesk, message).with_data(json!({
                 "op": op.as_str(),
                 "method": method,
                 "target": target,
@@ -84,7 +84,7 @@ impl Observer {
         self.audit.record(
             AuditRecord::new(
                 Timestamp::now(),
-                "talkdesk",
+                AuditKind::Talkdesk,
                 format!("dry_run: would {method} {target}"),
             )
             .with_data(json!({

@@ -4,5 +4,5 @@ pub mod audit;
 pub mod logging;
 pub mod metrics;
 
-pub use audit::{AuditRecord, AuditSink};
+pub use audit::{AuditKind, AuditRecord, AuditSink};
 pub use metrics::{KnownLabels, Metrics};

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::domain::{Desired::Inactive, ProbeHealth};
+use crate::engine::RulePhase;
 
 #[test]
 fn engine_trunks_down_fire_after_for_and_explain_why() {
@@ -14,7 +15,7 @@ fn engine_trunks_down_fire_after_for_and_explain_why() {
         Some(t(12)),
         "for = 10s from the step that made it true"
     );
-    assert!(cmds.iter().any(|(_, c)| matches!(c, Command::RuleTransition { rule, from, to } if rule == "trunks-down" && from == "inactive" && to == "pending")));
+    assert!(cmds.iter().any(|(_, c)| matches!(c, Command::RuleTransition { rule, from: RulePhase::Inactive, to: RulePhase::Pending } if rule == "trunks-down")));
     let cmds = e.step(Event::Tick, t(12));
     let Some(Command::SetDesired {
         desired,
@@ -64,7 +65,14 @@ fn engine_clearing_returns_to_firing_when_true_again() {
     e.step(Event::Tick, t(12));
     drive(&mut e, trunks_ok(20));
     let c = drive(&mut e, trunks_fail(40));
-    assert!(c.iter().any(|(_, c)| matches!(c, Command::RuleTransition { from, to, .. } if from == "clearing" && to == "firing")));
+    assert!(c.iter().any(|(_, c)| matches!(
+        c,
+        Command::RuleTransition {
+            from: RulePhase::Clearing,
+            to: RulePhase::Firing,
+            ..
+        }
+    )));
     assert!(set_desired(&c).is_empty(), "no off/on while clearing");
 }
 
@@ -246,7 +254,14 @@ fn engine_maintenance_drops_pending_probe_rule_and_restarts_after() {
         },
         t(5),
     );
-    assert!(c.iter().any(|c| matches!(c, Command::RuleTransition { from, to, .. } if from == "pending" && to == "inactive")));
+    assert!(c.iter().any(|c| matches!(
+        c,
+        Command::RuleTransition {
+            from: RulePhase::Pending,
+            to: RulePhase::Inactive,
+            ..
+        }
+    )));
     // The window ends at 100; trunks are still down: pending again, fires at 110.
     let c = drive(&mut e, vec![(150, Event::Tick)]);
     assert_eq!(
@@ -327,4 +342,26 @@ fn engine_change_only_sources_keep_alerts_past_the_global_ttl() {
     let c = drive(&mut e, vec![(24 * 3600 + 1, Event::Tick)]);
     assert_eq!(set_desired(&c), vec![(t(24 * 3600), Inactive, Cause::Rule)]);
     assert!(c.iter().any(|(_, c)| matches!(c, Command::Audit { message, .. } if message.contains("not refreshed within 1d"))), "{c:#?}");
+}
+
+/// Fresh evidence: every probe out of `unknown` and no rule pending. This is
+/// what lets the daemon start the actuator after a fresh start.
+#[test]
+fn engine_has_fresh_evidence_once_every_probe_is_known_and_no_rule_pending() {
+    let mut e = engine();
+    assert!(!e.has_fresh_evidence(), "a fresh engine knows nothing");
+    drive(&mut e, trunks_ok(0));
+    assert!(!e.has_fresh_evidence(), "status is still unknown");
+    drive(&mut e, vec![(2, fail("status", "major_outage"))]);
+    assert!(e.has_fresh_evidence(), "down is evidence too");
+
+    drive(&mut e, trunks_fail(10));
+    assert_eq!(e.view(t(12)).rules[0].state, RulePhase::Pending);
+    assert!(
+        !e.has_fresh_evidence(),
+        "a pending rule is a decision in progress"
+    );
+    drive(&mut e, vec![(22, Event::Tick)]);
+    assert_eq!(e.view(t(22)).rules[0].state, RulePhase::Firing);
+    assert!(e.has_fresh_evidence());
 }

@@ -345,3 +345,128 @@ fn engine_precedence_flap_latch() {
         Some((Inactive, Cause::Flapping))
     );
 }
+
+/// `mode` reads the same precedence as the decision (override > drill > flap
+/// latch > rules) and, under the rules, reports the blind guard before a
+/// maintenance window. Each layer is stacked on the ones below it, then
+/// removed again, so every pair is compared.
+#[test]
+fn engine_mode_follows_the_decision_precedence() {
+    use crate::engine::Mode;
+    use crate::engine::state::Layer;
+
+    let mut e = engine();
+    assert_eq!(e.mode(), Mode::Automatic);
+    let steps: Vec<(i64, Event, Mode)> = vec![
+        (1, maintenance(1).1, Mode::Maintenance),
+        (2, blind(2).1, Mode::Blind),
+        (3, drill(3, "message").1, Mode::Drill),
+        (4, override_set(Inactive, 4, 60), Mode::Override),
+        (
+            5,
+            Event::OverrideCleared {
+                actor: "oncall".into(),
+                reason: None,
+            },
+            Mode::Drill,
+        ),
+        (
+            6,
+            Event::DrillEnded {
+                name: "monthly".into(),
+            },
+            Mode::Blind,
+        ),
+        (
+            7,
+            Event::SelfCheck {
+                ok: true,
+                detail: "ok".into(),
+            },
+            Mode::Maintenance,
+        ),
+        (
+            8,
+            Event::MaintenanceEnded {
+                name: "sunday".into(),
+            },
+            Mode::Automatic,
+        ),
+    ];
+    for (at, ev, want) in steps {
+        let what = format!("{ev:?}");
+        e.step(ev, t(at));
+        assert_eq!(e.mode(), want, "after {what}");
+        // The decision was taken by the layer the mode names.
+        let layer = match want {
+            Mode::Override => Layer::Override,
+            Mode::Drill => Layer::Drill,
+            Mode::Flapping => Layer::Flapping,
+            Mode::Blind | Mode::Maintenance | Mode::Automatic => Layer::Rule,
+        };
+        assert_eq!(e.snapshot().layer, layer, "after {what}");
+    }
+}
+
+/// The flap latch sits between a drill and the rules, also in `mode`.
+#[test]
+fn engine_mode_reports_the_flap_latch_below_drills_and_overrides() {
+    use crate::engine::Mode;
+
+    let src = BASE.replace(
+        "when = { all = [ { down = \"status\" }, { alert = ['alertname=\"VendorDegraded\"'] } ] }",
+        "when = { down = \"status\" }",
+    );
+    let mut e = Engine::new(spec(&src));
+    let flips = (0..6)
+        .map(|i| {
+            let ev = if i % 2 == 0 {
+                fail("status", "major_outage")
+            } else {
+                ok("status")
+            };
+            (i * 10, ev)
+        })
+        .collect();
+    drive(&mut e, flips);
+    e.step(blind(60).1, t(60));
+    assert_eq!(e.mode(), Mode::Flapping, "the latch beats the blind guard");
+    e.step(drill(61, "backup").1, t(61));
+    assert_eq!(e.mode(), Mode::Drill);
+    e.step(override_set(Inactive, 62, 60), t(62));
+    assert_eq!(e.mode(), Mode::Override);
+}
+
+/// The mode is reported with the same strings as before it was typed.
+#[test]
+fn engine_mode_serializes_as_snake_case_strings() {
+    use crate::engine::Mode;
+
+    let all = [
+        Mode::Override,
+        Mode::Drill,
+        Mode::Flapping,
+        Mode::Blind,
+        Mode::Maintenance,
+        Mode::Automatic,
+    ];
+    let got: Vec<serde_json::Value> = all
+        .iter()
+        .map(|m| serde_json::to_value(m).unwrap())
+        .collect();
+    // What the CLI prints is what the API serializes.
+    for (m, json) in all.iter().zip(&got) {
+        assert_eq!(json, &serde_json::Value::from(m.to_string()));
+    }
+    assert_eq!(
+        got,
+        [
+            "override",
+            "drill",
+            "flapping",
+            "blind",
+            "maintenance",
+            "automatic"
+        ]
+    );
+}

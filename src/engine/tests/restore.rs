@@ -4,6 +4,7 @@
 use super::*;
 use crate::domain::Desired::Inactive;
 use crate::engine::Snapshot;
+use crate::telemetry::AuditKind;
 
 fn json_roundtrip(s: &Snapshot) -> Snapshot {
     let text = serde_json::to_string(s).unwrap_or_default();
@@ -194,7 +195,10 @@ fn engine_restore_resets_changed_rules_and_drops_unknown_probes() {
     let audit = cmds
         .iter()
         .find_map(|c| match c {
-            Command::Audit { kind, message } if kind == "restore" => Some(message.clone()),
+            Command::Audit {
+                kind: AuditKind::Restore,
+                message,
+            } => Some(message.clone()),
             _ => None,
         })
         .unwrap_or_default();
@@ -346,4 +350,38 @@ fn engine_restore_drops_a_drill_no_longer_configured() {
     let (r, cmds) = Engine::restore(spec(&without), json_roundtrip(&e.snapshot()), t(10));
     assert_eq!(r.desired(), &Inactive);
     assert!(cmds.iter().any(|c| matches!(c, Command::Audit { message, .. } if message.contains("drill monthly no longer configured"))), "{cmds:#?}");
+}
+
+/// Restored probe states are evidence from before the restart: not fresh
+/// until a new result confirms them. A restore at the snapshot's own instant
+/// (no time passed) keeps the evidence fresh.
+#[test]
+fn engine_restored_probe_states_are_not_fresh_evidence_until_confirmed() {
+    let mut e = engine();
+    drive(
+        &mut e,
+        vec![
+            (0, ok("trunk-a")),
+            (0, ok("trunk-b")),
+            (0, ok("status")),
+            (1, ok("trunk-a")),
+            (1, ok("trunk-b")),
+        ],
+    );
+    assert!(e.has_fresh_evidence());
+    let snap = e.snapshot();
+
+    let (same, _) = Engine::restore(spec(BASE), snap.clone(), t(1));
+    assert!(same.has_fresh_evidence(), "no time passed");
+
+    let (mut later, _) = Engine::restore(spec(BASE), snap, t(3600));
+    assert!(
+        !later.has_fresh_evidence(),
+        "hours-old states are not fresh"
+    );
+    later.step(ok("trunk-a"), t(3601));
+    later.step(ok("trunk-b"), t(3601));
+    assert!(!later.has_fresh_evidence(), "status not confirmed yet");
+    later.step(ok("status"), t(3602));
+    assert!(later.has_fresh_evidence());
 }

@@ -211,7 +211,7 @@ when = { alert = ['alertname="VoiceDown"'] }
         };
         let doc = StatusDoc {
             version: env!("CARGO_PKG_VERSION"),
-            mode: "override".into(),
+            mode: engine.mode(),
             dry_run: true,
             leader: true,
             desired: engine.desired().clone(),

@@ -126,7 +126,7 @@ impl Store for PostgresStore {
             let mut data = Vec::with_capacity(records.len());
             for r in records {
                 at.push(r.at.as_millis());
-                kind.push(without_nul(r.kind));
+                kind.push(without_nul(r.kind.as_str().to_string()));
                 message.push(without_nul(r.message));
                 data.push((!r.data.is_null()).then(|| json_without_nul(r.data)));
             }
@@ -173,7 +173,7 @@ impl Store for PostgresStore {
                     id: r.get(0),
                     record: AuditRecord {
                         at: Timestamp(r.get(1)),
-                        kind: r.get(2),
+                        kind: r.get::<_, String>(2).into(),
                         message: r.get(3),
                         data: r
                             .get::<_, Option<serde_json::Value>>(4)
