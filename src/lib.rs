@@ -3,15 +3,22 @@
 //! hysteresis whether Talkdesk's Fallback Experience must be on, and converges
 //! Talkdesk to that decision.
 //!
-//! Components (see ARCHITECTURE.md for the invariants):
+//! Modules (ARCHITECTURE.md has the code map and the invariants):
 //! - [`config`]: the TOML file and environment, parsed once, every error collected.
 //! - [`engine`]: the pure decision state machine (no I/O, no clock).
-//! - [`probe`]: SIP OPTIONS, HTTP, status page and agents probes, their scheduler and the self-check.
-//! - [`domain`]: types every component shares (profiles, desired/actual state, timestamps).
-//! - [`talkdesk`]: the Talkdesk client, actuator, break-glass commands and API simulator.
-//! - [`telemetry`]: the metrics registry and audit records.
+//! - [`daemon`]: the running agent: restore, build, spawn inputs, serve, loop, drain.
+//! - [`probe`]: SIP OPTIONS, HTTP, status page and agents probes, their configuration,
+//!   scheduler and the self-check.
 //! - [`alerts`]: the alert webhook receivers (`POST /v1/alerts/{source}`).
+//! - [`server`]: the HTTP layer (errors, tokens, bodies, the API routes) and the CLI's API client.
+//! - [`talkdesk`]: the Talkdesk client, actuator (plan, apply, drift), break-glass commands and
+//!   API simulator.
+//! - [`store`]: persistence (SQLite, PostgreSQL): engine snapshot and audit log.
+//! - [`telemetry`]: the metrics registry, audit records, logging.
+//! - [`calendar`]: maintenance windows and drills as calendar jobs.
+//! - [`domain`]: types every component shares (profiles, desired/actual state, timestamps).
 //! - [`ruletest`]: `test-rules`, promtool-style scenario tests for the engine.
+//! - [`demo`]: the zero set-up demo.
 
 pub mod alerts;
 pub mod calendar;
