@@ -88,7 +88,10 @@ pub enum Cause {
     Rule,
     Override,
     OverrideExpired,
-    Flapping,
+    /// The flap latch took the decision, or gave it back. Written `flap`;
+    /// older snapshots wrote `flapping`, which still reads.
+    #[serde(alias = "flapping")]
+    Flap,
     Drill,
     Maintenance,
     Restore,
@@ -100,7 +103,7 @@ impl Cause {
         Cause::Rule,
         Cause::Override,
         Cause::OverrideExpired,
-        Cause::Flapping,
+        Cause::Flap,
         Cause::Drill,
         Cause::Maintenance,
         Cause::Restore,
@@ -111,7 +114,7 @@ impl Cause {
             Cause::Rule => "rule",
             Cause::Override => "override",
             Cause::OverrideExpired => "override_expired",
-            Cause::Flapping => "flapping",
+            Cause::Flap => "flap",
             Cause::Drill => "drill",
             Cause::Maintenance => "maintenance",
             Cause::Restore => "restore",

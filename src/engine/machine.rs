@@ -157,10 +157,8 @@ impl Engine {
         self.st.alerts.values().for_each(|a| put(a.expires));
         self.st.maintenance.values().for_each(|&t| put(t));
         self.st.drills.values().for_each(|d| put(d.until));
-        if self.st.flap.latched.is_some()
-            && let Some(&newest) = self.st.flap.history.back()
-        {
-            put(newest.add(self.spec.flap_window));
+        if let Some(t) = self.flap_release_at() {
+            put(t);
         }
         let on = self.st.active_since;
         for (i, (r, c)) in self.spec.rules.iter().zip(&self.rules).enumerate() {
@@ -341,58 +339,69 @@ impl Engine {
         best
     }
 
+    /// The flap detector. It counts *automatic on/off transitions*: the
+    /// rules' own decision going from off to on or from on to off, whether or
+    /// not an override, drill or the latch itself masks it. A switch between
+    /// two profiles while the rules keep the fallback on is not one (the
+    /// callers stay forwarded); neither is anything an operator or the
+    /// calendar does (overrides, drills, their ends), nor a latch release.
+    /// More than `flap_max` of them within `flap_window` latch the most recent
+    /// automatic profile on; `flap_window` without one releases it.
     fn update_flap(&mut self, now: Timestamp, out: &mut Vec<Command>) {
         // Compare before cloning: this runs on every step.
         let top = self.top_rule().map(|i| self.spec.rules[i].profile.as_str());
-        let same = matches!((&self.st.flap.auto, top), (Some(Desired::Inactive), None))
-            || matches!((&self.st.flap.auto, top), (Some(Desired::Active { profile }), Some(p)) if profile == p);
-        let auto = match top {
-            Some(p) if !same => Desired::Active {
-                profile: p.to_string(),
-            },
-            _ => Desired::Inactive,
+        let was = self.st.flap.auto.as_ref();
+        let switched = match (was, top) {
+            (Some(Desired::Inactive), None) => false,
+            (Some(Desired::Active { profile }), Some(p)) => profile != p,
+            _ => true,
         };
-        let max = self.spec.flap_max;
-        let window = self.spec.flap_window;
+        let on_off = was.is_none_or(|w| w.is_active() != top.is_some());
         let f = &mut self.st.flap;
-        if !same {
-            // The first evaluation only sets the baseline.
-            if f.auto.is_some() {
+        if switched {
+            // The first evaluation (`auto` unknown) only sets the baseline.
+            if on_off && f.auto.is_some() {
                 f.history.push_back(now);
                 // Latching needs max+1 entries and release only the newest.
-                while f.history.len() > max as usize + 1 {
+                while f.history.len() > self.spec.flap_max as usize + 1 {
                     f.history.pop_front();
                 }
             }
-            if let Desired::Active { profile } = &auto {
-                f.last_active_profile = Some(profile.clone());
-            }
-            f.auto = Some(auto);
+            f.auto = Some(match top {
+                Some(p) => {
+                    f.last_active_profile = Some(p.to_string());
+                    Desired::Active {
+                        profile: p.to_string(),
+                    }
+                }
+                None => Desired::Inactive,
+            });
         }
+        let window = self.spec.flap_window;
         while f.history.front().is_some_and(|&t| now.since(t) >= window) {
             f.history.pop_front();
         }
+        let max = self.spec.flap_max;
         match &f.latched {
             None if max > 0 && f.history.len() > max as usize => {
                 if let Some(profile) = f.last_active_profile.clone() {
-                    out.push(Command::Audit {
-                        kind: AuditKind::Flap,
-                        message: format!(
-                            "flap latch set: more than {max} automatic transitions within {}; holding {profile} on until released or quiet",
-                            fmt_dur(window)
-                        ),
-                    });
                     f.latched = Some(Latch {
                         since: now,
                         profile,
                     });
+                    if let Some(why) = self.flap_explanation() {
+                        out.push(Command::Audit {
+                            kind: AuditKind::Flap,
+                            message: format!("flap latch set: {why}"),
+                        });
+                    }
                 }
             }
             Some(l) if f.history.is_empty() => {
                 out.push(Command::Audit {
                     kind: AuditKind::Flap,
                     message: format!(
-                        "flap latch released: no automatic transition for {} (latched since {})",
+                        "flap latch released: no automatic on/off transition for {} (latched since {})",
                         fmt_dur(window),
                         l.since
                     ),
@@ -401,6 +410,34 @@ impl Engine {
             }
             _ => {}
         }
+    }
+
+    /// When the flap latch lets go by itself if the rules stop flapping:
+    /// `flap_window` after the last automatic on/off transition. `None`
+    /// while it is not latched.
+    pub(super) fn flap_release_at(&self) -> Option<Timestamp> {
+        let f = &self.st.flap;
+        f.latched.as_ref()?;
+        f.history.back().map(|t| t.add(self.spec.flap_window))
+    }
+
+    /// Why the flap latch holds, until when, and how to release it: the one
+    /// wording of the audit line, the decision's reason and status.
+    pub(super) fn flap_explanation(&self) -> Option<String> {
+        let l = self.st.flap.latched.as_ref()?;
+        let until = self
+            .flap_release_at()
+            .map_or_else(|| "the window is quiet".to_string(), |t| t.to_string());
+        Some(format!(
+            "more than {} automatic on/off transitions within {}; holding {} on since {} until {} \
+             (later if the rules keep flapping), or release it now with \
+             `continuity-agent override release-flap`",
+            self.spec.flap_max,
+            fmt_dur(self.spec.flap_window),
+            l.profile,
+            l.since,
+            until
+        ))
     }
 }
 

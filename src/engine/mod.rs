@@ -15,10 +15,13 @@
 //!   ends after `clear_for` false AND the fallback on for `min_active` (which
 //!   only binds while it is on). Unknown probes are not down.
 //! - Decision: override > drill > flap latch > highest-priority firing or
-//!   clearing rule (ties: config order). Flapping counts changes of the
-//!   rules' own decision (masked or not by an override) within `flap_window`;
-//!   more than `flap_max` latches the last automatic profile on until
-//!   `FlapRelease` or `flap_window` without a change.
+//!   clearing rule (ties: config order). The flap detector counts automatic
+//!   on/off transitions (the rules' own decision switching the fallback on or
+//!   off, masked or not by an override or drill; not profile switches, not
+//!   operator actions) within `flap_window`; more than `flap_max` latches the
+//!   last automatic profile on until `FlapRelease` or `flap_window` without
+//!   one. While latched the decision's cause is `flap`, even when latching
+//!   changed nothing on the wire.
 //! - Blind guard (self-check failing): rules that read probes see probe
 //!   leaves as *unknown* (Kleene logic). If alerts alone decide the condition
 //!   the rule proceeds with that value; otherwise it is frozen in its phase,

@@ -3,6 +3,7 @@
 //! time: timestamps are arguments, nothing sleeps.
 
 mod behaviour;
+mod flap;
 mod precedence;
 mod props;
 mod restore;

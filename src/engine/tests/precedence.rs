@@ -284,7 +284,7 @@ fn engine_precedence_flap_latch() {
     // on, off, on, off (4 = flap_max): allowed; the 5th (on) latches; the 6th (off) is held.
     let changes = set_desired(&cmds);
     assert_eq!(changes.len(), 5, "{changes:#?}");
-    assert_eq!(changes[4].2, Cause::Flapping);
+    assert_eq!(changes[4].2, Cause::Flap);
     assert_eq!(e.desired(), &active("message"));
     let v = e.view(t(60));
     assert!(v.flapping);
@@ -323,7 +323,7 @@ fn engine_precedence_flap_latch() {
         c,
         Command::SetDesired {
             desired: Inactive,
-            cause: Cause::Flapping,
+            cause: Cause::Flap,
             ..
         }
     )));
@@ -342,7 +342,7 @@ fn engine_precedence_flap_latch() {
     assert!(!e.view(t(2000)).flapping);
     assert_eq!(
         set_desired(&c).last().map(|x| (x.1.clone(), x.2)),
-        Some((Inactive, Cause::Flapping))
+        Some((Inactive, Cause::Flap))
     );
 }
 
