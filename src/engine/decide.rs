@@ -325,6 +325,13 @@ impl Engine {
                     fmt_dur(spec.min_active)
                 ),
             )),
+            RulePhase::Pending if s.awaiting_self_check.is_some() => r.push(reason(
+                name.clone(),
+                format!(
+                    "{name}: pending: due to fire, waiting for the self-check to confirm the agent itself can reach the network (at most until {})",
+                    s.awaiting_self_check.unwrap_or(now).add(self.spec.self_check_wait)
+                ),
+            )),
             RulePhase::Pending => r.push(reason(
                 name.clone(),
                 format!(

@@ -155,6 +155,10 @@ pub enum Command {
         from: RulePhase,
         to: RulePhase,
     },
+    /// A rule is due to fire on probe failures that no self-check verdict
+    /// has vouched for yet: run the self-check now (not debounced). The rule
+    /// waits for the verdict at most `self_check_wait`.
+    SelfCheckNeeded { rule: String },
     /// Something worth a line in the audit log that is not a state change
     /// (alert expired, override rejected, flap latch set/released...).
     Audit { kind: AuditKind, message: String },

@@ -166,6 +166,11 @@ impl Engine {
             if self.awaiting_fresh(i) {
                 continue;
             }
+            // Held for a self-check verdict: the wait is bounded.
+            if let Some(held) = c.state.awaiting_self_check {
+                put(held.add(self.spec.self_check_wait));
+                continue;
+            }
             if let Some(t) = c.state.deadline(r, on) {
                 put(t);
             }
@@ -289,6 +294,30 @@ impl Engine {
             && r.probes.iter().any(|&p| self.stale[p])
     }
 
+    /// When rule `i` reads probes that are down on a run of failures newer
+    /// than the last self-check verdict: the start of the newest such run.
+    /// `None` when the guard is off, already blind (rules are frozen then),
+    /// or a verdict has come in since the failures began.
+    pub(super) fn unverified_failures(&self, i: usize) -> Option<Timestamp> {
+        if !self.spec.self_check || self.st.blind.is_some() {
+            return None;
+        }
+        let newest = self.rules[i]
+            .probes
+            .iter()
+            .filter_map(|&p| {
+                let s = &self.st.probes[p];
+                (s.health == ProbeHealth::Down)
+                    .then_some(s.failing_since)
+                    .flatten()
+            })
+            .max()?;
+        match self.st.self_check_at {
+            Some(verdict) if verdict >= newest => None,
+            _ => Some(newest),
+        }
+    }
+
     fn advance_rules(&mut self, now: Timestamp, out: &mut Vec<Command>, cleared: &mut Vec<usize>) {
         let on_since = self.st.active_since;
         for i in 0..self.rules.len() {
@@ -296,6 +325,8 @@ impl Engine {
                 continue;
             }
             let eff = self.effective_truth(i);
+            let unverified = self.unverified_failures(i);
+            let wait = self.spec.self_check_wait;
             let (Some(spec), Some(rs)) = (
                 self.spec.rules.get(i),
                 self.rules.get_mut(i).map(|r| &mut r.state),
@@ -304,12 +335,47 @@ impl Engine {
             };
             let Some(truth) = eff else {
                 rs.frozen = true;
+                rs.awaiting_self_check = None;
                 continue;
             };
             if rs.frozen {
                 // Time spent blind is evidence of nothing: restart the timer.
                 rs.frozen = false;
                 rs.restart_timer(now);
+            }
+            if let Some(failing) = unverified
+                && rs.would_fire(truth, spec, now)
+            {
+                // The self-check those failures triggered has not answered:
+                // firing now could forward every call because the agent
+                // itself is cut off. Hold in pending until a verdict arrives
+                // (blind: the rule freezes; ok: it fires), at most `wait`.
+                let first = rs.awaiting_self_check.is_none();
+                let entered = rs.hold_pending(now);
+                if first {
+                    out.push(Command::SelfCheckNeeded {
+                        rule: spec.name.clone(),
+                    });
+                }
+                if let Some((from, to)) = entered {
+                    out.push(Command::RuleTransition {
+                        rule: spec.name.clone(),
+                        from,
+                        to,
+                    });
+                }
+                let held = rs.awaiting_self_check.unwrap_or(now);
+                if now < held.add(wait) {
+                    continue;
+                }
+                out.push(Command::Audit {
+                    kind: AuditKind::Blind,
+                    message: format!(
+                        "{}: no self-check verdict within {} of the probe failures (failing since {failing}); firing on the probe evidence",
+                        spec.name,
+                        fmt_dur(wait)
+                    ),
+                });
             }
             if let Some((from, to)) = rs.advance(truth, spec, now, on_since) {
                 out.push(Command::RuleTransition {

@@ -26,7 +26,12 @@
 //!   leaves as *unknown* (Kleene logic). If alerts alone decide the condition
 //!   the rule proceeds with that value; otherwise it is frozen in its phase,
 //!   and when it thaws its running `for`/`clear_for` timer restarts (time
-//!   spent blind is no evidence).
+//!   spent blind is no evidence). No race: a rule due to fire (inactive with
+//!   `for = 0`, or pending at its `for` deadline) while a probe it reads is
+//!   down on failures newer than the last self-check verdict is held in
+//!   pending (`Command::SelfCheckNeeded` asks the daemon to check now) until
+//!   a verdict arrives (blind: it freezes; ok: it fires), at most
+//!   `self_check_wait` (then it fires on the probe evidence, audited).
 //! - Maintenance window: an inactive or pending rule that reads probes sees
 //!   probe leaves as unknown and only a definite true counts, so probes can
 //!   never newly activate it (a pending one drops to inactive and pends

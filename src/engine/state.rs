@@ -90,6 +90,8 @@ pub struct State {
     pub maintenance: BTreeMap<String, Timestamp>,
     pub drills: BTreeMap<String, ActiveDrill>,
     pub blind: Option<Blind>,
+    /// When the last self-check verdict (either way) arrived.
+    pub self_check_at: Option<Timestamp>,
     pub flap: Flap,
     pub actual: Option<Actual>,
 }
@@ -109,6 +111,7 @@ impl State {
             maintenance: BTreeMap::new(),
             drills: BTreeMap::new(),
             blind: None,
+            self_check_at: None,
             // A fresh engine's rules want nothing: the first activation is a transition.
             flap: Flap {
                 auto: Some(Desired::Inactive),

@@ -148,7 +148,7 @@ fn engine_precedence_table() {
             "blind: probes going down cannot newly fire a probe rule",
             cat(vec![
                 vec![blind(0)],
-                trunks_fail(1),
+                trunk_failures(1),
                 vec![(100, Event::Tick)],
             ]),
             Inactive,
@@ -165,6 +165,7 @@ fn engine_precedence_table() {
             cat(vec![
                 vec![
                     (0, fail("status", "major_outage")),
+                    (0, self_check_ok()),
                     (1, alert("v", "VendorDegraded")),
                     blind(2),
                 ],
@@ -240,6 +241,7 @@ fn engine_precedence_priority_tie_uses_rule_order() {
         &mut e,
         vec![
             (0, fail("status", "major_outage")),
+            (0, self_check_ok()),
             (1, alert("v", "VendorDegraded")),
             (1, alert("t", "TalkdeskVoiceDown")),
         ],
