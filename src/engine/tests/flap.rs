@@ -261,6 +261,14 @@ fn engine_flap_defaults_never_trap_an_outage_with_one_relapse() {
         table.push(format!("| {name} | {transitions} |{cells}"));
     }
     eprintln!("{}", table.join("\n"));
+    let doc = include_str!("../../../docs/tuning.md");
+    for row in &table[1..] {
+        assert!(
+            doc.contains(row.as_str()),
+            "docs/tuning.md is not what the engine computes; replace its flap table with:\n{}",
+            table.join("\n")
+        );
+    }
     assert_eq!(
         latched,
         [

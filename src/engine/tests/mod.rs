@@ -9,6 +9,7 @@ mod precedence;
 mod props;
 mod restore;
 mod stats;
+mod tuning;
 
 use std::collections::BTreeMap;
 
