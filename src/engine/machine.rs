@@ -6,6 +6,7 @@
 //! The event handlers live in `inputs.rs`, the decision in `decide.rs`.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use crate::domain::{Desired, ProbeHealth, Timestamp};
 use crate::telemetry::AuditKind;
@@ -13,8 +14,8 @@ use crate::telemetry::AuditKind;
 use super::compiled::{CompiledRule, Truth};
 use super::eval::{Ctx, Tri};
 use super::event::{Command, Event, Override};
-use super::rule::RulePhase;
-use super::spec::EngineSpec;
+use super::rule::{RulePhase, RuleState};
+use super::spec::{EngineSpec, RuleSpec};
 use super::state::{Latch, State};
 
 /// What, besides the rules, made this step change things; it picks the
@@ -345,37 +346,9 @@ impl Engine {
             }
             if let Some(failing) = unverified
                 && rs.would_fire(truth, spec, now)
+                && wait_for_verdict(rs, spec, failing, wait, now, out)
             {
-                // The self-check those failures triggered has not answered:
-                // firing now could forward every call because the agent
-                // itself is cut off. Hold in pending until a verdict arrives
-                // (blind: the rule freezes; ok: it fires), at most `wait`.
-                let first = rs.awaiting_self_check.is_none();
-                let entered = rs.hold_pending(now);
-                if first {
-                    out.push(Command::SelfCheckNeeded {
-                        rule: spec.name.clone(),
-                    });
-                }
-                if let Some((from, to)) = entered {
-                    out.push(Command::RuleTransition {
-                        rule: spec.name.clone(),
-                        from,
-                        to,
-                    });
-                }
-                let held = rs.awaiting_self_check.unwrap_or(now);
-                if now < held.add(wait) {
-                    continue;
-                }
-                out.push(Command::Audit {
-                    kind: AuditKind::Blind,
-                    message: format!(
-                        "{}: no self-check verdict within {} of the probe failures (failing since {failing}); firing on the probe evidence",
-                        spec.name,
-                        fmt_dur(wait)
-                    ),
-                });
+                continue;
             }
             if let Some((from, to)) = rs.advance(truth, spec, now, on_since) {
                 out.push(Command::RuleTransition {
@@ -505,6 +478,47 @@ impl Engine {
             until
         ))
     }
+}
+
+/// A rule due to fire on probe failures (`failing` since) that no
+/// self-check verdict has vouched for: firing now could forward every call
+/// because the agent itself is cut off. It waits in pending for the verdict
+/// the daemon is asked for (blind: it will freeze; ok: it fires), at most
+/// `wait`. Returns whether it must keep waiting; when the wait is over
+/// without a verdict it fires on the probe evidence, with an audit line.
+fn wait_for_verdict(
+    rs: &mut RuleState,
+    spec: &RuleSpec,
+    failing: Timestamp,
+    wait: Duration,
+    now: Timestamp,
+    out: &mut Vec<Command>,
+) -> bool {
+    if rs.awaiting_self_check.is_none() {
+        out.push(Command::SelfCheckNeeded {
+            rule: spec.name.clone(),
+        });
+    }
+    if let Some((from, to)) = rs.hold_pending(now) {
+        out.push(Command::RuleTransition {
+            rule: spec.name.clone(),
+            from,
+            to,
+        });
+    }
+    let held = rs.awaiting_self_check.unwrap_or(now);
+    if now < held.add(wait) {
+        return true;
+    }
+    out.push(Command::Audit {
+        kind: AuditKind::Blind,
+        message: format!(
+            "{}: no self-check verdict within {} of the probe failures (failing since {failing}); firing on the probe evidence",
+            spec.name,
+            fmt_dur(wait)
+        ),
+    });
+    false
 }
 
 /// `2m`, `10s`, `1h 30m`: for reasons and audit lines.

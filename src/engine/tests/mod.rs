@@ -1,6 +1,8 @@
 //! Engine-level tests: precedence table, explanations, alerts, snapshots,
-//! property tests and the statistical false-activation test. All on virtual
-//! time: timestamps are arguments, nothing sleeps.
+//! property tests, the flap latch (`flap.rs`), the blind guard's wait for a
+//! self-check verdict (`blind.rs`), the statistical false-activation test
+//! and the defaults' trade-off table (`tuning.rs`, `docs/tuning.md`). All on
+//! virtual time: timestamps are arguments, nothing sleeps.
 
 mod behaviour;
 mod blind;
