@@ -66,6 +66,7 @@ fn spec() -> EngineSpec {
         alerts_ttl: Duration::from_secs(900),
         alert_ttls: Default::default(),
         self_check: true,
+        self_check_wait: continuity_agent::probe::selfcheck::VERDICT_WITHIN,
     }
 }
 

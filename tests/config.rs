@@ -89,8 +89,8 @@ fn base_config_is_valid_and_compiles_rules() {
     assert_eq!(spec.probes.len(), 2);
     assert_eq!(
         (spec.probes[0].rise, spec.probes[0].fall),
-        (2, 3),
-        "HAProxy defaults"
+        (2, 10),
+        "rise: HAProxy's default; fall: docs/tuning.md"
     );
     assert_eq!(spec.profiles, vec!["backup".to_string()]);
 }

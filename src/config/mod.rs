@@ -116,6 +116,7 @@ impl Config {
                 .map(|(source, c)| (source.to_string(), self.alert_ttl(source, c.ttl)))
                 .collect(),
             self_check: !self.raw.engine.self_check.is_empty(),
+            self_check_wait: crate::probe::selfcheck::VERDICT_WITHIN,
         }
     }
 

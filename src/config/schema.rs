@@ -49,7 +49,10 @@ pub mod defaults {
     /// routing back and forth is worse for callers than a short extra fallback period.
     pub const RULE_MIN_ACTIVE: Dur = Dur::from_secs(300);
 
-    /// Kibana flags flapping at >= 4 transitions in 20 events; 4 in 30 minutes is our default.
+    /// Automatic on/off transitions allowed within `FLAP_WINDOW`. An outage makes 2, an outage
+    /// with one relapse 4, so neither can latch; a trunk failing every few minutes makes a 5th
+    /// on its third failure (the table and its test: `docs/tuning.md`,
+    /// `engine::tests::flap`). Kibana flags flapping at >= 4 transitions in 20 events.
     pub const FLAP_MAX: u32 = 4;
     pub const FLAP_WINDOW: Dur = Dur::from_secs(30 * 60);
     pub const SELF_CHECK_INTERVAL: Dur = Dur::from_secs(30);

@@ -267,6 +267,10 @@ impl Loop {
                 Command::ProbeCadence { probe, fast } => {
                     self.probes.set_fast(&probe, fast);
                 }
+                Command::SelfCheckNeeded { rule } => {
+                    tracing::info!(message = "Rule due to fire is waiting for a self-check verdict.", rule = %rule);
+                    self.probes.check_self_now();
+                }
                 Command::ProbeTransition {
                     probe,
                     from,

@@ -96,8 +96,16 @@ impl Probes {
             .last_self_check_trigger
             .is_none_or(|t| t.elapsed() >= SELF_CHECK_DEBOUNCE);
         if due {
-            self.last_self_check_trigger = Some(Instant::now());
-            self.self_check_now.notify_one();
+            self.check_self_now();
         }
+    }
+
+    /// The engine holds a rule until a verdict newer than its probes'
+    /// failures arrives (`Command::SelfCheckNeeded`): check now, whatever the
+    /// debounce says. A check already running completes first, then this
+    /// one runs (the trigger is a `Notify` permit), so its verdict is newer.
+    pub(super) fn check_self_now(&mut self) {
+        self.last_self_check_trigger = Some(Instant::now());
+        self.self_check_now.notify_one();
     }
 }

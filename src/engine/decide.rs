@@ -147,6 +147,13 @@ impl Engine {
         let prev_layer = self.st.layer;
         self.st.layer = layer;
         let Some(target) = target else {
+            // The flap latch took the decision over (or gave it back) without
+            // changing it: nothing goes to the actuator, but the recorded
+            // cause and reasons must name who decides now.
+            if layer != prev_layer && (layer == Layer::Flapping || prev_layer == Layer::Flapping) {
+                self.st.cause = Some(layer.cause());
+                self.st.reasons = self.reasons(now, layer, trig, cleared);
+            }
             return false;
         };
         let cause = match trig {
@@ -154,14 +161,11 @@ impl Engine {
             Trigger::OverrideSet | Trigger::OverrideCleared { .. } => Cause::Override,
             Trigger::Restore => Cause::Restore,
             Trigger::None => match (layer, prev_layer) {
-                (Layer::Override, _) => Cause::Override,
-                (Layer::Drill, _) => Cause::Drill,
-                (Layer::Flapping, _) => Cause::Flapping,
                 // A higher layer ended and the rules took over again: the
                 // ending is what changed the state.
                 (Layer::Rule, Layer::Drill) => Cause::Drill,
-                (Layer::Rule, Layer::Flapping) => Cause::Flapping,
-                (Layer::Rule, _) => Cause::Rule,
+                (Layer::Rule, Layer::Flapping) => Cause::Flap,
+                (layer, _) => layer.cause(),
             },
         };
         let reasons = self.reasons(now, layer, trig, cleared);
@@ -232,18 +236,8 @@ impl Engine {
                 }
             }
             Layer::Flapping => {
-                if let Some(l) = &self.st.flap.latched {
-                    r.push(reason(
-                        "flapping",
-                        format!(
-                            "flapping: more than {} automatic transitions within {}; holding {} on since {} until released or quiet for {}",
-                            self.spec.flap_max,
-                            fmt_dur(self.spec.flap_window),
-                            l.profile,
-                            l.since,
-                            fmt_dur(self.spec.flap_window)
-                        ),
-                    ));
+                if let Some(text) = self.flap_explanation() {
+                    r.push(reason("flap", text));
                 }
             }
             Layer::Rule => self.rule_reasons(now, cleared, &mut r),
@@ -329,6 +323,13 @@ impl Engine {
                     fmt_dur(now.since(since)),
                     fmt_dur(spec.clear_for),
                     fmt_dur(spec.min_active)
+                ),
+            )),
+            RulePhase::Pending if s.awaiting_self_check.is_some() => r.push(reason(
+                name.clone(),
+                format!(
+                    "{name}: pending: due to fire, waiting for the self-check to confirm the agent itself can reach the network (at most until {})",
+                    s.awaiting_self_check.unwrap_or(now).add(self.spec.self_check_wait)
                 ),
             )),
             RulePhase::Pending => r.push(reason(

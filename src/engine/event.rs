@@ -88,7 +88,10 @@ pub enum Cause {
     Rule,
     Override,
     OverrideExpired,
-    Flapping,
+    /// The flap latch took the decision, or gave it back. Written `flap`;
+    /// older snapshots wrote `flapping`, which still reads.
+    #[serde(alias = "flapping")]
+    Flap,
     Drill,
     Maintenance,
     Restore,
@@ -100,7 +103,7 @@ impl Cause {
         Cause::Rule,
         Cause::Override,
         Cause::OverrideExpired,
-        Cause::Flapping,
+        Cause::Flap,
         Cause::Drill,
         Cause::Maintenance,
         Cause::Restore,
@@ -111,7 +114,7 @@ impl Cause {
             Cause::Rule => "rule",
             Cause::Override => "override",
             Cause::OverrideExpired => "override_expired",
-            Cause::Flapping => "flapping",
+            Cause::Flap => "flap",
             Cause::Drill => "drill",
             Cause::Maintenance => "maintenance",
             Cause::Restore => "restore",
@@ -152,6 +155,10 @@ pub enum Command {
         from: RulePhase,
         to: RulePhase,
     },
+    /// A rule is due to fire on probe failures that no self-check verdict
+    /// has vouched for yet: run the self-check now (not debounced). The rule
+    /// waits for the verdict at most `self_check_wait`.
+    SelfCheckNeeded { rule: String },
     /// Something worth a line in the audit log that is not a state change
     /// (alert expired, override rejected, flap latch set/released...).
     Audit { kind: AuditKind, message: String },

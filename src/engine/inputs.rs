@@ -298,6 +298,7 @@ impl Engine {
             // No canaries configured: the guard is off by configuration.
             return;
         }
+        self.st.self_check_at = Some(now);
         match (&mut self.st.blind, ok) {
             (None, false) => {
                 audit(

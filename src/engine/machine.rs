@@ -6,6 +6,7 @@
 //! The event handlers live in `inputs.rs`, the decision in `decide.rs`.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use crate::domain::{Desired, ProbeHealth, Timestamp};
 use crate::telemetry::AuditKind;
@@ -13,8 +14,8 @@ use crate::telemetry::AuditKind;
 use super::compiled::{CompiledRule, Truth};
 use super::eval::{Ctx, Tri};
 use super::event::{Command, Event, Override};
-use super::rule::RulePhase;
-use super::spec::EngineSpec;
+use super::rule::{RulePhase, RuleState};
+use super::spec::{EngineSpec, RuleSpec};
 use super::state::{Latch, State};
 
 /// What, besides the rules, made this step change things; it picks the
@@ -157,15 +158,18 @@ impl Engine {
         self.st.alerts.values().for_each(|a| put(a.expires));
         self.st.maintenance.values().for_each(|&t| put(t));
         self.st.drills.values().for_each(|d| put(d.until));
-        if self.st.flap.latched.is_some()
-            && let Some(&newest) = self.st.flap.history.back()
-        {
-            put(newest.add(self.spec.flap_window));
+        if let Some(t) = self.flap_release_at() {
+            put(t);
         }
         let on = self.st.active_since;
         for (i, (r, c)) in self.spec.rules.iter().zip(&self.rules).enumerate() {
             // A held rule waits for a probe result, not for time.
             if self.awaiting_fresh(i) {
+                continue;
+            }
+            // Held for a self-check verdict: the wait is bounded.
+            if let Some(held) = c.state.awaiting_self_check {
+                put(held.add(self.spec.self_check_wait));
                 continue;
             }
             if let Some(t) = c.state.deadline(r, on) {
@@ -291,6 +295,30 @@ impl Engine {
             && r.probes.iter().any(|&p| self.stale[p])
     }
 
+    /// When rule `i` reads probes that are down on a run of failures newer
+    /// than the last self-check verdict: the start of the newest such run.
+    /// `None` when the guard is off, already blind (rules are frozen then),
+    /// or a verdict has come in since the failures began.
+    pub(super) fn unverified_failures(&self, i: usize) -> Option<Timestamp> {
+        if !self.spec.self_check || self.st.blind.is_some() {
+            return None;
+        }
+        let newest = self.rules[i]
+            .probes
+            .iter()
+            .filter_map(|&p| {
+                let s = &self.st.probes[p];
+                (s.health == ProbeHealth::Down)
+                    .then_some(s.failing_since)
+                    .flatten()
+            })
+            .max()?;
+        match self.st.self_check_at {
+            Some(verdict) if verdict >= newest => None,
+            _ => Some(newest),
+        }
+    }
+
     fn advance_rules(&mut self, now: Timestamp, out: &mut Vec<Command>, cleared: &mut Vec<usize>) {
         let on_since = self.st.active_since;
         for i in 0..self.rules.len() {
@@ -298,6 +326,8 @@ impl Engine {
                 continue;
             }
             let eff = self.effective_truth(i);
+            let unverified = self.unverified_failures(i);
+            let wait = self.spec.self_check_wait;
             let (Some(spec), Some(rs)) = (
                 self.spec.rules.get(i),
                 self.rules.get_mut(i).map(|r| &mut r.state),
@@ -306,12 +336,19 @@ impl Engine {
             };
             let Some(truth) = eff else {
                 rs.frozen = true;
+                rs.awaiting_self_check = None;
                 continue;
             };
             if rs.frozen {
                 // Time spent blind is evidence of nothing: restart the timer.
                 rs.frozen = false;
                 rs.restart_timer(now);
+            }
+            if let Some(failing) = unverified
+                && rs.would_fire(truth, spec, now)
+                && wait_for_verdict(rs, spec, failing, wait, now, out)
+            {
+                continue;
             }
             if let Some((from, to)) = rs.advance(truth, spec, now, on_since) {
                 out.push(Command::RuleTransition {
@@ -341,58 +378,69 @@ impl Engine {
         best
     }
 
+    /// The flap detector. It counts *automatic on/off transitions*: the
+    /// rules' own decision going from off to on or from on to off, whether or
+    /// not an override, drill or the latch itself masks it. A switch between
+    /// two profiles while the rules keep the fallback on is not one (the
+    /// callers stay forwarded); neither is anything an operator or the
+    /// calendar does (overrides, drills, their ends), nor a latch release.
+    /// More than `flap_max` of them within `flap_window` latch the most recent
+    /// automatic profile on; `flap_window` without one releases it.
     fn update_flap(&mut self, now: Timestamp, out: &mut Vec<Command>) {
         // Compare before cloning: this runs on every step.
         let top = self.top_rule().map(|i| self.spec.rules[i].profile.as_str());
-        let same = matches!((&self.st.flap.auto, top), (Some(Desired::Inactive), None))
-            || matches!((&self.st.flap.auto, top), (Some(Desired::Active { profile }), Some(p)) if profile == p);
-        let auto = match top {
-            Some(p) if !same => Desired::Active {
-                profile: p.to_string(),
-            },
-            _ => Desired::Inactive,
+        let was = self.st.flap.auto.as_ref();
+        let switched = match (was, top) {
+            (Some(Desired::Inactive), None) => false,
+            (Some(Desired::Active { profile }), Some(p)) => profile != p,
+            _ => true,
         };
-        let max = self.spec.flap_max;
-        let window = self.spec.flap_window;
+        let on_off = was.is_none_or(|w| w.is_active() != top.is_some());
         let f = &mut self.st.flap;
-        if !same {
-            // The first evaluation only sets the baseline.
-            if f.auto.is_some() {
+        if switched {
+            // The first evaluation (`auto` unknown) only sets the baseline.
+            if on_off && f.auto.is_some() {
                 f.history.push_back(now);
                 // Latching needs max+1 entries and release only the newest.
-                while f.history.len() > max as usize + 1 {
+                while f.history.len() > self.spec.flap_max as usize + 1 {
                     f.history.pop_front();
                 }
             }
-            if let Desired::Active { profile } = &auto {
-                f.last_active_profile = Some(profile.clone());
-            }
-            f.auto = Some(auto);
+            f.auto = Some(match top {
+                Some(p) => {
+                    f.last_active_profile = Some(p.to_string());
+                    Desired::Active {
+                        profile: p.to_string(),
+                    }
+                }
+                None => Desired::Inactive,
+            });
         }
+        let window = self.spec.flap_window;
         while f.history.front().is_some_and(|&t| now.since(t) >= window) {
             f.history.pop_front();
         }
+        let max = self.spec.flap_max;
         match &f.latched {
             None if max > 0 && f.history.len() > max as usize => {
                 if let Some(profile) = f.last_active_profile.clone() {
-                    out.push(Command::Audit {
-                        kind: AuditKind::Flap,
-                        message: format!(
-                            "flap latch set: more than {max} automatic transitions within {}; holding {profile} on until released or quiet",
-                            fmt_dur(window)
-                        ),
-                    });
                     f.latched = Some(Latch {
                         since: now,
                         profile,
                     });
+                    if let Some(why) = self.flap_explanation() {
+                        out.push(Command::Audit {
+                            kind: AuditKind::Flap,
+                            message: format!("flap latch set: {why}"),
+                        });
+                    }
                 }
             }
             Some(l) if f.history.is_empty() => {
                 out.push(Command::Audit {
                     kind: AuditKind::Flap,
                     message: format!(
-                        "flap latch released: no automatic transition for {} (latched since {})",
+                        "flap latch released: no automatic on/off transition for {} (latched since {})",
                         fmt_dur(window),
                         l.since
                     ),
@@ -402,6 +450,75 @@ impl Engine {
             _ => {}
         }
     }
+
+    /// When the flap latch lets go by itself if the rules stop flapping:
+    /// `flap_window` after the last automatic on/off transition. `None`
+    /// while it is not latched.
+    pub(super) fn flap_release_at(&self) -> Option<Timestamp> {
+        let f = &self.st.flap;
+        f.latched.as_ref()?;
+        f.history.back().map(|t| t.add(self.spec.flap_window))
+    }
+
+    /// Why the flap latch holds, until when, and how to release it: the one
+    /// wording of the audit line, the decision's reason and status.
+    pub(super) fn flap_explanation(&self) -> Option<String> {
+        let l = self.st.flap.latched.as_ref()?;
+        let until = self
+            .flap_release_at()
+            .map_or_else(|| "the window is quiet".to_string(), |t| t.to_string());
+        Some(format!(
+            "more than {} automatic on/off transitions within {}; holding {} on since {} until {} \
+             (later if the rules keep flapping), or release it now with \
+             `continuity-agent override release-flap`",
+            self.spec.flap_max,
+            fmt_dur(self.spec.flap_window),
+            l.profile,
+            l.since,
+            until
+        ))
+    }
+}
+
+/// A rule due to fire on probe failures (`failing` since) that no
+/// self-check verdict has vouched for: firing now could forward every call
+/// because the agent itself is cut off. It waits in pending for the verdict
+/// the daemon is asked for (blind: it will freeze; ok: it fires), at most
+/// `wait`. Returns whether it must keep waiting; when the wait is over
+/// without a verdict it fires on the probe evidence, with an audit line.
+fn wait_for_verdict(
+    rs: &mut RuleState,
+    spec: &RuleSpec,
+    failing: Timestamp,
+    wait: Duration,
+    now: Timestamp,
+    out: &mut Vec<Command>,
+) -> bool {
+    if rs.awaiting_self_check.is_none() {
+        out.push(Command::SelfCheckNeeded {
+            rule: spec.name.clone(),
+        });
+    }
+    if let Some((from, to)) = rs.hold_pending(now) {
+        out.push(Command::RuleTransition {
+            rule: spec.name.clone(),
+            from,
+            to,
+        });
+    }
+    let held = rs.awaiting_self_check.unwrap_or(now);
+    if now < held.add(wait) {
+        return true;
+    }
+    out.push(Command::Audit {
+        kind: AuditKind::Blind,
+        message: format!(
+            "{}: no self-check verdict within {} of the probe failures (failing since {failing}); firing on the probe evidence",
+            spec.name,
+            fmt_dur(wait)
+        ),
+    });
+    false
 }
 
 /// `2m`, `10s`, `1h 30m`: for reasons and audit lines.

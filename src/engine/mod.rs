@@ -15,15 +15,23 @@
 //!   ends after `clear_for` false AND the fallback on for `min_active` (which
 //!   only binds while it is on). Unknown probes are not down.
 //! - Decision: override > drill > flap latch > highest-priority firing or
-//!   clearing rule (ties: config order). Flapping counts changes of the
-//!   rules' own decision (masked or not by an override) within `flap_window`;
-//!   more than `flap_max` latches the last automatic profile on until
-//!   `FlapRelease` or `flap_window` without a change.
+//!   clearing rule (ties: config order). The flap detector counts automatic
+//!   on/off transitions (the rules' own decision switching the fallback on or
+//!   off, masked or not by an override or drill; not profile switches, not
+//!   operator actions) within `flap_window`; more than `flap_max` latches the
+//!   last automatic profile on until `FlapRelease` or `flap_window` without
+//!   one. While latched the decision's cause is `flap`, even when latching
+//!   changed nothing on the wire.
 //! - Blind guard (self-check failing): rules that read probes see probe
 //!   leaves as *unknown* (Kleene logic). If alerts alone decide the condition
 //!   the rule proceeds with that value; otherwise it is frozen in its phase,
 //!   and when it thaws its running `for`/`clear_for` timer restarts (time
-//!   spent blind is no evidence).
+//!   spent blind is no evidence). No race: a rule due to fire (inactive with
+//!   `for = 0`, or pending at its `for` deadline) while a probe it reads is
+//!   down on failures newer than the last self-check verdict is held in
+//!   pending (`Command::SelfCheckNeeded` asks the daemon to check now) until
+//!   a verdict arrives (blind: it freezes; ok: it fires), at most
+//!   `self_check_wait` (then it fires on the probe evidence, audited).
 //! - Maintenance window: an inactive or pending rule that reads probes sees
 //!   probe leaves as unknown and only a definite true counts, so probes can
 //!   never newly activate it (a pending one drops to inactive and pends

@@ -28,6 +28,11 @@ pub struct ProbeState {
     pub last_result_at: Option<Timestamp>,
     /// When `health` last changed (`None`: never, still in its initial state).
     pub last_change: Option<Timestamp>,
+    /// When the current run of failures began (`None` after a success). The
+    /// blind guard wants a self-check verdict newer than this before a rule
+    /// fires on it.
+    #[serde(default)]
+    pub failing_since: Option<Timestamp>,
     /// Whether the daemon was last told to poll fast. Starts `true` (unknown is
     /// transitioning) so the first confirmation comes quickly.
     pub fast: bool,
@@ -43,6 +48,7 @@ impl Default for ProbeState {
             last_latency_ms: None,
             last_result_at: None,
             last_change: None,
+            failing_since: None,
             fast: true,
         }
     }
@@ -79,12 +85,16 @@ impl ProbeState {
         if outcome.success {
             self.successes = self.successes.saturating_add(1);
             self.failures = 0;
+            self.failing_since = None;
             if self.health != ProbeHealth::Up && self.successes >= spec.rise.max(1) {
                 self.health = ProbeHealth::Up;
             }
         } else {
             self.failures = self.failures.saturating_add(1);
             self.successes = 0;
+            // A state restored from an older snapshot has failures but no
+            // start: its first fresh failure starts the run.
+            self.failing_since.get_or_insert(now);
             if self.health != ProbeHealth::Down && self.failures >= spec.fall.max(1) {
                 self.health = ProbeHealth::Down;
             }

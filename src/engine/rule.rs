@@ -75,6 +75,10 @@ pub struct RuleState {
     /// cannot trust right now, so the rule keeps its phase.
     #[serde(default)]
     pub frozen: bool,
+    /// Since when the rule, due to fire on probe failures, waits for a
+    /// self-check verdict newer than them (the blind guard's answer).
+    #[serde(default)]
+    pub awaiting_self_check: Option<Timestamp>,
 }
 
 impl Default for RuleState {
@@ -84,6 +88,7 @@ impl Default for RuleState {
             since: None,
             fired_at: None,
             frozen: false,
+            awaiting_self_check: None,
         }
     }
 }
@@ -125,6 +130,7 @@ impl RuleState {
         if to == from {
             return None;
         }
+        self.awaiting_self_check = None;
         self.phase = to;
         self.since = Some(now);
         match (from, to) {
@@ -135,6 +141,29 @@ impl RuleState {
             _ => {}
         }
         Some((from, to))
+    }
+
+    /// Whether `advance(truth, ..)` at `now` would make the rule fire from
+    /// inactive or pending.
+    pub fn would_fire(&self, truth: bool, spec: &RuleSpec, now: Timestamp) -> bool {
+        truth
+            && match self.phase {
+                RulePhase::Inactive => spec.for_.is_zero(),
+                RulePhase::Pending => now.since(self.since.unwrap_or(now)) >= spec.for_,
+                RulePhase::Firing | RulePhase::Clearing => false,
+            }
+    }
+
+    /// Holds a rule that would fire (see `would_fire`) in pending, entering
+    /// it from inactive (`for = 0`). Returns the transition, if any.
+    pub fn hold_pending(&mut self, now: Timestamp) -> Option<(RulePhase, RulePhase)> {
+        self.awaiting_self_check.get_or_insert(now);
+        if self.phase == RulePhase::Inactive {
+            self.phase = RulePhase::Pending;
+            self.since = Some(now);
+            return Some((RulePhase::Inactive, RulePhase::Pending));
+        }
+        None
     }
 
     /// When this rule next needs evaluating even if nothing else happens.
@@ -371,6 +400,7 @@ mod tests {
                 since: Some(at(0)),
                 fired_at: start.holds().then(|| at(0)),
                 frozen: false,
+                awaiting_self_check: None,
             };
             let tr = st.advance(*truth, &s, at(*now), on.map(at));
             assert_eq!(st.phase, *want, "{name}");

@@ -70,6 +70,8 @@ pub struct Snapshot {
     #[serde(default)]
     pub blind: Option<Blind>,
     #[serde(default)]
+    pub self_check_at: Option<Timestamp>,
+    #[serde(default)]
     pub flap: Flap,
     #[serde(default)]
     pub actual: Option<Actual>,
@@ -138,6 +140,7 @@ impl Engine {
             maintenance: st.maintenance.clone(),
             drills: st.drills.clone(),
             blind: st.blind.clone(),
+            self_check_at: st.self_check_at,
             flap: st.flap.clone(),
             actual: st.actual.clone(),
             taken_at: self.last_step,
@@ -190,6 +193,7 @@ impl Engine {
                         since: Some(now),
                         fired_at: Some(now),
                         frozen: false,
+                        awaiting_self_check: None,
                     };
                     notes.push(format!(
                         "rule {} changed while holding the fallback: it restarts clearing with its new timers",
@@ -223,6 +227,7 @@ impl Engine {
             .collect();
         e.st.maintenance = snap.maintenance;
         e.st.blind = snap.blind.filter(|_| e.spec.self_check);
+        e.st.self_check_at = snap.self_check_at;
         e.st.flap = snap.flap;
         if let Some(l) = e.st.flap.latched.take_if(|l| !known(&l.profile)) {
             notes.push(format!(

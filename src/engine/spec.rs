@@ -67,4 +67,8 @@ pub struct EngineSpec {
     pub alert_ttls: BTreeMap<String, Duration>,
     /// Whether self-check canaries are configured (otherwise the blind guard never engages).
     pub self_check: bool,
+    /// How long a self-check takes at most to report (canary timeout plus
+    /// delivery): a rule about to fire on probe failures waits at most this
+    /// long for a verdict newer than those failures.
+    pub self_check_wait: Duration,
 }

@@ -25,6 +25,18 @@ pub enum Layer {
     Rule,
 }
 
+impl Layer {
+    /// The cause of a decision this layer took.
+    pub fn cause(self) -> Cause {
+        match self {
+            Layer::Override => Cause::Override,
+            Layer::Drill => Cause::Drill,
+            Layer::Flapping => Cause::Flap,
+            Layer::Rule => Cause::Rule,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActiveDrill {
     pub profile: String,
@@ -38,12 +50,13 @@ pub struct Blind {
     pub detail: String,
 }
 
-/// The flap detector: transitions of the *automatic* (rule-driven) decision
-/// within the window, whether or not an override or drill masks them, so the
-/// latch measures the signal rather than operator actions.
+/// The flap detector: automatic on/off transitions (the rule-driven decision
+/// switching the fallback on or off) within the window, whether or not an
+/// override or drill masks them, so the latch measures the signal rather than
+/// operator actions. Profile switches are not counted (see `update_flap`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Flap {
-    /// Times of automatic-decision changes still inside the window, oldest first.
+    /// Times of automatic on/off transitions still inside the window, oldest first.
     pub history: VecDeque<Timestamp>,
     /// The automatic decision as of the last step.
     pub auto: Option<Desired>,
@@ -77,6 +90,8 @@ pub struct State {
     pub maintenance: BTreeMap<String, Timestamp>,
     pub drills: BTreeMap<String, ActiveDrill>,
     pub blind: Option<Blind>,
+    /// When the last self-check verdict (either way) arrived.
+    pub self_check_at: Option<Timestamp>,
     pub flap: Flap,
     pub actual: Option<Actual>,
 }
@@ -96,6 +111,7 @@ impl State {
             maintenance: BTreeMap::new(),
             drills: BTreeMap::new(),
             blind: None,
+            self_check_at: None,
             // A fresh engine's rules want nothing: the first activation is a transition.
             flap: Flap {
                 auto: Some(Desired::Inactive),

@@ -88,11 +88,15 @@ pub struct AlertView {
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct FlapView {
-    /// Automatic transitions still inside the window (capped at `flap_max + 1`).
+    /// Automatic on/off transitions still inside the window (capped at `flap_max + 1`).
     pub transitions_in_window: usize,
     pub flap_max: u32,
     pub latched_since: Option<Timestamp>,
     pub latched_profile: Option<String>,
+    /// When the latch lets go by itself if the rules stop flapping.
+    pub until: Option<Timestamp>,
+    /// While latched: why, until when, and how to release it.
+    pub reason: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -178,6 +182,8 @@ impl Engine {
                 flap_max: self.spec.flap_max,
                 latched_since: f.latched.as_ref().map(|l| l.since),
                 latched_profile: f.latched.as_ref().map(|l| l.profile.clone()),
+                until: self.flap_release_at(),
+                reason: self.flap_explanation(),
             },
             blind: self.st.blind.as_ref().map(|b| BlindView {
                 since: b.since,

@@ -38,6 +38,11 @@ use super::{fmt_latency, timeout_detail};
 /// to conclude on one lost packet.
 pub const CANARY_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// A check started now reports within this: the canary timeout plus a second
+/// for the verdict to reach the engine. The engine holds a rule about to fire
+/// on probe failures at most this long for a verdict newer than them.
+pub const VERDICT_WITHIN: Duration = Duration::from_secs(CANARY_TIMEOUT.as_secs() + 1);
+
 /// One parsed canary.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Canary {

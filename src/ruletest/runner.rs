@@ -148,6 +148,9 @@ fn describe(c: &Command) -> Option<String> {
         } => format!("probe {probe}: {from} -> {to} ({detail})"),
         Command::RuleTransition { rule, from, to } => format!("rule {rule}: {from} -> {to}"),
         Command::Audit { kind, message } => format!("[{kind}] {message}"),
+        Command::SelfCheckNeeded { rule } => {
+            format!("rule {rule}: waiting for a self-check verdict")
+        }
         Command::ProbeCadence { .. } => return None,
     })
 }

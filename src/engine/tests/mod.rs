@@ -1,12 +1,17 @@
 //! Engine-level tests: precedence table, explanations, alerts, snapshots,
-//! property tests and the statistical false-activation test. All on virtual
-//! time: timestamps are arguments, nothing sleeps.
+//! property tests, the flap latch (`flap.rs`), the blind guard's wait for a
+//! self-check verdict (`blind.rs`), the statistical false-activation test
+//! and the defaults' trade-off table (`tuning.rs`, `docs/tuning.md`). All on
+//! virtual time: timestamps are arguments, nothing sleeps.
 
 mod behaviour;
+mod blind;
+mod flap;
 mod precedence;
 mod props;
 mod restore;
 mod stats;
+mod tuning;
 
 use std::collections::BTreeMap;
 
@@ -170,8 +175,17 @@ pub(super) fn drive(e: &mut Engine, events: Vec<(i64, Event)>) -> Vec<(Timestamp
     all
 }
 
-/// Three failures on both trunks at `at`, `at+1`, `at+2` (both go down at `at+2`).
+/// Three failures on both trunks at `at`, `at+1`, `at+2` (both go down at
+/// `at+2`), then the self-check those failures triggered answers: the agent
+/// itself is fine (so the blind guard does not hold the rule).
 pub(super) fn trunks_fail(at: i64) -> Vec<(i64, Event)> {
+    let mut evs = trunk_failures(at);
+    evs.push((at + 2, self_check_ok()));
+    evs
+}
+
+/// [`trunks_fail`] without the self-check verdict.
+pub(super) fn trunk_failures(at: i64) -> Vec<(i64, Event)> {
     (0..3)
         .flat_map(|i| {
             [
@@ -180,6 +194,13 @@ pub(super) fn trunks_fail(at: i64) -> Vec<(i64, Event)> {
             ]
         })
         .collect()
+}
+
+pub(super) fn self_check_ok() -> Event {
+    Event::SelfCheck {
+        ok: true,
+        detail: "1/1 canaries answered".into(),
+    }
 }
 
 pub(super) fn trunks_ok(at: i64) -> Vec<(i64, Event)> {

@@ -148,7 +148,7 @@ fn engine_precedence_table() {
             "blind: probes going down cannot newly fire a probe rule",
             cat(vec![
                 vec![blind(0)],
-                trunks_fail(1),
+                trunk_failures(1),
                 vec![(100, Event::Tick)],
             ]),
             Inactive,
@@ -165,6 +165,7 @@ fn engine_precedence_table() {
             cat(vec![
                 vec![
                     (0, fail("status", "major_outage")),
+                    (0, self_check_ok()),
                     (1, alert("v", "VendorDegraded")),
                     blind(2),
                 ],
@@ -240,6 +241,7 @@ fn engine_precedence_priority_tie_uses_rule_order() {
         &mut e,
         vec![
             (0, fail("status", "major_outage")),
+            (0, self_check_ok()),
             (1, alert("v", "VendorDegraded")),
             (1, alert("t", "TalkdeskVoiceDown")),
         ],
@@ -284,7 +286,7 @@ fn engine_precedence_flap_latch() {
     // on, off, on, off (4 = flap_max): allowed; the 5th (on) latches; the 6th (off) is held.
     let changes = set_desired(&cmds);
     assert_eq!(changes.len(), 5, "{changes:#?}");
-    assert_eq!(changes[4].2, Cause::Flapping);
+    assert_eq!(changes[4].2, Cause::Flap);
     assert_eq!(e.desired(), &active("message"));
     let v = e.view(t(60));
     assert!(v.flapping);
@@ -323,7 +325,7 @@ fn engine_precedence_flap_latch() {
         c,
         Command::SetDesired {
             desired: Inactive,
-            cause: Cause::Flapping,
+            cause: Cause::Flap,
             ..
         }
     )));
@@ -342,7 +344,7 @@ fn engine_precedence_flap_latch() {
     assert!(!e.view(t(2000)).flapping);
     assert_eq!(
         set_desired(&c).last().map(|x| (x.1.clone(), x.2)),
-        Some((Inactive, Cause::Flapping))
+        Some((Inactive, Cause::Flap))
     );
 }
 
