@@ -714,7 +714,12 @@ fn probes_run_with_the_documented_default_timeouts() {
         .probe_settings
         .iter()
         .map(|p| {
-            let s = probe::build_scheduled(p).unwrap();
+            let s = probe::build_scheduled(
+                p,
+                &continuity_agent::telemetry::Metrics::new(),
+                &probe::scheduler::CallSlots::new(2),
+            )
+            .unwrap();
             (
                 s.probe.id().to_string(),
                 s.interval,

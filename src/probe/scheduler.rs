@@ -14,14 +14,20 @@
 //! - records `continuity_probe_duration_seconds{probe,type}` and
 //!   `continuity_probe_results_total{probe,result}`, then sends
 //!   `Event::ProbeResult` into the bounded engine channel;
+//! - for call probes, takes one of the shared [`CallSlots`] before each
+//!   check (`engine.max_concurrent_calls`): a test call waits for a line
+//!   rather than exceed the bound, and its time waiting is not its duration;
 //! - stops promptly when the shutdown token is cancelled.
+//!
+//! A probe's checks never overlap (the task awaits each one), so at most one
+//! call per call probe is in flight.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep};
 use tokio_util::sync::CancellationToken;
@@ -40,8 +46,20 @@ pub struct Scheduled {
     pub probe: Box<dyn Probe>,
     pub interval: Duration,
     pub fast_interval: Duration,
-    /// The probe's own timeout; the scheduler's backstop is this plus a grace.
+    /// The probe's own bound on a check; the scheduler's backstop is this plus a grace.
     pub timeout: Duration,
+    /// Slots to take before each check (call probes), `None` for no limit.
+    pub slots: Option<CallSlots>,
+}
+
+/// The global bound on test calls in flight, shared by every call probe.
+#[derive(Clone, Debug)]
+pub struct CallSlots(Arc<Semaphore>);
+
+impl CallSlots {
+    pub fn new(max_concurrent_calls: usize) -> CallSlots {
+        CallSlots(Arc::new(Semaphore::new(max_concurrent_calls)))
+    }
 }
 
 /// Control over running probe tasks.
@@ -153,6 +171,14 @@ async fn run_probe(
                 }
             }
             _ = ticker.tick() => {
+                // Held until the check ends. The semaphore is never closed.
+                let _slot = match &s.slots {
+                    None => None,
+                    Some(CallSlots(sem)) => tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        p = sem.clone().acquire_owned() => p.ok(),
+                    },
+                };
                 last_start = Instant::now();
                 let outcome = tokio::select! {
                     _ = shutdown.cancelled() => return,
@@ -241,6 +267,7 @@ mod tests {
             interval: Duration::from_secs(interval),
             fast_interval: Duration::from_secs(fast),
             timeout,
+            slots: None,
         };
         (s, runs)
     }
