@@ -413,4 +413,69 @@ mod tests {
             .await
             .expect("tasks stop promptly");
     }
+
+    /// A probe whose checks take `cost` and record how many ran at once.
+    struct Line {
+        id: &'static str,
+        cost: Duration,
+        now: Arc<Mutex<(u32, u32)>>,
+    }
+
+    impl Probe for Line {
+        fn id(&self) -> &str {
+            self.id
+        }
+        fn kind(&self) -> &'static str {
+            "call"
+        }
+        fn check(&self) -> BoxFuture<'_, ProbeOutcome> {
+            Box::pin(async move {
+                {
+                    let mut n = self.now.lock().unwrap();
+                    n.0 += 1;
+                    n.1 = n.1.max(n.0);
+                }
+                sleep(self.cost).await;
+                self.now.lock().unwrap().0 -= 1;
+                ProbeOutcome::success("answered", None)
+            })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn call_slots_bound_the_calls_in_flight() {
+        let now = Arc::new(Mutex::new((0, 0)));
+        let slots = CallSlots::new(2);
+        let probes = ["a", "b", "c", "d"]
+            .into_iter()
+            .map(|id| Scheduled {
+                probe: Box::new(Line {
+                    id,
+                    cost: Duration::from_secs(5),
+                    now: now.clone(),
+                }),
+                interval: Duration::from_secs(1),
+                fast_interval: Duration::from_secs(1),
+                timeout: Duration::from_secs(10),
+                slots: Some(slots.clone()),
+            })
+            .collect();
+        let (tx, mut rx) = mpsc::channel(1024);
+        let shutdown = CancellationToken::new();
+        let handle = spawn(probes, tx, Metrics::new(), shutdown.clone());
+        sleep(Duration::from_secs(60)).await;
+        shutdown.cancel();
+        handle.join().await;
+        assert_eq!(
+            now.lock().unwrap().1,
+            2,
+            "never more than two calls at once"
+        );
+        let mut results = 0;
+        while rx.try_recv().is_ok() {
+            results += 1;
+        }
+        // Two lines, 5s per call: about 24 calls in 60s, shared by all four.
+        assert!((20..=24).contains(&results), "{results} calls");
+    }
 }

@@ -220,3 +220,116 @@ impl CallConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::probe::testutil::{probe_config, probe_settings};
+    use crate::probe::{KindSettings, ProbeConfig};
+    use std::time::Duration;
+
+    fn errors(v: serde_json::Value) -> Vec<(String, String)> {
+        let p: ProbeConfig = probe_config(v);
+        let f = p.settings().unwrap_err();
+        f.errors.into_iter().map(|e| (e.key, e.reason)).collect()
+    }
+
+    #[test]
+    fn defaults_keep_calls_rare_and_short() {
+        let s = probe_settings(
+            serde_json::json!({"id": "c", "type": "call", "target": "sip:+1555@sbc.example"}),
+        );
+        let secs = Duration::from_secs;
+        assert_eq!(
+            (
+                s.cadence.interval,
+                s.cadence.fast_interval,
+                s.cadence.timeout
+            ),
+            (secs(300), secs(30), secs(8))
+        );
+        let KindSettings::Call(c) = &s.kind else {
+            panic!("a call")
+        };
+        assert_eq!(
+            (c.max_duration, c.min_media, c.media_timeout),
+            (secs(10), secs(1), secs(3))
+        );
+        assert!(!c.expect_audio && c.credentials.is_none() && c.from.is_none());
+        assert!(c.accept.accepts(200) && !c.accept.accepts(486));
+        assert_eq!(
+            s.check_budget(),
+            secs(12),
+            "the scheduler waits for the BYE"
+        );
+    }
+
+    #[test]
+    fn no_check_faster_than_thirty_seconds() {
+        let e = errors(serde_json::json!({
+            "id": "c", "type": "call", "target": "sip:h", "interval": "10s", "fast_interval": "5s"
+        }));
+        let keys: Vec<&str> = e.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["interval", "fast_interval"], "{e:?}");
+        assert!(e[0].1.contains("out of range (30s to "), "{e:?}");
+        // A fast interval defaults to 30s, so an interval of 30s is valid alone.
+        probe_settings(
+            serde_json::json!({"id": "c", "type": "call", "target": "sip:h", "interval": "30s"}),
+        );
+    }
+
+    #[test]
+    fn durations_must_fit_together() {
+        let e = errors(serde_json::json!({
+            "id": "c", "type": "call", "target": "sip:h",
+            "timeout": "10s", "min_media": "4s", "media_timeout": "3s"
+        }));
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert_eq!(e[0].0, "timeout");
+        assert!(
+            e[0].1.contains("not shorter than max_duration (10s)"),
+            "{e:?}"
+        );
+        assert_eq!(e[1].0, "min_media");
+        let e = errors(
+            serde_json::json!({"id": "c", "type": "call", "target": "sip:h", "max_duration": "5m"}),
+        );
+        assert_eq!(e[0].0, "max_duration");
+    }
+
+    #[test]
+    fn identity_and_credentials_are_checked_and_the_password_stays_secret() {
+        let e = errors(serde_json::json!({
+            "id": "c", "type": "call", "from": "sip:host.example", "username": "u"
+        }));
+        let keys: Vec<&str> = e.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["target", "from", "password_file"], "{e:?}");
+
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pw"), "hunter2\n").unwrap();
+        let mut found = crate::probe::Findings::default();
+        let s = probe_config(serde_json::json!({
+            "id": "c", "type": "call", "target": "sip:h", "from": "sip:+1555@agent.example",
+            "username": "u", "password_file": "pw"
+        }))
+        .validate_at(dir.path(), &mut found)
+        .unwrap();
+        let KindSettings::Call(c) = &s.kind else {
+            panic!("a call")
+        };
+        use secrecy::ExposeSecret;
+        assert_eq!(
+            c.credentials.as_ref().unwrap().password.expose_secret(),
+            "hunter2"
+        );
+        assert!(!format!("{s:?}").contains("hunter2"));
+        assert_eq!(
+            c.from.as_ref().unwrap().request_uri(),
+            "sip:+1555@agent.example"
+        );
+
+        let e = errors(serde_json::json!({
+            "id": "c", "type": "call", "target": "sip:h", "username": "u", "password_file": "/nonexistent/pw"
+        }));
+        assert!(e[0].1.starts_with("cannot read /nonexistent/pw"), "{e:?}");
+    }
+}
