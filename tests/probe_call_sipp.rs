@@ -221,3 +221,23 @@ async fn shutdown_mid_call_sends_bye() {
     assert!(rx.try_recv().is_err(), "no result: the call was cut short");
     assert_eq!(uas.finished(DONE).await, Some(true), "sipp got the BYE");
 }
+
+#[tokio::test]
+async fn a_closed_port_fails_fast() {
+    let port = support::free_port();
+    let s = settings(
+        &format!("sip:+15550100@127.0.0.1:{port}"),
+        serde_json::json!({}),
+    );
+    let started = std::time::Instant::now();
+    let out = probe::build(&s).unwrap().check().await;
+    assert!(!out.success, "{out:?}");
+    assert_eq!(
+        out.detail,
+        format!("ICMP port unreachable from 127.0.0.1:{port}")
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "no waiting for the ring timeout"
+    );
+}

@@ -204,11 +204,15 @@ impl Drop for Call {
 }
 
 impl Call {
+    /// Send during the INVITE transaction. A channel that fails is gone:
+    /// nothing is left to tear down through it.
     async fn send(&mut self, bytes: &[u8]) -> Result<(), ProbeOutcome> {
-        self.chan
-            .send(bytes)
-            .await
-            .map_err(|e| ProbeOutcome::failure(e, None))
+        self.chan.send(bytes).await.map_err(|e| self.broken(e))
+    }
+
+    fn broken(&mut self, e: String) -> ProbeOutcome {
+        self.state = State::Done;
+        ProbeOutcome::failure(e, None)
     }
 
     /// INVITE until a final response or the ring timeout.
@@ -223,7 +227,7 @@ impl Call {
         loop {
             let retransmit = !reliable && self.state == (State::Inviting { provisional: false });
             let msg = tokio::select! {
-                m = self.chan.recv() => m.map_err(|e| ProbeOutcome::failure(e, None))?,
+                m = self.chan.recv() => m,
                 _ = sleep_until(resend), if retransmit => {
                     self.send(&invite).await?;
                     every *= 2; // Timer A doubles without a cap (RFC 3261 17.1.1.2).
@@ -243,6 +247,7 @@ impl Call {
                     ));
                 }
             };
+            let msg = msg.map_err(|e| self.broken(e))?;
             let r = match parse_incoming(&msg) {
                 Ok(Incoming::Response(r)) if self.dialog.is_invite_reply(&r.status) => r,
                 _ => continue,
