@@ -3,8 +3,10 @@
 //! so its exit status says whether the call went exactly as the scenario
 //! expects: ACK, CANCEL or BYE included.
 //!
-//! Media: Debian's sipp is built with RTP support (`-rtp_echo`), so the
-//! callee returns the probe's own RTP stream.
+//! Media: Debian's sipp is built with RTP and pcap support
+//! (`SIPp v3.6.1-SCTP-PCAP-RTPSTREAM`): `-rtp_echo` returns the probe's own
+//! stream (silence), and `play_pcap_audio` plays the G.711 sample Debian
+//! ships (`/usr/share/sip-tester/g711a.pcap`) as an IVR greeting.
 
 use std::time::Duration;
 
@@ -240,4 +242,22 @@ async fn a_closed_port_fails_fast() {
         started.elapsed() < Duration::from_secs(1),
         "no waiting for the ring timeout"
     );
+}
+
+#[tokio::test]
+async fn expect_audio_hears_a_played_greeting() {
+    let pcap = "/usr/share/sip-tester/g711a.pcap";
+    assert!(
+        std::path::Path::new(pcap).exists(),
+        "{pcap} is missing: it ships with Debian's sip-tester (apt-get install sip-tester)"
+    );
+    let mut uas = CallUas::start("call-uas-greeting.xml", false, false).await;
+    let s = settings(
+        &uas.target("+15550100"),
+        serde_json::json!({"expect_audio": true, "media_timeout": "3s", "min_media": "1s"}),
+    );
+    let out = probe::build(&s).unwrap().check().await;
+    assert!(out.success, "{out:?}");
+    assert!(out.detail.contains("s of media: "), "{}", out.detail);
+    assert_eq!(uas.finished(DONE).await, Some(true), "sipp got the BYE");
 }
