@@ -50,7 +50,7 @@ pub use config::{Cadence, Findings, KindSettings, ProbeConfig, ProbeSettings};
 pub trait Probe: Send + Sync {
     /// The configured probe id (`[[probes]] id`).
     fn id(&self) -> &str;
-    /// The probe type as in config and metrics labels: `sip`, `http`, `statuspage`, `agents`.
+    /// The probe type as in config and metrics labels: `sip`, `http`, `statuspage`, `agents`, `call`.
     fn kind(&self) -> &'static str;
     /// Run one attempt.
     fn check(&self) -> BoxFuture<'_, ProbeOutcome>;

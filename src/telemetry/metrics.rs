@@ -346,7 +346,7 @@ mod tests {
     fn init_series_exposes_known_series_at_zero() {
         let m = Metrics::new();
         m.init_series(&KnownLabels {
-            probes: vec![("trunk-a", "sip")],
+            probes: vec![("trunk-a", "sip"), ("test-call", "call")],
             causes: vec!["rule", "override"],
             webhook_sources: vec!["grafana"],
             talkdesk_ops: vec!["put_settings"],
@@ -360,8 +360,13 @@ mod tests {
             r#"continuity_probe_results_total{probe="trunk-a",result="failure"} 0"#,
             r#"continuity_alerts_received_total{result="accepted",source="grafana"} 0"#,
             r#"continuity_talkdesk_request_duration_seconds_count{op="put_settings"} 0"#,
+            r#"continuity_call_post_dial_delay_seconds_count{probe="test-call"} 0"#,
+            r#"continuity_call_answer_seconds_count{probe="test-call"} 0"#,
         ] {
             assert!(text.contains(series), "{series} missing from:\n{text}");
         }
+        // Only call probes have call series, and media gauges wait for an answer.
+        assert!(!text.contains(r#"continuity_call_answer_seconds_count{probe="trunk-a"}"#));
+        assert!(!text.contains("continuity_call_media_packets{"));
     }
 }
