@@ -261,3 +261,71 @@ async fn expect_audio_hears_a_played_greeting() {
     assert!(out.detail.contains("s of media: "), "{}", out.detail);
     assert_eq!(uas.finished(DONE).await, Some(true), "sipp got the BYE");
 }
+
+/// TLS: sipp here has no TLS transport, so a TLS terminator (the test
+/// fixtures' certificate for 127.0.0.1) forwards one connection to sipp over
+/// TCP. The probe verifies the certificate against the fixtures' CA.
+#[tokio::test]
+async fn answered_over_tls() {
+    use std::sync::Arc;
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let fixture = |name: &str| {
+        std::fs::read(format!(
+            "{}/tests/fixtures/tls/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    };
+    let provider = || Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from_pem_slice(&fixture("server.pem")).unwrap()],
+            PrivateKeyDer::from_pem_slice(&fixture("server.key")).unwrap(),
+        )
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(&fixture("ca.pem")).unwrap())
+        .unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+
+    let mut uas = CallUas::start("call-uas-answer.xml", true, true).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let front = listener.local_addr().unwrap();
+    let sipp = uas.addr;
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let mut tls = acceptor.accept(tcp).await.unwrap();
+        let mut back = tokio::net::TcpStream::connect(sipp).await.unwrap();
+        let _ = tokio::io::copy_bidirectional(&mut tls, &mut back).await;
+    });
+
+    let s = settings(
+        &format!("sip:+15550100@{front};transport=tls"),
+        serde_json::json!({}),
+    );
+    let probe::KindSettings::Call(call) = &s.kind else {
+        panic!("a call probe")
+    };
+    let p = probe::call::CallProbe::new("tls-call", call, s.cadence.timeout, Metrics::new())
+        .with_tls_config(Arc::new(client));
+    let out = probe::Probe::check(&p).await;
+    assert!(out.success, "{out:?}");
+    assert!(out.detail.contains(" packets, loss 0.0%"), "{}", out.detail);
+    assert_eq!(
+        uas.finished(DONE).await,
+        Some(true),
+        "sipp got ACK and BYE through TLS"
+    );
+}
