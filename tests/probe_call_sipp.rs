@@ -329,3 +329,22 @@ async fn answered_over_tls() {
         "sipp got ACK and BYE through TLS"
     );
 }
+
+#[tokio::test]
+async fn callee_hanging_up_first_is_answered_and_reported() {
+    let mut uas = CallUas::start("call-uas-hangup.xml", false, false).await;
+    let s = settings(&uas.target("+15550100"), serde_json::json!({}));
+    let out = probe::build(&s).unwrap().check().await;
+    assert!(!out.success, "{out:?}");
+    assert!(
+        out.detail
+            .starts_with("answered, callee hung up, no media for "),
+        "{}",
+        out.detail
+    );
+    assert_eq!(
+        uas.finished(DONE).await,
+        Some(true),
+        "sipp got the 200 to its BYE"
+    );
+}
