@@ -348,3 +348,16 @@ async fn callee_hanging_up_first_is_answered_and_reported() {
         "sipp got the 200 to its BYE"
     );
 }
+
+#[tokio::test]
+async fn a_stale_nonce_is_answered_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut uas = CallUas::start("call-uas-stale.xml", false, true).await;
+    let s = settings(
+        &uas.target("+15550100"),
+        serde_json::json!({"username": "probe", "password_file": password_file(&dir, "s3cret")}),
+    );
+    let out = probe::build(&s).unwrap().check().await;
+    assert!(out.success, "{out:?}");
+    assert_eq!(uas.finished(DONE).await, Some(true));
+}

@@ -77,7 +77,9 @@ impl Call {
     /// INVITE until a final response or the ring timeout.
     pub(super) async fn ring(&mut self, p: &CallProbe) -> Result<Answer, ProbeOutcome> {
         let deadline = self.start + p.ring_timeout;
-        let mut auth_tried = false;
+        // Challenges answered so far: one, or two when the second only says
+        // our nonce went stale (RFC 7616 3.3).
+        let mut answered_challenges = 0u32;
         let mut ringing: Option<(String, Duration)> = None;
         let mut invite = self.dialog.invite();
         self.send(&invite).await?;
@@ -132,8 +134,8 @@ impl Call {
             self.state = State::Done;
             self.send(&ack).await?;
             if code == 401 || code == 407 {
-                let answer = self.answer_challenge(p, &r, auth_tried, &status)?;
-                auth_tried = true;
+                let answer = self.answer_challenge(p, &r, answered_challenges, &status)?;
+                answered_challenges += 1;
                 self.dialog.reinvite_with(code == 407, answer);
                 self.state = State::Inviting { provisional: false };
                 invite = self.dialog.invite();
@@ -141,7 +143,7 @@ impl Call {
                 (every, resend) = (T1, Instant::now() + T1);
                 continue;
             }
-            return Err(judge_final(p, code, &status, at, auth_tried));
+            return Err(judge_final(p, code, &status, at, answered_challenges > 0));
         }
     }
 
@@ -168,7 +170,7 @@ impl Call {
         &self,
         p: &CallProbe,
         r: &Reply,
-        auth_tried: bool,
+        answered_before: u32,
         status: &str,
     ) -> Result<String, ProbeOutcome> {
         let fail = |why: String| Err(ProbeOutcome::failure(why, None));
@@ -177,10 +179,6 @@ impl Call {
                 "auth required {status}: set username and password_file"
             ));
         };
-        if auth_tried {
-            // Our credentials were refused (a fresh challenge, not "stale").
-            return fail(format!("auth failed {status}"));
-        }
         let Some((_, challenge)) = &r.challenge else {
             return fail(format!(
                 "auth failed {status}: no challenge in the response"
@@ -190,6 +188,11 @@ impl Call {
             Ok(ch) => ch,
             Err(why) => return fail(format!("auth failed {status}: {why}")),
         };
+        // A fresh challenge after our answer means the credentials were
+        // refused; a stale one only asks for the same answer with a new nonce.
+        if answered_before >= 2 || (answered_before == 1 && !ch.stale) {
+            return fail(format!("auth failed {status}"));
+        }
         Ok(digest::authorization(
             &ch,
             "INVITE",

@@ -39,6 +39,8 @@ pub struct Challenge {
     pub algorithm: Algorithm,
     /// The server offered `qop=auth` (we never use `auth-int`).
     pub qop_auth: bool,
+    /// `stale=true`: the credentials were right, only the nonce expired.
+    pub stale: bool,
 }
 
 /// Parse a Digest challenge. Errors say why we cannot answer it.
@@ -54,6 +56,7 @@ pub fn parse_challenge(value: &str) -> Result<Challenge, String> {
         }
     };
     let (mut realm, mut nonce, mut opaque, mut algorithm, mut qop) = (None, None, None, None, None);
+    let mut stale = false;
     for (k, val) in params(rest) {
         match k.to_ascii_lowercase().as_str() {
             "realm" => realm = Some(val),
@@ -61,6 +64,7 @@ pub fn parse_challenge(value: &str) -> Result<Challenge, String> {
             "opaque" => opaque = Some(val),
             "algorithm" => algorithm = Some(val),
             "qop" => qop = Some(val),
+            "stale" => stale = val.eq_ignore_ascii_case("true"),
             _ => {}
         }
     }
@@ -80,6 +84,7 @@ pub fn parse_challenge(value: &str) -> Result<Challenge, String> {
         opaque,
         algorithm,
         qop_auth,
+        stale,
     })
 }
 
@@ -217,7 +222,12 @@ mod tests {
     #[test]
     fn without_qop_uses_rfc2069() {
         let ch = parse_challenge("Digest realm=\"r\",nonce=\"n\"").unwrap();
-        assert!(!ch.qop_auth);
+        assert!(!ch.qop_auth && !ch.stale);
+        assert!(
+            parse_challenge("Digest realm=\"r\", nonce=\"n2\", stale=TRUE")
+                .unwrap()
+                .stale
+        );
         let a = authorization(
             &ch,
             "INVITE",
