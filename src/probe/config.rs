@@ -205,7 +205,7 @@ impl ProbeSettings {
     /// its grace): the timeout, or for a call everything up to the BYE.
     pub fn check_budget(&self) -> Duration {
         match &self.kind {
-            KindSettings::Call(c) => c.max_duration + call::TEARDOWN,
+            KindSettings::Call(c) => c.check_limit(),
             _ => self.cadence.timeout,
         }
     }

@@ -85,6 +85,13 @@ pub struct CallSettings {
     pub accept: Accept,
 }
 
+impl CallSettings {
+    /// The longest one check can take: the call, then its teardown.
+    pub fn check_limit(&self) -> Duration {
+        self.max_duration + super::TEARDOWN
+    }
+}
+
 /// Digest credentials. `Debug` shows the user name only.
 #[derive(Clone, Debug)]
 pub struct Credentials {

@@ -147,7 +147,7 @@ impl Probe for CallProbe {
         Box::pin(async move {
             // The phases bound themselves; this is the backstop. Dropping
             // the call on the way out sends its CANCEL or BYE.
-            let limit = self.s.max_duration + TEARDOWN;
+            let limit = self.s.check_limit();
             tokio::time::timeout(limit, self.run())
                 .await
                 .unwrap_or_else(|_| {
