@@ -533,8 +533,9 @@ fn check_config_prints_a_summary_and_exits_0() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains("probes (5)")
-            && stdout.contains("rules (2)")
+        stdout.contains("probes (6)")
+            && stdout.contains("test-call-us (call)")
+            && stdout.contains("rules (3)")
             && stdout.contains("webhook sources (7)"),
         "{stdout}"
     );
@@ -714,7 +715,12 @@ fn probes_run_with_the_documented_default_timeouts() {
         .probe_settings
         .iter()
         .map(|p| {
-            let s = probe::build_scheduled(p).unwrap();
+            let s = probe::build_scheduled(
+                p,
+                &continuity_agent::telemetry::Metrics::new(),
+                &probe::scheduler::CallSlots::new(2),
+            )
+            .unwrap();
             (
                 s.probe.id().to_string(),
                 s.interval,
@@ -820,4 +826,47 @@ fn self_check_canaries_are_parsed_as_run_parses_them() {
         "[engine]\nself_check = [\"udp://9.9.9.9:53\", \"tcp://[2620:fe::fe]:853\", \"https://www.example.com/\"]\n",
     ))
     .unwrap();
+}
+
+/// Test calls cost money: check-config refuses a call probe faster than
+/// 30s (fast re-checks included) and a zero bound on calls in flight, and
+/// call keys on another type are named as such.
+#[test]
+fn call_probes_are_rate_limited_and_keys_stay_with_their_type() {
+    let src = with(
+        "[[probes]]\nid = \"test-call\"\ntype = \"call\"\ntarget = \"sip:+14155550100@sbc.example\"\n\
+         interval = \"10s\"\nfast_interval = \"2s\"\n\
+         [[probes]]\nid = \"crm\"\ntype = \"http\"\nurl = \"https://crm.example/\"\nmin_media = \"1s\"\n",
+    ) + "\n[engine]\nmax_concurrent_calls = 0\n";
+    assert_error(
+        &src,
+        "probes[2] (test-call).interval",
+        "out of range (30s to 1h)",
+    );
+    assert_error(
+        &src,
+        "probes[2] (test-call).fast_interval",
+        "out of range (30s to 1h)",
+    );
+    assert_error(
+        &src,
+        "probes[3] (crm).min_media",
+        "`min_media` does not apply to probes of type http",
+    );
+    assert_error(&src, "engine.max_concurrent_calls", "out of range");
+
+    let ok = with(
+        "[[probes]]\nid = \"test-call\"\ntype = \"call\"\ntarget = \"sip:+14155550100@sbc.example\"\n",
+    );
+    let cfg = load(&ok).unwrap();
+    assert_eq!(cfg.raw.engine.max_concurrent_calls, 2);
+    let call = cfg
+        .probe_settings
+        .iter()
+        .find(|p| p.id == "test-call")
+        .unwrap();
+    assert_eq!(
+        call.cadence.fast_interval,
+        std::time::Duration::from_secs(30)
+    );
 }

@@ -56,6 +56,10 @@ pub mod defaults {
     pub const FLAP_MAX: u32 = 4;
     pub const FLAP_WINDOW: Dur = Dur::from_secs(30 * 60);
     pub const SELF_CHECK_INTERVAL: Dur = Dur::from_secs(30);
+    /// Test calls (`type = "call"` probes) cost money and each holds a line
+    /// of the test number: two in flight at once is enough for two numbers
+    /// checked on the same cadence, and bounds the bill if many are configured.
+    pub const MAX_CONCURRENT_CALLS: u32 = 2;
     /// A lost "resolved" must not hold the fallback on forever (Alertmanager re-sends every
     /// `repeat_interval`, PagerDuty/Opsgenie only on change), so alerts expire unless refreshed.
     pub const ALERTS_TTL: Dur = Dur::from_secs(15 * 60);
@@ -103,6 +107,7 @@ default_fn! {
     d_flap_max: u32 = defaults::FLAP_MAX;
     d_flap_window: Dur = defaults::FLAP_WINDOW;
     d_self_check_interval: Dur = defaults::SELF_CHECK_INTERVAL;
+    d_max_concurrent_calls: u32 = defaults::MAX_CONCURRENT_CALLS;
     d_alerts_ttl: Dur = defaults::ALERTS_TTL;
     d_override_max_ttl: Dur = defaults::OVERRIDE_MAX_TTL;
     d_max_skew: Dur = defaults::SIGNATURE_MAX_SKEW;
@@ -346,6 +351,9 @@ pub struct EngineConfig {
     pub self_check: Vec<String>,
     #[serde(default = "d_self_check_interval")]
     pub self_check_interval: Dur,
+    /// Test calls of all `call` probes in flight at once.
+    #[serde(default = "d_max_concurrent_calls")]
+    pub max_concurrent_calls: u32,
 }
 
 impl Default for EngineConfig {
@@ -355,6 +363,7 @@ impl Default for EngineConfig {
             flap_window: d_flap_window(),
             self_check: Vec::new(),
             self_check_interval: d_self_check_interval(),
+            max_concurrent_calls: d_max_concurrent_calls(),
         }
     }
 }

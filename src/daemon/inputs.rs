@@ -37,10 +37,14 @@ pub(super) async fn spawn_inputs(
     cancel: &CancellationToken,
 ) -> Result<Inputs, DaemonError> {
     // The error names the probe itself.
+    let calls = probe::scheduler::CallSlots::new(config.raw.engine.max_concurrent_calls as usize);
     let scheduled = config
         .probe_settings
         .iter()
-        .map(|p| probe::build_scheduled(p).map_err(|e| DaemonError::Probe(e.to_string())))
+        .map(|p| {
+            probe::build_scheduled(p, metrics, &calls)
+                .map_err(|e| DaemonError::Probe(e.to_string()))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let scheduler = probe::scheduler::spawn(
         scheduled,

@@ -15,12 +15,13 @@
 //! own. The serde derives serve tests and tools that build entries from JSON.
 
 use std::fmt;
+use std::path::Path;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::{agents, http, sip, statuspage};
+use super::{agents, call, http, sip, statuspage};
 use crate::config::Dur;
 
 /// While a probe is between states it is re-checked quickly to confirm (HAProxy `fastinter`).
@@ -71,13 +72,29 @@ pub enum KindConfig {
     Http(http::config::HttpConfig),
     Statuspage(statuspage::config::StatusPageConfig),
     Agents(agents::config::AgentsConfig),
+    Call(call::config::CallConfig),
 }
 
-/// Per-type cadence defaults, declared by each type's `config.rs`.
+/// Per-type cadence defaults and floor, declared by each type's `config.rs`.
 #[derive(Clone, Copy, Debug)]
 pub struct KindDefaults {
     pub interval: Dur,
+    /// Capped by the interval when not configured.
+    pub fast_interval: Dur,
+    /// Capped by the interval when not configured.
     pub timeout: Dur,
+    /// Neither `interval` nor `fast_interval` may be shorter.
+    pub min_interval: Dur,
+}
+
+impl KindDefaults {
+    /// What types without special needs start from (`..KindDefaults::COMMON`).
+    pub const COMMON: KindDefaults = KindDefaults {
+        interval: Dur::from_secs(10),
+        fast_interval: FAST_INTERVAL,
+        timeout: Dur::from_secs(2),
+        min_interval: Dur::from_millis(100),
+    };
 }
 
 /// Deserializes one part of an entry from the document. The config loader
@@ -97,7 +114,7 @@ pub struct Kind<L> {
 
 impl KindConfig {
     /// Every probe type: the one table that maps `type` values to structs.
-    pub fn kinds<L: LoadPart>() -> [Kind<L>; 4] {
+    pub fn kinds<L: LoadPart>() -> [Kind<L>; 5] {
         [
             Kind {
                 name: "sip",
@@ -119,6 +136,11 @@ impl KindConfig {
                 keys: fields_of::<agents::config::AgentsConfig>(),
                 load: |l| l.load().map(KindConfig::Agents),
             },
+            Kind {
+                name: "call",
+                keys: fields_of::<call::config::CallConfig>(),
+                load: |l| l.load().map(KindConfig::Call),
+            },
         ]
     }
 
@@ -129,6 +151,7 @@ impl KindConfig {
             KindConfig::Http(_) => "http",
             KindConfig::Statuspage(_) => "statuspage",
             KindConfig::Agents(_) => "agents",
+            KindConfig::Call(_) => "call",
         }
     }
 
@@ -138,15 +161,25 @@ impl KindConfig {
             KindConfig::Http(_) => http::config::DEFAULTS,
             KindConfig::Statuspage(_) => statuspage::config::DEFAULTS,
             KindConfig::Agents(_) => agents::config::DEFAULTS,
+            KindConfig::Call(_) => call::config::DEFAULTS,
         }
     }
 
-    fn validate(&self, found: &mut Findings) -> Option<KindSettings> {
+    fn validate(
+        &self,
+        cadence: &Cadence,
+        base: &Path,
+        found: &mut Findings,
+    ) -> Option<KindSettings> {
         Some(match self {
             KindConfig::Sip(c) => KindSettings::Sip(c.validate(found)?),
             KindConfig::Http(c) => KindSettings::Http(c.validate(found)?),
             KindConfig::Statuspage(c) => KindSettings::Statuspage(c.validate(found)?),
             KindConfig::Agents(c) => KindSettings::Agents(c.validate(found)?),
+            KindConfig::Call(c) => {
+                c.check_timeout(cadence.timeout, found);
+                KindSettings::Call(c.validate(base, found)?)
+            }
         })
     }
 }
@@ -170,6 +203,18 @@ pub enum KindSettings {
     Http(http::config::HttpSettings),
     Statuspage(statuspage::config::StatusPageSettings),
     Agents(agents::config::AgentsSettings),
+    Call(call::config::CallSettings),
+}
+
+impl ProbeSettings {
+    /// How long one check may take before the scheduler cuts it off (plus
+    /// its grace): the timeout, or for a call everything up to the BYE.
+    pub fn check_budget(&self) -> Duration {
+        match &self.kind {
+            KindSettings::Call(c) => c.check_limit(),
+            _ => self.cadence.timeout,
+        }
+    }
 }
 
 /// How often a probe runs and how long one check may take.
@@ -184,10 +229,16 @@ impl ProbeConfig {
     /// Checks the entry and resolves its defaults. Problems are added to
     /// `found` (keys relative to the entry); `None` if any is an error.
     pub fn validate(&self, found: &mut Findings) -> Option<ProbeSettings> {
+        self.validate_at(Path::new("."), found)
+    }
+
+    /// [`validate`](Self::validate) with `*_file` paths relative to `base`
+    /// (the configuration file's directory).
+    pub fn validate_at(&self, base: &Path, found: &mut Findings) -> Option<ProbeSettings> {
         let before = found.errors.len();
         let cadence = self.common.cadence(self.kind.defaults(), found);
         let (rise, fall) = self.common.hysteresis(found);
-        let kind = self.kind.validate(found);
+        let kind = self.kind.validate(&cadence, base, found);
         if found.errors.len() > before {
             return None;
         }
@@ -223,13 +274,14 @@ impl CommonConfig {
         };
         let cadence = Cadence {
             interval,
-            fast_interval: or_default(self.fast_interval, FAST_INTERVAL),
+            fast_interval: or_default(self.fast_interval, defaults.fast_interval),
             timeout: or_default(self.timeout, defaults.timeout),
         };
         let ms = Duration::from_millis;
         let hour = Duration::from_secs(3600);
-        found.range("interval", cadence.interval, ms(100), hour);
-        found.range("fast_interval", cadence.fast_interval, ms(100), hour);
+        let floor = defaults.min_interval.get();
+        found.range("interval", cadence.interval, floor, hour);
+        found.range("fast_interval", cadence.fast_interval, floor, hour);
         found.range("timeout", cadence.timeout, ms(10), Duration::from_secs(120));
         if cadence.fast_interval > interval {
             found.err("fast_interval", "must not be longer than interval: it is the faster cadence used while confirming a change");

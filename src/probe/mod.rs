@@ -12,6 +12,7 @@
 //! - [`http`]: an HTTP endpoint, with expected status codes and an optional JSONPath condition;
 //! - [`statuspage`]: a vendor status page (Atlassian Statuspage, incident.io, Instatus);
 //! - [`agents`]: the number of available agents read from an HTTP JSON endpoint;
+//! - [`call`]: a synthetic inbound test call (INVITE, digest auth, RTP media check);
 //! - [`selfcheck`]: the agent's own canaries (the engine's blind guard);
 //! - [`scheduler`]: one task per probe, normal/fast cadence, results into the engine channel.
 //!
@@ -22,6 +23,7 @@
 //! task and never delays another probe.
 
 pub mod agents;
+pub mod call;
 pub mod config;
 pub mod http;
 pub mod scheduler;
@@ -37,6 +39,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use crate::domain::ProbeOutcome;
+use crate::telemetry::Metrics;
 
 pub use config::{Cadence, Findings, KindSettings, ProbeConfig, ProbeSettings};
 
@@ -47,7 +50,7 @@ pub use config::{Cadence, Findings, KindSettings, ProbeConfig, ProbeSettings};
 pub trait Probe: Send + Sync {
     /// The configured probe id (`[[probes]] id`).
     fn id(&self) -> &str;
-    /// The probe type as in config and metrics labels: `sip`, `http`, `statuspage`, `agents`.
+    /// The probe type as in config and metrics labels: `sip`, `http`, `statuspage`, `agents`, `call`.
     fn kind(&self) -> &'static str;
     /// Run one attempt.
     fn check(&self) -> BoxFuture<'_, ProbeOutcome>;
@@ -62,24 +65,39 @@ pub enum ProbeBuildError {
     Client { id: String, reason: String },
 }
 
-/// Build the probe a validated `[[probes]]` entry describes.
+/// Build the probe a validated `[[probes]]` entry describes, with its own
+/// metrics registry (tests and tools; the daemon uses [`build_scheduled`]).
 pub fn build(s: &ProbeSettings) -> Result<Box<dyn Probe>, ProbeBuildError> {
+    build_with(s, &Metrics::new())
+}
+
+/// Build a probe that records its own figures (the call probe's
+/// `continuity_call_*`) in `metrics`.
+pub fn build_with(s: &ProbeSettings, metrics: &Metrics) -> Result<Box<dyn Probe>, ProbeBuildError> {
     let (id, timeout) = (s.id.as_str(), s.cadence.timeout);
     Ok(match &s.kind {
         KindSettings::Sip(k) => Box::new(sip::SipProbe::from_settings(id, k, timeout)),
         KindSettings::Http(k) => Box::new(http::HttpProbe::new(id, k, timeout)?),
         KindSettings::Statuspage(k) => Box::new(statuspage::StatusPageProbe::new(id, k, timeout)?),
         KindSettings::Agents(k) => Box::new(agents::AgentsProbe::new(id, k, timeout)?),
+        KindSettings::Call(k) => Box::new(call::CallProbe::new(id, k, timeout, metrics.clone())),
     })
 }
 
 /// Build a probe and wrap it with its cadence for [`scheduler::spawn`].
-pub fn build_scheduled(s: &ProbeSettings) -> Result<scheduler::Scheduled, ProbeBuildError> {
+/// Call probes share `calls`, the global bound on test calls in flight
+/// (`engine.max_concurrent_calls`).
+pub fn build_scheduled(
+    s: &ProbeSettings,
+    metrics: &Metrics,
+    calls: &scheduler::CallSlots,
+) -> Result<scheduler::Scheduled, ProbeBuildError> {
     Ok(scheduler::Scheduled {
-        probe: build(s)?,
+        probe: build_with(s, metrics)?,
         interval: s.cadence.interval,
         fast_interval: s.cadence.fast_interval,
-        timeout: s.cadence.timeout,
+        timeout: s.check_budget(),
+        slots: matches!(s.kind, KindSettings::Call(_)).then(|| calls.clone()),
     })
 }
 
@@ -119,7 +137,7 @@ mod tests {
             "id": "vendor", "type": "statuspage", "url": "https://status.example/api/v2/summary.json",
             "interval": "30s", "fast_interval": "3s", "timeout": "4s"
         }));
-        let run = build_scheduled(&s).unwrap();
+        let run = build_scheduled(&s, &Metrics::new(), &scheduler::CallSlots::new(1)).unwrap();
         assert_eq!((run.probe.id(), run.probe.kind()), ("vendor", "statuspage"));
         assert_eq!(
             Cadence {

@@ -14,14 +14,20 @@
 //! - records `continuity_probe_duration_seconds{probe,type}` and
 //!   `continuity_probe_results_total{probe,result}`, then sends
 //!   `Event::ProbeResult` into the bounded engine channel;
+//! - for call probes, takes one of the shared [`CallSlots`] before each
+//!   check (`engine.max_concurrent_calls`): a test call waits for a line
+//!   rather than exceed the bound, and its time waiting is not its duration;
 //! - stops promptly when the shutdown token is cancelled.
+//!
+//! A probe's checks never overlap (the task awaits each one), so at most one
+//! call per call probe is in flight.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep};
 use tokio_util::sync::CancellationToken;
@@ -40,8 +46,20 @@ pub struct Scheduled {
     pub probe: Box<dyn Probe>,
     pub interval: Duration,
     pub fast_interval: Duration,
-    /// The probe's own timeout; the scheduler's backstop is this plus a grace.
+    /// The probe's own bound on a check; the scheduler's backstop is this plus a grace.
     pub timeout: Duration,
+    /// Slots to take before each check (call probes), `None` for no limit.
+    pub slots: Option<CallSlots>,
+}
+
+/// The global bound on test calls in flight, shared by every call probe.
+#[derive(Clone, Debug)]
+pub struct CallSlots(Arc<Semaphore>);
+
+impl CallSlots {
+    pub fn new(max_concurrent_calls: usize) -> CallSlots {
+        CallSlots(Arc::new(Semaphore::new(max_concurrent_calls)))
+    }
 }
 
 /// Control over running probe tasks.
@@ -153,6 +171,14 @@ async fn run_probe(
                 }
             }
             _ = ticker.tick() => {
+                // Held until the check ends. The semaphore is never closed.
+                let _slot = match &s.slots {
+                    None => None,
+                    Some(CallSlots(sem)) => tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        p = sem.clone().acquire_owned() => p.ok(),
+                    },
+                };
                 last_start = Instant::now();
                 let outcome = tokio::select! {
                     _ = shutdown.cancelled() => return,
@@ -241,6 +267,7 @@ mod tests {
             interval: Duration::from_secs(interval),
             fast_interval: Duration::from_secs(fast),
             timeout,
+            slots: None,
         };
         (s, runs)
     }
@@ -385,5 +412,70 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(1), handle.join())
             .await
             .expect("tasks stop promptly");
+    }
+
+    /// A probe whose checks take `cost` and record how many ran at once.
+    struct Line {
+        id: &'static str,
+        cost: Duration,
+        now: Arc<Mutex<(u32, u32)>>,
+    }
+
+    impl Probe for Line {
+        fn id(&self) -> &str {
+            self.id
+        }
+        fn kind(&self) -> &'static str {
+            "call"
+        }
+        fn check(&self) -> BoxFuture<'_, ProbeOutcome> {
+            Box::pin(async move {
+                {
+                    let mut n = self.now.lock().unwrap();
+                    n.0 += 1;
+                    n.1 = n.1.max(n.0);
+                }
+                sleep(self.cost).await;
+                self.now.lock().unwrap().0 -= 1;
+                ProbeOutcome::success("answered", None)
+            })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn call_slots_bound_the_calls_in_flight() {
+        let now = Arc::new(Mutex::new((0, 0)));
+        let slots = CallSlots::new(2);
+        let probes = ["a", "b", "c", "d"]
+            .into_iter()
+            .map(|id| Scheduled {
+                probe: Box::new(Line {
+                    id,
+                    cost: Duration::from_secs(5),
+                    now: now.clone(),
+                }),
+                interval: Duration::from_secs(1),
+                fast_interval: Duration::from_secs(1),
+                timeout: Duration::from_secs(10),
+                slots: Some(slots.clone()),
+            })
+            .collect();
+        let (tx, mut rx) = mpsc::channel(1024);
+        let shutdown = CancellationToken::new();
+        let handle = spawn(probes, tx, Metrics::new(), shutdown.clone());
+        sleep(Duration::from_secs(60)).await;
+        shutdown.cancel();
+        handle.join().await;
+        assert_eq!(
+            now.lock().unwrap().1,
+            2,
+            "never more than two calls at once"
+        );
+        let mut results = 0;
+        while rx.try_recv().is_ok() {
+            results += 1;
+        }
+        // Two lines, 5s per call: about 24 calls in 60s, shared by all four.
+        assert!((20..=24).contains(&results), "{results} calls");
     }
 }

@@ -4,14 +4,17 @@
 //! `/metrics` shows exactly these series.
 
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 /// Probe round trips range from sub-millisecond (loopback) to the timeout.
 const PROBE_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
+/// Test calls: post-dial delay and time to answer, from a fraction of a
+/// second (an IVR on the same SBC) to the ring timeout.
+const CALL_BUCKETS: &[f64] = &[0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0, 30.0];
 /// Talkdesk calls: tens of milliseconds normally, up to the request timeout.
 const TALKDESK_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
@@ -48,6 +51,18 @@ pub const CONTRACT_METRICS: [&str; 15] = [
     "continuity_blind",
 ];
 
+/// The call probe's metrics (also contract): histograms exist from the start
+/// for every `call` probe ([`Metrics::init_series`]); the media gauges once a
+/// call was answered (before that there is nothing to report, and 0 would
+/// read as "no loss").
+pub const CALL_METRICS: [&str; 5] = [
+    "continuity_call_post_dial_delay_seconds",
+    "continuity_call_answer_seconds",
+    "continuity_call_media_packets",
+    "continuity_call_media_loss_ratio",
+    "continuity_call_media_jitter_seconds",
+];
+
 #[derive(Clone)]
 pub struct Metrics {
     pub registry: Registry,
@@ -82,6 +97,16 @@ pub struct Metrics {
     pub divergence_seconds: Gauge,
     /// `{kind}`: failed actuation attempts by error kind.
     pub actuation_failures_total: IntCounterVec,
+    /// `{probe}`: call probe, INVITE to the first 18x.
+    pub call_post_dial_delay_seconds: HistogramVec,
+    /// `{probe}`: call probe, INVITE to the 2xx answer.
+    pub call_answer_seconds: HistogramVec,
+    /// `{probe}`: RTP packets received in the last answered test call.
+    pub call_media_packets: IntGaugeVec,
+    /// `{probe}`: packet loss of the last answered test call, 0 to 1.
+    pub call_media_loss_ratio: GaugeVec,
+    /// `{probe}`: RFC 3550 interarrival jitter of the last answered test call.
+    pub call_media_jitter_seconds: GaugeVec,
 }
 
 impl Default for Metrics {
@@ -200,6 +225,43 @@ impl Metrics {
                 ),
                 &["kind"]
             )),
+            call_post_dial_delay_seconds: reg!(HistogramVec::new(
+                HistogramOpts::new(
+                    "continuity_call_post_dial_delay_seconds",
+                    "Test calls: time from INVITE to the first ringing or progress response (18x)."
+                )
+                .buckets(CALL_BUCKETS.to_vec()),
+                &["probe"]
+            )),
+            call_answer_seconds: reg!(HistogramVec::new(
+                HistogramOpts::new(
+                    "continuity_call_answer_seconds",
+                    "Test calls: time from INVITE to the answer (2xx)."
+                )
+                .buckets(CALL_BUCKETS.to_vec()),
+                &["probe"]
+            )),
+            call_media_packets: reg!(IntGaugeVec::new(
+                Opts::new(
+                    "continuity_call_media_packets",
+                    "Test calls: RTP packets received during the last answered call."
+                ),
+                &["probe"]
+            )),
+            call_media_loss_ratio: reg!(GaugeVec::new(
+                Opts::new(
+                    "continuity_call_media_loss_ratio",
+                    "Test calls: inbound RTP packet loss of the last answered call (0 to 1)."
+                ),
+                &["probe"]
+            )),
+            call_media_jitter_seconds: reg!(GaugeVec::new(
+                Opts::new(
+                    "continuity_call_media_jitter_seconds",
+                    "Test calls: inbound RTP interarrival jitter (RFC 3550) of the last answered call."
+                ),
+                &["probe"]
+            )),
             registry,
         };
         m.fallback_actual.set(-1);
@@ -220,6 +282,10 @@ impl Metrics {
             self.probe_duration_seconds.with_label_values(&[id, kind]);
             for result in ["success", "failure"] {
                 self.probe_results_total.with_label_values(&[id, result]);
+            }
+            if *kind == "call" {
+                self.call_post_dial_delay_seconds.with_label_values(&[id]);
+                self.call_answer_seconds.with_label_values(&[id]);
             }
         }
         for source in &known.webhook_sources {
@@ -280,7 +346,7 @@ mod tests {
     fn init_series_exposes_known_series_at_zero() {
         let m = Metrics::new();
         m.init_series(&KnownLabels {
-            probes: vec![("trunk-a", "sip")],
+            probes: vec![("trunk-a", "sip"), ("test-call", "call")],
             causes: vec!["rule", "override"],
             webhook_sources: vec!["grafana"],
             talkdesk_ops: vec!["put_settings"],
@@ -294,8 +360,13 @@ mod tests {
             r#"continuity_probe_results_total{probe="trunk-a",result="failure"} 0"#,
             r#"continuity_alerts_received_total{result="accepted",source="grafana"} 0"#,
             r#"continuity_talkdesk_request_duration_seconds_count{op="put_settings"} 0"#,
+            r#"continuity_call_post_dial_delay_seconds_count{probe="test-call"} 0"#,
+            r#"continuity_call_answer_seconds_count{probe="test-call"} 0"#,
         ] {
             assert!(text.contains(series), "{series} missing from:\n{text}");
         }
+        // Only call probes have call series, and media gauges wait for an answer.
+        assert!(!text.contains(r#"continuity_call_answer_seconds_count{probe="trunk-a"}"#));
+        assert!(!text.contains("continuity_call_media_packets{"));
     }
 }

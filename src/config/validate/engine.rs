@@ -1,4 +1,4 @@
-//! `[engine]`: flap latch and self-check canaries.
+//! `[engine]`: flap latch, self-check canaries, the bound on test calls.
 
 use std::time::Duration;
 
@@ -32,6 +32,15 @@ pub(super) fn engine(cx: &mut Cx, e: &EngineConfig) {
         if let Err(why) = crate::probe::selfcheck::parse_canary(c) {
             cx.err(format!("engine.self_check[{i}]"), why);
         }
+    }
+    if !(1..=100).contains(&e.max_concurrent_calls) {
+        cx.err(
+            "engine.max_concurrent_calls",
+            format!(
+                "{} is out of range: 1 to 100 test calls in flight (each costs money and holds a line)",
+                e.max_concurrent_calls
+            ),
+        );
     }
     if e.self_check.len() == 1 {
         cx.warn(

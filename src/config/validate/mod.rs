@@ -48,7 +48,7 @@ pub(super) fn validate(
     // element produces one error, not one more per reference to it.
     let mut profile_names: BTreeSet<String> = profiles.keys().cloned().collect();
     profile_names.extend(raw_labels(cx, "profiles", ""));
-    let probe_settings = probes::probes(cx, &raw.probes);
+    let probe_settings = probes::probes(cx, &raw.probes, base);
     let probe_specs: Vec<ProbeSpec> = probe_settings
         .iter()
         .map(|s| ProbeSpec {

@@ -2,6 +2,7 @@
 //! entries (`probe::ProbeConfig::validate`).
 
 use std::collections::BTreeSet;
+use std::path::Path;
 
 use super::shared::IDENT;
 use crate::config::load::Cx;
@@ -10,7 +11,7 @@ use crate::probe::{Findings, ProbeSettings};
 
 /// Each entry checks itself (`probe::ProbeConfig::validate`); what needs
 /// the whole list (unique ids) is checked here.
-pub(super) fn probes(cx: &mut Cx, raw: &[ProbeConfig]) -> Vec<ProbeSettings> {
+pub(super) fn probes(cx: &mut Cx, raw: &[ProbeConfig], base: &Path) -> Vec<ProbeSettings> {
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
     for (i, p) in raw.iter().enumerate() {
@@ -23,7 +24,7 @@ pub(super) fn probes(cx: &mut Cx, raw: &[ProbeConfig]) -> Vec<ProbeSettings> {
             cx.err(format!("{key}.id"), format!("duplicate probe id {id:?}"));
         }
         let mut found = Findings::default();
-        let settings = p.validate(&mut found);
+        let settings = p.validate_at(base, &mut found);
         for f in found.errors {
             cx.err(format!("{key}.{}", f.key), f.reason);
         }

@@ -15,6 +15,7 @@ use crate::probe::http::config::{Endpoint, HTTP_TIMEOUT, endpoint};
 pub const DEFAULTS: KindDefaults = KindDefaults {
     interval: Dur::from_secs(10),
     timeout: HTTP_TIMEOUT,
+    ..KindDefaults::COMMON
 };
 
 /// With no `min`, one available agent is enough to keep answering calls.

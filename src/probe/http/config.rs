@@ -18,6 +18,7 @@ use crate::probe::config::{Findings, KindDefaults};
 pub const DEFAULTS: KindDefaults = KindDefaults {
     interval: Dur::from_secs(10),
     timeout: HTTP_TIMEOUT,
+    ..KindDefaults::COMMON
 };
 
 /// The default timeout of every probe that speaks HTTP (http, statuspage, agents).

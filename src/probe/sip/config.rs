@@ -13,6 +13,7 @@ use crate::probe::config::{Findings, KindDefaults};
 pub const DEFAULTS: KindDefaults = KindDefaults {
     interval: Dur::from_secs(10),
     timeout: Dur::from_secs(2),
+    ..KindDefaults::COMMON
 };
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -59,31 +60,10 @@ impl SipConfig {
     }
 
     fn accept(&self, found: &mut Findings) -> Option<Accept> {
-        let Some(codes) = &self.accept else {
-            return Some(Accept::default());
-        };
-        if codes.is_empty() {
-            found.err(
-                "accept",
-                "must list at least one code or class, e.g. [\"2xx\"]",
-            );
-            return None;
+        match &self.accept {
+            None => Some(Accept::default()),
+            Some(codes) => check_accept_list(codes, found),
         }
-        let before = found.errors.len();
-        for (i, c) in codes.iter().enumerate() {
-            match check_accept_code(c) {
-                Err(why) => found.err(format!("accept[{i}]"), why),
-                Ok(true) => found.warn(
-                    format!("accept[{i}]"),
-                    "accepting 408 hides dead trunks behind proxies that answer 408 (a local timeout never counts as success)",
-                ),
-                Ok(false) => {}
-            }
-        }
-        if found.errors.len() > before {
-            return None;
-        }
-        found.check("accept", Accept::parse(codes))
     }
 
     fn user_part(&self, found: &mut Findings) -> Option<Option<String>> {
@@ -100,6 +80,33 @@ impl SipConfig {
             other => Some(other.clone()),
         }
     }
+}
+
+/// A configured `accept` list (shared with the call probe): errors at
+/// `accept[i]`, a warning for a risky 408.
+pub(crate) fn check_accept_list(codes: &[String], found: &mut Findings) -> Option<Accept> {
+    if codes.is_empty() {
+        found.err(
+            "accept",
+            "must list at least one code or class, e.g. [\"2xx\"]",
+        );
+        return None;
+    }
+    let before = found.errors.len();
+    for (i, c) in codes.iter().enumerate() {
+        match check_accept_code(c) {
+            Err(why) => found.err(format!("accept[{i}]"), why),
+            Ok(true) => found.warn(
+                format!("accept[{i}]"),
+                "accepting 408 hides dead trunks behind proxies that answer 408 (a local timeout never counts as success)",
+            ),
+            Ok(false) => {}
+        }
+    }
+    if found.errors.len() > before {
+        return None;
+    }
+    found.check("accept", Accept::parse(codes))
 }
 
 /// One `accept` entry: [`Accept::parse`] decides the syntax (so validation

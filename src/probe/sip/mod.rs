@@ -208,7 +208,7 @@ const MAX_ADDRESSES: usize = 4;
 
 /// Resolve the target at each attempt (DNS may move a trunk). Literal
 /// addresses skip the resolver. Never empty on success.
-async fn resolve(t: &SipTarget) -> Result<Vec<SocketAddr>, String> {
+pub(crate) async fn resolve(t: &SipTarget) -> Result<Vec<SocketAddr>, String> {
     let port = t.effective_port();
     match &t.host {
         Host::Ip(ip) => Ok(vec![SocketAddr::new(*ip, port)]),

@@ -15,6 +15,7 @@ use crate::probe::http::config::{Endpoint, HTTP_TIMEOUT, endpoint};
 pub const DEFAULTS: KindDefaults = KindDefaults {
     interval: Dur::from_secs(60),
     timeout: HTTP_TIMEOUT,
+    ..KindDefaults::COMMON
 };
 
 /// A major outage is what justifies forwarding calls; lesser levels are opt-in.
