@@ -368,6 +368,40 @@ async fn pagerduty_signatures_events_and_dedupe() {
     assert_eq!(a.drain().len(), 1);
 }
 
+/// An event time beyond `max_skew` (default 5m) in the future is refused:
+/// remembered, it would make the real "resolved" look older and be ignored.
+#[tokio::test]
+async fn an_event_dated_in_the_future_is_refused() {
+    let mut a = start(Opts::default()).await;
+    let trig = fixture("pagerduty-triggered.json");
+    let at = |ms: i64| {
+        let t = continuity_agent::domain::Timestamp::from_millis(ms).to_rfc3339();
+        trig.replace("2020-10-02T18:45:22.169Z", &t)
+    };
+    let signed = |body: String| {
+        let sig = format!("v1={}", sign_hex("pd-hmac", &[body.as_bytes()]));
+        (body, sig)
+    };
+
+    let (body, sig) = signed(at(NOW_MS + 3_600_000));
+    let resp = pagerduty(&a, &body, &sig, "wh-future")
+        .send()
+        .await
+        .unwrap();
+    let v = expect_error(resp, StatusCode::UNPROCESSABLE_ENTITY, "invalid").await;
+    assert!(v["detail"].as_str().unwrap().contains("future"), "{v}");
+    assert!(a.drain().is_empty(), "nothing accepted");
+
+    // Within the skew: a sender's clock a little ahead is fine.
+    let (body, sig) = signed(at(NOW_MS + 240_000));
+    let resp = pagerduty(&a, &body, &sig, "wh-skewed")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    assert_eq!(a.drain().len(), 1);
+}
+
 #[tokio::test]
 async fn datadog_opsgenie_statuspage_generic() {
     let mut a = start(Opts::default()).await;
