@@ -288,3 +288,35 @@ async fn a_replayed_old_triggered_does_not_reopen_a_resolved_incident_after_a_re
         "the old retry reopened the incident"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_store_is_down_inputs_are_refused_with_503_and_none_is_accepted() {
+    let pg = PgServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = postgres(&pg, dir.path()).await;
+    let a = Agent::start(dir.path(), "agent", &store).await;
+
+    pg.stop();
+    assert_eq!(
+        a.pagerduty(TRIGGERED, "wh-down").await,
+        reqwest::StatusCode::SERVICE_UNAVAILABLE
+    );
+    let (status, body) = put_override(&a).await;
+    assert_eq!(status, reqwest::StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"], "overloaded", "{body}");
+
+    pg.start_again();
+    a.wait("the store back", Duration::from_secs(30), async |a| {
+        reqwest::get(a.url("/readyz"))
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+    // The first input this database ever took, applied before the answer:
+    // neither refused input was half-accepted.
+    let (status, body) = put_override(&a).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    assert_eq!(body["input_id"], 1, "{body}");
+    assert_eq!(body["applied"], true, "{body}");
+    assert!(!a.incident_open().await, "a refused alert was applied");
+}

@@ -30,6 +30,11 @@ const LOCK_KEY: i64 = 0x636f_6e74_6167_6e74;
 /// The newest schema version this build knows.
 pub const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 
+/// Every schema version this build applies, in order.
+pub fn versions() -> Vec<i64> {
+    MIGRATIONS.iter().map(|m| m.0).collect()
+}
+
 /// Brings the database to `LATEST`, or refuses a newer one.
 pub async fn apply(client: &mut Client) -> Result<(), StoreError> {
     let tx = client.transaction().await?;

@@ -1,5 +1,7 @@
-//! The PostgreSQL store: what the SQLite store holds (the engine snapshot and
-//! the audit log), in a database several replicas can share.
+//! The PostgreSQL store: what the SQLite store holds (the engine snapshot,
+//! the durable input queue and the audit log), in a database several
+//! replicas can share. Input appends notify the other replicas
+//! (`listen.rs`: LISTEN/NOTIFY on a dedicated, reconnecting connection).
 //!
 //! Driver: `tokio-postgres` with the `deadpool-postgres` pool. sqlx would also
 //! do, but it compiles a much larger tree (macros, its own runtime and TLS
@@ -33,6 +35,7 @@ use secrecy::SecretString;
 
 pub use connect::ConnectOptions;
 pub use migrations::LATEST as SCHEMA_VERSION;
+pub use migrations::versions as schema_versions;
 
 use super::{Input, Store, StoreError, StoredEvent, StoredInput};
 use crate::domain::Timestamp;
