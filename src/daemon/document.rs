@@ -39,10 +39,25 @@ pub(super) fn encode(
     Ok(doc)
 }
 
-/// The progress stored in a document (defaults when absent or unreadable:
-/// replaying inputs already applied is safe, they are idempotent sets).
+/// The progress stored in a document, each part on its own: an unreadable
+/// event-time memory is forgotten (logged), but the cursor is kept, so the
+/// inputs the engine already contains are not applied a second time.
 pub(super) fn progress(doc: &serde_json::Value) -> Progress {
-    serde_json::from_value(doc.clone()).unwrap_or_default()
+    let inputs_applied = doc
+        .get("inputs_applied")
+        .and_then(serde_json::Value::as_i64)
+        .unwrap_or(0);
+    let alert_order = match doc.get("alert_order") {
+        None => Order::default(),
+        Some(v) => serde_json::from_value(v.clone()).unwrap_or_else(|error| {
+            tracing::warn!(message = "Stored alert event-time memory is unreadable; starting it empty.", %error);
+            Order::default()
+        }),
+    };
+    Progress {
+        inputs_applied,
+        alert_order,
+    }
 }
 
 #[cfg(test)]
@@ -70,6 +85,12 @@ mod tests {
             progress(&serde_json::json!({"version": 1})),
             Progress::default(),
             "a document from before the queue"
+        );
+        let damaged = serde_json::json!({"inputs_applied": 9, "alert_order": "garbage"});
+        assert_eq!(
+            progress(&damaged).inputs_applied,
+            9,
+            "a damaged memory does not lose the cursor"
         );
     }
 }
