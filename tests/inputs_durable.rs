@@ -218,8 +218,16 @@ async fn an_input_accepted_by_one_replica_reaches_the_others_engine_within_a_sec
     let store = postgres(&pg, dir.path()).await;
     let a = Agent::start(dir.path(), "a", &store).await;
     let b = Agent::start(dir.path(), "b", &store).await;
-    // Settled: both loops are idle and listening.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Both listen for each other's appends (polling is only the fallback).
+    for agent in [&a, &b] {
+        agent
+            .wait("its listener", Duration::from_secs(10), async |x| {
+                x.process
+                    .logs()
+                    .contains("Listening for inputs other replicas accept.")
+            })
+            .await;
+    }
 
     assert_eq!(
         a.pagerduty(TRIGGERED, "wh-1").await,
