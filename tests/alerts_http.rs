@@ -335,15 +335,13 @@ async fn pagerduty_signatures_events_and_dedupe() {
     assert_eq!(a.count("pagerduty", "ignored"), 1);
 
     // Out of order: PagerDuty retries the 18:45 "triggered" after the 19:05
-    // "resolved" was applied. It is older: ignored, the incident stays resolved.
+    // "resolved". The route accepts it (a new delivery id); whoever applies
+    // inputs ignores it, by its event time (tests/inputs_durable.rs).
     let resp = pagerduty(&a, &trig, &sig, "wh-retry").send().await.unwrap();
     let (s, v) = json(resp).await;
     assert_eq!(s, StatusCode::ACCEPTED);
-    assert_eq!(v, serde_json::json!({"accepted": 0, "ignored": 1}));
-    assert!(
-        a.drain().is_empty(),
-        "a stale retry must not re-open the incident"
-    );
+    assert_eq!(v, serde_json::json!({"accepted": 1, "ignored": 0}));
+    assert_eq!(a.drain().len(), 1);
 
     // Bad signatures: wrong secret, body tampered, none, not hex.
     for (body, sig) in [
@@ -363,6 +361,40 @@ async fn pagerduty_signatures_events_and_dedupe() {
     let later = trig.replace("2020-10-02T18:45:22.169Z", "2020-10-02T19:10:00.000Z");
     let later_sig = format!("v1={}", sign_hex("pd-hmac", &[later.as_bytes()]));
     let resp = pagerduty(&a, &later, &later_sig, "wh-9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    assert_eq!(a.drain().len(), 1);
+}
+
+/// An event time beyond `max_skew` (default 5m) in the future is refused:
+/// remembered, it would make the real "resolved" look older and be ignored.
+#[tokio::test]
+async fn an_event_dated_in_the_future_is_refused() {
+    let mut a = start(Opts::default()).await;
+    let trig = fixture("pagerduty-triggered.json");
+    let at = |ms: i64| {
+        let t = continuity_agent::domain::Timestamp::from_millis(ms).to_rfc3339();
+        trig.replace("2020-10-02T18:45:22.169Z", &t)
+    };
+    let signed = |body: String| {
+        let sig = format!("v1={}", sign_hex("pd-hmac", &[body.as_bytes()]));
+        (body, sig)
+    };
+
+    let (body, sig) = signed(at(NOW_MS + 3_600_000));
+    let resp = pagerduty(&a, &body, &sig, "wh-future")
+        .send()
+        .await
+        .unwrap();
+    let v = expect_error(resp, StatusCode::UNPROCESSABLE_ENTITY, "invalid").await;
+    assert!(v["detail"].as_str().unwrap().contains("future"), "{v}");
+    assert!(a.drain().is_empty(), "nothing accepted");
+
+    // Within the skew: a sender's clock a little ahead is fine.
+    let (body, sig) = signed(at(NOW_MS + 240_000));
+    let resp = pagerduty(&a, &body, &sig, "wh-skewed")
         .send()
         .await
         .unwrap();

@@ -197,10 +197,13 @@ async fn override_wins_until_cleared_and_survives_a_restart() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
+    let body = resp.json::<Value>().await.unwrap();
     assert_eq!(
-        resp.json::<Value>().await.unwrap(),
-        json!({"cleared": true})
+        (&body["cleared"], &body["applied"]),
+        (&json!(true), &json!(true)),
+        "{body}"
     );
+    assert!(body["input_id"].as_i64().is_some_and(|id| id > 0), "{body}");
     wait_until("fallback off", Duration::from_secs(10), || {
         !w.sim.state().enabled
     })

@@ -103,9 +103,11 @@ tokens = [ {{ name = "oncall", token = "{OPS_TOKEN}", scopes = ["read", "overrid
         .send()
         .await
         .unwrap();
+    let body = resp.json::<serde_json::Value>().await.unwrap();
     assert_eq!(
-        resp.json::<serde_json::Value>().await.unwrap(),
-        json!({"released": false})
+        (&body["released"], &body["applied"]),
+        (&json!(false), &json!(true)),
+        "{body}"
     );
     agent.stop().await;
 }

@@ -64,8 +64,8 @@ async fn migrations_are_idempotent_and_safe_when_replicas_start_together() {
         .await
         .unwrap();
     let versions: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
-    let expected: Vec<i64> = (1..=postgres::SCHEMA_VERSION).collect();
-    assert_eq!(versions, expected);
+    assert_eq!(versions, postgres::schema_versions());
+    assert_eq!(versions.last(), Some(&postgres::SCHEMA_VERSION));
     // The schema is designed for several accounts: every table has one.
     let without_account: Vec<String> = admin
         .query(

@@ -8,9 +8,12 @@ mod support;
 
 use std::sync::Arc;
 
-use continuity_agent::domain::Timestamp;
+use std::time::Duration;
+
+use continuity_agent::domain::{AlertKey, Timestamp};
 use continuity_agent::store::{
-    DEFAULT_ACCOUNT, PostgresStore, SqliteStore, Store, StoreError, postgres, sqlite,
+    DEFAULT_ACCOUNT, Input, PostgresStore, SqliteStore, Store, StoreError, StoredInput, postgres,
+    sqlite,
 };
 use continuity_agent::telemetry::{AuditKind, AuditRecord};
 use serde_json::json;
@@ -239,6 +242,154 @@ async fn ping_answers(b: &impl Backend) {
     store.ping().await.unwrap();
 }
 
+fn alert(id: &str, at: i64) -> Input {
+    Input::AlertFiring {
+        key: AlertKey {
+            source: "pagerduty".into(),
+            id: id.into(),
+        },
+        labels: [("severity".to_string(), "critical\u{0}".to_string())].into(),
+        summary: Some("trunk down".into()),
+        at: Some(Timestamp(at)),
+    }
+}
+
+fn ids_of(inputs: &[StoredInput]) -> Vec<i64> {
+    inputs.iter().map(|i| i.id).collect()
+}
+
+async fn input_queue_appends_in_order_and_reads_after_a_cursor(b: &impl Backend) {
+    let store = b.open(DEFAULT_ACCOUNT).await.unwrap();
+    assert!(store.inputs_after(0, 10).await.unwrap().is_empty());
+    let first = store
+        .append_inputs(vec![alert("a", 1), alert("b", 2)])
+        .await
+        .unwrap();
+    let clear = Input::OverrideCleared {
+        actor: "ops".into(),
+        reason: None,
+    };
+    let second = store.append_inputs(vec![clear.clone()]).await.unwrap();
+    assert_eq!(first.len(), 2);
+    assert!(
+        first[0] < first[1] && first[1] < second[0],
+        "{first:?} {second:?}"
+    );
+
+    let all = store.inputs_after(0, 10).await.unwrap();
+    assert_eq!(ids_of(&all), [first[0], first[1], second[0]]);
+    assert_eq!(
+        all[0].input,
+        alert("a", 1),
+        "read back verbatim (NUL included)"
+    );
+    assert_eq!(all[2].input, clear);
+    assert!(all[0].accepted_at.as_millis() > 0);
+    assert_eq!(
+        ids_of(&store.inputs_after(first[0], 1).await.unwrap()),
+        [first[1]]
+    );
+    assert_eq!(
+        ids_of(&store.inputs_after(first[1], 10).await.unwrap()),
+        [second[0]]
+    );
+    assert!(store.inputs_after(second[0], 10).await.unwrap().is_empty());
+
+    // Survives a reopen; another account sees none of it.
+    drop(store);
+    let store = b.open(DEFAULT_ACCOUNT).await.unwrap();
+    assert_eq!(store.inputs_after(0, 10).await.unwrap().len(), 3);
+    let other = b.open("acme").await.unwrap();
+    assert!(other.inputs_after(0, 10).await.unwrap().is_empty());
+    assert_eq!(
+        other
+            .prune_inputs(i64::MAX, Timestamp(i64::MAX))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(store.inputs_after(0, 10).await.unwrap().len(), 3);
+}
+
+async fn pruning_keeps_unapplied_and_recent_inputs_and_never_reuses_ids(b: &impl Backend) {
+    let store = b.open(DEFAULT_ACCOUNT).await.unwrap();
+    let ids = store
+        .append_inputs(vec![alert("a", 1), alert("b", 2), alert("c", 3)])
+        .await
+        .unwrap();
+    let now = Timestamp::now();
+    // Recent: kept even though applied.
+    assert_eq!(
+        store
+            .prune_inputs(ids[2], now.sub(Duration::from_secs(3600)))
+            .await
+            .unwrap(),
+        0
+    );
+    // Old enough: only what was applied goes.
+    assert_eq!(
+        store
+            .prune_inputs(ids[1], now.add(Duration::from_secs(3600)))
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(ids_of(&store.inputs_after(0, 10).await.unwrap()), [ids[2]]);
+    assert_eq!(
+        store
+            .prune_inputs(ids[2], now.add(Duration::from_secs(3600)))
+            .await
+            .unwrap(),
+        1
+    );
+    // An emptied queue still hands out larger ids: a cursor never skips one.
+    let next = store.append_inputs(vec![alert("d", 4)]).await.unwrap();
+    assert!(next[0] > ids[2], "{next:?} after {ids:?}");
+}
+
+/// Writers on several handles (replicas) append while a reader follows
+/// with a cursor: it sees every input exactly once, in id order.
+async fn a_reader_following_concurrent_appends_misses_nothing(b: &impl Backend) {
+    const WRITERS: usize = 4;
+    const EACH: usize = 25;
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let store = b.open(DEFAULT_ACCOUNT).await.unwrap();
+        writers.push(tokio::spawn(async move {
+            for i in 0..EACH {
+                store
+                    .append_inputs(vec![alert(&format!("{w}-{i}"), 1)])
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    let reader = b.open(DEFAULT_ACCOUNT).await.unwrap();
+    let mut seen = Vec::new();
+    let mut cursor = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while seen.len() < WRITERS * EACH {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "saw {} inputs",
+            seen.len()
+        );
+        for input in reader.inputs_after(cursor, 7).await.unwrap() {
+            assert!(input.id > cursor);
+            cursor = input.id;
+            seen.push(input.id);
+        }
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    assert!(
+        reader.inputs_after(cursor, 10).await.unwrap().is_empty(),
+        "an input was skipped"
+    );
+    assert_eq!(seen.len(), WRITERS * EACH);
+}
+
 /// The cases, for one backend built by `$make`.
 macro_rules! suite {
     ($name:ident, $make:expr) => {
@@ -273,6 +424,21 @@ macro_rules! suite {
             #[tokio::test]
             async fn ping_answers() {
                 super::ping_answers(&$make).await;
+            }
+
+            #[tokio::test]
+            async fn input_queue_appends_in_order_and_reads_after_a_cursor() {
+                super::input_queue_appends_in_order_and_reads_after_a_cursor(&$make).await;
+            }
+
+            #[tokio::test]
+            async fn pruning_keeps_unapplied_and_recent_inputs_and_never_reuses_ids() {
+                super::pruning_keeps_unapplied_and_recent_inputs_and_never_reuses_ids(&$make).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_reader_following_concurrent_appends_misses_nothing() {
+                super::a_reader_following_concurrent_appends_misses_nothing(&$make).await;
             }
         }
     };

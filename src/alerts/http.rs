@@ -14,14 +14,16 @@
 //! | HMAC signature over the body (Grafana, PagerDuty) | 401 |
 //! | parse + validate *every* alert | 400 malformed, 422 invalid |
 //! | delivery id not seen before | 202 `duplicate` (nothing emitted) |
-//! | room in the engine queue for *all* events | 503 + `Retry-After` (nothing emitted) |
+//! | no event time beyond the source's `max_skew` in the future | 422 invalid |
+//! | *all* events durably in the input queue | 503 + `Retry-After` (nothing accepted) |
 //!
 //! Authentication comes before the media type and body so an unauthenticated
 //! client learns nothing and cannot make us read a megabyte; the signature
 //! needs the body, so it comes after. The answer never waits on Talkdesk or the
-//! engine: events are handed over with non-blocking `try_reserve_many`, which
-//! either reserves room for all of a delivery's events or fails, so a delivery
-//! is never half-applied.
+//! engine, only on the store: the 202 is sent once the whole delivery is in
+//! the durable input queue ([`Intake`], one transaction), so an accepted alert
+//! survives a `kill -9` and a delivery is never half-accepted. Out-of-order
+//! retries are ignored where inputs are applied (`order.rs`), not here.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -34,18 +36,16 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::Serialize;
-use tokio::sync::mpsc;
-use tokio::sync::mpsc::error::TrySendError;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 
 use super::auth::{self, SourceAuth};
 use super::dedupe::Dedupe;
+use super::intake::Intake;
 use super::ratelimit::{RateLimit, RateLimiter};
-use super::{Parsed, Source, pagerduty};
+use super::{AlertUpdate, Parsed, Source, pagerduty};
 use crate::config::Config;
 use crate::config::schema::Scope;
 use crate::domain::Timestamp;
-use crate::engine::event::Event;
 use crate::server::auth::{ApiTokens, TokenCheck, TokenName, missing_scope};
 use crate::server::body::{check_content_encoding, media_type, read_body};
 use crate::server::error::{ApiError, Challenges, truncate};
@@ -57,6 +57,9 @@ pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// `Retry-After` when the engine queue is full: the engine drains it in
 /// milliseconds, so a short wait is enough.
 const OVERLOADED_RETRY_AFTER_SECS: u64 = 1;
+/// How far in the future an event time may be for a source without a
+/// configured `max_skew` (the configuration always sets one).
+const FUTURE_SKEW: Duration = Duration::from_secs(300);
 /// Keys listed in one log line at most.
 const MAX_LOGGED_KEYS: usize = 20;
 
@@ -85,13 +88,14 @@ pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 pub struct AlertsState {
     sources: Arc<HashMap<Source, SourceAuth>>,
     tokens: Arc<ApiTokens>,
-    events: mpsc::Sender<Event>,
+    intake: Arc<dyn Intake>,
     metrics: Metrics,
     clock: Clock,
     max_body: usize,
     body_timeout: Duration,
     dedupe: Arc<Dedupe>,
-    order: Arc<super::order::Order>,
+    /// Per source: how far in the future an event time may be.
+    max_skew: Arc<HashMap<Source, Duration>>,
     limiter: Arc<RateLimiter>,
 }
 
@@ -102,7 +106,7 @@ impl AlertsState {
     /// [`RateLimit`]; see [`AlertsState::with_rate_limit`].
     pub fn new(
         cfg: &Config,
-        events: mpsc::Sender<Event>,
+        intake: impl Intake,
         metrics: Metrics,
         clock: impl Fn() -> Timestamp + Send + Sync + 'static,
     ) -> AlertsState {
@@ -112,6 +116,13 @@ impl AlertsState {
             .sources()
             .into_iter()
             .filter_map(|(name, c)| Some((Source::from_name(name)?, SourceAuth::new(c))))
+            .collect();
+        let max_skew = cfg
+            .raw
+            .webhooks
+            .sources()
+            .into_iter()
+            .filter_map(|(name, c)| Some((Source::from_name(name)?, c.max_skew.get())))
             .collect();
         // Every result of every configured source starts at 0, so dashboards
         // and `rate()` see a series before its first increment.
@@ -125,13 +136,13 @@ impl AlertsState {
         AlertsState {
             sources: Arc::new(sources),
             tokens: Arc::new(ApiTokens::new(&cfg.raw.api.tokens)),
-            events,
+            intake: Arc::new(intake),
             metrics,
             clock: Arc::new(clock),
             max_body: usize::try_from(cfg.raw.agent.max_body.0).unwrap_or(usize::MAX),
             body_timeout: DEFAULT_BODY_TIMEOUT,
             dedupe: Arc::new(Dedupe::default()),
-            order: Arc::new(super::order::Order::default()),
+            max_skew: Arc::new(max_skew),
             limiter: Arc::new(RateLimiter::new(Some(RateLimit::default()))),
         }
     }
@@ -349,25 +360,18 @@ async fn process(
     }
 
     let Parsed {
-        updates,
-        mut ignored,
-        ..
+        updates, ignored, ..
     } = parsed;
-    // An older event delivered after a newer one (a sender's retry) must not
-    // undo it: ignored, like any event that changes nothing.
-    let before = updates.len();
-    let updates: Vec<_> = updates
-        .into_iter()
-        .filter(|u| !u.at.is_some_and(|at| st.order.is_stale(&u.key, at)))
-        .collect();
-    if updates.len() < before {
-        tracing::info!(source = %source, stale = before - updates.len(), "Ignored deliveries older than what was already applied.");
-        ignored += before - updates.len();
+    // An event time beyond the clock skew we accept is a sender's broken
+    // clock: remembered, it would make the real "resolved" look older.
+    let horizon = now.add(st.max_skew.get(&source).copied().unwrap_or(FUTURE_SKEW));
+    if let Some(u) = updates.iter().find(|u| u.at.is_some_and(|at| at > horizon)) {
+        return Err(ApiError::Invalid(format!(
+            "alert {:?} is dated {}, in the future beyond max_skew; check the sender's clock",
+            truncate(&u.key.id, 64),
+            u.at.map(|at| at.to_rfc3339()).unwrap_or_default()
+        )));
     }
-    let times: Vec<_> = updates
-        .iter()
-        .filter_map(|u| u.at.map(|at| (u.key.clone(), at)))
-        .collect();
     let accepted = updates.len();
     let keys: Vec<String> = updates
         .iter()
@@ -375,29 +379,23 @@ async fn process(
         .map(|u| format!("{}{}", if u.firing { "+" } else { "-" }, u.key.id))
         .collect();
     if accepted > 0 {
-        if accepted > st.events.max_capacity() {
+        let max = st.intake.max_batch();
+        if accepted > max {
             return Err(ApiError::Invalid(format!(
-                "{accepted} alerts in one delivery; at most {} are accepted at once (lower the sender's max_alerts)",
-                st.events.max_capacity()
+                "{accepted} alerts in one delivery; at most {max} are accepted at once (lower the sender's max_alerts)"
             )));
         }
-        // All or nothing: reserve a slot for every event before sending any.
-        let permits = st.events.try_reserve_many(accepted).map_err(|e| {
-            let detail = match e {
-                TrySendError::Full(()) => "the event queue is full; nothing was applied",
-                TrySendError::Closed(()) => "the agent is shutting down; nothing was applied",
-            };
-            ApiError::Overloaded {
-                detail: detail.into(),
+        // All or nothing, and durable before the answer. Whether an update is
+        // older than one already applied (a sender's retry) is decided where
+        // inputs are applied, in order (see `order`).
+        let inputs = updates.into_iter().map(AlertUpdate::into_input).collect();
+        st.intake
+            .accept(inputs)
+            .await
+            .map_err(|e| ApiError::Overloaded {
+                detail: e.to_string(),
                 retry_after_secs: OVERLOADED_RETRY_AFTER_SECS,
-            }
-        })?;
-        for (permit, u) in permits.zip(updates) {
-            permit.send(u.into_event());
-        }
-        for (key, at) in &times {
-            st.order.record(key, *at, now);
-        }
+            })?;
     }
     if let Some(id) = &delivery_id {
         st.dedupe.record(id, now);

@@ -40,6 +40,7 @@ pub mod dedupe;
 pub mod generic;
 pub mod grafana;
 pub mod http;
+pub mod intake;
 pub mod opsgenie;
 pub mod order;
 pub mod pagerduty;
@@ -57,6 +58,7 @@ use crate::server::body::{MediaType, ParseError, check_well_formed};
 use crate::server::error::truncate;
 
 pub use http::{AlertsState, Clock, router};
+pub use intake::{Intake, IntakeError};
 
 /// Longest accepted alert id (fingerprint, incident id...). Real ids are tens
 /// of bytes; the cap keeps a hostile payload from bloating engine state.
@@ -117,14 +119,25 @@ impl AlertUpdate {
 
     /// The engine event for this update. A resolved alert needs only its key.
     pub fn into_event(self) -> Event {
+        self.into_input().into_event()
+    }
+
+    /// The queued input for this update: the event plus the sender's event
+    /// time, which the applier checks against what it already applied.
+    pub fn into_input(self) -> crate::store::Input {
+        use crate::store::Input;
         if self.firing {
-            Event::AlertFiring {
+            Input::AlertFiring {
                 key: self.key,
                 labels: self.labels,
                 summary: self.summary,
+                at: self.at,
             }
         } else {
-            Event::AlertResolved { key: self.key }
+            Input::AlertResolved {
+                key: self.key,
+                at: self.at,
+            }
         }
     }
 

@@ -1,19 +1,29 @@
-//! The event loop: the only code that mutates the engine (operator changes
-//! are stepped by `Persister::step_durably`, on the loop's engine, so that
-//! they can be rolled back when they cannot be written).
+//! The event loop: the only code that mutates the engine.
 //!
-//! Every input is an `Event` on one bounded channel (or a `Control` request
-//! from the API). Each event goes through `Engine::step`; the commands it
-//! returns are logged, counted and audited; a new desired state is persisted
-//! *before* the actuator is told (on a `watch` channel). What senders will not
-//! repeat is persisted before the loop sleeps again (`Persister`).
+//! Two kinds of input reach it. Probe results, calendar jobs, the self-check
+//! and the actuator's observations are `Event`s on one bounded channel.
+//! What senders will not repeat (alerts, overrides, flap releases) is in the
+//! durable input queue (`store/inputs.rs`), appended by the HTTP handlers of
+//! any replica; the loop reads it in id order when woken (this replica's
+//! handlers, or `Store::watch_inputs` for other replicas) and at least every
+//! second, and applies each input once. API requests that need an answer are
+//! `Control` messages.
+//!
+//! Each event goes through `Engine::step`; the commands it returns are logged,
+//! counted and audited; a new desired state is persisted *before* the actuator
+//! is told (on a `watch` channel). The snapshot document records the last
+//! input applied (`document.rs`) and is written before the loop sleeps again
+//! after an input (`Persister`).
 
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::document::Progress;
 use super::gate::StartGate;
 use super::inputs::Probes;
 use super::persist::Persister;
@@ -22,7 +32,9 @@ use super::supervise::Supervisor;
 use crate::config::Config;
 use crate::domain::{Desired, Timestamp};
 use crate::engine::{Command, Engine, Event};
-use crate::server::control::{Control, ControlError, StatusDoc};
+use crate::server::control::{Applied, Control, StatusDoc};
+use crate::store::Store;
+use crate::store::inputs::{self, Input, StoredInput};
 use crate::talkdesk::actuator::ActuatorHandle;
 use crate::telemetry::{AuditKind, AuditRecord, AuditSink, Metrics};
 
@@ -31,11 +43,18 @@ const MAX_IDLE: Duration = Duration::from_secs(1);
 /// Events handled per wake-up before the loop looks at timers and the
 /// snapshot again.
 const BATCH: usize = 256;
+/// Outcomes of recently applied inputs kept for `Control::Applied` requests
+/// that arrive after the input was applied.
+pub const OUTCOMES: usize = 4096;
+/// How often applied inputs older than `inputs::RETENTION` are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// What the loop receives: events, and API requests that need an answer.
 pub(super) struct Inbox {
     pub events: mpsc::Receiver<Event>,
     pub control: mpsc::Receiver<Control>,
+    /// New inputs in the queue.
+    pub wake: Arc<Notify>,
 }
 
 /// Runs until `cancel` fires or the actuator dies (then returns why). Starts
@@ -70,6 +89,7 @@ pub(super) async fn run(
                 return Some(why);
             }
             Some(c) = inbox.control.recv() => lp.control(c).await,
+            _ = inbox.wake.notified() => lp.catch_up().await,
             Some(ev) = inbox.events.recv() => {
                 lp.handle(ev).await;
                 // Drain what is already queued (an Alertmanager batch, a burst of
@@ -81,9 +101,14 @@ pub(super) async fn run(
                     }
                 }
             }
-            _ = tokio::time::sleep(sleep_for) => lp.handle(Event::Tick).await,
+            _ = tokio::time::sleep(sleep_for) => {
+                lp.handle(Event::Tick).await;
+                // The poll behind notifications: at least once a second.
+                lp.catch_up().await;
+            }
         }
-        lp.persister.save_if_due(&lp.engine).await;
+        lp.persister.save_if_due(&lp.engine, &lp.progress).await;
+        lp.prune_if_due().await;
     }
 }
 
@@ -96,26 +121,46 @@ pub(super) struct Loop {
     desired_tx: watch::Sender<Desired>,
     probes: Probes,
     actuator: ActuatorHandle,
+    store: Arc<dyn Store>,
+    /// The last input applied and the alerts' event-time memory; persisted
+    /// with the snapshot.
+    progress: Progress,
+    /// `Control::Applied` requests for inputs not applied yet, by id.
+    waiters: BTreeMap<i64, Vec<oneshot::Sender<Applied>>>,
+    /// What the last `OUTCOMES` inputs did, oldest first.
+    outcomes: VecDeque<(i64, Applied)>,
+    /// Whether the last queue read failed (logged once per outage).
+    queue_failing: bool,
+    last_prune: Option<Instant>,
+}
+
+/// What `Loop::new` needs besides the engine.
+pub(super) struct Parts {
+    pub persister: Persister,
+    pub desired_tx: watch::Sender<Desired>,
+    pub probes: Probes,
+    pub actuator: ActuatorHandle,
+    pub store: Arc<dyn Store>,
+    pub progress: Progress,
 }
 
 impl Loop {
-    pub(super) fn new(
-        shared: &Shared,
-        engine: Engine,
-        persister: Persister,
-        desired_tx: watch::Sender<Desired>,
-        probes: Probes,
-        actuator: ActuatorHandle,
-    ) -> Loop {
+    pub(super) fn new(shared: &Shared, engine: Engine, parts: Parts) -> Loop {
         Loop {
             config: shared.config.clone(),
             engine,
-            persister,
+            persister: parts.persister,
             audit: shared.audit.clone(),
             metrics: shared.metrics.clone(),
-            desired_tx,
-            probes,
-            actuator,
+            desired_tx: parts.desired_tx,
+            probes: parts.probes,
+            actuator: parts.actuator,
+            store: parts.store,
+            progress: parts.progress,
+            waiters: BTreeMap::new(),
+            outcomes: VecDeque::new(),
+            queue_failing: false,
+            last_prune: None,
         }
     }
 
@@ -125,10 +170,16 @@ impl Loop {
 
     /// Executes the restored engine's commands, writes the first snapshot
     /// (the agent is ready once it is on disk) and sets the gauges.
+    /// Inputs queued before this start (accepted while no loop ran, or not
+    /// yet in the restored snapshot) are applied next, by `catch_up`.
     pub(super) async fn start(&mut self, restore_cmds: Vec<Command>) {
         self.execute(restore_cmds, Timestamp::now()).await;
-        self.persister.start(&self.engine).await;
+        self.persister.start(&self.engine, &self.progress).await;
         self.refresh_gauges(Timestamp::now());
+        self.catch_up().await;
+        self.persister
+            .save_if_due(&self.engine, &self.progress)
+            .await;
     }
 
     /// Shutdown has begun: report not ready.
@@ -138,7 +189,135 @@ impl Loop {
 
     /// Shutdown, once every input has stopped: the last snapshot.
     pub(super) async fn flush(&mut self) {
-        self.persister.save(&self.engine).await;
+        self.catch_up().await;
+        self.persister.save(&self.engine, &self.progress).await;
+    }
+
+    /// Applies every queued input after the last one applied, in id order.
+    /// A store that cannot be read is retried at the next wake-up or poll.
+    pub(super) async fn catch_up(&mut self) {
+        loop {
+            let batch = match self
+                .store
+                .inputs_after(self.progress.inputs_applied, BATCH)
+                .await
+            {
+                Ok(batch) => batch,
+                Err(error) => {
+                    if !self.queue_failing {
+                        tracing::error!(message = "Cannot read the input queue; retrying every second.", %error);
+                    }
+                    self.queue_failing = true;
+                    return;
+                }
+            };
+            if self.queue_failing {
+                tracing::info!(message = "The input queue can be read again.");
+                self.queue_failing = false;
+            }
+            let full = batch.len() == BATCH;
+            for input in batch {
+                self.apply(input).await;
+            }
+            if !full {
+                return;
+            }
+        }
+    }
+
+    /// Applies one queued input: the alert's event time is checked against
+    /// the newest one applied (a sender's late retry is ignored, see
+    /// `alerts::order`), the engine steps, and whoever waits for it hears
+    /// what it did.
+    async fn apply(&mut self, stored: StoredInput) {
+        let now = Timestamp::now();
+        let StoredInput { id, input, .. } = stored;
+        let changed = match &input {
+            Input::OverrideCleared { .. } => self.engine.view(now).override_.is_some(),
+            Input::FlapRelease { .. } => self.engine.view(now).flapping,
+            _ => true,
+        };
+        let stale = input
+            .event_time()
+            .map(|(key, at)| (key.clone(), at))
+            .filter(|(key, at)| {
+                let stale = self.progress.alert_order.is_stale(key, *at);
+                if !stale {
+                    self.progress.alert_order.record(key, *at, now);
+                }
+                stale
+            });
+        self.progress.inputs_applied = id;
+        self.persister.stepped(true);
+        if let Some((key, at)) = stale {
+            tracing::info!(message = "Ignored an alert update older than one already applied.", alert = %key, event_time = %at.to_rfc3339());
+            self.audit.record(AuditRecord::new(
+                now,
+                AuditKind::Alert,
+                format!(
+                    "{key}: ignored an update dated {} (a newer one was already applied)",
+                    at.to_rfc3339()
+                ),
+            ));
+        } else {
+            let cmds = self.engine.step(input.into_event(), now);
+            self.execute(cmds, now).await;
+        }
+        self.answer(
+            id,
+            Applied {
+                changed: Some(changed),
+            },
+        );
+    }
+
+    /// Records what input `id` did and answers whoever waits for it (or for
+    /// an earlier input, which this one is past).
+    fn answer(&mut self, id: i64, applied: Applied) {
+        self.outcomes.push_back((id, applied));
+        if self.outcomes.len() > OUTCOMES {
+            self.outcomes.pop_front();
+        }
+        let later = self.waiters.split_off(&(id + 1));
+        for (waited, replies) in std::mem::replace(&mut self.waiters, later) {
+            let applied = if waited == id {
+                applied
+            } else {
+                self.outcome(waited)
+            };
+            for reply in replies {
+                let _ = reply.send(applied);
+            }
+        }
+    }
+
+    /// What an applied input did, if still remembered.
+    fn outcome(&self, id: i64) -> Applied {
+        self.outcomes
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, a)| *a)
+            .unwrap_or(Applied { changed: None })
+    }
+
+    /// Deletes applied inputs older than the retention, at most hourly. Only
+    /// inputs a written snapshot records as applied are pruned.
+    async fn prune_if_due(&mut self) {
+        if self.last_prune.is_some_and(|t| t.elapsed() < PRUNE_EVERY) {
+            return;
+        }
+        self.last_prune = Some(Instant::now());
+        let before = Timestamp::now().sub(inputs::RETENTION);
+        match self
+            .store
+            .prune_inputs(self.persister.saved_inputs(), before)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(message = "Pruned applied inputs.", count = n),
+            Err(error) => tracing::warn!(message = "Could not prune applied inputs.", %error),
+        }
+        self.progress.alert_order.forget_before(before);
     }
 
     pub(super) async fn handle(&mut self, ev: Event) {
@@ -155,53 +334,22 @@ impl Loop {
         self.execute(cmds, now).await;
     }
 
-    /// Applies an operator's request. The change is persisted before anything
-    /// acts on it; if it cannot be persisted it is rolled back and refused
-    /// (503), so an acknowledged override is never lost.
+    /// Answers an API request.
     pub(super) async fn control(&mut self, c: Control) {
         let now = Timestamp::now();
         match c {
-            Control::SetOverride { ov, reply } => {
-                let result = self
-                    .apply_durably(Event::OverrideSet(ov), now)
-                    .await
-                    .map(|_| ());
-                let _ = reply.send(result);
-            }
-            Control::ClearOverride {
-                actor,
-                reason,
-                reply,
-            } => {
-                let had = self.engine.view(now).override_.is_some();
-                let result = self
-                    .apply_durably(Event::OverrideCleared { actor, reason }, now)
-                    .await
-                    .map(|_| had);
-                let _ = reply.send(result);
-            }
-            Control::ReleaseFlap { actor, reply } => {
-                let was = self.engine.view(now).flapping;
-                let result = self
-                    .apply_durably(Event::FlapRelease { actor }, now)
-                    .await
-                    .map(|_| was);
-                let _ = reply.send(result);
+            Control::Applied { id, reply } => {
+                if id <= self.progress.inputs_applied {
+                    let _ = reply.send(self.outcome(id));
+                } else {
+                    self.waiters.entry(id).or_default().push(reply);
+                    self.catch_up().await;
+                }
             }
             Control::Status { reply } => {
                 let _ = reply.send(self.status(now));
             }
         }
-    }
-
-    /// Persisted before it acts, or rolled back and refused.
-    async fn apply_durably(&mut self, ev: Event, now: Timestamp) -> Result<(), ControlError> {
-        let cmds = self
-            .persister
-            .step_durably(&mut self.engine, ev, now)
-            .await?;
-        self.execute(cmds, now).await;
-        Ok(())
     }
 
     fn status(&self, now: Timestamp) -> StatusDoc {
@@ -299,7 +447,7 @@ impl Loop {
         if let Some(desired) = desired_changed {
             // Durable before the actuator acts: a crash after this point
             // restores the new desired state, never an older one.
-            self.persister.save(&self.engine).await;
+            self.persister.save(&self.engine, &self.progress).await;
             self.desired_tx.send_replace(desired);
         }
         if gauged {

@@ -9,11 +9,16 @@
 //!   the execution of the engine's commands.
 //! - `persist.rs`: `Persister`, the one place that writes the snapshot (and
 //!   the readiness `/readyz` reports).
+//! - `document.rs`: the stored document: the engine snapshot plus the last
+//!   queued input applied and the alerts' event-time memory.
 //! - `gate.rs`: `StartGate`, when the actuator may start after a fresh start.
 //! - `supervise.rs`: the actuator runs supervised (the agent exits 1 if it dies).
 //!
-//! API requests reach the loop as `server::control::Control` messages.
+//! Webhooks and operator changes reach the loop through the store's durable
+//! input queue (`store::inputs`); API requests that need an answer as
+//! `server::control::Control` messages.
 
+mod document;
 mod event_loop;
 mod gate;
 mod inputs;

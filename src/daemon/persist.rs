@@ -3,8 +3,11 @@
 //! It decides *when* to write (what senders will not repeat at once, probe
 //! counters at most every `SNAPSHOT_EVERY`), retries briefly, and owns the
 //! readiness flag `/readyz` reports: false while the store refuses writes.
-//! Operator changes go through [`Persister::step_durably`]: written before
-//! anything acts on them, or rolled back and refused.
+//! The document it writes is the engine snapshot plus the loop's
+//! [`Progress`] (`document.rs`): which queued input it has applied, and the
+//! alerts' event-time memory. Operator changes and alerts are durable before
+//! they are applied (they are in the input queue); the snapshot only bounds
+//! how many of them a restart replays.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,9 +15,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::document::{self, Progress};
 use crate::domain::Timestamp;
-use crate::engine::{Command, Engine, Event};
-use crate::server::control::ControlError;
+use crate::engine::Engine;
 use crate::store::Store;
 use crate::telemetry::{AuditKind, AuditRecord, AuditSink};
 
@@ -37,6 +40,9 @@ pub(super) struct Persister {
     /// Whether the last snapshot write succeeded.
     persisted: bool,
     last_snapshot: Instant,
+    /// `inputs_applied` of the last document written: inputs up to it may
+    /// be pruned from the queue.
+    saved_inputs: i64,
 }
 
 impl Persister {
@@ -49,6 +55,7 @@ impl Persister {
             must_persist: false,
             persisted: true,
             last_snapshot: Instant::now(),
+            saved_inputs: 0,
         }
     }
 
@@ -58,8 +65,8 @@ impl Persister {
     }
 
     /// The first write after start-up; the agent is ready once it succeeded.
-    pub(super) async fn start(&mut self, engine: &Engine) {
-        self.save(engine).await;
+    pub(super) async fn start(&mut self, engine: &Engine, progress: &Progress) {
+        self.save(engine, progress).await;
         self.ready.store(self.persisted, Ordering::Release);
     }
 
@@ -77,39 +84,25 @@ impl Persister {
 
     /// Called before the loop sleeps: durable inputs are written now, probe
     /// counters at most every `SNAPSHOT_EVERY`.
-    pub(super) async fn save_if_due(&mut self, engine: &Engine) {
+    pub(super) async fn save_if_due(&mut self, engine: &Engine, progress: &Progress) {
         if self.must_persist || (self.dirty && self.last_snapshot.elapsed() >= SNAPSHOT_EVERY) {
-            self.save(engine).await;
+            self.save(engine, progress).await;
         }
     }
 
-    /// Applies an operator's change: the engine steps, the snapshot is
-    /// written, and only then are the commands returned to act on. If the
-    /// write fails the engine is put back as it was and the change refused
-    /// (503), so an acknowledged change is never lost.
-    pub(super) async fn step_durably(
-        &mut self,
-        engine: &mut Engine,
-        ev: Event,
-        now: Timestamp,
-    ) -> Result<Vec<Command>, ControlError> {
-        let before = engine.clone();
-        let cmds = engine.step(ev, now);
-        if !self.save(engine).await {
-            *engine = before;
-            return Err(ControlError::Unavailable(
-                "the change could not be written to the store; nothing was applied".into(),
-            ));
-        }
-        Ok(cmds)
+    /// The last input id a written document records as applied.
+    pub(super) fn saved_inputs(&self) -> i64 {
+        self.saved_inputs
     }
 
     /// Writes the snapshot, retrying briefly. On failure the agent reports
     /// not ready (`/readyz` 503) and audits it; decisions still reach Talkdesk
-    /// (dropping calls because a disk is full would be worse), but operator
-    /// changes are refused until the store works again.
-    pub(super) async fn save(&mut self, engine: &Engine) -> bool {
-        let json = match serde_json::to_value(engine.snapshot()) {
+    /// (dropping calls because a disk is full would be worse). Inputs stay in
+    /// the queue meanwhile, so none is lost.
+    pub(super) async fn save(&mut self, engine: &Engine, progress: &Progress) -> bool {
+        let json = match serde_json::to_value(engine.snapshot())
+            .and_then(|engine| document::encode(engine, progress))
+        {
             Ok(j) => j,
             Err(error) => {
                 tracing::error!(message = "Failed to serialize the engine snapshot.", %error);
@@ -124,6 +117,7 @@ impl Persister {
             match self.store.save_snapshot(json.clone()).await {
                 Ok(()) => {
                     self.saved();
+                    self.saved_inputs = progress.inputs_applied;
                     return true;
                 }
                 Err(error) => last_error = error.to_string(),
@@ -166,9 +160,7 @@ mod tests {
     use futures::future::BoxFuture;
 
     use super::*;
-    use crate::domain::Desired;
-    use crate::engine::Override;
-    use crate::store::{StoreError, StoredEvent};
+    use crate::store::{Input, StoreError, StoredEvent, StoredInput};
     use crate::telemetry::audit::MemoryAudit;
 
     /// A store whose snapshot writes fail while `failing` is set.
@@ -207,6 +199,19 @@ mod tests {
         fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
             Box::pin(async { Ok(()) })
         }
+        fn append_inputs(&self, _: Vec<Input>) -> BoxFuture<'_, Result<Vec<i64>, StoreError>> {
+            Box::pin(async { Err(StoreError::Unsupported("no queue here".into())) })
+        }
+        fn inputs_after(
+            &self,
+            _: i64,
+            _: usize,
+        ) -> BoxFuture<'_, Result<Vec<StoredInput>, StoreError>> {
+            Box::pin(async { Ok(Vec::new()) })
+        }
+        fn prune_inputs(&self, _: i64, _: Timestamp) -> BoxFuture<'_, Result<u64, StoreError>> {
+            Box::pin(async { Ok(0) })
+        }
     }
 
     fn engine() -> Engine {
@@ -216,40 +221,28 @@ mod tests {
         Engine::new(config.engine_spec())
     }
 
-    fn set_override(now: Timestamp) -> Event {
-        Event::OverrideSet(Override {
-            desired: Desired::Active {
-                profile: "backup".into(),
-            },
-            reason: "test".into(),
-            actor: "ops".into(),
-            set_at: now,
-            until: Timestamp(now.0 + 3_600_000),
-        })
-    }
-
     fn ready(p: &Persister) -> bool {
         p.readiness().load(Ordering::Acquire)
     }
 
     #[tokio::test(start_paused = true)]
-    async fn failing_store_refuses_operator_changes_until_it_recovers() {
+    async fn failing_store_reports_not_ready_audits_once_and_recovers() {
         let store = Arc::new(FlakyStore::default());
         let audit = MemoryAudit::default();
         let mut p = Persister::new(store.clone(), Arc::new(audit.clone()));
-        let mut engine = engine();
+        let engine = engine();
+        let progress = Progress {
+            inputs_applied: 7,
+            ..Progress::default()
+        };
         assert!(!ready(&p), "not ready before the first write");
-        p.start(&engine).await;
+        p.start(&engine, &Progress::default()).await;
         assert!(ready(&p));
 
-        // The store fails: the override is rolled back and refused.
         store.failing.store(true, Ordering::SeqCst);
-        let now = Timestamp(1_000_000);
-        let refused = p.step_durably(&mut engine, set_override(now), now).await;
-        assert!(matches!(refused, Err(ControlError::Unavailable(_))));
+        assert!(!p.save(&engine, &progress).await);
         assert!(!ready(&p));
-        assert_eq!(engine.desired(), &Desired::Inactive, "rolled back");
-        assert!(engine.view(now).override_.is_none(), "rolled back");
+        assert_eq!(p.saved_inputs(), 0, "what was not written cannot be pruned");
         let store_audits = |a: &MemoryAudit| {
             a.records()
                 .iter()
@@ -257,31 +250,19 @@ mod tests {
                 .count()
         };
         assert_eq!(store_audits(&audit), 1);
+        assert!(!p.save(&engine, &progress).await);
+        assert_eq!(store_audits(&audit), 1, "audited once per outage");
 
-        // Still failing: refused again, audited only once per outage.
-        assert!(
-            p.step_durably(&mut engine, set_override(now), now)
-                .await
-                .is_err()
-        );
-        assert_eq!(store_audits(&audit), 1);
-
-        // The store recovers: the change is written before it is returned.
         store.failing.store(false, Ordering::SeqCst);
-        let cmds = p
-            .step_durably(&mut engine, set_override(now), now)
-            .await
-            .expect("accepted once the store works");
+        assert!(p.save(&engine, &progress).await);
         assert!(ready(&p));
-        assert!(engine.desired().is_active());
-        assert!(cmds.iter().any(|c| matches!(c, Command::SetDesired { .. })));
-        let saved = store
-            .snapshot
-            .lock()
-            .unwrap()
-            .clone()
-            .expect("snapshot written");
-        assert_eq!(saved, serde_json::to_value(engine.snapshot()).unwrap());
+        assert_eq!(p.saved_inputs(), 7);
+        let saved = store.snapshot.lock().unwrap().clone().expect("written");
+        assert_eq!(
+            saved["inputs_applied"], 7,
+            "the progress rides in the document"
+        );
+        assert_eq!(saved["desired"], serde_json::json!({"state": "inactive"}));
     }
 
     #[tokio::test(start_paused = true)]
@@ -289,21 +270,22 @@ mod tests {
         let store = Arc::new(FlakyStore::default());
         let mut p = Persister::new(store.clone(), Arc::new(MemoryAudit::default()));
         let engine = engine();
-        p.start(&engine).await;
+        let progress = Progress::default();
+        p.start(&engine, &progress).await;
         *store.snapshot.lock().unwrap() = None;
 
         p.stepped(false);
-        p.save_if_due(&engine).await;
+        p.save_if_due(&engine, &progress).await;
         assert!(store.snapshot.lock().unwrap().is_none(), "counters wait");
         tokio::time::advance(SNAPSHOT_EVERY).await;
-        p.save_if_due(&engine).await;
+        p.save_if_due(&engine, &progress).await;
         assert!(
             store.snapshot.lock().unwrap().take().is_some(),
             "written after SNAPSHOT_EVERY"
         );
 
         p.stepped(true);
-        p.save_if_due(&engine).await;
+        p.save_if_due(&engine, &progress).await;
         assert!(
             store.snapshot.lock().unwrap().is_some(),
             "durable input written at once"

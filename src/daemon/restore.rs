@@ -1,5 +1,8 @@
-//! Store -> engine: the engine as the last snapshot left it, or fresh.
+//! Store -> engine: the engine as the last snapshot left it (with the loop's
+//! `Progress`: the last input applied, the alerts' event-time memory), or
+//! fresh.
 
+use super::document::{self, Progress};
 use crate::config::Config;
 use crate::domain::Timestamp;
 use crate::engine::{Command, Engine, Snapshot};
@@ -13,6 +16,8 @@ pub(super) struct Restored {
     pub commands: Vec<Command>,
     /// Whether a snapshot was restored (the start gate is open at once).
     pub from_snapshot: bool,
+    /// Inputs after `progress.inputs_applied` are replayed by the loop.
+    pub progress: Progress,
 }
 
 /// Restores the engine from the stored snapshot. An unreadable snapshot is
@@ -25,7 +30,12 @@ pub(super) async fn restore(
 ) -> Result<Restored, StoreError> {
     let spec = config.engine_spec();
     let now = Timestamp::now();
-    let (engine, mut commands, from_snapshot) = match store.load_snapshot().await? {
+    let doc = store.load_snapshot().await?;
+    // Kept even when the engine's part is unreadable: the inputs it lists as
+    // applied are in no state we can restore, but replaying them onto a
+    // fresh engine would act on stale alerts and overrides as if new.
+    let progress = doc.as_ref().map(document::progress).unwrap_or_default();
+    let (engine, mut commands, from_snapshot) = match doc {
         Some(json) => match serde_json::from_value::<Snapshot>(json) {
             Ok(snap) => {
                 let (e, c) = Engine::restore(spec, snap, now);
@@ -57,5 +67,6 @@ pub(super) async fn restore(
         engine,
         commands,
         from_snapshot,
+        progress,
     })
 }

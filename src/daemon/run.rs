@@ -2,8 +2,9 @@
 //!
 //! [`run_with`] reads top to bottom: open the store -> restore the engine
 //! (`restore.rs`) -> build the channels and the actuator -> spawn the inputs
-//! (`inputs.rs`: probes, self-check, calendar) -> serve the HTTP API -> run
-//! the event loop (`event_loop.rs`) -> drain. The actuator starts from the
+//! (`inputs.rs`: probes, self-check, calendar) -> serve the HTTP API (its
+//! webhooks and operator changes go to the store's input queue, then wake the
+//! loop) -> run the event loop (`event_loop.rs`) -> drain. The actuator starts from the
 //! restored desired state, so a restart does not toggle anything; after a
 //! fresh start it waits for evidence (`gate.rs`), and it runs supervised
 //! (`supervise.rs`: the agent exits 1 if it dies). On shutdown the inputs
@@ -15,11 +16,11 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::event_loop::{self, Inbox, Loop};
+use super::event_loop::{self, Inbox, Loop, Parts};
 use super::gate::StartGate;
 use super::inputs::spawn_inputs;
 use super::persist::Persister;
@@ -122,8 +123,11 @@ pub async fn run_with(
         engine,
         commands,
         from_snapshot,
+        progress,
     } = restore(&shared.config, &*store, &*shared.audit).await?;
     let mut built = build(&shared, &engine, from_snapshot, &cancel)?;
+    // Inputs other replicas append wake this loop too.
+    store.watch_inputs(built.inbox.wake.clone(), cancel.clone());
     let inputs = spawn_inputs(&shared.config, &built.events, &shared.metrics, &cancel).await?;
     let persister = Persister::new(store.clone(), shared.audit.clone());
     let server = serve(
@@ -139,10 +143,14 @@ pub async fn run_with(
     let mut lp = Loop::new(
         &shared,
         engine,
-        persister,
-        built.desired,
-        inputs.probes,
-        built.actuator.clone(),
+        Parts {
+            persister,
+            desired_tx: built.desired,
+            probes: inputs.probes,
+            actuator: built.actuator.clone(),
+            store: store.clone(),
+            progress,
+        },
     );
     lp.start(commands).await;
     let _ = started.send(Running {
@@ -226,6 +234,7 @@ fn build(
         inbox: Inbox {
             events: events_rx,
             control: control_rx,
+            wake: Arc::new(Notify::new()),
         },
         desired: desired_tx,
         supervisor,
@@ -265,9 +274,11 @@ fn serve(
     ready: Arc<AtomicBool>,
     cancel: &CancellationToken,
 ) -> JoinHandle<std::io::Result<()>> {
+    // Webhooks and operator changes are durable in the store before their 2xx.
+    let queue = store::inputs::Queue::new(store.clone(), built.inbox.wake.clone());
     let alerts = crate::alerts::AlertsState::new(
         &shared.config,
-        built.events.clone(),
+        queue.clone(),
         shared.metrics.clone(),
         Timestamp::now,
     );
@@ -277,6 +288,7 @@ fn serve(
         metrics: shared.metrics.clone(),
         store: store.clone(),
         control: built.control.clone(),
+        queue,
         ready,
     };
     let app = server::router(state).merge(crate::alerts::router(alerts));

@@ -14,21 +14,28 @@ use tokio::sync::oneshot;
 
 use super::auth::authorize;
 use super::body::{json_body, read_body};
-use super::control::{Control, ControlError};
+use super::control::{Applied, Control};
 use super::wire::{
-    Cleared, EventsPage, OverrideRequest, OverrideResponse, OverrideState, Released,
+    Cleared, EventsPage, OverrideRequest, OverrideResponse, OverrideState, Receipt, Released,
 };
 use super::{ApiError, AppState, REQUEST_TIMEOUT};
 use crate::config::Dur;
 use crate::config::schema::Scope;
 use crate::domain::{Desired, Timestamp};
 use crate::engine::Override;
+use crate::store::Input;
 
 /// Shortest override: anything shorter is more likely a typo than intent.
 const OVERRIDE_MIN_TTL: Duration = Duration::from_secs(60);
 const REASON_MAX_CHARS: usize = 500;
 const EVENTS_DEFAULT_LIMIT: usize = 100;
 const EVENTS_MAX_LIMIT: usize = 1000;
+/// How long an operator change may take to reach the store. Shorter than
+/// `REQUEST_TIMEOUT`, so the caller hears the outcome from us.
+const APPEND_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a durable change waits for this replica's engine to apply it
+/// before the answer says "queued" instead.
+const APPLY_WAIT: Duration = Duration::from_secs(2);
 
 pub fn routes() -> axum::Router<AppState> {
     axum::Router::new()
@@ -97,29 +104,69 @@ async fn set_override(
     let bytes = read_body(body, &headers, max, REQUEST_TIMEOUT).await?;
     let req: OverrideRequest = json_body(&headers, &bytes)?;
     let ov = validate_override(&s, req, &actor.0, Timestamp::now())?;
-    let (reply, rx) = oneshot::channel();
-    ask(
-        &s,
-        Control::SetOverride {
-            ov: ov.clone(),
-            reply,
-        },
-    )
-    .await?;
-    rx.await.map_err(|_| shutting_down())?.map_err(refused)?;
+    let (receipt, _) = submit(&s, Input::OverrideSet(ov.clone())).await?;
     let state = if ov.desired.is_active() {
         OverrideState::Active
     } else {
         OverrideState::Inactive
     };
-    Ok(Json(OverrideResponse {
+    let body = OverrideResponse {
         state,
         profile: ov.desired.profile().map(str::to_string),
         until: ov.until.to_rfc3339(),
         reason: ov.reason,
         actor: ov.actor,
+        receipt,
+    };
+    Ok((answer_status(receipt), Json(body)).into_response())
+}
+
+/// Appends an operator's change to the durable input queue, then waits a
+/// little for this replica's engine to apply it. Durable first: once this
+/// returns Ok, the change survives a crash of any replica.
+async fn submit(s: &AppState, input: Input) -> Result<(Receipt, Option<Applied>), ApiError> {
+    let appended = tokio::time::timeout(APPEND_TIMEOUT, s.queue.append(vec![input])).await;
+    let id = match appended {
+        Ok(Ok(ids)) => ids.first().copied().unwrap_or_default(),
+        Ok(Err(e)) => {
+            return Err(ApiError::Overloaded {
+                detail: format!("the store cannot take the change now; nothing was accepted ({e})"),
+                retry_after_secs: 5,
+            });
+        }
+        Err(_) => {
+            // The write may still commit: say so instead of pretending it failed.
+            return Err(ApiError::Overloaded {
+                detail: format!(
+                    "the store did not confirm the change within {}s; it may still take effect: check GET /v1/status before retrying",
+                    APPEND_TIMEOUT.as_secs()
+                ),
+                retry_after_secs: 5,
+            });
+        }
+    };
+    let (reply, rx) = oneshot::channel();
+    let applied = tokio::time::timeout(APPLY_WAIT, async {
+        s.control.send(Control::Applied { id, reply }).await.ok()?;
+        rx.await.ok()
     })
-    .into_response())
+    .await
+    .ok()
+    .flatten();
+    let receipt = Receipt {
+        input_id: id,
+        applied: applied.is_some(),
+    };
+    Ok((receipt, applied))
+}
+
+/// 200 when this replica applied the change, 202 when it is queued.
+fn answer_status(receipt: Receipt) -> StatusCode {
+    if receipt.applied {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    }
 }
 
 /// Checks a request against the configuration; 422 with the reason otherwise.
@@ -194,32 +241,22 @@ async fn clear_override(
     Query(q): Query<ClearQuery>,
 ) -> Result<Response, ApiError> {
     let actor = authorize(&headers, &s.tokens, Scope::Override)?;
-    let (reply, rx) = oneshot::channel();
-    let control = Control::ClearOverride {
+    let input = Input::OverrideCleared {
         actor: actor.0,
         reason: q.reason,
-        reply,
     };
-    ask(&s, control).await?;
-    let cleared = rx.await.map_err(|_| shutting_down())?.map_err(refused)?;
-    Ok(Json(Cleared { cleared }).into_response())
+    let (receipt, applied) = submit(&s, input).await?;
+    let cleared = applied.and_then(|a| a.changed).unwrap_or(false);
+    Ok((answer_status(receipt), Json(Cleared { cleared, receipt })).into_response())
 }
 
 /// `DELETE /v1/flap`: release the flap latch. The decision goes back to the
 /// rules (and the flap history is forgotten, so it does not re-latch at once).
 async fn release_flap(State(s): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let actor = authorize(&headers, &s.tokens, Scope::Override)?;
-    let (reply, rx) = oneshot::channel();
-    ask(
-        &s,
-        Control::ReleaseFlap {
-            actor: actor.0,
-            reply,
-        },
-    )
-    .await?;
-    let released = rx.await.map_err(|_| shutting_down())?.map_err(refused)?;
-    Ok(Json(Released { released }).into_response())
+    let (receipt, applied) = submit(&s, Input::FlapRelease { actor: actor.0 }).await?;
+    let released = applied.and_then(|a| a.changed).unwrap_or(false);
+    Ok((answer_status(receipt), Json(Released { released, receipt })).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -272,15 +309,6 @@ async fn ask(s: &AppState, c: Control) -> Result<(), ApiError> {
             detail: "the agent is busy; retry".into(),
             retry_after_secs: 1,
         }),
-    }
-}
-
-fn refused(e: ControlError) -> ApiError {
-    match e {
-        ControlError::Unavailable(detail) => ApiError::Overloaded {
-            detail,
-            retry_after_secs: 5,
-        },
     }
 }
 

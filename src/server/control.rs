@@ -1,41 +1,36 @@
 //! The API's contract with whoever answers it (the daemon's main loop):
-//! requests that need an answer, each with a reply channel. The API answers
-//! only once the loop has applied the change and the snapshot is on disk
-//! ("nothing is half-applied"). Defined here, on the server's side, so the
-//! dependency runs one way: `daemon` -> `server`.
+//! requests that need an answer, each with a reply channel. Operator changes
+//! do not travel here: the handler appends them to the durable input queue
+//! (`store::inputs`) and then asks the loop, with [`Control::Applied`], to
+//! say once it has applied that input. Defined here, on the server's side,
+//! so the dependency runs one way: `daemon` -> `server`.
 
 use serde::Serialize;
 use tokio::sync::oneshot;
 
 use crate::domain::{Actual, Desired};
-use crate::engine::{Mode, Override};
+use crate::engine::Mode;
 
 pub enum Control {
-    SetOverride {
-        ov: Override,
-        reply: oneshot::Sender<Result<(), ControlError>>,
-    },
-    ClearOverride {
-        actor: String,
-        reason: Option<String>,
-        reply: oneshot::Sender<Result<bool, ControlError>>,
-    },
-    /// Release the flap latch (the operator checked the probes).
-    ReleaseFlap {
-        actor: String,
-        reply: oneshot::Sender<Result<bool, ControlError>>,
+    /// Answer once queued input `id` is applied to this replica's engine.
+    /// The loop drops `reply` if it will not apply it (the handler then
+    /// reports the input as queued).
+    Applied {
+        id: i64,
+        reply: oneshot::Sender<Applied>,
     },
     Status {
         reply: oneshot::Sender<StatusDoc>,
     },
 }
 
-/// Why the loop refused a request.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ControlError {
-    /// The agent cannot apply it durably now (store failing): 503.
-    #[error("{0}")]
-    Unavailable(String),
+/// What applying a queued operator input did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Applied {
+    /// A clear: an override was set. A flap release: the latch was set.
+    /// Anything else: true. `None` if the loop no longer remembers (more
+    /// than `event_loop::OUTCOMES` inputs were applied since).
+    pub changed: Option<bool>,
 }
 
 /// `GET /v1/status`: the whole picture in one document.

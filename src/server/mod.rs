@@ -45,6 +45,8 @@ pub struct AppState {
     pub metrics: Metrics,
     pub store: Arc<dyn Store>,
     pub control: mpsc::Sender<Control>,
+    /// Where operator changes go, durably, before the answer.
+    pub queue: crate::store::inputs::Queue,
     /// Set once the daemon has restored its state and started its components.
     pub ready: Arc<AtomicBool>,
 }

@@ -69,18 +69,40 @@ pub struct OverrideResponse {
     pub until: String,
     pub reason: String,
     pub actor: String,
+    #[serde(flatten)]
+    pub receipt: Receipt,
 }
 
-/// `DELETE /v1/override`: whether an override was in force.
+/// How an operator change was taken. Every change is in the durable input
+/// queue before the answer; `applied` says whether this replica's engine
+/// also applied it before answering.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Receipt {
+    /// The change's id in the input queue.
+    pub input_id: i64,
+    /// `true`: applied by this replica's engine (200). `false`: accepted and
+    /// queued for the engine that decides (202); it applies it within about
+    /// a second.
+    pub applied: bool,
+}
+
+/// `DELETE /v1/override`: whether an override was in force (known only when
+/// `applied`; `false` otherwise).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 pub struct Cleared {
     pub cleared: bool,
+    #[serde(flatten)]
+    pub receipt: Receipt,
 }
 
-/// `DELETE /v1/flap`: whether the flap latch was set.
+/// `DELETE /v1/flap`: whether the flap latch was set (known only when
+/// `applied`; `false` otherwise).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 pub struct Released {
     pub released: bool,
+    #[serde(flatten)]
+    pub receipt: Receipt,
 }
 
 /// `GET /v1/events`: one page of the audit log, newest first.

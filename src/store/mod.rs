@@ -1,5 +1,7 @@
 //! Persistence: the engine snapshot (probe and rule states, timers, alerts,
-//! override, flap latch) and the audit log.
+//! override, flap latch), the durable input queue (`inputs.rs`: alerts and
+//! operator changes, written before their sender gets a 2xx) and the audit
+//! log.
 //!
 //! `Store` is the seam for the backends: SQLite (`sqlite.rs`, embedded
 //! default, one replica) and PostgreSQL (`postgres/`, a database several
@@ -17,6 +19,7 @@
 
 pub mod audit;
 mod error;
+pub mod inputs;
 pub mod postgres;
 pub mod sqlite;
 
@@ -24,9 +27,11 @@ use futures::future::BoxFuture;
 
 pub use audit::StoreAudit;
 pub use error::StoreError;
+pub use inputs::{Input, StoredInput};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
+use crate::domain::Timestamp;
 use crate::telemetry::AuditRecord;
 
 /// An audit record as stored, with its id (the paging cursor of `/v1/events`).
@@ -54,6 +59,31 @@ pub trait Store: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<Vec<StoredEvent>, StoreError>>;
     /// Cheap liveness check for `/readyz`.
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Appends inputs to the queue in one transaction (all or none) and
+    /// returns their ids, in order. Durable on return.
+    fn append_inputs(&self, inputs: Vec<Input>) -> BoxFuture<'_, Result<Vec<i64>, StoreError>>;
+    /// Up to `limit` inputs with an id above `after`, in id order.
+    fn inputs_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<StoredInput>, StoreError>>;
+    /// Deletes inputs with an id up to `applied` accepted before `before`;
+    /// returns how many.
+    fn prune_inputs(
+        &self,
+        applied: i64,
+        before: Timestamp,
+    ) -> BoxFuture<'_, Result<u64, StoreError>>;
+    /// Wakes `wake` whenever another process appends inputs, until `cancel`
+    /// fires. Backends that only this process writes need not do anything
+    /// (the loop also polls every second).
+    fn watch_inputs(
+        &self,
+        _wake: std::sync::Arc<tokio::sync::Notify>,
+        _cancel: tokio_util::sync::CancellationToken,
+    ) {
+    }
 }
 
 /// The account of a configuration without several Talkdesk accounts.

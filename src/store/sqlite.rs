@@ -8,14 +8,14 @@ use std::sync::{Arc, Mutex};
 use futures::future::BoxFuture;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::{Store, StoreError, StoredEvent};
+use super::{Input, Store, StoreError, StoredEvent, StoredInput};
 use crate::domain::Timestamp;
 use crate::telemetry::AuditRecord;
 
 /// Schema steps, applied once each and in order, all in one transaction;
 /// `meta.schema_version` records the last one applied. The same model as the
 /// PostgreSQL store (`postgres/migrations/`): never edit a released step.
-const MIGRATIONS: &[(i64, &str)] = &[(1, V1_INITIAL), (2, V2_ACCOUNT)];
+const MIGRATIONS: &[(i64, &str)] = &[(1, V1_INITIAL), (2, V2_ACCOUNT), (3, V3_INPUTS)];
 
 /// The newest schema version this build knows.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
@@ -51,6 +51,19 @@ INSERT INTO engine_state_v2 (account, snapshot, updated_at)
     SELECT 'default', snapshot, updated_at FROM engine_state;
 DROP TABLE engine_state;
 ALTER TABLE engine_state_v2 RENAME TO engine_state;
+";
+
+/// The durable input queue (`store/inputs.rs`). `AUTOINCREMENT`: an id is
+/// never reused, even after the newest rows were pruned, so a cursor never
+/// skips a new input.
+const V3_INPUTS: &str = "
+CREATE TABLE inputs (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    account     TEXT NOT NULL,
+    accepted_at INTEGER NOT NULL,
+    input       TEXT NOT NULL
+);
+CREATE INDEX inputs_account_id ON inputs (account, id);
 ";
 
 #[derive(Clone)]
@@ -242,6 +255,64 @@ impl Store for SqliteStore {
         self.with(|c| {
             c.query_row("SELECT 1", [], |_| Ok(()))?;
             Ok(())
+        })
+    }
+
+    fn append_inputs(&self, inputs: Vec<Input>) -> BoxFuture<'_, Result<Vec<i64>, StoreError>> {
+        let account = self.account.clone();
+        self.with(move |c| {
+            let now = Timestamp::now().as_millis();
+            let tx = c.transaction()?;
+            let mut ids = Vec::with_capacity(inputs.len());
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO inputs (account, accepted_at, input) VALUES (?1, ?2, ?3)",
+                )?;
+                for input in &inputs {
+                    let text = serde_json::to_string(input)?;
+                    stmt.execute(params![&*account, now, text])?;
+                    ids.push(tx.last_insert_rowid());
+                }
+            }
+            tx.commit()?;
+            Ok(ids)
+        })
+    }
+
+    fn inputs_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<StoredInput>, StoreError>> {
+        let account = self.account.clone();
+        self.with(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, accepted_at, input FROM inputs WHERE account = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![&*account, after, limit as i64], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, accepted_at, text) = row?;
+                out.push(StoredInput { id, accepted_at: Timestamp(accepted_at), input: serde_json::from_str(&text)? });
+            }
+            Ok(out)
+        })
+    }
+
+    fn prune_inputs(
+        &self,
+        applied: i64,
+        before: Timestamp,
+    ) -> BoxFuture<'_, Result<u64, StoreError>> {
+        let account = self.account.clone();
+        self.with(move |c| {
+            let n = c.execute(
+                "DELETE FROM inputs WHERE account = ?1 AND id <= ?2 AND accepted_at < ?3",
+                params![&*account, applied, before.as_millis()],
+            )?;
+            Ok(n as u64)
         })
     }
 }

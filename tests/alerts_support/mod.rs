@@ -56,8 +56,9 @@ tokens = [
 ]
 "#;
 
-/// 2024-01-01T00:00:00Z
-pub const NOW_MS: i64 = 1_704_067_200_000;
+/// 2025-01-01T00:00:00Z: after every fixture's event time (event times in
+/// the future are refused).
+pub const NOW_MS: i64 = 1_735_689_600_000;
 
 pub fn fixture(name: &str) -> String {
     std::fs::read_to_string(format!(

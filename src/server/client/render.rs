@@ -92,8 +92,13 @@ pub fn override_set(ov: &OverrideResponse) -> String {
         .as_ref()
         .map(|p| format!("with profile {p} "))
         .unwrap_or_default();
+    let what = if ov.receipt.applied {
+        "override set"
+    } else {
+        "override accepted (queued for the engine that decides)"
+    };
     format!(
-        "override set: fallback {} {profile}until {} (reason: {})\n",
+        "{what}: fallback {} {profile}until {} (reason: {})\n",
         ov.state.as_str(),
         ov.until,
         ov.reason
@@ -102,7 +107,9 @@ pub fn override_set(ov: &OverrideResponse) -> String {
 
 /// `override clear`.
 pub fn cleared(c: Cleared) -> &'static str {
-    if c.cleared {
+    if !c.receipt.applied {
+        "clear accepted (queued for the engine that decides)\n"
+    } else if c.cleared {
         "override cleared; the agent is back to automatic\n"
     } else {
         "no override was in force; the agent is automatic\n"
@@ -111,7 +118,9 @@ pub fn cleared(c: Cleared) -> &'static str {
 
 /// `override release-flap`.
 pub fn released(r: Released) -> &'static str {
-    if r.released {
+    if !r.receipt.applied {
+        "flap release accepted (queued for the engine that decides)\n"
+    } else if r.released {
         "flap latch released; the rules decide again\n"
     } else {
         "the fallback was not latched\n"
@@ -127,7 +136,7 @@ mod tests {
     use crate::domain::{AlertKey, ProbeOutcome, Timestamp};
     use crate::engine::{Engine, Event, Override};
     use crate::server::control::StatusDoc;
-    use crate::server::wire::OverrideState;
+    use crate::server::wire::{OverrideState, Receipt};
     use crate::talkdesk::actuator::{ActuatorStatus, LastError};
 
     const CONFIG: &str = r#"
@@ -279,6 +288,33 @@ when = { alert = ['alertname="VoiceDown"'] }
         }
     }
 
+    const APPLIED: Receipt = Receipt {
+        input_id: 1,
+        applied: true,
+    };
+
+    #[test]
+    fn queued_changes_say_so() {
+        let queued = Receipt {
+            input_id: 2,
+            applied: false,
+        };
+        assert!(
+            cleared(Cleared {
+                cleared: false,
+                receipt: queued
+            })
+            .contains("queued")
+        );
+        assert!(
+            released(Released {
+                released: false,
+                receipt: queued
+            })
+            .contains("queued")
+        );
+    }
+
     #[test]
     fn override_answers() {
         let on = OverrideResponse {
@@ -287,6 +323,7 @@ when = { alert = ['alertname="VoiceDown"'] }
             until: "2026-01-01T00:10:00Z".into(),
             reason: "drill".into(),
             actor: "cli".into(),
+            receipt: APPLIED,
         };
         assert_eq!(
             override_set(&on),
@@ -301,9 +338,33 @@ when = { alert = ['alertname="VoiceDown"'] }
             override_set(&off),
             "override set: fallback inactive until 2026-01-01T00:10:00Z (reason: drill)\n"
         );
-        assert!(cleared(Cleared { cleared: true }).contains("back to automatic"));
-        assert!(cleared(Cleared { cleared: false }).contains("no override was in force"));
-        assert!(released(Released { released: true }).contains("flap latch released"));
-        assert!(released(Released { released: false }).contains("not latched"));
+        assert!(
+            cleared(Cleared {
+                cleared: true,
+                receipt: APPLIED
+            })
+            .contains("back to automatic")
+        );
+        assert!(
+            cleared(Cleared {
+                cleared: false,
+                receipt: APPLIED
+            })
+            .contains("no override was in force")
+        );
+        assert!(
+            released(Released {
+                released: true,
+                receipt: APPLIED
+            })
+            .contains("flap latch released")
+        );
+        assert!(
+            released(Released {
+                released: false,
+                receipt: APPLIED
+            })
+            .contains("not latched")
+        );
     }
 }

@@ -1,5 +1,7 @@
-//! The PostgreSQL store: what the SQLite store holds (the engine snapshot and
-//! the audit log), in a database several replicas can share.
+//! The PostgreSQL store: what the SQLite store holds (the engine snapshot,
+//! the durable input queue and the audit log), in a database several
+//! replicas can share. Input appends notify the other replicas
+//! (`listen.rs`: LISTEN/NOTIFY on a dedicated, reconnecting connection).
 //!
 //! Driver: `tokio-postgres` with the `deadpool-postgres` pool. sqlx would also
 //! do, but it compiles a much larger tree (macros, its own runtime and TLS
@@ -24,6 +26,7 @@
 //! whole batch. The snapshot is stored as `JSON`, which keeps `\u0000`.
 
 mod connect;
+mod listen;
 mod migrations;
 mod tls;
 
@@ -32,18 +35,24 @@ use secrecy::SecretString;
 
 pub use connect::ConnectOptions;
 pub use migrations::LATEST as SCHEMA_VERSION;
+pub use migrations::versions as schema_versions;
 
-use super::{Store, StoreError, StoredEvent};
+use super::{Input, Store, StoreError, StoredEvent, StoredInput};
 use crate::domain::Timestamp;
 use crate::telemetry::AuditRecord;
 
-/// Connections per store: the loop's snapshot writes, the audit writer,
-/// `/v1/events` and `/readyz` each need at most one at a time.
-const POOL_SIZE: usize = 4;
+/// Connections per store: the loop's snapshot writes and queue reads, the
+/// audit writer, input appends (one group at a time), `/v1/events` and
+/// `/readyz` each need at most one at a time.
+const POOL_SIZE: usize = 5;
+/// Serializes input appends of one account (with the account's hash as the
+/// second key), so ids commit in increasing order ("inpt" in ASCII).
+const INPUTS_LOCK_CLASS: i32 = 0x696e_7074;
 
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: deadpool_postgres::Pool,
+    options: ConnectOptions,
     account: String,
     target: String,
 }
@@ -69,6 +78,7 @@ impl PostgresStore {
         let pool = options.pool(POOL_SIZE).map_err(StoreError::Config)?;
         let store = PostgresStore {
             pool,
+            options: options.clone(),
             account: account.to_string(),
             target: options.target(),
         };
@@ -190,6 +200,109 @@ impl Store for PostgresStore {
             client.simple_query("SELECT 1").await?;
             Ok(())
         })
+    }
+
+    fn append_inputs(&self, inputs: Vec<Input>) -> BoxFuture<'_, Result<Vec<i64>, StoreError>> {
+        Box::pin(async move {
+            if inputs.is_empty() {
+                return Ok(Vec::new());
+            }
+            let docs = inputs
+                .iter()
+                .map(serde_json::to_value)
+                .collect::<Result<Vec<_>, _>>()?;
+            let now = Timestamp::now().as_millis();
+            let mut client = self.pool.get().await?;
+            let tx = client.transaction().await?;
+            // Held until commit: the ids taken below are committed before any
+            // larger one, so a reader's cursor never skips an input.
+            tx.execute(
+                "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+                &[&INPUTS_LOCK_CLASS, &self.account],
+            )
+            .await?;
+            let insert = tx
+                .prepare_cached(
+                    "INSERT INTO inputs (account, accepted_at, input)
+                     SELECT $1, $2, i.input
+                     FROM unnest($3::json[]) WITH ORDINALITY AS i(input, n)
+                     ORDER BY i.n
+                     RETURNING id",
+                )
+                .await?;
+            let mut ids: Vec<i64> = tx
+                .query(&insert, &[&self.account, &now, &docs])
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            // Identity values follow the ORDER BY; RETURNING's order is not
+            // promised, the ids' is.
+            ids.sort_unstable();
+            tx.execute(
+                "SELECT pg_notify($1, $2)",
+                &[&listen::CHANNEL, &self.account],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(ids)
+        })
+    }
+
+    fn inputs_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<StoredInput>, StoreError>> {
+        Box::pin(async move {
+            let client = self.pool.get().await?;
+            let stmt = client
+                .prepare_cached(
+                    "SELECT id, accepted_at, input FROM inputs
+                     WHERE account = $1 AND id > $2 ORDER BY id LIMIT $3",
+                )
+                .await?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = client
+                .query(&stmt, &[&self.account, &after, &limit])
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(StoredInput {
+                        id: r.get(0),
+                        accepted_at: Timestamp(r.get(1)),
+                        input: serde_json::from_value(r.get(2))?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn prune_inputs(
+        &self,
+        applied: i64,
+        before: Timestamp,
+    ) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let client = self.pool.get().await?;
+            let stmt = client
+                .prepare_cached(
+                    "DELETE FROM inputs WHERE account = $1 AND id <= $2 AND accepted_at < $3",
+                )
+                .await?;
+            let n = client
+                .execute(&stmt, &[&self.account, &applied, &before.as_millis()])
+                .await?;
+            Ok(n)
+        })
+    }
+
+    fn watch_inputs(
+        &self,
+        wake: std::sync::Arc<tokio::sync::Notify>,
+        cancel: tokio_util::sync::CancellationToken,
+    ) {
+        listen::spawn(self.options.clone(), self.account.clone(), wake, cancel);
     }
 }
 
