@@ -308,3 +308,32 @@ async fn status_and_override_clients_drive_a_running_agent() {
     drop(trunk);
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
+
+#[test]
+fn text_logs_have_no_colours_when_stderr_is_not_a_terminal() {
+    let port = support::free_port();
+    let mut child = bin()
+        .args([
+            "--log-format",
+            "text",
+            "simulate-talkdesk",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env_remove("CONTINUITY_AGENT_LOG_FORMAT")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(line.contains("Talkdesk simulator listening."), "{line:?}");
+    assert!(
+        !line.contains('\u{1b}'),
+        "ANSI escape in a piped log: {line:?}"
+    );
+}

@@ -1,6 +1,9 @@
 //! Log output: readable on a terminal, JSON for log pipelines. Logs go to
 //! stderr so command output (check-config summary, demo timeline, status)
-//! stays clean on stdout.
+//! stays clean on stdout. Text logs are coloured only when stderr is a
+//! terminal: escape codes in journald or a log file are noise.
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::writer::MakeWriterExt;
@@ -24,7 +27,10 @@ pub fn init(format: LogFormat, level: &str) {
         .with_writer(writer);
     // `try_init`: a second call (tests, demo inside tests) keeps the first subscriber.
     let _ = match format {
-        LogFormat::Text => builder.with_target(false).try_init(),
+        LogFormat::Text => builder
+            .with_target(false)
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
