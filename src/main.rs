@@ -389,15 +389,10 @@ async fn simulate_talkdesk(listen: String) -> ExitCode {
         }
     };
     let sim = Simulator::default();
-    let opts = sim.options();
-    println!(
-        "Talkdesk API simulator on http://{} (client id {:?}, token URL /oauth/token, control routes /_sim/*)",
-        listener
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or(listen.clone()),
-        opts.client_id
-    );
+    match listener.local_addr() {
+        Ok(addr) => print!("{}", simulator::banner(addr, sim.options())),
+        Err(e) => eprintln!("continuity-agent: cannot read the listening address: {e}"),
+    }
     match simulator::run(listener, sim, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
