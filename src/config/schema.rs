@@ -480,6 +480,8 @@ pub enum Scope {
     Override,
     /// `POST /v1/alerts/*` with an API token.
     Alerts,
+    /// `POST /-/reload`: reload the configuration.
+    Admin,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

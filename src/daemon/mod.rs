@@ -11,6 +11,8 @@
 //!   the readiness `/readyz` reports).
 //! - `gate.rs`: `StartGate`, when the actuator may start after a fresh start.
 //! - `supervise.rs`: the actuator runs supervised (the agent exits 1 if it dies).
+//! - `reload.rs`: `Reloader`, a configuration reload (SIGHUP, `POST /-/reload`)
+//!   validated, refused whole or applied in place without losing state.
 //!
 //! API requests reach the loop as `server::control::Control` messages.
 
@@ -18,6 +20,7 @@ mod event_loop;
 mod gate;
 mod inputs;
 mod persist;
+mod reload;
 mod restore;
 mod run;
 mod supervise;

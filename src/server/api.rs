@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 
 use super::auth::authorize;
 use super::body::{json_body, read_body};
-use super::control::{Control, ControlError};
+use super::control::{Control, ControlError, ReloadError};
 use super::wire::{
     Cleared, EventsPage, OverrideRequest, OverrideResponse, OverrideState, Released,
 };
@@ -40,6 +40,7 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/v1/events", get(events))
         .route("/v1/flap", axum::routing::delete(release_flap))
         .route("/openapi.json", get(openapi))
+        .route("/-/reload", axum::routing::post(reload))
 }
 
 /// The OpenAPI document. Hand-written and kept honest by a test that checks
@@ -264,6 +265,39 @@ async fn events(
 }
 
 /// Sends a request to the main loop without waiting forever if it is saturated.
+/// `POST /-/reload`: 200 with what changed, or 422 with every reason the new
+/// file was refused (the running configuration is kept).
+async fn reload(State(s): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let actor = authorize(&headers, &s.tokens, Scope::Admin)?;
+    let (reply, rx) = oneshot::channel();
+    ask(
+        &s,
+        Control::Reload {
+            actor: actor.0,
+            reply,
+        },
+    )
+    .await?;
+    match rx.await.map_err(|_| shutting_down())? {
+        Ok(done) => Ok(Json(serde_json::json!({
+            "result": "ok",
+            "origin": done.origin,
+            "changed": done.changed,
+        }))
+        .into_response()),
+        Err(ReloadError::ShuttingDown) => Err(shutting_down()),
+        Err(e) => Ok((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(serde_json::json!({
+                "result": "refused",
+                "error": e.to_string(),
+                "errors": e.errors(),
+            })),
+        )
+            .into_response()),
+    }
+}
+
 async fn ask(s: &AppState, c: Control) -> Result<(), ApiError> {
     match tokio::time::timeout(Duration::from_secs(5), s.control.send(c)).await {
         Ok(Ok(())) => Ok(()),

@@ -82,6 +82,8 @@ pub struct Metrics {
     pub divergence_seconds: Gauge,
     /// `{kind}`: failed actuation attempts by error kind.
     pub actuation_failures_total: IntCounterVec,
+    /// Configuration reloads by result (`ok`, `invalid`, `needs_restart`, `no_file`).
+    pub config_reloads_total: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -200,6 +202,13 @@ impl Metrics {
                 ),
                 &["kind"]
             )),
+            config_reloads_total: reg!(IntCounterVec::new(
+                Opts::new(
+                    "continuity_config_reloads_total",
+                    "Configuration reloads (SIGHUP, POST /-/reload) by result."
+                ),
+                &["result"]
+            )),
             registry,
         };
         m.fallback_actual.set(-1);
@@ -225,6 +234,9 @@ impl Metrics {
         for source in &known.webhook_sources {
             self.alerts_received_total
                 .with_label_values(&[source, "accepted"]);
+        }
+        for result in ["ok", "invalid", "needs_restart"] {
+            self.config_reloads_total.with_label_values(&[result]);
         }
         for op in &known.talkdesk_ops {
             self.talkdesk_request_duration_seconds
