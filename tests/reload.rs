@@ -264,3 +264,55 @@ async fn reload_is_validated_refused_whole_or_applied_without_losing_state() {
     assert_eq!(reload_records, 4, "{events}");
     assert!(agent.terminate().success());
 }
+
+/// The actuator gets the new profiles: editing the active profile writes its
+/// new settings to Talkdesk, without switching the fallback off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reloaded_active_profile_is_written_to_talkdesk() {
+    let sim = simulator::spawn(Simulator::default(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let base = sim.base_url();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.toml");
+    let port = support::free_port();
+    std::fs::write(&path, config(dir.path(), &base, port, "", "")).unwrap();
+    let mut agent = AgentProcess::spawn(&path, port, &dir.path().join("agent.log"));
+    agent.wait_ready().await;
+    let api = Api {
+        http: reqwest::Client::new(),
+        base: agent.api.clone(),
+    };
+    let r = api
+        .http
+        .put(format!("{}/v1/override", api.base))
+        .bearer_auth(OPS)
+        .json(&serde_json::json!({"state": "active", "profile": "backup", "ttl": "30m", "reason": "test"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    eventually("the fallback switching on", &agent, async || {
+        sim.sim.state().enabled
+    })
+    .await;
+    assert_eq!(
+        sim.sim.state().settings.default.as_deref(),
+        Some("+14155558888")
+    );
+
+    let edited = config(dir.path(), &base, port, "", "").replace("+14155558888", "+14155557777");
+    std::fs::write(&path, edited).unwrap();
+    let (code, body) = api.reload(ADMIN).await;
+    assert_eq!(code, 200, "{body}");
+    eventually("the new settings reaching Talkdesk", &agent, async || {
+        sim.sim.state().settings.default.as_deref() == Some("+14155557777")
+    })
+    .await;
+    let switched_off = sim.sim.journal().into_iter().any(|e| {
+        e.op == "put_activation" && e.body.as_deref().is_some_and(|b| b.contains("false"))
+    });
+    assert!(!switched_off, "the reload switched the fallback off");
+    assert!(sim.sim.state().enabled);
+    assert!(agent.terminate().success());
+}
