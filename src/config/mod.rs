@@ -185,9 +185,9 @@ impl Config {
         };
         let _ = writeln!(
             s,
-            "  talkdesk: region {}, on_drift {:?}, dry_run {}; store: {}; api tokens: {}",
+            "  talkdesk: region {}, on_drift {}, dry_run {}; store: {}; api tokens: {}",
             raw.talkdesk.region,
-            raw.talkdesk.on_drift,
+            raw.talkdesk.on_drift.as_str(),
             raw.agent.dry_run,
             store,
             raw.api.tokens.len()

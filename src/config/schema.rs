@@ -217,6 +217,16 @@ pub enum OnDrift {
     Respect,
 }
 
+impl OnDrift {
+    /// The configuration's spelling, for logs and summaries.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnDrift::Correct => "correct",
+            OnDrift::Respect => "respect",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TalkdeskConfig {

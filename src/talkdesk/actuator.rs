@@ -240,8 +240,8 @@ impl Actuator {
         tracing::info!(
             desired = %desired,
             dry_run = self.opts.dry_run,
-            on_drift = ?self.opts.on_drift,
-            reconcile_interval = ?self.opts.reconcile_interval,
+            on_drift = self.opts.on_drift.as_str(),
+            reconcile_interval = %crate::telemetry::logging::duration(self.opts.reconcile_interval),
             "Actuator started."
         );
         self.status.desired = Some(desired.clone());

@@ -8,6 +8,17 @@ use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::writer::MakeWriterExt;
 
+/// A duration as logs show it (`1s 500ms`), rounded to milliseconds: the
+/// `Debug` form (`1.500372914s`) is noise to an operator.
+pub fn duration(d: std::time::Duration) -> String {
+    let ms = std::time::Duration::from_millis(d.as_millis().try_into().unwrap_or(u64::MAX));
+    if ms.is_zero() {
+        "0s".to_string()
+    } else {
+        humantime::format_duration(ms).to_string()
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     /// Human-readable lines.
