@@ -216,3 +216,45 @@ fn record(lp: &Loop, actor: &str, old: &Config, result: &Result<Reloaded, Reload
         message,
     ));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(extra: &str) -> Config {
+        let src = format!(
+            r#"
+[talkdesk]
+account = "acme"
+client_id = "id"
+client_secret = "secret"
+[profiles.backup]
+default = "+14155558888"
+{extra}
+"#
+        );
+        config::from_toml_str_strict(&src, "t.toml", std::path::Path::new("/etc/ca"), false)
+            .unwrap()
+    }
+
+    #[test]
+    fn the_socket_and_the_store_need_a_restart_and_the_url_is_not_shown() {
+        let old = load("");
+        assert!(needs_restart(&old, &load("")).is_empty());
+        let moved = load("[agent]\nlisten = \"127.0.0.1:9999\"");
+        let why = needs_restart(&old, &moved);
+        assert!(why[0].starts_with("agent.listen"), "{why:?}");
+        let pg = load("[store]\nurl = \"postgres://u:hunter2@db/x\"");
+        let why = needs_restart(&old, &pg);
+        assert!(why[0].starts_with("store"), "{why:?}");
+        assert!(!why[0].contains("hunter2"), "{why:?}");
+    }
+
+    #[test]
+    fn changed_sections_name_what_differs() {
+        let old = load("");
+        assert!(changed_sections(&old, &load("")).is_empty());
+        let new = load("[engine]\nflap_max = 9");
+        assert_eq!(changed_sections(&old, &new), ["engine"]);
+    }
+}
