@@ -158,6 +158,44 @@ pub struct Actual {
     pub settings: Option<FallbackSettings>,
 }
 
+impl Actual {
+    /// `on`, `off` or `unknown`: the activation as logs and messages say it.
+    pub fn activation(&self) -> &'static str {
+        match self.enabled {
+            Some(true) => "on",
+            Some(false) => "off",
+            None => "unknown",
+        }
+    }
+}
+
+/// `on, settings: default +14155558888, 2 forwards, message en-US` (for
+/// logs: never a `Debug` dump).
+impl fmt::Display for Actual {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}, settings: ", self.activation())?;
+        match &self.settings {
+            Some(s) => write!(f, "{s}"),
+            None => f.write_str("unknown"),
+        }
+    }
+}
+
+/// `default +14155558888, 2 forwards, message en-US`.
+impl fmt::Display for FallbackSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.default {
+            Some(d) => write!(f, "default {d}")?,
+            None => f.write_str("no default")?,
+        }
+        write!(f, ", {} forward(s), ", self.forward.len())?;
+        match &self.message {
+            Some(m) => write!(f, "message {}", m.language),
+            None => f.write_str("no message"),
+        }
+    }
+}
+
 /// Health of one probe as the engine sees it (HAProxy rise/fall model).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -63,7 +63,7 @@ struct ApiArgs {
     /// API token (prefer the environment variable: command lines are visible to other users).
     #[arg(long, env = "CONTINUITY_AGENT_TOKEN", hide_env_values = true)]
     token: Option<String>,
-    /// Print the raw JSON document instead of the summary (status only).
+    /// Print the raw JSON document instead of the summary (status, events).
     #[arg(long)]
     json: bool,
 }
@@ -101,6 +101,20 @@ enum Command {
     Demo,
     /// Print the running agent's status.
     Status(ApiArgs),
+    /// Print the running agent's audit log (oldest first; `--json` for the raw page).
+    Events {
+        /// How far back: a duration (`1h`, `30m`) or an RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only these kinds, comma-separated (decision, talkdesk, override, alert, reload, ...).
+        #[arg(long)]
+        kind: Option<String>,
+        /// At most this many records (1 to 1000), the newest.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// Manual override through the running agent's API.
     Override {
         #[command(subcommand)]
@@ -180,6 +194,12 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig(c) => check_config(&c.config),
         Command::Status(api) => block_on(status(api)),
+        Command::Events {
+            since,
+            kind,
+            limit,
+            api,
+        } => block_on(events(since, kind, limit, api)),
         Command::Override { action } => block_on(override_cmd(action)),
         Command::Talkdesk { config, action } => block_on(talkdesk(&config.config, action)),
         Command::SimulateTalkdesk { listen } => block_on(simulate_talkdesk(listen)),
@@ -265,6 +285,27 @@ async fn status(api: ApiArgs) -> ExitCode {
     } else {
         c.status().await.map(|s| render::status(&s))
     };
+    print_answer(text)
+}
+
+async fn events(
+    since: Option<String>,
+    kind: Option<String>,
+    limit: usize,
+    api: ApiArgs,
+) -> ExitCode {
+    let json = api.json;
+    let page = api
+        .client()
+        .events(since.as_deref(), kind.as_deref(), limit)
+        .await;
+    let text = page.map(|p| {
+        if json {
+            serde_json::to_string_pretty(&p).unwrap_or_default() + "\n"
+        } else {
+            render::events(&p)
+        }
+    });
     print_answer(text)
 }
 
@@ -389,15 +430,10 @@ async fn simulate_talkdesk(listen: String) -> ExitCode {
         }
     };
     let sim = Simulator::default();
-    let opts = sim.options();
-    println!(
-        "Talkdesk API simulator on http://{} (client id {:?}, token URL /oauth/token, control routes /_sim/*)",
-        listener
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or(listen.clone()),
-        opts.client_id
-    );
+    match listener.local_addr() {
+        Ok(addr) => print!("{}", simulator::banner(addr, sim.options())),
+        Err(e) => eprintln!("continuity-agent: cannot read the listening address: {e}"),
+    }
     match simulator::run(listener, sim, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

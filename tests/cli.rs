@@ -308,3 +308,110 @@ async fn status_and_override_clients_drive_a_running_agent() {
     drop(trunk);
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
+
+#[test]
+fn text_logs_have_no_colours_when_stderr_is_not_a_terminal() {
+    let port = support::free_port();
+    let mut child = bin()
+        .args([
+            "--log-format",
+            "text",
+            "simulate-talkdesk",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env_remove("CONTINUITY_AGENT_LOG_FORMAT")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(line.contains("Talkdesk simulator listening."), "{line:?}");
+    assert!(
+        !line.contains('\u{1b}'),
+        "ANSI escape in a piped log: {line:?}"
+    );
+}
+
+/// The banner is all a user needs to point an agent at the simulator: the
+/// credentials it prints are the ones it accepts.
+#[test]
+fn simulator_prints_its_credentials_and_control_routes_at_start() {
+    let port = support::free_port();
+    let mut child = KillOnDrop(
+        bin()
+            .args([
+                "simulate-talkdesk",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // Read on a thread so a short banner fails the test instead of hanging it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = BufReader::new(child.0.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        for line in out.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut banner = String::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(5)) {
+        banner.push_str(&line);
+        banner.push('\n');
+        if line.contains("agent config:") {
+            break;
+        }
+    }
+    let field = |name: &str| {
+        banner
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| panic!("no {name:?} in banner:\n{banner}"))
+    };
+    let (id, secret) = (field("client id:"), field("client secret:"));
+    for route in [
+        "/_sim/faults",
+        "/_sim/expire-tokens",
+        "/_sim/journal",
+        "/_sim/state",
+        "/oauth/token",
+    ] {
+        assert!(banner.contains(route), "{route} missing from:\n{banner}");
+    }
+    let base = format!("http://127.0.0.1:{port}");
+    let status = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        reqwest::Client::new()
+            .post(format!("{base}/oauth/token"))
+            .basic_auth(&id, Some(&secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    drop(child);
+    assert_eq!(
+        status, 200,
+        "the printed credentials were refused:\n{banner}"
+    );
+}
+
+/// The child process ends with the test, even when the test fails.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

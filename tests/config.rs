@@ -870,3 +870,27 @@ fn call_probes_are_rate_limited_and_keys_stay_with_their_type() {
         std::time::Duration::from_secs(30)
     );
 }
+
+#[test]
+fn a_relative_sqlite_store_path_is_relative_to_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = with("[store]\nurl = \"sqlite://state/x.db\"");
+    let cfg = config::from_toml_str_strict(&src, "test.toml", dir.path(), false).unwrap();
+    let expected = format!("sqlite://{}", dir.path().join("state/x.db").display());
+    assert_eq!(cfg.raw.store.url, expected);
+
+    // The default is a relative path too, so it follows the file as well.
+    let cfg = config::from_toml_str_strict(BASE, "test.toml", dir.path(), false).unwrap();
+    let expected = format!(
+        "sqlite://{}",
+        dir.path().join("state/continuity-agent.db").display()
+    );
+    assert_eq!(cfg.raw.store.url, expected);
+
+    // An absolute path is kept as written.
+    let abs = dir.path().join("abs.db");
+    let src = with(&format!("[store]\nurl = \"sqlite://{}\"", abs.display()));
+    let cfg =
+        config::from_toml_str_strict(&src, "test.toml", Path::new("/elsewhere"), false).unwrap();
+    assert_eq!(cfg.raw.store.url, format!("sqlite://{}", abs.display()));
+}

@@ -37,7 +37,9 @@ pub(super) fn load_file(
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    load_str(&src, &origin, base, with_env, strictness)
+    let mut config = load_str(&src, &origin, base, with_env, strictness)?;
+    config.path = Some(path.to_path_buf());
+    Ok(config)
 }
 
 pub(super) fn load_str(

@@ -36,6 +36,9 @@ pub const DEFAULT_PATH: &str = "config/continuity-agent.toml";
 pub struct Config {
     /// Where it came from (file path), for messages.
     pub origin: String,
+    /// The file it was loaded from, which a reload reads again; `None` for a
+    /// document loaded from a string (tests, the demo).
+    pub path: Option<std::path::PathBuf>,
     /// The sections as written, with `*_file` secrets read into their inline fields.
     pub raw: RawConfig,
     /// Validated profiles by name.
@@ -183,9 +186,9 @@ impl Config {
         };
         let _ = writeln!(
             s,
-            "  talkdesk: region {}, on_drift {:?}, dry_run {}; store: {}; api tokens: {}",
+            "  talkdesk: region {}, on_drift {}, dry_run {}; store: {}; api tokens: {}",
             raw.talkdesk.region,
-            raw.talkdesk.on_drift,
+            raw.talkdesk.on_drift.as_str(),
             raw.agent.dry_run,
             store,
             raw.api.tokens.len()

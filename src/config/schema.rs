@@ -225,6 +225,16 @@ pub enum OnDrift {
     Respect,
 }
 
+impl OnDrift {
+    /// The configuration's spelling, for logs and summaries.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnDrift::Correct => "correct",
+            OnDrift::Respect => "respect",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TalkdeskConfig {
@@ -492,6 +502,8 @@ pub enum Scope {
     Override,
     /// `POST /v1/alerts/*` with an API token.
     Alerts,
+    /// `POST /-/reload`: reload the configuration.
+    Admin,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

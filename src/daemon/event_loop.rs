@@ -27,12 +27,13 @@ use super::document::Progress;
 use super::gate::StartGate;
 use super::inputs::Probes;
 use super::persist::Persister;
+use super::reload::Reloader;
 use super::run::Shared;
 use super::supervise::Supervisor;
 use crate::config::Config;
 use crate::domain::{Desired, Timestamp};
 use crate::engine::{Command, Engine, Event};
-use crate::server::control::{Applied, Control, StatusDoc};
+use crate::server::control::{Applied, Control, ReloadError, StatusDoc};
 use crate::store::Store;
 use crate::store::inputs::{self, Input, StoredInput};
 use crate::talkdesk::actuator::ActuatorHandle;
@@ -64,6 +65,7 @@ pub(super) async fn run(
     inbox: &mut Inbox,
     supervisor: &mut Supervisor,
     gate: &StartGate,
+    reloader: &mut Reloader,
     cancel: &CancellationToken,
 ) -> Option<String> {
     loop {
@@ -88,7 +90,12 @@ pub(super) async fn run(
                 lp.audit.record(AuditRecord::new(Timestamp::now(), AuditKind::Actuation, format!("actuator stopped unexpectedly: {why}")));
                 return Some(why);
             }
-            Some(c) = inbox.control.recv() => lp.control(c).await,
+            Some(c) = inbox.control.recv() => match c {
+                Control::Reload { actor, reply } => {
+                    let _ = reply.send(reloader.reload(lp, &actor).await);
+                }
+                c => lp.control(c).await,
+            },
             _ = inbox.wake.notified() => lp.catch_up().await,
             Some(ev) = inbox.events.recv() => {
                 lp.handle(ev).await;
@@ -166,6 +173,38 @@ impl Loop {
 
     pub(super) fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    pub(super) fn config(&self) -> Arc<Config> {
+        self.config.clone()
+    }
+
+    pub(super) fn metrics(&self) -> Metrics {
+        self.metrics.clone()
+    }
+
+    pub(super) fn audit(&self) -> Arc<dyn AuditSink> {
+        self.audit.clone()
+    }
+
+    /// A configuration reload (`reload.rs`): the engine is rebuilt from the
+    /// new spec and its own snapshot, exactly as after a restart, so state
+    /// carries over and nothing switches by itself; the new probes take over
+    /// (the engine's commands give them their cadence).
+    pub(super) async fn reconfigure(&mut self, config: Arc<Config>, probes: Probes) {
+        let now = Timestamp::now();
+        let snapshot = self.engine.snapshot();
+        let (engine, cmds) = Engine::restore(config.engine_spec(), snapshot, now);
+        self.forget_series(&config);
+        self.engine = engine;
+        self.probes = probes;
+        self.config = config;
+        self.metrics
+            .init_series(&super::run::known_labels(&self.config));
+        self.persister.stepped(true);
+        self.execute(cmds, now).await;
+        self.persister.save(&self.engine, &self.progress).await;
+        self.refresh_gauges(now);
     }
 
     /// Executes the restored engine's commands, writes the first snapshot
@@ -349,6 +388,10 @@ impl Loop {
             Control::Status { reply } => {
                 let _ = reply.send(self.status(now));
             }
+            // Handled by `run` with the `Reloader`; here only while draining.
+            Control::Reload { reply, .. } => {
+                let _ = reply.send(Err(ReloadError::ShuttingDown));
+            }
         }
     }
 
@@ -452,6 +495,21 @@ impl Loop {
         }
         if gauged {
             self.refresh_gauges(now);
+        }
+    }
+
+    /// Probes and rules the new configuration no longer has: their gauges go,
+    /// rather than showing a last value forever.
+    fn forget_series(&self, new: &Config) {
+        for p in &self.config.probes {
+            if !new.probes.iter().any(|n| n.id == p.id && n.kind == p.kind) {
+                let _ = self.metrics.probe_up.remove_label_values(&[&p.id, p.kind]);
+            }
+        }
+        for r in &self.config.rules {
+            if !new.rules.iter().any(|n| n.name == r.name) {
+                let _ = self.metrics.rule_state.remove_label_values(&[&r.name]);
+            }
         }
     }
 

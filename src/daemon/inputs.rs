@@ -26,6 +26,8 @@ const SELF_CHECK_DEBOUNCE: Duration = Duration::from_secs(5);
 pub(super) struct Inputs {
     pub probes: Probes,
     pub calendar: Calendar,
+    /// Stops the probes and the self-check (a reload replaces them).
+    pub stop: CancellationToken,
 }
 
 /// Starts every probe on its own timer, the self-check (if canaries are
@@ -36,6 +38,8 @@ pub(super) async fn spawn_inputs(
     metrics: &Metrics,
     cancel: &CancellationToken,
 ) -> Result<Inputs, DaemonError> {
+    let stop = cancel.child_token();
+    let cancel = &stop;
     // The error names the probe itself.
     let calls = probe::scheduler::CallSlots::new(config.raw.engine.max_concurrent_calls as usize);
     let scheduled = config
@@ -72,6 +76,7 @@ pub(super) async fn spawn_inputs(
             last_self_check_trigger: None,
         },
         calendar,
+        stop,
     })
 }
 

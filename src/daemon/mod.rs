@@ -13,6 +13,8 @@
 //!   queued input applied and the alerts' event-time memory.
 //! - `gate.rs`: `StartGate`, when the actuator may start after a fresh start.
 //! - `supervise.rs`: the actuator runs supervised (the agent exits 1 if it dies).
+//! - `reload.rs`: `Reloader`, a configuration reload (SIGHUP, `POST /-/reload`)
+//!   validated, refused whole or applied in place without losing state.
 //!
 //! Webhooks and operator changes reach the loop through the store's durable
 //! input queue (`store::inputs`); API requests that need an answer as
@@ -23,6 +25,7 @@ mod event_loop;
 mod gate;
 mod inputs;
 mod persist;
+mod reload;
 mod restore;
 mod run;
 mod supervise;

@@ -7,14 +7,18 @@
 //! loop) -> run the event loop (`event_loop.rs`) -> drain. The actuator starts from the
 //! restored desired state, so a restart does not toggle anything; after a
 //! fresh start it waits for evidence (`gate.rs`), and it runs supervised
-//! (`supervise.rs`: the agent exits 1 if it dies). On shutdown the inputs
-//! stop, requests already accepted are still applied, the actuator finishes
-//! its in-flight call, then the snapshot and the audit queue are flushed.
+//! (`supervise.rs`: the agent exits 1 if it dies). SIGHUP and
+//! `POST /-/reload` reload the configuration in the loop (`reload.rs`); the
+//! HTTP API is served behind a front that a reload can swap it in. On
+//! shutdown the inputs stop, requests already accepted are still applied,
+//! the actuator finishes its in-flight call, then the snapshot and the audit
+//! queue are flushed.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -24,15 +28,16 @@ use super::event_loop::{self, Inbox, Loop, Parts};
 use super::gate::StartGate;
 use super::inputs::spawn_inputs;
 use super::persist::Persister;
+use super::reload::Reloader;
 use super::restore::{Restored, restore};
 use super::supervise::Supervisor;
 use crate::config::Config;
 use crate::domain::{Desired, Timestamp};
 use crate::engine::{Engine, Event};
-use crate::server::control::Control;
+use crate::server::control::{Control, ReloadError};
 use crate::server::{self, AppState};
 use crate::store::{self, Store, StoreAudit};
-use crate::talkdesk::actuator::{Actuator, ActuatorHandle, ActuatorOptions};
+use crate::talkdesk::actuator::{Actuator, ActuatorHandle, ActuatorOptions, Reconfigure};
 use crate::talkdesk::client::Client;
 use crate::telemetry::{AuditKind, AuditRecord, AuditSink, KnownLabels, Metrics};
 
@@ -130,14 +135,25 @@ pub async fn run_with(
     store.watch_inputs(built.inbox.wake.clone(), cancel.clone());
     let inputs = spawn_inputs(&shared.config, &built.events, &shared.metrics, &cancel).await?;
     let persister = Persister::new(store.clone(), shared.audit.clone());
-    let server = serve(
-        listener,
-        &shared,
-        &store,
-        &built,
-        persister.readiness(),
-        &cancel,
-    );
+    let api_parts = ApiParts {
+        store: store.clone(),
+        // Webhooks and operator changes are durable in the store before their 2xx.
+        queue: store::inputs::Queue::new(store.clone(), built.inbox.wake.clone()),
+        control: built.control.clone(),
+        ready: persister.readiness(),
+        metrics: shared.metrics.clone(),
+    };
+    let (server, api) = serve(listener, &shared.config, &api_parts, &cancel);
+    let mut reloader = Reloader {
+        events: built.events.clone(),
+        cancel: cancel.clone(),
+        inputs_stop: inputs.stop,
+        calendar: inputs.calendar,
+        actuator: built.reconfigure.clone(),
+        api,
+        api_parts,
+    };
+    reload_on_sighup(built.control.clone(), &cancel);
     // The loop takes the engine over; the agent is ready once the first
     // snapshot is on disk.
     let mut lp = Loop::new(
@@ -170,6 +186,7 @@ pub async fn run_with(
         &mut built.inbox,
         &mut built.supervisor,
         &built.gate,
+        &mut reloader,
         &cancel,
     )
     .await;
@@ -177,7 +194,7 @@ pub async fn run_with(
         &mut lp,
         &mut built.inbox,
         server,
-        inputs.calendar,
+        reloader.into_calendar(),
         built.supervisor,
         &cancel,
     )
@@ -210,6 +227,8 @@ struct Built {
     desired: watch::Sender<Desired>,
     supervisor: Supervisor,
     actuator: ActuatorHandle,
+    /// A reload hands the running actuator its new client, options, profiles.
+    reconfigure: mpsc::Sender<Reconfigure>,
     gate: StartGate,
 }
 
@@ -222,7 +241,8 @@ fn build(
     let (events_tx, events_rx) = mpsc::channel::<Event>(EVENT_QUEUE);
     let (control_tx, control_rx) = mpsc::channel::<Control>(CONTROL_QUEUE);
     let (desired_tx, desired_rx) = watch::channel(engine.desired().clone());
-    let actuator = build_actuator(shared)?;
+    let (reconfigure_tx, reconfigure_rx) = mpsc::channel(1);
+    let actuator = build_actuator(shared)?.with_reconfigure(reconfigure_rx);
     let handle = actuator.handle();
     // Started at once after a restore; on a fresh start only once the engine
     // has evidence (see `StartGate`), so a fallback that is on (an outage in
@@ -239,6 +259,7 @@ fn build(
         desired: desired_tx,
         supervisor,
         actuator: handle,
+        reconfigure: reconfigure_tx,
         gate: StartGate::new(from_snapshot, &shared.config),
     })
 }
@@ -263,39 +284,99 @@ fn build_actuator(shared: &Shared) -> Result<Actuator, DaemonError> {
     ))
 }
 
-/// Starts the HTTP API (the rest of the API and the webhook receivers); it
-/// stops accepting when `cancel` fires and ends once accepted requests are
-/// answered.
+/// What the HTTP API is built from besides the configuration, kept so a
+/// reload can build it again.
+pub(super) struct ApiParts {
+    pub store: Arc<dyn Store>,
+    pub queue: store::inputs::Queue,
+    pub control: mpsc::Sender<Control>,
+    pub ready: Arc<AtomicBool>,
+    pub metrics: Metrics,
+}
+
+impl ApiParts {
+    /// The rest of the API and the webhook receivers under `config` (tokens,
+    /// webhook credentials, limits).
+    pub(super) fn router(&self, config: &Arc<Config>) -> Router {
+        let alerts = crate::alerts::AlertsState::new(
+            config,
+            self.queue.clone(),
+            self.metrics.clone(),
+            Timestamp::now,
+        );
+        let state = AppState {
+            config: config.clone(),
+            tokens: alerts.api_tokens(),
+            metrics: self.metrics.clone(),
+            store: self.store.clone(),
+            control: self.control.clone(),
+            queue: self.queue.clone(),
+            ready: self.ready.clone(),
+        };
+        server::router(state).merge(crate::alerts::router(alerts))
+    }
+}
+
+/// Starts the HTTP API; it stops accepting when `cancel` fires and ends once
+/// accepted requests are answered. Each request is served by the API last
+/// sent on the returned channel, so a reload swaps it without closing the
+/// socket (requests in flight finish on the API they started on).
 fn serve(
     listener: TcpListener,
-    shared: &Shared,
-    store: &Arc<dyn Store>,
-    built: &Built,
-    ready: Arc<AtomicBool>,
+    config: &Arc<Config>,
+    parts: &ApiParts,
     cancel: &CancellationToken,
-) -> JoinHandle<std::io::Result<()>> {
-    // Webhooks and operator changes are durable in the store before their 2xx.
-    let queue = store::inputs::Queue::new(store.clone(), built.inbox.wake.clone());
-    let alerts = crate::alerts::AlertsState::new(
-        &shared.config,
-        queue.clone(),
-        shared.metrics.clone(),
-        Timestamp::now,
-    );
-    let state = AppState {
-        config: shared.config.clone(),
-        tokens: alerts.api_tokens(),
-        metrics: shared.metrics.clone(),
-        store: store.clone(),
-        control: built.control.clone(),
-        queue,
-        ready,
-    };
-    let app = server::router(state).merge(crate::alerts::router(alerts));
+) -> (JoinHandle<std::io::Result<()>>, watch::Sender<Router>) {
+    let (api_tx, api_rx) = watch::channel(parts.router(config));
+    let front = Router::new().fallback(move |req: axum::extract::Request| {
+        let mut api = api_rx.borrow().clone();
+        async move {
+            use tower_service::Service;
+            match api.call(req).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            }
+        }
+    });
     let cancel = cancel.clone();
-    tokio::spawn(server::serve(listener, app, async move {
+    let task = tokio::spawn(server::serve(listener, front, async move {
         cancel.cancelled().await
-    }))
+    }));
+    (task, api_tx)
+}
+
+/// SIGHUP asks the loop for a reload, like `POST /-/reload` (the result is
+/// logged, counted and audited there).
+fn reload_on_sighup(control: mpsc::Sender<Control>, cancel: &CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(error) => {
+                tracing::warn!(message = "Cannot listen for SIGHUP; reload with POST /-/reload.", %error);
+                return;
+            }
+        };
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    Some(()) = hup.recv() => {
+                        let (reply, rx) = oneshot::channel();
+                        let actor = "SIGHUP".to_string();
+                        if control.send(Control::Reload { actor, reply }).await.is_err() {
+                            break;
+                        }
+                        let _: Result<Result<_, ReloadError>, _> = rx.await;
+                    }
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = (control, cancel);
 }
 
 /// Cancels everything once `shutdown` completes.
@@ -346,7 +427,7 @@ fn probe_kinds(config: &Config) -> std::collections::BTreeMap<String, &'static s
 
 /// The metric label values the configuration fixes, so every series exists
 /// (at zero) before the first event.
-fn known_labels(config: &Config) -> KnownLabels<'_> {
+pub(super) fn known_labels(config: &Config) -> KnownLabels<'_> {
     KnownLabels {
         probes: config
             .probes

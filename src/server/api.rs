@@ -14,10 +14,8 @@ use tokio::sync::oneshot;
 
 use super::auth::authorize;
 use super::body::{json_body, read_body};
-use super::control::{Applied, Control};
-use super::wire::{
-    Cleared, EventsPage, OverrideRequest, OverrideResponse, OverrideState, Receipt, Released,
-};
+use super::control::{Applied, Control, ReloadError};
+use super::wire::{Cleared, OverrideRequest, OverrideResponse, OverrideState, Receipt, Released};
 use super::{ApiError, AppState, REQUEST_TIMEOUT};
 use crate::config::Dur;
 use crate::config::schema::Scope;
@@ -28,8 +26,6 @@ use crate::store::Input;
 /// Shortest override: anything shorter is more likely a typo than intent.
 const OVERRIDE_MIN_TTL: Duration = Duration::from_secs(60);
 const REASON_MAX_CHARS: usize = 500;
-const EVENTS_DEFAULT_LIMIT: usize = 100;
-const EVENTS_MAX_LIMIT: usize = 1000;
 /// How long an operator change may take to reach the store. Shorter than
 /// `REQUEST_TIMEOUT`, so the caller hears the outcome from us.
 const APPEND_TIMEOUT: Duration = Duration::from_secs(5);
@@ -44,9 +40,10 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/metrics", get(metrics))
         .route("/v1/status", get(status))
         .route("/v1/override", put(set_override).delete(clear_override))
-        .route("/v1/events", get(events))
+        .route("/v1/events", get(super::events::handler))
         .route("/v1/flap", axum::routing::delete(release_flap))
         .route("/openapi.json", get(openapi))
+        .route("/-/reload", axum::routing::post(reload))
 }
 
 /// The OpenAPI document. Hand-written and kept honest by a test that checks
@@ -259,48 +256,39 @@ async fn release_flap(State(s): State<AppState>, headers: HeaderMap) -> Result<R
     Ok((answer_status(receipt), Json(Released { released, receipt })).into_response())
 }
 
-#[derive(Debug, Deserialize)]
-struct EventsQuery {
-    #[serde(default)]
-    limit: Option<usize>,
-    #[serde(default)]
-    before: Option<i64>,
-}
-
-async fn events(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Response, ApiError> {
-    authorize(&headers, &s.tokens, Scope::Read)?;
-    let Query(q) = q.map_err(|e| ApiError::Malformed(e.body_text()))?;
-    let limit = q.limit.unwrap_or(EVENTS_DEFAULT_LIMIT);
-    if limit == 0 || limit > EVENTS_MAX_LIMIT {
-        return Err(ApiError::Invalid(format!(
-            "limit must be 1 to {EVENTS_MAX_LIMIT}"
-        )));
+/// `POST /-/reload`: 200 with what changed, or 422 with every reason the new
+/// file was refused (the running configuration is kept).
+async fn reload(State(s): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let actor = authorize(&headers, &s.tokens, Scope::Admin)?;
+    let (reply, rx) = oneshot::channel();
+    ask(
+        &s,
+        Control::Reload {
+            actor: actor.0,
+            reply,
+        },
+    )
+    .await?;
+    match rx.await.map_err(|_| shutting_down())? {
+        Ok(done) => Ok(Json(serde_json::json!({
+            "result": "ok",
+            "origin": done.origin,
+            "changed": done.changed,
+        }))
+        .into_response()),
+        Err(ReloadError::ShuttingDown) => Err(shutting_down()),
+        Err(e) => Ok((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(serde_json::json!({
+                "result": "refused",
+                "error": e.to_string(),
+                "errors": e.errors(),
+            })),
+        )
+            .into_response()),
     }
-    let events = s
-        .store
-        .events(limit, q.before)
-        .await
-        .map_err(|e| ApiError::Overloaded {
-            detail: format!("store: {e}"),
-            retry_after_secs: 1,
-        })?;
-    let next_before = if events.len() == limit {
-        events.last().map(|e| e.id)
-    } else {
-        None
-    };
-    Ok(Json(EventsPage {
-        events,
-        next_before,
-    })
-    .into_response())
 }
 
-/// Sends a request to the main loop without waiting forever if it is saturated.
 async fn ask(s: &AppState, c: Control) -> Result<(), ApiError> {
     match tokio::time::timeout(Duration::from_secs(5), s.control.send(c)).await {
         Ok(Ok(())) => Ok(()),

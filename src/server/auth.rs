@@ -163,6 +163,7 @@ pub fn scope_name(s: Scope) -> &'static str {
         Scope::Read => "read",
         Scope::Override => "override",
         Scope::Alerts => "alerts",
+        Scope::Admin => "admin",
     }
 }
 

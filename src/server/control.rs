@@ -22,6 +22,49 @@ pub enum Control {
     Status {
         reply: oneshot::Sender<StatusDoc>,
     },
+    /// Reload the configuration file (`POST /-/reload`, SIGHUP).
+    Reload {
+        actor: String,
+        reply: oneshot::Sender<Result<Reloaded, ReloadError>>,
+    },
+}
+
+/// A configuration reload that was applied.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Reloaded {
+    /// The file that was read.
+    pub origin: String,
+    /// The sections that changed (`probes`, `rules`, `talkdesk`, ...), empty
+    /// when the file is the same.
+    pub changed: Vec<String>,
+}
+
+/// Why a reload was refused; the running configuration is kept.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReloadError {
+    /// The new file does not validate: every error, as `check-config` lists them.
+    #[error("the new configuration is invalid ({} error(s)); the running configuration is kept", .0.len())]
+    Invalid(Vec<String>),
+    /// It changes what only a restart can change.
+    #[error(
+        "the new configuration changes settings that need a restart; the running configuration is kept"
+    )]
+    NeedsRestart(Vec<String>),
+    /// The agent was started without a configuration file (tests, demo).
+    #[error("the agent was not started from a configuration file; nothing to reload")]
+    NoFile,
+    #[error("the agent is shutting down")]
+    ShuttingDown,
+}
+
+impl ReloadError {
+    /// Every problem, one line each.
+    pub fn errors(&self) -> Vec<String> {
+        match self {
+            ReloadError::Invalid(v) | ReloadError::NeedsRestart(v) => v.clone(),
+            other => vec![other.to_string()],
+        }
+    }
 }
 
 /// What applying a queued operator input did.

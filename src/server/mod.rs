@@ -13,6 +13,7 @@ pub mod body;
 pub mod client;
 pub mod control;
 pub mod error;
+pub mod events;
 pub mod wire;
 
 use std::future::Future;

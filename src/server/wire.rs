@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{Actual, AlertKey, Desired, ProbeHealth};
 use crate::engine::{Override, Reason, RulePhase};
 use crate::store::StoredEvent;
+use crate::telemetry::AuditRecord;
 
 /// `PUT /v1/override`: the request.
 #[derive(Debug, Deserialize, Serialize)]
@@ -106,11 +107,31 @@ pub struct Released {
 }
 
 /// `GET /v1/events`: one page of the audit log, newest first.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct EventsPage {
-    pub events: Vec<StoredEvent>,
+    pub events: Vec<EventItem>,
     /// Pass as `before` to get the next page; `None` on the last page.
     pub next_before: Option<i64>,
+}
+
+/// One audit record as served: `at` stays epoch milliseconds (compatible);
+/// `time` is the same instant in RFC 3339.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventItem {
+    pub id: i64,
+    #[serde(flatten)]
+    pub record: AuditRecord,
+    pub time: String,
+}
+
+impl From<StoredEvent> for EventItem {
+    fn from(e: StoredEvent) -> Self {
+        EventItem {
+            id: e.id,
+            time: e.record.at.to_rfc3339(),
+            record: e.record,
+        }
+    }
 }
 
 /// What the CLI reads of `GET /v1/status`: the fields `status` prints.

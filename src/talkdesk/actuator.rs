@@ -169,6 +169,16 @@ pub struct Actuator {
     pub(super) reads_unavailable: bool,
     /// The form Talkdesk stored our last settings in, when it differs.
     pub(super) form: Option<StoredForm>,
+    /// New client, options and profiles from a configuration reload.
+    reconfigure: Option<mpsc::Receiver<Reconfigure>>,
+}
+
+/// What a configuration reload hands the running actuator. Its belief about
+/// Talkdesk is kept: it then writes only what the new profiles change.
+pub struct Reconfigure {
+    pub client: Client,
+    pub opts: ActuatorOptions,
+    pub profiles: BTreeMap<String, Profile>,
 }
 
 impl Actuator {
@@ -197,7 +207,14 @@ impl Actuator {
             adopted: None,
             reads_unavailable: false,
             form: None,
+            reconfigure: None,
         }
+    }
+
+    /// Accept configuration reloads on `rx` while running.
+    pub fn with_reconfigure(mut self, rx: mpsc::Receiver<Reconfigure>) -> Actuator {
+        self.reconfigure = Some(rx);
+        self
     }
 
     /// Install the leadership check run before every write (default: always allowed).
@@ -223,8 +240,8 @@ impl Actuator {
         tracing::info!(
             desired = %desired,
             dry_run = self.opts.dry_run,
-            on_drift = ?self.opts.on_drift,
-            reconcile_interval = ?self.opts.reconcile_interval,
+            on_drift = self.opts.on_drift.as_str(),
+            reconcile_interval = %crate::telemetry::logging::duration(self.opts.reconcile_interval),
             "Actuator started."
         );
         self.status.desired = Some(desired.clone());
@@ -276,9 +293,30 @@ impl Actuator {
                 _ = reconcile.tick() => {
                     pending = self.reconcile(&desired, &events, &shutdown).await;
                 }
+                Some(new) = next_reconfigure(&mut self.reconfigure) => {
+                    pending = self.apply_reconfigure(new);
+                }
             }
         }
         tracing::info!("Actuator stopped.");
+    }
+
+    /// A reload changed the client, options or profiles. Returns whether to
+    /// act now: always, so a profile whose settings changed is written (the
+    /// attempt writes only what differs, so an unchanged profile writes nothing).
+    fn apply_reconfigure(&mut self, new: Reconfigure) -> bool {
+        self.client = new.client;
+        self.opts = new.opts;
+        self.profiles = new.profiles;
+        self.form = None;
+        self.reads_unavailable = false;
+        self.status.dry_run = self.opts.dry_run;
+        self.publish();
+        tracing::info!(
+            message = "Actuator reconfigured.",
+            dry_run = self.opts.dry_run
+        );
+        true
     }
 
     /// A new desired state arrived. Returns whether to act on it now.
@@ -356,6 +394,14 @@ impl Actuator {
         };
         self.metrics.divergence_seconds.set(diverged);
         self.status_tx.send_replace(self.status.clone());
+    }
+}
+
+/// The next reload, or never when reloads are not wired (tests, demo).
+async fn next_reconfigure(rx: &mut Option<mpsc::Receiver<Reconfigure>>) -> Option<Reconfigure> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -33,6 +33,7 @@ use super::error::{Op, TalkdeskError};
 use super::plan::{self, Step, StoredForm};
 use crate::domain::{Desired, Timestamp};
 use crate::engine::event::Event;
+use crate::telemetry::logging;
 use crate::telemetry::{AuditKind, AuditRecord};
 
 /// After this many failed attempts in a row, unknown parts of the actual
@@ -187,7 +188,7 @@ impl Actuator {
     /// change, and why (the desired state).
     fn explain(&self, desired: &Desired, steps: &[Step]) {
         let steps: Vec<String> = steps.iter().map(Step::to_string).collect();
-        tracing::info!(desired = %desired, enabled = ?self.known.enabled, settings_known = self.known.settings.is_some(), plan = ?steps, dry_run = self.opts.dry_run, "Applying the desired state to Talkdesk.");
+        tracing::info!(desired = %desired, activation = self.known.activation(), settings_known = self.known.settings.is_some(), plan = %steps.join(", then "), dry_run = self.opts.dry_run, "Applying the desired state to Talkdesk.");
         self.audit.record(
             AuditRecord::new(
                 Timestamp::now(),
@@ -218,7 +219,7 @@ impl Actuator {
         match step {
             Step::PutSettings(sent) => match self.client.put_settings(&sent).await {
                 Ok(Some(stored)) if stored != sent => {
-                    tracing::warn!(sent = ?sent, stored = ?stored, "Talkdesk stored the settings in another form; treating it as equivalent.");
+                    tracing::warn!(sent = %sent, stored = %stored, "Talkdesk stored the settings in another form; treating it as equivalent.");
                     self.known.settings = Some(stored.clone());
                     self.form = Some(StoredForm { sent, stored });
                 }
@@ -311,13 +312,13 @@ impl Actuator {
                 error.retry_after(),
             );
             if attempts < LOUD_AFTER_ATTEMPTS {
-                tracing::warn!(desired = %desired, attempt = attempts, retry_in = ?delay, %error, "Talkdesk actuation failed; retrying.");
+                tracing::warn!(desired = %desired, attempt = attempts, retry_in = %logging::duration(delay), %error, "Talkdesk actuation failed; retrying.");
             } else {
-                tracing::error!(desired = %desired, attempt = attempts, diverged_for = ?diverged_for, retry_in = ?delay, %error, "Talkdesk actuation keeps failing; still retrying.");
+                tracing::error!(desired = %desired, attempt = attempts, diverged_for = %logging::duration(diverged_for), retry_in = %logging::duration(delay), %error, "Talkdesk actuation keeps failing; still retrying.");
             }
             Next::Retry(delay)
         } else {
-            tracing::error!(desired = %desired, %error, fields = ?fields, "Talkdesk rejected the actuation; not retrying until the desired state or the config changes.");
+            tracing::error!(desired = %desired, %error, fields = %fields.join("; "), "Talkdesk rejected the actuation; not retrying until the desired state or the config changes.");
             self.status.blocked = true;
             Next::Idle
         }

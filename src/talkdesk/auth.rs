@@ -227,7 +227,7 @@ impl TokenSource {
             if !missing.is_empty() {
                 // Not fatal here: the API answers 403 for what is really missing,
                 // with a precise message. This line tells operators why early.
-                tracing::warn!(missing = ?missing, "Talkdesk did not grant every requested scope.");
+                tracing::warn!(missing = %missing.join(", "), "Talkdesk did not grant every requested scope.");
             }
         }
         // Bounded: a bogus `expires_in` (a proxy, a mock, u64::MAX) must not

@@ -161,7 +161,7 @@ where
             Err(e) if e.is_retryable() && attempt < ATTEMPTS => {
                 let delay = backoff_delay(BACKOFF_MIN, BACKOFF_MAX, attempt, e.retry_after())
                     .min(BACKOFF_MAX.max(Duration::from_secs(1)));
-                tracing::warn!(error = %e, attempt, retry_in = ?delay, "Talkdesk call failed; retrying.");
+                tracing::warn!(error = %e, attempt, retry_in = %crate::telemetry::logging::duration(delay), "Talkdesk call failed; retrying.");
                 tokio::time::sleep(delay).await;
             }
             Err(e) => return Err(e),

@@ -190,7 +190,7 @@ impl Actuator {
     ) -> bool {
         match self.opts.on_drift {
             OnDrift::Correct => {
-                tracing::warn!(desired = %desired, actual = ?self.known, "Drift: Talkdesk changed outside the agent; correcting.");
+                tracing::warn!(desired = %desired, actual = %self.known, "Drift: Talkdesk changed outside the agent; correcting.");
                 self.audit.record(
                     AuditRecord::new(
                         now,
@@ -274,8 +274,10 @@ impl Actuator {
             },
         );
         let until = now.add(self.opts.adopt_ttl);
-        let adopted_label = adopted.as_ref().map(Desired::to_string);
-        tracing::warn!(desired = %desired, adopted = ?adopted_label, until = %until, "Drift: adopting the change made outside the agent.");
+        let adopted_label = adopted
+            .as_ref()
+            .map_or_else(|| "Talkdesk's own state".to_string(), Desired::to_string);
+        tracing::warn!(desired = %desired, adopted = %adopted_label, until = %until, "Drift: adopting the change made outside the agent.");
         self.audit.record(
             AuditRecord::new(now, AuditKind::Drift, reason.clone()).with_data(json!({
                 "desired": desired,

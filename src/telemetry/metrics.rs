@@ -107,6 +107,8 @@ pub struct Metrics {
     pub call_media_loss_ratio: GaugeVec,
     /// `{probe}`: RFC 3550 interarrival jitter of the last answered test call.
     pub call_media_jitter_seconds: GaugeVec,
+    /// Configuration reloads by result (`ok`, `invalid`, `needs_restart`, `no_file`).
+    pub config_reloads_total: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -262,6 +264,13 @@ impl Metrics {
                 ),
                 &["probe"]
             )),
+            config_reloads_total: reg!(IntCounterVec::new(
+                Opts::new(
+                    "continuity_config_reloads_total",
+                    "Configuration reloads (SIGHUP, POST /-/reload) by result."
+                ),
+                &["result"]
+            )),
             registry,
         };
         m.fallback_actual.set(-1);
@@ -291,6 +300,9 @@ impl Metrics {
         for source in &known.webhook_sources {
             self.alerts_received_total
                 .with_label_values(&[source, "accepted"]);
+        }
+        for result in ["ok", "invalid", "needs_restart"] {
+            self.config_reloads_total.with_label_values(&[result]);
         }
         for op in &known.talkdesk_ops {
             self.talkdesk_request_duration_seconds

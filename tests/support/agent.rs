@@ -86,6 +86,15 @@ impl AgentProcess {
         c.wait().expect("wait")
     }
 
+    /// Sends `signal` (e.g. `libc::SIGHUP`) to the running agent.
+    pub fn signal(&self, signal: libc::c_int) {
+        let c = self.child.as_ref().expect("running");
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(c.id() as libc::pid_t, signal);
+        }
+    }
+
     /// A metric's value from `/metrics` (first series whose line starts with `prefix`).
     pub async fn metric(&self, prefix: &str) -> Option<f64> {
         let text = reqwest::get(format!("{}/metrics", self.api))

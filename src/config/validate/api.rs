@@ -37,7 +37,7 @@ pub(super) fn api(cx: &mut Cx, a: &mut ApiConfig, base: &Path) {
         if t.scopes.is_empty() {
             cx.err(
                 format!("{key}.scopes"),
-                "must list at least one of read, override, alerts",
+                "must list at least one of read, override, alerts, admin",
             );
         }
     }

@@ -99,6 +99,7 @@ pub(super) fn validate(
     if cx.errors.is_empty() {
         Ok(Config {
             origin: cx.origin().to_string(),
+            path: None,
             raw,
             profiles,
             probes: probe_specs,

@@ -20,6 +20,10 @@ pub(super) fn store(
                 "store.url",
                 "sqlite:// needs a file path, e.g. sqlite://state/continuity-agent.db",
             );
+        } else if Path::new(path).is_relative() {
+            // Like `*_file` secrets: relative to the configuration file, so
+            // the state does not move with the directory `run` starts in.
+            s.url = format!("sqlite://{}", base.join(path).display());
         }
         if s.password_file.is_some() {
             cx.err(

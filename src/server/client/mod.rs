@@ -1,5 +1,5 @@
-//! The CLI side of the API: `status` and `override on|off|clear|release-flap`
-//! talk to a running agent over HTTP with an API token. Answers are decoded
+//! The CLI side of the API: `status`, `events` and
+//! `override on|off|clear|release-flap` talk to a running agent over HTTP with an API token. Answers are decoded
 //! into the handlers' own types ([`super::wire`]) and printed by [`render`].
 
 pub mod render;
@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use super::error::ErrorBody;
-use super::wire::{Cleared, OverrideRequest, OverrideResponse, Released, StatusReport};
+use super::wire::{Cleared, EventsPage, OverrideRequest, OverrideResponse, Released, StatusReport};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -111,6 +111,29 @@ impl ApiClient {
             self.http
                 .put(format!("{}/v1/override", self.base))
                 .json(&body),
+        )
+        .await
+    }
+
+    /// `GET /v1/events` with its filters (`since`: `1h` or RFC 3339; `kind`:
+    /// comma-separated kinds), newest first.
+    pub async fn events(
+        &self,
+        since: Option<&str>,
+        kind: Option<&str>,
+        limit: usize,
+    ) -> Result<EventsPage, ClientError> {
+        let mut query = vec![("limit", limit.to_string())];
+        if let Some(s) = since {
+            query.push(("since", s.to_string()));
+        }
+        if let Some(k) = kind {
+            query.push(("kind", k.to_string()));
+        }
+        self.send(
+            self.http
+                .get(format!("{}/v1/events", self.base))
+                .query(&query),
         )
         .await
     }

@@ -127,6 +127,29 @@ pub fn released(r: Released) -> &'static str {
     }
 }
 
+/// `continuity-agent events`: one line per record, oldest first (like a log),
+/// `TIME  KIND  MESSAGE`; the structured `data` is left to `--json`.
+pub fn events(page: &super::super::wire::EventsPage) -> String {
+    use std::fmt::Write;
+    if page.events.is_empty() {
+        return "no events\n".to_string();
+    }
+    let mut s = String::new();
+    for e in page.events.iter().rev() {
+        let _ = writeln!(
+            s,
+            "{}  {:<11}  {}",
+            e.time,
+            e.record.kind.as_str(),
+            e.record.message
+        );
+    }
+    if page.next_before.is_some() {
+        let _ = writeln!(s, "(older events exist: widen --since or raise --limit)");
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;

@@ -235,6 +235,29 @@ struct Call {
     summary: Option<String>,
 }
 
+/// What `simulate-talkdesk` prints at start: where it listens, the
+/// credentials a client needs (the secret too: it protects nothing real, and
+/// a user cannot configure an agent against it without it) and the control
+/// routes. Documented in `docs/simulator.md`.
+pub fn banner(addr: SocketAddr, opts: &SimulatorOptions) -> String {
+    let base = format!("http://{addr}");
+    format!(
+        "Talkdesk API simulator on {base}
+  client id:     {id}
+  client secret: {secret}
+  token URL:     {base}{TOKEN_PATH}
+  API:           GET|PUT {SETTINGS_PATH}, GET|PUT {ACTIVATION_PATH}
+  control:       POST|GET|DELETE /_sim/faults   inject faults, e.g. {{\"op\":\"put_activation\",\"status\":503,\"count\":2}}
+                 POST /_sim/expire-tokens       expire every issued token
+                 GET|DELETE /_sim/journal       the calls the simulator saw
+                 GET|PUT /_sim/state            read or change the state as if in the Talkdesk UI
+  agent config:  [talkdesk] api_base = \"{base}\", token_url = \"{base}{TOKEN_PATH}\"
+",
+        id = opts.client_id,
+        secret = opts.client_secret.expose_secret(),
+    )
+}
+
 /// Serve the simulator on `listener` until `shutdown` completes.
 pub async fn run(
     listener: TcpListener,

@@ -1,0 +1,260 @@
+//! Reloading the configuration (SIGHUP, `POST /-/reload`) without a restart.
+//!
+//! The file the agent started from is read again by the same loader as
+//! `check-config`, so a reload refuses exactly what `check-config` would, with
+//! every error listed. It is also refused when it changes what only a restart
+//! can change ([`needs_restart`]: the listening socket and the store). A
+//! refused reload changes nothing: the running configuration is kept.
+//!
+//! Otherwise the loop applies it between two events (`Loop::reconfigure`):
+//! - the engine is rebuilt from the new spec and its current snapshot
+//!   (`Engine::restore`, the same path as a restart): probe health, rules
+//!   whose checksum did not change, alerts, the override, the flap latch and
+//!   the desired state carry over, so a reload by itself switches nothing on
+//!   or off (a rule that was edited while holding the fallback restarts
+//!   clearing, as after a restart);
+//! - probes, self-check and calendar are stopped and started again from the
+//!   new configuration (their state lives in the engine, not in them);
+//! - the actuator gets the new Talkdesk client, options and profiles;
+//! - the HTTP API is rebuilt behind the same socket (tokens, webhook
+//!   credentials, limits).
+//!
+//! Each attempt is counted in `continuity_config_reloads_total{result}`
+//! (`ok`, `invalid`, `needs_restart`, `no_file`), logged once and audited.
+
+use std::sync::Arc;
+
+use axum::Router;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::event_loop::Loop;
+use super::inputs::spawn_inputs;
+use super::run::ApiParts;
+use crate::calendar::Calendar;
+use crate::config::{self, Config};
+use crate::domain::Timestamp;
+use crate::engine::Event;
+use crate::server::control::{ReloadError, Reloaded};
+use crate::talkdesk::actuator::{ActuatorOptions, Reconfigure};
+use crate::talkdesk::client::Client;
+use crate::telemetry::{AuditKind, AuditRecord};
+
+/// What a reload replaces, besides the loop's own engine and probes.
+pub(super) struct Reloader {
+    pub events: mpsc::Sender<Event>,
+    /// Parent of every input's token.
+    pub cancel: CancellationToken,
+    /// Stops the running probes and self-check.
+    pub inputs_stop: CancellationToken,
+    pub calendar: Calendar,
+    pub actuator: mpsc::Sender<Reconfigure>,
+    /// The API the HTTP front serves (see `run::serve`).
+    pub api: watch::Sender<Router>,
+    pub api_parts: ApiParts,
+}
+
+impl Reloader {
+    /// Reads the file again and applies it, or refuses it and keeps the
+    /// running configuration. Counted, logged and audited either way.
+    pub(super) async fn reload(
+        &mut self,
+        lp: &mut Loop,
+        actor: &str,
+    ) -> Result<Reloaded, ReloadError> {
+        let old = lp.config();
+        let result = match prepare(&old) {
+            Ok(new) => self.apply(lp, &old, new).await,
+            Err(e) => Err(e),
+        };
+        record(lp, actor, &old, &result);
+        result
+    }
+
+    async fn apply(
+        &mut self,
+        lp: &mut Loop,
+        old: &Config,
+        new: Config,
+    ) -> Result<Reloaded, ReloadError> {
+        let changed = changed_sections(old, &new);
+        // Built before anything is stopped: if the new client or probes
+        // cannot be built, nothing has changed yet.
+        let client = Client::from_config(&new.raw.talkdesk, lp.metrics(), lp.audit())
+            .map_err(|e| ReloadError::Invalid(vec![format!("talkdesk: {e}")]))?;
+        let new = Arc::new(new);
+        let inputs = spawn_inputs(&new, &self.events, &lp.metrics(), &self.cancel)
+            .await
+            .map_err(|e| ReloadError::Invalid(vec![e.to_string()]))?;
+        // The old inputs stop only now that the new ones run.
+        self.inputs_stop.cancel();
+        let old_calendar = std::mem::replace(&mut self.calendar, inputs.calendar);
+        old_calendar.shutdown().await;
+        self.inputs_stop = inputs.stop;
+
+        lp.reconfigure(new.clone(), inputs.probes).await;
+        let opts = ActuatorOptions::from_config(
+            &new.raw.talkdesk,
+            new.raw.agent.dry_run,
+            new.raw.api.override_max_ttl.get(),
+        );
+        let _ = self
+            .actuator
+            .send(Reconfigure {
+                client,
+                opts,
+                profiles: new.profiles.clone(),
+            })
+            .await;
+        let _previous = self.api.send_replace(self.api_parts.router(&new));
+        Ok(Reloaded {
+            origin: new.origin.clone(),
+            changed,
+        })
+    }
+
+    /// Shutdown: the calendar is drained by the caller.
+    pub(super) fn into_calendar(self) -> Calendar {
+        self.calendar
+    }
+}
+
+/// Loads and validates the file the running configuration came from.
+fn prepare(old: &Config) -> Result<Config, ReloadError> {
+    let path = old.path.as_deref().ok_or(ReloadError::NoFile)?;
+    let new = config::load(path).map_err(|errs| {
+        ReloadError::Invalid(errs.errors.iter().map(ToString::to_string).collect())
+    })?;
+    let restart = needs_restart(old, &new);
+    if restart.is_empty() {
+        Ok(new)
+    } else {
+        Err(ReloadError::NeedsRestart(restart))
+    }
+}
+
+/// What only a restart can change: the socket is bound and the store open.
+/// A reload that changes one of them is refused whole (rather than applied
+/// in part), so the running configuration always is one file's content.
+pub(super) fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
+    let mut v = Vec::new();
+    if old.raw.agent.listen != new.raw.agent.listen {
+        v.push(format!(
+            "agent.listen: changed from {} to {}; the socket is bound at start: restart the agent to apply it",
+            old.raw.agent.listen, new.raw.agent.listen
+        ));
+    }
+    // The URL is not shown: it may hold a password.
+    if old.raw.store.url != new.raw.store.url
+        || old.raw.store.password_file != new.raw.store.password_file
+    {
+        v.push(
+            "store: url or password_file changed; the store is opened at start: restart the agent to apply it"
+                .to_string(),
+        );
+    }
+    v
+}
+
+/// The top-level sections whose content differs (secrets compare by their
+/// `*_file` path or presence only: their values are never serialized).
+fn changed_sections(old: &Config, new: &Config) -> Vec<String> {
+    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) = (
+        serde_json::to_value(&old.raw),
+        serde_json::to_value(&new.raw),
+    ) else {
+        return vec!["(unknown)".to_string()];
+    };
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .cloned()
+        .collect()
+}
+
+fn record(lp: &Loop, actor: &str, old: &Config, result: &Result<Reloaded, ReloadError>) {
+    let (label, message) = match result {
+        Ok(done) => {
+            let what = if done.changed.is_empty() {
+                "nothing changed".to_string()
+            } else {
+                format!("changed: {}", done.changed.join(", "))
+            };
+            tracing::info!(message = "Configuration reloaded.", origin = %done.origin, actor, changed = %what);
+            (
+                "ok",
+                format!(
+                    "configuration reloaded from {} by {actor}; {what}",
+                    done.origin
+                ),
+            )
+        }
+        Err(e) => {
+            let label = match e {
+                ReloadError::Invalid(_) => "invalid",
+                ReloadError::NeedsRestart(_) => "needs_restart",
+                ReloadError::NoFile => "no_file",
+                ReloadError::ShuttingDown => "shutting_down",
+            };
+            let errors = e.errors().join("; ");
+            tracing::warn!(message = "Configuration reload refused; the running configuration is kept.", origin = %old.origin, actor, reason = %e, errors = %errors);
+            (
+                label,
+                format!("configuration reload by {actor} refused ({e}): {errors}"),
+            )
+        }
+    };
+    lp.metrics()
+        .config_reloads_total
+        .with_label_values(&[label])
+        .inc();
+    lp.audit().record(AuditRecord::new(
+        Timestamp::now(),
+        AuditKind::Reload,
+        message,
+    ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(extra: &str) -> Config {
+        let src = format!(
+            r#"
+[talkdesk]
+account = "acme"
+client_id = "id"
+client_secret = "secret"
+[profiles.backup]
+default = "+14155558888"
+{extra}
+"#
+        );
+        config::from_toml_str_strict(&src, "t.toml", std::path::Path::new("/etc/ca"), false)
+            .unwrap()
+    }
+
+    #[test]
+    fn the_socket_and_the_store_need_a_restart_and_the_url_is_not_shown() {
+        let old = load("");
+        assert!(needs_restart(&old, &load("")).is_empty());
+        let moved = load("[agent]\nlisten = \"127.0.0.1:9999\"");
+        let why = needs_restart(&old, &moved);
+        assert!(why[0].starts_with("agent.listen"), "{why:?}");
+        let pg = load("[store]\nurl = \"postgres://u:hunter2@db/x\"");
+        let why = needs_restart(&old, &pg);
+        assert!(why[0].starts_with("store"), "{why:?}");
+        assert!(!why[0].contains("hunter2"), "{why:?}");
+    }
+
+    #[test]
+    fn changed_sections_name_what_differs() {
+        let old = load("");
+        assert!(changed_sections(&old, &load("")).is_empty());
+        let new = load("[engine]\nflap_max = 9");
+        assert_eq!(changed_sections(&old, &new), ["engine"]);
+    }
+}
