@@ -214,7 +214,12 @@ fn build(
     let (events_tx, events_rx) = mpsc::channel::<Event>(EVENT_QUEUE);
     let (control_tx, control_rx) = mpsc::channel::<Control>(CONTROL_QUEUE);
     let (desired_tx, desired_rx) = watch::channel(engine.desired().clone());
-    let actuator = build_actuator(shared)?;
+    // After a restore, what Talkdesk had when the agent last saw it: the
+    // actuator applies `on_drift` to a change made while it was away.
+    let last_seen = from_snapshot
+        .then(|| engine.view(Timestamp::now()).actual)
+        .flatten();
+    let actuator = build_actuator(shared)?.with_last_seen(last_seen);
     let handle = actuator.handle();
     // Started at once after a restore; on a fresh start only once the engine
     // has evidence (see `StartGate`), so a fallback that is on (an outage in
@@ -240,11 +245,7 @@ fn build_actuator(shared: &Shared) -> Result<Actuator, DaemonError> {
     let td = &config.raw.talkdesk;
     let client = Client::from_config(td, shared.metrics.clone(), shared.audit.clone())
         .map_err(|e| DaemonError::Talkdesk(e.to_string()))?;
-    let opts = ActuatorOptions::from_config(
-        td,
-        config.raw.agent.dry_run,
-        config.raw.api.override_max_ttl.get(),
-    );
+    let opts = ActuatorOptions::from_config(td, config.raw.agent.dry_run);
     Ok(Actuator::new(
         client,
         opts,

@@ -59,23 +59,21 @@ pub struct ActuatorOptions {
     pub backoff_min: Duration,
     pub backoff_max: Duration,
     /// How long a change adopted with `on_drift = "respect"` lasts (the
-    /// override's `until`); the API's `override_max_ttl` is a good value.
+    /// override's `until`): `talkdesk.drift_override_ttl`.
     pub adopt_ttl: Duration,
 }
 
 impl ActuatorOptions {
-    /// Options from the `[talkdesk]` section, `agent.dry_run`, and how long an
-    /// adopted drift lasts (the API's `override_max_ttl` is a good value).
+    /// Options from the `[talkdesk]` section and `agent.dry_run`.
     pub fn from_config(
         cfg: &crate::config::schema::TalkdeskConfig,
         dry_run: bool,
-        adopt_ttl: Duration,
     ) -> ActuatorOptions {
         ActuatorOptions {
             dry_run,
             on_drift: cfg.on_drift,
             reconcile_interval: cfg.reconcile_interval.get(),
-            adopt_ttl,
+            adopt_ttl: cfg.drift_override_ttl.get(),
             ..ActuatorOptions::default()
         }
     }
@@ -85,13 +83,13 @@ impl Default for ActuatorOptions {
     fn default() -> Self {
         ActuatorOptions {
             dry_run: false,
-            on_drift: OnDrift::Correct,
+            on_drift: OnDrift::default(),
             reconcile_interval: Duration::from_secs(60),
             // One second is gentle on a struggling API; 30 s bounds how late
             // the fallback can be once Talkdesk recovers, at two calls a minute.
             backoff_min: Duration::from_secs(1),
             backoff_max: Duration::from_secs(30),
-            adopt_ttl: Duration::from_secs(24 * 3600),
+            adopt_ttl: crate::config::schema::defaults::DRIFT_OVERRIDE_TTL.get(),
         }
     }
 }
@@ -169,6 +167,9 @@ pub struct Actuator {
     pub(super) reads_unavailable: bool,
     /// The form Talkdesk stored our last settings in, when it differs.
     pub(super) form: Option<StoredForm>,
+    /// What Talkdesk had when the agent last saw it (the restored snapshot's
+    /// `actual`): checked once for drift that happened while it was away.
+    pub(super) last_seen: Option<Actual>,
 }
 
 impl Actuator {
@@ -197,7 +198,19 @@ impl Actuator {
             adopted: None,
             reads_unavailable: false,
             form: None,
+            last_seen: None,
         }
+    }
+
+    /// What Talkdesk had when the agent last saw it (the engine snapshot's
+    /// `actual`, restored after a restart or a takeover). Before its first
+    /// write the actuator compares it with what Talkdesk has now, and applies
+    /// `on_drift` to a change made while no agent was watching (see
+    /// [`drift`](super::drift)). Without it (a fresh start) there is nothing
+    /// to compare with, and the daemon's start gate waits for evidence instead.
+    pub fn with_last_seen(mut self, last_seen: Option<Actual>) -> Actuator {
+        self.last_seen = last_seen;
+        self
     }
 
     /// Install the leadership check run before every write (default: always allowed).
@@ -236,6 +249,11 @@ impl Actuator {
         reconcile.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
         let mut pending = true;
+        if let Some(last) = self.last_seen.take() {
+            pending = self
+                .reconcile_since(&last, &desired, &events, &shutdown)
+                .await;
+        }
         loop {
             if shutdown.is_cancelled() {
                 break;
@@ -370,9 +388,10 @@ mod tests {
         let cfg = TalkdeskConfig {
             on_drift: OnDrift::Respect,
             reconcile_interval: Dur::from_millis(90_000),
+            drift_override_ttl: Dur::from_secs(7200),
             ..TalkdeskConfig::default()
         };
-        let opts = ActuatorOptions::from_config(&cfg, true, Duration::from_secs(7200));
+        let opts = ActuatorOptions::from_config(&cfg, true);
         assert!(opts.dry_run);
         assert_eq!(opts.on_drift, OnDrift::Respect);
         assert_eq!(opts.reconcile_interval, Duration::from_secs(90));

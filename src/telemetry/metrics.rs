@@ -30,7 +30,7 @@ pub struct KnownLabels<'a> {
 }
 
 /// Every metric name of the interface contract (DESIGN.md section 4).
-pub const CONTRACT_METRICS: [&str; 15] = [
+pub const CONTRACT_METRICS: [&str; 16] = [
     "continuity_fallback_desired",
     "continuity_fallback_actual",
     "continuity_transitions_total",
@@ -46,6 +46,7 @@ pub const CONTRACT_METRICS: [&str; 15] = [
     "continuity_leader",
     "continuity_flapping",
     "continuity_blind",
+    "continuity_drift_total",
 ];
 
 #[derive(Clone)]
@@ -82,7 +83,13 @@ pub struct Metrics {
     pub divergence_seconds: Gauge,
     /// `{kind}`: failed actuation attempts by error kind.
     pub actuation_failures_total: IntCounterVec,
+    /// `{action}`: changes made outside the agent, by what `on_drift` did
+    /// with them (`adopted` or `corrected`).
+    pub drift_total: IntCounterVec,
 }
+
+/// The `action` label values of `continuity_drift_total`.
+pub const DRIFT_ACTIONS: [&str; 2] = ["adopted", "corrected"];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -200,6 +207,13 @@ impl Metrics {
                 ),
                 &["kind"]
             )),
+            drift_total: reg!(IntCounterVec::new(
+                Opts::new(
+                    "continuity_drift_total",
+                    "Changes made to Talkdesk outside the agent, by what on_drift did (adopted, corrected)."
+                ),
+                &["action"]
+            )),
             registry,
         };
         m.fallback_actual.set(-1);
@@ -229,6 +243,9 @@ impl Metrics {
         for op in &known.talkdesk_ops {
             self.talkdesk_request_duration_seconds
                 .with_label_values(&[op]);
+        }
+        for action in DRIFT_ACTIONS {
+            self.drift_total.with_label_values(&[action]);
         }
     }
 
@@ -269,6 +286,7 @@ mod tests {
         m.talkdesk_request_duration_seconds
             .with_label_values(&["put_settings"])
             .observe(0.1);
+        m.drift_total.with_label_values(&["adopted"]).inc();
         let text = m.render();
         for name in CONTRACT_METRICS {
             assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing");
@@ -294,6 +312,8 @@ mod tests {
             r#"continuity_probe_results_total{probe="trunk-a",result="failure"} 0"#,
             r#"continuity_alerts_received_total{result="accepted",source="grafana"} 0"#,
             r#"continuity_talkdesk_request_duration_seconds_count{op="put_settings"} 0"#,
+            r#"continuity_drift_total{action="adopted"} 0"#,
+            r#"continuity_drift_total{action="corrected"} 0"#,
         ] {
             assert!(text.contains(series), "{series} missing from:\n{text}");
         }
