@@ -46,8 +46,9 @@ struct Cli {
 
 #[derive(Args, Debug)]
 struct ConfigArg {
-    /// Configuration file.
-    #[arg(short = 'c', long = "config", default_value = config::DEFAULT_PATH)]
+    /// Configuration file. Global, so it is accepted after a nested
+    /// subcommand too (`talkdesk get -c FILE`), as after `run -c FILE`.
+    #[arg(short = 'c', long = "config", global = true, default_value = config::DEFAULT_PATH)]
     config: PathBuf,
 }
 

@@ -308,3 +308,27 @@ async fn status_and_override_clients_drive_a_running_agent() {
     drop(trunk);
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
+
+#[test]
+fn the_config_flag_works_in_the_same_position_for_every_subcommand() {
+    let (mut sim, base) = simulator();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = breakglass_config(dir.path(), &base);
+    let cfg = cfg.to_str().unwrap();
+    for args in [
+        vec!["talkdesk", "get", "-c", cfg],
+        vec!["talkdesk", "-c", cfg, "get"],
+        vec!["talkdesk", "get", "--config", cfg],
+        vec!["check-config", "-c", cfg],
+    ] {
+        let out = bin().args(&args).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    sim.kill().unwrap();
+    let _ = sim.wait();
+}
