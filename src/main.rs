@@ -121,6 +121,20 @@ enum Command {
     },
 }
 
+#[derive(Args, Debug)]
+struct WaitArg {
+    /// Answer as soon as the override is recorded, without waiting (up to
+    /// 10 s) for Talkdesk to match; the exit code then says nothing about Talkdesk.
+    #[arg(long)]
+    no_wait: bool,
+}
+
+impl WaitArg {
+    fn wait(&self) -> Option<std::time::Duration> {
+        (!self.no_wait).then_some(continuity_agent::server::outcome::WAIT_MAX)
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum OverrideAction {
     /// Force the fallback on with a profile.
@@ -132,6 +146,8 @@ enum OverrideAction {
         #[arg(long)]
         reason: String,
         #[command(flatten)]
+        wait: WaitArg,
+        #[command(flatten)]
         api: ApiArgs,
     },
     /// Force the fallback off.
@@ -140,6 +156,8 @@ enum OverrideAction {
         ttl: String,
         #[arg(long)]
         reason: String,
+        #[command(flatten)]
+        wait: WaitArg,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -275,17 +293,27 @@ async fn override_cmd(action: OverrideAction) -> ExitCode {
             profile,
             ttl,
             reason,
+            wait,
             api,
-        } => api
-            .client()
-            .set_override(Some(&profile), &ttl, &reason)
-            .await
-            .map(|o| render::override_set(&o)),
-        OverrideAction::Off { ttl, reason, api } => api
-            .client()
-            .set_override(None, &ttl, &reason)
-            .await
-            .map(|o| render::override_set(&o)),
+        } => {
+            let answer = api
+                .client()
+                .set_override(Some(&profile), &ttl, &reason, wait.wait())
+                .await;
+            return override_answer(answer, wait.no_wait);
+        }
+        OverrideAction::Off {
+            ttl,
+            reason,
+            wait,
+            api,
+        } => {
+            let answer = api
+                .client()
+                .set_override(None, &ttl, &reason, wait.wait())
+                .await;
+            return override_answer(answer, wait.no_wait);
+        }
         OverrideAction::ReleaseFlap { api } => api
             .client()
             .release_flap()
@@ -298,6 +326,31 @@ async fn override_cmd(action: OverrideAction) -> ExitCode {
             .map(|c| render::cleared(c).to_string()),
     };
     print_answer(text)
+}
+
+/// Prints an override's answer and, unless `--no-wait`, what Talkdesk did:
+/// exit 1 when Talkdesk does not match (the override is set either way).
+fn override_answer(
+    answer: Result<continuity_agent::server::wire::OverrideResponse, client::ClientError>,
+    no_wait: bool,
+) -> ExitCode {
+    let ov = match answer {
+        Ok(ov) => ov,
+        Err(e) => return print_answer(Err(e)),
+    };
+    print!("{}", render::override_set(&ov));
+    match (&ov.talkdesk, no_wait) {
+        (Some(t), false) => {
+            let (line, matches) = render::talkdesk_outcome(t);
+            print!("{line}");
+            if matches {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_RUNTIME)
+            }
+        }
+        _ => ExitCode::SUCCESS,
+    }
 }
 
 /// Prints a client command's answer, or its error with the matching exit code.

@@ -279,6 +279,7 @@ fn serve(
         store: store.clone(),
         control: built.control.clone(),
         ready,
+        actuator: built.actuator.clone(),
     };
     let app = server::router(state).merge(crate::alerts::router(alerts));
     let cancel = cancel.clone();

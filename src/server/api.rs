@@ -87,12 +87,21 @@ async fn status(State(s): State<AppState>, headers: HeaderMap) -> Result<Respons
     Ok(Json(doc).into_response())
 }
 
+#[derive(Debug, Deserialize)]
+struct WaitQuery {
+    /// How long to wait for Talkdesk before answering (at most `outcome::WAIT_MAX`).
+    #[serde(default)]
+    wait: Option<String>,
+}
+
 async fn set_override(
     State(s): State<AppState>,
     headers: HeaderMap,
+    q: Result<Query<WaitQuery>, axum::extract::rejection::QueryRejection>,
     body: Body,
 ) -> Result<Response, ApiError> {
     let actor = authorize(&headers, &s.tokens, Scope::Override)?;
+    let wait = wait_param(q)?;
     let max = s.config.raw.agent.max_body.0 as usize;
     let bytes = read_body(body, &headers, max, REQUEST_TIMEOUT).await?;
     let req: OverrideRequest = json_body(&headers, &bytes)?;
@@ -112,14 +121,37 @@ async fn set_override(
     } else {
         OverrideState::Inactive
     };
+    let talkdesk = super::outcome::await_talkdesk(&s.actuator, &ov.desired, wait).await;
     Ok(Json(OverrideResponse {
         state,
         profile: ov.desired.profile().map(str::to_string),
         until: ov.until.to_rfc3339(),
         reason: ov.reason,
         actor: ov.actor,
+        talkdesk: Some(talkdesk),
     })
     .into_response())
+}
+
+/// `?wait=DURATION` (0 when absent), at most `outcome::WAIT_MAX`.
+fn wait_param(
+    q: Result<Query<WaitQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Duration, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::Malformed(e.body_text()))?;
+    let Some(text) = q.wait else {
+        return Ok(Duration::ZERO);
+    };
+    let wait: Dur = text
+        .parse()
+        .map_err(|e: String| ApiError::Invalid(format!("wait: {e}")))?;
+    let max = super::outcome::WAIT_MAX;
+    if wait.get() > max {
+        return Err(ApiError::Invalid(format!(
+            "wait {wait} is longer than {}s",
+            max.as_secs()
+        )));
+    }
+    Ok(wait.get())
 }
 
 /// Checks a request against the configuration; 422 with the reason otherwise.

@@ -69,6 +69,26 @@ pub struct OverrideResponse {
     pub until: String,
     pub reason: String,
     pub actor: String,
+    /// What Talkdesk did with it when the answer was sent (after `?wait=`).
+    #[serde(default)]
+    pub talkdesk: Option<TalkdeskOutcome>,
+}
+
+/// The actuator's state as it concerns one operator change.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct TalkdeskOutcome {
+    /// Talkdesk has the state the change asks for.
+    pub matches: bool,
+    /// What Talkdesk was last seen to have.
+    pub actual: Actual,
+    /// Failed attempts so far (0 once it matches).
+    pub attempts: u32,
+    /// The error of the last attempt for this change, while it does not match.
+    pub error: Option<String>,
+    /// The actuator keeps trying (false when Talkdesk refused for good, in a
+    /// dry run, or on a replica that may not write).
+    pub retrying: bool,
+    pub dry_run: bool,
 }
 
 /// `DELETE /v1/override`: whether an override was in force.

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::domain::Desired;
-use crate::server::wire::{Cleared, OverrideResponse, Released, StatusReport};
+use crate::server::wire::{Cleared, OverrideResponse, Released, StatusReport, TalkdeskOutcome};
 
 /// A readable rendering of `/v1/status` for terminals.
 pub fn status(doc: &StatusReport) -> String {
@@ -98,6 +98,26 @@ pub fn override_set(ov: &OverrideResponse) -> String {
         ov.until,
         ov.reason
     )
+}
+
+/// What Talkdesk did with an override, after `override on|off` waited for
+/// it: the line, and whether Talkdesk matches (the command's exit code).
+pub fn talkdesk_outcome(t: &TalkdeskOutcome) -> (String, bool) {
+    if t.matches {
+        return ("Talkdesk now matches\n".to_string(), true);
+    }
+    let line = if t.dry_run {
+        "set; Talkdesk NOT updated: agent.dry_run is on (writes are only logged)\n".to_string()
+    } else {
+        let error = t.error.as_deref().unwrap_or("no answer from Talkdesk yet");
+        let next = if t.retrying {
+            "retrying (see `continuity-agent status`)"
+        } else {
+            "NOT retrying until the decision or the configuration changes"
+        };
+        format!("set; Talkdesk NOT yet updated: {error}, {next}\n")
+    };
+    (line, false)
 }
 
 /// `override clear`.
@@ -287,6 +307,7 @@ when = { alert = ['alertname="VoiceDown"'] }
             until: "2026-01-01T00:10:00Z".into(),
             reason: "drill".into(),
             actor: "cli".into(),
+            talkdesk: None,
         };
         assert_eq!(
             override_set(&on),
@@ -300,6 +321,31 @@ when = { alert = ['alertname="VoiceDown"'] }
         assert_eq!(
             override_set(&off),
             "override set: fallback inactive until 2026-01-01T00:10:00Z (reason: drill)\n"
+        );
+        let outcome = TalkdeskOutcome {
+            matches: true,
+            actual: crate::domain::Actual::default(),
+            attempts: 0,
+            error: None,
+            retrying: false,
+            dry_run: false,
+        };
+        assert_eq!(
+            talkdesk_outcome(&outcome),
+            ("Talkdesk now matches\n".to_string(), true)
+        );
+        let failing = TalkdeskOutcome {
+            matches: false,
+            attempts: 2,
+            error: Some("Talkdesk answered 503".into()),
+            retrying: true,
+            ..outcome
+        };
+        let (line, ok) = talkdesk_outcome(&failing);
+        assert!(!ok);
+        assert!(
+            line.starts_with("set; Talkdesk NOT yet updated: Talkdesk answered 503, retrying"),
+            "{line}"
         );
         assert!(cleared(Cleared { cleared: true }).contains("back to automatic"));
         assert!(cleared(Cleared { cleared: false }).contains("no override was in force"));
