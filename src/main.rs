@@ -107,10 +107,13 @@ enum Command {
         #[command(subcommand)]
         action: OverrideAction,
     },
-    /// Break-glass: act on Talkdesk directly with the configured credentials.
+    /// Break-glass: switch the fallback through the running agent, or, when
+    /// no agent answers, on Talkdesk directly with the configured credentials.
     Talkdesk {
         #[command(flatten)]
         config: ConfigArg,
+        #[command(flatten)]
+        agent: AgentArgs,
         #[command(subcommand)]
         action: TalkdeskAction,
     },
@@ -175,15 +178,45 @@ enum OverrideAction {
     },
 }
 
+/// The running agent the break-glass commands try first.
+#[derive(Args)]
+struct AgentArgs {
+    /// The running agent's API (default: from the config's `agent.listen`).
+    #[arg(long, global = true, env = "CONTINUITY_AGENT_URL")]
+    url: Option<String>,
+    /// API token with the `override` scope (default: the config's first such token).
+    #[arg(
+        long,
+        global = true,
+        env = "CONTINUITY_AGENT_TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
+}
+
+/// Never print the token (`Debug` is used in diagnostics).
+impl std::fmt::Debug for AgentArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentArgs")
+            .field("url", &self.url)
+            .field("token", &self.token.as_ref().map(|_| "[REDACTED]"))
+            .finish()
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum TalkdeskAction {
-    /// Show the current settings and activation.
+    /// Show the current settings and activation (directly from Talkdesk).
     Get,
-    /// Write a profile's settings (does not activate).
+    /// Write a profile's settings (does not activate; directly to Talkdesk).
     Apply { profile: String },
-    /// Switch the fallback on.
-    Activate,
-    /// Switch the fallback off.
+    /// Switch the fallback on: an override through the running agent, else directly.
+    Activate {
+        /// The profile the agent's override switches on (needed when several are configured).
+        #[arg(long)]
+        profile: Option<String>,
+    },
+    /// Switch the fallback off: an override through the running agent, else directly.
     Deactivate,
 }
 
@@ -200,7 +233,11 @@ fn main() -> ExitCode {
         Command::CheckConfig(c) => check_config(&c.config),
         Command::Status(api) => block_on(status(api)),
         Command::Override { action } => block_on(override_cmd(action)),
-        Command::Talkdesk { config, action } => block_on(talkdesk(&config.config, action)),
+        Command::Talkdesk {
+            config,
+            agent,
+            action,
+        } => block_on(talkdesk(&config.config, agent, action)),
         Command::SimulateTalkdesk { listen } => block_on(simulate_talkdesk(listen)),
         Command::Run(c) => run(&c.config),
         Command::Demo => block_on(demo()),
@@ -384,8 +421,9 @@ fn check_config(path: &std::path::Path) -> ExitCode {
     }
 }
 
-async fn talkdesk(path: &std::path::Path, action: TalkdeskAction) -> ExitCode {
-    use continuity_agent::talkdesk::breakglass::{self, BreakGlass};
+async fn talkdesk(path: &std::path::Path, agent: AgentArgs, action: TalkdeskAction) -> ExitCode {
+    use continuity_agent::server::client::breakglass::{self, AgentTarget};
+    use continuity_agent::talkdesk::breakglass::BreakGlass;
     use continuity_agent::talkdesk::client::Client;
     use continuity_agent::telemetry::{Metrics, audit::NoAudit};
 
@@ -408,10 +446,14 @@ async fn talkdesk(path: &std::path::Path, action: TalkdeskAction) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    let mut profile = None;
     let cmd = match action {
         TalkdeskAction::Get => BreakGlass::Get,
         TalkdeskAction::Apply { profile } => BreakGlass::Apply { profile },
-        TalkdeskAction::Activate => BreakGlass::Activate,
+        TalkdeskAction::Activate { profile: p } => {
+            profile = p;
+            BreakGlass::Activate
+        }
         TalkdeskAction::Deactivate => BreakGlass::Deactivate,
     };
     if cfg.raw.agent.dry_run && cmd != BreakGlass::Get {
@@ -419,16 +461,22 @@ async fn talkdesk(path: &std::path::Path, action: TalkdeskAction) -> ExitCode {
             "continuity-agent: note: agent.dry_run does not apply to break-glass commands; this changes Talkdesk"
         );
     }
-    let mut out = std::io::stdout();
-    match breakglass::run(cmd, &client, &cfg.profiles, &mut out).await {
-        Ok(()) => ExitCode::SUCCESS,
+    let target = AgentTarget {
+        url: agent.url,
+        token: agent.token,
+        profile,
+    };
+    let (mut out, mut notes) = (std::io::stdout(), std::io::stderr());
+    match breakglass::run(cmd, &cfg, target, &client, &mut out, &mut notes).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(EXIT_RUNTIME),
         Err(e) => {
             eprintln!("continuity-agent: {e}");
-            let usage = matches!(
-                e,
-                continuity_agent::talkdesk::error::TalkdeskError::UnknownProfile(_)
-            );
-            ExitCode::from(if usage { EXIT_CONFIG } else { EXIT_RUNTIME })
+            ExitCode::from(if e.is_usage() {
+                EXIT_CONFIG
+            } else {
+                EXIT_RUNTIME
+            })
         }
     }
 }

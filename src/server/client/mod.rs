@@ -1,7 +1,9 @@
 //! The CLI side of the API: `status` and `override on|off|clear|release-flap`
-//! talk to a running agent over HTTP with an API token. Answers are decoded
+//! talk to a running agent over HTTP with an API token; the break-glass
+//! `talkdesk` commands try the agent first ([`breakglass`]). Answers are decoded
 //! into the handlers' own types ([`super::wire`]) and printed by [`render`].
 
+pub mod breakglass;
 pub mod render;
 
 use std::time::Duration;
