@@ -58,6 +58,13 @@ async fn readyz(State(s): State<AppState>) -> Response {
     if !s.is_ready() {
         return (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response();
     }
+    if let Some(error) = s.actuator.status().credentials_rejected {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("talkdesk credentials rejected ({error}): check talkdesk.client_id and talkdesk.client_secret\n"),
+        )
+            .into_response();
+    }
     match s.store.ping().await {
         Ok(()) => (StatusCode::OK, "ready\n").into_response(),
         Err(e) => (

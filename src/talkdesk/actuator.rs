@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 use super::apply::Next;
 use super::client::Client;
 use super::drift::Adopted;
-use super::error::FieldError;
+use super::error::{FieldError, TalkdeskError};
 use super::plan::StoredForm;
 use crate::config::schema::OnDrift;
 use crate::domain::{Actual, Desired, Profile, Timestamp};
@@ -130,6 +130,9 @@ pub struct ActuatorStatus {
     pub adopted: bool,
     /// Last time Talkdesk was seen (or made) to match the desired state.
     pub last_success_at: Option<Timestamp>,
+    /// Talkdesk's token endpoint rejects the client credentials (the error),
+    /// until a call succeeds again; `/readyz` reports it.
+    pub credentials_rejected: Option<String>,
 }
 
 /// Cloneable read access to the actuator's status.
@@ -337,8 +340,26 @@ impl Actuator {
         self.status.last_success_at = Some(now);
     }
 
-    /// Tell the engine what Talkdesk has.
+    /// A call failed. Tracks whether Talkdesk rejects our credentials, and
+    /// says so once per change rather than once per retry. Returns whether
+    /// the error is a rejection already reported (callers log it quietly).
+    pub(super) fn call_failed(&mut self, error: &TalkdeskError) -> bool {
+        if !error.rejects_credentials() {
+            return false;
+        }
+        let known = self.status.credentials_rejected.is_some();
+        if !known {
+            tracing::error!(%error, "Talkdesk rejects the credentials; check talkdesk.client_id and talkdesk.client_secret (or client_secret_file). Still retrying.");
+        }
+        self.status.credentials_rejected = Some(error.to_string());
+        known
+    }
+
+    /// Tell the engine what Talkdesk has (after a call that succeeded).
     pub(super) async fn observed(&mut self, events: &mpsc::Sender<Event>) {
+        if self.status.credentials_rejected.take().is_some() {
+            tracing::info!("Talkdesk accepts the credentials again.");
+        }
         self.status.actual = self.known.clone();
         self.publish();
         self.emit(events, Event::ActualObserved(self.known.clone()))

@@ -146,7 +146,9 @@ impl Actuator {
                 Ok(a) => break a,
                 Err(error) => {
                     tries += 1;
-                    tracing::warn!(%error, attempt = tries, "Cannot read Talkdesk to compare it with what the agent last saw.");
+                    if !self.call_failed(&error) {
+                        tracing::warn!(%error, attempt = tries, "Cannot read Talkdesk to compare it with what the agent last saw.");
+                    }
                     if !error.is_retryable() || tries >= BLIND_AFTER_ATTEMPTS {
                         return true;
                     }
@@ -226,7 +228,8 @@ impl Actuator {
 
     /// The read-back failed. Returns whether to attempt convergence now.
     fn read_back_failed(&mut self, error: &TalkdeskError) -> bool {
-        if error.is_retryable() || !self.reads_unavailable {
+        let repeat = self.call_failed(error);
+        if (error.is_retryable() && !repeat) || !self.reads_unavailable {
             tracing::warn!(%error, "Reconcile: cannot read Talkdesk.");
         }
         if !error.is_retryable() {
