@@ -91,7 +91,14 @@ enum Command {
     /// Run the daemon.
     Run(ConfigArg),
     /// Validate the configuration: print a summary, or every error (exit 2).
-    CheckConfig(ConfigArg),
+    CheckConfig {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Also fetch a Talkdesk token and read the settings and activation
+        /// (read-only) to prove the credentials and paths work.
+        #[arg(long)]
+        online: bool,
+    },
     /// Run rule scenario tests (promtool style).
     TestRules {
         /// Scenario files.
@@ -230,7 +237,7 @@ fn main() -> ExitCode {
     };
     logging::init(cli.log_format, level);
     match cli.command {
-        Command::CheckConfig(c) => check_config(&c.config),
+        Command::CheckConfig { config, online } => check_config(&config.config, online),
         Command::Status(api) => block_on(status(api)),
         Command::Override { action } => block_on(override_cmd(action)),
         Command::Talkdesk {
@@ -408,15 +415,45 @@ fn print_answer(text: Result<String, client::ClientError>) -> ExitCode {
     }
 }
 
-fn check_config(path: &std::path::Path) -> ExitCode {
-    match config::load(path) {
-        Ok(cfg) => {
-            print!("{}", cfg.summary());
-            ExitCode::SUCCESS
-        }
+fn check_config(path: &std::path::Path, online: bool) -> ExitCode {
+    let cfg = match config::load(path) {
+        Ok(cfg) => cfg,
         Err(errors) => {
             eprint!("{errors}");
-            ExitCode::from(EXIT_CONFIG)
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    print!("{}", cfg.summary());
+    if online {
+        return block_on(check_online(cfg));
+    }
+    ExitCode::SUCCESS
+}
+
+/// `check-config --online`: the read-only Talkdesk check.
+async fn check_online(cfg: config::Config) -> ExitCode {
+    use continuity_agent::talkdesk::client::Client;
+    use continuity_agent::telemetry::{Metrics, audit::NoAudit};
+    let td = &cfg.raw.talkdesk;
+    let client = match Client::from_config(td, Metrics::new(), std::sync::Arc::new(NoAudit)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("continuity-agent: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match continuity_agent::talkdesk::online::check(&client, td).await {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("continuity-agent: {e}");
+            ExitCode::from(if e.is_config() {
+                EXIT_CONFIG
+            } else {
+                EXIT_RUNTIME
+            })
         }
     }
 }

@@ -224,6 +224,22 @@ pub enum OnDrift {
     Respect,
 }
 
+impl OnDrift {
+    /// The value as written in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnDrift::Correct => "correct",
+            OnDrift::Respect => "respect",
+        }
+    }
+}
+
+impl std::fmt::Display for OnDrift {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TalkdeskConfig {

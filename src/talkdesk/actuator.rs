@@ -239,8 +239,8 @@ impl Actuator {
         tracing::info!(
             desired = %desired,
             dry_run = self.opts.dry_run,
-            on_drift = ?self.opts.on_drift,
-            reconcile_interval = ?self.opts.reconcile_interval,
+            on_drift = %self.opts.on_drift,
+            reconcile_interval = %humantime::format_duration(self.opts.reconcile_interval),
             "Actuator started."
         );
         self.status.desired = Some(desired.clone());
