@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Actual, AlertKey, Desired, ProbeHealth};
+use crate::domain::{Actual, AlertKey, Desired, ProbeHealth, Timestamp};
 use crate::engine::{Override, Reason, RulePhase};
 use crate::store::StoredEvent;
 
@@ -127,6 +127,9 @@ pub struct StatusReport {
 /// The printed part of the engine's view (`engine::EngineView`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct EngineReport {
+    /// The agent's clock when the document was made: relative times
+    /// ("in 12m", "3m ago") are computed against it, not the CLI's clock.
+    pub now: Timestamp,
     pub reasons: Vec<Reason>,
     #[serde(rename = "override")]
     pub override_: Option<Override>,
@@ -148,6 +151,12 @@ pub struct ProbeLine {
 pub struct RuleLine {
     pub name: String,
     pub state: RulePhase,
+    #[serde(default)]
+    pub progress: Vec<String>,
+    #[serde(default)]
+    pub fires_at: Option<Timestamp>,
+    #[serde(default)]
+    pub clears_at: Option<Timestamp>,
 }
 
 /// The printed part of `engine::view::AlertView`.
@@ -157,6 +166,10 @@ pub struct AlertLine {
     #[serde(flatten)]
     pub key: AlertKey,
     pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub summary: Option<String>,
+    pub first_seen: Timestamp,
+    pub expires: Timestamp,
 }
 
 /// The printed part of the actuator's status (`talkdesk::actuator::ActuatorStatus`).
