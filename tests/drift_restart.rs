@@ -100,6 +100,17 @@ impl World {
         wait_metric(&agent, "continuity_fallback_actual", 0.0).await;
         assert!(agent.terminate().success(), "log:\n{}", agent.logs());
     }
+
+    /// Like `first_run`, but the agent is killed (no final snapshot): what it
+    /// saw of Talkdesk must already be on disk.
+    async fn first_run_killed(&self) {
+        let mut agent = self.agent();
+        agent.wait_ready().await;
+        wait_metric(&agent, "continuity_fallback_actual", 0.0).await;
+        // The loop persists before it sleeps again; give it that moment.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        agent.kill9();
+    }
 }
 
 async fn wait_metric(agent: &AgentProcess, name: &str, want: f64) {
@@ -199,4 +210,24 @@ async fn with_on_drift_correct_a_change_made_while_away_is_undone_loudly() {
         events.to_string().contains("on_drift = correct"),
         "audited: {events:#}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_made_after_a_kill_9_is_respected_too() {
+    let w = world("respect").await;
+    w.first_run_killed().await;
+
+    w.sim.set_enabled(true);
+    w.sim.clear_journal();
+
+    let mut agent = w.agent();
+    agent.wait_ready().await;
+    wait_metric(&agent, "continuity_drift_total{action=\"adopted\"}", 1.0).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        w.writes().is_empty(),
+        "the agent undid a change made while it was away: {:?}",
+        w.writes()
+    );
+    assert!(w.sim.state().enabled, "the fallback is still on");
 }
