@@ -214,3 +214,65 @@ fn write(w: &mut dyn Write, text: &str) -> Result<(), BreakGlassError> {
         .and_then(|()| w.flush())
         .map_err(|e| BreakGlassError::Output(e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(listen: &str, profiles: &[&str]) -> Config {
+        let mut src = format!(
+            r#"
+[agent]
+listen = "{listen}"
+[talkdesk]
+account = "acme"
+client_id = "id"
+client_secret = "secret"
+[api]
+tokens = [
+  {{ name = "dash", token = "read-token-0123456789abcdef", scopes = ["read"] }},
+  {{ name = "oncall", token = "override-token-0123456789ab", scopes = ["read", "override"] }},
+]
+"#
+        );
+        for p in profiles {
+            src.push_str(&format!("[profiles.{p}]\ndefault = \"+14155558888\"\n"));
+        }
+        crate::config::from_toml_str(&src, "test").unwrap()
+    }
+
+    #[test]
+    fn the_agent_is_found_from_the_configuration() {
+        let table = [
+            ("127.0.0.1:8080", Some("http://127.0.0.1:8080")),
+            ("0.0.0.0:9000", Some("http://127.0.0.1:9000")),
+            ("[::]:9000", Some("http://[::1]:9000")),
+            ("127.0.0.1:0", None),
+        ];
+        for (listen, want) in table {
+            let cfg = config(listen, &["backup"]);
+            assert_eq!(listen_url(&cfg).as_deref(), want, "{listen}");
+        }
+        let cfg = config("127.0.0.1:8080", &["backup"]);
+        assert_eq!(
+            override_token(&cfg).as_deref(),
+            Some("override-token-0123456789ab"),
+            "the first token with the override scope, not the first token"
+        );
+    }
+
+    #[test]
+    fn activate_names_a_profile_only_when_it_is_unambiguous() {
+        let one = config("127.0.0.1:8080", &["backup"]);
+        assert_eq!(profile_to_activate(&one, None).unwrap(), "backup");
+        let two = config("127.0.0.1:8080", &["backup", "other"]);
+        let err = profile_to_activate(&two, None).unwrap_err();
+        assert!(
+            err.is_usage() && err.to_string().contains("--profile"),
+            "{err}"
+        );
+        assert_eq!(profile_to_activate(&two, Some("other")).unwrap(), "other");
+        let err = profile_to_activate(&two, Some("ghost")).unwrap_err();
+        assert!(err.is_usage(), "{err}");
+    }
+}
