@@ -96,7 +96,15 @@ pub async fn run(
     };
     let token = target.token.clone().or_else(|| override_token(cfg));
     let agent = ApiClient::new(&url, token);
-    let ttl = format!("{}s", cfg.raw.talkdesk.drift_override_ttl.get().as_secs());
+    // As long as a change made directly would be adopted for, within what
+    // the API accepts.
+    let ttl = cfg
+        .raw
+        .talkdesk
+        .drift_override_ttl
+        .get()
+        .min(cfg.raw.api.override_max_ttl.get());
+    let ttl = format!("{}s", ttl.as_secs());
     let reason = format!(
         "break-glass: continuity-agent talkdesk {}",
         if active { "activate" } else { "deactivate" }
