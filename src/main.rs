@@ -46,8 +46,9 @@ struct Cli {
 
 #[derive(Args, Debug)]
 struct ConfigArg {
-    /// Configuration file.
-    #[arg(short = 'c', long = "config", default_value = config::DEFAULT_PATH)]
+    /// Configuration file. Global, so it is accepted after a nested
+    /// subcommand too (`talkdesk get -c FILE`), as after `run -c FILE`.
+    #[arg(short = 'c', long = "config", global = true, default_value = config::DEFAULT_PATH)]
     config: PathBuf,
 }
 
@@ -90,7 +91,14 @@ enum Command {
     /// Run the daemon.
     Run(ConfigArg),
     /// Validate the configuration: print a summary, or every error (exit 2).
-    CheckConfig(ConfigArg),
+    CheckConfig {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Also fetch a Talkdesk token and read the settings and activation
+        /// (read-only) to prove the credentials and paths work.
+        #[arg(long)]
+        online: bool,
+    },
     /// Run rule scenario tests (promtool style).
     TestRules {
         /// Scenario files.
@@ -120,10 +128,13 @@ enum Command {
         #[command(subcommand)]
         action: OverrideAction,
     },
-    /// Break-glass: act on Talkdesk directly with the configured credentials.
+    /// Break-glass: switch the fallback through the running agent, or, when
+    /// no agent answers, on Talkdesk directly with the configured credentials.
     Talkdesk {
         #[command(flatten)]
         config: ConfigArg,
+        #[command(flatten)]
+        agent: AgentArgs,
         #[command(subcommand)]
         action: TalkdeskAction,
     },
@@ -132,6 +143,20 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8099")]
         listen: String,
     },
+}
+
+#[derive(Args, Debug)]
+struct WaitArg {
+    /// Answer as soon as the override is recorded, without waiting (up to
+    /// 10 s) for Talkdesk to match; the exit code then says nothing about Talkdesk.
+    #[arg(long)]
+    no_wait: bool,
+}
+
+impl WaitArg {
+    fn wait(&self) -> Option<std::time::Duration> {
+        (!self.no_wait).then_some(continuity_agent::server::outcome::WAIT_MAX)
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -145,6 +170,8 @@ enum OverrideAction {
         #[arg(long)]
         reason: String,
         #[command(flatten)]
+        wait: WaitArg,
+        #[command(flatten)]
         api: ApiArgs,
     },
     /// Force the fallback off.
@@ -153,6 +180,8 @@ enum OverrideAction {
         ttl: String,
         #[arg(long)]
         reason: String,
+        #[command(flatten)]
+        wait: WaitArg,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -170,15 +199,45 @@ enum OverrideAction {
     },
 }
 
+/// The running agent the break-glass commands try first.
+#[derive(Args)]
+struct AgentArgs {
+    /// The running agent's API (default: from the config's `agent.listen`).
+    #[arg(long, global = true, env = "CONTINUITY_AGENT_URL")]
+    url: Option<String>,
+    /// API token with the `override` scope (default: the config's first such token).
+    #[arg(
+        long,
+        global = true,
+        env = "CONTINUITY_AGENT_TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
+}
+
+/// Never print the token (`Debug` is used in diagnostics).
+impl std::fmt::Debug for AgentArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentArgs")
+            .field("url", &self.url)
+            .field("token", &self.token.as_ref().map(|_| "[REDACTED]"))
+            .finish()
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum TalkdeskAction {
-    /// Show the current settings and activation.
+    /// Show the current settings and activation (directly from Talkdesk).
     Get,
-    /// Write a profile's settings (does not activate).
+    /// Write a profile's settings (does not activate; directly to Talkdesk).
     Apply { profile: String },
-    /// Switch the fallback on.
-    Activate,
-    /// Switch the fallback off.
+    /// Switch the fallback on: an override through the running agent, else directly.
+    Activate {
+        /// The profile the agent's override switches on (needed when several are configured).
+        #[arg(long)]
+        profile: Option<String>,
+    },
+    /// Switch the fallback off: an override through the running agent, else directly.
     Deactivate,
 }
 
@@ -192,7 +251,7 @@ fn main() -> ExitCode {
     };
     logging::init(cli.log_format, level);
     match cli.command {
-        Command::CheckConfig(c) => check_config(&c.config),
+        Command::CheckConfig { config, online } => check_config(&config.config, online),
         Command::Status(api) => block_on(status(api)),
         Command::Events {
             since,
@@ -201,7 +260,11 @@ fn main() -> ExitCode {
             api,
         } => block_on(events(since, kind, limit, api)),
         Command::Override { action } => block_on(override_cmd(action)),
-        Command::Talkdesk { config, action } => block_on(talkdesk(&config.config, action)),
+        Command::Talkdesk {
+            config,
+            agent,
+            action,
+        } => block_on(talkdesk(&config.config, agent, action)),
         Command::SimulateTalkdesk { listen } => block_on(simulate_talkdesk(listen)),
         Command::Run(c) => run(&c.config),
         Command::Demo => block_on(demo()),
@@ -315,17 +378,27 @@ async fn override_cmd(action: OverrideAction) -> ExitCode {
             profile,
             ttl,
             reason,
+            wait,
             api,
-        } => api
-            .client()
-            .set_override(Some(&profile), &ttl, &reason)
-            .await
-            .map(|o| render::override_set(&o)),
-        OverrideAction::Off { ttl, reason, api } => api
-            .client()
-            .set_override(None, &ttl, &reason)
-            .await
-            .map(|o| render::override_set(&o)),
+        } => {
+            let answer = api
+                .client()
+                .set_override(Some(&profile), &ttl, &reason, wait.wait())
+                .await;
+            return override_answer(answer, wait.no_wait);
+        }
+        OverrideAction::Off {
+            ttl,
+            reason,
+            wait,
+            api,
+        } => {
+            let answer = api
+                .client()
+                .set_override(None, &ttl, &reason, wait.wait())
+                .await;
+            return override_answer(answer, wait.no_wait);
+        }
         OverrideAction::ReleaseFlap { api } => api
             .client()
             .release_flap()
@@ -338,6 +411,31 @@ async fn override_cmd(action: OverrideAction) -> ExitCode {
             .map(|c| render::cleared(c).to_string()),
     };
     print_answer(text)
+}
+
+/// Prints an override's answer and, unless `--no-wait`, what Talkdesk did:
+/// exit 1 when Talkdesk does not match (the override is set either way).
+fn override_answer(
+    answer: Result<continuity_agent::server::wire::OverrideResponse, client::ClientError>,
+    no_wait: bool,
+) -> ExitCode {
+    let ov = match answer {
+        Ok(ov) => ov,
+        Err(e) => return print_answer(Err(e)),
+    };
+    print!("{}", render::override_set(&ov));
+    match (&ov.talkdesk, no_wait) {
+        (Some(t), false) => {
+            let (line, matches) = render::talkdesk_outcome(t);
+            print!("{line}");
+            if matches {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_RUNTIME)
+            }
+        }
+        _ => ExitCode::SUCCESS,
+    }
 }
 
 /// Prints a client command's answer, or its error with the matching exit code.
@@ -358,21 +456,52 @@ fn print_answer(text: Result<String, client::ClientError>) -> ExitCode {
     }
 }
 
-fn check_config(path: &std::path::Path) -> ExitCode {
-    match config::load(path) {
-        Ok(cfg) => {
-            print!("{}", cfg.summary());
-            ExitCode::SUCCESS
-        }
+fn check_config(path: &std::path::Path, online: bool) -> ExitCode {
+    let cfg = match config::load(path) {
+        Ok(cfg) => cfg,
         Err(errors) => {
             eprint!("{errors}");
-            ExitCode::from(EXIT_CONFIG)
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    print!("{}", cfg.summary());
+    if online {
+        return block_on(check_online(cfg));
+    }
+    ExitCode::SUCCESS
+}
+
+/// `check-config --online`: the read-only Talkdesk check.
+async fn check_online(cfg: config::Config) -> ExitCode {
+    use continuity_agent::talkdesk::client::Client;
+    use continuity_agent::telemetry::{Metrics, audit::NoAudit};
+    let td = &cfg.raw.talkdesk;
+    let client = match Client::from_config(td, Metrics::new(), std::sync::Arc::new(NoAudit)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("continuity-agent: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match continuity_agent::talkdesk::online::check(&client, td).await {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("continuity-agent: {e}");
+            ExitCode::from(if e.is_config() {
+                EXIT_CONFIG
+            } else {
+                EXIT_RUNTIME
+            })
         }
     }
 }
 
-async fn talkdesk(path: &std::path::Path, action: TalkdeskAction) -> ExitCode {
-    use continuity_agent::talkdesk::breakglass::{self, BreakGlass};
+async fn talkdesk(path: &std::path::Path, agent: AgentArgs, action: TalkdeskAction) -> ExitCode {
+    use continuity_agent::server::client::breakglass::{self, AgentTarget};
+    use continuity_agent::talkdesk::breakglass::BreakGlass;
     use continuity_agent::talkdesk::client::Client;
     use continuity_agent::telemetry::{Metrics, audit::NoAudit};
 
@@ -395,10 +524,14 @@ async fn talkdesk(path: &std::path::Path, action: TalkdeskAction) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    let mut profile = None;
     let cmd = match action {
         TalkdeskAction::Get => BreakGlass::Get,
         TalkdeskAction::Apply { profile } => BreakGlass::Apply { profile },
-        TalkdeskAction::Activate => BreakGlass::Activate,
+        TalkdeskAction::Activate { profile: p } => {
+            profile = p;
+            BreakGlass::Activate
+        }
         TalkdeskAction::Deactivate => BreakGlass::Deactivate,
     };
     if cfg.raw.agent.dry_run && cmd != BreakGlass::Get {
@@ -406,16 +539,22 @@ async fn talkdesk(path: &std::path::Path, action: TalkdeskAction) -> ExitCode {
             "continuity-agent: note: agent.dry_run does not apply to break-glass commands; this changes Talkdesk"
         );
     }
-    let mut out = std::io::stdout();
-    match breakglass::run(cmd, &client, &cfg.profiles, &mut out).await {
-        Ok(()) => ExitCode::SUCCESS,
+    let target = AgentTarget {
+        url: agent.url,
+        token: agent.token,
+        profile,
+    };
+    let (mut out, mut notes) = (std::io::stdout(), std::io::stderr());
+    match breakglass::run(cmd, &cfg, target, &client, &mut out, &mut notes).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(EXIT_RUNTIME),
         Err(e) => {
             eprintln!("continuity-agent: {e}");
-            let usage = matches!(
-                e,
-                continuity_agent::talkdesk::error::TalkdeskError::UnknownProfile(_)
-            );
-            ExitCode::from(if usage { EXIT_CONFIG } else { EXIT_RUNTIME })
+            ExitCode::from(if e.is_usage() {
+                EXIT_CONFIG
+            } else {
+                EXIT_RUNTIME
+            })
         }
     }
 }

@@ -415,3 +415,72 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+#[test]
+fn the_config_flag_works_in_the_same_position_for_every_subcommand() {
+    let (mut sim, base) = simulator();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = breakglass_config(dir.path(), &base);
+    let cfg = cfg.to_str().unwrap();
+    for args in [
+        vec!["talkdesk", "get", "-c", cfg],
+        vec!["talkdesk", "-c", cfg, "get"],
+        vec!["talkdesk", "get", "--config", cfg],
+        vec!["check-config", "-c", cfg],
+    ] {
+        let out = bin().args(&args).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    sim.kill().unwrap();
+    let _ = sim.wait();
+}
+
+#[test]
+fn check_config_online_proves_the_talkdesk_credentials_and_paths() {
+    let (mut sim, base) = simulator();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = breakglass_config(dir.path(), &base);
+    let out = bin()
+        .args(["check-config", "--online", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("online: token OK")
+            && stdout.contains("settings readable")
+            && stdout.contains("fallback off"),
+        "{stdout}"
+    );
+
+    let wrong = dir.path().join("wrong.toml");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("demo-secret", "not-the-secret");
+    std::fs::write(&wrong, text).unwrap();
+    let out = bin()
+        .args(["check-config", "--online", "-c"])
+        .arg(&wrong)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("talkdesk.client_secret") && stderr.contains("401"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("not-the-secret"), "{stderr}");
+    sim.kill().unwrap();
+    let _ = sim.wait();
+}

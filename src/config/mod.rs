@@ -186,9 +186,10 @@ impl Config {
         };
         let _ = writeln!(
             s,
-            "  talkdesk: region {}, on_drift {}, dry_run {}; store: {}; api tokens: {}",
+            "  talkdesk: region {}, on_drift {}, drift_override_ttl {}, dry_run {}; store: {}; api tokens: {}",
             raw.talkdesk.region,
             raw.talkdesk.on_drift.as_str(),
+            raw.talkdesk.drift_override_ttl,
             raw.agent.dry_run,
             store,
             raw.api.tokens.len()

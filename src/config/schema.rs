@@ -38,6 +38,10 @@ pub mod defaults {
     pub const RECONCILE_INTERVAL: Dur = Dur::from_secs(60);
     /// Every Talkdesk call is bounded; a hung call must not stall convergence.
     pub const TALKDESK_TIMEOUT: Dur = Dur::from_secs(10);
+    /// A change made outside the agent (the UI, break-glass) is kept for an
+    /// hour: long enough for the person who made it to finish what they were
+    /// doing, short enough that a forgotten one does not outlive the incident.
+    pub const DRIFT_OVERRIDE_TTL: Dur = Dur::from_secs(3600);
 
     // Probe defaults live with each probe type: `probe::config` and `probe/<kind>/config.rs`.
 
@@ -101,6 +105,7 @@ default_fn! {
     d_scopes: Vec<String> = defaults::scopes();
     d_reconcile: Dur = defaults::RECONCILE_INTERVAL;
     d_td_timeout: Dur = defaults::TALKDESK_TIMEOUT;
+    d_drift_ttl: Dur = defaults::DRIFT_OVERRIDE_TTL;
     d_rule_for: Dur = defaults::RULE_FOR;
     d_clear_for: Dur = defaults::RULE_CLEAR_FOR;
     d_min_active: Dur = defaults::RULE_MIN_ACTIVE;
@@ -218,10 +223,12 @@ impl Default for StoreConfig {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OnDrift {
-    /// Undo a change made elsewhere (the Talkdesk UI) and restore the desired state.
-    #[default]
+    /// Undo a change made elsewhere (the Talkdesk UI) and restore the desired
+    /// state, loudly (WARN, audit, `continuity_drift_total{action="corrected"}`).
     Correct,
-    /// Adopt a change made elsewhere as a manual override.
+    /// Adopt a change made elsewhere as an override for `drift_override_ttl`.
+    /// The default: the agent never silently fights its operators.
+    #[default]
     Respect,
 }
 
@@ -232,6 +239,12 @@ impl OnDrift {
             OnDrift::Correct => "correct",
             OnDrift::Respect => "respect",
         }
+    }
+}
+
+impl std::fmt::Display for OnDrift {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -264,6 +277,10 @@ pub struct TalkdeskConfig {
     pub reconcile_interval: Dur,
     #[serde(default)]
     pub on_drift: OnDrift,
+    /// How long a change adopted under `on_drift = "respect"` lasts (the
+    /// override's TTL) before the rules decide again.
+    #[serde(default = "d_drift_ttl")]
+    pub drift_override_ttl: Dur,
     /// Timeout of each Talkdesk request (token, settings, activation).
     #[serde(default = "d_td_timeout")]
     pub request_timeout: Dur,
@@ -283,7 +300,8 @@ impl Default for TalkdeskConfig {
             settings_path: d_settings_path(),
             activation_path: d_activation_path(),
             reconcile_interval: d_reconcile(),
-            on_drift: OnDrift::Correct,
+            on_drift: OnDrift::default(),
+            drift_override_ttl: d_drift_ttl(),
             request_timeout: d_td_timeout(),
         }
     }

@@ -364,10 +364,13 @@ impl Loop {
         // Inputs that senders will not repeat (a PagerDuty "triggered", an
         // override, a calendar job) must survive a crash: written at once.
         // Probe results and ticks only move counters and are written lazily.
-        let durable = !matches!(
-            ev,
-            Event::ProbeResult { .. } | Event::Tick | Event::ActualObserved(_)
-        );
+        // What Talkdesk has is written when it changes: after a restart the
+        // actuator compares it with Talkdesk to find changes made meanwhile.
+        let durable = match &ev {
+            Event::ProbeResult { .. } | Event::Tick => false,
+            Event::ActualObserved(a) => self.engine.view(now).actual.as_ref() != Some(a),
+            _ => true,
+        };
         let cmds = self.engine.step(ev, now);
         self.persister.stepped(durable);
         self.execute(cmds, now).await;

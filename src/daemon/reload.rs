@@ -93,11 +93,7 @@ impl Reloader {
         self.inputs_stop = inputs.stop;
 
         lp.reconfigure(new.clone(), inputs.probes).await;
-        let opts = ActuatorOptions::from_config(
-            &new.raw.talkdesk,
-            new.raw.agent.dry_run,
-            new.raw.api.override_max_ttl.get(),
-        );
+        let opts = ActuatorOptions::from_config(&new.raw.talkdesk, new.raw.agent.dry_run);
         let _ = self
             .actuator
             .send(Reconfigure {

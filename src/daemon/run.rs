@@ -140,6 +140,7 @@ pub async fn run_with(
         // Webhooks and operator changes are durable in the store before their 2xx.
         queue: store::inputs::Queue::new(store.clone(), built.inbox.wake.clone()),
         control: built.control.clone(),
+        actuator: built.actuator.clone(),
         ready: persister.readiness(),
         metrics: shared.metrics.clone(),
     };
@@ -242,7 +243,14 @@ fn build(
     let (control_tx, control_rx) = mpsc::channel::<Control>(CONTROL_QUEUE);
     let (desired_tx, desired_rx) = watch::channel(engine.desired().clone());
     let (reconfigure_tx, reconfigure_rx) = mpsc::channel(1);
-    let actuator = build_actuator(shared)?.with_reconfigure(reconfigure_rx);
+    // After a restore, what Talkdesk had when the agent last saw it: the
+    // actuator applies `on_drift` to a change made while it was away.
+    let last_seen = from_snapshot
+        .then(|| engine.view(Timestamp::now()).actual)
+        .flatten();
+    let actuator = build_actuator(shared)?
+        .with_reconfigure(reconfigure_rx)
+        .with_last_seen(last_seen);
     let handle = actuator.handle();
     // Started at once after a restore; on a fresh start only once the engine
     // has evidence (see `StartGate`), so a fallback that is on (an outage in
@@ -270,11 +278,7 @@ fn build_actuator(shared: &Shared) -> Result<Actuator, DaemonError> {
     let td = &config.raw.talkdesk;
     let client = Client::from_config(td, shared.metrics.clone(), shared.audit.clone())
         .map_err(|e| DaemonError::Talkdesk(e.to_string()))?;
-    let opts = ActuatorOptions::from_config(
-        td,
-        config.raw.agent.dry_run,
-        config.raw.api.override_max_ttl.get(),
-    );
+    let opts = ActuatorOptions::from_config(td, config.raw.agent.dry_run);
     Ok(Actuator::new(
         client,
         opts,
@@ -290,6 +294,7 @@ pub(super) struct ApiParts {
     pub store: Arc<dyn Store>,
     pub queue: store::inputs::Queue,
     pub control: mpsc::Sender<Control>,
+    pub actuator: ActuatorHandle,
     pub ready: Arc<AtomicBool>,
     pub metrics: Metrics,
 }
@@ -312,6 +317,7 @@ impl ApiParts {
             control: self.control.clone(),
             queue: self.queue.clone(),
             ready: self.ready.clone(),
+            actuator: self.actuator.clone(),
         };
         server::router(state).merge(crate::alerts::router(alerts))
     }

@@ -192,6 +192,31 @@ impl Node {
         }
     }
 
+    /// Appends one line per probe leaf that is *not* (yet) true but has some
+    /// of its probes in the state it counts, e.g.
+    /// `1 of 2 probes matching "trunk-*" down; needs 2`: how close a rule is.
+    pub fn progress(&self, ctx: &Ctx, out: &mut Vec<String>) {
+        match self {
+            Node::Probes {
+                state,
+                glob,
+                probes,
+                at_least,
+            } => {
+                let n = count_in(ctx, probes, *state);
+                let need = at_least.map_or(probes.len(), |k| k as usize).max(1);
+                if n > 0 && n < need {
+                    out.push(format!(
+                        "{n} of {} probes matching {glob:?} {state}; needs {need}",
+                        probes.len()
+                    ));
+                }
+            }
+            Node::Alert { .. } | Node::Not(_) => {}
+            Node::All(v) | Node::Any(v) => v.iter().for_each(|n| n.progress(ctx, out)),
+        }
+    }
+
     /// The condition as text, e.g. `any(down "trunk-*" >= 2, alert[alertname="X"])`.
     pub fn describe(&self, specs: &[ProbeSpec]) -> String {
         match self {

@@ -73,6 +73,14 @@ pub struct RuleView {
     /// The condition as text.
     pub when: String,
     pub explanation: Vec<String>,
+    /// Probe leaves on their way to true: `1 of 2 probes matching "trunk-*"
+    /// down; needs 2`.
+    pub progress: Vec<String>,
+    /// Pending: when it fires if the condition holds (`since + for`).
+    pub fires_at: Option<Timestamp>,
+    /// Clearing: when it stops holding the fallback on if the condition
+    /// stays false (`since + clear_for`, not before `min_active` has passed).
+    pub clears_at: Option<Timestamp>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -233,6 +241,29 @@ impl Engine {
                 .into_iter()
                 .map(|r| r.text)
                 .collect(),
+            progress: self.rule_progress(i),
+            fires_at: (s.phase == RulePhase::Pending)
+                .then(|| s.deadline(spec, self.st.active_since))
+                .flatten(),
+            clears_at: (s.phase == RulePhase::Clearing)
+                .then(|| s.deadline(spec, self.st.active_since))
+                .flatten(),
         })
+    }
+
+    /// How close rule `i`'s probe conditions are to true.
+    fn rule_progress(&self, i: usize) -> Vec<String> {
+        let Some(c) = self.rules.get(i) else {
+            return Vec::new();
+        };
+        let ctx = super::eval::Ctx {
+            probe_specs: &self.spec.probes,
+            probes: &self.st.probes,
+            alerts: &self.st.alerts,
+            mask_probes: false,
+        };
+        let mut out = Vec::new();
+        c.node.progress(&ctx, &mut out);
+        out
     }
 }

@@ -62,6 +62,13 @@ async fn readyz(State(s): State<AppState>) -> Response {
     if !s.is_ready() {
         return (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response();
     }
+    if let Some(error) = s.actuator.status().credentials_rejected {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("talkdesk credentials rejected ({error}): check talkdesk.client_id and talkdesk.client_secret\n"),
+        )
+            .into_response();
+    }
     match s.store.ping().await {
         Ok(()) => (StatusCode::OK, "ready\n").into_response(),
         Err(e) => (
@@ -91,12 +98,24 @@ async fn status(State(s): State<AppState>, headers: HeaderMap) -> Result<Respons
     Ok(Json(doc).into_response())
 }
 
+#[derive(Debug, Deserialize)]
+struct WaitQuery {
+    /// How long to wait for Talkdesk before answering (at most `outcome::WAIT_MAX`).
+    #[serde(default)]
+    wait: Option<String>,
+}
+
 async fn set_override(
     State(s): State<AppState>,
     headers: HeaderMap,
+    q: Result<Query<WaitQuery>, axum::extract::rejection::QueryRejection>,
     body: Body,
 ) -> Result<Response, ApiError> {
+    // Everything, the wait for Talkdesk included, ends within `WAIT_MAX` of
+    // arrival, so the answer beats the server's request timeout.
+    let started = tokio::time::Instant::now();
     let actor = authorize(&headers, &s.tokens, Scope::Override)?;
+    let wait = wait_param(q)?;
     let max = s.config.raw.agent.max_body.0 as usize;
     let bytes = read_body(body, &headers, max, REQUEST_TIMEOUT).await?;
     let req: OverrideRequest = json_body(&headers, &bytes)?;
@@ -107,6 +126,8 @@ async fn set_override(
     } else {
         OverrideState::Inactive
     };
+    let left = super::outcome::WAIT_MAX.saturating_sub(started.elapsed());
+    let talkdesk = super::outcome::await_talkdesk(&s.actuator, &ov.desired, wait.min(left)).await;
     let body = OverrideResponse {
         state,
         profile: ov.desired.profile().map(str::to_string),
@@ -114,6 +135,7 @@ async fn set_override(
         reason: ov.reason,
         actor: ov.actor,
         receipt,
+        talkdesk: Some(talkdesk),
     };
     Ok((answer_status(receipt), Json(body)).into_response())
 }
@@ -164,6 +186,27 @@ fn answer_status(receipt: Receipt) -> StatusCode {
     } else {
         StatusCode::ACCEPTED
     }
+}
+
+/// `?wait=DURATION` (0 when absent), at most `outcome::WAIT_MAX`.
+fn wait_param(
+    q: Result<Query<WaitQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Duration, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::Malformed(e.body_text()))?;
+    let Some(text) = q.wait else {
+        return Ok(Duration::ZERO);
+    };
+    let wait: Dur = text
+        .parse()
+        .map_err(|e: String| ApiError::Invalid(format!("wait: {e}")))?;
+    let max = super::outcome::WAIT_MAX;
+    if wait.get() > max {
+        return Err(ApiError::Invalid(format!(
+            "wait {wait} is longer than {}s",
+            max.as_secs()
+        )));
+    }
+    Ok(wait.get())
 }
 
 /// Checks a request against the configuration; 422 with the reason otherwise.

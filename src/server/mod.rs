@@ -3,9 +3,10 @@
 //! error type ([`error`]), API tokens and constant-time credential checks
 //! ([`auth`]), body reading and JSON checks ([`body`]). The alert webhooks
 //! (`alerts`) are one more family of routes on top of this plumbing; the
-//! daemon merges their router into this one. Handlers never wait on Talkdesk:
+//! daemon merges their router into this one. Handlers never call Talkdesk:
 //! they talk to the daemon's main loop through channels and answer from what
-//! it reports.
+//! it reports; `PUT /v1/override?wait=` may also wait, bounded, for the
+//! actuator's status to show the change applied ([`outcome`]).
 
 pub mod api;
 pub mod auth;
@@ -14,6 +15,7 @@ pub mod client;
 pub mod control;
 pub mod error;
 pub mod events;
+pub mod outcome;
 pub mod wire;
 
 use std::future::Future;
@@ -50,6 +52,9 @@ pub struct AppState {
     pub queue: crate::store::inputs::Queue,
     /// Set once the daemon has restored its state and started its components.
     pub ready: Arc<AtomicBool>,
+    /// The actuator's status, read (never driven) by answers that report
+    /// what Talkdesk did.
+    pub actuator: crate::talkdesk::actuator::ActuatorHandle,
 }
 
 impl AppState {

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Actual, AlertKey, Desired, ProbeHealth};
+use crate::domain::{Actual, AlertKey, Desired, ProbeHealth, Timestamp};
 use crate::engine::{Override, Reason, RulePhase};
 use crate::store::StoredEvent;
 use crate::telemetry::AuditRecord;
@@ -72,6 +72,26 @@ pub struct OverrideResponse {
     pub actor: String,
     #[serde(flatten)]
     pub receipt: Receipt,
+    /// What Talkdesk did with it when the answer was sent (after `?wait=`).
+    #[serde(default)]
+    pub talkdesk: Option<TalkdeskOutcome>,
+}
+
+/// The actuator's state as it concerns one operator change.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct TalkdeskOutcome {
+    /// Talkdesk has the state the change asks for.
+    pub matches: bool,
+    /// What Talkdesk was last seen to have.
+    pub actual: Actual,
+    /// Failed attempts so far (0 once it matches).
+    pub attempts: u32,
+    /// The error of the last attempt for this change, while it does not match.
+    pub error: Option<String>,
+    /// The actuator keeps trying (false when Talkdesk refused for good, in a
+    /// dry run, or on a replica that may not write).
+    pub retrying: bool,
+    pub dry_run: bool,
 }
 
 /// How an operator change was taken. Every change is in the durable input
@@ -150,6 +170,9 @@ pub struct StatusReport {
 /// The printed part of the engine's view (`engine::EngineView`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct EngineReport {
+    /// The agent's clock when the document was made: relative times
+    /// ("in 12m", "3m ago") are computed against it, not the CLI's clock.
+    pub now: Timestamp,
     pub reasons: Vec<Reason>,
     #[serde(rename = "override")]
     pub override_: Option<Override>,
@@ -171,6 +194,12 @@ pub struct ProbeLine {
 pub struct RuleLine {
     pub name: String,
     pub state: RulePhase,
+    #[serde(default)]
+    pub progress: Vec<String>,
+    #[serde(default)]
+    pub fires_at: Option<Timestamp>,
+    #[serde(default)]
+    pub clears_at: Option<Timestamp>,
 }
 
 /// The printed part of `engine::view::AlertView`.
@@ -180,6 +209,10 @@ pub struct AlertLine {
     #[serde(flatten)]
     pub key: AlertKey,
     pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub summary: Option<String>,
+    pub first_seen: Timestamp,
+    pub expires: Timestamp,
 }
 
 /// The printed part of the actuator's status (`talkdesk::actuator::ActuatorStatus`).

@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 use super::apply::Next;
 use super::client::Client;
 use super::drift::Adopted;
-use super::error::FieldError;
+use super::error::{FieldError, TalkdeskError};
 use super::plan::StoredForm;
 use crate::config::schema::OnDrift;
 use crate::domain::{Actual, Desired, Profile, Timestamp};
@@ -59,23 +59,21 @@ pub struct ActuatorOptions {
     pub backoff_min: Duration,
     pub backoff_max: Duration,
     /// How long a change adopted with `on_drift = "respect"` lasts (the
-    /// override's `until`); the API's `override_max_ttl` is a good value.
+    /// override's `until`): `talkdesk.drift_override_ttl`.
     pub adopt_ttl: Duration,
 }
 
 impl ActuatorOptions {
-    /// Options from the `[talkdesk]` section, `agent.dry_run`, and how long an
-    /// adopted drift lasts (the API's `override_max_ttl` is a good value).
+    /// Options from the `[talkdesk]` section and `agent.dry_run`.
     pub fn from_config(
         cfg: &crate::config::schema::TalkdeskConfig,
         dry_run: bool,
-        adopt_ttl: Duration,
     ) -> ActuatorOptions {
         ActuatorOptions {
             dry_run,
             on_drift: cfg.on_drift,
             reconcile_interval: cfg.reconcile_interval.get(),
-            adopt_ttl,
+            adopt_ttl: cfg.drift_override_ttl.get(),
             ..ActuatorOptions::default()
         }
     }
@@ -85,13 +83,13 @@ impl Default for ActuatorOptions {
     fn default() -> Self {
         ActuatorOptions {
             dry_run: false,
-            on_drift: OnDrift::Correct,
+            on_drift: OnDrift::default(),
             reconcile_interval: Duration::from_secs(60),
             // One second is gentle on a struggling API; 30 s bounds how late
             // the fallback can be once Talkdesk recovers, at two calls a minute.
             backoff_min: Duration::from_secs(1),
             backoff_max: Duration::from_secs(30),
-            adopt_ttl: Duration::from_secs(24 * 3600),
+            adopt_ttl: crate::config::schema::defaults::DRIFT_OVERRIDE_TTL.get(),
         }
     }
 }
@@ -132,6 +130,9 @@ pub struct ActuatorStatus {
     pub adopted: bool,
     /// Last time Talkdesk was seen (or made) to match the desired state.
     pub last_success_at: Option<Timestamp>,
+    /// Talkdesk's token endpoint rejects the client credentials (the error),
+    /// until a call succeeds again; `/readyz` reports it.
+    pub credentials_rejected: Option<String>,
 }
 
 /// Cloneable read access to the actuator's status.
@@ -169,6 +170,9 @@ pub struct Actuator {
     pub(super) reads_unavailable: bool,
     /// The form Talkdesk stored our last settings in, when it differs.
     pub(super) form: Option<StoredForm>,
+    /// What Talkdesk had when the agent last saw it (the restored snapshot's
+    /// `actual`): checked once for drift that happened while it was away.
+    pub(super) last_seen: Option<Actual>,
     /// New client, options and profiles from a configuration reload.
     reconfigure: Option<mpsc::Receiver<Reconfigure>>,
 }
@@ -207,6 +211,7 @@ impl Actuator {
             adopted: None,
             reads_unavailable: false,
             form: None,
+            last_seen: None,
             reconfigure: None,
         }
     }
@@ -214,6 +219,17 @@ impl Actuator {
     /// Accept configuration reloads on `rx` while running.
     pub fn with_reconfigure(mut self, rx: mpsc::Receiver<Reconfigure>) -> Actuator {
         self.reconfigure = Some(rx);
+        self
+    }
+
+    /// What Talkdesk had when the agent last saw it (the engine snapshot's
+    /// `actual`, restored after a restart or a takeover). Before its first
+    /// write the actuator compares it with what Talkdesk has now, and applies
+    /// `on_drift` to a change made while no agent was watching (see
+    /// [`drift`](super::drift)). Without it (a fresh start) there is nothing
+    /// to compare with, and the daemon's start gate waits for evidence instead.
+    pub fn with_last_seen(mut self, last_seen: Option<Actual>) -> Actuator {
+        self.last_seen = last_seen;
         self
     }
 
@@ -253,6 +269,11 @@ impl Actuator {
         reconcile.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
         let mut pending = true;
+        if let Some(last) = self.last_seen.take() {
+            pending = self
+                .reconcile_since(&last, &desired, &events, &shutdown)
+                .await;
+        }
         loop {
             if shutdown.is_cancelled() {
                 break;
@@ -357,8 +378,26 @@ impl Actuator {
         self.status.last_success_at = Some(now);
     }
 
-    /// Tell the engine what Talkdesk has.
+    /// A call failed. Tracks whether Talkdesk rejects our credentials, and
+    /// says so once per change rather than once per retry. Returns whether
+    /// the error is a rejection already reported (callers log it quietly).
+    pub(super) fn call_failed(&mut self, error: &TalkdeskError) -> bool {
+        if !error.rejects_credentials() {
+            return false;
+        }
+        let known = self.status.credentials_rejected.is_some();
+        if !known {
+            tracing::error!(%error, "Talkdesk rejects the credentials; check talkdesk.client_id and talkdesk.client_secret (or client_secret_file). Still retrying.");
+        }
+        self.status.credentials_rejected = Some(error.to_string());
+        known
+    }
+
+    /// Tell the engine what Talkdesk has (after a call that succeeded).
     pub(super) async fn observed(&mut self, events: &mpsc::Sender<Event>) {
+        if self.status.credentials_rejected.take().is_some() {
+            tracing::info!("Talkdesk accepts the credentials again.");
+        }
         self.status.actual = self.known.clone();
         self.publish();
         self.emit(events, Event::ActualObserved(self.known.clone()))
@@ -416,9 +455,10 @@ mod tests {
         let cfg = TalkdeskConfig {
             on_drift: OnDrift::Respect,
             reconcile_interval: Dur::from_millis(90_000),
+            drift_override_ttl: Dur::from_secs(7200),
             ..TalkdeskConfig::default()
         };
-        let opts = ActuatorOptions::from_config(&cfg, true, Duration::from_secs(7200));
+        let opts = ActuatorOptions::from_config(&cfg, true);
         assert!(opts.dry_run);
         assert_eq!(opts.on_drift, OnDrift::Respect);
         assert_eq!(opts.reconcile_interval, Duration::from_secs(90));

@@ -304,6 +304,17 @@ impl Actuator {
             "diverged_for_s": diverged_for.as_secs(),
         }));
         self.audit.record(record);
+        // A credentials rejection is logged by `call_failed`, once per change.
+        self.call_failed(&error);
+        if error.is_retryable() && error.rejects_credentials() {
+            tracing::debug!(desired = %desired, attempt = attempts, %error, "Talkdesk rejects the credentials; retrying.");
+            return Next::Retry(backoff_delay(
+                self.opts.backoff_min,
+                self.opts.backoff_max,
+                attempts,
+                error.retry_after(),
+            ));
+        }
         if error.is_retryable() {
             let delay = backoff_delay(
                 self.opts.backoff_min,

@@ -3,19 +3,32 @@
 //!
 //! - **Reconcile.** Every `reconcile_interval` the actuator reads Talkdesk
 //!   again and tells the engine what it has. A mismatch after convergence is
-//!   drift; a mismatch found before the first convergence (at start-up, or
-//!   after a desired change) is not: the engine's (persisted) decision is
-//!   simply applied, as an attempt.
-//! - **`on_drift = "correct"`** re-applies the desired state.
+//!   drift; a mismatch found after a desired change is not: the engine's
+//!   (persisted) decision is simply applied, as an attempt.
+//! - **While the agent was away** (a restart, a takeover by another replica):
+//!   before its first write the actuator compares what Talkdesk has with what
+//!   the agent last saw it have (the engine snapshot's `actual`, persisted
+//!   whenever it changes). A difference that the desired state does not
+//!   explain is drift, handled exactly as above ([`Actuator::reconcile_since`]).
+//!   Why the last *seen* state and not the last desired one: the snapshot is
+//!   written before the actuator acts, so after a crash between the two the
+//!   desired state differs from Talkdesk without anyone having touched it;
+//!   that is an unfinished write, which the actuator finishes.
+//! - **`on_drift = "correct"`** re-applies the desired state, loudly: a WARN
+//!   line, an audit record and `continuity_drift_total{action="corrected"}`.
 //! - **`on_drift = "respect"`** adopts the change: an on/off change becomes an
 //!   `Event::OverrideSet` for the engine (actor `drift`, ending after
 //!   `adopt_ttl`), and the actuator keeps its hands off until the desired
-//!   state changes to something else or the adoption expires. A settings-only
+//!   state changes to something else or the adoption expires
+//!   (`talkdesk.drift_override_ttl`). The override's reason starts with
+//!   "changed outside the agent"; it shows in status and the audit log, and
+//!   counts in `continuity_drift_total{action="adopted"}`. A settings-only
 //!   edit while the fallback is on, as decided, is kept without an override,
 //!   so on/off still follows the rules' decisions.
 //!
-//! Which state to adopt (`adoption`) and whether an adopted state changed
-//! again (`Adopted::changed`) are pure, with table tests; the rest is the
+//! Which state to adopt (`adoption`), whether an adopted state changed again
+//! (`Adopted::changed`) and whether Talkdesk changed while the agent was away
+//! (`changed_while_away`) are pure, with table tests; the rest is the
 //! read-back's bookkeeping on the actuator.
 
 use std::collections::BTreeMap;
@@ -25,6 +38,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::actuator::Actuator;
+use super::apply::{BLIND_AFTER_ATTEMPTS, backoff_delay};
 use super::error::TalkdeskError;
 use super::plan;
 use crate::config::schema::OnDrift;
@@ -92,7 +106,81 @@ fn adoption(
     })
 }
 
+/// Talkdesk changed since the agent last saw it (`last`): its on/off state,
+/// or its settings while on (settings do not matter while off). Unknown parts
+/// on either side are not evidence of a change.
+fn changed_while_away(last: &Actual, now: &Actual) -> bool {
+    match (last.enabled, now.enabled) {
+        (Some(a), Some(b)) if a != b => true,
+        (Some(true), Some(true)) => matches!(
+            (&last.settings, &now.settings),
+            (Some(a), Some(b)) if a != b
+        ),
+        _ => false,
+    }
+}
+
 impl Actuator {
+    /// Drift while no agent was watching: called once before the first
+    /// write after a restart (and by a replica taking over), with what
+    /// Talkdesk had when the agent last saw it. A difference that the
+    /// desired state does not already explain is handled by `on_drift`
+    /// exactly as the periodic read-back does. Returns whether to attempt
+    /// convergence now.
+    ///
+    /// A read that keeps failing ([`BLIND_AFTER_ATTEMPTS`] tries) gives up
+    /// the comparison: unreadable is not a reason to stay down.
+    pub(crate) async fn reconcile_since(
+        &mut self,
+        last: &Actual,
+        desired: &Desired,
+        events: &mpsc::Sender<Event>,
+        shutdown: &CancellationToken,
+    ) -> bool {
+        let mut tries = 0;
+        let fresh = loop {
+            if shutdown.is_cancelled() {
+                return false;
+            }
+            match self.client.read_actual().await {
+                Ok(a) => break a,
+                Err(error) => {
+                    tries += 1;
+                    if !self.call_failed(&error) {
+                        tracing::warn!(%error, attempt = tries, "Cannot read Talkdesk to compare it with what the agent last saw.");
+                    }
+                    if !error.is_retryable() || tries >= BLIND_AFTER_ATTEMPTS {
+                        return true;
+                    }
+                    let delay = backoff_delay(
+                        self.opts.backoff_min,
+                        self.opts.backoff_max,
+                        tries,
+                        error.retry_after(),
+                    );
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return false,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        };
+        self.known = fresh;
+        self.observed(events).await;
+        let now = Timestamp::now();
+        if plan::satisfies(&self.known, desired, &self.profiles, self.form.as_ref()) {
+            self.mark_converged(now);
+            self.publish();
+            return false;
+        }
+        if !changed_while_away(last, &self.known) {
+            // Talkdesk is as the agent left it: an unfinished write, not drift.
+            return true;
+        }
+        tracing::warn!(desired = %desired, last_seen = %describe(last), now = %describe(&self.known), "Talkdesk was changed while the agent was not watching.");
+        self.drifted(desired, now, events).await
+    }
+
     /// Periodic read-back. Returns whether to attempt convergence now.
     pub(super) async fn reconcile(
         &mut self,
@@ -140,7 +228,8 @@ impl Actuator {
 
     /// The read-back failed. Returns whether to attempt convergence now.
     fn read_back_failed(&mut self, error: &TalkdeskError) -> bool {
-        if error.is_retryable() || !self.reads_unavailable {
+        let repeat = self.call_failed(error);
+        if (error.is_retryable() && !repeat) || !self.reads_unavailable {
             tracing::warn!(%error, "Reconcile: cannot read Talkdesk.");
         }
         if !error.is_retryable() {
@@ -190,13 +279,18 @@ impl Actuator {
     ) -> bool {
         match self.opts.on_drift {
             OnDrift::Correct => {
-                tracing::warn!(desired = %desired, actual = %self.known, "Drift: Talkdesk changed outside the agent; correcting.");
+                self.metrics
+                    .drift_total
+                    .with_label_values(&["corrected"])
+                    .inc();
+                tracing::warn!(desired = %desired, actual = %self.known, "Drift: Talkdesk was changed outside the agent; correcting it (talkdesk.on_drift = \"correct\").");
                 self.audit.record(
                     AuditRecord::new(
                         now,
                         AuditKind::Drift,
                         format!(
-                            "Talkdesk no longer matches {desired}; correcting (on_drift = correct)"
+                            "changed outside the agent: Talkdesk has {}, not {desired}; correcting (on_drift = correct)",
+                            describe(&self.known)
                         ),
                     )
                     .with_data(json!({"desired": desired, "actual": self.known})),
@@ -216,6 +310,10 @@ impl Actuator {
     /// `on_drift = "respect"`: tell the engine to want what Talkdesk has now.
     async fn adopt(&mut self, desired: &Desired, events: &mpsc::Sender<Event>) {
         let now = Timestamp::now();
+        self.metrics
+            .drift_total
+            .with_label_values(&["adopted"])
+            .inc();
         // What the fallback is meant to be now: the adopted state while a
         // drift is adopted, else the engine's decision.
         let effective = self.adopted.as_ref().map_or(desired, |a| &a.desired);
@@ -238,7 +336,7 @@ impl Actuator {
             AuditRecord::new(
                 now,
                 AuditKind::Drift,
-                "Talkdesk's fallback settings were changed outside the agent; kept because talkdesk.on_drift = \"respect\" (on/off still follows the decisions)",
+                "changed outside the agent: Talkdesk's fallback settings; kept because talkdesk.on_drift = \"respect\" (on/off still follows the decisions)",
             )
             .with_data(json!({ "desired": desired, "actual": self.known, "until": until })),
         );
@@ -266,7 +364,7 @@ impl Actuator {
             (None, _) => ", settings that match no profile (left as they are)".to_string(),
         };
         let reason = format!(
-            "Talkdesk was changed outside the agent (e.g. in the UI): fallback {}{settings_note}; adopted because talkdesk.on_drift = \"respect\"",
+            "changed outside the agent (Talkdesk UI, break-glass or another tool): fallback {}{settings_note}; adopted because talkdesk.on_drift = \"respect\"",
             if self.known.enabled == Some(true) {
                 "enabled"
             } else {
@@ -277,7 +375,7 @@ impl Actuator {
         let adopted_label = adopted
             .as_ref()
             .map_or_else(|| "Talkdesk's own state".to_string(), Desired::to_string);
-        tracing::warn!(desired = %desired, adopted = %adopted_label, until = %until, "Drift: adopting the change made outside the agent.");
+        tracing::warn!(desired = %desired, adopted = %adopted_label, until = %until, "Drift: Talkdesk was changed outside the agent; adopting the change as an override.");
         self.audit.record(
             AuditRecord::new(now, AuditKind::Drift, reason.clone()).with_data(json!({
                 "desired": desired,
@@ -315,6 +413,16 @@ impl Actuator {
         self.status.adopted = true;
         self.mark_converged(now);
         self.publish();
+    }
+}
+
+/// What Talkdesk has, for logs: "on", "off" or "unknown" (settings are in
+/// the audit record's data).
+fn describe(a: &Actual) -> &'static str {
+    match a.enabled {
+        Some(true) => "fallback on",
+        Some(false) => "fallback off",
+        None => "fallback unknown",
     }
 }
 
@@ -391,6 +499,23 @@ mod tests {
         ];
         for (name, known, desired, profiles, want) in table {
             assert_eq!(adoption(&known, &desired, profiles), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_change_while_away_is_on_off_or_settings_while_on() {
+        #[rustfmt::skip]
+        let table = [
+            ("switched on", actual(Some(false), Some("+1")), actual(Some(true), Some("+1")), true),
+            ("switched off", actual(Some(true), Some("+1")), actual(Some(false), Some("+1")), true),
+            ("settings edited while on", actual(Some(true), Some("+1")), actual(Some(true), Some("+2")), true),
+            ("settings edited while off", actual(Some(false), Some("+1")), actual(Some(false), Some("+2")), false),
+            ("unchanged", actual(Some(true), Some("+1")), actual(Some(true), Some("+1")), false),
+            ("last unknown", actual(None, None), actual(Some(true), Some("+1")), false),
+            ("settings unknown then", actual(Some(true), None), actual(Some(true), Some("+1")), false),
+        ];
+        for (name, last, now, want) in table {
+            assert_eq!(changed_while_away(&last, &now), want, "{name}");
         }
     }
 

@@ -191,6 +191,18 @@ impl TalkdeskError {
         }
     }
 
+    /// The token endpoint refused our client credentials (401/403): only the
+    /// operator can fix it (`talkdesk.client_id` / `client_secret`).
+    pub fn rejects_credentials(&self) -> bool {
+        matches!(
+            self,
+            TalkdeskError::Token {
+                status: 401 | 403,
+                ..
+            }
+        )
+    }
+
     /// The server's `Retry-After`, when it sent one.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {

@@ -9,8 +9,12 @@
 //!   loop ties together [`plan`] (what to write, given what Talkdesk has: a
 //!   pure function), [`apply`] (one attempt over HTTP: reads, writes,
 //!   `dry_run`, fencing, retry with backoff and jitter) and [`drift`] (the
-//!   periodic read-back and `on_drift`).
-//! - [`breakglass`]: the `talkdesk get|apply|activate|deactivate` CLI commands.
+//!   periodic read-back, `on_drift`, and drift that happened while the agent
+//!   was away).
+//! - [`breakglass`]: the direct half of the `talkdesk get|apply|activate|deactivate`
+//!   CLI commands (`server::client::breakglass` tries the running agent first).
+//! - [`online`]: `check-config --online`, a read-only proof that the
+//!   credentials and paths work.
 //! - [`simulator`]: an in-memory Talkdesk (token endpoint, settings,
 //!   activation) with fault injection and a journal, for tests and the demo.
 //!
@@ -23,7 +27,7 @@
 //! # async fn wire(cfg: TalkdeskConfig, profiles: BTreeMap<String, Profile>) -> Result<(), Box<dyn std::error::Error>> {
 //! let metrics = Metrics::new();
 //! let client = Client::from_config(&cfg, metrics.clone(), Arc::new(NoAudit))?;
-//! let opts = ActuatorOptions::from_config(&cfg, /* dry_run */ false, /* adopt_ttl */ Duration::from_secs(24 * 3600));
+//! let opts = ActuatorOptions::from_config(&cfg, /* dry_run */ false);
 //! let actuator = Actuator::new(client, opts, profiles, metrics, Arc::new(NoAudit));
 //! let status = actuator.handle(); // for /v1/status: status.status()
 //! let (desired_tx, desired_rx) = tokio::sync::watch::channel(Desired::Inactive);
@@ -47,6 +51,7 @@ pub mod client;
 pub mod drift;
 pub mod error;
 mod observe;
+pub mod online;
 pub mod plan;
 pub mod simulator;
 pub mod wire;

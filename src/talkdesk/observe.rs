@@ -36,6 +36,10 @@ impl Observer {
         elapsed: Duration,
         request: Option<serde_json::Value>,
     ) {
+        // A credentials rejection repeats on every retry until an operator
+        // fixes the config: whoever made the call reports it once (the
+        // actuator, on each change; break-glass, as its error).
+        let quiet = matches!(&outcome, CallOutcome::Status(_, Some(e)) if e.rejects_credentials());
         let (status_label, status, error) = match outcome {
             CallOutcome::Status(s, err) => (s.to_string(), Some(s), err.map(|e| e.to_string())),
             CallOutcome::Failed(err) => {
@@ -58,6 +62,9 @@ impl Observer {
         match &error {
             None => {
                 tracing::debug!(op = %op, %method, %target, status = %status_label, elapsed_ms = %ms, "Talkdesk call succeeded.")
+            }
+            Some(error) if quiet => {
+                tracing::debug!(op = %op, %method, %target, status = %status_label, elapsed_ms = %ms, %error, "Talkdesk call failed.")
             }
             Some(error) => {
                 tracing::warn!(op = %op, %method, %target, status = %status_label, elapsed_ms = %ms, %error, "Talkdesk call failed.")

@@ -33,7 +33,7 @@ pub struct KnownLabels<'a> {
 }
 
 /// Every metric name of the interface contract (DESIGN.md section 4).
-pub const CONTRACT_METRICS: [&str; 15] = [
+pub const CONTRACT_METRICS: [&str; 16] = [
     "continuity_fallback_desired",
     "continuity_fallback_actual",
     "continuity_transitions_total",
@@ -49,6 +49,7 @@ pub const CONTRACT_METRICS: [&str; 15] = [
     "continuity_leader",
     "continuity_flapping",
     "continuity_blind",
+    "continuity_drift_total",
 ];
 
 /// The call probe's metrics (also contract): histograms exist from the start
@@ -109,7 +110,13 @@ pub struct Metrics {
     pub call_media_jitter_seconds: GaugeVec,
     /// Configuration reloads by result (`ok`, `invalid`, `needs_restart`, `no_file`).
     pub config_reloads_total: IntCounterVec,
+    /// `{action}`: changes made outside the agent, by what `on_drift` did
+    /// with them (`adopted` or `corrected`).
+    pub drift_total: IntCounterVec,
 }
+
+/// The `action` label values of `continuity_drift_total`.
+pub const DRIFT_ACTIONS: [&str; 2] = ["adopted", "corrected"];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -271,6 +278,13 @@ impl Metrics {
                 ),
                 &["result"]
             )),
+            drift_total: reg!(IntCounterVec::new(
+                Opts::new(
+                    "continuity_drift_total",
+                    "Changes made to Talkdesk outside the agent, by what on_drift did (adopted, corrected)."
+                ),
+                &["action"]
+            )),
             registry,
         };
         m.fallback_actual.set(-1);
@@ -307,6 +321,9 @@ impl Metrics {
         for op in &known.talkdesk_ops {
             self.talkdesk_request_duration_seconds
                 .with_label_values(&[op]);
+        }
+        for action in DRIFT_ACTIONS {
+            self.drift_total.with_label_values(&[action]);
         }
     }
 
@@ -347,6 +364,7 @@ mod tests {
         m.talkdesk_request_duration_seconds
             .with_label_values(&["put_settings"])
             .observe(0.1);
+        m.drift_total.with_label_values(&["adopted"]).inc();
         let text = m.render();
         for name in CONTRACT_METRICS {
             assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing");
@@ -374,6 +392,8 @@ mod tests {
             r#"continuity_talkdesk_request_duration_seconds_count{op="put_settings"} 0"#,
             r#"continuity_call_post_dial_delay_seconds_count{probe="test-call"} 0"#,
             r#"continuity_call_answer_seconds_count{probe="test-call"} 0"#,
+            r#"continuity_drift_total{action="adopted"} 0"#,
+            r#"continuity_drift_total{action="corrected"} 0"#,
         ] {
             assert!(text.contains(series), "{series} missing from:\n{text}");
         }

@@ -109,6 +109,13 @@ pub(super) fn talkdesk(cx: &mut Cx, t: &mut TalkdeskConfig, base: &Path, strictn
     );
     duration_range(
         cx,
+        "talkdesk.drift_override_ttl",
+        t.drift_override_ttl.get(),
+        Duration::from_secs(60),
+        Duration::from_secs(7 * 24 * 3600),
+    );
+    duration_range(
+        cx,
         "talkdesk.request_timeout",
         t.request_timeout.get(),
         Duration::from_millis(100),

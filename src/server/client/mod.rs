@@ -1,7 +1,10 @@
 //! The CLI side of the API: `status`, `events` and
-//! `override on|off|clear|release-flap` talk to a running agent over HTTP with an API token. Answers are decoded
+//! `override on|off|clear|release-flap` talk to a running agent over HTTP
+//! with an API token; the break-glass `talkdesk` commands try the agent
+//! first ([`breakglass`]). Answers are decoded
 //! into the handlers' own types ([`super::wire`]) and printed by [`render`].
 
+pub mod breakglass;
 pub mod render;
 
 use std::time::Duration;
@@ -99,20 +102,25 @@ impl ApiClient {
             .await
     }
 
-    /// `PUT /v1/override`: fallback on with `active_profile`, or off when `None`.
+    /// `PUT /v1/override`: fallback on with `active_profile`, or off when
+    /// `None`. With `wait`, the agent answers once Talkdesk matches or `wait`
+    /// passed (at most `outcome::WAIT_MAX`), with what Talkdesk did.
     pub async fn set_override(
         &self,
         active_profile: Option<&str>,
         ttl: &str,
         reason: &str,
+        wait: Option<Duration>,
     ) -> Result<OverrideResponse, ClientError> {
         let body = OverrideRequest::new(active_profile, ttl, reason);
-        self.send(
-            self.http
-                .put(format!("{}/v1/override", self.base))
-                .json(&body),
-        )
-        .await
+        let mut req = self
+            .http
+            .put(format!("{}/v1/override", self.base))
+            .json(&body);
+        if let Some(wait) = wait {
+            req = req.query(&[("wait", format!("{}ms", wait.as_millis()))]);
+        }
+        self.send(req).await
     }
 
     /// `GET /v1/events` with its filters (`since`: `1h` or RFC 3339; `kind`:

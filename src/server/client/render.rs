@@ -3,21 +3,15 @@
 
 use std::fmt::Write as _;
 
-use crate::domain::Desired;
-use crate::server::wire::{Cleared, OverrideResponse, Released, StatusReport};
+use crate::domain::{Desired, Timestamp};
+use crate::server::wire::{Cleared, OverrideResponse, Released, StatusReport, TalkdeskOutcome};
 
-/// A readable rendering of `/v1/status` for terminals.
+/// A readable rendering of `/v1/status` for terminals: no JSON, no epoch
+/// numbers (times are RFC 3339 with "in 12m" / "3m ago" against the agent's
+/// clock), no Rust `Debug` forms.
 pub fn status(doc: &StatusReport) -> String {
     let mut out = String::new();
-    let desired = match &doc.desired {
-        Desired::Active { profile } => format!("ACTIVE (profile {profile})"),
-        Desired::Inactive => "inactive".to_string(),
-    };
-    let actual = match doc.actual.enabled {
-        Some(true) => "on",
-        Some(false) => "off",
-        None => "unknown",
-    };
+    let now = doc.engine.now;
     let dry_run = if doc.dry_run { " (dry run)" } else { "" };
     let converged = if doc.converged {
         ", converged"
@@ -25,12 +19,18 @@ pub fn status(doc: &StatusReport) -> String {
         ", NOT converged"
     };
     let _ = writeln!(out, "mode:      {}{dry_run}", doc.mode);
-    let _ = writeln!(out, "desired:   {desired}");
-    let _ = writeln!(out, "talkdesk:  fallback {actual}{converged}");
-    if let Some(err) = &doc.actuator.last_error {
+    let _ = writeln!(out, "desired:   {}", desired_text(&doc.desired));
+    let _ = writeln!(
+        out,
+        "talkdesk:  fallback {}{converged}",
+        on_off(doc.actual.enabled)
+    );
+    // An error is news only while Talkdesk does not match: once converged it
+    // is history (in the audit log), not a current problem.
+    if let (Some(err), false) = (&doc.actuator.last_error, doc.converged) {
         let _ = writeln!(
             out,
-            "last error: {} ({})",
+            "last error: {} (attempt {}, still retrying)",
             err.message, doc.actuator.attempts
         );
     }
@@ -38,17 +38,15 @@ pub fn status(doc: &StatusReport) -> String {
     if !engine.reasons.is_empty() {
         let _ = writeln!(out, "reasons:");
         for r in &engine.reasons {
-            let _ = writeln!(out, "  - {}: {}", r.source, r.text);
+            let _ = writeln!(out, "  - {}", reason_text(r));
         }
     }
     if let Some(ov) = &engine.override_ {
-        // The desired state as JSON and `until` in epoch milliseconds, as
-        // this line has always shown them.
-        let desired = serde_json::to_value(&ov.desired).unwrap_or_default();
         let _ = writeln!(
             out,
-            "override:  {desired} until {} by {}: {}",
-            ov.until.as_millis(),
+            "override:  {} until {}, set by {}: {}",
+            override_desired(&ov.desired),
+            at(ov.until, now),
             ov.actor,
             ov.reason
         );
@@ -65,16 +63,96 @@ pub fn status(doc: &StatusReport) -> String {
     }
     let _ = writeln!(out, "rules:");
     for r in &engine.rules {
-        let _ = writeln!(out, "  {:<24} {}", r.name, r.state.as_str());
+        let _ = writeln!(out, "  {:<24} {}", r.name, rule_state(r, now));
+        for line in &r.progress {
+            let _ = writeln!(out, "  {:<24}   {line}", "");
+        }
     }
     if !engine.alerts.is_empty() {
         let _ = writeln!(out, "alerts:");
         for a in &engine.alerts {
-            let labels = serde_json::to_string(&a.labels).unwrap_or_default();
-            let _ = writeln!(out, "  {} {labels}", a.key);
+            let labels: Vec<String> = a.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let summary = a
+                .summary
+                .as_deref()
+                .map(|s| format!(" \"{s}\""))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  {} from {}{summary} ({}); since {}, expires {}",
+                a.key.id,
+                a.key.source,
+                labels.join(", "),
+                at(a.first_seen, now),
+                at(a.expires, now)
+            );
         }
     }
     out
+}
+
+fn desired_text(d: &Desired) -> String {
+    match d {
+        Desired::Active { profile } => format!("ACTIVE (profile {profile})"),
+        Desired::Inactive => "inactive".to_string(),
+    }
+}
+
+fn override_desired(d: &Desired) -> String {
+    match d {
+        Desired::Active { profile } => format!("fallback on with profile {profile}"),
+        Desired::Inactive => "fallback off".to_string(),
+    }
+}
+
+fn on_off(enabled: Option<bool>) -> &'static str {
+    match enabled {
+        Some(true) => "on",
+        Some(false) => "off",
+        None => "unknown",
+    }
+}
+
+/// `source: text`, without repeating the source when the text starts with it.
+fn reason_text(r: &crate::engine::Reason) -> String {
+    if r.text.starts_with(&r.source) {
+        r.text.clone()
+    } else {
+        format!("{}: {}", r.source, r.text)
+    }
+}
+
+/// A rule's phase, with what happens next and when.
+fn rule_state(r: &crate::server::wire::RuleLine, now: Timestamp) -> String {
+    let phase = r.state.as_str();
+    match (r.fires_at, r.clears_at) {
+        (Some(t), _) => format!("{phase}: fires {} if the condition holds", at(t, now)),
+        (_, Some(t)) => format!("{phase}: fallback off {} if it stays clear", at(t, now)),
+        _ => phase.to_string(),
+    }
+}
+
+/// `2026-01-01T00:10:00.000Z (in 12m)`, relative to the agent's `now`.
+pub fn at(t: Timestamp, now: Timestamp) -> String {
+    let rel = if t == now {
+        "now".to_string()
+    } else if t > now {
+        format!("in {}", span(t.since(now)))
+    } else {
+        format!("{} ago", span(now.since(t)))
+    };
+    format!("{} ({rel})", t.to_rfc3339())
+}
+
+/// A coarse duration for people: `45s`, `12m`, `3h 5m`, `2d 4h`.
+fn span(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86400 => format!("{}h {}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d {}h", s / 86400, s % 86400 / 3600),
+    }
 }
 
 /// The whole status document, pretty-printed (`status --json`).
@@ -103,6 +181,26 @@ pub fn override_set(ov: &OverrideResponse) -> String {
         ov.until,
         ov.reason
     )
+}
+
+/// What Talkdesk did with an override, after `override on|off` waited for
+/// it: the line, and whether Talkdesk matches (the command's exit code).
+pub fn talkdesk_outcome(t: &TalkdeskOutcome) -> (String, bool) {
+    if t.matches {
+        return ("Talkdesk now matches\n".to_string(), true);
+    }
+    let line = if t.dry_run {
+        "set; Talkdesk NOT updated: agent.dry_run is on (writes are only logged)\n".to_string()
+    } else {
+        let error = t.error.as_deref().unwrap_or("no answer from Talkdesk yet");
+        let next = if t.retrying {
+            "retrying (see `continuity-agent status`)"
+        } else {
+            "NOT retrying until the decision or the configuration changes"
+        };
+        format!("set; Talkdesk NOT yet updated: {error}, {next}\n")
+    };
+    (line, false)
 }
 
 /// `override clear`.
@@ -182,6 +280,24 @@ clear_for = "0s"
 min_active = "0s"
 when = { down = "trunk-a" }
 
+[[probes]]
+id = "trunk-b"
+type = "sip"
+target = "sip:b.example.net"
+rise = 1
+fall = 1
+
+[[rules]]
+name = "both-trunks"
+profile = "backup"
+when = { down = "trunk-*", at_least = 2 }
+
+[[rules]]
+name = "slow-trunk"
+profile = "backup"
+for = "30s"
+when = { down = "trunk-a" }
+
 [[rules]]
 name = "voice-alert"
 profile = "backup"
@@ -258,34 +374,83 @@ when = { alert = ['alertname="VoiceDown"'] }
     }
 
     /// Every field `status` prints reaches it from a real document: a field
-    /// renamed in the engine's or actuator's view fails here.
+    /// renamed in the engine's or actuator's view fails here. Times are
+    /// RFC 3339 with a relative part, never epoch numbers or JSON.
     #[test]
     fn status_prints_every_field_of_a_real_document() {
         let (report, engine, now) = report();
         let out = status(&report);
         let view = engine.view(now);
-        let rule = |name: &str| {
-            let r = view.rules.iter().find(|r| r.name == name).unwrap();
-            format!("  {:<24} {}\n", r.name, r.state.as_str())
-        };
-        let reason = &view.reasons[0];
-        let until = view.override_.as_ref().unwrap().until.as_millis();
+        let rfc = |t: Timestamp| t.to_rfc3339();
+        let until = view.override_.as_ref().unwrap().until;
         for line in [
             "mode:      override (dry run)\n".to_string(),
             "desired:   ACTIVE (profile backup)\n".to_string(),
             "talkdesk:  fallback unknown, NOT converged\n".to_string(),
-            "last error: Talkdesk answered 503 (3)\n".to_string(),
-            format!("reasons:\n  - {}: {}\n", reason.source, reason.text),
+            "last error: Talkdesk answered 503 (attempt 3, still retrying)\n".to_string(),
+            "reasons:\n  - ".to_string(),
             format!(
-                "override:  {{\"profile\":\"backup\",\"state\":\"active\"}} until {until} by cli: drill by hand\n"
+                "override:  fallback on with profile backup until {} (in 10m), set by cli: drill by hand\n",
+                rfc(until)
             ),
             "probes:\n  trunk-a                  down     timeout after 2s\n".to_string(),
-            rule("trunk-down"),
-            rule("voice-alert"),
-            "alerts:\n  alertmanager/fp1 {\"alertname\":\"VoiceDown\"}\n".to_string(),
+            format!("  {:<24} firing\n", "trunk-down"),
+            format!(
+                "  {:<24} pending: fires {} (in 30s) if the condition holds\n",
+                "slow-trunk",
+                rfc(now.add(Duration::from_secs(30)))
+            ),
+            format!(
+                "  {:<24} inactive\n  {:<24}   1 of 2 probes matching \"trunk-*\" down; needs 2\n",
+                "both-trunks", ""
+            ),
+            format!(
+                "alerts:\n  fp1 from alertmanager (alertname=VoiceDown); since {} (now), expires {} (in 15m)\n",
+                rfc(now),
+                rfc(view.alerts[0].expires)
+            ),
         ] {
             assert!(out.contains(&line), "missing {line:?} in:\n{out}");
         }
+        for r in &view.reasons {
+            let doubled = format!("{0}: {0}:", r.source);
+            assert!(
+                !out.contains(&doubled),
+                "doubled name {doubled:?} in:\n{out}"
+            );
+        }
+        for debug in ["{\"", "Some(", "None", &now.as_millis().to_string()] {
+            assert!(!out.contains(debug), "{debug:?} in:\n{out}");
+        }
+    }
+
+    #[test]
+    fn a_clearing_rule_shows_when_the_fallback_goes_off() {
+        let rule = crate::server::wire::RuleLine {
+            name: "trunk-down".into(),
+            state: crate::engine::RulePhase::Clearing,
+            progress: vec![],
+            fires_at: None,
+            clears_at: Some(Timestamp::from_millis(1_700_000_120_000)),
+        };
+        assert_eq!(
+            rule_state(&rule, Timestamp::from_millis(1_700_000_000_000)),
+            "clearing: fallback off 2023-11-14T22:15:20.000Z (in 2m) if it stays clear"
+        );
+        assert_eq!(
+            at(
+                Timestamp::from_millis(1_700_000_000_000),
+                Timestamp::from_millis(1_700_000_180_000)
+            ),
+            "2023-11-14T22:13:20.000Z (3m ago)"
+        );
+    }
+
+    #[test]
+    fn an_error_already_repaired_is_not_shown() {
+        let (mut report, ..) = report();
+        report.converged = true;
+        assert!(!status(&report).contains("last error"));
     }
 
     #[test]
@@ -347,6 +512,7 @@ when = { alert = ['alertname="VoiceDown"'] }
             reason: "drill".into(),
             actor: "cli".into(),
             receipt: APPLIED,
+            talkdesk: None,
         };
         assert_eq!(
             override_set(&on),
@@ -360,6 +526,31 @@ when = { alert = ['alertname="VoiceDown"'] }
         assert_eq!(
             override_set(&off),
             "override set: fallback inactive until 2026-01-01T00:10:00Z (reason: drill)\n"
+        );
+        let outcome = TalkdeskOutcome {
+            matches: true,
+            actual: crate::domain::Actual::default(),
+            attempts: 0,
+            error: None,
+            retrying: false,
+            dry_run: false,
+        };
+        assert_eq!(
+            talkdesk_outcome(&outcome),
+            ("Talkdesk now matches\n".to_string(), true)
+        );
+        let failing = TalkdeskOutcome {
+            matches: false,
+            attempts: 2,
+            error: Some("Talkdesk answered 503".into()),
+            retrying: true,
+            ..outcome
+        };
+        let (line, ok) = talkdesk_outcome(&failing);
+        assert!(!ok);
+        assert!(
+            line.starts_with("set; Talkdesk NOT yet updated: Talkdesk answered 503, retrying"),
+            "{line}"
         );
         assert!(
             cleared(Cleared {
