@@ -15,6 +15,7 @@
 
 pub mod alerts;
 pub mod calendar;
+pub mod cluster;
 pub mod config;
 pub mod daemon;
 pub mod demo;

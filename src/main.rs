@@ -344,6 +344,7 @@ async fn talkdesk(path: &std::path::Path, action: TalkdeskAction) -> ExitCode {
     };
     let client = Client::from_config(
         &cfg.raw.talkdesk,
+        &cfg.instance_id(),
         Metrics::new(),
         std::sync::Arc::new(NoAudit),
     );

@@ -7,6 +7,16 @@
 //! returns are logged, counted and audited; a new desired state is persisted
 //! *before* the actuator is told (on a `watch` channel). What senders will not
 //! repeat is persisted before the loop sleeps again (`Persister`).
+//!
+//! Leadership (`cluster`) decides what the loop's decisions are worth. The
+//! leader persists its snapshot and runs the actuator. A follower runs its
+//! probes and steps its own engine for display (status, metrics, logs), but
+//! persists nothing, audits none of its engine's transitions, refuses
+//! operator changes, and runs no actuator. On taking the lease the loop
+//! restores the engine from the store, i.e. the previous leader's snapshot,
+//! written before that leader told its actuator anything, so the new leader
+//! starts from the last decision Talkdesk was given and a takeover causes no
+//! extra on/off (the same guarantee as a restart after `kill -9`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,12 +27,15 @@ use tokio_util::sync::CancellationToken;
 use super::gate::StartGate;
 use super::inputs::Probes;
 use super::persist::Persister;
+use super::restore::{Restored, restore};
 use super::run::Shared;
 use super::supervise::Supervisor;
+use crate::cluster::Leadership;
 use crate::config::Config;
 use crate::domain::{Desired, Timestamp};
 use crate::engine::{Command, Engine, Event};
 use crate::server::control::{Control, ControlError, StatusDoc};
+use crate::store::Store;
 use crate::talkdesk::actuator::ActuatorHandle;
 use crate::telemetry::{AuditKind, AuditRecord, AuditSink, Metrics};
 
@@ -44,12 +57,15 @@ pub(super) async fn run(
     lp: &mut Loop,
     inbox: &mut Inbox,
     supervisor: &mut Supervisor,
-    gate: &StartGate,
+    leadership: &mut watch::Receiver<Leadership>,
     cancel: &CancellationToken,
 ) -> Option<String> {
     loop {
-        if supervisor.is_pending() && gate.open(lp) {
-            if !gate.restored() {
+        if lp.restore_pending {
+            lp.take_over(supervisor).await;
+        }
+        if supervisor.is_pending() && lp.gate.open(lp) {
+            if !lp.gate.restored() {
                 tracing::info!(message = "Actuator starting after fresh start.", desired = %lp.engine.desired());
             }
             supervisor.start();
@@ -68,6 +84,10 @@ pub(super) async fn run(
                 tracing::error!(message = "The actuator stopped unexpectedly; exiting so a supervisor restarts the agent.", reason = %why);
                 lp.audit.record(AuditRecord::new(Timestamp::now(), AuditKind::Actuation, format!("actuator stopped unexpectedly: {why}")));
                 return Some(why);
+            }
+            Ok(()) = leadership.changed() => {
+                let lead = leadership.borrow_and_update().clone();
+                lp.leadership(lead, supervisor).await;
             }
             Some(c) = inbox.control.recv() => lp.control(c).await,
             Some(ev) = inbox.events.recv() => {
@@ -89,7 +109,17 @@ pub(super) async fn run(
 
 pub(super) struct Loop {
     config: Arc<Config>,
+    store: Arc<dyn Store>,
     engine: Engine,
+    /// When the actuator may start in this term.
+    gate: StartGate,
+    /// The lease as last seen.
+    lead: Leadership,
+    /// The last epoch this replica led with: regaining the lease under the
+    /// same epoch (a slow renewal) resumes; a new epoch is a takeover.
+    led_epoch: Option<i64>,
+    /// A takeover whose restore from the store has not succeeded yet.
+    restore_pending: bool,
     persister: Persister,
     audit: Arc<dyn AuditSink>,
     metrics: Metrics,
@@ -99,28 +129,95 @@ pub(super) struct Loop {
 }
 
 impl Loop {
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         shared: &Shared,
-        engine: Engine,
+        store: Arc<dyn Store>,
+        restored: Restored,
+        lead: Leadership,
         persister: Persister,
         desired_tx: watch::Sender<Desired>,
         probes: Probes,
         actuator: ActuatorHandle,
-    ) -> Loop {
-        Loop {
+    ) -> (Loop, Vec<Command>) {
+        let gate = StartGate::new(restored.from_snapshot, &shared.config);
+        let lp = Loop {
             config: shared.config.clone(),
-            engine,
+            store,
+            engine: restored.engine,
+            gate,
+            led_epoch: lead.leader.then_some(lead.epoch),
+            lead,
+            restore_pending: false,
             persister,
             audit: shared.audit.clone(),
             metrics: shared.metrics.clone(),
             desired_tx,
             probes,
             actuator,
-        }
+        };
+        (lp, restored.commands)
     }
 
     pub(super) fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// Starts this replica's role: the leader writes the first snapshot and
+    /// may start its actuator; a follower only watches.
+    pub(super) fn begin(&mut self, supervisor: &mut Supervisor) {
+        self.persister.set_leading(self.lead.leader);
+        if self.lead.leader {
+            supervisor.lead();
+        }
+    }
+
+    /// The lease changed hands (or this replica's view of it did).
+    pub(super) async fn leadership(&mut self, lead: Leadership, supervisor: &mut Supervisor) {
+        let was_leader = self.lead.leader;
+        self.lead = lead;
+        if self.lead.leader && !was_leader {
+            if self.led_epoch == Some(self.lead.epoch) {
+                // The same term, renewed late: nothing changed hands.
+                tracing::info!(
+                    message = "Lease renewed again; resuming.",
+                    epoch = self.lead.epoch
+                );
+                self.persister.set_leading(true);
+                supervisor.lead();
+            } else {
+                self.led_epoch = Some(self.lead.epoch);
+                self.restore_pending = true;
+                self.take_over(supervisor).await;
+            }
+        } else if !self.lead.leader && was_leader {
+            tracing::warn!(message = "Not the leader any more: actuator stopped, snapshot writes stopped.", leader = ?self.lead.leader_id, epoch = self.lead.epoch);
+            self.restore_pending = false;
+            self.persister.set_leading(false);
+            supervisor.follow();
+        }
+    }
+
+    /// A new term: the engine restarts from the store (the previous leader's
+    /// snapshot), then the actuator may start. Retried on every loop turn
+    /// until the store answers; until then nothing is actuated.
+    pub(super) async fn take_over(&mut self, supervisor: &mut Supervisor) {
+        match restore(&self.config, &*self.store, &*self.audit).await {
+            Ok(restored) => {
+                tracing::warn!(message = "Took the lease: engine restored from the store.", epoch = self.lead.epoch, desired = %restored.engine.desired(), from_snapshot = restored.from_snapshot);
+                self.restore_pending = false;
+                self.engine = restored.engine;
+                self.gate = StartGate::new(restored.from_snapshot, &self.config);
+                self.persister.set_leading(true);
+                self.desired_tx.send_replace(self.engine.desired().clone());
+                self.execute(restored.commands, Timestamp::now()).await;
+                self.refresh_gauges(Timestamp::now());
+                supervisor.lead();
+            }
+            Err(error) => {
+                tracing::error!(message = "Took the lease but cannot read the engine snapshot; not actuating until it can be read.", %error);
+            }
+        }
     }
 
     /// Executes the restored engine's commands, writes the first snapshot
@@ -194,8 +291,16 @@ impl Loop {
         }
     }
 
-    /// Persisted before it acts, or rolled back and refused.
+    /// Persisted before it acts, or rolled back and refused. A follower
+    /// refuses: only the leader's engine decides.
     async fn apply_durably(&mut self, ev: Event, now: Timestamp) -> Result<(), ControlError> {
+        if !self.lead.leader || self.restore_pending {
+            return Err(ControlError::Unavailable(format!(
+                "this replica ({}) is not the leader; the leader is {}",
+                self.config.instance_id(),
+                self.lead.leader_id.as_deref().unwrap_or("unknown")
+            )));
+        }
         let cmds = self
             .persister
             .step_durably(&mut self.engine, ev, now)
@@ -211,7 +316,10 @@ impl Loop {
             version: env!("CARGO_PKG_VERSION"),
             mode: self.engine.mode(),
             dry_run: self.config.raw.agent.dry_run,
-            leader: true,
+            leader: self.lead.leader,
+            leader_id: self.lead.leader_id.clone(),
+            epoch: self.lead.epoch,
+            instance_id: self.config.instance_id(),
             desired: self.engine.desired().clone(),
             actual: act.actual.clone(),
             converged: act.converged,
@@ -254,7 +362,7 @@ impl Loop {
                         .transitions_total
                         .with_label_values(&[to, cause.as_str()])
                         .inc();
-                    self.audit.record(
+                    self.audit_engine(
                         AuditRecord::new(
                             now,
                             AuditKind::Decision,
@@ -274,21 +382,21 @@ impl Loop {
                     detail,
                 } => {
                     tracing::info!(message = "Probe state changed.", probe = %probe, from = %from, to = %to, detail = %detail);
-                    self.audit.record(
+                    self.audit_engine(
                         AuditRecord::new(now, AuditKind::Probe, format!("{probe}: {from} -> {to} ({detail})"))
                             .with_data(serde_json::json!({ "probe": probe, "from": from, "to": to, "detail": detail })),
                     );
                 }
                 Command::RuleTransition { rule, from, to } => {
                     tracing::info!(message = "Rule state changed.", rule = %rule, from = %from, to = %to);
-                    self.audit.record(
+                    self.audit_engine(
                         AuditRecord::new(now, AuditKind::Rule, format!("{rule}: {from} -> {to}"))
                             .with_data(serde_json::json!({ "rule": rule, "from": from, "to": to })),
                     );
                 }
                 Command::Audit { kind, message } => {
                     tracing::info!(message = %message, kind = %kind);
-                    self.audit.record(AuditRecord::new(now, kind, message));
+                    self.audit_engine(AuditRecord::new(now, kind, message));
                 }
             }
         }
@@ -300,6 +408,15 @@ impl Loop {
         }
         if gauged {
             self.refresh_gauges(now);
+        }
+    }
+
+    /// Audits what the engine did, on the leader only: a follower's engine
+    /// decides nothing, and its transitions in the shared audit log would
+    /// read as decisions (its logs still show them).
+    fn audit_engine(&self, record: AuditRecord) {
+        if self.lead.leader {
+            self.audit.record(record);
         }
     }
 

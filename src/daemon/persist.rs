@@ -4,7 +4,8 @@
 //! counters at most every `SNAPSHOT_EVERY`), retries briefly, and owns the
 //! readiness flag `/readyz` reports: false while the store refuses writes.
 //! Operator changes go through [`Persister::step_durably`]: written before
-//! anything acts on them, or rolled back and refused.
+//! anything acts on them, or rolled back and refused. Only the leader writes:
+//! on a follower every save is a no-op (`set_leading`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,6 +37,9 @@ pub(super) struct Persister {
     must_persist: bool,
     /// Whether the last snapshot write succeeded.
     persisted: bool,
+    /// Only the leader writes the snapshot: a follower's engine is for
+    /// display, and must not overwrite what the leader decided.
+    leading: bool,
     last_snapshot: Instant,
 }
 
@@ -48,8 +52,14 @@ impl Persister {
             dirty: false,
             must_persist: false,
             persisted: true,
+            leading: true,
             last_snapshot: Instant::now(),
         }
+    }
+
+    /// Whether this replica leads (and so writes the snapshot).
+    pub(super) fn set_leading(&mut self, leading: bool) {
+        self.leading = leading;
     }
 
     /// The flag `/readyz` reads.
@@ -109,6 +119,11 @@ impl Persister {
     /// (dropping calls because a disk is full would be worse), but operator
     /// changes are refused until the store works again.
     pub(super) async fn save(&mut self, engine: &Engine) -> bool {
+        if !self.leading {
+            // Nothing of a follower's is durable: the leader's snapshot is.
+            self.saved();
+            return true;
+        }
         let json = match serde_json::to_value(engine.snapshot()) {
             Ok(j) => j,
             Err(error) => {
@@ -168,7 +183,7 @@ mod tests {
     use super::*;
     use crate::domain::Desired;
     use crate::engine::Override;
-    use crate::store::{StoreError, StoredEvent};
+    use crate::store::{LeaseClaim, LeaseState, StoreError, StoredEvent, WriteClaim, WriteGrant};
     use crate::telemetry::audit::MemoryAudit;
 
     /// A store whose snapshot writes fail while `failing` is set.
@@ -206,6 +221,19 @@ mod tests {
         }
         fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
             Box::pin(async { Ok(()) })
+        }
+        fn claim_lease(&self, claim: &LeaseClaim) -> BoxFuture<'_, Result<LeaseState, StoreError>> {
+            let holder = claim.instance_id.clone();
+            Box::pin(async move {
+                Ok(LeaseState {
+                    holder,
+                    epoch: 1,
+                    held: true,
+                })
+            })
+        }
+        fn claim_write(&self, _: &WriteClaim) -> BoxFuture<'_, Result<WriteGrant, StoreError>> {
+            Box::pin(async { Ok(WriteGrant::Refused) })
         }
     }
 

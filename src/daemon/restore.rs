@@ -1,4 +1,5 @@
-//! Store -> engine: the engine as the last snapshot left it, or fresh.
+//! Store -> engine: the engine as the last snapshot left it, or fresh. Used
+//! at start and again by a replica taking the lease over.
 
 use crate::config::Config;
 use crate::domain::Timestamp;
@@ -48,11 +49,6 @@ pub(super) async fn restore(
         commands = engine.probe_cadences();
     }
     tracing::info!(message = "Engine ready.", desired = %engine.desired(), probes = config.probes.len(), rules = config.rules.len());
-    audit.record(AuditRecord::new(
-        now,
-        AuditKind::Start,
-        format!("agent started; desired state {}", engine.desired()),
-    ));
     Ok(Restored {
         engine,
         commands,

@@ -1,12 +1,15 @@
 //! `continuity-agent run`: the story of one process.
 //!
-//! [`run_with`] reads top to bottom: open the store -> restore the engine
+//! [`run_with`] reads top to bottom: open the store -> claim the lease
+//! (`cluster`: a lone replica leads at once) -> restore the engine
 //! (`restore.rs`) -> build the channels and the actuator -> spawn the inputs
 //! (`inputs.rs`: probes, self-check, calendar) -> serve the HTTP API -> run
-//! the event loop (`event_loop.rs`) -> drain. The actuator starts from the
-//! restored desired state, so a restart does not toggle anything; after a
-//! fresh start it waits for evidence (`gate.rs`), and it runs supervised
-//! (`supervise.rs`: the agent exits 1 if it dies). On shutdown the inputs
+//! the event loop (`event_loop.rs`) -> drain. The actuator runs only while
+//! this replica leads, and every write it makes passes the fence
+//! (`cluster::Fence`). It starts from the restored desired state, so a
+//! restart or a takeover does not toggle anything; after a fresh start it
+//! waits for evidence (`gate.rs`), and it runs supervised (`supervise.rs`:
+//! the agent exits 1 if it dies). On shutdown the inputs
 //! stop, requests already accepted are still applied, the actuator finishes
 //! its in-flight call, then the snapshot and the audit queue are flushed.
 
@@ -20,18 +23,18 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::event_loop::{self, Inbox, Loop};
-use super::gate::StartGate;
 use super::inputs::spawn_inputs;
 use super::persist::Persister;
-use super::restore::{Restored, restore};
+use super::restore::restore;
 use super::supervise::Supervisor;
+use crate::cluster::{self, Fence, Leadership, LeadershipTask};
 use crate::config::Config;
 use crate::domain::{Desired, Timestamp};
 use crate::engine::{Engine, Event};
 use crate::server::control::Control;
 use crate::server::{self, AppState};
 use crate::store::{self, Store, StoreAudit};
-use crate::talkdesk::actuator::{Actuator, ActuatorHandle, ActuatorOptions};
+use crate::talkdesk::actuator::{self, Actuator, ActuatorHandle, ActuatorOptions};
 use crate::talkdesk::client::Client;
 use crate::telemetry::{AuditKind, AuditRecord, AuditSink, KnownLabels, Metrics};
 
@@ -105,7 +108,6 @@ pub async fn run_with(
 ) -> Result<(), DaemonError> {
     let addr = listener.local_addr()?;
     let metrics = Metrics::new();
-    metrics.leader.set(1);
     metrics.init_series(&known_labels(&config));
 
     // Store and audit first: everything after this is audited.
@@ -117,13 +119,30 @@ pub async fn run_with(
         audit: audit.clone(),
     };
     let cancel = CancellationToken::new();
+    // The lease before the engine: a replica that leads restores the
+    // leader's snapshot as its own; a follower restores it for display.
+    let mut leadership = cluster::spawn(
+        store.clone(),
+        &shared.config.cluster(),
+        shared.metrics.clone(),
+        shared.audit.clone(),
+        cancel.clone(),
+    )
+    .await;
+    let lead = leadership.rx.borrow_and_update().clone();
 
-    let Restored {
-        engine,
-        commands,
-        from_snapshot,
-    } = restore(&shared.config, &*store, &*shared.audit).await?;
-    let mut built = build(&shared, &engine, from_snapshot, &cancel)?;
+    let restored = restore(&shared.config, &*store, &*shared.audit).await?;
+    shared.audit.record(AuditRecord::new(
+        Timestamp::now(),
+        AuditKind::Start,
+        format!(
+            "agent {} started ({}); desired state {}",
+            shared.config.instance_id(),
+            role(&lead),
+            restored.engine.desired()
+        ),
+    ));
+    let mut built = build(&shared, &restored.engine, &store, &leadership, &cancel)?;
     let inputs = spawn_inputs(&shared.config, &built.events, &shared.metrics, &cancel).await?;
     let persister = Persister::new(store.clone(), shared.audit.clone());
     let server = serve(
@@ -135,15 +154,18 @@ pub async fn run_with(
         &cancel,
     );
     // The loop takes the engine over; the agent is ready once the first
-    // snapshot is on disk.
-    let mut lp = Loop::new(
+    // snapshot is on disk (the leader's) or the lease is known (a follower).
+    let (mut lp, commands) = Loop::new(
         &shared,
-        engine,
+        store.clone(),
+        restored,
+        lead,
         persister,
         built.desired,
         inputs.probes,
         built.actuator.clone(),
     );
+    lp.begin(&mut built.supervisor);
     lp.start(commands).await;
     let _ = started.send(Running {
         metrics: shared.metrics.clone(),
@@ -153,7 +175,7 @@ pub async fn run_with(
         events: built.events.clone(),
         addr,
     });
-    tracing::info!(message = "continuity-agent is running.", listen = %addr, dry_run = shared.config.raw.agent.dry_run);
+    tracing::info!(message = "continuity-agent is running.", listen = %addr, dry_run = shared.config.raw.agent.dry_run, instance_id = %shared.config.instance_id());
     cancel_on(shutdown, cancel.clone());
 
     // Until shutdown (or the actuator dies), then drain.
@@ -161,7 +183,7 @@ pub async fn run_with(
         &mut lp,
         &mut built.inbox,
         &mut built.supervisor,
-        &built.gate,
+        &mut leadership.rx,
         &cancel,
     )
     .await;
@@ -174,6 +196,7 @@ pub async fn run_with(
         &cancel,
     )
     .await;
+    let _ = leadership.task.await;
 
     shared.audit.record(AuditRecord::new(
         Timestamp::now(),
@@ -191,6 +214,14 @@ pub async fn run_with(
     }
 }
 
+fn role(lead: &Leadership) -> String {
+    match (&lead.leader_id, lead.leader) {
+        (_, true) => format!("leader, epoch {}", lead.epoch),
+        (Some(id), false) => format!("follower of {id}, epoch {}", lead.epoch),
+        (None, false) => "follower, leader unknown".to_string(),
+    }
+}
+
 /// The channels and the (not yet started) actuator around the restored engine.
 struct Built {
     /// Every input sends here.
@@ -201,25 +232,27 @@ struct Built {
     /// The loop publishes the desired state here, after persisting it.
     desired: watch::Sender<Desired>,
     supervisor: Supervisor,
+    /// Follows the actuator of each leadership term.
     actuator: ActuatorHandle,
-    gate: StartGate,
 }
 
 fn build(
     shared: &Shared,
     engine: &Engine,
-    from_snapshot: bool,
+    store: &Arc<dyn Store>,
+    leadership: &LeadershipTask,
     cancel: &CancellationToken,
 ) -> Result<Built, DaemonError> {
     let (events_tx, events_rx) = mpsc::channel::<Event>(EVENT_QUEUE);
     let (control_tx, control_rx) = mpsc::channel::<Control>(CONTROL_QUEUE);
     let (desired_tx, desired_rx) = watch::channel(engine.desired().clone());
-    let actuator = build_actuator(shared)?;
-    let handle = actuator.handle();
-    // Started at once after a restore; on a fresh start only once the engine
-    // has evidence (see `StartGate`), so a fallback that is on (an outage in
-    // progress, a break-glass activation) is not switched off blindly.
-    let supervisor = Supervisor::new(actuator, desired_rx, events_tx.clone(), cancel.clone());
+    let (status_tx, handle) = actuator::status_channel();
+    let make = actuator_factory(shared, store, leadership, status_tx)?;
+    // Started while this replica leads: at once after a restore, after a
+    // fresh start only once the engine has evidence (see `StartGate`), so a
+    // fallback that is on (an outage in progress, a break-glass activation)
+    // is not switched off blindly.
+    let supervisor = Supervisor::new(make, desired_rx, events_tx.clone(), cancel.clone());
     Ok(Built {
         events: events_tx,
         control: control_tx,
@@ -230,28 +263,56 @@ fn build(
         desired: desired_tx,
         supervisor,
         actuator: handle,
-        gate: StartGate::new(from_snapshot, &shared.config),
     })
 }
 
-/// The actuator with its Talkdesk client, from the `[talkdesk]` section.
-fn build_actuator(shared: &Shared) -> Result<Actuator, DaemonError> {
-    let config = &shared.config;
+/// Builds the actuator of each leadership term, from the `[talkdesk]`
+/// section, fenced by the lease, reporting to one status channel. The client
+/// (token cache, connections) is built once and shared by every term.
+fn actuator_factory(
+    shared: &Shared,
+    store: &Arc<dyn Store>,
+    leadership: &LeadershipTask,
+    status: watch::Sender<actuator::ActuatorStatus>,
+) -> Result<super::supervise::MakeActuator, DaemonError> {
+    let config = shared.config.clone();
     let td = &config.raw.talkdesk;
-    let client = Client::from_config(td, shared.metrics.clone(), shared.audit.clone())
-        .map_err(|e| DaemonError::Talkdesk(e.to_string()))?;
+    let client = Client::from_config(
+        td,
+        &config.instance_id(),
+        shared.metrics.clone(),
+        shared.audit.clone(),
+    )
+    .map_err(|e| DaemonError::Talkdesk(e.to_string()))?;
     let opts = ActuatorOptions::from_config(
         td,
         config.raw.agent.dry_run,
         config.raw.api.override_max_ttl.get(),
     );
-    Ok(Actuator::new(
-        client,
-        opts,
-        config.profiles.clone(),
-        shared.metrics.clone(),
-        shared.audit.clone(),
-    ))
+    let (store, rx, claim) = (
+        store.clone(),
+        leadership.rx.clone(),
+        leadership.claim.clone(),
+    );
+    let (metrics, audit) = (shared.metrics.clone(), shared.audit.clone());
+    Ok(Box::new(move || {
+        let fence = Fence::new(
+            store.clone(),
+            rx.clone(),
+            claim.clone(),
+            config.raw.talkdesk.request_timeout.get(),
+            audit.clone(),
+        );
+        Actuator::new(
+            client.clone(),
+            opts.clone(),
+            config.profiles.clone(),
+            metrics.clone(),
+            audit.clone(),
+        )
+        .with_may_write(Arc::new(fence))
+        .reporting_to(status.clone())
+    }))
 }
 
 /// Starts the HTTP API (the rest of the API and the webhook receivers); it

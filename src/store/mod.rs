@@ -3,7 +3,7 @@
 //!
 //! `Store` is the seam for the backends: SQLite (`sqlite.rs`, embedded
 //! default, one replica) and PostgreSQL (`postgres/`, a database several
-//! replicas can share; leader election comes later). Both hold the same
+//! replicas can share). Both hold the same
 //! model: every row carries the account it belongs to, a store handle is
 //! opened for one account (`DEFAULT_ACCOUNT` until several Talkdesk accounts
 //! exist), and both refuse a database migrated by a newer build. The engine
@@ -17,6 +17,7 @@
 
 pub mod audit;
 mod error;
+pub mod lease;
 pub mod postgres;
 pub mod sqlite;
 
@@ -24,6 +25,7 @@ use futures::future::BoxFuture;
 
 pub use audit::StoreAudit;
 pub use error::StoreError;
+pub use lease::{LeaseClaim, LeaseState, WriteClaim, WriteGrant};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -54,6 +56,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<Vec<StoredEvent>, StoreError>>;
     /// Cheap liveness check for `/readyz`.
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Renews or takes this account's lease (see [`lease`] for the rules).
+    fn claim_lease(&self, claim: &LeaseClaim) -> BoxFuture<'_, Result<LeaseState, StoreError>>;
+    /// Checks that `claim` may write now and records the write if so.
+    fn claim_write(&self, claim: &WriteClaim) -> BoxFuture<'_, Result<WriteGrant, StoreError>>;
 }
 
 /// The account of a configuration without several Talkdesk accounts.

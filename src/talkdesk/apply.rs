@@ -117,12 +117,13 @@ impl Actuator {
             if shutdown.is_cancelled() {
                 return Ok(Outcome::Shutdown);
             }
-            if self
-                .may_write
-                .as_ref()
-                .is_some_and(|may_write| !may_write())
-            {
-                return Ok(Outcome::Fenced);
+            if let Some(fence) = &self.may_write {
+                // A token first, so nothing slow sits between the fence and
+                // the request it allows.
+                self.client.ready_token().await?;
+                if !fence.may_write(step.op()).await {
+                    return Ok(Outcome::Fenced);
+                }
             }
             self.write(step).await?;
             self.observed(events).await;

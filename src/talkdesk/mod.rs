@@ -22,7 +22,7 @@
 //! # use continuity_agent::talkdesk::{Actuator, ActuatorOptions, Client};
 //! # async fn wire(cfg: TalkdeskConfig, profiles: BTreeMap<String, Profile>) -> Result<(), Box<dyn std::error::Error>> {
 //! let metrics = Metrics::new();
-//! let client = Client::from_config(&cfg, metrics.clone(), Arc::new(NoAudit))?;
+//! let client = Client::from_config(&cfg, "replica-a", metrics.clone(), Arc::new(NoAudit))?;
 //! let opts = ActuatorOptions::from_config(&cfg, /* dry_run */ false, /* adopt_ttl */ Duration::from_secs(24 * 3600));
 //! let actuator = Actuator::new(client, opts, profiles, metrics, Arc::new(NoAudit));
 //! let status = actuator.handle(); // for /v1/status: status.status()

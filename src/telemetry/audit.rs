@@ -49,6 +49,8 @@ pub enum AuditKind {
     Drift,
     /// One Talkdesk API call.
     Talkdesk,
+    /// This replica took or lost the lease, or a write was fenced off.
+    Leadership,
     /// A kind this version does not write, read back from a store.
     Other(UnknownKind),
 }
@@ -61,7 +63,7 @@ pub struct UnknownKind(String);
 
 impl AuditKind {
     /// Every kind this version writes.
-    pub const KNOWN: [AuditKind; 16] = [
+    pub const KNOWN: [AuditKind; 17] = [
         AuditKind::Decision,
         AuditKind::Probe,
         AuditKind::Rule,
@@ -78,6 +80,7 @@ impl AuditKind {
         AuditKind::Actuation,
         AuditKind::Drift,
         AuditKind::Talkdesk,
+        AuditKind::Leadership,
     ];
 
     /// The stored and served form.
@@ -99,6 +102,7 @@ impl AuditKind {
             AuditKind::Actuation => "actuation",
             AuditKind::Drift => "drift",
             AuditKind::Talkdesk => "talkdesk",
+            AuditKind::Leadership => "leadership",
             AuditKind::Other(UnknownKind(s)) => s,
         }
     }
@@ -215,6 +219,7 @@ mod tests {
             "actuation",
             "drift",
             "talkdesk",
+            "leadership",
         ];
         let got: Vec<&str> = AuditKind::KNOWN.iter().map(AuditKind::as_str).collect();
         assert_eq!(got, expected);

@@ -16,8 +16,10 @@ use tokio_postgres::Client;
 use crate::store::StoreError;
 
 /// `(version, name, sql)`, versions strictly increasing.
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "initial", include_str!("migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "initial", include_str!("migrations/0001_initial.sql")),
+    (2, "leases", include_str!("migrations/0002_leases.sql")),
+];
 
 /// The advisory lock key serializing migrations ("contagnt" in ASCII).
 /// Advisory locks are per database, so unrelated databases never contend.
