@@ -239,3 +239,72 @@ async fn a_leader_that_cannot_renew_steps_down_within_renew_deadline() {
     cancel.cancel();
     task.task.await.unwrap();
 }
+
+#[tokio::test]
+async fn the_fence_allows_the_holder_and_refuses_and_audits_once_the_epoch_moved_on() {
+    use continuity_agent::talkdesk::Op;
+    use continuity_agent::talkdesk::actuator::WriteFence;
+
+    let pg = PgServer::start();
+    let db = pg.database().await;
+    let store: Arc<dyn Store> = Arc::new(open(&pg, &db, DEFAULT_ACCOUNT).await);
+    let audit = MemoryAudit::default();
+    let cancel = CancellationToken::new();
+    let task = cluster::spawn(
+        store.clone(),
+        &cluster_config("replica-a", 10_000, 6_000),
+        Metrics::new(),
+        Arc::new(audit.clone()),
+        cancel.clone(),
+    )
+    .await;
+    let fence = cluster::Fence::new(
+        store.clone(),
+        task.rx.clone(),
+        task.claim.clone(),
+        Duration::from_secs(1),
+        Arc::new(audit.clone()),
+    );
+    assert!(
+        fence.may_write(Op::PutActivation).await,
+        "the holder writes"
+    );
+    let admin = pg.connect(&db).await;
+    let recorded: i64 = admin
+        .query_one("SELECT count(*) FROM writes WHERE epoch = 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(recorded, 1, "the write is recorded under its epoch");
+
+    // The lease passes to another process behind this one's back (as after
+    // a pause past its lease): its local view still says "leader", the
+    // store says no.
+    admin
+        .batch_execute(
+            "UPDATE leases SET token = 'someone-else', holder = 'replica-b', epoch = epoch + 1",
+        )
+        .await
+        .unwrap();
+    assert!(
+        task.rx.borrow().may_act(),
+        "locally it still believes it leads"
+    );
+    assert!(!fence.may_write(Op::PutSettings).await, "the store refuses");
+    let refusals: Vec<String> = audit
+        .records()
+        .iter()
+        .filter(|r| r.kind == AuditKind::Leadership && r.message.contains("refused"))
+        .map(|r| r.message.clone())
+        .collect();
+    assert_eq!(refusals.len(), 1, "{refusals:?}");
+    assert!(refusals[0].contains("put_settings"), "{refusals:?}");
+    let recorded: i64 = admin
+        .query_one("SELECT count(*) FROM writes", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(recorded, 1, "a refused write is not recorded");
+    cancel.cancel();
+    task.task.await.unwrap();
+}
