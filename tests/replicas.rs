@@ -334,6 +334,26 @@ async fn kill_9_the_leader_ten_times_another_leads_within_lease_ttl_plus_1s_with
         );
         assert_eq!(c.leaders().await.len(), 1, "round {round}: one leader");
     }
+
+    // A graceful stop hands the lease over instead of letting it expire.
+    let leader = c.one_leader(&c.running(), Duration::from_secs(5)).await;
+    let before = c.writes().len();
+    let status = c.replicas[leader].process.take().unwrap().terminate();
+    assert!(status.success(), "graceful exit: {status}");
+    let admin = c.pg.connect(&c.db).await;
+    let released: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM audit WHERE kind = 'leadership' AND message LIKE '%released the lease%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(released, 1, "the release is audited");
+    c.one_leader(&c.running(), LEASE_TTL + Duration::from_secs(1))
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(c.writes().len(), before, "no write on a graceful handover");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -49,7 +49,46 @@ pub struct LeadershipTask {
     /// This process's claim (its `token` is what fenced writes must match).
     pub claim: LeaseClaim,
     pub task: JoinHandle<()>,
+    store: Arc<dyn Store>,
+    audit: Arc<dyn AuditSink>,
 }
+
+impl LeadershipTask {
+    /// Graceful shutdown, once the loop was cancelled and the actuator
+    /// finished its last call: ends the lease now so another replica takes
+    /// over at once instead of after `lease_ttl`.
+    pub async fn release(self) {
+        let _ = self.task.await;
+        if !self.rx.borrow().leader {
+            return;
+        }
+        let released =
+            tokio::time::timeout(RELEASE_TIMEOUT, self.store.release_lease(&self.claim)).await;
+        match released {
+            Ok(Ok(())) => {
+                tracing::info!(message = "Lease released.", epoch = self.rx.borrow().epoch);
+                self.audit.record(AuditRecord::new(
+                    Timestamp::now(),
+                    AuditKind::Leadership,
+                    format!(
+                        "{} released the lease (epoch {})",
+                        self.claim.instance_id,
+                        self.rx.borrow().epoch
+                    ),
+                ));
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(message = "Could not release the lease; it expires on its own.", %error);
+            }
+            Err(_) => {
+                tracing::warn!(message = "Releasing the lease timed out; it expires on its own.")
+            }
+        }
+    }
+}
+
+/// How long a graceful shutdown waits to release the lease.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Claims once (so a lone replica leads before anything else starts), then
 /// keeps claiming in the background until `cancel`.
@@ -67,16 +106,22 @@ pub async fn spawn(
     };
     let (tx, rx) = watch::channel(Leadership::unknown());
     let mut lease = Lease {
-        store,
+        store: store.clone(),
         claim: claim.clone(),
         renew_deadline: cluster.renew_deadline.get(),
         tx,
         metrics,
-        audit,
+        audit: audit.clone(),
     };
     lease.claim_once().await;
     let task = tokio::spawn(async move { lease.run(cancel).await });
-    LeadershipTask { rx, claim, task }
+    LeadershipTask {
+        rx,
+        claim,
+        task,
+        store,
+        audit,
+    }
 }
 
 struct Lease {

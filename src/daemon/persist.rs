@@ -232,6 +232,9 @@ mod tests {
                 })
             })
         }
+        fn release_lease(&self, _: &LeaseClaim) -> BoxFuture<'_, Result<(), StoreError>> {
+            Box::pin(async { Ok(()) })
+        }
         fn claim_write(&self, _: &WriteClaim) -> BoxFuture<'_, Result<WriteGrant, StoreError>> {
             Box::pin(async { Ok(WriteGrant::Refused) })
         }

@@ -196,7 +196,8 @@ pub async fn run_with(
         &cancel,
     )
     .await;
-    let _ = leadership.task.await;
+    // The actuator is done: hand the lease over at once.
+    leadership.release().await;
 
     shared.audit.record(AuditRecord::new(
         Timestamp::now(),

@@ -58,6 +58,10 @@ pub trait Store: Send + Sync + 'static {
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
     /// Renews or takes this account's lease (see [`lease`] for the rules).
     fn claim_lease(&self, claim: &LeaseClaim) -> BoxFuture<'_, Result<LeaseState, StoreError>>;
+    /// Ends this process's lease now (graceful shutdown), so another
+    /// replica need not wait for it to expire. A lease it does not hold is
+    /// left alone.
+    fn release_lease(&self, claim: &LeaseClaim) -> BoxFuture<'_, Result<(), StoreError>>;
     /// Checks that `claim` may write now and records the write if so.
     fn claim_write(&self, claim: &WriteClaim) -> BoxFuture<'_, Result<WriteGrant, StoreError>>;
 }

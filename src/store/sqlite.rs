@@ -319,6 +319,18 @@ impl Store for SqliteStore {
         })
     }
 
+    fn release_lease(&self, claim: &LeaseClaim) -> BoxFuture<'_, Result<(), StoreError>> {
+        let account = self.account.clone();
+        let token = claim.token.clone();
+        self.with(move |c| {
+            c.execute(
+                "UPDATE leases SET expires_at = ?3 WHERE account = ?1 AND token = ?2",
+                params![&*account, token, Timestamp::now().as_millis()],
+            )?;
+            Ok(())
+        })
+    }
+
     fn claim_write(&self, claim: &WriteClaim) -> BoxFuture<'_, Result<WriteGrant, StoreError>> {
         let account = self.account.clone();
         let claim = claim.clone();

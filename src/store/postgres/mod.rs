@@ -246,6 +246,20 @@ impl Store for PostgresStore {
         })
     }
 
+    fn release_lease(&self, claim: &LeaseClaim) -> BoxFuture<'_, Result<(), StoreError>> {
+        let token = claim.token.clone();
+        Box::pin(async move {
+            let client = self.pool.get().await?;
+            client
+                .execute(
+                    "UPDATE leases SET expires_at = now() WHERE account = $1 AND token = $2",
+                    &[&self.account, &token],
+                )
+                .await?;
+            Ok(())
+        })
+    }
+
     fn claim_write(&self, claim: &WriteClaim) -> BoxFuture<'_, Result<WriteGrant, StoreError>> {
         let claim = claim.clone();
         Box::pin(async move {
