@@ -25,6 +25,12 @@ pub fn status(doc: &StatusReport) -> String {
         ", NOT converged"
     };
     let _ = writeln!(out, "mode:      {}{dry_run}", doc.mode);
+    let role = match (doc.leader, doc.leader_id.as_deref()) {
+        (true, _) => format!("leader, epoch {}", doc.epoch),
+        (false, Some(leader)) => format!("follower of {leader}, epoch {}", doc.epoch),
+        (false, None) => "follower, leader unknown".to_string(),
+    };
+    let _ = writeln!(out, "replica:   {} ({role})", doc.instance_id);
     let _ = writeln!(out, "desired:   {desired}");
     let _ = writeln!(out, "talkdesk:  fallback {actual}{converged}");
     if let Some(err) = &doc.actuator.last_error {
@@ -243,6 +249,7 @@ when = { alert = ['alertname="VoiceDown"'] }
         let until = view.override_.as_ref().unwrap().until.as_millis();
         for line in [
             "mode:      override (dry run)\n".to_string(),
+            "replica:   replica-a (leader, epoch 3)\n".to_string(),
             "desired:   ACTIVE (profile backup)\n".to_string(),
             "talkdesk:  fallback unknown, NOT converged\n".to_string(),
             "last error: Talkdesk answered 503 (3)\n".to_string(),
@@ -273,7 +280,7 @@ when = { alert = ['alertname="VoiceDown"'] }
         let out = status(&report);
         assert!(
             out.starts_with(
-                "mode:      override\ndesired:   inactive\ntalkdesk:  fallback off, converged\nprobes:\n"
+                "mode:      override\nreplica:   replica-a (leader, epoch 3)\ndesired:   inactive\ntalkdesk:  fallback off, converged\nprobes:\n"
             ),
             "{out}"
         );
