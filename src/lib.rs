@@ -7,6 +7,7 @@
 //! - [`config`]: the TOML file and environment, parsed once, every error collected.
 //! - [`engine`]: the pure decision state machine (no I/O, no clock).
 //! - [`probe`]: SIP OPTIONS, HTTP, status page and agents probes, their scheduler and the self-check.
+//! - [`cluster`]: leadership among replicas (a lease per account with an epoch) and the write fence.
 //! - [`domain`]: types every component shares (profiles, desired/actual state, timestamps).
 //! - [`talkdesk`]: the Talkdesk client, actuator, break-glass commands and API simulator.
 //! - [`telemetry`]: the metrics registry and audit records.

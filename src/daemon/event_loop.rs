@@ -174,23 +174,26 @@ impl Loop {
 
     /// The lease changed hands (or this replica's view of it did).
     pub(super) async fn leadership(&mut self, lead: Leadership, supervisor: &mut Supervisor) {
-        let was_leader = self.lead.leader;
-        self.lead = lead;
-        if self.lead.leader && !was_leader {
-            if self.led_epoch == Some(self.lead.epoch) {
-                // The same term, renewed late: nothing changed hands.
-                tracing::info!(
-                    message = "Lease renewed again; resuming.",
-                    epoch = self.lead.epoch
-                );
-                self.persister.set_leading(true);
-                supervisor.lead();
-            } else {
-                self.led_epoch = Some(self.lead.epoch);
-                self.restore_pending = true;
-                self.take_over(supervisor).await;
+        let was = std::mem::replace(&mut self.lead, lead);
+        let new_term = self.lead.leader && self.led_epoch != Some(self.lead.epoch);
+        if new_term {
+            if was.leader {
+                // A term of ours ended unseen (lost and retaken between two
+                // looks): its actuator must not carry over.
+                supervisor.follow();
             }
-        } else if !self.lead.leader && was_leader {
+            self.led_epoch = Some(self.lead.epoch);
+            self.restore_pending = true;
+            self.take_over(supervisor).await;
+        } else if self.lead.leader && !was.leader {
+            // The same term, renewed late: nothing changed hands.
+            tracing::info!(
+                message = "Lease renewed again; resuming.",
+                epoch = self.lead.epoch
+            );
+            self.persister.set_leading(true);
+            supervisor.lead();
+        } else if !self.lead.leader && was.leader {
             tracing::warn!(message = "Not the leader any more: actuator stopped, snapshot writes stopped.", leader = ?self.lead.leader_id, epoch = self.lead.epoch);
             self.restore_pending = false;
             self.persister.set_leading(false);

@@ -10,7 +10,12 @@
 //! - `persist.rs`: `Persister`, the one place that writes the snapshot (and
 //!   the readiness `/readyz` reports).
 //! - `gate.rs`: `StartGate`, when the actuator may start after a fresh start.
-//! - `supervise.rs`: the actuator runs supervised (the agent exits 1 if it dies).
+//! - `supervise.rs`: the actuator runs supervised (the agent exits 1 if it
+//!   dies), one per leadership term, only while this replica leads.
+//!
+//! Leadership comes from `crate::cluster`: the loop hears of each change,
+//! restores the engine from the store when it takes the lease, and stops
+//! the actuator and snapshot writes when it loses it.
 //!
 //! API requests reach the loop as `server::control::Control` messages.
 

@@ -17,7 +17,10 @@
 //! - **After a failed write the written part is unknown:** the PUT may still
 //!   have been applied, so it is read again before the next attempt.
 //! - **`dry_run`** plans as usual and audits each write instead of making it;
-//!   **fencing** (`may_write`) is checked before every single write; a
+//!   **fencing** (`may_write`, an async [`WriteFence`](super::actuator::WriteFence),
+//!   `cluster::Fence` in the daemon) is checked right before every single
+//!   write, after the access token is ready so nothing slow sits between the
+//!   check and the request; a
 //!   **shutdown** is checked before every call, never during one.
 
 use std::time::Duration;
