@@ -1,8 +1,10 @@
 //! Several replicas as separate processes against one PostgreSQL database,
 //! one Talkdesk simulator and a sipp trunk: exactly one leads, a `kill -9`ed
 //! leader is replaced within `lease_ttl` + 1 s without an extra on/off, a
-//! paused (SIGSTOP) leader writes nothing when it resumes, and a leader cut
-//! off from the database stops writing within `renew_deadline`.
+//! paused (SIGSTOP) leader writes nothing when it resumes, an operator change
+//! sent to a follower is queued (202 at once) and applied by whoever leads
+//! next, and a leader cut off from the database stops writing within
+//! `renew_deadline`.
 //!
 //! Timings are short so the suite stays fast: `lease_ttl` 2 s (renewed every
 //! ~0.67 s), `renew_deadline` 1.5 s, `talkdesk.request_timeout` 1 s.
@@ -430,6 +432,74 @@ async fn a_leader_paused_past_its_lease_writes_nothing_when_it_resumes() {
     );
     assert!(c.sim.state().enabled, "the override holds");
     assert_eq!(c.leaders().await, vec![new]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_override_sent_to_a_follower_is_queued_at_once_and_the_next_leader_applies_it() {
+    let mut c = Cluster::start(2).await;
+    let old = c.one_leader(&c.running(), Duration::from_secs(10)).await;
+    let follower = 1 - old;
+    c.wait(
+        "the leader read Talkdesk",
+        Duration::from_secs(20),
+        async || {
+            c.replicas[old]
+                .agent()
+                .metric("continuity_fallback_actual")
+                .await
+                == Some(0.0)
+        },
+    )
+    .await;
+
+    // The leader stalls; before its lease expires an operator's change
+    // reaches the follower. It is durable in the queue, but nobody applies
+    // it yet: the follower answers "queued" without waiting for an engine.
+    let pid = c.replicas[old].pid();
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let sent = Instant::now();
+    let resp = reqwest::Client::new()
+        .put(format!("{}/v1/override", c.replicas[follower].agent().api))
+        .bearer_auth(OPS_TOKEN)
+        .json(&serde_json::json!({"state": "active", "profile": "backup", "ttl": "30m", "reason": "sent to a follower"}))
+        .send()
+        .await
+        .unwrap();
+    let took = sent.elapsed();
+    assert_eq!(resp.status(), reqwest::StatusCode::ACCEPTED);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["applied"], false, "{body}");
+    assert!(
+        took < Duration::from_millis(1_500),
+        "a follower answers at once, not after the 2 s wait for its engine: {took:?}"
+    );
+
+    // The follower takes the lease: it restores the stalled leader's document
+    // (no override) and replays the queue after its cursor, so the override
+    // reaches Talkdesk, written by the new leader.
+    let new = c
+        .one_leader(&[follower], LEASE_TTL + Duration::from_secs(3))
+        .await;
+    let new_id = c.replicas[new].id.clone();
+    c.wait(
+        "activation by the new leader",
+        Duration::from_secs(10),
+        async || {
+            c.writes()
+                .iter()
+                .any(|e| activation(e, true) && e.instance.as_deref() == Some(new_id.as_str()))
+        },
+    )
+    .await;
+    assert_eq!(
+        c.replicas[new]
+            .agent()
+            .metric("continuity_override_active")
+            .await,
+        Some(1.0)
+    );
+    c.replicas[old].process.as_mut().unwrap().kill9();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

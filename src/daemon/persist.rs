@@ -300,6 +300,33 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_follower_writes_no_document_until_it_leads() {
+        let store = Arc::new(FlakyStore::default());
+        let mut p = Persister::new(store.clone(), Arc::new(MemoryAudit::default()));
+        let engine = engine();
+        let progress = Progress {
+            inputs_applied: 9,
+            ..Progress::default()
+        };
+        p.set_leading(false);
+        p.start(&engine, &progress).await;
+        assert!(ready(&p), "a follower is ready once it knows the lease");
+        p.stepped(true);
+        assert!(p.save(&engine, &progress).await);
+        assert!(
+            store.snapshot.lock().unwrap().is_none(),
+            "the leader's document is not overwritten"
+        );
+        assert_eq!(p.saved_inputs(), 0, "nothing written, nothing to prune");
+
+        p.set_leading(true);
+        assert!(p.save(&engine, &progress).await);
+        let saved = store.snapshot.lock().unwrap().clone().expect("written");
+        assert_eq!(saved["inputs_applied"], 9);
+        assert_eq!(p.saved_inputs(), 9);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn durable_inputs_are_due_at_once_counters_only_later() {
         let store = Arc::new(FlakyStore::default());
         let mut p = Persister::new(store.clone(), Arc::new(MemoryAudit::default()));

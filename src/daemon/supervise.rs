@@ -171,3 +171,78 @@ fn spawn_supervised(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::config::Config;
+    use crate::talkdesk::actuator::ActuatorOptions;
+    use crate::talkdesk::client::Client;
+    use crate::telemetry::Metrics;
+    use crate::telemetry::audit::NoAudit;
+
+    /// The Talkdesk parts of a configuration with one profile, `profile`.
+    fn parts(profile: &str) -> Reconfigure {
+        let src = format!(
+            r#"
+[agent]
+dry_run = true
+[talkdesk]
+account = "acme"
+api_base = "http://127.0.0.1:9"
+token_url = "http://127.0.0.1:9/oauth/token"
+client_id = "id"
+client_secret = "secret"
+[profiles.{profile}]
+default = "+14155558888"
+"#
+        );
+        let config: Config = crate::config::from_toml_str(&src, "test").unwrap();
+        let td = &config.raw.talkdesk;
+        Reconfigure {
+            client: Client::from_config(td, "replica-a", Metrics::new(), Arc::new(NoAudit))
+                .unwrap(),
+            opts: ActuatorOptions::from_config(td, true),
+            profiles: config.profiles.clone(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_term_started_after_a_reload_is_built_from_the_reloaded_configuration() {
+        let built: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
+        let seen = built.clone();
+        let make: MakeActuator = Box::new(move |parts: Reconfigure| {
+            seen.lock()
+                .unwrap()
+                .push(parts.profiles.keys().cloned().collect());
+            Actuator::new(
+                parts.client,
+                parts.opts,
+                parts.profiles,
+                Metrics::new(),
+                Arc::new(NoAudit),
+            )
+        });
+        let (_desired_tx, desired_rx) = watch::channel(Desired::Inactive);
+        let (events_tx, _events_rx) = mpsc::channel(16);
+        let cancel = CancellationToken::new();
+        let mut sup = Supervisor::new(make, parts("first"), desired_rx, events_tx, cancel.clone());
+
+        sup.lead(None);
+        sup.start();
+        // A reload during the term; the lease is lost and taken again.
+        sup.reconfigure(parts("reloaded")).await;
+        sup.follow();
+        sup.lead(None);
+        sup.start();
+
+        assert_eq!(
+            *built.lock().unwrap(),
+            vec![vec!["first".to_string()], vec!["reloaded".to_string()]]
+        );
+        cancel.cancel();
+        sup.finish().await;
+    }
+}
