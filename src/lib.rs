@@ -7,13 +7,15 @@
 //! - [`config`]: the TOML file and environment, parsed once, every error collected.
 //! - [`engine`]: the pure decision state machine (no I/O, no clock).
 //! - [`daemon`]: the running agent: restore, build, spawn inputs, serve, loop, drain.
+//! - [`cluster`]: leadership among replicas (a lease per account with an epoch) and the write fence.
 //! - [`probe`]: SIP OPTIONS, HTTP, status page and agents probes, their configuration,
 //!   scheduler and the self-check.
 //! - [`alerts`]: the alert webhook receivers (`POST /v1/alerts/{source}`).
 //! - [`server`]: the HTTP layer (errors, tokens, bodies, the API routes) and the CLI's API client.
 //! - [`talkdesk`]: the Talkdesk client, actuator (plan, apply, drift), break-glass commands and
 //!   API simulator.
-//! - [`store`]: persistence (SQLite, PostgreSQL): engine snapshot and audit log.
+//! - [`store`]: persistence (SQLite, PostgreSQL): engine snapshot, audit log, durable input queue
+//!   and the leadership lease.
 //! - [`telemetry`]: the metrics registry, audit records, logging.
 //! - [`calendar`]: maintenance windows and drills as calendar jobs.
 //! - [`domain`]: types every component shares (profiles, desired/actual state, timestamps).
@@ -22,6 +24,7 @@
 
 pub mod alerts;
 pub mod calendar;
+pub mod cluster;
 pub mod config;
 pub mod daemon;
 pub mod demo;

@@ -476,7 +476,12 @@ async fn check_online(cfg: config::Config) -> ExitCode {
     use continuity_agent::talkdesk::client::Client;
     use continuity_agent::telemetry::{Metrics, audit::NoAudit};
     let td = &cfg.raw.talkdesk;
-    let client = match Client::from_config(td, Metrics::new(), std::sync::Arc::new(NoAudit)) {
+    let client = match Client::from_config(
+        td,
+        &cfg.instance_id(),
+        Metrics::new(),
+        std::sync::Arc::new(NoAudit),
+    ) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("continuity-agent: {e}");
@@ -514,6 +519,7 @@ async fn talkdesk(path: &std::path::Path, agent: AgentArgs, action: TalkdeskActi
     };
     let client = Client::from_config(
         &cfg.raw.talkdesk,
+        &cfg.instance_id(),
         Metrics::new(),
         std::sync::Arc::new(NoAudit),
     );

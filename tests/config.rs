@@ -680,10 +680,46 @@ fn the_postgres_password_file_is_read_relative_to_the_config_file() {
 }
 
 #[test]
+fn cluster_needs_postgres_and_timings_that_fit_the_lease() {
+    let pg = "\n[store]\nurl = \"postgres://agent@db/continuity\"\n";
+    let ok = with(&format!("{pg}[cluster]\ninstance_id = \"replica-a\"\n"));
+    let cfg = load(&ok).expect("a postgres store with [cluster] is accepted");
+    let cluster = cfg.cluster();
+    assert_eq!(cluster.instance_id, "replica-a");
+    assert_eq!(cluster.lease_ttl.get(), std::time::Duration::from_secs(10));
+    assert_eq!(
+        cluster.renew_deadline.get(),
+        std::time::Duration::from_secs(6)
+    );
+    assert_eq!(cfg.instance_id(), "replica-a");
+    // The defaults fit: the request timeout stays inside the steady-state lease.
+    assert!(cfg.raw.talkdesk.request_timeout.get() < cluster.lease_ttl.get() * 2 / 3);
+
+    let defaulted = load(&with(&format!("{pg}[cluster]\n"))).expect("instance_id defaults");
+    assert!(!defaulted.instance_id().is_empty(), "the host name");
+
+    assert_error(
+        &with("[cluster]\ninstance_id = \"a\"\n"),
+        "cluster",
+        "needs a postgres store",
+    );
+    assert_error(
+        &with(&format!(
+            "{pg}[cluster]\ninstance_id = \"a\"\nlease_ttl = \"5s\"\nrenew_deadline = \"5s\"\n"
+        )),
+        "cluster.renew_deadline",
+        "shorter than lease_ttl",
+    );
+    let slow = BASE.replace("[talkdesk]\n", "[talkdesk]\nrequest_timeout = \"8s\"\n");
+    assert_error(
+        &format!("{slow}{pg}[cluster]\ninstance_id = \"a\"\n"),
+        "talkdesk.request_timeout",
+        "2/3 of cluster.lease_ttl",
+    );
+}
+
+#[test]
 fn features_this_build_cannot_run_are_not_accepted_silently() {
-    let cluster = BASE.to_string()
-        + "\n[store]\nurl = \"postgres://agent@db/continuity\"\n[cluster]\ninstance_id = \"a\"\n";
-    assert_error(&cluster, "cluster", "not available in this build yet");
     let notify =
         with("[[notify]]\ntype = \"slack\"\nurl = \"https://hooks.slack.com/services/T0/B0/x\"\n");
     let cfg = load(&notify).expect("legal");

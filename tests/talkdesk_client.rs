@@ -236,6 +236,7 @@ async fn talkdesk_client_from_config_talks_as_configured() {
     let metrics = continuity_agent::telemetry::Metrics::new();
     let client = continuity_agent::talkdesk::Client::from_config(
         &cfg,
+        "replica-a",
         metrics.clone(),
         std::sync::Arc::new(continuity_agent::telemetry::audit::NoAudit),
     )

@@ -87,6 +87,27 @@ pub fn from_toml_str_strict(
 }
 
 impl Config {
+    /// Who this process is (`cluster.instance_id`, default the host name):
+    /// in status, the audit log and the header on every Talkdesk request.
+    pub fn instance_id(&self) -> String {
+        match &self.raw.cluster {
+            Some(c) => c.instance_id.clone(),
+            None => schema::defaults::instance_id(),
+        }
+    }
+
+    /// The `[cluster]` settings, or their defaults for a lone replica.
+    pub fn cluster(&self) -> schema::ClusterConfig {
+        self.raw
+            .cluster
+            .clone()
+            .unwrap_or_else(|| schema::ClusterConfig {
+                instance_id: schema::defaults::instance_id(),
+                lease_ttl: schema::defaults::LEASE_TTL,
+                renew_deadline: schema::defaults::RENEW_DEADLINE,
+            })
+    }
+
     /// The engine's view of this configuration.
     pub fn engine_spec(&self) -> EngineSpec {
         EngineSpec {
@@ -179,10 +200,15 @@ impl Config {
             none_if_empty(&windows),
             none_if_empty(&drills)
         );
-        let store = if raw.store.url.starts_with("postgres") {
-            "postgres (shared database, one replica for now)"
-        } else {
-            "sqlite (embedded)"
+        let store = match (&raw.store.url, &raw.cluster) {
+            (_, Some(c)) => format!(
+                "postgres, replica {} (lease_ttl {}, renew_deadline {})",
+                c.instance_id, c.lease_ttl, c.renew_deadline
+            ),
+            (url, None) if url.starts_with("postgres") => {
+                "postgres (shared database; add [cluster] to run several replicas)".to_string()
+            }
+            _ => "sqlite (embedded, one replica)".to_string(),
         };
         let _ = writeln!(
             s,

@@ -37,7 +37,10 @@ pub mod defaults {
     /// Drift (a change made in the Talkdesk UI) is noticed within a minute without hammering the API.
     pub const RECONCILE_INTERVAL: Dur = Dur::from_secs(60);
     /// Every Talkdesk call is bounded; a hung call must not stall convergence.
-    pub const TALKDESK_TIMEOUT: Dur = Dur::from_secs(10);
+    /// 5 s, not more: with several replicas a write is sent only while the
+    /// lease outlives it (remaining lease > this timeout), and a leader renewing
+    /// every `LEASE_TTL / 3` has at least ~6.6 s left at steady state.
+    pub const TALKDESK_TIMEOUT: Dur = Dur::from_secs(5);
     /// A change made outside the agent (the UI, break-glass) is kept for an
     /// hour: long enough for the person who made it to finish what they were
     /// doing, short enough that a forgotten one does not outlive the incident.
@@ -81,8 +84,25 @@ pub mod defaults {
     /// Grafana/other signed timestamps older than this are treated as replays.
     pub const SIGNATURE_MAX_SKEW: Dur = Dur::from_secs(300);
     /// client-go uses 15s/10s; we default tighter since actuation is rare but latency matters.
+    /// A dead leader is replaced within `lease_ttl` (plus one renewal period).
     pub const LEASE_TTL: Dur = Dur::from_secs(10);
+    /// About 2/3 of `LEASE_TTL`: a leader that cannot renew for this long
+    /// stops writing, 4 s before its lease can pass to another replica.
     pub const RENEW_DEADLINE: Dur = Dur::from_secs(6);
+
+    /// Who this process is in status, the audit log and the
+    /// `X-Continuity-Agent-Instance` header: the host name (a pod's name in
+    /// Kubernetes, a container id in compose), `continuity-agent` if unknown.
+    pub fn instance_id() -> String {
+        let mut buf = [0u8; 256];
+        // SAFETY: gethostname(2) writes at most `buf.len()` bytes into `buf`.
+        let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+        let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+        match std::str::from_utf8(&buf[..end]) {
+            Ok(name) if rc == 0 && !name.is_empty() => name.to_string(),
+            _ => "continuity-agent".to_string(),
+        }
+    }
 
     pub fn scopes() -> Vec<String> {
         SCOPES.iter().map(|s| s.to_string()).collect()
@@ -556,6 +576,7 @@ impl Default for ApiConfig {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
+    #[serde(default = "defaults::instance_id")]
     pub instance_id: String,
     #[serde(default = "d_lease_ttl")]
     pub lease_ttl: Dur,

@@ -14,6 +14,18 @@
 //! is told (on a `watch` channel). The snapshot document records the last
 //! input applied (`document.rs`) and is written before the loop sleeps again
 //! after an input (`Persister`).
+//!
+//! Leadership (`cluster`) decides what the loop's decisions are worth. The
+//! leader persists its document and runs the actuator. A follower runs its
+//! probes and applies queued inputs to its own engine for display (status,
+//! metrics, logs), but persists nothing, audits none of its engine's
+//! transitions, answers no `Control::Applied` (the API then reports the input
+//! as queued, at once) and runs no actuator. On taking the lease the loop
+//! restores the document from the store, i.e. the previous leader's engine
+//! and input cursor, written before that leader told its actuator anything,
+//! then replays the inputs after that cursor: the new leader starts from the
+//! last decision Talkdesk was given, loses no accepted input, and a takeover
+//! causes no extra on/off (the same guarantee as a restart after `kill -9`).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -28,10 +40,12 @@ use super::gate::StartGate;
 use super::inputs::Probes;
 use super::persist::Persister;
 use super::reload::Reloader;
+use super::restore::{Restored, restore};
 use super::run::Shared;
 use super::supervise::Supervisor;
+use crate::cluster::Leadership;
 use crate::config::Config;
-use crate::domain::{Desired, Timestamp};
+use crate::domain::{Actual, Desired, Timestamp};
 use crate::engine::{Command, Engine, Event};
 use crate::server::control::{Applied, Control, ReloadError, StatusDoc};
 use crate::store::Store;
@@ -59,18 +73,21 @@ pub(super) struct Inbox {
 }
 
 /// Runs until `cancel` fires or the actuator dies (then returns why). Starts
-/// the actuator once the start gate opens.
+/// the actuator once this replica leads and the start gate opens.
 pub(super) async fn run(
     lp: &mut Loop,
     inbox: &mut Inbox,
     supervisor: &mut Supervisor,
-    gate: &StartGate,
     reloader: &mut Reloader,
+    leadership: &mut watch::Receiver<Leadership>,
     cancel: &CancellationToken,
 ) -> Option<String> {
     loop {
-        if supervisor.is_pending() && gate.open(lp) {
-            if !gate.restored() {
+        if lp.restore_pending {
+            lp.take_over(supervisor).await;
+        }
+        if supervisor.is_pending() && lp.gate.open(lp) {
+            if !lp.gate.restored() {
                 tracing::info!(message = "Actuator starting after fresh start.", desired = %lp.engine.desired());
             }
             supervisor.start();
@@ -90,9 +107,13 @@ pub(super) async fn run(
                 lp.audit.record(AuditRecord::new(Timestamp::now(), AuditKind::Actuation, format!("actuator stopped unexpectedly: {why}")));
                 return Some(why);
             }
+            Ok(()) = leadership.changed() => {
+                let lead = leadership.borrow_and_update().clone();
+                lp.leadership(lead, supervisor).await;
+            }
             Some(c) = inbox.control.recv() => match c {
                 Control::Reload { actor, reply } => {
-                    let _ = reply.send(reloader.reload(lp, &actor).await);
+                    let _ = reply.send(reloader.reload(lp, supervisor, &actor).await);
                 }
                 c => lp.control(c).await,
             },
@@ -122,6 +143,15 @@ pub(super) async fn run(
 pub(super) struct Loop {
     config: Arc<Config>,
     engine: Engine,
+    /// When the actuator may start in this term.
+    gate: StartGate,
+    /// The lease as last seen.
+    lead: Leadership,
+    /// The last epoch this replica led with: regaining the lease under the
+    /// same epoch (a slow renewal) resumes; a new epoch is a takeover.
+    led_epoch: Option<i64>,
+    /// A takeover whose restore from the store has not succeeded yet.
+    restore_pending: bool,
     persister: Persister,
     audit: Arc<dyn AuditSink>,
     metrics: Metrics,
@@ -141,21 +171,31 @@ pub(super) struct Loop {
     last_prune: Option<Instant>,
 }
 
-/// What `Loop::new` needs besides the engine.
+/// What `Loop::new` needs besides the restored engine and the lease.
 pub(super) struct Parts {
     pub persister: Persister,
     pub desired_tx: watch::Sender<Desired>,
     pub probes: Probes,
     pub actuator: ActuatorHandle,
     pub store: Arc<dyn Store>,
-    pub progress: Progress,
 }
 
 impl Loop {
-    pub(super) fn new(shared: &Shared, engine: Engine, parts: Parts) -> Loop {
-        Loop {
+    /// The loop around the restored engine, and the commands to run first
+    /// (see [`Loop::start`]).
+    pub(super) fn new(
+        shared: &Shared,
+        restored: Restored,
+        lead: Leadership,
+        parts: Parts,
+    ) -> (Loop, Vec<Command>) {
+        let lp = Loop {
             config: shared.config.clone(),
-            engine,
+            engine: restored.engine,
+            gate: StartGate::new(restored.from_snapshot, &shared.config),
+            led_epoch: lead.leader.then_some(lead.epoch),
+            lead,
+            restore_pending: false,
             persister: parts.persister,
             audit: shared.audit.clone(),
             metrics: shared.metrics.clone(),
@@ -163,12 +203,13 @@ impl Loop {
             probes: parts.probes,
             actuator: parts.actuator,
             store: parts.store,
-            progress: parts.progress,
+            progress: restored.progress,
             waiters: BTreeMap::new(),
             outcomes: VecDeque::new(),
             queue_failing: false,
             last_prune: None,
-        }
+        };
+        (lp, restored.commands)
     }
 
     pub(super) fn engine(&self) -> &Engine {
@@ -185,6 +226,84 @@ impl Loop {
 
     pub(super) fn audit(&self) -> Arc<dyn AuditSink> {
         self.audit.clone()
+    }
+
+    /// Starts this replica's role: the leader writes the first snapshot and
+    /// may start its actuator; a follower only watches.
+    pub(super) fn begin(&mut self, supervisor: &mut Supervisor) {
+        self.persister.set_leading(self.lead.leader);
+        if self.lead.leader {
+            supervisor.lead(self.last_seen());
+        }
+    }
+
+    /// The lease changed hands (or this replica's view of it did).
+    pub(super) async fn leadership(&mut self, lead: Leadership, supervisor: &mut Supervisor) {
+        let was = std::mem::replace(&mut self.lead, lead);
+        let new_term = self.lead.leader && self.led_epoch != Some(self.lead.epoch);
+        if new_term {
+            if was.leader {
+                // A term of ours ended unseen (lost and retaken between two
+                // looks): its actuator must not carry over.
+                supervisor.follow();
+            }
+            // Nothing of this engine is written before it is restored: another
+            // leader may have written since.
+            self.persister.set_leading(false);
+            self.led_epoch = Some(self.lead.epoch);
+            self.restore_pending = true;
+            self.take_over(supervisor).await;
+        } else if self.lead.leader && !was.leader {
+            // The same term, renewed late: nothing changed hands.
+            tracing::info!(
+                message = "Lease renewed again; resuming.",
+                epoch = self.lead.epoch
+            );
+            self.persister.set_leading(true);
+            supervisor.lead(self.last_seen());
+        } else if !self.lead.leader && was.leader {
+            tracing::warn!(message = "Not the leader any more: actuator stopped, snapshot writes stopped.", leader = ?self.lead.leader_id, epoch = self.lead.epoch);
+            self.restore_pending = false;
+            self.persister.set_leading(false);
+            supervisor.follow();
+            // Their inputs are the next leader's to apply: answered "queued".
+            self.waiters.clear();
+        }
+    }
+
+    /// A new term: the document (engine, input cursor, alert order) restarts
+    /// from the store (the previous leader's), the inputs after its cursor are
+    /// replayed, then the actuator may start. Retried on every loop turn until
+    /// the store answers; until then nothing is actuated or written.
+    pub(super) async fn take_over(&mut self, supervisor: &mut Supervisor) {
+        match restore(&self.config, &*self.store, &*self.audit).await {
+            Ok(restored) => {
+                tracing::warn!(message = "Took the lease: engine restored from the store.", epoch = self.lead.epoch, desired = %restored.engine.desired(), from_snapshot = restored.from_snapshot, inputs_applied = restored.progress.inputs_applied);
+                let now = Timestamp::now();
+                self.restore_pending = false;
+                self.engine = restored.engine;
+                self.progress = restored.progress;
+                // What the display engine did is not what this term does.
+                self.outcomes.clear();
+                self.gate = StartGate::new(restored.from_snapshot, &self.config);
+                self.persister.set_leading(true);
+                self.desired_tx.send_replace(self.engine.desired().clone());
+                self.execute(restored.commands, now).await;
+                self.refresh_gauges(now);
+                supervisor.lead(self.last_seen());
+                self.catch_up().await;
+            }
+            Err(error) => {
+                tracing::error!(message = "Took the lease but cannot read the engine snapshot; not actuating until it can be read.", %error);
+            }
+        }
+    }
+
+    /// What Talkdesk had when the engine last saw it (from the restored
+    /// snapshot, or the actuator's observations since): the new actuator
+    /// applies `on_drift` to a change made while none was running.
+    fn last_seen(&self) -> Option<Actual> {
+        self.engine.view(Timestamp::now()).actual
     }
 
     /// A configuration reload (`reload.rs`): the engine is rebuilt from the
@@ -290,7 +409,7 @@ impl Loop {
         self.persister.stepped(true);
         if let Some((key, at)) = stale {
             tracing::info!(message = "Ignored an alert update older than one already applied.", alert = %key, event_time = %at.to_rfc3339());
-            self.audit.record(AuditRecord::new(
+            self.audit_engine(AuditRecord::new(
                 now,
                 AuditKind::Alert,
                 format!(
@@ -342,6 +461,10 @@ impl Loop {
     /// Deletes applied inputs older than the retention, at most hourly. Only
     /// inputs a written snapshot records as applied are pruned.
     async fn prune_if_due(&mut self) {
+        // The leader's document is the one whose cursor counts.
+        if !self.lead.leader {
+            return;
+        }
         if self.last_prune.is_some_and(|t| t.elapsed() < PRUNE_EVERY) {
             return;
         }
@@ -381,7 +504,11 @@ impl Loop {
         let now = Timestamp::now();
         match c {
             Control::Applied { id, reply } => {
-                if id <= self.progress.inputs_applied {
+                if !self.lead.leader || self.restore_pending {
+                    // Only the leader's engine applies inputs for real: the
+                    // reply is dropped, so the API answers "queued" at once.
+                    drop(reply);
+                } else if id <= self.progress.inputs_applied {
                     let _ = reply.send(self.outcome(id));
                 } else {
                     self.waiters.entry(id).or_default().push(reply);
@@ -405,7 +532,10 @@ impl Loop {
             version: env!("CARGO_PKG_VERSION"),
             mode: self.engine.mode(),
             dry_run: self.config.raw.agent.dry_run,
-            leader: true,
+            leader: self.lead.leader,
+            leader_id: self.lead.leader_id.clone(),
+            epoch: self.lead.epoch,
+            instance_id: self.config.instance_id(),
             desired: self.engine.desired().clone(),
             actual: act.actual.clone(),
             converged: act.converged,
@@ -448,7 +578,7 @@ impl Loop {
                         .transitions_total
                         .with_label_values(&[to, cause.as_str()])
                         .inc();
-                    self.audit.record(
+                    self.audit_engine(
                         AuditRecord::new(
                             now,
                             AuditKind::Decision,
@@ -472,21 +602,21 @@ impl Loop {
                     detail,
                 } => {
                     tracing::info!(message = "Probe state changed.", probe = %probe, from = %from, to = %to, detail = %detail);
-                    self.audit.record(
+                    self.audit_engine(
                         AuditRecord::new(now, AuditKind::Probe, format!("{probe}: {from} -> {to} ({detail})"))
                             .with_data(serde_json::json!({ "probe": probe, "from": from, "to": to, "detail": detail })),
                     );
                 }
                 Command::RuleTransition { rule, from, to } => {
                     tracing::info!(message = "Rule state changed.", rule = %rule, from = %from, to = %to);
-                    self.audit.record(
+                    self.audit_engine(
                         AuditRecord::new(now, AuditKind::Rule, format!("{rule}: {from} -> {to}"))
                             .with_data(serde_json::json!({ "rule": rule, "from": from, "to": to })),
                     );
                 }
                 Command::Audit { kind, message } => {
                     tracing::info!(message = %message, kind = %kind);
-                    self.audit.record(AuditRecord::new(now, kind, message));
+                    self.audit_engine(AuditRecord::new(now, kind, message));
                 }
             }
         }
@@ -498,6 +628,15 @@ impl Loop {
         }
         if gauged {
             self.refresh_gauges(now);
+        }
+    }
+
+    /// Audits what the engine did, on the leader only: a follower's engine
+    /// decides nothing, and its transitions in the shared audit log would
+    /// read as decisions (its logs still show them).
+    fn audit_engine(&self, record: AuditRecord) {
+        if self.lead.leader {
+            self.audit.record(record);
         }
     }
 

@@ -12,9 +12,14 @@
 //! - `document.rs`: the stored document: the engine snapshot plus the last
 //!   queued input applied and the alerts' event-time memory.
 //! - `gate.rs`: `StartGate`, when the actuator may start after a fresh start.
-//! - `supervise.rs`: the actuator runs supervised (the agent exits 1 if it dies).
+//! - `supervise.rs`: the actuator runs supervised (the agent exits 1 if it
+//!   dies), one per leadership term, only while this replica leads.
 //! - `reload.rs`: `Reloader`, a configuration reload (SIGHUP, `POST /-/reload`)
 //!   validated, refused whole or applied in place without losing state.
+//!
+//! Leadership comes from `crate::cluster`: the loop hears of each change,
+//! restores the engine from the store when it takes the lease, and stops
+//! the actuator and snapshot writes when it loses it.
 //!
 //! Webhooks and operator changes reach the loop through the store's durable
 //! input queue (`store::inputs`); API requests that need an answer as

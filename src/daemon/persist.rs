@@ -8,6 +8,8 @@
 //! alerts' event-time memory. Operator changes and alerts are durable before
 //! they are applied (they are in the input queue); the snapshot only bounds
 //! how many of them a restart replays.
+//! Only the leader writes: on a follower every save is a no-op
+//! (`set_leading`), since the leader's document is the one that counts.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,6 +41,9 @@ pub(super) struct Persister {
     must_persist: bool,
     /// Whether the last snapshot write succeeded.
     persisted: bool,
+    /// Only the leader writes the snapshot: a follower's engine is for
+    /// display, and must not overwrite what the leader decided.
+    leading: bool,
     last_snapshot: Instant,
     /// `inputs_applied` of the last document written: inputs up to it may
     /// be pruned from the queue.
@@ -54,9 +59,15 @@ impl Persister {
             dirty: false,
             must_persist: false,
             persisted: true,
+            leading: true,
             last_snapshot: Instant::now(),
             saved_inputs: 0,
         }
+    }
+
+    /// Whether this replica leads (and so writes the snapshot).
+    pub(super) fn set_leading(&mut self, leading: bool) {
+        self.leading = leading;
     }
 
     /// The flag `/readyz` reads.
@@ -100,6 +111,11 @@ impl Persister {
     /// (dropping calls because a disk is full would be worse). Inputs stay in
     /// the queue meanwhile, so none is lost.
     pub(super) async fn save(&mut self, engine: &Engine, progress: &Progress) -> bool {
+        if !self.leading {
+            // Nothing of a follower's is durable: the leader's document is.
+            self.saved();
+            return true;
+        }
         let json = match serde_json::to_value(engine.snapshot())
             .and_then(|engine| document::encode(engine, progress))
         {
@@ -160,7 +176,9 @@ mod tests {
     use futures::future::BoxFuture;
 
     use super::*;
-    use crate::store::{Input, StoreError, StoredEvent, StoredInput};
+    use crate::store::{
+        Input, LeaseClaim, LeaseState, StoreError, StoredEvent, StoredInput, WriteClaim, WriteGrant,
+    };
     use crate::telemetry::audit::MemoryAudit;
 
     /// A store whose snapshot writes fail while `failing` is set.
@@ -211,6 +229,22 @@ mod tests {
         }
         fn prune_inputs(&self, _: i64, _: Timestamp) -> BoxFuture<'_, Result<u64, StoreError>> {
             Box::pin(async { Ok(0) })
+        }
+        fn claim_lease(&self, claim: &LeaseClaim) -> BoxFuture<'_, Result<LeaseState, StoreError>> {
+            let holder = claim.instance_id.clone();
+            Box::pin(async move {
+                Ok(LeaseState {
+                    holder,
+                    epoch: 1,
+                    held: true,
+                })
+            })
+        }
+        fn release_lease(&self, _: &LeaseClaim) -> BoxFuture<'_, Result<(), StoreError>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn claim_write(&self, _: &WriteClaim) -> BoxFuture<'_, Result<WriteGrant, StoreError>> {
+            Box::pin(async { Ok(WriteGrant::Refused) })
         }
     }
 
@@ -263,6 +297,33 @@ mod tests {
             "the progress rides in the document"
         );
         assert_eq!(saved["desired"], serde_json::json!({"state": "inactive"}));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_follower_writes_no_document_until_it_leads() {
+        let store = Arc::new(FlakyStore::default());
+        let mut p = Persister::new(store.clone(), Arc::new(MemoryAudit::default()));
+        let engine = engine();
+        let progress = Progress {
+            inputs_applied: 9,
+            ..Progress::default()
+        };
+        p.set_leading(false);
+        p.start(&engine, &progress).await;
+        assert!(ready(&p), "a follower is ready once it knows the lease");
+        p.stepped(true);
+        assert!(p.save(&engine, &progress).await);
+        assert!(
+            store.snapshot.lock().unwrap().is_none(),
+            "the leader's document is not overwritten"
+        );
+        assert_eq!(p.saved_inputs(), 0, "nothing written, nothing to prune");
+
+        p.set_leading(true);
+        assert!(p.save(&engine, &progress).await);
+        let saved = store.snapshot.lock().unwrap().clone().expect("written");
+        assert_eq!(saved["inputs_applied"], 9);
+        assert_eq!(p.saved_inputs(), 9);
     }
 
     #[tokio::test(start_paused = true)]

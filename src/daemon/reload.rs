@@ -15,7 +15,9 @@
 //!   clearing, as after a restart);
 //! - probes, self-check and calendar are stopped and started again from the
 //!   new configuration (their state lives in the engine, not in them);
-//! - the actuator gets the new Talkdesk client, options and profiles;
+//! - the actuator gets the new Talkdesk client, options and profiles (the
+//!   running one through its channel, later leadership terms' from the
+//!   supervisor);
 //! - the HTTP API is rebuilt behind the same socket (tokens, webhook
 //!   credentials, limits).
 //!
@@ -31,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 use super::event_loop::Loop;
 use super::inputs::spawn_inputs;
 use super::run::ApiParts;
+use super::supervise::Supervisor;
 use crate::calendar::Calendar;
 use crate::config::{self, Config};
 use crate::domain::Timestamp;
@@ -48,7 +51,6 @@ pub(super) struct Reloader {
     /// Stops the running probes and self-check.
     pub inputs_stop: CancellationToken,
     pub calendar: Calendar,
-    pub actuator: mpsc::Sender<Reconfigure>,
     /// The API the HTTP front serves (see `run::serve`).
     pub api: watch::Sender<Router>,
     pub api_parts: ApiParts,
@@ -60,11 +62,12 @@ impl Reloader {
     pub(super) async fn reload(
         &mut self,
         lp: &mut Loop,
+        supervisor: &mut Supervisor,
         actor: &str,
     ) -> Result<Reloaded, ReloadError> {
         let old = lp.config();
         let result = match prepare(&old) {
-            Ok(new) => self.apply(lp, &old, new).await,
+            Ok(new) => self.apply(lp, supervisor, &old, new).await,
             Err(e) => Err(e),
         };
         record(lp, actor, &old, &result);
@@ -74,14 +77,20 @@ impl Reloader {
     async fn apply(
         &mut self,
         lp: &mut Loop,
+        supervisor: &mut Supervisor,
         old: &Config,
         new: Config,
     ) -> Result<Reloaded, ReloadError> {
         let changed = changed_sections(old, &new);
         // Built before anything is stopped: if the new client or probes
         // cannot be built, nothing has changed yet.
-        let client = Client::from_config(&new.raw.talkdesk, lp.metrics(), lp.audit())
-            .map_err(|e| ReloadError::Invalid(vec![format!("talkdesk: {e}")]))?;
+        let client = Client::from_config(
+            &new.raw.talkdesk,
+            &new.instance_id(),
+            lp.metrics(),
+            lp.audit(),
+        )
+        .map_err(|e| ReloadError::Invalid(vec![format!("talkdesk: {e}")]))?;
         let new = Arc::new(new);
         let inputs = spawn_inputs(&new, &self.events, &lp.metrics(), &self.cancel)
             .await
@@ -94,9 +103,8 @@ impl Reloader {
 
         lp.reconfigure(new.clone(), inputs.probes).await;
         let opts = ActuatorOptions::from_config(&new.raw.talkdesk, new.raw.agent.dry_run);
-        let _ = self
-            .actuator
-            .send(Reconfigure {
+        supervisor
+            .reconfigure(Reconfigure {
                 client,
                 opts,
                 profiles: new.profiles.clone(),
@@ -129,7 +137,8 @@ fn prepare(old: &Config) -> Result<Config, ReloadError> {
     }
 }
 
-/// What only a restart can change: the socket is bound and the store open.
+/// What only a restart can change: the socket is bound, the store open, and
+/// the lease claimed under `[cluster]`'s instance id and timings.
 /// A reload that changes one of them is refused whole (rather than applied
 /// in part), so the running configuration always is one file's content.
 pub(super) fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
@@ -146,6 +155,13 @@ pub(super) fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
     {
         v.push(
             "store: url or password_file changed; the store is opened at start: restart the agent to apply it"
+                .to_string(),
+        );
+    }
+    // Compared in their serialized form (the section has no secrets).
+    if serde_json::to_value(&old.raw.cluster).ok() != serde_json::to_value(&new.raw.cluster).ok() {
+        v.push(
+            "cluster: changed; the lease is claimed at start under this instance id and timings: restart the agent to apply it"
                 .to_string(),
         );
     }
@@ -244,6 +260,14 @@ default = "+14155558888"
         let why = needs_restart(&old, &pg);
         assert!(why[0].starts_with("store"), "{why:?}");
         assert!(!why[0].contains("hunter2"), "{why:?}");
+        let replica = |id: &str| {
+            load(&format!(
+                "[store]\nurl = \"postgres://agent@db/x\"\n[cluster]\ninstance_id = \"{id}\""
+            ))
+        };
+        assert!(needs_restart(&replica("a"), &replica("a")).is_empty());
+        let why = needs_restart(&replica("a"), &replica("b"));
+        assert!(why[0].starts_with("cluster"), "{why:?}");
     }
 
     #[test]

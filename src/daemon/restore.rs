@@ -1,6 +1,6 @@
 //! Store -> engine: the engine as the last snapshot left it (with the loop's
 //! `Progress`: the last input applied, the alerts' event-time memory), or
-//! fresh.
+//! fresh. Used at start and again by a replica taking the lease over.
 
 use super::document::{self, Progress};
 use crate::config::Config;
@@ -58,11 +58,6 @@ pub(super) async fn restore(
         commands = engine.probe_cadences();
     }
     tracing::info!(message = "Engine ready.", desired = %engine.desired(), probes = config.probes.len(), rules = config.rules.len());
-    audit.record(AuditRecord::new(
-        now,
-        AuditKind::Start,
-        format!("agent started; desired state {}", engine.desired()),
-    ));
     Ok(Restored {
         engine,
         commands,

@@ -1,13 +1,16 @@
 //! `continuity-agent run`: the story of one process.
 //!
-//! [`run_with`] reads top to bottom: open the store -> restore the engine
-//! (`restore.rs`) -> build the channels and the actuator -> spawn the inputs
-//! (`inputs.rs`: probes, self-check, calendar) -> serve the HTTP API (its
-//! webhooks and operator changes go to the store's input queue, then wake the
-//! loop) -> run the event loop (`event_loop.rs`) -> drain. The actuator starts from the
-//! restored desired state, so a restart does not toggle anything; after a
-//! fresh start it waits for evidence (`gate.rs`), and it runs supervised
-//! (`supervise.rs`: the agent exits 1 if it dies). SIGHUP and
+//! [`run_with`] reads top to bottom: open the store -> claim the lease
+//! (`cluster`: a lone replica leads at once) -> restore the engine
+//! (`restore.rs`) -> build the channels and the actuator factory -> spawn the
+//! inputs (`inputs.rs`: probes, self-check, calendar) -> serve the HTTP API
+//! (its webhooks and operator changes go to the store's input queue, then
+//! wake the loop) -> run the event loop (`event_loop.rs`) -> drain -> release
+//! the lease. The actuator runs only while this replica leads, and every
+//! write it makes passes the fence (`cluster::Fence`). It starts from the
+//! restored desired state, so a restart or a takeover does not toggle
+//! anything; after a fresh start it waits for evidence (`gate.rs`), and it
+//! runs supervised (`supervise.rs`: the agent exits 1 if it dies). SIGHUP and
 //! `POST /-/reload` reload the configuration in the loop (`reload.rs`); the
 //! HTTP API is served behind a front that a reload can swap it in. On
 //! shutdown the inputs stop, requests already accepted are still applied,
@@ -25,19 +28,19 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::event_loop::{self, Inbox, Loop, Parts};
-use super::gate::StartGate;
 use super::inputs::spawn_inputs;
 use super::persist::Persister;
 use super::reload::Reloader;
-use super::restore::{Restored, restore};
-use super::supervise::Supervisor;
+use super::restore::restore;
+use super::supervise::{MakeActuator, Supervisor};
+use crate::cluster::{self, Fence, Leadership, LeadershipTask};
 use crate::config::Config;
 use crate::domain::{Desired, Timestamp};
-use crate::engine::{Engine, Event};
+use crate::engine::Event;
 use crate::server::control::{Control, ReloadError};
 use crate::server::{self, AppState};
 use crate::store::{self, Store, StoreAudit};
-use crate::talkdesk::actuator::{Actuator, ActuatorHandle, ActuatorOptions, Reconfigure};
+use crate::talkdesk::actuator::{self, Actuator, ActuatorHandle, ActuatorOptions, Reconfigure};
 use crate::talkdesk::client::Client;
 use crate::telemetry::{AuditKind, AuditRecord, AuditSink, KnownLabels, Metrics};
 
@@ -111,7 +114,6 @@ pub async fn run_with(
 ) -> Result<(), DaemonError> {
     let addr = listener.local_addr()?;
     let metrics = Metrics::new();
-    metrics.leader.set(1);
     metrics.init_series(&known_labels(&config));
 
     // Store and audit first: everything after this is audited.
@@ -123,14 +125,36 @@ pub async fn run_with(
         audit: audit.clone(),
     };
     let cancel = CancellationToken::new();
+    // The lease before the engine: a replica that leads restores the
+    // leader's document as its own; a follower restores it for display.
+    let mut leadership = cluster::spawn(
+        store.clone(),
+        &shared.config.cluster(),
+        shared.metrics.clone(),
+        shared.audit.clone(),
+        cancel.clone(),
+    )
+    .await;
+    let lead = leadership.rx.borrow_and_update().clone();
 
-    let Restored {
-        engine,
-        commands,
-        from_snapshot,
-        progress,
-    } = restore(&shared.config, &*store, &*shared.audit).await?;
-    let mut built = build(&shared, &engine, from_snapshot, &cancel)?;
+    let restored = restore(&shared.config, &*store, &*shared.audit).await?;
+    shared.audit.record(AuditRecord::new(
+        Timestamp::now(),
+        AuditKind::Start,
+        format!(
+            "agent {} started ({}); desired state {}",
+            shared.config.instance_id(),
+            role(&lead),
+            restored.engine.desired()
+        ),
+    ));
+    let mut built = build(
+        &shared,
+        restored.engine.desired(),
+        &store,
+        &leadership,
+        &cancel,
+    )?;
     // Inputs other replicas append wake this loop too.
     store.watch_inputs(built.inbox.wake.clone(), cancel.clone());
     let inputs = spawn_inputs(&shared.config, &built.events, &shared.metrics, &cancel).await?;
@@ -150,25 +174,25 @@ pub async fn run_with(
         cancel: cancel.clone(),
         inputs_stop: inputs.stop,
         calendar: inputs.calendar,
-        actuator: built.reconfigure.clone(),
         api,
         api_parts,
     };
     reload_on_sighup(built.control.clone(), &cancel);
     // The loop takes the engine over; the agent is ready once the first
-    // snapshot is on disk.
-    let mut lp = Loop::new(
+    // snapshot is on disk (the leader's) or the lease is known (a follower).
+    let (mut lp, commands) = Loop::new(
         &shared,
-        engine,
+        restored,
+        lead,
         Parts {
             persister,
             desired_tx: built.desired,
             probes: inputs.probes,
             actuator: built.actuator.clone(),
             store: store.clone(),
-            progress,
         },
     );
+    lp.begin(&mut built.supervisor);
     lp.start(commands).await;
     let _ = started.send(Running {
         metrics: shared.metrics.clone(),
@@ -178,7 +202,7 @@ pub async fn run_with(
         events: built.events.clone(),
         addr,
     });
-    tracing::info!(message = "continuity-agent is running.", listen = %addr, dry_run = shared.config.raw.agent.dry_run);
+    tracing::info!(message = "continuity-agent is running.", listen = %addr, dry_run = shared.config.raw.agent.dry_run, instance_id = %shared.config.instance_id());
     cancel_on(shutdown, cancel.clone());
 
     // Until shutdown (or the actuator dies), then drain.
@@ -186,8 +210,8 @@ pub async fn run_with(
         &mut lp,
         &mut built.inbox,
         &mut built.supervisor,
-        &built.gate,
         &mut reloader,
+        &mut leadership.rx,
         &cancel,
     )
     .await;
@@ -200,6 +224,8 @@ pub async fn run_with(
         &cancel,
     )
     .await;
+    // The actuator is done: hand the lease over at once.
+    leadership.release().await;
 
     shared.audit.record(AuditRecord::new(
         Timestamp::now(),
@@ -217,6 +243,14 @@ pub async fn run_with(
     }
 }
 
+fn role(lead: &Leadership) -> String {
+    match (&lead.leader_id, lead.leader) {
+        (_, true) => format!("leader, epoch {}", lead.epoch),
+        (Some(id), false) => format!("follower of {id}, epoch {}", lead.epoch),
+        (None, false) => "follower, leader unknown".to_string(),
+    }
+}
+
 /// The channels and the (not yet started) actuator around the restored engine.
 struct Built {
     /// Every input sends here.
@@ -227,35 +261,33 @@ struct Built {
     /// The loop publishes the desired state here, after persisting it.
     desired: watch::Sender<Desired>,
     supervisor: Supervisor,
+    /// Follows the actuator of each leadership term.
     actuator: ActuatorHandle,
-    /// A reload hands the running actuator its new client, options, profiles.
-    reconfigure: mpsc::Sender<Reconfigure>,
-    gate: StartGate,
 }
 
 fn build(
     shared: &Shared,
-    engine: &Engine,
-    from_snapshot: bool,
+    desired: &Desired,
+    store: &Arc<dyn Store>,
+    leadership: &LeadershipTask,
     cancel: &CancellationToken,
 ) -> Result<Built, DaemonError> {
     let (events_tx, events_rx) = mpsc::channel::<Event>(EVENT_QUEUE);
     let (control_tx, control_rx) = mpsc::channel::<Control>(CONTROL_QUEUE);
-    let (desired_tx, desired_rx) = watch::channel(engine.desired().clone());
-    let (reconfigure_tx, reconfigure_rx) = mpsc::channel(1);
-    // After a restore, what Talkdesk had when the agent last saw it: the
-    // actuator applies `on_drift` to a change made while it was away.
-    let last_seen = from_snapshot
-        .then(|| engine.view(Timestamp::now()).actual)
-        .flatten();
-    let actuator = build_actuator(shared)?
-        .with_reconfigure(reconfigure_rx)
-        .with_last_seen(last_seen);
-    let handle = actuator.handle();
-    // Started at once after a restore; on a fresh start only once the engine
-    // has evidence (see `StartGate`), so a fallback that is on (an outage in
-    // progress, a break-glass activation) is not switched off blindly.
-    let supervisor = Supervisor::new(actuator, desired_rx, events_tx.clone(), cancel.clone());
+    let (desired_tx, desired_rx) = watch::channel(desired.clone());
+    let (status_tx, handle) = actuator::status_channel();
+    let make = actuator_factory(shared, store, leadership, status_tx);
+    // Started while this replica leads: at once after a restore, after a
+    // fresh start only once the engine has evidence (see `StartGate`), so a
+    // fallback that is on (an outage in progress, a break-glass activation)
+    // is not switched off blindly.
+    let supervisor = Supervisor::new(
+        make,
+        talkdesk_parts(shared)?,
+        desired_rx,
+        events_tx.clone(),
+        cancel.clone(),
+    );
     Ok(Built {
         events: events_tx,
         control: control_tx,
@@ -267,25 +299,63 @@ fn build(
         desired: desired_tx,
         supervisor,
         actuator: handle,
-        reconfigure: reconfigure_tx,
-        gate: StartGate::new(from_snapshot, &shared.config),
     })
 }
 
-/// The actuator with its Talkdesk client, from the `[talkdesk]` section.
-fn build_actuator(shared: &Shared) -> Result<Actuator, DaemonError> {
+/// The Talkdesk client, options and profiles from the `[talkdesk]` section
+/// (a reload builds them again, `reload.rs`). The client (token cache,
+/// connections) is shared by every term until a reload replaces it.
+fn talkdesk_parts(shared: &Shared) -> Result<Reconfigure, DaemonError> {
     let config = &shared.config;
     let td = &config.raw.talkdesk;
-    let client = Client::from_config(td, shared.metrics.clone(), shared.audit.clone())
-        .map_err(|e| DaemonError::Talkdesk(e.to_string()))?;
-    let opts = ActuatorOptions::from_config(td, config.raw.agent.dry_run);
-    Ok(Actuator::new(
-        client,
-        opts,
-        config.profiles.clone(),
+    let client = Client::from_config(
+        td,
+        &config.instance_id(),
         shared.metrics.clone(),
         shared.audit.clone(),
-    ))
+    )
+    .map_err(|e| DaemonError::Talkdesk(e.to_string()))?;
+    Ok(Reconfigure {
+        client,
+        opts: ActuatorOptions::from_config(td, config.raw.agent.dry_run),
+        profiles: config.profiles.clone(),
+    })
+}
+
+/// Builds the actuator of each leadership term from the current Talkdesk
+/// parts, fenced by the lease, reporting to one status channel.
+fn actuator_factory(
+    shared: &Shared,
+    store: &Arc<dyn Store>,
+    leadership: &LeadershipTask,
+    status: watch::Sender<actuator::ActuatorStatus>,
+) -> MakeActuator {
+    let (store, rx, claim) = (
+        store.clone(),
+        leadership.rx.clone(),
+        leadership.claim.clone(),
+    );
+    // The fence's margin: the lease must outlive a whole request.
+    let request_timeout = shared.config.raw.talkdesk.request_timeout.get();
+    let (metrics, audit) = (shared.metrics.clone(), shared.audit.clone());
+    Box::new(move |parts: Reconfigure| {
+        let fence = Fence::new(
+            store.clone(),
+            rx.clone(),
+            claim.clone(),
+            request_timeout,
+            audit.clone(),
+        );
+        Actuator::new(
+            parts.client,
+            parts.opts,
+            parts.profiles,
+            metrics.clone(),
+            audit.clone(),
+        )
+        .with_may_write(Arc::new(fence))
+        .reporting_to(status.clone())
+    })
 }
 
 /// What the HTTP API is built from besides the configuration, kept so a

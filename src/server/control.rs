@@ -83,7 +83,16 @@ pub struct StatusDoc {
     /// `automatic`, `override`, `flapping`, `drill`, `maintenance`, `blind`.
     pub mode: Mode,
     pub dry_run: bool,
+    /// This replica holds the lease and may write to Talkdesk (computed
+    /// from the lease, like `continuity_leader`).
     pub leader: bool,
+    /// The instance holding the lease as last seen (`null` before the first
+    /// claim was answered); this replica's own id when it leads.
+    pub leader_id: Option<String>,
+    /// The lease epoch last seen: each change of leader adds one.
+    pub epoch: i64,
+    /// This replica's `cluster.instance_id`.
+    pub instance_id: String,
     pub desired: Desired,
     pub actual: Actual,
     pub converged: bool,

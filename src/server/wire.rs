@@ -160,6 +160,15 @@ impl From<StoredEvent> for EventItem {
 pub struct StatusReport {
     pub mode: crate::engine::Mode,
     pub dry_run: bool,
+    /// Leadership (`#[serde(default)]`: an agent older than `[cluster]`).
+    #[serde(default)]
+    pub leader: bool,
+    #[serde(default)]
+    pub leader_id: Option<String>,
+    #[serde(default)]
+    pub epoch: i64,
+    #[serde(default)]
+    pub instance_id: String,
     pub desired: Desired,
     pub actual: Actual,
     pub converged: bool,

@@ -268,6 +268,24 @@ mod tests {
         fn prune_inputs(&self, _: i64, _: Timestamp) -> BoxFuture<'_, Result<u64, StoreError>> {
             unreachable!("the queue only appends")
         }
+        fn claim_lease(
+            &self,
+            _: &crate::store::LeaseClaim,
+        ) -> BoxFuture<'_, Result<crate::store::LeaseState, StoreError>> {
+            unreachable!("the queue only appends")
+        }
+        fn release_lease(
+            &self,
+            _: &crate::store::LeaseClaim,
+        ) -> BoxFuture<'_, Result<(), StoreError>> {
+            unreachable!("the queue only appends")
+        }
+        fn claim_write(
+            &self,
+            _: &crate::store::WriteClaim,
+        ) -> BoxFuture<'_, Result<crate::store::WriteGrant, StoreError>> {
+            unreachable!("the queue only appends")
+        }
     }
 
     fn release(actor: &str) -> Input {

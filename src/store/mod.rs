@@ -5,7 +5,7 @@
 //!
 //! `Store` is the seam for the backends: SQLite (`sqlite.rs`, embedded
 //! default, one replica) and PostgreSQL (`postgres/`, a database several
-//! replicas can share; leader election comes later). Both hold the same
+//! replicas can share). Both hold the same
 //! model: every row carries the account it belongs to, a store handle is
 //! opened for one account (`DEFAULT_ACCOUNT` until several Talkdesk accounts
 //! exist), and both refuse a database migrated by a newer build. The engine
@@ -20,6 +20,7 @@
 pub mod audit;
 mod error;
 pub mod inputs;
+pub mod lease;
 pub mod postgres;
 pub mod sqlite;
 
@@ -28,6 +29,7 @@ use futures::future::BoxFuture;
 pub use audit::StoreAudit;
 pub use error::StoreError;
 pub use inputs::{Input, StoredInput};
+pub use lease::{LeaseClaim, LeaseState, WriteClaim, WriteGrant};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -84,6 +86,14 @@ pub trait Store: Send + Sync + 'static {
         _cancel: tokio_util::sync::CancellationToken,
     ) {
     }
+    /// Renews or takes this account's lease (see [`lease`] for the rules).
+    fn claim_lease(&self, claim: &LeaseClaim) -> BoxFuture<'_, Result<LeaseState, StoreError>>;
+    /// Ends this process's lease now (graceful shutdown), so another
+    /// replica need not wait for it to expire. A lease it does not hold is
+    /// left alone.
+    fn release_lease(&self, claim: &LeaseClaim) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Checks that `claim` may write now and records the write if so.
+    fn claim_write(&self, claim: &WriteClaim) -> BoxFuture<'_, Result<WriteGrant, StoreError>>;
 }
 
 /// The account of a configuration without several Talkdesk accounts.

@@ -8,14 +8,22 @@ use std::sync::{Arc, Mutex};
 use futures::future::BoxFuture;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::{Input, Store, StoreError, StoredEvent, StoredInput};
+use super::{
+    Input, LeaseClaim, LeaseState, Store, StoreError, StoredEvent, StoredInput, WriteClaim,
+    WriteGrant,
+};
 use crate::domain::Timestamp;
 use crate::telemetry::AuditRecord;
 
 /// Schema steps, applied once each and in order, all in one transaction;
 /// `meta.schema_version` records the last one applied. The same model as the
 /// PostgreSQL store (`postgres/migrations/`): never edit a released step.
-const MIGRATIONS: &[(i64, &str)] = &[(1, V1_INITIAL), (2, V2_ACCOUNT), (3, V3_INPUTS)];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, V1_INITIAL),
+    (2, V2_ACCOUNT),
+    (3, V3_INPUTS),
+    (4, V4_LEASES),
+];
 
 /// The newest schema version this build knows.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
@@ -64,6 +72,30 @@ CREATE TABLE inputs (
     input       TEXT NOT NULL
 );
 CREATE INDEX inputs_account_id ON inputs (account, id);
+";
+
+/// Leadership, as in the PostgreSQL store (`store::lease`). A SQLite file
+/// serves one replica, which always wins its claim (a restarted process
+/// takes over at once); the epoch still counts its terms, and its writes are
+/// recorded alike. Times are this host's
+/// wall-clock milliseconds: there is no other clock to disagree with.
+const V4_LEASES: &str = "
+CREATE TABLE leases (
+    account     TEXT PRIMARY KEY,
+    holder      TEXT NOT NULL,
+    token       TEXT NOT NULL,
+    epoch       INTEGER NOT NULL,
+    acquired_at INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL
+);
+CREATE TABLE writes (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    account TEXT NOT NULL,
+    epoch   INTEGER NOT NULL,
+    holder  TEXT NOT NULL,
+    op      TEXT NOT NULL,
+    at      INTEGER NOT NULL
+);
 ";
 
 #[derive(Clone)]
@@ -313,6 +345,97 @@ impl Store for SqliteStore {
                 params![&*account, applied, before.as_millis()],
             )?;
             Ok(n as u64)
+        })
+    }
+
+    fn claim_lease(&self, claim: &LeaseClaim) -> BoxFuture<'_, Result<LeaseState, StoreError>> {
+        let account = self.account.clone();
+        let claim = claim.clone();
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let now = Timestamp::now().as_millis();
+            let expires = now.saturating_add(claim.ttl.as_millis() as i64);
+            let current: Option<(String, String, i64, i64)> = tx
+                .query_row(
+                    "SELECT holder, token, epoch, expires_at FROM leases WHERE account = ?1",
+                    params![&*account],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .optional()?;
+            // One replica per file: the claim always wins; only a renewal of
+            // this process's own live lease keeps the epoch.
+            let state = match current {
+                Some((_, token, epoch, until)) if token == claim.token && until > now => {
+                    tx.execute(
+                        "UPDATE leases SET expires_at = ?2 WHERE account = ?1",
+                        params![&*account, expires],
+                    )?;
+                    LeaseState {
+                        holder: claim.instance_id.clone(),
+                        epoch,
+                        held: true,
+                    }
+                }
+                previous => {
+                    let epoch = previous.map_or(1, |p| p.2 + 1);
+                    tx.execute(
+                        "INSERT INTO leases (account, holder, token, epoch, acquired_at, expires_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                         ON CONFLICT (account) DO UPDATE SET holder = excluded.holder,
+                             token = excluded.token, epoch = excluded.epoch,
+                             acquired_at = excluded.acquired_at, expires_at = excluded.expires_at",
+                        params![&*account, claim.instance_id, claim.token, epoch, now, expires],
+                    )?;
+                    LeaseState {
+                        holder: claim.instance_id.clone(),
+                        epoch,
+                        held: true,
+                    }
+                }
+            };
+            tx.commit()?;
+            Ok(state)
+        })
+    }
+
+    fn release_lease(&self, claim: &LeaseClaim) -> BoxFuture<'_, Result<(), StoreError>> {
+        let account = self.account.clone();
+        let token = claim.token.clone();
+        self.with(move |c| {
+            c.execute(
+                "UPDATE leases SET expires_at = ?3 WHERE account = ?1 AND token = ?2",
+                params![&*account, token, Timestamp::now().as_millis()],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn claim_write(&self, claim: &WriteClaim) -> BoxFuture<'_, Result<WriteGrant, StoreError>> {
+        let account = self.account.clone();
+        let claim = claim.clone();
+        self.with(move |c| {
+            let now = Timestamp::now().as_millis();
+            let need = now.saturating_add(claim.margin.as_millis() as i64);
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let until: Option<i64> = tx
+                .query_row(
+                    "SELECT expires_at FROM leases
+                     WHERE account = ?1 AND token = ?2 AND epoch = ?3 AND expires_at > ?4",
+                    params![&*account, claim.token, claim.epoch, need],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(until) = until else {
+                return Ok(WriteGrant::Refused);
+            };
+            tx.execute(
+                "INSERT INTO writes (account, epoch, holder, op, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![&*account, claim.epoch, claim.instance_id, claim.op, now],
+            )?;
+            tx.commit()?;
+            Ok(WriteGrant::Granted {
+                remaining: std::time::Duration::from_millis((until - now).max(0) as u64),
+            })
         })
     }
 }

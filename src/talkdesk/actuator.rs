@@ -27,6 +27,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
@@ -42,8 +43,23 @@ use crate::domain::{Actual, Desired, Profile, Timestamp};
 use crate::engine::event::Event;
 use crate::telemetry::{AuditSink, Metrics};
 
-/// Leadership check run before every write; `false` means "do not write".
-pub type MayWrite = Arc<dyn Fn() -> bool + Send + Sync>;
+/// The check run right before every write: `false` means "do not write"
+/// (another replica leads, or this one's lease is too short for the
+/// request). Async because it asks the store (`cluster::Fence`).
+pub trait WriteFence: Send + Sync {
+    fn may_write(&self, op: super::Op) -> BoxFuture<'_, bool>;
+}
+
+/// A shared [`WriteFence`].
+pub type MayWrite = Arc<dyn WriteFence>;
+
+/// A fence from a plain predicate (tests, and callers without a store).
+impl<F: Fn() -> bool + Send + Sync> WriteFence for F {
+    fn may_write(&self, _op: super::Op) -> BoxFuture<'_, bool> {
+        let allowed = self();
+        Box::pin(async move { allowed })
+    }
+}
 
 /// How long an event may wait for room in the engine's channel.
 const EMIT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -152,6 +168,12 @@ impl ActuatorHandle {
     }
 }
 
+/// A status channel that outlives any one actuator, and a handle on it.
+pub fn status_channel() -> (watch::Sender<ActuatorStatus>, ActuatorHandle) {
+    let (tx, rx) = watch::channel(ActuatorStatus::default());
+    (tx, ActuatorHandle { rx })
+}
+
 /// Fields are shared with [`apply`](super::apply) and [`drift`](super::drift),
 /// which implement the attempt and the read-back on this same state.
 pub struct Actuator {
@@ -178,7 +200,9 @@ pub struct Actuator {
 }
 
 /// What a configuration reload hands the running actuator. Its belief about
-/// Talkdesk is kept: it then writes only what the new profiles change.
+/// Talkdesk is kept: it then writes only what the new profiles change. The
+/// daemon also builds each leadership term's actuator from the latest one.
+#[derive(Clone)]
 pub struct Reconfigure {
     pub client: Client,
     pub opts: ActuatorOptions,
@@ -236,6 +260,15 @@ impl Actuator {
     /// Install the leadership check run before every write (default: always allowed).
     pub fn with_may_write(mut self, may_write: MayWrite) -> Actuator {
         self.may_write = Some(may_write);
+        self
+    }
+
+    /// Reports to `status` instead of its own channel, so the handles of
+    /// `status` follow this actuator (the daemon makes one per leadership
+    /// term, all reporting to one channel; see [`status_channel`]).
+    pub fn reporting_to(mut self, status: watch::Sender<ActuatorStatus>) -> Actuator {
+        status.send_replace(self.status.clone());
+        self.status_tx = status;
         self
     }
 

@@ -17,7 +17,10 @@
 //! - **After a failed write the written part is unknown:** the PUT may still
 //!   have been applied, so it is read again before the next attempt.
 //! - **`dry_run`** plans as usual and audits each write instead of making it;
-//!   **fencing** (`may_write`) is checked before every single write; a
+//!   **fencing** (`may_write`, an async [`WriteFence`](super::actuator::WriteFence),
+//!   `cluster::Fence` in the daemon) is checked right before every single
+//!   write, after the access token is ready so nothing slow sits between the
+//!   check and the request; a
 //!   **shutdown** is checked before every call, never during one.
 
 use std::time::Duration;
@@ -118,12 +121,13 @@ impl Actuator {
             if shutdown.is_cancelled() {
                 return Ok(Outcome::Shutdown);
             }
-            if self
-                .may_write
-                .as_ref()
-                .is_some_and(|may_write| !may_write())
-            {
-                return Ok(Outcome::Fenced);
+            if let Some(fence) = &self.may_write {
+                // A token first, so nothing slow sits between the fence and
+                // the request it allows.
+                self.client.ready_token().await?;
+                if !fence.may_write(step.op()).await {
+                    return Ok(Outcome::Fenced);
+                }
             }
             self.write(step).await?;
             self.observed(events).await;

@@ -43,7 +43,13 @@ pub struct ClientConfig {
     pub activation_path: String,
     /// Bound of each request (token, settings, activation), body included.
     pub request_timeout: Duration,
+    /// Sent on every request as `X-Continuity-Agent-Instance`, so Talkdesk's
+    /// side (and the simulator's journal) shows which replica called.
+    pub instance_id: String,
 }
+
+/// The header naming the calling instance.
+pub const INSTANCE_HEADER: &str = "x-continuity-agent-instance";
 
 /// API base per region (reference/talkdesk-api.md section 2).
 pub fn region_api_base(region: &str) -> Option<&'static str> {
@@ -125,6 +131,7 @@ impl ClientConfig {
             settings_path: cfg.settings_path.clone(),
             activation_path: cfg.activation_path.clone(),
             request_timeout: cfg.request_timeout.get(),
+            instance_id: crate::config::schema::defaults::instance_id(),
         };
         c.validate()?;
         Ok(c)
@@ -142,6 +149,7 @@ impl ClientConfig {
             settings_path: crate::config::schema::defaults::SETTINGS_PATH.to_string(),
             activation_path: crate::config::schema::defaults::ACTIVATION_PATH.to_string(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            instance_id: crate::config::schema::defaults::instance_id(),
         }
     }
 
@@ -203,8 +211,11 @@ impl Client {
     /// the break-glass commands build it, so both talk to Talkdesk alike.
     /// A loaded daemon configuration always has the secret; its absence is
     /// still a [`TalkdeskError::Config`], never an empty credential.
+    /// `instance_id` names this process on every request (see
+    /// [`ClientConfig::instance_id`]).
     pub fn from_config(
         cfg: &TalkdeskConfig,
+        instance_id: &str,
         metrics: Metrics,
         audit: Arc<dyn AuditSink>,
     ) -> Result<Client, TalkdeskError> {
@@ -214,7 +225,11 @@ impl Client {
                     .into(),
             )
         })?;
-        Client::new(ClientConfig::from_config(cfg, secret)?, metrics, audit)
+        let config = ClientConfig {
+            instance_id: instance_id.to_string(),
+            ..ClientConfig::from_config(cfg, secret)?
+        };
+        Client::new(config, metrics, audit)
     }
 
     /// A client for an already resolved configuration (tests and the demo
@@ -231,8 +246,20 @@ impl Client {
             // (needed to reach Talkdesk itself) must not capture it.
             builder = builder.no_proxy();
         }
+        let instance =
+            reqwest::header::HeaderValue::from_str(&config.instance_id).map_err(|_| {
+                TalkdeskError::Config(format!(
+                    "instance id {:?} cannot be sent as an HTTP header",
+                    config.instance_id
+                ))
+            })?;
+        let headers = reqwest::header::HeaderMap::from_iter([(
+            reqwest::header::HeaderName::from_static(INSTANCE_HEADER),
+            instance,
+        )]);
         let http = builder
             .user_agent(USER_AGENT)
+            .default_headers(headers)
             .connect_timeout(config.request_timeout)
             // A redirect from the API or the token endpoint is unexpected;
             // following it could send credentials somewhere else.
@@ -260,6 +287,14 @@ impl Client {
                 observer,
             }),
         })
+    }
+
+    /// Makes sure a valid access token is cached (fetching one if needed),
+    /// so the next call does not start with a token request. The actuator
+    /// calls it before the write fence: the time between the fence's check
+    /// and the write it allows is then only the write itself.
+    pub async fn ready_token(&self) -> Result<(), TalkdeskError> {
+        self.inner.auth.token().await.map(|_| ())
     }
 
     /// `GET {api_base}{settings_path}`.
@@ -582,20 +617,21 @@ mod tests {
     #[test]
     fn from_config_needs_the_secret_and_never_substitutes_one() {
         let audit: Arc<dyn AuditSink> = Arc::new(crate::telemetry::audit::NoAudit);
-        let err = Client::from_config(&cfg(), Metrics::new(), audit.clone()).unwrap_err();
+        let err = Client::from_config(&cfg(), "test", Metrics::new(), audit.clone()).unwrap_err();
         assert!(matches!(&err, TalkdeskError::Config(m) if m.contains("talkdesk.client_secret")));
         let with_secret = TalkdeskConfig {
             client_secret: Some(SecretString::from("hunter2-very-secret")),
             ..cfg()
         };
-        let client = Client::from_config(&with_secret, Metrics::new(), audit.clone()).unwrap();
+        let client =
+            Client::from_config(&with_secret, "test", Metrics::new(), audit.clone()).unwrap();
         assert_eq!(client.inner.api_base, "https://api.talkdeskapp.com");
         // Errors of the config part come through unchanged.
         let no_id = TalkdeskConfig {
             client_id: None,
             ..with_secret
         };
-        let err = Client::from_config(&no_id, Metrics::new(), audit).unwrap_err();
+        let err = Client::from_config(&no_id, "test", Metrics::new(), audit).unwrap_err();
         assert!(matches!(&err, TalkdeskError::Config(m) if m.contains("client_id")));
     }
 

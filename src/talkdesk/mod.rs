@@ -21,12 +21,12 @@
 //! Wiring, as the daemon does it:
 //!
 //! ```no_run
-//! # use std::{collections::BTreeMap, sync::Arc, time::Duration};
+//! # use std::{collections::BTreeMap, sync::Arc};
 //! # use continuity_agent::{config::schema::TalkdeskConfig, domain::{Desired, Profile}, telemetry::{Metrics, audit::NoAudit}};
 //! # use continuity_agent::talkdesk::{Actuator, ActuatorOptions, Client};
 //! # async fn wire(cfg: TalkdeskConfig, profiles: BTreeMap<String, Profile>) -> Result<(), Box<dyn std::error::Error>> {
 //! let metrics = Metrics::new();
-//! let client = Client::from_config(&cfg, metrics.clone(), Arc::new(NoAudit))?;
+//! let client = Client::from_config(&cfg, "replica-a", metrics.clone(), Arc::new(NoAudit))?;
 //! let opts = ActuatorOptions::from_config(&cfg, /* dry_run */ false);
 //! let actuator = Actuator::new(client, opts, profiles, metrics, Arc::new(NoAudit));
 //! let status = actuator.handle(); // for /v1/status: status.status()

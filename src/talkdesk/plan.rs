@@ -30,6 +30,16 @@ pub enum Step {
     PutActivation(bool),
 }
 
+impl Step {
+    /// The Talkdesk operation this step is.
+    pub fn op(&self) -> super::Op {
+        match self {
+            Step::PutSettings(_) => super::Op::PutSettings,
+            Step::PutActivation(_) => super::Op::PutActivation,
+        }
+    }
+}
+
 impl std::fmt::Display for Step {
     /// How a step reads in logs and audit records.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -51,6 +51,8 @@ pub enum AuditKind {
     Talkdesk,
     /// A configuration reload was applied or refused.
     Reload,
+    /// This replica took or lost the lease, or a write was fenced off.
+    Leadership,
     /// A kind this version does not write, read back from a store.
     Other(UnknownKind),
 }
@@ -63,7 +65,7 @@ pub struct UnknownKind(String);
 
 impl AuditKind {
     /// Every kind this version writes.
-    pub const KNOWN: [AuditKind; 17] = [
+    pub const KNOWN: [AuditKind; 18] = [
         AuditKind::Decision,
         AuditKind::Probe,
         AuditKind::Rule,
@@ -81,6 +83,7 @@ impl AuditKind {
         AuditKind::Drift,
         AuditKind::Talkdesk,
         AuditKind::Reload,
+        AuditKind::Leadership,
     ];
 
     /// The stored and served form.
@@ -103,6 +106,7 @@ impl AuditKind {
             AuditKind::Drift => "drift",
             AuditKind::Talkdesk => "talkdesk",
             AuditKind::Reload => "reload",
+            AuditKind::Leadership => "leadership",
             AuditKind::Other(UnknownKind(s)) => s,
         }
     }
@@ -220,6 +224,7 @@ mod tests {
             "drift",
             "talkdesk",
             "reload",
+            "leadership",
         ];
         let got: Vec<&str> = AuditKind::KNOWN.iter().map(AuditKind::as_str).collect();
         assert_eq!(got, expected);

@@ -91,6 +91,9 @@ pub struct Metrics {
     pub talkdesk_request_duration_seconds: HistogramVec,
     pub override_active: IntGauge,
     pub leader: IntGauge,
+    /// The lease epoch this replica last saw (0: none yet). Not in the
+    /// contract list: an epoch that moves is a leadership change.
+    pub epoch: IntGauge,
     pub flapping: IntGauge,
     pub blind: IntGauge,
     /// Seconds since desired and actual started to differ (0 when converged).
@@ -214,6 +217,10 @@ impl Metrics {
             leader: reg!(IntGauge::new(
                 "continuity_leader",
                 "Whether this replica is the leader and may actuate (0/1)."
+            )),
+            epoch: reg!(IntGauge::new(
+                "continuity_epoch",
+                "The leadership epoch this replica last saw (each change of leader adds one)."
             )),
             flapping: reg!(IntGauge::new(
                 "continuity_flapping",

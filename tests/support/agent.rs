@@ -64,6 +64,11 @@ impl AgentProcess {
         }
     }
 
+    /// The process id (for signals such as SIGSTOP/SIGCONT).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

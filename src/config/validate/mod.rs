@@ -41,7 +41,13 @@ pub(super) fn validate(
     strictness: Strictness,
 ) -> Result<Config, ConfigErrors> {
     agent::agent(cx, &raw.agent);
-    store::store(cx, &mut raw.store, raw.cluster.as_ref(), base);
+    store::store(
+        cx,
+        &mut raw.store,
+        raw.cluster.as_ref(),
+        raw.talkdesk.request_timeout,
+        base,
+    );
     talkdesk::talkdesk(cx, &mut raw.talkdesk, base, strictness);
     let profiles = profiles::profiles(cx, &raw.profiles);
     // Names that exist even if their element failed to parse, so that a broken

@@ -1,9 +1,12 @@
 //! `[store]` and `[cluster]`: where state lives and who may write it.
+//! `[cluster]` needs a postgres store; its timings must let a leader step
+//! down before its lease can pass on, and let a write fit in the lease.
 
 use std::path::Path;
 
 use super::secrets::secret;
 use super::shared::IDENT;
+use crate::config::Dur;
 use crate::config::load::Cx;
 use crate::config::schema::*;
 
@@ -11,6 +14,7 @@ pub(super) fn store(
     cx: &mut Cx,
     s: &mut StoreConfig,
     cluster: Option<&ClusterConfig>,
+    request_timeout: Dur,
     base: &Path,
 ) {
     let postgres = s.url.starts_with("postgres://") || s.url.starts_with("postgresql://");
@@ -51,13 +55,6 @@ pub(super) fn store(
             cx.err("store.url", why);
         }
     }
-    if cluster.is_some() {
-        // Honest rather than a surprise at `run`: a config that validates must run.
-        cx.err(
-            "cluster",
-            "several replicas (leader election) are not available in this build yet; run one replica without [cluster]",
-        );
-    }
     if let Some(c) = cluster {
         if !postgres {
             cx.err("cluster", "[cluster] needs a postgres store: replicas share state and elect a leader through PostgreSQL");
@@ -75,6 +72,16 @@ pub(super) fn store(
             cx.err(
                 "cluster.renew_deadline",
                 format!("must be shorter than lease_ttl ({} >= {}): a leader must step down before its lease can pass to another", c.renew_deadline, c.lease_ttl),
+            );
+        }
+        // Renewed every lease_ttl / 3, a leader has at least 2/3 of the lease
+        // left at steady state; a write is sent only while the lease outlives
+        // it (cluster::Fence), so a longer request could never be sent.
+        let steady = c.lease_ttl.get() - c.lease_ttl.get() / 3;
+        if request_timeout.get() >= steady {
+            cx.err(
+                "talkdesk.request_timeout",
+                format!("must be shorter than 2/3 of cluster.lease_ttl ({request_timeout} with lease_ttl {}): a write is sent only while the lease outlives it", c.lease_ttl),
             );
         }
     }

@@ -19,6 +19,12 @@ pub fn status(doc: &StatusReport) -> String {
         ", NOT converged"
     };
     let _ = writeln!(out, "mode:      {}{dry_run}", doc.mode);
+    let role = match (doc.leader, doc.leader_id.as_deref()) {
+        (true, _) => format!("leader, epoch {}", doc.epoch),
+        (false, Some(leader)) => format!("follower of {leader}, epoch {}", doc.epoch),
+        (false, None) => "follower, leader unknown".to_string(),
+    };
+    let _ = writeln!(out, "replica:   {} ({role})", doc.instance_id);
     let _ = writeln!(out, "desired:   {}", desired_text(&doc.desired));
     let _ = writeln!(
         out,
@@ -362,6 +368,9 @@ when = { alert = ['alertname="VoiceDown"'] }
             mode: engine.mode(),
             dry_run: true,
             leader: true,
+            leader_id: Some("replica-a".into()),
+            epoch: 3,
+            instance_id: "replica-a".into(),
             desired: engine.desired().clone(),
             actual: act.actual.clone(),
             converged: act.converged,
@@ -385,6 +394,7 @@ when = { alert = ['alertname="VoiceDown"'] }
         let until = view.override_.as_ref().unwrap().until;
         for line in [
             "mode:      override (dry run)\n".to_string(),
+            "replica:   replica-a (leader, epoch 3)\n".to_string(),
             "desired:   ACTIVE (profile backup)\n".to_string(),
             "talkdesk:  fallback unknown, NOT converged\n".to_string(),
             "last error: Talkdesk answered 503 (attempt 3, still retrying)\n".to_string(),
@@ -467,7 +477,7 @@ when = { alert = ['alertname="VoiceDown"'] }
         let out = status(&report);
         assert!(
             out.starts_with(
-                "mode:      override\ndesired:   inactive\ntalkdesk:  fallback off, converged\nprobes:\n"
+                "mode:      override\nreplica:   replica-a (leader, epoch 3)\ndesired:   inactive\ntalkdesk:  fallback off, converged\nprobes:\n"
             ),
             "{out}"
         );

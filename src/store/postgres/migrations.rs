@@ -20,6 +20,7 @@ use crate::store::StoreError;
 /// `(version, name, sql)`, versions strictly increasing.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("migrations/0001_initial.sql")),
+    (2, "leases", include_str!("migrations/0002_leases.sql")),
     (3, "inputs", include_str!("migrations/0003_inputs.sql")),
 ];
 

@@ -18,6 +18,10 @@
 //! reports 503 until the database answers again. Nothing here retries on its
 //! own: a write that might or might not have committed is the caller's call.
 //!
+//! Leases (`store::lease`): the claim and the write check are single
+//! statements judged by the database's `now()`; row locks taken by
+//! `ON CONFLICT DO UPDATE` serialize concurrent claimants.
+//!
 //! A handle is opened for one account (`store::DEFAULT_ACCOUNT` today): every
 //! row it writes carries that account and it reads no other account's rows.
 //!
@@ -30,6 +34,8 @@ mod listen;
 mod migrations;
 mod tls;
 
+use std::time::Duration;
+
 use futures::future::BoxFuture;
 use secrecy::SecretString;
 
@@ -37,7 +43,10 @@ pub use connect::ConnectOptions;
 pub use migrations::LATEST as SCHEMA_VERSION;
 pub use migrations::versions as schema_versions;
 
-use super::{Input, Store, StoreError, StoredEvent, StoredInput};
+use super::{
+    Input, LeaseClaim, LeaseState, Store, StoreError, StoredEvent, StoredInput, WriteClaim,
+    WriteGrant,
+};
 use crate::domain::Timestamp;
 use crate::telemetry::AuditRecord;
 
@@ -303,6 +312,99 @@ impl Store for PostgresStore {
         cancel: tokio_util::sync::CancellationToken,
     ) {
         listen::spawn(self.options.clone(), self.account.clone(), wake, cancel);
+    }
+    fn claim_lease(&self, claim: &LeaseClaim) -> BoxFuture<'_, Result<LeaseState, StoreError>> {
+        let claim = claim.clone();
+        Box::pin(async move {
+            let client = self.pool.get().await?;
+            // Renew (same token, not expired: same epoch) or take over (expired,
+            // or held by an earlier process of this same instance: epoch + 1);
+            // another instance's live lease is left alone.
+            let stmt = client
+                .prepare_cached(
+                    "INSERT INTO leases AS l (account, holder, token, epoch, acquired_at, expires_at)
+                     VALUES ($1, $2, $3, 1, now(), now() + make_interval(secs => $4))
+                     ON CONFLICT (account) DO UPDATE SET
+                         epoch = CASE WHEN l.token = excluded.token AND l.expires_at > now()
+                                      THEN l.epoch ELSE l.epoch + 1 END,
+                         acquired_at = CASE WHEN l.token = excluded.token AND l.expires_at > now()
+                                      THEN l.acquired_at ELSE now() END,
+                         holder = excluded.holder,
+                         token = excluded.token,
+                         expires_at = excluded.expires_at
+                     WHERE l.token = excluded.token OR l.expires_at <= now()
+                        OR l.holder = excluded.holder
+                     RETURNING holder, epoch",
+                )
+                .await?;
+            let ttl = claim.ttl.as_secs_f64();
+            let args: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+                [&self.account, &claim.instance_id, &claim.token, &ttl];
+            if let Some(row) = client.query_opt(&stmt, &args).await? {
+                return Ok(LeaseState {
+                    holder: row.get(0),
+                    epoch: row.get(1),
+                    held: true,
+                });
+            }
+            let row = client
+                .query_one(
+                    "SELECT holder, epoch FROM leases WHERE account = $1",
+                    &[&self.account],
+                )
+                .await?;
+            Ok(LeaseState {
+                holder: row.get(0),
+                epoch: row.get(1),
+                held: false,
+            })
+        })
+    }
+
+    fn release_lease(&self, claim: &LeaseClaim) -> BoxFuture<'_, Result<(), StoreError>> {
+        let token = claim.token.clone();
+        Box::pin(async move {
+            let client = self.pool.get().await?;
+            client
+                .execute(
+                    "UPDATE leases SET expires_at = now() WHERE account = $1 AND token = $2",
+                    &[&self.account, &token],
+                )
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn claim_write(&self, claim: &WriteClaim) -> BoxFuture<'_, Result<WriteGrant, StoreError>> {
+        let claim = claim.clone();
+        Box::pin(async move {
+            let client = self.pool.get().await?;
+            // One statement: the check and the record cannot be split.
+            let stmt = client
+                .prepare_cached(
+                    "INSERT INTO writes (account, epoch, holder, op)
+                     SELECT account, epoch, holder, $4 FROM leases
+                     WHERE account = $1 AND token = $2 AND epoch = $3
+                       AND expires_at > now() + make_interval(secs => $5)
+                     RETURNING (SELECT EXTRACT(EPOCH FROM expires_at - now())::float8
+                                FROM leases WHERE account = $1)",
+                )
+                .await?;
+            let margin = claim.margin.as_secs_f64();
+            let args: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [
+                &self.account,
+                &claim.token,
+                &claim.epoch,
+                &claim.op,
+                &margin,
+            ];
+            Ok(match client.query_opt(&stmt, &args).await? {
+                Some(row) => WriteGrant::Granted {
+                    remaining: Duration::from_secs_f64(row.get::<_, f64>(0).max(0.0)),
+                },
+                None => WriteGrant::Refused,
+            })
+        })
     }
 }
 

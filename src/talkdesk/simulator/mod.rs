@@ -221,6 +221,7 @@ impl Simulator {
             status,
             body: call.summary.clone(),
             user_agent: call.user_agent.clone(),
+            instance: call.instance.clone(),
             fault: fault.map(Fault::label),
         });
     }
@@ -232,6 +233,7 @@ struct Call {
     path: String,
     op: FaultOp,
     user_agent: Option<String>,
+    instance: Option<String>,
     summary: Option<String>,
 }
 
@@ -372,6 +374,7 @@ async fn api_call(
                 path,
                 op,
                 user_agent: user_agent(&headers),
+                instance: instance(&headers),
                 summary: None,
             };
             sim.record(&call, 413, None);
@@ -381,6 +384,7 @@ async fn api_call(
     let call = Call {
         summary: summarize(op, &body),
         user_agent: user_agent(&headers),
+        instance: instance(&headers),
         method,
         path,
         op,
@@ -431,6 +435,14 @@ async fn api_call(
     };
     sim.record(&call, resp.status().as_u16(), fault.as_ref());
     resp
+}
+
+/// The calling replica (`X-Continuity-Agent-Instance`).
+fn instance(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(crate::talkdesk::client::INSTANCE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
 
 fn user_agent(headers: &HeaderMap) -> Option<String> {

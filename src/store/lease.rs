@@ -1,0 +1,63 @@
+//! What the store keeps for leadership (`crate::cluster`): one lease row per
+//! account, with a monotonically increasing epoch, and a record of every
+//! Talkdesk write made under an epoch.
+//!
+//! A SQLite file serves one replica, so there every claim succeeds (a new
+//! process takes the lease over at once, with the next epoch).
+//!
+//! The rules in PostgreSQL (one statement or one transaction
+//! each, so concurrent replicas serialize on the row):
+//! - a claim renews the lease when the claimant's `token` holds it, or takes
+//!   it when it has expired (or never existed), or when an earlier process of
+//!   the same `instance_id` holds it (a restart: instance ids are unique per
+//!   replica, so that process is gone); taking bumps the epoch, so an epoch
+//!   names exactly one term of one process;
+//! - expiry is judged by the *store's* clock (PostgreSQL's `now()`), so clock
+//!   skew between replicas does not matter;
+//! - a write is allowed (and recorded) only when the token still holds the
+//!   lease under the same epoch and the lease outlives the request by
+//!   `margin`.
+
+use std::time::Duration;
+
+/// One process's claim on its account's lease.
+#[derive(Clone, Debug)]
+pub struct LeaseClaim {
+    /// Who claims, as status and the audit log show it (`cluster.instance_id`).
+    pub instance_id: String,
+    /// Unique per process start: two processes with the same `instance_id`
+    /// (a restart, a misconfiguration) are still different claimants.
+    pub token: String,
+    pub ttl: Duration,
+}
+
+/// The lease after a claim: who holds it, under which epoch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseState {
+    /// `instance_id` of the holder (possibly expired).
+    pub holder: String,
+    pub epoch: i64,
+    /// Whether the claimant holds it now.
+    pub held: bool,
+}
+
+/// A Talkdesk write about to be sent under `epoch`.
+#[derive(Clone, Debug)]
+pub struct WriteClaim {
+    pub instance_id: String,
+    pub token: String,
+    pub epoch: i64,
+    /// The lease must outlive the write by this much (the request timeout).
+    pub margin: Duration,
+    /// `put_settings`, `put_activation`.
+    pub op: String,
+}
+
+/// The store's answer to a [`WriteClaim`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteGrant {
+    /// Recorded; the lease has `remaining` left by the store's clock.
+    Granted { remaining: Duration },
+    /// Another holder, another epoch, or too little lease left.
+    Refused,
+}
