@@ -23,6 +23,7 @@ use tokio::time::Instant;
 const LEASE_TTL: Duration = Duration::from_secs(2);
 const RENEW_DEADLINE: Duration = Duration::from_millis(1_500);
 const OPS_TOKEN: &str = "ops-token-0123456789abcdef0123456789abcdef";
+const WEBHOOK_TOKEN: &str = "webhook-token-0123456789abcdef0123456789";
 
 struct Replica {
     id: String,
@@ -81,6 +82,8 @@ lease_ttl = "2s"
 renew_deadline = "1500ms"
 [api]
 tokens = [{{ name = "ops", token = "{OPS_TOKEN}", scopes = ["read", "override"] }}]
+[webhooks.generic]
+bearer_token = "{WEBHOOK_TOKEN}"
 [talkdesk]
 account = "demo"
 api_base = "{sim}"
@@ -500,6 +503,79 @@ async fn an_override_sent_to_a_follower_is_queued_at_once_and_the_next_leader_ap
         Some(1.0)
     );
     c.replicas[old].process.as_mut().unwrap().kill9();
+}
+
+/// Issue 10: "a webhook and an override sent to a follower take effect
+/// through the leader within 1 s". Both are durable in the shared queue when
+/// the follower answers; the leader's loop, woken by LISTEN/NOTIFY, applies
+/// them to the engine that decides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_and_an_override_sent_to_a_follower_take_effect_through_the_leader_within_1s() {
+    let c = Cluster::start(2).await;
+    let leader = c.one_leader(&c.running(), Duration::from_secs(10)).await;
+    let follower = 1 - leader;
+    let (lead, follow) = (c.replicas[leader].agent(), c.replicas[follower].agent());
+    let http = reqwest::Client::new();
+
+    let sent = Instant::now();
+    let resp = http
+        .post(format!("{}/v1/alerts/generic", follow.api))
+        .bearer_auth(WEBHOOK_TOKEN)
+        .json(&serde_json::json!({"id": "carrier-1", "status": "firing", "labels": {"alertname": "CarrierDown"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), reqwest::StatusCode::ACCEPTED);
+    c.wait(
+        "the leader to hold the alert",
+        Duration::from_secs(5),
+        async || lead.metric("continuity_alerts_active").await == Some(1.0),
+    )
+    .await;
+    let took = sent.elapsed();
+    assert!(
+        took < Duration::from_secs(1),
+        "webhook via a follower took {took:?}"
+    );
+
+    let sent = Instant::now();
+    let resp = http
+        .put(format!("{}/v1/override", follow.api))
+        .bearer_auth(OPS_TOKEN)
+        .json(&serde_json::json!({"state": "active", "profile": "backup", "ttl": "30m", "reason": "sent to a follower"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    c.wait(
+        "the leader to apply the override",
+        Duration::from_secs(5),
+        async || lead.metric("continuity_override_active").await == Some(1.0),
+    )
+    .await;
+    let took = sent.elapsed();
+    assert!(
+        took < Duration::from_secs(1),
+        "override via a follower took {took:?}"
+    );
+    // And it is the leader that writes it to Talkdesk.
+    let lead_id = c.replicas[leader].id.clone();
+    c.wait(
+        "activation by the leader",
+        Duration::from_secs(10),
+        async || {
+            c.writes()
+                .iter()
+                .any(|e| activation(e, true) && e.instance.as_deref() == Some(lead_id.as_str()))
+        },
+    )
+    .await;
+    assert!(
+        c.writes()
+            .iter()
+            .all(|e| e.instance.as_deref() == Some(lead_id.as_str())),
+        "only the leader writes"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
