@@ -509,6 +509,46 @@ async fn talkdesk_fenced_replica_does_not_write() {
     run.stop().await;
 }
 
+/// Issue 10: every write is fenced right before it is sent. A write answered
+/// 401 (token revoked) is resent with a fresh token only after the fence
+/// allowed it again: the client does not resend it behind the fence's back.
+#[tokio::test]
+async fn talkdesk_a_fenced_write_answered_401_goes_back_through_the_fence() {
+    let env = Env::new().await;
+    // Talkdesk's settings already match: the only write is the activation.
+    env.sim()
+        .inject(Fault::status(FaultOp::PutActivation, 401, 1));
+    let checks = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = checks.clone();
+    let actuator = Actuator::new(
+        env.client.clone(),
+        fast_options(),
+        profiles(),
+        env.metrics.clone(),
+        Arc::new(env.audit.clone()),
+    )
+    .with_may_write(Arc::new(move || {
+        counted.fetch_add(1, Ordering::SeqCst);
+        true
+    }));
+    let run = spawn_with(actuator, active("backup"));
+    run.converged(&active("backup")).await;
+    run.stop().await;
+    let sent = env
+        .sim()
+        .journal()
+        .iter()
+        .filter(|e| e.op == "put_activation" || e.op == "put_settings")
+        .count();
+    assert!(env.sim().state().enabled);
+    assert_eq!(
+        checks.load(Ordering::SeqCst),
+        sent,
+        "one fence check per write sent: {:#?}",
+        env.sim().journal()
+    );
+}
+
 #[tokio::test]
 async fn talkdesk_shutdown_finishes_the_call_in_flight() {
     let env = Env::new().await;

@@ -118,18 +118,32 @@ impl Actuator {
             return Ok(Outcome::DryRun);
         }
         for step in steps {
-            if shutdown.is_cancelled() {
-                return Ok(Outcome::Shutdown);
-            }
-            if let Some(fence) = &self.may_write {
-                // A token first, so nothing slow sits between the fence and
-                // the request it allows.
-                self.client.ready_token().await?;
-                if !fence.may_write(step.op()).await {
-                    return Ok(Outcome::Fenced);
+            // A fenced write answered 401 (token revoked or expired early) is
+            // sent once more with a fresh token, through the fence again:
+            // each fence check allows exactly one request.
+            let mut refreshed = false;
+            loop {
+                if shutdown.is_cancelled() {
+                    return Ok(Outcome::Shutdown);
+                }
+                if let Some(fence) = &self.may_write {
+                    // A token first, so nothing slow sits between the fence and
+                    // the request it allows.
+                    self.client.ready_token().await?;
+                    if !fence.may_write(step.op()).await {
+                        return Ok(Outcome::Fenced);
+                    }
+                }
+                match self.write(step.clone()).await {
+                    Err(e) if e.status() == Some(401) && self.may_write.is_some() && !refreshed => {
+                        refreshed = true;
+                    }
+                    result => {
+                        result?;
+                        break;
+                    }
                 }
             }
-            self.write(step).await?;
             self.observed(events).await;
         }
         Ok(Outcome::Converged)
@@ -220,8 +234,14 @@ impl Actuator {
 
     /// Makes one write and updates what we believe Talkdesk has.
     async fn write(&mut self, step: Step) -> Result<(), TalkdeskError> {
+        // Under a fence, the client must not resend a write on its own.
+        let client = if self.may_write.is_some() {
+            self.client.fenced()
+        } else {
+            self.client.clone()
+        };
         match step {
-            Step::PutSettings(sent) => match self.client.put_settings(&sent).await {
+            Step::PutSettings(sent) => match client.put_settings(&sent).await {
                 Ok(Some(stored)) if stored != sent => {
                     tracing::warn!(sent = %sent, stored = %stored, "Talkdesk stored the settings in another form; treating it as equivalent.");
                     self.known.settings = Some(stored.clone());
@@ -234,7 +254,7 @@ impl Actuator {
                     return Err(e);
                 }
             },
-            Step::PutActivation(enabled) => match self.client.set_activation(enabled).await {
+            Step::PutActivation(enabled) => match client.set_activation(enabled).await {
                 Ok(()) => self.known.enabled = Some(enabled),
                 Err(e) => {
                     self.known.enabled = None;

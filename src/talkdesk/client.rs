@@ -186,6 +186,10 @@ impl ClientConfig {
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
+    /// Writes are fenced by the caller (several replicas): a write answered
+    /// 401 is not sent again behind the fence's back; the token is dropped
+    /// and the 401 returned, so the caller fences again before resending.
+    fenced: bool,
 }
 
 struct Inner {
@@ -286,7 +290,17 @@ impl Client {
                 timeout: config.request_timeout,
                 observer,
             }),
+            fenced: false,
         })
+    }
+
+    /// The same client for a caller that fences every write: on a 401 a
+    /// write is not resent here (reads still refresh and retry once).
+    pub fn fenced(&self) -> Client {
+        Client {
+            inner: self.inner.clone(),
+            fenced: true,
+        }
     }
 
     /// Makes sure a valid access token is cached (fetching one if needed),
@@ -429,9 +443,14 @@ impl Client {
             record(CallOutcome::Status(status, Some(&err)));
             if status == 401 && !refreshed {
                 // The token expired early or was revoked: drop exactly this
-                // token, fetch a new one, and try once more.
-                tracing::info!(op = %op, "Talkdesk answered 401; refreshing the token once.");
+                // token, fetch a new one, and try once more. A fenced write
+                // is not resent here: its fence covered one request only.
                 inner.auth.invalidate(&token).await;
+                if self.fenced && method != Method::GET {
+                    tracing::info!(op = %op, "Talkdesk answered 401 to a fenced write; the token is dropped and the write goes back through the fence.");
+                    return Err(err);
+                }
+                tracing::info!(op = %op, "Talkdesk answered 401; refreshing the token once.");
                 refreshed = true;
                 continue;
             }
