@@ -138,16 +138,7 @@ pub async fn run_with(
     let lead = leadership.rx.borrow_and_update().clone();
 
     let restored = restore(&shared.config, &*store, &*shared.audit).await?;
-    shared.audit.record(AuditRecord::new(
-        Timestamp::now(),
-        AuditKind::Start,
-        format!(
-            "agent {} started ({}); desired state {}",
-            shared.config.instance_id(),
-            role(&lead),
-            restored.engine.desired()
-        ),
-    ));
+    audit_start(&shared, &lead, restored.engine.desired());
     let mut built = build(
         &shared,
         restored.engine.desired(),
@@ -168,16 +159,14 @@ pub async fn run_with(
         ready: persister.readiness(),
         metrics: shared.metrics.clone(),
     };
-    let (server, api) = serve(listener, &shared.config, &api_parts, &cancel);
-    let mut reloader = Reloader {
-        events: built.events.clone(),
-        cancel: cancel.clone(),
-        inputs_stop: inputs.stop,
-        calendar: inputs.calendar,
-        api,
+    let (server, mut reloader) = serve_reloadable(
+        listener,
+        &shared,
+        &built,
         api_parts,
-    };
-    reload_on_sighup(built.control.clone(), &cancel);
+        (inputs.stop, inputs.calendar),
+        &cancel,
+    );
     // The loop takes the engine over; the agent is ready once the first
     // snapshot is on disk (the leader's) or the lease is known (a follower).
     let (mut lp, commands) = Loop::new(
@@ -227,20 +216,61 @@ pub async fn run_with(
     // The actuator is done: hand the lease over at once.
     leadership.release().await;
 
+    close_audit(lp, shared, audit, audit_writer).await;
+    match fatal {
+        Some(why) => Err(DaemonError::Actuator(why)),
+        None => Ok(()),
+    }
+}
+
+/// The last audit record of a run, then every record still queued is
+/// written: the writer ends once every handle on its queue is gone.
+async fn close_audit(lp: Loop, shared: Shared, audit: Arc<StoreAudit>, writer: JoinHandle<()>) {
     shared.audit.record(AuditRecord::new(
         Timestamp::now(),
         AuditKind::Stop,
         "agent stopped",
     ));
-    // The audit writer ends once every handle on the queue is gone.
     drop(lp);
     drop(shared);
     drop(audit);
-    let _ = audit_writer.await;
-    match fatal {
-        Some(why) => Err(DaemonError::Actuator(why)),
-        None => Ok(()),
-    }
+    let _ = writer.await;
+}
+
+/// The first audit record of a run: which replica, in which role, deciding what.
+fn audit_start(shared: &Shared, lead: &Leadership, desired: &Desired) {
+    shared.audit.record(AuditRecord::new(
+        Timestamp::now(),
+        AuditKind::Start,
+        format!(
+            "agent {} started ({}); desired state {desired}",
+            shared.config.instance_id(),
+            role(lead),
+        ),
+    ));
+}
+
+/// Serves the API and returns the `Reloader` that can rebuild it (and the
+/// inputs) from a new configuration, on SIGHUP or `POST /-/reload`.
+fn serve_reloadable(
+    listener: TcpListener,
+    shared: &Shared,
+    built: &Built,
+    api_parts: ApiParts,
+    (inputs_stop, calendar): (CancellationToken, crate::calendar::Calendar),
+    cancel: &CancellationToken,
+) -> (JoinHandle<std::io::Result<()>>, Reloader) {
+    let (server, api) = serve(listener, &shared.config, &api_parts, cancel);
+    reload_on_sighup(built.control.clone(), cancel);
+    let reloader = Reloader {
+        events: built.events.clone(),
+        cancel: cancel.clone(),
+        inputs_stop,
+        calendar,
+        api,
+        api_parts,
+    };
+    (server, reloader)
 }
 
 fn role(lead: &Leadership) -> String {
