@@ -32,15 +32,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::event_loop::Loop;
 use super::inputs::spawn_inputs;
-use super::run::ApiParts;
+use super::run::{ApiParts, talkdesk_parts};
 use super::supervise::Supervisor;
 use crate::calendar::Calendar;
 use crate::config::{self, Config};
 use crate::domain::Timestamp;
 use crate::engine::Event;
 use crate::server::control::{ReloadError, Reloaded};
-use crate::talkdesk::actuator::{ActuatorOptions, Reconfigure};
-use crate::talkdesk::client::Client;
 use crate::telemetry::{AuditKind, AuditRecord};
 
 /// What a reload replaces, besides the loop's own engine and probes.
@@ -84,13 +82,8 @@ impl Reloader {
         let changed = changed_sections(old, &new);
         // Built before anything is stopped: if the new client or probes
         // cannot be built, nothing has changed yet.
-        let client = Client::from_config(
-            &new.raw.talkdesk,
-            &new.instance_id(),
-            lp.metrics(),
-            lp.audit(),
-        )
-        .map_err(|e| ReloadError::Invalid(vec![format!("talkdesk: {e}")]))?;
+        let talkdesk = talkdesk_parts(&new, lp.metrics(), lp.audit())
+            .map_err(|e| ReloadError::Invalid(vec![format!("talkdesk: {e}")]))?;
         let new = Arc::new(new);
         let inputs = spawn_inputs(&new, &self.events, &lp.metrics(), &self.cancel)
             .await
@@ -102,14 +95,7 @@ impl Reloader {
         self.inputs_stop = inputs.stop;
 
         lp.reconfigure(new.clone(), inputs.probes).await;
-        let opts = ActuatorOptions::from_config(&new.raw.talkdesk, new.raw.agent.dry_run);
-        supervisor
-            .reconfigure(Reconfigure {
-                client,
-                opts,
-                profiles: new.profiles.clone(),
-            })
-            .await;
+        supervisor.reconfigure(talkdesk).await;
         let _previous = self.api.send_replace(self.api_parts.router(&new));
         Ok(Reloaded {
             origin: new.origin.clone(),

@@ -313,7 +313,8 @@ fn build(
     // is not switched off blindly.
     let supervisor = Supervisor::new(
         make,
-        talkdesk_parts(shared)?,
+        talkdesk_parts(&shared.config, shared.metrics.clone(), shared.audit.clone())
+            .map_err(|e| DaemonError::Talkdesk(e.to_string()))?,
         desired_rx,
         events_tx.clone(),
         cancel.clone(),
@@ -332,21 +333,18 @@ fn build(
     })
 }
 
-/// The Talkdesk client, options and profiles from the `[talkdesk]` section
-/// (a reload builds them again, `reload.rs`). The client (token cache,
-/// connections) is shared by every term until a reload replaces it.
-fn talkdesk_parts(shared: &Shared) -> Result<Reconfigure, DaemonError> {
-    let config = &shared.config;
+/// The Talkdesk client, options and profiles from the `[talkdesk]` section:
+/// the one place they are built, at start and on a reload (`reload.rs`). The
+/// client (token cache, connections) is shared by every term until a reload
+/// replaces it.
+pub(super) fn talkdesk_parts(
+    config: &Config,
+    metrics: Metrics,
+    audit: Arc<dyn AuditSink>,
+) -> Result<Reconfigure, crate::talkdesk::TalkdeskError> {
     let td = &config.raw.talkdesk;
-    let client = Client::from_config(
-        td,
-        &config.instance_id(),
-        shared.metrics.clone(),
-        shared.audit.clone(),
-    )
-    .map_err(|e| DaemonError::Talkdesk(e.to_string()))?;
     Ok(Reconfigure {
-        client,
+        client: Client::from_config(td, &config.instance_id(), metrics, audit)?,
         opts: ActuatorOptions::from_config(td, config.raw.agent.dry_run),
         profiles: config.profiles.clone(),
     })
