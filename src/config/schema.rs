@@ -348,6 +348,39 @@ pub struct ProfileConfig {
     pub message: Option<MessageConfig>,
 }
 
+impl ProfileConfig {
+    /// What callers get while this profile is active, in one line for people
+    /// (status page, notifications, CLI): the one home of this wording.
+    /// Forwarded numbers come first, then the default, then the message.
+    pub fn callers_get(&self) -> String {
+        let mut parts: Vec<String> = self
+            .forward
+            .iter()
+            .map(|(from, to)| format!("{from} forwarded to {to}"))
+            .collect();
+        if let Some(d) = &self.default {
+            parts.push(if self.forward.is_empty() {
+                format!("every number forwarded to {d}")
+            } else {
+                format!("every other number forwarded to {d}")
+            });
+        }
+        if let Some(m) = &self.message {
+            let who = if parts.is_empty() {
+                "callers hear"
+            } else {
+                "others hear"
+            };
+            parts.push(format!("{who} ({}): \"{}\"", m.language, m.text));
+        }
+        if parts.is_empty() {
+            "nothing configured".to_string()
+        } else {
+            parts.join("; ")
+        }
+    }
+}
+
 /// A rule condition as written in TOML. Exactly one of the kinds must be set;
 /// `at_least` goes with `down`/`up`/`unknown`. Compiled into `engine::Expr`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -601,4 +634,35 @@ pub struct NotifyConfig {
     pub url: Option<SecretString>,
     #[serde(default)]
     pub url_file: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn callers_get_names_forwards_default_and_message_in_that_order() {
+        let mut p = ProfileConfig::default();
+        assert_eq!(p.callers_get(), "nothing configured");
+        p.default = Some("+15550000".into());
+        assert_eq!(p.callers_get(), "every number forwarded to +15550000");
+        p.forward.insert("+1111".into(), "+2222".into());
+        p.message = Some(MessageConfig {
+            text: "We are sorry".into(),
+            language: "en-US".into(),
+        });
+        assert_eq!(
+            p.callers_get(),
+            "+1111 forwarded to +2222; every other number forwarded to +15550000; \
+             others hear (en-US): \"We are sorry\""
+        );
+        let only_message = ProfileConfig {
+            message: p.message.clone(),
+            ..Default::default()
+        };
+        assert_eq!(
+            only_message.callers_get(),
+            "callers hear (en-US): \"We are sorry\""
+        );
+    }
 }
