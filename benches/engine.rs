@@ -85,14 +85,10 @@ fn warm() -> (Engine, i64) {
 fn result(probe: &str, success: bool) -> Event {
     Event::ProbeResult {
         probe: probe.to_string(),
-        outcome: ProbeOutcome {
-            success,
-            detail: if success {
-                "200 OK".into()
-            } else {
-                "timeout after 2s".into()
-            },
-            latency: None,
+        outcome: if success {
+            ProbeOutcome::success("200 OK", None)
+        } else {
+            ProbeOutcome::failure("timeout after 2s", None)
         },
     }
 }

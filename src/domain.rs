@@ -235,6 +235,12 @@ pub struct ProbeOutcome {
     /// Round-trip time when a response arrived.
     #[serde(default, with = "opt_duration_ms")]
     pub latency: Option<Duration>,
+    /// The attempt says nothing about the target: it failed on this host
+    /// (no file descriptor, no buffer, no local address). It moves neither
+    /// the rise nor the fall count, so an agent under resource pressure never
+    /// reports a healthy trunk down. `success` is false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inconclusive: bool,
 }
 
 impl ProbeOutcome {
@@ -243,6 +249,7 @@ impl ProbeOutcome {
             success: true,
             detail: detail.into(),
             latency,
+            inconclusive: false,
         }
     }
 
@@ -251,6 +258,27 @@ impl ProbeOutcome {
             success: false,
             detail: detail.into(),
             latency,
+            inconclusive: false,
+        }
+    }
+
+    /// A local resource error: see [`ProbeOutcome::inconclusive`] (the field).
+    pub fn inconclusive(detail: impl Into<String>) -> Self {
+        ProbeOutcome {
+            success: false,
+            detail: detail.into(),
+            latency: None,
+            inconclusive: true,
+        }
+    }
+
+    /// The result name used in metrics and logs: `success`, `failure` or
+    /// `inconclusive`.
+    pub fn result(&self) -> &'static str {
+        match (self.success, self.inconclusive) {
+            (true, _) => "success",
+            (false, true) => "inconclusive",
+            (false, false) => "failure",
         }
     }
 }

@@ -930,3 +930,52 @@ fn a_relative_sqlite_store_path_is_relative_to_the_config_file() {
         config::from_toml_str_strict(&src, "test.toml", Path::new("/elsewhere"), false).unwrap();
     assert_eq!(cfg.raw.store.url, format!("sqlite://{}", abs.display()));
 }
+
+/// `[agent]` limits and TLS: both TLS files or neither, a pair that loads,
+/// ranges, and a warning when the API is reachable beyond this host in clear.
+#[test]
+fn agent_limits_and_tls_are_checked() {
+    assert_error(
+        &with("[agent]\nmax_connections = 0"),
+        "agent.max_connections",
+        "out of range",
+    );
+    assert_error(
+        &with("[agent]\nheader_read_timeout = \"0s\""),
+        "agent.header_read_timeout",
+        "out of range",
+    );
+    let tls = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls");
+    let cert = tls.join("server.pem").display().to_string();
+    let key = tls.join("server.key").display().to_string();
+    assert_error(
+        &with(&format!("[agent]\ntls_cert_file = \"{cert}\"")),
+        "agent.tls_key_file",
+        "missing",
+    );
+    // A certificate where the key should be: named, with the file.
+    assert_error(
+        &with(&format!(
+            "[agent]\ntls_cert_file = \"{cert}\"\ntls_key_file = \"{cert}\""
+        )),
+        "agent.tls_cert_file",
+        "server.pem",
+    );
+    let open = load(&with("[agent]\nlisten = \"0.0.0.0:8080\"")).unwrap();
+    assert!(
+        open.warnings
+            .iter()
+            .any(|w| w.key == "agent.listen" && w.reason.contains("no TLS")),
+        "{:?}",
+        open.warnings
+    );
+    let secured = load(&with(&format!(
+        "[agent]\nlisten = \"0.0.0.0:8080\"\ntls_cert_file = \"{cert}\"\ntls_key_file = \"{key}\""
+    )))
+    .unwrap();
+    assert!(
+        !secured.warnings.iter().any(|w| w.key == "agent.listen"),
+        "{:?}",
+        secured.warnings
+    );
+}

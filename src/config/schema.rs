@@ -204,6 +204,22 @@ pub struct AgentConfig {
     /// Largest accepted request body.
     #[serde(default = "d_max_body")]
     pub max_body: ByteSize,
+    /// Most API connections open at once; more are closed as they arrive.
+    /// Also capped at a quarter of the process's file-descriptor limit, so
+    /// the probes always keep descriptors of their own.
+    #[serde(default = "d_max_connections")]
+    pub max_connections: u32,
+    /// Longest wait for a request's headers; also how long a kept-alive
+    /// connection may sit idle before it is closed (slow clients and idle
+    /// connections cannot pile up).
+    #[serde(default = "d_header_read_timeout")]
+    pub header_read_timeout: Dur,
+    /// Serve the API over TLS with this certificate chain (PEM)...
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// ...and this private key (PEM). Both or neither.
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl Default for AgentConfig {
@@ -212,8 +228,19 @@ impl Default for AgentConfig {
             listen: d_listen(),
             dry_run: false,
             max_body: d_max_body(),
+            max_connections: d_max_connections(),
+            header_read_timeout: d_header_read_timeout(),
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
+}
+
+fn d_max_connections() -> u32 {
+    512
+}
+fn d_header_read_timeout() -> Dur {
+    Dur::from_secs(10)
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

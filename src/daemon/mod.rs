@@ -32,6 +32,7 @@ mod inputs;
 mod persist;
 mod reload;
 mod restore;
+mod rlimit;
 mod run;
 mod supervise;
 

@@ -135,6 +135,21 @@ pub(super) fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
             old.raw.agent.listen, new.raw.agent.listen
         ));
     }
+    let front = |c: &Config| {
+        let a = &c.raw.agent;
+        (
+            a.max_connections,
+            a.header_read_timeout,
+            a.tls_cert_file.clone(),
+            a.tls_key_file.clone(),
+        )
+    };
+    if front(old) != front(new) {
+        v.push(
+            "agent: max_connections, header_read_timeout or TLS files changed; the API's socket is set up at start: restart the agent to apply it"
+                .to_string(),
+        );
+    }
     // The URL is not shown: it may hold a password.
     if old.raw.store.url != new.raw.store.url
         || old.raw.store.password_file != new.raw.store.password_file

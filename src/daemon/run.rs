@@ -60,6 +60,8 @@ pub enum DaemonError {
     Probe(String),
     #[error("calendar: {0}")]
     Calendar(#[from] crate::calendar::CalendarError),
+    #[error("API TLS: {0}")]
+    Tls(String),
     #[error("http server: {0}")]
     Server(#[from] std::io::Error),
     #[error("actuator: {0}")]
@@ -113,6 +115,9 @@ pub async fn run_with(
     started: oneshot::Sender<Running>,
 ) -> Result<(), DaemonError> {
     let addr = listener.local_addr()?;
+    // Before anything is spawned: a TLS pair that no longer loads stops
+    // the start cleanly.
+    let front = front_options(&config, super::rlimit::raise_nofile())?;
     let metrics = Metrics::new();
     metrics.init_series(&known_labels(&config));
 
@@ -160,7 +165,7 @@ pub async fn run_with(
         metrics: shared.metrics.clone(),
     };
     let (server, mut reloader) = serve_reloadable(
-        listener,
+        (listener, front),
         &shared,
         &built,
         api_parts,
@@ -253,14 +258,14 @@ fn audit_start(shared: &Shared, lead: &Leadership, desired: &Desired) {
 /// Serves the API and returns the `Reloader` that can rebuild it (and the
 /// inputs) from a new configuration, on SIGHUP or `POST /-/reload`.
 fn serve_reloadable(
-    listener: TcpListener,
+    (listener, front): (TcpListener, FrontOptions),
     shared: &Shared,
     built: &Built,
     api_parts: ApiParts,
     (inputs_stop, calendar): (CancellationToken, crate::calendar::Calendar),
     cancel: &CancellationToken,
 ) -> (JoinHandle<std::io::Result<()>>, Reloader) {
-    let (server, api) = serve(listener, &shared.config, &api_parts, cancel);
+    let (server, api) = serve(listener, front, &shared.config, &api_parts, cancel);
     reload_on_sighup(built.control.clone(), cancel);
     let reloader = Reloader {
         events: built.events.clone(),
@@ -421,18 +426,49 @@ impl ApiParts {
     }
 }
 
+/// How the API's socket is served: its limits and TLS.
+struct FrontOptions {
+    limits: server::listen::Limits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// `[agent]`'s limits, the cap held to the descriptor budget `nofile`, and
+/// the TLS pair loaded (validation loaded it too; it may have changed since).
+fn front_options(config: &Config, nofile: Option<u64>) -> Result<FrontOptions, DaemonError> {
+    let agent = &config.raw.agent;
+    let limits = server::listen::Limits::capped(
+        agent.max_connections,
+        agent.header_read_timeout.get(),
+        nofile,
+    );
+    let tls = match (&agent.tls_cert_file, &agent.tls_key_file) {
+        (Some(cert), Some(key)) => Some(tokio_rustls::TlsAcceptor::from(
+            server::tls::server_config(cert, key).map_err(DaemonError::Tls)?,
+        )),
+        _ => None,
+    };
+    tracing::info!(
+        message = "API limits.",
+        max_connections = limits.max_connections,
+        header_read_timeout = ?limits.header_read_timeout,
+        tls = tls.is_some()
+    );
+    Ok(FrontOptions { limits, tls })
+}
+
 /// Starts the HTTP API; it stops accepting when `cancel` fires and ends once
 /// accepted requests are answered. Each request is served by the API last
 /// sent on the returned channel, so a reload swaps it without closing the
 /// socket (requests in flight finish on the API they started on).
 fn serve(
     listener: TcpListener,
+    front: FrontOptions,
     config: &Arc<Config>,
     parts: &ApiParts,
     cancel: &CancellationToken,
 ) -> (JoinHandle<std::io::Result<()>>, watch::Sender<Router>) {
     let (api_tx, api_rx) = watch::channel(parts.router(config));
-    let front = Router::new().fallback(move |req: axum::extract::Request| {
+    let app = Router::new().fallback(move |req: axum::extract::Request| {
         let mut api = api_rx.borrow().clone();
         async move {
             use tower_service::Service;
@@ -443,9 +479,14 @@ fn serve(
         }
     });
     let cancel = cancel.clone();
-    let task = tokio::spawn(server::serve(listener, front, async move {
-        cancel.cancelled().await
-    }));
+    let task = tokio::spawn(server::listen::serve(
+        listener,
+        app,
+        front.limits,
+        front.tls,
+        parts.metrics.clone(),
+        async move { cancel.cancelled().await },
+    ));
     (task, api_tx)
 }
 

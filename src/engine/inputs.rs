@@ -80,6 +80,10 @@ impl Engine {
             return;
         };
         let u = ps.apply(spec, outcome, now);
+        if outcome.inconclusive {
+            // Neither confirms a restored state nor changes anything.
+            return;
+        }
         // A restored state is confirmed by a fresh result that agrees
         // with it, or replaced by a transition; a lone success while
         // "down" confirms nothing (it takes `rise` of them).

@@ -82,6 +82,15 @@ impl ProbeState {
         now: Timestamp,
     ) -> ProbeUpdate {
         let from = self.health;
+        if outcome.inconclusive {
+            // Says nothing about the target: shown, but counts for nothing.
+            self.last_detail = Some(outcome.detail.clone());
+            self.last_result_at = Some(now);
+            return ProbeUpdate {
+                transition: None,
+                cadence: None,
+            };
+        }
         if outcome.success {
             self.successes = self.successes.saturating_add(1);
             self.failures = 0;
@@ -136,8 +145,8 @@ mod tests {
         }
     }
 
-    /// Feeds `results` ('S' success, 'F' failure) and returns the health and
-    /// the fast flag after each one.
+    /// Feeds `results` ('S' success, 'F' failure, 'I' inconclusive) and
+    /// returns the health and the fast flag after each one.
     fn run(rise: u32, fall: u32, start: ProbeState, results: &str) -> Vec<(ProbeHealth, bool)> {
         let s = spec(rise, fall);
         let mut st = start;
@@ -145,10 +154,10 @@ mod tests {
             .chars()
             .enumerate()
             .map(|(i, c)| {
-                let o = if c == 'S' {
-                    ProbeOutcome::success("ok", None)
-                } else {
-                    ProbeOutcome::failure("timeout", None)
+                let o = match c {
+                    'S' => ProbeOutcome::success("ok", None),
+                    'I' => ProbeOutcome::inconclusive("Too many open files (os error 24)"),
+                    _ => ProbeOutcome::failure("timeout", None),
                 };
                 st.apply(&s, &o, Timestamp(i as i64 * 1000));
                 (st.health, st.fast)
@@ -178,6 +187,33 @@ mod tests {
         );
         let table: &[Row] = &[
             // name, rise, fall, start, results, end health, end fast
+            (
+                "inconclusive results never take an up probe down",
+                2,
+                3,
+                Up,
+                "IIIIIIIIII",
+                Up,
+                false,
+            ),
+            (
+                "inconclusive results neither count nor break a run of failures",
+                2,
+                3,
+                Up,
+                "FIIFIF",
+                Down,
+                false,
+            ),
+            (
+                "inconclusive results never bring a down probe up",
+                2,
+                3,
+                Down,
+                "SIIIII",
+                Down,
+                true,
+            ),
             (
                 "unknown stays unknown below rise",
                 2,

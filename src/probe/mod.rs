@@ -19,6 +19,8 @@
 //! **Invariants.** A probe never panics on network input and never reports
 //! success without a positive answer: a timeout, a refused connection, an
 //! unparsable reply or a DNS failure are failures with a detail that says which.
+//! An attempt that failed on this host ([`local`]: out of descriptors,
+//! buffers or local addresses) is *inconclusive*, never a failure.
 //! The timeout is enforced inside [`Probe::check`], so a hung target costs one
 //! task and never delays another probe.
 
@@ -26,6 +28,7 @@ pub mod agents;
 pub mod call;
 pub mod config;
 pub mod http;
+pub mod local;
 pub mod scheduler;
 pub mod selfcheck;
 pub mod sip;

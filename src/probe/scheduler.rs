@@ -188,7 +188,7 @@ async fn run_probe(
                     _ = shutdown.cancelled() => return,
                     o = check_bounded(probe.as_ref(), s.timeout) => o,
                 };
-                record(&metrics, &id, kind, last_start.elapsed(), outcome.success);
+                record(&metrics, &id, kind, last_start.elapsed(), &outcome);
                 let event = Event::ProbeResult { probe: id.clone(), outcome };
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
@@ -214,14 +214,23 @@ async fn check_bounded(probe: &dyn Probe, timeout: Duration) -> ProbeOutcome {
     }
 }
 
-fn record(metrics: &Metrics, id: &str, kind: &str, took: Duration, success: bool) {
+fn record(metrics: &Metrics, id: &str, kind: &str, took: Duration, outcome: &ProbeOutcome) {
+    if outcome.inconclusive {
+        // Said loudly: the agent itself is short of resources, and until
+        // that ends this probe cannot see its target.
+        tracing::warn!(
+            message = "Probe attempt inconclusive: a local resource error, not the target's; the probe's state is unchanged.",
+            probe = id,
+            detail = %outcome.detail
+        );
+    }
     metrics
         .probe_duration_seconds
         .with_label_values(&[id, kind])
         .observe(took.as_secs_f64());
     metrics
         .probe_results_total
-        .with_label_values(&[id, if success { "success" } else { "failure" }])
+        .with_label_values(&[id, outcome.result()])
         .inc();
 }
 

@@ -170,7 +170,8 @@ impl SelfCheck {
             }
             Canary::Http { url } => super::http::fetch::get(&self.http, url, false)
                 .await
-                .map(drop),
+                .map(drop)
+                .map_err(|outcome| outcome.detail),
         }
     }
 }

@@ -244,10 +244,11 @@ fn event_list(
                 (_, Some(e)) if !e.get().is_zero() => e.get(),
                 _ => return Err(format!("{path}: repeat needs a non-zero `every`")),
             };
-            let outcome = ProbeOutcome {
-                success,
-                detail,
-                latency: i.latency.map(Dur::get),
+            let latency = i.latency.map(Dur::get);
+            let outcome = if success {
+                ProbeOutcome::success(detail, latency)
+            } else {
+                ProbeOutcome::failure(detail, latency)
             };
             Ok((0..repeat)
                 .map(|n| {

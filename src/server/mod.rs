@@ -1,7 +1,8 @@
 //! The HTTP API (axum) and its plumbing: manual override, status, audit
 //! events, metrics and health ([`api`]), and what every route shares: the one
 //! error type ([`error`]), API tokens and constant-time credential checks
-//! ([`auth`]), body reading and JSON checks ([`body`]). The alert webhooks
+//! ([`auth`]), body reading and JSON checks ([`body`]), the accept loop with
+//! its connection cap and deadlines ([`listen`]) and TLS ([`tls`]). The alert webhooks
 //! (`alerts`) are one more family of routes on top of this plumbing; the
 //! daemon merges their router into this one. Handlers never call Talkdesk:
 //! they talk to the daemon's main loop through channels and answer from what
@@ -15,10 +16,11 @@ pub mod client;
 pub mod control;
 pub mod error;
 pub mod events;
+pub mod listen;
 pub mod outcome;
+pub mod tls;
 pub mod wire;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -26,7 +28,6 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tower_http::timeout::TimeoutLayer;
 
@@ -74,21 +75,6 @@ pub fn router(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
-}
-
-/// Serves `app` on `listener` until `shutdown` completes, then finishes
-/// in-flight requests.
-pub async fn serve(
-    listener: TcpListener,
-    app: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
 }
 
 /// Prefix of the Statuspage webhook route, whose last segment is a secret

@@ -4,8 +4,8 @@
 //! `/metrics` shows exactly these series.
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Probe round trips range from sub-millisecond (loopback) to the timeout.
@@ -116,6 +116,11 @@ pub struct Metrics {
     /// `{action}`: changes made outside the agent, by what `on_drift` did
     /// with them (`adopted` or `corrected`).
     pub drift_total: IntCounterVec,
+    /// API connections open now.
+    pub api_connections: IntGauge,
+    /// API connections closed on arrival because `agent.max_connections`
+    /// were open.
+    pub api_connections_rejected_total: IntCounter,
 }
 
 /// The `action` label values of `continuity_drift_total`.
@@ -292,6 +297,14 @@ impl Metrics {
                 ),
                 &["action"]
             )),
+            api_connections: reg!(IntGauge::new(
+                "continuity_api_connections",
+                "API connections open now."
+            )),
+            api_connections_rejected_total: reg!(IntCounter::new(
+                "continuity_api_connections_rejected_total",
+                "API connections closed on arrival because agent.max_connections were open."
+            )),
             registry,
         };
         m.fallback_actual.set(-1);
@@ -310,7 +323,7 @@ impl Metrics {
         }
         for (id, kind) in &known.probes {
             self.probe_duration_seconds.with_label_values(&[id, kind]);
-            for result in ["success", "failure"] {
+            for result in ["success", "failure", "inconclusive"] {
                 self.probe_results_total.with_label_values(&[id, result]);
             }
             if *kind == "call" {

@@ -17,12 +17,44 @@ impl AgentProcess {
     /// Starts `run -c config`; the config's `agent.listen` must be `127.0.0.1:{port}`.
     /// stderr (the logs) goes to `log` for post-mortems.
     pub fn spawn(config: &Path, port: u16, log: &Path) -> AgentProcess {
+        Self::spawn_with(config, port, log, |_| {})
+    }
+
+    /// Like [`spawn`](Self::spawn) with a file-descriptor limit (soft and
+    /// hard) of `nofile`, as a distribution's default unit would give it.
+    pub fn spawn_with_nofile(config: &Path, port: u16, log: &Path, nofile: u64) -> AgentProcess {
+        use std::os::unix::process::CommandExt;
+        Self::spawn_with(config, port, log, move |cmd| {
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs here.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: nofile,
+                        rlim_max: nofile,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        })
+    }
+
+    fn spawn_with(
+        config: &Path,
+        port: u16,
+        log: &Path,
+        customize: impl FnOnce(&mut Command),
+    ) -> AgentProcess {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_continuity-agent"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_continuity-agent"));
+        customize(&mut cmd);
+        let child = cmd
             .args(["run", "-c"])
             .arg(config)
             .env("RUST_LOG", "continuity_agent=debug,info")

@@ -40,7 +40,7 @@ pub(super) fn validate(
     base: &Path,
     strictness: Strictness,
 ) -> Result<Config, ConfigErrors> {
-    agent::agent(cx, &raw.agent);
+    agent::agent(cx, &mut raw.agent, base);
     store::store(
         cx,
         &mut raw.store,

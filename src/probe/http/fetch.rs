@@ -39,21 +39,30 @@ pub fn client(timeout: Duration, headers: &HeaderMap) -> Result<Client, String> 
 }
 
 /// GET `url` and read at most [`MAX_BODY`] bytes of the body. The caller
-/// enforces the overall timeout.
-pub async fn get(client: &Client, url: &str, read_body: bool) -> Result<Fetched, String> {
+/// enforces the overall timeout. An error is the attempt's outcome: a
+/// failure, or inconclusive when this host ran out of descriptors, buffers
+/// or addresses (`probe::local`).
+pub async fn get(client: &Client, url: &str, read_body: bool) -> Result<Fetched, ProbeOutcome> {
     let start = Instant::now();
-    let mut resp = client.get(url).send().await.map_err(|e| describe(&e))?;
+    let mut resp = client.get(url).send().await.map_err(|e| {
+        if crate::probe::local::is_local(&e) {
+            ProbeOutcome::inconclusive(describe(&e))
+        } else {
+            ProbeOutcome::failure(describe(&e), None)
+        }
+    })?;
     let latency = start.elapsed();
     let status = resp.status();
     let mut body = Vec::new();
     if read_body {
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|e| format!("reading the body failed: {}", chain(&e)))?
-        {
+        while let Some(chunk) = resp.chunk().await.map_err(|e| {
+            ProbeOutcome::failure(format!("reading the body failed: {}", chain(&e)), None)
+        })? {
             if body.len() + chunk.len() > MAX_BODY {
-                return Err(format!("body larger than {} MiB", MAX_BODY >> 20));
+                return Err(ProbeOutcome::failure(
+                    format!("body larger than {} MiB", MAX_BODY >> 20),
+                    None,
+                ));
             }
             body.extend_from_slice(&chunk);
         }
@@ -73,9 +82,7 @@ pub async fn get_ok(
     url: &str,
     describe: impl FnOnce(&str) -> String,
 ) -> Result<Fetched, ProbeOutcome> {
-    let got = get(client, url, true)
-        .await
-        .map_err(|e| ProbeOutcome::failure(e, None))?;
+    let got = get(client, url, true).await?;
     if !got.status.is_success() {
         return Err(ProbeOutcome::failure(
             describe(&status_text(got.status)),

@@ -120,7 +120,7 @@ impl HttpProbe {
     async fn attempt(&self) -> ProbeOutcome {
         let got = match fetch::get(&self.client, &self.url, self.expect_json.is_some()).await {
             Ok(g) => g,
-            Err(e) => return ProbeOutcome::failure(e, None),
+            Err(outcome) => return outcome,
         };
         let status = fetch::status_text(got.status);
         let latency = Some(got.latency);

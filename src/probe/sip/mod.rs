@@ -96,71 +96,81 @@ impl SipProbe {
     }
 
     /// One attempt, without the timeout (the caller applies it).
-    async fn attempt(&self) -> Result<(SipResponse, Duration, u32), String> {
+    async fn attempt(&self) -> Result<(SipResponse, Duration, u32), AttemptError> {
         // RFC 3263 4.3: when a name has several addresses and one fails at
         // the transport level (ICMP, refused, TLS), try the next. A host
         // without an IPv6 route must not report a dual-stack trunk down.
         // Silence is not skipped: it runs into the probe timeout.
-        let addrs = resolve(&self.target).await?;
+        let addrs = resolve(&self.target).await.map_err(AttemptError::Remote)?;
         self.attempt_addrs(&addrs).await
     }
 
-    /// Try each address in turn until one gives a final response.
+    /// Try each address in turn until one gives a final response. If any
+    /// address could not be tried for a local reason, the attempt is
+    /// inconclusive: part of the trunk went untested.
     async fn attempt_addrs(
         &self,
         addrs: &[SocketAddr],
-    ) -> Result<(SipResponse, Duration, u32), String> {
+    ) -> Result<(SipResponse, Duration, u32), AttemptError> {
         let mut errors = Vec::new();
+        let mut local = false;
         for &dest in addrs {
             match self.attempt_at(dest).await {
                 Ok(r) => return Ok(r),
-                Err(e) => errors.push(e),
+                Err(e) => {
+                    local |= matches!(e, AttemptError::Local(_));
+                    errors.push(e.to_string());
+                }
             }
         }
-        Err(errors.join("; "))
+        let all = errors.join("; ");
+        Err(if local {
+            AttemptError::Local(all)
+        } else {
+            AttemptError::Remote(all)
+        })
     }
 
     /// One attempt against one resolved address.
-    async fn attempt_at(&self, dest: SocketAddr) -> Result<(SipResponse, Duration, u32), String> {
+    async fn attempt_at(
+        &self,
+        dest: SocketAddr,
+    ) -> Result<(SipResponse, Duration, u32), AttemptError> {
         let start = Instant::now();
         let reply = match self.target.transport {
             Transport::Udp => {
-                let mux = UdpMux::for_dest(dest).map_err(|e| e.to_string())?;
+                let mux = UdpMux::for_dest(dest)?;
                 let local = SocketAddr::new(transport::local_ip_for(dest), mux.local_port());
                 let req = self.request(local, Transport::Udp);
                 mux.transact(dest, &req.key, &req.bytes).await
             }
             Transport::Tcp => {
-                let mut stream = transport::tcp_connect(dest)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let local = stream.local_addr().map_err(|e| e.to_string())?;
+                let mut stream = transport::tcp_connect(dest).await?;
+                let local = stream.local_addr().map_err(AttemptError::io)?;
                 let req = self.request(local, Transport::Tcp);
                 transport::stream_transact(&mut stream, dest, &req.key, &req.bytes).await
             }
             Transport::Tls => {
-                let stream = transport::tcp_connect(dest)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let local = stream.local_addr().map_err(|e| e.to_string())?;
+                let stream = transport::tcp_connect(dest).await?;
+                let local = stream.local_addr().map_err(AttemptError::io)?;
                 let config = match &self.tls {
                     Some(c) => c.clone(),
-                    None => transport::tls_config()?,
+                    None => transport::tls_config().map_err(AttemptError::Remote)?,
                 };
                 let name = match &self.target.host {
                     Host::Ip(ip) => ServerName::IpAddress((*ip).into()),
-                    Host::Name(n) => ServerName::try_from(n.clone())
-                        .map_err(|e| format!("invalid TLS server name {n}: {e}"))?,
+                    Host::Name(n) => ServerName::try_from(n.clone()).map_err(|e| {
+                        AttemptError::Remote(format!("invalid TLS server name {n}: {e}"))
+                    })?,
                 };
                 let mut tls = TlsConnector::from(config)
                     .connect(name, stream)
                     .await
-                    .map_err(|e| TransportError::Tls(dest, e.to_string()).to_string())?;
+                    .map_err(|e| TransportError::Tls(dest, e.to_string()))?;
                 let req = self.request(local, Transport::Tls);
                 transport::stream_transact(&mut tls, dest, &req.key, &req.bytes).await
             }
-        }
-        .map_err(|e| e.to_string())?;
+        }?;
         Ok((
             reply.response,
             reply.at.saturating_duration_since(start),
@@ -199,6 +209,37 @@ impl SipProbe {
                 ),
                 Some(latency),
             )
+        }
+    }
+}
+
+/// Why an attempt got no final response: something the target or the
+/// network did (a failure), or something this host ran out of (see
+/// `probe::local`: inconclusive).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AttemptError {
+    #[error("{0}")]
+    Remote(String),
+    #[error("{0}")]
+    Local(String),
+}
+
+impl AttemptError {
+    fn io(e: std::io::Error) -> Self {
+        if super::local::is_local_io(&e) {
+            AttemptError::Local(e.to_string())
+        } else {
+            AttemptError::Remote(e.to_string())
+        }
+    }
+}
+
+impl From<TransportError> for AttemptError {
+    fn from(e: TransportError) -> Self {
+        if e.is_local() {
+            AttemptError::Local(e.to_string())
+        } else {
+            AttemptError::Remote(e.to_string())
         }
     }
 }
@@ -244,7 +285,8 @@ impl Probe for SipProbe {
         Box::pin(async move {
             match tokio::time::timeout(self.timeout, self.attempt()).await {
                 Err(_) => ProbeOutcome::failure(timeout_detail(self.timeout), None),
-                Ok(Err(detail)) => ProbeOutcome::failure(detail, None),
+                Ok(Err(AttemptError::Remote(detail))) => ProbeOutcome::failure(detail, None),
+                Ok(Err(AttemptError::Local(detail))) => ProbeOutcome::inconclusive(detail),
                 Ok(Ok((resp, latency, sends))) => self.judge(&resp, latency, sends),
             }
         })

@@ -517,8 +517,28 @@ async fn next_address_is_tried_after_a_transport_failure() {
     let (resp, _, _) = p.attempt_addrs(&[dead_a, r.udp_addr()]).await.unwrap();
     assert_eq!(resp.code, 200);
     let err = p.attempt_addrs(&[dead_a, dead_b]).await.unwrap_err();
+    assert!(matches!(err, super::AttemptError::Remote(_)), "{err:?}");
     assert_eq!(
-        err,
+        err.to_string(),
         format!("ICMP port unreachable from {dead_a}; ICMP port unreachable from {dead_b}")
     );
+}
+
+/// Running out of descriptors or buffers says nothing about the trunk: such
+/// transport errors are local, what the peer or the network did is not.
+#[test]
+fn local_resource_errors_are_told_apart_from_the_trunk_failing() {
+    use std::io::Error;
+    let dest: SocketAddr = "192.0.2.1:5060".parse().unwrap();
+    let emfile = || Error::from_raw_os_error(libc::EMFILE);
+    assert!(TransportError::Connect(dest, emfile()).is_local());
+    assert!(TransportError::Send(dest, Error::from_raw_os_error(libc::ENOBUFS)).is_local());
+    assert!(TransportError::Socket("Too many open files (os error 24)".into()).is_local());
+    assert!(!TransportError::Refused(dest).is_local());
+    assert!(
+        !TransportError::Connect(dest, Error::from_raw_os_error(libc::EHOSTUNREACH)).is_local()
+    );
+    assert!(!TransportError::Unreachable("port unreachable".into(), dest).is_local());
+    let e: super::AttemptError = TransportError::Connect(dest, emfile()).into();
+    assert!(matches!(e, super::AttemptError::Local(_)));
 }

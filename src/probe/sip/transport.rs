@@ -70,6 +70,20 @@ pub enum TransportError {
     Socket(String),
 }
 
+impl TransportError {
+    /// This host ran out of something (descriptors, buffers, a local
+    /// address): the target was not tested (see `probe::local`).
+    pub fn is_local(&self) -> bool {
+        match self {
+            TransportError::Connect(_, e)
+            | TransportError::Send(_, e)
+            | TransportError::Read(_, e) => crate::probe::local::is_local_io(e),
+            TransportError::Socket(_) => true,
+            _ => false,
+        }
+    }
+}
+
 /// A final response and when it arrived.
 #[derive(Debug)]
 pub struct Reply {
@@ -95,8 +109,11 @@ pub struct UdpMux {
     local_port: u16,
 }
 
-static MUX_V4: OnceLock<Result<UdpMux, String>> = OnceLock::new();
-static MUX_V6: OnceLock<Result<UdpMux, String>> = OnceLock::new();
+/// The process-wide muxes, created on first successful use. A failed bind
+/// (out of descriptors at that moment) is not remembered: the next attempt
+/// tries again, so a passing shortage never disables SIP/UDP for good.
+static MUX_V4: Mutex<Option<&'static UdpMux>> = Mutex::new(None);
+static MUX_V6: Mutex<Option<&'static UdpMux>> = Mutex::new(None);
 
 impl UdpMux {
     /// The process-wide mux for `dest`'s address family, created on first use.
@@ -105,9 +122,15 @@ impl UdpMux {
             SocketAddr::V4(_) => (&MUX_V4, SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))),
             SocketAddr::V6(_) => (&MUX_V6, SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0))),
         };
-        cell.get_or_init(|| UdpMux::start(bind).map_err(|e| e.to_string()))
-            .as_ref()
-            .map_err(|e| TransportError::Socket(e.clone()))
+        let mut slot = cell.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(mux) = *slot {
+            return Ok(mux);
+        }
+        let mux: &'static UdpMux = Box::leak(Box::new(
+            UdpMux::start(bind).map_err(|e| TransportError::Socket(e.to_string()))?,
+        ));
+        *slot = Some(mux);
+        Ok(mux)
     }
 
     /// Bind a socket and start its demultiplexer on a dedicated thread.

@@ -89,10 +89,10 @@ impl StatusPageProbe {
         match page {
             Ok(page) => {
                 let (ok, detail) = evaluate(&page, &self.components, self.down_at);
-                ProbeOutcome {
-                    success: ok,
-                    detail,
-                    latency,
+                if ok {
+                    ProbeOutcome::success(detail, latency)
+                } else {
+                    ProbeOutcome::failure(detail, latency)
                 }
             }
             Err(e) => ProbeOutcome::failure(e, latency),
