@@ -611,6 +611,7 @@ async fn talkdesk_normalized_settings_are_not_mistaken_for_drift() {
     let env = Env::new().await;
     env.sim().set_quirks(Quirks {
         lowercase_language: true,
+        ..Quirks::default()
     });
     let run = spawn_actuator(&env, fast_options(), active("backup"));
     run.converged(&active("backup")).await;
@@ -751,5 +752,65 @@ async fn talkdesk_respected_settings_edit_does_not_pin_the_fallback_on() {
         other(),
         "deactivation leaves the settings alone"
     );
+    run.stop().await;
+}
+
+/// A settings write answered 200 with other numbers is a failure, retried
+/// until Talkdesk stores what was sent; the fallback is never reported
+/// converged (nor activated) with callers going to the wrong number.
+#[tokio::test]
+async fn talkdesk_a_write_stored_differently_is_a_failure_not_a_success() {
+    use continuity_agent::talkdesk::simulator::{MANGLED_NUMBER, Quirks};
+    let env = Env::new().await;
+    env.sim().set_quirks(Quirks {
+        mangle_numbers: true,
+        ..Quirks::default()
+    });
+    let run = spawn_actuator(&env, fast_options(), active("backup"));
+    let s = run.wait("a mismatch", |s| s.last_error.is_some()).await;
+    let err = s.last_error.unwrap();
+    assert_eq!(err.kind, "mismatch");
+    assert!(err.retryable);
+    assert!(err.message.contains(MANGLED_NUMBER), "{}", err.message);
+    assert!(!s.converged);
+    // Retried, never activated while the stored numbers are wrong.
+    run.wait("a retry", |s| s.attempts >= 2).await;
+    assert!(env.count("put_settings") >= 2);
+    assert_eq!(env.count("put_activation"), 0, "{:#?}", env.sim().journal());
+    assert_eq!(
+        env.metrics
+            .actuation_failures_total
+            .with_label_values(&["mismatch"])
+            .get() as usize,
+        run.handle.status().attempts as usize
+    );
+    // Once Talkdesk stores what it is given, the actuation converges.
+    env.sim().set_quirks(Quirks::default());
+    run.converged(&active("backup")).await;
+    assert_eq!(env.sim().state().settings, backup());
+    assert!(env.sim().state().enabled);
+    run.stop().await;
+}
+
+/// A rejection (here a gateway's passing 403) blocks the actuation only
+/// until the slow retry: the fallback still goes on, without a new decision.
+#[tokio::test]
+async fn talkdesk_a_rejection_is_retried_on_a_slow_schedule() {
+    let env = Env::new().await;
+    env.sim()
+        .inject(Fault::status(FaultOp::PutActivation, 403, 1));
+    let opts = ActuatorOptions {
+        rejected_retry: Duration::from_millis(400),
+        ..fast_options()
+    };
+    let run = spawn_actuator(&env, opts, active("backup"));
+    let s = run.wait("blocked", |s| s.blocked).await;
+    assert_eq!(s.last_error.as_ref().unwrap().status, Some(403));
+    assert!(!s.last_error.unwrap().retryable);
+    // Not hammered: the backoff (10-100 ms) is not used for a rejection.
+    assert_eq!(env.count("put_activation"), 1);
+    run.converged(&active("backup")).await;
+    assert_eq!(env.count("put_activation"), 2);
+    assert!(env.sim().state().enabled);
     run.stop().await;
 }

@@ -74,6 +74,9 @@ pub struct ActuatorOptions {
     /// First retry delay; doubles per failed attempt up to `backoff_max`.
     pub backoff_min: Duration,
     pub backoff_max: Duration,
+    /// After a rejection (400, 403...), the next attempt comes after about
+    /// this long (half of it to all of it, jittered).
+    pub rejected_retry: Duration,
     /// How long a change adopted with `on_drift = "respect"` lasts (the
     /// override's `until`): `talkdesk.drift_override_ttl`.
     pub adopt_ttl: Duration,
@@ -105,6 +108,9 @@ impl Default for ActuatorOptions {
             // the fallback can be once Talkdesk recovers, at two calls a minute.
             backoff_min: Duration::from_secs(1),
             backoff_max: Duration::from_secs(30),
+            // Slow enough not to hammer an API that refuses us, fast enough
+            // that a gateway's passing refusal costs minutes, not the outage.
+            rejected_retry: Duration::from_secs(300),
             adopt_ttl: crate::config::schema::defaults::DRIFT_OVERRIDE_TTL.get(),
         }
     }
@@ -329,6 +335,9 @@ impl Actuator {
                                 pending = self.on_desired_change(new, &mut desired) || !self.status.converged;
                             }
                             _ = tokio::time::sleep(delay) => pending = true,
+                            Some(new) = next_reconfigure(&mut self.reconfigure) => {
+                                pending = self.apply_reconfigure(new);
+                            }
                         }
                         continue;
                     }

@@ -9,8 +9,12 @@
 //!   backoff and jitter, waiting at least the server's `Retry-After`
 //!   ([`backoff_delay`]), and reported loudly (logs,
 //!   `continuity_actuation_failures_total`, audit, status).
-//!   Non-retryable ones (400, 403, unknown profile) would fail the same way
-//!   again: the actuator is blocked until the desired state changes.
+//!   Non-retryable ones (400, 403, unknown profile) would most likely fail
+//!   the same way again: the actuator reports itself blocked (status, error
+//!   log, audit) and tries again on a slow schedule
+//!   (`ActuatorOptions::rejected_retry`, about every 5 minutes), never giving
+//!   up while desired and actual differ; a new desired state or a reload
+//!   tries at once.
 //! - **Unreadable is not a reason to stay down.** A read that fails for good,
 //!   or keeps failing for [`BLIND_AFTER_ATTEMPTS`] attempts, leaves that part
 //!   unknown, and the plan writes it anyway (each write is a set).
@@ -34,7 +38,7 @@ use super::actuator::{Actuator, LastError};
 use super::client::{activation_body, settings_body};
 use super::error::{Op, TalkdeskError};
 use super::plan::{self, Step, StoredForm};
-use crate::domain::{Desired, Timestamp};
+use crate::domain::{Desired, FallbackSettings, Timestamp};
 use crate::engine::event::Event;
 use crate::telemetry::logging;
 use crate::telemetry::{AuditKind, AuditRecord};
@@ -45,8 +49,9 @@ pub const BLIND_AFTER_ATTEMPTS: u32 = 3;
 /// From this many failed attempts on, each failure is logged at error level.
 pub const LOUD_AFTER_ATTEMPTS: u32 = 5;
 /// A `Retry-After` longer than this is capped: the fallback cannot wait an
-/// hour because a proxy said so.
-pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(300);
+/// hour, or five minutes per attempt, because a proxy said so. Twice the
+/// default `backoff_max`: a server that asks for a pause still gets one.
+pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(60);
 
 /// How a convergence attempt ended, when no call failed.
 enum Outcome {
@@ -241,19 +246,23 @@ impl Actuator {
             self.client.clone()
         };
         match step {
-            Step::PutSettings(sent) => match client.put_settings(&sent).await {
-                Ok(Some(stored)) if stored != sent => {
-                    tracing::warn!(sent = %sent, stored = %stored, "Talkdesk stored the settings in another form; treating it as equivalent.");
-                    self.known.settings = Some(stored.clone());
-                    self.form = Some(StoredForm { sent, stored });
-                }
-                Ok(_) => self.known.settings = Some(sent),
-                Err(e) => {
-                    // A failed PUT may still have been applied: unknown now.
-                    self.known.settings = None;
-                    return Err(e);
-                }
-            },
+            Step::PutSettings(sent) => {
+                let stored = match client.put_settings(&sent).await {
+                    Ok(Some(stored)) => Ok(stored),
+                    // No body to compare: read back what was stored.
+                    Ok(None) => client.get_settings().await,
+                    Err(e) => Err(e),
+                };
+                let stored = match stored {
+                    Ok(stored) => stored,
+                    Err(e) => {
+                        // A failed PUT may still have been applied: unknown now.
+                        self.known.settings = None;
+                        return Err(e);
+                    }
+                };
+                self.verify_stored(sent, stored)?;
+            }
             Step::PutActivation(enabled) => match client.set_activation(enabled).await {
                 Ok(()) => self.known.enabled = Some(enabled),
                 Err(e) => {
@@ -263,6 +272,32 @@ impl Actuator {
             },
         }
         Ok(())
+    }
+
+    /// What Talkdesk says it stored after a settings write: the same, the
+    /// same in another form (remembered, so reconciles do not rewrite it),
+    /// or different settings, which is a failure (retried) however the write
+    /// was answered: callers would go to the wrong place.
+    fn verify_stored(
+        &mut self,
+        sent: FallbackSettings,
+        stored: FallbackSettings,
+    ) -> Result<(), TalkdeskError> {
+        self.known.settings = Some(stored.clone());
+        if stored == sent {
+            return Ok(());
+        }
+        if plan::equivalent(&sent, &stored) {
+            tracing::info!(sent = %sent, stored = %stored, "Talkdesk stored the settings in another form (formatting only); treating it as equivalent.");
+            self.form = Some(StoredForm { sent, stored });
+            return Ok(());
+        }
+        Err(TalkdeskError::Mismatch {
+            op: Op::PutSettings,
+            status: 200,
+            sent: sent.to_string(),
+            stored: stored.to_string(),
+        })
     }
 
     /// Talkdesk matches `desired` after an attempt.
@@ -353,9 +388,13 @@ impl Actuator {
             }
             Next::Retry(delay)
         } else {
-            tracing::error!(desired = %desired, %error, fields = %fields.join("; "), "Talkdesk rejected the actuation; not retrying until the desired state or the config changes.");
+            // The same request would most likely fail the same way, but a
+            // gateway's passing 403 must not leave callers stranded for the
+            // whole outage: try again, slowly, while desired and actual differ.
+            let delay = backoff_delay(self.opts.rejected_retry, self.opts.rejected_retry, 1, None);
+            tracing::error!(desired = %desired, attempt = attempts, %error, fields = %fields.join("; "), retry_in = %logging::duration(delay), "Talkdesk rejected the actuation; retrying slowly until it succeeds or the desired state or the config changes. Fix the cause the error names.");
             self.status.blocked = true;
-            Next::Idle
+            Next::Retry(delay)
         }
     }
 }

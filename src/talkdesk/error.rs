@@ -155,6 +155,17 @@ pub enum TalkdeskError {
     /// A success status with a body we cannot understand.
     #[error("Talkdesk {op}: unexpected response (HTTP {status}): {detail}")]
     Decode { op: Op, status: u16, detail: String },
+    /// A write was answered with success, but what Talkdesk stored (its
+    /// answer, or a read-back) routes callers differently from what was sent.
+    #[error(
+        "Talkdesk {op} answered {status} but stored different settings: sent {sent}, stored {stored}"
+    )]
+    Mismatch {
+        op: Op,
+        status: u16,
+        sent: String,
+        stored: String,
+    },
     /// The desired state names a profile the configuration does not have.
     #[error("unknown profile {0:?}")]
     UnknownProfile(String),
@@ -184,7 +195,8 @@ impl TalkdeskError {
             }
             TalkdeskError::Timeout { .. }
             | TalkdeskError::Connection { .. }
-            | TalkdeskError::Decode { .. } => true,
+            | TalkdeskError::Decode { .. }
+            | TalkdeskError::Mismatch { .. } => true,
             TalkdeskError::UnknownProfile(_)
             | TalkdeskError::Config(_)
             | TalkdeskError::Output(_) => false,
@@ -218,7 +230,8 @@ impl TalkdeskError {
         match self {
             TalkdeskError::Api { status, .. }
             | TalkdeskError::Token { status, .. }
-            | TalkdeskError::Decode { status, .. } => Some(*status),
+            | TalkdeskError::Decode { status, .. }
+            | TalkdeskError::Mismatch { status, .. } => Some(*status),
             _ => None,
         }
     }
@@ -246,6 +259,7 @@ impl TalkdeskError {
             TalkdeskError::Timeout { .. } => "timeout",
             TalkdeskError::Connection { .. } => "connection",
             TalkdeskError::Decode { .. } => "decode",
+            TalkdeskError::Mismatch { .. } => "mismatch",
             TalkdeskError::UnknownProfile(_) => "unknown_profile",
             TalkdeskError::Config(_) => "config",
             TalkdeskError::Output(_) => "output",

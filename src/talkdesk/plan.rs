@@ -112,6 +112,36 @@ pub fn satisfies(
     plan(actual, desired, profiles, form).is_ok_and(|steps| steps.is_empty())
 }
 
+/// Whether `stored` routes callers exactly as `sent` does, allowing only the
+/// normalisations a backend may apply: phone numbers compared by their
+/// digits and `+` (spaces, dashes, dots and brackets dropped), the language
+/// tag case-insensitively. Anything else (another number, another message)
+/// is a different setting: a write answered with it did not do what was
+/// asked, whatever the status said.
+pub fn equivalent(sent: &FallbackSettings, stored: &FallbackSettings) -> bool {
+    fn number(n: &str) -> String {
+        n.chars()
+            .filter(|c| c.is_ascii_digit() || *c == '+')
+            .collect()
+    }
+    let forward = |s: &FallbackSettings| -> BTreeMap<String, String> {
+        s.forward
+            .iter()
+            .map(|(k, v)| (number(k), number(v)))
+            .collect()
+    };
+    let message_same = match (&sent.message, &stored.message) {
+        (None, None) => true,
+        (Some(a), Some(b)) => {
+            a.text.trim() == b.text.trim() && a.language.eq_ignore_ascii_case(&b.language)
+        }
+        _ => false,
+    };
+    forward(sent) == forward(stored)
+        && sent.default.as_deref().map(number) == stored.default.as_deref().map(number)
+        && message_same
+}
+
 /// Talkdesk has `target`, as sent or in the form it stored it.
 fn settings_match(
     actual: Option<&FallbackSettings>,
@@ -168,6 +198,45 @@ mod tests {
 
     /// (name, what Talkdesk has, what is wanted, stored form, expected writes)
     type Case<'a> = (&'a str, Actual, Desired, Option<&'a StoredForm>, Vec<Step>);
+
+    #[test]
+    fn only_formatting_and_tag_case_are_equivalent() {
+        use crate::domain::Message;
+        let msg = |text: &str, lang: &str| {
+            Some(Message {
+                text: text.to_string(),
+                language: lang.to_string(),
+            })
+        };
+        let mut sent = settings("+14155558888");
+        sent.forward
+            .insert("+14155550100".into(), "+14155559999".into());
+        sent.message = msg("We are sorry.", "en-US");
+        let mut formatted = settings("+1 (415) 555-8888");
+        formatted
+            .forward
+            .insert("+1 415 555 0100".into(), "+1.415.555.9999".into());
+        formatted.message = msg("We are sorry. ", "en-us");
+        assert!(equivalent(&sent, &formatted));
+
+        let mut other_number = formatted.clone();
+        other_number.default = Some("+14155550000".into());
+        assert!(!equivalent(&sent, &other_number));
+        let mut other_target = formatted.clone();
+        other_target
+            .forward
+            .insert("+14155550100".into(), "+19990000000".into());
+        assert!(!equivalent(&sent, &other_target));
+        let mut dropped = formatted.clone();
+        dropped.forward.clear();
+        assert!(!equivalent(&sent, &dropped));
+        let mut other_text = formatted.clone();
+        other_text.message = msg("All fine.", "en-US");
+        assert!(!equivalent(&sent, &other_text));
+        let mut no_message = formatted;
+        no_message.message = None;
+        assert!(!equivalent(&sent, &no_message));
+    }
 
     #[test]
     fn plan_table() {

@@ -150,6 +150,8 @@ pub fn fast_options() -> ActuatorOptions {
         reconcile_interval: Duration::from_millis(200),
         backoff_min: Duration::from_millis(10),
         backoff_max: Duration::from_millis(100),
+        // Long enough that tests of a rejection see exactly one attempt.
+        rejected_retry: Duration::from_secs(300),
         adopt_ttl: Duration::from_secs(600),
     }
 }

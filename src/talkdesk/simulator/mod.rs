@@ -111,7 +111,14 @@ pub struct Quirks {
     /// Store (and echo, and return) the message language lower-cased, as a
     /// backend that normalizes tags might.
     pub lowercase_language: bool,
+    /// Store (and echo) every external number of a settings write as
+    /// `+15550000000`, answering 200: a backend that does not store what it
+    /// is given. The agent must treat such a write as failed.
+    pub mangle_numbers: bool,
 }
+
+/// The number [`Quirks::mangle_numbers`] stores instead of the real ones.
+pub const MANGLED_NUMBER: &str = "+15550000000";
 
 /// Handle to the simulator's state; cheap to clone, shared with the server.
 #[derive(Clone)]
@@ -634,10 +641,20 @@ fn api(sim: &Simulator, op: FaultOp, headers: &HeaderMap, body: &[u8]) -> Respon
             match validate_settings(&value) {
                 Ok(wire) => {
                     let mut settings = FallbackSettings::from(wire);
-                    if lock(&sim.inner.quirks).lowercase_language
+                    let quirks = *lock(&sim.inner.quirks);
+                    if quirks.lowercase_language
                         && let Some(m) = settings.message.as_mut()
                     {
                         m.language = m.language.to_lowercase();
+                    }
+                    if quirks.mangle_numbers {
+                        settings
+                            .forward
+                            .values_mut()
+                            .for_each(|n| *n = MANGLED_NUMBER.into());
+                        if let Some(d) = settings.default.as_mut() {
+                            *d = MANGLED_NUMBER.into();
+                        }
                     }
                     lock(&sim.inner.state).settings = settings.clone();
                     settings_response(&settings)
