@@ -5,8 +5,11 @@
 //! which peer it belongs to. With `IP_RECVERR`/`IPV6_RECVERR` the kernel queues
 //! each ICMP error on the socket's error queue together with the original
 //! destination address and the start of the datagram we sent, so the
-//! demultiplexer can fail exactly the transaction that caused it (by branch,
-//! else by destination) within a round trip instead of at the timeout.
+//! demultiplexer can fail exactly the transaction that caused it (by the
+//! branch in the quoted bytes, checked against the destination and, for
+//! port unreachable, the offender: see `transport::icmp_victim`) within a
+//! round trip instead of at the timeout. An error that proves less fails
+//! nothing.
 //!
 //! This is the only `unsafe` in the probes: two libc calls with locally owned,
 //! correctly sized buffers. Other platforms compile the no-op fallback, where
@@ -22,6 +25,8 @@ pub struct IcmpError {
     pub dest: Option<SocketAddr>,
     /// `ECONNREFUSED` for port unreachable, `EHOSTUNREACH`, ...
     pub error: io::Error,
+    /// The host that sent the ICMP message (`SO_EE_OFFENDER`), when known.
+    pub offender: Option<std::net::IpAddr>,
     /// The leading bytes of our datagram (the kernel quotes them back).
     pub payload: Vec<u8>,
 }
@@ -85,6 +90,7 @@ mod imp {
         let len = (n as usize).min(payload.len());
 
         let mut errno = libc::EHOSTUNREACH;
+        let mut offender = None;
         // SAFETY: the CMSG_* macros walk the control buffer the kernel filled,
         // bounded by `msg_controllen`; the payload is read unaligned.
         unsafe {
@@ -94,9 +100,22 @@ mod imp {
                 let ours = (h.cmsg_level == libc::IPPROTO_IP && h.cmsg_type == libc::IP_RECVERR)
                     || (h.cmsg_level == libc::IPPROTO_IPV6 && h.cmsg_type == libc::IPV6_RECVERR);
                 if ours {
-                    let ee: libc::sock_extended_err =
-                        std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                    let data = libc::CMSG_DATA(cmsg);
+                    let ee: libc::sock_extended_err = std::ptr::read_unaligned(data.cast());
                     errno = ee.ee_errno as i32;
+                    // The offender's sockaddr follows the struct inside this
+                    // cmsg; copy only the bytes the cmsg really holds.
+                    let start = data.offset_from(cmsg.cast::<u8>()) as usize
+                        + size_of::<libc::sock_extended_err>();
+                    let avail = (h.cmsg_len as usize).saturating_sub(start);
+                    let mut ss: libc::sockaddr_storage = zeroed();
+                    let n = avail.min(size_of::<libc::sockaddr_storage>());
+                    std::ptr::copy_nonoverlapping(
+                        libc::SO_EE_OFFENDER(data.cast()).cast::<u8>(),
+                        (&mut ss as *mut libc::sockaddr_storage).cast::<u8>(),
+                        n,
+                    );
+                    offender = sockaddr_to_std(&ss).map(|a| a.ip());
                 }
                 cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
             }
@@ -104,6 +123,7 @@ mod imp {
         Ok(IcmpError {
             dest: sockaddr_to_std(&name),
             error: io::Error::from_raw_os_error(errno),
+            offender,
             payload: payload[..len].to_vec(),
         })
     }

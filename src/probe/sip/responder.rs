@@ -172,7 +172,7 @@ fn answers(shared: &Shared, request: &[u8]) -> Vec<Vec<u8>> {
     build_answers(request, code, shared.trying.load(Ordering::Relaxed)).unwrap_or_default()
 }
 
-fn build_answers(request: &[u8], code: u16, trying: bool) -> Option<Vec<Vec<u8>>> {
+pub(crate) fn build_answers(request: &[u8], code: u16, trying: bool) -> Option<Vec<Vec<u8>>> {
     let (start, headers) = split_head(request).ok()?;
     if start.starts_with("SIP/") {
         return None; // A response, not a request.

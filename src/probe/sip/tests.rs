@@ -542,3 +542,31 @@ fn local_resource_errors_are_told_apart_from_the_trunk_failing() {
     let e: super::AttemptError = TransportError::Connect(dest, emfile()).into();
     assert!(matches!(e, super::AttemptError::Local(_)));
 }
+
+/// A reply with the right branch from another host (a spoofer on the path,
+/// or anyone who saw the request) decides nothing; the trunk's own does.
+#[tokio::test]
+async fn a_reply_from_another_host_is_ignored() {
+    let trunk = UdpSocket::bind(LOOPBACK).await.unwrap();
+    let spoofer = UdpSocket::bind("127.0.0.2:0").await.unwrap();
+    let p = probe(
+        &udp_target(trunk.local_addr().unwrap()),
+        &["2xx"],
+        Duration::from_secs(2),
+    );
+    let check = tokio::spawn(async move { p.check().await });
+    let mut buf = vec![0u8; 4096];
+    let (n, agent) = trunk.recv_from(&mut buf).await.unwrap();
+    let ok = super::responder::build_answers(&buf[..n], 200, false).unwrap();
+    spoofer.send_to(&ok[0], agent).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let busy = super::responder::build_answers(&buf[..n], 503, false).unwrap();
+    trunk.send_to(&busy[0], agent).await.unwrap();
+    let out = check.await.unwrap();
+    assert!(!out.success, "the spoofed 200 was taken: {out:?}");
+    assert!(
+        out.detail.starts_with("503 Service Unavailable"),
+        "{}",
+        out.detail
+    );
+}

@@ -353,8 +353,11 @@ fn dispatch(bytes: &[u8], from: SocketAddr, pending: &Mutex<HashMap<String, Pend
         return;
     };
     let Ok(mut p) = pending.lock() else { return };
+    // A reply must come from the host the request went to: the branch is
+    // random, but a reply from elsewhere has no business deciding a trunk.
     let matches = p.get(&branch).is_some_and(|w| {
-        response.call_id.as_deref() == Some(w.call_id.as_str())
+        same_ip(from.ip(), w.dest.ip())
+            && response.call_id.as_deref() == Some(w.call_id.as_str())
             && response
                 .cseq
                 .as_ref()
@@ -375,28 +378,47 @@ fn drain_errors(socket: &UdpSocket, pending: &Mutex<HashMap<String, Pending>>) {
             Ok(e) => e,
             Err(_) => return, // WouldBlock (queue empty) or unsupported.
         };
-        let quoted_branch = split_head(&err.payload).ok().and_then(|(_, headers)| {
-            headers
-                .iter()
-                .find(|(n, _)| canonical(n) == Some(Header::Via))
-                .and_then(|(_, v)| via_branch(v))
-        });
         let Ok(mut p) = pending.lock() else { return };
-        let keys: Vec<String> = match quoted_branch {
-            Some(b) if p.contains_key(&b) => vec![b],
-            _ => p
-                .iter()
-                .filter(|(_, w)| Some(w.dest) == err.dest)
-                .map(|(k, _)| k.clone())
-                .collect(),
-        };
-        for k in keys {
-            if let Some(w) = p.remove(&k) {
-                let reason = describe_icmp(&err.error);
-                let _ = w.tx.send(Err(TransportError::Unreachable(reason, w.dest)));
+        match icmp_victim(&err, &p) {
+            Some(k) => {
+                if let Some(w) = p.remove(&k) {
+                    let reason = describe_icmp(&err.error);
+                    let _ = w.tx.send(Err(TransportError::Unreachable(reason, w.dest)));
+                }
+            }
+            None => {
+                tracing::debug!(message = "ICMP error matches no transaction; ignored (the probe times out if the trunk is really unreachable).", dest = ?err.dest, offender = ?err.offender, error = %err.error);
             }
         }
     }
+}
+
+/// The one transaction an ICMP error may fail, if any. An ICMP message is
+/// easy to forge, so it must prove which datagram it is about: the branch of
+/// our request in the quoted bytes, sent to the destination it quotes, and
+/// for "port unreachable" (which only the destination host sends) coming
+/// from that host. Anything less (a router quoting 8 bytes, a forged
+/// message) fails nothing: the transaction runs into its timeout instead.
+fn icmp_victim(err: &recverr::IcmpError, pending: &HashMap<String, Pending>) -> Option<String> {
+    let (_, headers) = split_head(&err.payload).ok()?;
+    let branch = headers
+        .iter()
+        .find(|(n, _)| canonical(n) == Some(Header::Via))
+        .and_then(|(_, v)| via_branch(v))?;
+    let w = pending.get(&branch)?;
+    if err.dest != Some(w.dest) {
+        return None;
+    }
+    let port_unreachable = err.error.kind() == io::ErrorKind::ConnectionRefused;
+    if port_unreachable && err.offender.is_some_and(|o| !same_ip(o, w.dest.ip())) {
+        return None;
+    }
+    Some(branch)
+}
+
+/// IPv4 and its IPv4-mapped IPv6 form are the same host.
+fn same_ip(a: IpAddr, b: IpAddr) -> bool {
+    a.to_canonical() == b.to_canonical()
 }
 
 fn describe_icmp(e: &io::Error) -> String {
@@ -505,4 +527,64 @@ pub fn tls_config() -> Result<Arc<tokio_rustls::rustls::ClientConfig>, String> {
                 .map_err(|e| e.to_string())
         })
         .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BRANCH: &str = "z9hG4bK-continuity-1";
+
+    fn pending(dest: SocketAddr) -> HashMap<String, Pending> {
+        let (tx, _rx) = oneshot::channel();
+        let w = Pending {
+            dest,
+            call_id: "c1".into(),
+            cseq: 1,
+            tx,
+        };
+        [(BRANCH.to_string(), w)].into()
+    }
+
+    fn quoted(branch: &str) -> Vec<u8> {
+        format!(
+            "OPTIONS sip:trunk SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch={branch}\r\nCall-ID: c1\r\n\r\n"
+        )
+        .into_bytes()
+    }
+
+    fn icmp(dest: SocketAddr, offender: &str, payload: Vec<u8>, errno: i32) -> recverr::IcmpError {
+        recverr::IcmpError {
+            dest: Some(dest),
+            error: io::Error::from_raw_os_error(errno),
+            offender: Some(offender.parse().unwrap()),
+            payload,
+        }
+    }
+
+    /// Only an ICMP error that names our request (its branch), was about the
+    /// request's destination and, for port unreachable, came from that host
+    /// fails a transaction; a forged or truncated one fails nothing.
+    #[test]
+    fn an_icmp_error_must_prove_which_request_it_is_about() {
+        let dest: SocketAddr = "192.0.2.10:5060".parse().unwrap();
+        let p = pending(dest);
+        let refused = libc::ECONNREFUSED;
+        let genuine = icmp(dest, "192.0.2.10", quoted(BRANCH), refused);
+        assert_eq!(icmp_victim(&genuine, &p), Some(BRANCH.to_string()));
+        // A router's host unreachable may come from elsewhere.
+        let router = icmp(dest, "198.51.100.1", quoted(BRANCH), libc::EHOSTUNREACH);
+        assert_eq!(icmp_victim(&router, &p), Some(BRANCH.to_string()));
+
+        // Before: each of these failed every transaction to `dest`.
+        let truncated = icmp(dest, "192.0.2.10", b"OPTIONS ".to_vec(), refused);
+        assert_eq!(icmp_victim(&truncated, &p), None);
+        let unknown_branch = icmp(dest, "192.0.2.10", quoted("z9hG4bK-other"), refused);
+        assert_eq!(icmp_victim(&unknown_branch, &p), None);
+        let elsewhere: SocketAddr = "192.0.2.99:5060".parse().unwrap();
+        let wrong_dest = icmp(elsewhere, "192.0.2.99", quoted(BRANCH), refused);
+        assert_eq!(icmp_victim(&wrong_dest, &p), None);
+        let forged = icmp(dest, "203.0.113.66", quoted(BRANCH), refused);
+        assert_eq!(icmp_victim(&forged, &p), None);
+    }
 }
