@@ -132,6 +132,7 @@ impl Config {
             flap_max: self.raw.engine.flap_max,
             flap_window: self.raw.engine.flap_window.get(),
             alerts_ttl: self.raw.alerts.ttl.get(),
+            alerts_max_active: self.raw.alerts.max_active,
             alert_ttls: self
                 .raw
                 .webhooks

@@ -70,6 +70,11 @@ pub mod defaults {
     /// A lost "resolved" must not hold the fallback on forever (Alertmanager re-sends every
     /// `repeat_interval`, PagerDuty/Opsgenie only on change), so alerts expire unless refreshed.
     pub const ALERTS_TTL: Dur = Dur::from_secs(15 * 60);
+    /// Most alerts active at once. A real incident raises tens; 48,000
+    /// fingerprints once kept the event loop saturated for ten minutes. New
+    /// alerts beyond it are dropped, counted and audited (the first of each
+    /// episode), and the ones already active keep deciding.
+    pub const ALERTS_MAX_ACTIVE: usize = 1_000;
     /// PagerDuty, Opsgenie, Statuspage and Datadog notify only on change: a
     /// firing alert is never refreshed, so `alerts.ttl` would end a real,
     /// still-open incident after 15 minutes and switch calls back too early.
@@ -134,6 +139,7 @@ default_fn! {
     d_self_check_interval: Dur = defaults::SELF_CHECK_INTERVAL;
     d_max_concurrent_calls: u32 = defaults::MAX_CONCURRENT_CALLS;
     d_alerts_ttl: Dur = defaults::ALERTS_TTL;
+    d_alerts_max_active: usize = defaults::ALERTS_MAX_ACTIVE;
     d_override_max_ttl: Dur = defaults::OVERRIDE_MAX_TTL;
     d_max_skew: Dur = defaults::SIGNATURE_MAX_SKEW;
     d_lease_ttl: Dur = defaults::LEASE_TTL;
@@ -481,12 +487,15 @@ impl Default for EngineConfig {
 pub struct AlertsConfig {
     #[serde(default = "d_alerts_ttl")]
     pub ttl: Dur,
+    #[serde(default = "d_alerts_max_active")]
+    pub max_active: usize,
 }
 
 impl Default for AlertsConfig {
     fn default() -> Self {
         AlertsConfig {
             ttl: d_alerts_ttl(),
+            max_active: d_alerts_max_active(),
         }
     }
 }

@@ -289,7 +289,7 @@ impl Loop {
                 self.persister.set_leading(true);
                 self.desired_tx.send_replace(self.engine.desired().clone());
                 self.execute(restored.commands, now).await;
-                self.refresh_gauges(now);
+                self.refresh_gauges();
                 supervisor.lead(self.last_seen());
                 self.catch_up().await;
             }
@@ -323,7 +323,7 @@ impl Loop {
         self.persister.stepped(true);
         self.execute(cmds, now).await;
         self.persister.save(&self.engine, &self.progress).await;
-        self.refresh_gauges(now);
+        self.refresh_gauges();
     }
 
     /// Executes the restored engine's commands, writes the first snapshot
@@ -333,7 +333,7 @@ impl Loop {
     pub(super) async fn start(&mut self, restore_cmds: Vec<Command>) {
         self.execute(restore_cmds, Timestamp::now()).await;
         self.persister.start(&self.engine, &self.progress).await;
-        self.refresh_gauges(Timestamp::now());
+        self.refresh_gauges();
         self.catch_up().await;
         self.persister
             .save_if_due(&self.engine, &self.progress)
@@ -618,6 +618,12 @@ impl Loop {
                     tracing::info!(message = %message, kind = %kind);
                     self.audit_engine(AuditRecord::new(now, kind, message));
                 }
+                Command::AlertDropped { key } => {
+                    // The first of an episode is audited (and logged) by the
+                    // engine; each is counted, none logged above debug.
+                    tracing::debug!(message = "Alert dropped: alerts.max_active reached.", alert = %key);
+                    self.metrics.alerts_dropped_total.inc();
+                }
             }
         }
         if let Some(desired) = desired_changed {
@@ -627,7 +633,7 @@ impl Loop {
             self.desired_tx.send_replace(desired);
         }
         if gauged {
-            self.refresh_gauges(now);
+            self.refresh_gauges();
         }
     }
 
@@ -658,29 +664,31 @@ impl Loop {
     /// Gauges that mirror engine state (probe health, rule state, desired,
     /// alerts, override, flap latch, blind guard): the one place they are
     /// set, from the engine's own view, so they are right after a restore too.
-    fn refresh_gauges(&self, now: Timestamp) {
-        let view = self.engine.view(now);
-        for p in &view.probes {
+    fn refresh_gauges(&self) {
+        // Not `Engine::view`: that clones every alert and explains every
+        // rule, work that grew with the alert set on every step.
+        let g = self.engine.gauges();
+        for (id, kind, health) in g.probes {
             self.metrics
                 .probe_up
-                .with_label_values(&[&p.id, p.kind])
-                .set(p.health.gauge());
+                .with_label_values(&[id, kind])
+                .set(health.gauge());
         }
-        for r in &view.rules {
+        for (name, phase) in g.rules {
             self.metrics
                 .rule_state
-                .with_label_values(&[&r.name])
-                .set(r.state.gauge());
+                .with_label_values(&[name])
+                .set(phase.gauge());
         }
         self.metrics
             .fallback_desired
             .set(i64::from(self.engine.desired().is_active()));
-        self.metrics.alerts_active.set(view.alerts.len() as i64);
+        self.metrics.alerts_active.set(g.alerts as i64);
         self.metrics
             .override_active
-            .set(i64::from(view.override_.is_some()));
-        self.metrics.flapping.set(i64::from(view.flapping));
-        self.metrics.blind.set(i64::from(view.blind.is_some()));
+            .set(i64::from(g.override_active));
+        self.metrics.flapping.set(i64::from(g.flapping));
+        self.metrics.blind.set(i64::from(g.blind));
     }
 }
 

@@ -159,6 +159,9 @@ pub enum Command {
     /// has vouched for yet: run the self-check now (not debounced). The rule
     /// waits for the verdict at most `self_check_wait`.
     SelfCheckNeeded { rule: String },
+    /// A new alert was not taken: `alerts.max_active` alerts are active.
+    /// Counted by the daemon; the engine audits the first of each episode.
+    AlertDropped { key: AlertKey },
     /// Something worth a line in the audit log that is not a state change
     /// (alert expired, override rejected, flap latch set/released...).
     Audit { kind: AuditKind, message: String },

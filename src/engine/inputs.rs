@@ -118,11 +118,16 @@ impl Engine {
         out: &mut Vec<Command>,
     ) {
         let expires = now.add(self.spec.alert_ttl(&key.source));
+        let full = self.st.alerts.len() >= self.spec.alerts_max_active;
         let existing = match self.st.alerts.get_mut(&key) {
             // A duplicate or refresh: extend the expiry, nothing else.
             Some(a) if a.labels == labels && a.summary == summary => {
                 a.last_seen = now;
                 a.expires = expires;
+                return;
+            }
+            None if full => {
+                self.drop_alert(key, out);
                 return;
             }
             existing => existing,
@@ -156,6 +161,27 @@ impl Engine {
             audit(out, AuditKind::Alert, format!("alert {key} resolved"));
             self.mark_alerts_dirty();
         }
+        if self.st.alerts.len() < self.spec.alerts_max_active {
+            self.alerts_overflowing = false;
+        }
+    }
+
+    /// A new alert while `alerts.max_active` are active: not taken (so no
+    /// flood makes each step costlier), counted, and audited once per
+    /// episode (an audit row per dropped alert would be a flood of its own).
+    fn drop_alert(&mut self, key: AlertKey, out: &mut Vec<Command>) {
+        if !self.alerts_overflowing {
+            self.alerts_overflowing = true;
+            audit(
+                out,
+                AuditKind::Alert,
+                format!(
+                    "alert {key} dropped: alerts.max_active ({}) alerts are active; new alerts are dropped and counted (continuity_alerts_dropped_total) until some resolve or expire",
+                    self.spec.alerts_max_active
+                ),
+            );
+        }
+        out.push(Command::AlertDropped { key });
     }
 
     fn on_override_set(
@@ -347,6 +373,9 @@ impl Engine {
             }
             keep
         });
+        if self.st.alerts.len() < self.spec.alerts_max_active {
+            self.alerts_overflowing = false;
+        }
         if self.st.alerts.len() != before {
             for k in expired {
                 audit(

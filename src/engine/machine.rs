@@ -50,6 +50,9 @@ pub struct Engine {
     pub(super) last_step: Option<Timestamp>,
     /// Some rule is dirty (saves scanning them all on most steps).
     pub(super) any_dirty: bool,
+    /// New alerts are being dropped (`alerts_max_active` reached); the
+    /// first drop of each episode is audited. Not persisted.
+    pub(super) alerts_overflowing: bool,
     pub(super) st: State,
 }
 
@@ -83,6 +86,7 @@ impl Engine {
             stale,
             last_step: None,
             any_dirty: true,
+            alerts_overflowing: false,
             st,
         };
         e.refresh_truth();

@@ -62,6 +62,9 @@ pub struct EngineSpec {
     pub flap_max: u32,
     pub flap_window: Duration,
     pub alerts_ttl: Duration,
+    /// Most alerts active at once; a new one beyond it is dropped
+    /// (`Command::AlertDropped`), so no flood makes each step costlier.
+    pub alerts_max_active: usize,
     /// Per-source alert TTLs that differ from `alerts_ttl` (senders that only
     /// notify on change, such as PagerDuty, never refresh a firing alert).
     pub alert_ttls: BTreeMap<String, Duration>,

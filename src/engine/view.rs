@@ -127,7 +127,45 @@ pub struct DrillView {
     pub until: Timestamp,
 }
 
+/// What the daemon's gauges mirror: cheap enough for every step (no clone of
+/// an alert, no explanation), unlike [`Engine::view`].
+#[derive(Debug, PartialEq)]
+pub struct Gauges<'a> {
+    /// `(id, type, health)` of every probe.
+    pub probes: Vec<(&'a str, &'static str, ProbeHealth)>,
+    /// `(name, phase)` of every rule.
+    pub rules: Vec<(&'a str, RulePhase)>,
+    pub alerts: usize,
+    pub override_active: bool,
+    pub flapping: bool,
+    pub blind: bool,
+}
+
 impl Engine {
+    /// The figures the gauges mirror (see [`Gauges`]).
+    pub fn gauges(&self) -> Gauges<'_> {
+        Gauges {
+            probes: self
+                .spec
+                .probes
+                .iter()
+                .zip(&self.st.probes)
+                .map(|(p, s)| (p.id.as_str(), p.kind, s.health))
+                .collect(),
+            rules: self
+                .spec
+                .rules
+                .iter()
+                .zip(&self.rules)
+                .map(|(r, c)| (r.name.as_str(), c.state.phase))
+                .collect(),
+            alerts: self.st.alerts.len(),
+            override_active: self.st.override_.is_some(),
+            flapping: self.st.flap.latched.is_some(),
+            blind: self.st.blind.is_some(),
+        }
+    }
+
     /// A snapshot of everything `/v1/status` shows. `now` only affects the
     /// wording of durations in explanations; nothing expires here.
     pub fn view(&self, now: Timestamp) -> EngineView {

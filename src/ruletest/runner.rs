@@ -151,7 +151,7 @@ fn describe(c: &Command) -> Option<String> {
         Command::SelfCheckNeeded { rule } => {
             format!("rule {rule}: waiting for a self-check verdict")
         }
-        Command::ProbeCadence { .. } => return None,
+        Command::ProbeCadence { .. } | Command::AlertDropped { .. } => return None,
     })
 }
 

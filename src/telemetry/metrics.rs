@@ -116,6 +116,8 @@ pub struct Metrics {
     /// `{action}`: changes made outside the agent, by what `on_drift` did
     /// with them (`adopted` or `corrected`).
     pub drift_total: IntCounterVec,
+    /// New alerts not taken because `alerts.max_active` were active.
+    pub alerts_dropped_total: IntCounter,
     /// API connections open now.
     pub api_connections: IntGauge,
     /// API connections closed on arrival because `agent.max_connections`
@@ -296,6 +298,10 @@ impl Metrics {
                     "Changes made to Talkdesk outside the agent, by what on_drift did (adopted, corrected)."
                 ),
                 &["action"]
+            )),
+            alerts_dropped_total: reg!(IntCounter::new(
+                "continuity_alerts_dropped_total",
+                "New alerts not taken because alerts.max_active alerts were active."
             )),
             api_connections: reg!(IntGauge::new(
                 "continuity_api_connections",

@@ -159,6 +159,12 @@ pub(super) fn webhooks(cx: &mut Cx, w: &mut WebhooksConfig, base: &Path) {
 
 /// Alerts from re-sending sources must outlive the gap between deliveries.
 pub(super) fn alerts(cx: &mut Cx, a: &AlertsConfig) {
+    if !(1..=100_000).contains(&a.max_active) {
+        cx.err(
+            "alerts.max_active",
+            format!("{} is out of range (1 to 100000)", a.max_active),
+        );
+    }
     if a.ttl.get() < Duration::from_secs(10) {
         cx.err(
             "alerts.ttl",

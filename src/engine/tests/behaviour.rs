@@ -365,3 +365,82 @@ fn engine_has_fresh_evidence_once_every_probe_is_known_and_no_rule_pending() {
     assert_eq!(e.view(t(22)).rules[0].state, RulePhase::Firing);
     assert!(e.has_fresh_evidence());
 }
+
+/// `alerts.max_active`: a flood of new fingerprints is dropped beyond the
+/// bound (counted per alert, audited once per episode), the alerts already
+/// active keep deciding, refreshes of them still work, and room made by a
+/// resolve lets a new alert in again.
+#[test]
+fn engine_active_alerts_are_bounded_and_overflow_is_counted_and_audited_once() {
+    let mut e = Engine::new(spec(&BASE.replace(
+        "[alerts]\nttl = \"15m\"",
+        "[alerts]\nttl = \"15m\"\nmax_active = 3",
+    )));
+    assert_eq!(e.spec().alerts_max_active, 3);
+    let on = e.step(alert("real", "TalkdeskVoiceDown"), t(0));
+    assert!(on.iter().any(|c| matches!(c, Command::SetDesired { .. })));
+    e.step(alert("noise-1", "Noise"), t(1));
+    e.step(alert("noise-2", "Noise"), t(1));
+    let mut dropped = 0;
+    let mut audits = 0;
+    for i in 0..500 {
+        for c in e.step(alert(&format!("flood-{i}"), "Noise"), t(2)) {
+            match c {
+                Command::AlertDropped { .. } => dropped += 1,
+                Command::Audit { message, .. } => {
+                    assert!(message.contains("max_active"), "{message}");
+                    audits += 1;
+                }
+                other => panic!("a dropped alert changed something: {other:?}"),
+            }
+        }
+    }
+    assert_eq!((dropped, audits), (500, 1));
+    assert_eq!(e.view(t(2)).alerts.len(), 3);
+    // The real alert still holds the fallback on, and refreshing it works.
+    assert!(e.desired().is_active());
+    assert!(e.step(alert("real", "TalkdeskVoiceDown"), t(3)).is_empty());
+    // Room again: the next new alert is taken, and a later overflow is a
+    // new episode, audited again.
+    e.step(resolved("noise-1"), t(4));
+    let taken = e.step(alert("late", "Noise"), t(5));
+    assert!(
+        !taken
+            .iter()
+            .any(|c| matches!(c, Command::AlertDropped { .. }))
+    );
+    let again = e.step(alert("later", "Noise"), t(6));
+    assert!(
+        again
+            .iter()
+            .any(|c| matches!(c, Command::AlertDropped { .. }))
+    );
+    assert!(again.iter().any(|c| matches!(c, Command::Audit { .. })));
+}
+
+/// The cheap gauge figures say what the full view says.
+#[test]
+fn engine_gauges_agree_with_the_view() {
+    let mut e = engine();
+    e.step(alert("1", "TalkdeskVoiceDown"), t(0));
+    e.step(fail("trunk-a", "timeout"), t(1));
+    let g = e.gauges();
+    let v = e.view(t(1));
+    let probes: Vec<_> = v
+        .probes
+        .iter()
+        .map(|p| (p.id.as_str(), p.kind, p.health))
+        .collect();
+    let rules: Vec<_> = v.rules.iter().map(|r| (r.name.as_str(), r.state)).collect();
+    assert_eq!(g.probes, probes);
+    assert_eq!(g.rules, rules);
+    assert_eq!(g.alerts, v.alerts.len());
+    assert_eq!(g.alerts, 1);
+    assert_eq!(g.override_active, v.override_.is_some());
+    assert_eq!((g.flapping, g.blind), (v.flapping, v.blind.is_some()));
+    assert!(
+        rules
+            .iter()
+            .any(|(_, phase)| *phase != crate::engine::rule::RulePhase::Inactive)
+    );
+}
