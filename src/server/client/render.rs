@@ -374,8 +374,8 @@ when = { alert = ['alertname="VoiceDown"'] }
             desired: engine.desired().clone(),
             actual: act.actual.clone(),
             converged: act.converged,
-            engine: serde_json::to_value(engine.view(now)).unwrap(),
-            actuator: serde_json::to_value(&act).unwrap(),
+            engine: engine.view(now),
+            actuator: act,
         };
         let text = serde_json::to_string(&doc).unwrap();
         let report = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
