@@ -15,6 +15,7 @@ pub mod client;
 pub mod control;
 pub mod error;
 pub mod events;
+pub mod ops;
 pub mod outcome;
 pub mod wire;
 
