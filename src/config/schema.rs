@@ -618,6 +618,10 @@ pub struct ApiConfig {
     pub tokens: Vec<ApiTokenConfig>,
     #[serde(default = "d_override_max_ttl")]
     pub override_max_ttl: Dur,
+    /// The status page at `/` is readable without a token (its actions
+    /// still need an `override` token).
+    #[serde(default)]
+    pub public_status: bool,
 }
 
 impl Default for ApiConfig {
@@ -625,6 +629,7 @@ impl Default for ApiConfig {
         ApiConfig {
             tokens: Vec::new(),
             override_max_ttl: d_override_max_ttl(),
+            public_status: false,
         }
     }
 }
