@@ -95,7 +95,7 @@ fn action_forms(p: &PageData<'_>, csrf: &str) -> Markup {
                     }
                 }
                 label {
-                    span { "For (1m to " (max.to_string()) ")" }
+                    span { "For (1m to " (short(max.get())) ")" }
                     input type="text" name="ttl" required value=(d.ttl.as_deref().unwrap_or(DEFAULT_TTL)) size="6" spellcheck="false";
                 }
                 label.grow {
@@ -119,5 +119,18 @@ fn action_forms(p: &PageData<'_>, csrf: &str) -> Markup {
             }
         }
         p.muted.small { "Changes go through the same path as the API: recorded durably first, then applied by the agent that leads." }
+    }
+}
+
+/// `24h`, `90m`, `45s`: how the form's limit reads (the ttl field takes the
+/// same forms).
+fn short(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    if s >= 3600 && s.is_multiple_of(3600) {
+        format!("{}h", s / 3600)
+    } else if s >= 60 && s.is_multiple_of(60) {
+        format!("{}m", s / 60)
+    } else {
+        format!("{s}s")
     }
 }

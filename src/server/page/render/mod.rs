@@ -42,7 +42,7 @@ pub fn page(p: &PageData<'_>) -> Markup {
         html! {
             (top_bar(p))
             main {
-                @if let Some(n) = p.notice { (notice(n)) }
+                @if let Some(n) = p.notice { (notice(n, p.doc.engine.now)) }
                 (state::live_state(p))
                 (state::live_summary(p))
                 (forms::actions(p))
@@ -127,10 +127,12 @@ fn top_bar(p: &PageData<'_>) -> Markup {
     }
 }
 
-fn notice(n: &Notice) -> Markup {
+/// The outcome of the action this page answers. It stays until the page is
+/// loaded again (the refresh leaves it), so it carries its time.
+fn notice(n: &Notice, at: crate::domain::Timestamp) -> Markup {
     html! {
         section class={"notice " (n.tone.class())} role="status" {
-            strong { (n.title) }
+            strong { (n.title) } " " span.at { "(" (clock(at, at)) ")" }
             @for line in &n.lines { p { (line) } }
         }
     }
