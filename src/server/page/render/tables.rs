@@ -166,7 +166,7 @@ fn timeline(p: &PageData<'_>) -> Markup {
             h2 { "Timeline" span.muted.h-note { "recent decisions, probe changes, alerts, overrides and Talkdesk calls" } }
             @match p.timeline {
                 Err(why) => p.bad { "The audit log cannot be read now: " (why) },
-                Ok(events) if events.is_empty() => p.muted { "Nothing yet." },
+                Ok(events) if events.is_empty() => p.muted { "Nothing recent." },
                 Ok(events) => {
                     div.scroll {
                         table.data.timeline {
@@ -183,6 +183,9 @@ fn timeline(p: &PageData<'_>) -> Markup {
                         }
                     }
                 }
+            }
+            p.muted.small {
+                "The whole audit log: " code { "continuity-agent events" } " or " code { "GET /v1/events" } "."
             }
         }
     }
