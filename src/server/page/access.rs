@@ -18,7 +18,7 @@ use crate::server::AppState;
 use crate::server::auth::{self, TokenCheck, TokenName};
 
 /// Who is reading the page.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Viewer {
     /// No credentials; the page is public (`api.public_status`).
     Public,
@@ -34,6 +34,28 @@ pub enum Viewer {
         csrf: String,
         expires: Timestamp,
     },
+}
+
+/// The CSRF token is a credential of the session: never in `Debug`.
+impl std::fmt::Debug for Viewer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Viewer::Public => f.write_str("Public"),
+            Viewer::Bearer(t) => f.debug_tuple("Bearer").field(&t.0).finish(),
+            Viewer::Session {
+                token,
+                can_act,
+                expires,
+                ..
+            } => f
+                .debug_struct("Session")
+                .field("token", &token.0)
+                .field("can_act", can_act)
+                .field("csrf", &"[REDACTED]")
+                .field("expires", expires)
+                .finish(),
+        }
+    }
 }
 
 /// Why a request was turned away: the login page says it with this status.
@@ -315,6 +337,19 @@ mod tests {
             assert!(set.contains(attr), "{set}");
         }
         assert!(clear_cookie().to_str().unwrap().contains("Max-Age=0"));
+    }
+
+    #[test]
+    fn debug_hides_the_csrf_token() {
+        let v = Viewer::Session {
+            token: TokenName("oncall".into()),
+            can_act: true,
+            csrf: "c5rf-0123456789".into(),
+            expires: Timestamp(0),
+        };
+        let text = format!("{v:?}");
+        assert!(!text.contains("c5rf-0123456789"), "{text}");
+        assert!(text.contains("oncall"), "{text}");
     }
 
     #[test]
