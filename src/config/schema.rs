@@ -386,6 +386,17 @@ impl ProfileConfig {
     /// (status page, notifications, CLI): the one home of this wording.
     /// Forwarded numbers come first, then the default, then the message.
     pub fn callers_get(&self) -> String {
+        let parts = self.callers_get_parts();
+        if parts.is_empty() {
+            "nothing configured".to_string()
+        } else {
+            parts.join("; ")
+        }
+    }
+
+    /// [`callers_get`](Self::callers_get) one item at a time (the status
+    /// page lists them); empty when nothing is configured.
+    pub fn callers_get_parts(&self) -> Vec<String> {
         let mut parts: Vec<String> = self
             .forward
             .iter()
@@ -406,10 +417,22 @@ impl ProfileConfig {
             };
             parts.push(format!("{who} ({}): \"{}\"", m.language, m.text));
         }
-        if parts.is_empty() {
-            "nothing configured".to_string()
-        } else {
-            parts.join("; ")
+        parts
+    }
+}
+
+/// Settings read back from Talkdesk, worded like a profile (the status page
+/// says what callers get when Talkdesk has settings no profile has, such as
+/// a change made in the Talkdesk UI).
+impl From<&crate::domain::FallbackSettings> for ProfileConfig {
+    fn from(s: &crate::domain::FallbackSettings) -> Self {
+        ProfileConfig {
+            forward: s.forward.clone(),
+            default: s.default.clone(),
+            message: s.message.as_ref().map(|m| MessageConfig {
+                text: m.text.clone(),
+                language: m.language.clone(),
+            }),
         }
     }
 }
@@ -631,6 +654,10 @@ pub struct ApiConfig {
     pub tokens: Vec<ApiTokenConfig>,
     #[serde(default = "d_override_max_ttl")]
     pub override_max_ttl: Dur,
+    /// The status page at `/` is readable without a token (its actions
+    /// still need an `override` token).
+    #[serde(default)]
+    pub public_status: bool,
 }
 
 impl Default for ApiConfig {
@@ -638,6 +665,7 @@ impl Default for ApiConfig {
         ApiConfig {
             tokens: Vec::new(),
             override_max_ttl: d_override_max_ttl(),
+            public_status: false,
         }
     }
 }
@@ -700,5 +728,29 @@ mod tests {
             only_message.callers_get(),
             "callers hear (en-US): \"We are sorry\""
         );
+    }
+
+    /// Settings read back from Talkdesk are worded exactly like the profile
+    /// they came from.
+    #[test]
+    fn talkdesk_settings_read_like_a_profile() {
+        let settings = crate::domain::FallbackSettings {
+            forward: [("+1111".to_string(), "+2222".to_string())].into(),
+            default: Some("+15550000".into()),
+            message: Some(crate::domain::Message {
+                text: "We are sorry".into(),
+                language: "en-US".into(),
+            }),
+        };
+        let p = ProfileConfig::from(&settings);
+        assert_eq!(
+            p.callers_get_parts(),
+            [
+                "+1111 forwarded to +2222",
+                "every other number forwarded to +15550000",
+                "others hear (en-US): \"We are sorry\"",
+            ]
+        );
+        assert!(ProfileConfig::default().callers_get_parts().is_empty());
     }
 }

@@ -539,8 +539,8 @@ impl Loop {
             desired: self.engine.desired().clone(),
             actual: act.actual.clone(),
             converged: act.converged,
-            engine: serde_json::to_value(&view).unwrap_or_default(),
-            actuator: serde_json::to_value(&act).unwrap_or_default(),
+            engine: view,
+            actuator: act,
         }
     }
 

@@ -163,6 +163,7 @@ pub async fn run_with(
         actuator: built.actuator.clone(),
         ready: persister.readiness(),
         metrics: shared.metrics.clone(),
+        sessions: Arc::new(server::page::SessionKey::random()),
     };
     let (server, mut reloader) = serve_reloadable(
         (listener, front),
@@ -400,6 +401,8 @@ pub(super) struct ApiParts {
     pub actuator: ActuatorHandle,
     pub ready: Arc<AtomicBool>,
     pub metrics: Metrics,
+    /// The status page's session key, drawn once per process.
+    pub sessions: Arc<server::page::SessionKey>,
 }
 
 impl ApiParts {
@@ -421,6 +424,7 @@ impl ApiParts {
             queue: self.queue.clone(),
             ready: self.ready.clone(),
             actuator: self.actuator.clone(),
+            sessions: self.sessions.clone(),
         };
         server::router(state).merge(crate::alerts::router(alerts))
     }

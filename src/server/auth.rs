@@ -103,21 +103,57 @@ impl ApiTokens {
         let Some(Credential::Bearer(presented)) = credential(headers) else {
             return TokenCheck::Unknown;
         };
+        match self.find_secret(presented) {
+            None => TokenCheck::Unknown,
+            Some(t) => t.check(required),
+        }
+    }
+
+    /// The token whose secret is `presented`, compared in constant time with
+    /// every configured token (without stopping at a match).
+    pub fn find_secret(&self, presented: &str) -> Option<KnownToken<'_>> {
         let digest = Sha256::digest(presented.as_bytes());
-        // Compare with every token, without stopping at a match.
         let mut found: Option<&ApiToken> = None;
         for t in &self.tokens {
             if bool::from(t.digest.ct_eq(digest.as_slice())) {
                 found = Some(t);
             }
         }
-        match found {
-            None => TokenCheck::Unknown,
-            Some(t) if t.scopes.contains(&required) => {
-                TokenCheck::Granted(TokenName(t.name.clone()))
-            }
-            Some(t) => TokenCheck::MissingScope(TokenName(t.name.clone())),
+        found.map(KnownToken)
+    }
+
+    /// The token named `name` (a status page session names its token).
+    pub fn find_name(&self, name: &str) -> Option<KnownToken<'_>> {
+        self.tokens.iter().find(|t| t.name == name).map(KnownToken)
+    }
+}
+
+/// A configured API token, found by its secret or its name.
+#[derive(Clone, Copy)]
+pub struct KnownToken<'a>(&'a ApiToken);
+
+impl KnownToken<'_> {
+    pub fn name(&self) -> TokenName {
+        TokenName(self.0.name.clone())
+    }
+
+    pub fn has(&self, scope: Scope) -> bool {
+        self.0.scopes.contains(&scope)
+    }
+
+    pub fn check(&self, required: Scope) -> TokenCheck {
+        if self.has(required) {
+            TokenCheck::Granted(self.name())
+        } else {
+            TokenCheck::MissingScope(self.name())
         }
+    }
+
+    /// The SHA-256 of the token's secret. A status page session is signed
+    /// over it, so replacing a token's secret (same name) ends the sessions
+    /// opened with the old one. Never shown anywhere.
+    pub(crate) fn secret_digest(&self) -> &[u8; 32] {
+        &self.0.digest
     }
 }
 

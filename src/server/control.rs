@@ -9,7 +9,8 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use crate::domain::{Actual, Desired};
-use crate::engine::Mode;
+use crate::engine::{EngineView, Mode};
+use crate::talkdesk::actuator::ActuatorStatus;
 
 pub enum Control {
     /// Answer once queued input `id` is applied to this replica's engine.
@@ -97,7 +98,7 @@ pub struct StatusDoc {
     pub actual: Actual,
     pub converged: bool,
     /// The engine's view: probes, rules, alerts, override, flap latch, reasons.
-    pub engine: serde_json::Value,
+    pub engine: EngineView,
     /// The actuator's view: last error, attempts, last success.
-    pub actuator: serde_json::Value,
+    pub actuator: ActuatorStatus,
 }

@@ -125,6 +125,17 @@ pub async fn page(
     store: &dyn Store,
     filter: &Filter,
 ) -> Result<EventsPage, crate::store::StoreError> {
+    page_where(store, filter, SCAN_MAX, |_| true).await
+}
+
+/// [`page`] with one more condition on each record (the status page leaves
+/// out routine Talkdesk reads), reading at most `scan_max` records.
+pub async fn page_where(
+    store: &dyn Store,
+    filter: &Filter,
+    scan_max: usize,
+    keep: impl Fn(&crate::store::StoredEvent) -> bool,
+) -> Result<EventsPage, crate::store::StoreError> {
     let batch = if filter.kinds.is_empty() {
         filter.limit
     } else {
@@ -145,7 +156,7 @@ pub async fn page(
                     next_before: None,
                 });
             }
-            if filter.matches(&e.record.kind) {
+            if filter.matches(&e.record.kind) && keep(&e) {
                 events.push(EventItem::from(e));
                 if events.len() == filter.limit {
                     return Ok(EventsPage {
@@ -161,7 +172,7 @@ pub async fn page(
                 next_before: None,
             });
         }
-        if scanned >= SCAN_MAX {
+        if scanned >= scan_max {
             return Ok(EventsPage {
                 events,
                 next_before: cursor,
@@ -240,6 +251,41 @@ mod tests {
         f.since = Some(Timestamp::from_millis(500));
         let page = page_of(&store, &f).await;
         assert_eq!(page, ["r2000", "r1000"]);
+    }
+
+    /// A look back with a condition few records meet stops after
+    /// `scan_max` records, and says where to go on.
+    #[tokio::test]
+    async fn a_conditional_page_reads_at_most_scan_max_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.db")).await.unwrap();
+        let records = (0..3000)
+            .map(|i| {
+                AuditRecord::new(
+                    Timestamp::from_millis(i),
+                    AuditKind::Talkdesk,
+                    format!("r{i}"),
+                )
+            })
+            .collect();
+        store.append_audit(records).await.unwrap();
+        let f = Filter::parse(q(None, Some("talkdesk")), Timestamp::ZERO).unwrap();
+        let page = page_where(&store, &f, 2000, |e| e.record.message == "r5")
+            .await
+            .unwrap();
+        assert!(
+            page.events.is_empty(),
+            "r5 is further back than 2000 records"
+        );
+        let cursor = page.next_before.expect("a cursor to go on from");
+        let rest = Filter {
+            before: Some(cursor),
+            ..f
+        };
+        let page = page_where(&store, &rest, 2000, |e| e.record.message == "r5")
+            .await
+            .unwrap();
+        assert_eq!(page.events.len(), 1);
     }
 
     async fn page_of(store: &SqliteStore, f: &Filter) -> Vec<String> {

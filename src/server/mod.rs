@@ -1,5 +1,6 @@
 //! The HTTP API (axum) and its plumbing: manual override, status, audit
-//! events, metrics and health ([`api`]), and what every route shares: the one
+//! events, metrics and health ([`api`]), the human status page at `/`
+//! ([`page`]; both act through [`ops`]), and what every route shares: the one
 //! error type ([`error`]), API tokens and constant-time credential checks
 //! ([`auth`]), body reading and JSON checks ([`body`]), the accept loop with
 //! its connection cap and deadlines ([`listen`]) and TLS ([`tls`]). The alert webhooks
@@ -17,7 +18,9 @@ pub mod control;
 pub mod error;
 pub mod events;
 pub mod listen;
+pub mod ops;
 pub mod outcome;
+pub mod page;
 pub mod tls;
 pub mod wire;
 
@@ -56,6 +59,9 @@ pub struct AppState {
     /// The actuator's status, read (never driven) by answers that report
     /// what Talkdesk did.
     pub actuator: crate::talkdesk::actuator::ActuatorHandle,
+    /// Signs the status page's sessions: one per process, kept across
+    /// reloads (a reload does not sign anyone out).
+    pub sessions: Arc<page::SessionKey>,
 }
 
 impl AppState {
@@ -68,6 +74,7 @@ impl AppState {
 /// by the caller (`alerts::router`).
 pub fn router(state: AppState) -> Router {
     api::routes()
+        .merge(page::routes())
         .with_state(state)
         // Bodies are read and limited by `body::read_body` in the handlers.
         .layer(DefaultBodyLimit::disable())

@@ -4,7 +4,8 @@
 //!
 //! `GET /v1/status` is the one document the two sides do not share as a
 //! type: [`StatusDoc`](super::control::StatusDoc) embeds the engine's and the
-//! actuator's views as opaque JSON. The client reads the fields it prints
+//! actuator's views, which serialize but do not deserialize (the status page
+//! reads them typed, in-process). The client reads the fields it prints
 //! through [`StatusReport`], made of the engine's and the domain's own types
 //! where they deserialize; a test builds a document from a real engine and a
 //! real actuator status, exactly as the daemon does, and checks that every

@@ -1,10 +1,11 @@
 //! Shared helpers for integration tests that drive real peers: sipp, the
-//! agent binary, the Talkdesk simulator, PostgreSQL. Each test binary includes what it
-//! uses with `mod support;`.
+//! agent binary, the Talkdesk simulator, PostgreSQL, headless Chromium. Each
+//! test binary includes what it uses with `mod support;`.
 #![allow(dead_code)]
 
 pub mod agent;
 pub mod alertmanager;
+pub mod browser;
 pub mod inproc;
 pub mod pg;
 pub mod sipp;

@@ -119,8 +119,9 @@ fn on_off(enabled: Option<bool>) -> &'static str {
     }
 }
 
-/// `source: text`, without repeating the source when the text starts with it.
-fn reason_text(r: &crate::engine::Reason) -> String {
+/// `source: text`, without repeating the source when the text starts with it
+/// (also the status page's wording).
+pub fn reason_text(r: &crate::engine::Reason) -> String {
     if r.text.starts_with(&r.source) {
         r.text.clone()
     } else {
@@ -150,8 +151,9 @@ pub fn at(t: Timestamp, now: Timestamp) -> String {
     format!("{} ({rel})", t.to_rfc3339())
 }
 
-/// A coarse duration for people: `45s`, `12m`, `3h 5m`, `2d 4h`.
-fn span(d: std::time::Duration) -> String {
+/// A coarse duration for people: `45s`, `12m`, `3h 5m`, `2d 4h` (also the
+/// status page's wording).
+pub fn span(d: std::time::Duration) -> String {
     let s = d.as_secs();
     match s {
         0..60 => format!("{s}s"),
@@ -374,8 +376,8 @@ when = { alert = ['alertname="VoiceDown"'] }
             desired: engine.desired().clone(),
             actual: act.actual.clone(),
             converged: act.converged,
-            engine: serde_json::to_value(engine.view(now)).unwrap(),
-            actuator: serde_json::to_value(&act).unwrap(),
+            engine: engine.view(now),
+            actuator: act,
         };
         let text = serde_json::to_string(&doc).unwrap();
         let report = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
