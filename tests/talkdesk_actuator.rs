@@ -814,3 +814,42 @@ async fn talkdesk_a_rejection_is_retried_on_a_slow_schedule() {
     assert!(env.sim().state().enabled);
     run.stop().await;
 }
+
+/// An override cleared while the settings write of its plan is in flight:
+/// the plan stops there, and `enabled=true` is never sent.
+#[tokio::test]
+async fn talkdesk_a_plan_stops_between_writes_when_the_desired_state_changes() {
+    let env = Env::new().await;
+    env.sim()
+        .inject(Fault::latency(FaultOp::PutSettings, 600, 1));
+    let run = spawn_actuator(&env, fast_options(), active("backup"));
+    // The settings write is on its way (slowly); then the override goes.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !env.calls().iter().any(|c| c.contains("get_activation")) {
+        assert!(Instant::now() < deadline, "{:?}", env.calls());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    run.set(Desired::Inactive);
+    run.converged(&Desired::Inactive).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let activations: Vec<_> = env
+        .writes()
+        .into_iter()
+        .filter(|w| w.op == "put_activation")
+        .collect();
+    assert!(
+        activations
+            .iter()
+            .all(|w| w.body.as_deref() != Some(r#"{"enabled":true}"#)),
+        "enabled=true was sent after the desired state changed: {activations:#?}"
+    );
+    assert!(!env.sim().state().enabled);
+    assert!(
+        env.audit
+            .records()
+            .iter()
+            .any(|r| r.message.contains("stopped between writes"))
+    );
+    run.stop().await;
+}

@@ -203,6 +203,9 @@ pub struct Actuator {
     pub(super) last_seen: Option<Actual>,
     /// New client, options and profiles from a configuration reload.
     reconfigure: Option<mpsc::Receiver<Reconfigure>>,
+    /// The desired state as the engine says it now (set by `run`): a plan
+    /// stops between writes once it no longer serves it.
+    pub(super) latest: Option<watch::Receiver<Desired>>,
 }
 
 /// What a configuration reload hands the running actuator. Its belief about
@@ -243,6 +246,7 @@ impl Actuator {
             form: None,
             last_seen: None,
             reconfigure: None,
+            latest: None,
         }
     }
 
@@ -292,6 +296,7 @@ impl Actuator {
         shutdown: CancellationToken,
     ) {
         let mut desired = desired_rx.borrow_and_update().clone();
+        self.latest = Some(desired_rx.clone());
         tracing::info!(
             desired = %desired,
             dry_run = self.opts.dry_run,

@@ -59,6 +59,10 @@ enum Outcome {
     DryRun,
     Fenced,
     Shutdown,
+    /// The desired state changed between two writes: the rest of the plan
+    /// no longer serves it (an override cleared after the settings write
+    /// must not be followed by `enabled=true`).
+    Superseded,
 }
 
 /// What the actuator's loop does after an attempt.
@@ -93,6 +97,16 @@ impl Actuator {
                 Next::Idle
             }
             Ok(Outcome::Shutdown) => Next::Shutdown,
+            Ok(Outcome::Superseded) => {
+                tracing::info!(desired = %desired, "The desired state changed during the plan; the rest of it is dropped.");
+                self.audit.record(AuditRecord::new(
+                    Timestamp::now(),
+                    AuditKind::Actuation,
+                    format!("plan for {desired} stopped between writes: the desired state changed"),
+                ));
+                // At once: the run loop picks the new desired state up.
+                Next::Retry(Duration::ZERO)
+            }
             Err(error) => self.failed(desired, error),
         };
         self.publish();
@@ -131,6 +145,9 @@ impl Actuator {
                 if shutdown.is_cancelled() {
                     return Ok(Outcome::Shutdown);
                 }
+                if self.superseded(desired) {
+                    return Ok(Outcome::Superseded);
+                }
                 if let Some(fence) = &self.may_write {
                     // A token first, so nothing slow sits between the fence and
                     // the request it allows.
@@ -152,6 +169,13 @@ impl Actuator {
             self.observed(events).await;
         }
         Ok(Outcome::Converged)
+    }
+
+    /// The engine wants something else than `desired` by now.
+    fn superseded(&self, desired: &Desired) -> bool {
+        self.latest
+            .as_ref()
+            .is_some_and(|rx| *rx.borrow() != *desired)
     }
 
     /// Reads the parts of Talkdesk's state we do not know (settings only when
