@@ -247,7 +247,7 @@ impl ProbeOutcome {
     pub fn success(detail: impl Into<String>, latency: Option<Duration>) -> Self {
         ProbeOutcome {
             success: true,
-            detail: detail.into(),
+            detail: printable(detail.into()),
             latency,
             inconclusive: false,
         }
@@ -256,7 +256,7 @@ impl ProbeOutcome {
     pub fn failure(detail: impl Into<String>, latency: Option<Duration>) -> Self {
         ProbeOutcome {
             success: false,
-            detail: detail.into(),
+            detail: printable(detail.into()),
             latency,
             inconclusive: false,
         }
@@ -266,7 +266,7 @@ impl ProbeOutcome {
     pub fn inconclusive(detail: impl Into<String>) -> Self {
         ProbeOutcome {
             success: false,
-            detail: detail.into(),
+            detail: printable(detail.into()),
             latency: None,
             inconclusive: true,
         }
@@ -281,6 +281,27 @@ impl ProbeOutcome {
             (false, false) => "failure",
         }
     }
+}
+
+/// A probe's detail as it may be shown: control characters (terminal escape
+/// sequences in a SIP reason phrase or a status page's component name, bare
+/// CR/LF that would forge log lines) become U+FFFD, and it is cut at 512
+/// characters. Details come from the network; status, logs, the audit log
+/// and terminals show them.
+fn printable(detail: String) -> String {
+    const MAX: usize = 512;
+    if detail.len() <= MAX && !detail.chars().any(char::is_control) {
+        return detail;
+    }
+    let mut out: String = detail
+        .chars()
+        .take(MAX)
+        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+        .collect();
+    if detail.chars().count() > MAX {
+        out.push('…');
+    }
+    out
 }
 
 /// Key of an alert received from a monitoring tool: `(source, fingerprint or id)`.
@@ -315,6 +336,20 @@ mod opt_duration_ms {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn probe_details_lose_control_characters_and_excess_length() {
+        let o = ProbeOutcome::failure("503 \u{1b}[2J\u{1b}]0;pwned\u{7}Busy\r\nfake: line", None);
+        assert_eq!(
+            o.detail,
+            "503 \u{FFFD}[2J\u{FFFD}]0;pwned\u{FFFD}Busy\u{FFFD}\u{FFFD}fake: line"
+        );
+        let long = ProbeOutcome::success("x".repeat(2000), None);
+        assert_eq!(long.detail.chars().count(), 513);
+        assert!(long.detail.ends_with('…'));
+        let fine = ProbeOutcome::inconclusive("Too many open files (os error 24)");
+        assert_eq!(fine.detail, "Too many open files (os error 24)");
+    }
 
     #[test]
     fn timestamp_arithmetic_saturates_and_never_goes_negative() {

@@ -979,3 +979,21 @@ fn agent_limits_and_tls_are_checked() {
         secured.warnings
     );
 }
+
+/// A secret written as a number or a boolean is a type error that names the
+/// key and the type, never the value.
+#[test]
+fn numeric_secrets_are_not_echoed_in_errors() {
+    let src = BASE.replace(
+        "client_secret = \"s3cr3t-value-do-not-print\"",
+        "client_secret = 987654321987",
+    );
+    let errs = errors(&src);
+    let text = render(&errs);
+    assert!(
+        errs.iter()
+            .any(|e| e.key == "talkdesk.client_secret" && e.reason.contains("found an integer")),
+        "{text}"
+    );
+    assert!(!text.contains("987654321987"), "{text}");
+}

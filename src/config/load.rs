@@ -311,6 +311,21 @@ fn remove_path(v: &mut Value, path: &[String]) -> bool {
     }
 }
 
+/// What kind of value was found, without the value.
+fn type_name(actual: &figment::error::Actual) -> &'static str {
+    use figment::error::Actual;
+    match actual {
+        Actual::Bool(_) => "a boolean",
+        Actual::Unsigned(_) | Actual::Signed(_) => "an integer",
+        Actual::Float(_) => "a number",
+        Actual::Char(_) | Actual::Str(_) => "a string",
+        Actual::Bytes(_) => "bytes",
+        Actual::Seq => "an array",
+        Actual::Map => "a table",
+        _ => "another kind of value",
+    }
+}
+
 /// serde's messages, phrased for operators.
 fn describe(kind: &figment::error::Kind) -> String {
     use figment::error::Kind;
@@ -322,6 +337,14 @@ fn describe(kind: &figment::error::Kind) -> String {
             )
         }
         Kind::MissingField(field) => format!("missing required key `{field}`"),
+        // Named by its type, never its value: a secret written as a number
+        // (`client_secret = 12345`) must not be echoed back.
+        Kind::InvalidType(actual, expected) => {
+            format!(
+                "invalid type: expected {expected}, found {}",
+                type_name(actual)
+            )
+        }
         Kind::UnknownVariant(v, expected) => format!(
             "unknown value `{v}`; expected one of: {}",
             expected.join(", ")
