@@ -24,12 +24,30 @@ pub struct Fetched {
     pub latency: Duration,
 }
 
-/// Build the client for one probe. Redirects are followed (reqwest's default
-/// of 10); TLS uses rustls with the platform trust store.
+/// Build the client for one probe. Redirects are followed (up to 10), but
+/// a probe with headers of its own follows none to another host: reqwest
+/// drops `Authorization` and cookies there, not an `X-Api-Key`, so the
+/// secret would go to whoever the redirect names. The 3xx is then the answer
+/// the probe judges. TLS uses rustls with the platform trust store.
 pub fn client(timeout: Duration, headers: &HeaderMap) -> Result<Client, String> {
+    let keep_on_host = !headers.is_empty();
+    let redirects = reqwest::redirect::Policy::custom(move |attempt| {
+        let cross_host = attempt
+            .previous()
+            .first()
+            .is_some_and(|first| first.host_str() != attempt.url().host_str());
+        if attempt.previous().len() > 10 {
+            attempt.error("too many redirects")
+        } else if keep_on_host && cross_host {
+            attempt.stop()
+        } else {
+            attempt.follow()
+        }
+    });
     Client::builder()
         .user_agent(concat!("continuity-agent/", env!("CARGO_PKG_VERSION")))
         .default_headers(headers.clone())
+        .redirect(redirects)
         // The probe's own timeout (tokio) is authoritative and gives the
         // standard detail; reqwest's is a backstop slightly behind it.
         .timeout(timeout + Duration::from_millis(500))

@@ -255,3 +255,61 @@ async fn http_failure_details_never_show_the_url_credentials() {
         out.detail
     );
 }
+
+/// A probe's own headers (an API key) never follow a redirect to another
+/// host: the 3xx is judged instead. Without headers, and on the same host,
+/// redirects are followed.
+#[tokio::test]
+async fn custom_headers_never_follow_a_redirect_to_another_host() {
+    use std::sync::{Arc, Mutex};
+    let seen: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
+    let record = seen.clone();
+    let elsewhere = serve(Router::new().route(
+        "/landing",
+        get(move |headers: HeaderMap| {
+            let key = headers
+                .get("x-api-key")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            record.lock().unwrap().push(key);
+            async { "landed" }
+        }),
+    ))
+    .await;
+    // "localhost" and "127.0.0.1" are different hosts to a client.
+    let target = format!("http://localhost:{}/landing", elsewhere.port());
+    let origin = serve(
+        Router::new()
+            .route(
+                "/moved",
+                get(move || async move { axum::response::Redirect::temporary(&target) }),
+            )
+            .route(
+                "/here",
+                get(|| async { axum::response::Redirect::temporary("/ok2") }),
+            )
+            .route("/ok2", get(|| async { "same host" })),
+    )
+    .await;
+    let keyed = json!({"headers": {"X-Api-Key": "k-0123456789"}, "expect_status": [200, 307]});
+    let out = http(format!("http://{origin}/moved"), keyed.clone())
+        .check()
+        .await;
+    assert!(out.detail.starts_with("307"), "{out:?}");
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "the key went to another host"
+    );
+
+    let out = http(format!("http://{origin}/here"), keyed).check().await;
+    assert!(
+        out.detail.starts_with("200 OK"),
+        "same-host redirect: {out:?}"
+    );
+
+    let out = http(format!("http://{origin}/moved"), json!({}))
+        .check()
+        .await;
+    assert!(out.detail.starts_with("200 OK"), "no headers: {out:?}");
+    assert_eq!(*seen.lock().unwrap(), vec![None]);
+}
