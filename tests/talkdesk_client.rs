@@ -356,3 +356,19 @@ async fn talkdesk_absurd_token_lifetime_is_capped_not_a_panic() {
         "the capped token is reused"
     );
 }
+
+/// A token reply without `expires_in` (RFC 6749 allows it) is cached for a
+/// while, not treated as already expired: one token request, not one per call.
+#[tokio::test]
+async fn talkdesk_a_token_without_expires_in_is_still_cached() {
+    use continuity_agent::talkdesk::simulator::Quirks;
+    let env = Env::new().await;
+    env.sim().set_quirks(Quirks {
+        omit_expires_in: true,
+        ..Quirks::default()
+    });
+    env.client.get_activation().await.unwrap();
+    env.client.get_settings().await.unwrap();
+    env.client.set_activation(true).await.unwrap();
+    assert_eq!(env.count("token"), 1, "{:#?}", env.sim().journal());
+}

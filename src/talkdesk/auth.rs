@@ -3,7 +3,8 @@
 //!
 //! `POST {token_url}` with HTTP Basic `client_id:client_secret` and the form
 //! `grant_type=client_credentials&scope=<space separated>`. The token is cached
-//! until shortly before `expires_in` (margin: min(60 s, 10 % of the lifetime)),
+//! until shortly before `expires_in` (margin: min(60 s, 10 % of the lifetime);
+//! a reply without it is trusted for [`ASSUMED_TOKEN_LIFETIME`]),
 //! so a token is never used in its last moments where clock skew or a slow
 //! request would make it expire in flight.
 //!
@@ -27,6 +28,12 @@ use super::wire::{TokenErrorBody, TokenResponse};
 
 /// Longest token lifetime we believe (`expires_in` is capped to it).
 pub const MAX_TOKEN_LIFETIME_SECS: u64 = 24 * 3600;
+
+/// The lifetime assumed when a token reply has no `expires_in`: an OAuth
+/// server may omit it (RFC 6749 5.1 makes it RECOMMENDED, not required).
+/// Treating that as "expires now" asked for a token before every call; a
+/// 401 still drops the token at once, so assuming a while costs nothing.
+pub const ASSUMED_TOKEN_LIFETIME: Duration = Duration::from_secs(300);
 
 /// Never refresh earlier than this before expiry (long-lived tokens).
 const MAX_REFRESH_MARGIN: Duration = Duration::from_secs(60);
@@ -233,8 +240,10 @@ impl TokenSource {
         // Bounded: a bogus `expires_in` (a proxy, a mock, u64::MAX) must not
         // overflow the clock arithmetic below, and no token is trusted for
         // more than a day without asking again.
-        let lifetime =
-            Duration::from_secs(parsed.expires_in.unwrap_or(0).min(MAX_TOKEN_LIFETIME_SECS));
+        let lifetime = match parsed.expires_in {
+            Some(secs) => Duration::from_secs(secs.min(MAX_TOKEN_LIFETIME_SECS)),
+            None => ASSUMED_TOKEN_LIFETIME,
+        };
         let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
         Ok(Cached {
             token: AccessToken {

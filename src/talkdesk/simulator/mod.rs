@@ -115,6 +115,8 @@ pub struct Quirks {
     /// `+15550000000`, answering 200: a backend that does not store what it
     /// is given. The agent must treat such a write as failed.
     pub mangle_numbers: bool,
+    /// Leave `expires_in` out of token replies (RFC 6749 allows it).
+    pub omit_expires_in: bool,
 }
 
 /// The number [`Quirks::mangle_numbers`] stores instead of the real ones.
@@ -587,13 +589,18 @@ fn token(sim: &Simulator, headers: &HeaderMap, body: &[u8]) -> Response {
         granted.clone(),
         Instant::now() + opts.token_ttl,
     );
-    let mut r = axum::Json(json!({
+    let mut reply = json!({
         "access_token": access_token,
         "token_type": "Bearer",
         "expires_in": opts.token_ttl.as_secs(),
         "scope": granted.join(" "),
-    }))
-    .into_response();
+    });
+    if lock(&sim.inner.quirks).omit_expires_in
+        && let Some(o) = reply.as_object_mut()
+    {
+        o.remove("expires_in");
+    }
+    let mut r = axum::Json(reply).into_response();
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
