@@ -608,19 +608,31 @@ pub struct WebhooksConfig {
 impl WebhooksConfig {
     /// Configured sources with their names, in a stable order.
     pub fn sources(&self) -> Vec<(&'static str, &WebhookConfig)> {
-        [
-            ("alertmanager", &self.alertmanager),
-            ("grafana", &self.grafana),
-            ("pagerduty", &self.pagerduty),
-            ("datadog", &self.datadog),
-            ("opsgenie", &self.opsgenie),
-            ("statuspage", &self.statuspage),
-            ("generic", &self.generic),
-        ]
-        .into_iter()
-        .filter_map(|(n, c)| c.as_ref().map(|c| (n, c)))
-        .collect()
+        Self::ALL
+            .into_iter()
+            .zip([
+                &self.alertmanager,
+                &self.grafana,
+                &self.pagerduty,
+                &self.datadog,
+                &self.opsgenie,
+                &self.statuspage,
+                &self.generic,
+            ])
+            .filter_map(|(n, c)| c.as_ref().map(|c| (n, c)))
+            .collect()
     }
+
+    /// Every webhook source this build knows, configured or not.
+    pub const ALL: [&'static str; 7] = [
+        "alertmanager",
+        "grafana",
+        "pagerduty",
+        "datadog",
+        "opsgenie",
+        "statuspage",
+        "generic",
+    ];
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]

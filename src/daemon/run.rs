@@ -584,13 +584,52 @@ pub(super) fn known_labels(config: &Config) -> KnownLabels<'_> {
             .map(|p| (p.id.as_str(), p.kind))
             .collect(),
         causes: crate::engine::Cause::ALL.map(|c| c.as_str()).to_vec(),
-        webhook_sources: config
-            .raw
-            .webhooks
-            .sources()
-            .into_iter()
-            .map(|(source, _)| source)
-            .collect(),
+        // Every source, configured or not: `/metrics` needs no credentials,
+        // and must not tell which webhooks are enabled when an unconfigured
+        // route answers 404 like an unknown one.
+        webhook_sources: crate::config::schema::WebhooksConfig::ALL.to_vec(),
         talkdesk_ops: crate::talkdesk::Op::ALL.map(|op| op.as_str()).to_vec(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `/metrics` needs no credentials: its series must not tell which
+    /// webhook sources are configured (an unconfigured one answers 404 like
+    /// an unknown route), so every source's series exists either way.
+    #[test]
+    fn metrics_do_not_reveal_which_webhook_sources_are_configured() {
+        let src = r#"
+[talkdesk]
+account = "acme"
+client_id = "id"
+client_secret = "secret-0123456789"
+[profiles.backup]
+default = "+14155558888"
+[[probes]]
+id = "trunk-a"
+type = "sip"
+target = "sip:192.0.2.1"
+[[rules]]
+name = "down"
+profile = "backup"
+when = { down = "trunk-a" }
+[webhooks.alertmanager]
+bearer_token = "am-token-0123456789"
+"#;
+        let config = crate::config::from_toml_str(src, "test.toml").unwrap();
+        let metrics = Metrics::new();
+        metrics.init_series(&known_labels(&config));
+        let text = metrics.render();
+        for source in crate::config::schema::WebhooksConfig::ALL {
+            assert!(
+                text.contains(&format!(
+                    "continuity_alerts_received_total{{result=\"accepted\",source=\"{source}\"}} 0"
+                )),
+                "{source} missing:\n{text}"
+            );
+        }
     }
 }
