@@ -19,7 +19,7 @@ async fn alertmanager_firing_resolved_and_redelivery() {
     let firing = fixture("alertmanager-firing.json");
     let resp = a
         .post("/v1/alerts/alertmanager", firing.clone())
-        .bearer_auth("am-token")
+        .bearer_auth("am-token-0123456789abcdef")
         .send()
         .await
         .unwrap();
@@ -44,7 +44,7 @@ async fn alertmanager_firing_resolved_and_redelivery() {
     // Alertmanager re-sends every repeat_interval: same key, refreshed.
     let resp = a
         .post("/v1/alerts/alertmanager", firing)
-        .basic_auth("am", Some("am-pass"))
+        .basic_auth("am", Some("am-pass-0123456789abcdef"))
         .send()
         .await
         .unwrap();
@@ -57,7 +57,7 @@ async fn alertmanager_firing_resolved_and_redelivery() {
             "/v1/alerts/alertmanager",
             fixture("alertmanager-resolved.json"),
         )
-        .bearer_auth("am-token")
+        .bearer_auth("am-token-0123456789abcdef")
         .send()
         .await
         .unwrap();
@@ -102,11 +102,11 @@ async fn credentials_matrix() {
         a.post("/v1/alerts/alertmanager", body.clone())
             .bearer_auth("am-tokeN"),
         a.post("/v1/alerts/alertmanager", body.clone())
-            .bearer_auth("gen-token"),
+            .bearer_auth("gen-token-0123456789abcdef"),
         a.post("/v1/alerts/alertmanager", body.clone())
             .basic_auth("am", Some("nope")),
         a.post("/v1/alerts/alertmanager", body.clone())
-            .basic_auth("xx", Some("am-pass")),
+            .basic_auth("xx", Some("am-pass-0123456789abcdef")),
         a.post("/v1/alerts/alertmanager", body.clone())
             .header("authorization", "Digest x"),
         a.post("/v1/alerts/alertmanager", body.clone())
@@ -116,7 +116,12 @@ async fn credentials_matrix() {
         let v = expect_error(resp, StatusCode::UNAUTHORIZED, "unauthorized").await;
         // The detail never echoes a credential.
         let d = v["detail"].as_str().unwrap();
-        for secret in ["am-token", "am-pass", "gen-token", "nope"] {
+        for secret in [
+            "am-token-0123456789abcdef",
+            "am-pass-0123456789abcdef",
+            "gen-token-0123456789abcdef",
+            "nope",
+        ] {
             assert!(!d.contains(secret), "{d}");
         }
     }
@@ -169,7 +174,7 @@ async fn credentials_matrix() {
 fn grafana_signed(a: &Agent, body: &str, ts: &str, secret: &str) -> reqwest::RequestBuilder {
     let sig = sign_hex(secret, &[ts.as_bytes(), b":", body.as_bytes()]);
     a.post("/v1/alerts/grafana", body.to_string())
-        .basic_auth("gf", Some("gf-pass"))
+        .basic_auth("gf", Some("gf-pass-0123456789abcdef"))
         .header("X-Grafana-Alerting-Signature", sig)
         .header("X-Grafana-Alerting-Signature-Timestamp", ts)
 }
@@ -180,7 +185,7 @@ async fn grafana_signature_and_replay_protection() {
     let firing = fixture("grafana-firing.json");
     let now_s = (NOW_MS / 1000).to_string();
 
-    let resp = grafana_signed(&a, &firing, &now_s, "gf-hmac")
+    let resp = grafana_signed(&a, &firing, &now_s, "gf-hmac-0123456789abcdef")
         .send()
         .await
         .unwrap();
@@ -190,10 +195,15 @@ async fn grafana_signature_and_replay_protection() {
         ev.iter().filter_map(firing_key).collect::<Vec<_>>(),
         vec![&key("grafana", "57c6d9296de2ad39")]
     );
-    let resp = grafana_signed(&a, &fixture("grafana-resolved.json"), &now_s, "gf-hmac")
-        .send()
-        .await
-        .unwrap();
+    let resp = grafana_signed(
+        &a,
+        &fixture("grafana-resolved.json"),
+        &now_s,
+        "gf-hmac-0123456789abcdef",
+    )
+    .send()
+    .await
+    .unwrap();
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
     assert_eq!(
         a.drain(),
@@ -204,7 +214,7 @@ async fn grafana_signature_and_replay_protection() {
 
     // Replayed: a correctly signed delivery from an hour ago.
     let old = ((NOW_MS - 3_600_000) / 1000).to_string();
-    let resp = grafana_signed(&a, &firing, &old, "gf-hmac")
+    let resp = grafana_signed(&a, &firing, &old, "gf-hmac-0123456789abcdef")
         .send()
         .await
         .unwrap();
@@ -212,12 +222,12 @@ async fn grafana_signature_and_replay_protection() {
     assert!(v["detail"].as_str().unwrap().contains("replayed"), "{v}");
     // From the future, likewise; milliseconds are understood.
     let future = ((NOW_MS + 3_600_000) / 1000).to_string();
-    let resp = grafana_signed(&a, &firing, &future, "gf-hmac")
+    let resp = grafana_signed(&a, &firing, &future, "gf-hmac-0123456789abcdef")
         .send()
         .await
         .unwrap();
     expect_error(resp, StatusCode::UNAUTHORIZED, "unauthorized").await;
-    let resp = grafana_signed(&a, &firing, &NOW_MS.to_string(), "gf-hmac")
+    let resp = grafana_signed(&a, &firing, &NOW_MS.to_string(), "gf-hmac-0123456789abcdef")
         .send()
         .await
         .unwrap();
@@ -230,11 +240,14 @@ async fn grafana_signature_and_replay_protection() {
         .await
         .unwrap();
     expect_error(resp, StatusCode::UNAUTHORIZED, "unauthorized").await;
-    let sig = sign_hex("gf-hmac", &[now_s.as_bytes(), b":", firing.as_bytes()]);
+    let sig = sign_hex(
+        "gf-hmac-0123456789abcdef",
+        &[now_s.as_bytes(), b":", firing.as_bytes()],
+    );
     let tampered = firing.replace("critical", "warning");
     let resp = a
         .post("/v1/alerts/grafana", tampered)
-        .basic_auth("gf", Some("gf-pass"))
+        .basic_auth("gf", Some("gf-pass-0123456789abcdef"))
         .header("X-Grafana-Alerting-Signature", &sig)
         .header("X-Grafana-Alerting-Signature-Timestamp", &now_s)
         .send()
@@ -243,7 +256,7 @@ async fn grafana_signature_and_replay_protection() {
     expect_error(resp, StatusCode::UNAUTHORIZED, "unauthorized").await;
     let resp = a
         .post("/v1/alerts/grafana", firing.clone())
-        .basic_auth("gf", Some("gf-pass"))
+        .basic_auth("gf", Some("gf-pass-0123456789abcdef"))
         .header("X-Grafana-Alerting-Signature-Timestamp", &now_s)
         .send()
         .await
@@ -251,10 +264,10 @@ async fn grafana_signature_and_replay_protection() {
     expect_error(resp, StatusCode::UNAUTHORIZED, "unauthorized").await;
     let resp = a
         .post("/v1/alerts/grafana", firing.clone())
-        .basic_auth("gf", Some("gf-pass"))
+        .basic_auth("gf", Some("gf-pass-0123456789abcdef"))
         .header(
             "X-Grafana-Alerting-Signature",
-            sign_hex("gf-hmac", &[firing.as_bytes()]),
+            sign_hex("gf-hmac-0123456789abcdef", &[firing.as_bytes()]),
         )
         .send()
         .await
@@ -282,7 +295,10 @@ fn pagerduty(a: &Agent, body: &str, signature: &str, webhook_id: &str) -> reqwes
 async fn pagerduty_signatures_events_and_dedupe() {
     let mut a = start(Opts::default()).await;
     let trig = fixture("pagerduty-triggered.json");
-    let sig = format!("v1={}", sign_hex("pd-hmac", &[trig.as_bytes()]));
+    let sig = format!(
+        "v1={}",
+        sign_hex("pd-hmac-0123456789abcdef", &[trig.as_bytes()])
+    );
 
     let resp = pagerduty(&a, &trig, &sig, "wh-1").send().await.unwrap();
     let (s, v) = json(resp).await;
@@ -313,7 +329,7 @@ async fn pagerduty_signatures_events_and_dedupe() {
     let rotated = format!(
         "v1={},v1={}",
         sign_hex("old-secret", &[res.as_bytes()]),
-        sign_hex("pd-hmac", &[res.as_bytes()])
+        sign_hex("pd-hmac-0123456789abcdef", &[res.as_bytes()])
     );
     let resp = pagerduty(&a, &res, &rotated, "wh-2").send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
@@ -326,7 +342,10 @@ async fn pagerduty_signatures_events_and_dedupe() {
 
     // Other event types: accepted, ignored, no change.
     let pri = fixture("pagerduty-priority-updated.json");
-    let sig_pri = format!("v1={}", sign_hex("pd-hmac", &[pri.as_bytes()]));
+    let sig_pri = format!(
+        "v1={}",
+        sign_hex("pd-hmac-0123456789abcdef", &[pri.as_bytes()])
+    );
     let resp = pagerduty(&a, &pri, &sig_pri, "wh-3").send().await.unwrap();
     let (s, v) = json(resp).await;
     assert_eq!(s, StatusCode::ACCEPTED);
@@ -359,7 +378,10 @@ async fn pagerduty_signatures_events_and_dedupe() {
     // A refused delivery id is not remembered: the genuine one still goes
     // through (a re-trigger after the resolution, so it is newer).
     let later = trig.replace("2020-10-02T18:45:22.169Z", "2020-10-02T19:10:00.000Z");
-    let later_sig = format!("v1={}", sign_hex("pd-hmac", &[later.as_bytes()]));
+    let later_sig = format!(
+        "v1={}",
+        sign_hex("pd-hmac-0123456789abcdef", &[later.as_bytes()])
+    );
     let resp = pagerduty(&a, &later, &later_sig, "wh-9")
         .send()
         .await
@@ -379,7 +401,10 @@ async fn an_event_dated_in_the_future_is_refused() {
         trig.replace("2020-10-02T18:45:22.169Z", &t)
     };
     let signed = |body: String| {
-        let sig = format!("v1={}", sign_hex("pd-hmac", &[body.as_bytes()]));
+        let sig = format!(
+            "v1={}",
+            sign_hex("pd-hmac-0123456789abcdef", &[body.as_bytes()])
+        );
         (body, sig)
     };
 
@@ -409,14 +434,14 @@ async fn datadog_opsgenie_statuspage_generic() {
     // Datadog: custom header.
     let resp = a
         .post("/v1/alerts/datadog", fixture("datadog-triggered.json"))
-        .header("X-Continuity-Key", "dd-secret")
+        .header("X-Continuity-Key", "dd-secret-0123456789abcdef")
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
     let resp = a
         .post("/v1/alerts/datadog", fixture("datadog-recovered.json"))
-        .header("X-Continuity-Key", "dd-secret")
+        .header("X-Continuity-Key", "dd-secret-0123456789abcdef")
         .send()
         .await
         .unwrap();
@@ -447,7 +472,7 @@ async fn datadog_opsgenie_statuspage_generic() {
     ] {
         let resp = a
             .post("/v1/alerts/opsgenie", fixture(f))
-            .bearer_auth("og-token")
+            .bearer_auth("og-token-0123456789abcdef")
             .send()
             .await
             .unwrap();
@@ -503,7 +528,7 @@ async fn datadog_opsgenie_statuspage_generic() {
             "/v1/alerts/generic",
             r#"[{"id":"a","status":"firing","labels":{"x":"1"}},{"id":"b","status":"resolved"}]"#,
         )
-        .bearer_auth("gen-token")
+        .bearer_auth("gen-token-0123456789abcdef")
         .send()
         .await
         .unwrap();
@@ -525,7 +550,7 @@ async fn datadog_opsgenie_statuspage_generic() {
                 fixture("cloudevent.json"),
                 "application/cloudevents+json; charset=utf-8",
             )
-            .bearer_auth("gen-token")
+            .bearer_auth("gen-token-0123456789abcdef")
             .send()
             .await
             .unwrap();
@@ -542,7 +567,7 @@ async fn datadog_opsgenie_statuspage_generic() {
             .header("ce-source", "/monitors/voice")
             .header("ce-id", "B-1")
             .header("ce-type", "com.example.alert")
-            .bearer_auth("gen-token")
+            .bearer_auth("gen-token-0123456789abcdef")
             .send()
             .await
             .unwrap();
@@ -718,7 +743,7 @@ async fn bad_input_matrix_emits_nothing() {
     for (name, body, ct, status, code) in cases {
         let resp = a
             .post_as("/v1/alerts/generic", body, ct.unwrap_or("application/json"))
-            .bearer_auth("gen-token")
+            .bearer_auth("gen-token-0123456789abcdef")
             .send()
             .await
             .unwrap();
@@ -736,7 +761,7 @@ async fn bad_input_matrix_emits_nothing() {
             "/v1/alerts/generic",
             vec![b'{', b'"', 0xff, 0xfe, b'"', b':', b'1', b'}'],
         )
-        .bearer_auth("gen-token")
+        .bearer_auth("gen-token-0123456789abcdef")
         .send()
         .await
         .unwrap();
@@ -745,7 +770,7 @@ async fn bad_input_matrix_emits_nothing() {
     let resp = a
         .post("/v1/alerts/generic", r#"{"id":"a","status":"firing"}"#)
         .header("content-encoding", "gzip")
-        .bearer_auth("gen-token")
+        .bearer_auth("gen-token-0123456789abcdef")
         .send()
         .await
         .unwrap();
@@ -759,7 +784,7 @@ async fn bad_input_matrix_emits_nothing() {
     let resp = a
         .post("/v1/alerts/generic", r#"{"id":"a","status":"firing"}"#)
         .header("content-type", "application/json")
-        .bearer_auth("gen-token")
+        .bearer_auth("gen-token-0123456789abcdef")
         .send()
         .await
         .unwrap();
@@ -773,7 +798,7 @@ async fn bad_input_matrix_emits_nothing() {
     let resp = a
         .client
         .post(format!("{}/v1/alerts/generic", a.base))
-        .bearer_auth("gen-token")
+        .bearer_auth("gen-token-0123456789abcdef")
         .body(r#"{"id":"a","status":"firing"}"#)
         .send()
         .await
@@ -787,7 +812,7 @@ async fn bad_input_matrix_emits_nothing() {
     // Over the limit without Content-Length (chunked): stopped while reading.
     let resp = raw_request(
         &a.base,
-        "POST /v1/alerts/generic HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer gen-token\r\n\
+        "POST /v1/alerts/generic HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer gen-token-0123456789abcdef\r\n\
          Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
         &{
             let mut b = Vec::new();
@@ -806,8 +831,8 @@ async fn bad_input_matrix_emits_nothing() {
     // Every source's parser refuses a 10,000-deep body with 400.
     let deep = format!("{}{}", "{\"a\":".repeat(10_000), "}".repeat(10_000));
     for (path, auth) in [
-        ("/v1/alerts/alertmanager", "am-token"),
-        ("/v1/alerts/opsgenie", "og-token"),
+        ("/v1/alerts/alertmanager", "am-token-0123456789abcdef"),
+        ("/v1/alerts/opsgenie", "og-token-0123456789abcdef"),
         ("/v1/alerts/datadog", "api-alerts-0123456789"),
         ("/v1/alerts/pagerduty", "api-alerts-0123456789"),
         ("/v1/alerts/grafana", "api-alerts-0123456789"),
@@ -849,7 +874,7 @@ async fn unauthenticated_requests_learn_nothing() {
 async fn unknown_and_unconfigured_sources_are_the_same_404() {
     const ONLY_GENERIC: &str = r#"
 [webhooks.generic]
-bearer_token = "gen-token"
+bearer_token = "gen-token-0123456789abcdef"
 "#;
     let a = start(Opts {
         config: ONLY_GENERIC,
@@ -864,7 +889,7 @@ bearer_token = "gen-token"
     ] {
         let resp = a
             .post(path, fixture("datadog-triggered.json"))
-            .bearer_auth("gen-token")
+            .bearer_auth("gen-token-0123456789abcdef")
             .send()
             .await
             .unwrap();
@@ -902,7 +927,7 @@ async fn full_queue_is_503_and_nothing_is_half_applied() {
     let two = r#"[{"id":"b","status":"firing"},{"id":"c","status":"firing"}]"#;
     let resp = a
         .post("/v1/alerts/generic", one)
-        .bearer_auth("gen-token")
+        .bearer_auth("gen-token-0123456789abcdef")
         .send()
         .await
         .unwrap();
@@ -910,7 +935,7 @@ async fn full_queue_is_503_and_nothing_is_half_applied() {
     // One slot left, two events: refused whole.
     let resp = a
         .post("/v1/alerts/generic", two)
-        .bearer_auth("gen-token")
+        .bearer_auth("gen-token-0123456789abcdef")
         .send()
         .await
         .unwrap();
@@ -921,7 +946,7 @@ async fn full_queue_is_503_and_nothing_is_half_applied() {
     // After the engine drained the queue, the retry goes through.
     let resp = a
         .post("/v1/alerts/generic", two)
-        .bearer_auth("gen-token")
+        .bearer_auth("gen-token-0123456789abcdef")
         .send()
         .await
         .unwrap();
@@ -931,7 +956,7 @@ async fn full_queue_is_503_and_nothing_is_half_applied() {
     let three = r#"[{"id":"b","status":"firing"},{"id":"c","status":"firing"},{"id":"d","status":"firing"}]"#;
     let resp = a
         .post("/v1/alerts/generic", three)
-        .bearer_auth("gen-token")
+        .bearer_auth("gen-token-0123456789abcdef")
         .send()
         .await
         .unwrap();
@@ -954,7 +979,7 @@ async fn rate_limited_per_client_with_retry_after() {
     for _ in 0..2 {
         let resp = a
             .post("/v1/alerts/generic", one)
-            .bearer_auth("gen-token")
+            .bearer_auth("gen-token-0123456789abcdef")
             .send()
             .await
             .unwrap();
@@ -962,7 +987,7 @@ async fn rate_limited_per_client_with_retry_after() {
     }
     let resp = a
         .post("/v1/alerts/generic", one)
-        .bearer_auth("gen-token")
+        .bearer_auth("gen-token-0123456789abcdef")
         .send()
         .await
         .unwrap();
@@ -987,7 +1012,7 @@ async fn slow_body_times_out() {
     // Promises 100 bytes, sends 6, then stalls.
     let text = raw_request(
         &a.base,
-        "POST /v1/alerts/generic HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer gen-token\r\n\
+        "POST /v1/alerts/generic HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer gen-token-0123456789abcdef\r\n\
          Content-Type: application/json\r\nContent-Length: 100\r\n\r\n",
         b"{\"id\":",
     )

@@ -38,10 +38,13 @@ async fn logs_name_deliveries_but_never_credentials() {
     let mut a = start(Opts::default()).await;
     let am = fixture("alertmanager-firing.json");
     let trig = fixture("pagerduty-triggered.json");
-    let good_sig = format!("v1={}", sign_hex("pd-hmac", &[trig.as_bytes()]));
+    let good_sig = format!(
+        "v1={}",
+        sign_hex("pd-hmac-0123456789abcdef", &[trig.as_bytes()])
+    );
     let requests = [
         a.post("/v1/alerts/alertmanager", am.clone())
-            .bearer_auth("am-token"),
+            .bearer_auth("am-token-0123456789abcdef"),
         a.post("/v1/alerts/alertmanager", am.clone())
             .basic_auth("am", Some("am-pass-wrong")),
         a.post("/v1/alerts/generic", am.clone())
@@ -61,13 +64,13 @@ async fn logs_name_deliveries_but_never_credentials() {
     assert!(text.contains("+1a30ba71cca2921f"), "{text}");
     assert!(text.contains("Alert delivery refused."), "{text}");
     for secret in [
-        "am-token",
-        "am-pass",
+        "am-token-0123456789abcdef",
+        "am-pass-0123456789abcdef",
         "YW06YW0tcGFzcy13cm9uZw", // base64 of the wrong basic pair
         "api-read-0123456789",
-        "pd-hmac",
+        "pd-hmac-0123456789abcdef",
         &good_sig[3..],
-        "dd-secret",
+        "dd-secret-0123456789abcdef",
         "sp-0123456789abcde",
     ] {
         assert!(!text.contains(secret), "{secret} leaked into logs:\n{text}");

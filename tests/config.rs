@@ -997,3 +997,36 @@ fn numeric_secrets_are_not_echoed_in_errors() {
     );
     assert!(!text.contains("987654321987"), "{text}");
 }
+
+/// Webhook secrets are at least 16 characters; a Grafana HMAC without a
+/// signed timestamp is a warning (a captured delivery replays forever).
+#[test]
+fn webhook_secrets_have_a_minimum_length_and_unsigned_times_are_warned() {
+    assert_error(
+        &with("[webhooks.alertmanager]\nbearer_token = \"short\""),
+        "webhooks.alertmanager.bearer_token",
+        "at least 16",
+    );
+    assert_error(
+        &with("[webhooks.pagerduty]\nhmac_secret = \"pd-hmac\""),
+        "webhooks.pagerduty.hmac_secret",
+        "at least 16",
+    );
+    let unsigned = load(&with(
+        "[webhooks.grafana]\nhmac_secret = \"gf-hmac-0123456789abcdef\"",
+    ))
+    .unwrap();
+    assert!(
+        unsigned
+            .warnings
+            .iter()
+            .any(|w| w.key == "webhooks.grafana.timestamp_header" && w.reason.contains("replayed")),
+        "{:?}",
+        unsigned.warnings
+    );
+    let signed = load(&with(
+        "[webhooks.grafana]\nhmac_secret = \"gf-hmac-0123456789abcdef\"\ntimestamp_header = \"X-Grafana-Alerting-Signature-Timestamp\"",
+    ))
+    .unwrap();
+    assert!(signed.warnings.is_empty(), "{:?}", signed.warnings);
+}

@@ -22,32 +22,32 @@ pub const CONFIG: &str = r#"
 max_body = "64KiB"
 
 [webhooks.alertmanager]
-bearer_token = "am-token"
+bearer_token = "am-token-0123456789abcdef"
 basic_user = "am"
-basic_password = "am-pass"
+basic_password = "am-pass-0123456789abcdef"
 
 [webhooks.grafana]
 basic_user = "gf"
-basic_password = "gf-pass"
-hmac_secret = "gf-hmac"
+basic_password = "gf-pass-0123456789abcdef"
+hmac_secret = "gf-hmac-0123456789abcdef"
 timestamp_header = "X-Grafana-Alerting-Signature-Timestamp"
 max_skew = "5m"
 
 [webhooks.pagerduty]
-hmac_secret = "pd-hmac"
+hmac_secret = "pd-hmac-0123456789abcdef"
 
 [webhooks.datadog]
 header_name = "X-Continuity-Key"
-header_value = "dd-secret"
+header_value = "dd-secret-0123456789abcdef"
 
 [webhooks.opsgenie]
-bearer_token = "og-token"
+bearer_token = "og-token-0123456789abcdef"
 
 [webhooks.statuspage]
 path_token = "sp-0123456789abcdef"
 
 [webhooks.generic]
-bearer_token = "gen-token"
+bearer_token = "gen-token-0123456789abcdef"
 
 [api]
 tokens = [
