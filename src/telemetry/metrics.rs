@@ -3,6 +3,7 @@
 //! global default), so tests can run many agents in one process and
 //! `/metrics` shows exactly these series.
 
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
     Opts, Registry, TextEncoder,
@@ -116,6 +117,8 @@ pub struct Metrics {
     /// `{action}`: changes made outside the agent, by what `on_drift` did
     /// with them (`adopted` or `corrected`).
     pub drift_total: IntCounterVec,
+    /// Every family name registered above, in registration order.
+    names: Vec<String>,
 }
 
 /// The `action` label values of `continuity_drift_total`.
@@ -130,9 +133,11 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
+        let mut names = Vec::new();
         macro_rules! reg {
             ($m:expr) => {{
                 let m = $m.expect("metric definition is valid");
+                names.extend(m.desc().iter().map(|d| d.fq_name.clone()));
                 registry
                     .register(Box::new(m.clone()))
                     .expect("metric names are unique");
@@ -293,6 +298,7 @@ impl Metrics {
                 &["action"]
             )),
             registry,
+            names,
         };
         m.fallback_actual.set(-1);
         m
@@ -332,6 +338,13 @@ impl Metrics {
         for action in DRIFT_ACTIONS {
             self.drift_total.with_label_values(&[action]);
         }
+    }
+
+    /// The name of every metric family this registry exports, whether or not
+    /// it has a series yet (`/metrics` omits a labelled family until its
+    /// first series exists). What dashboards and alert rules may name.
+    pub fn names(&self) -> &[String] {
+        &self.names
     }
 
     /// The Prometheus text exposition of every metric.
@@ -377,6 +390,29 @@ mod tests {
             assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing");
         }
         assert!(text.contains("continuity_fallback_actual -1"));
+    }
+
+    #[test]
+    fn names_lists_every_family_even_without_series() {
+        let m = Metrics::new();
+        let names = m.names();
+        for name in CONTRACT_METRICS.iter().chain(&CALL_METRICS) {
+            assert!(
+                names.iter().any(|n| n == name),
+                "{name} missing from {names:?}"
+            );
+        }
+        // Families with series are exactly those in the exposition.
+        m.init_series(&KnownLabels::default());
+        for family in m.registry.gather() {
+            assert!(
+                names.iter().any(|n| n == family.name()),
+                "{}",
+                family.name()
+            );
+        }
+        let unique: std::collections::BTreeSet<_> = names.iter().collect();
+        assert_eq!(unique.len(), names.len(), "duplicate names: {names:?}");
     }
 
     #[test]
