@@ -6,6 +6,8 @@
 #
 #   docker build -f deploy/docker/sipp-trunk.Dockerfile -t continuity-sipp-trunk:0.1.0 .
 FROM docker.io/library/debian:bookworm-slim
+# bookworm is the pin: exact package versions leave the mirror at each point release.
+# hadolint ignore=DL3008
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends sip-tester \
  && rm -rf /var/lib/apt/lists/*

