@@ -3,6 +3,7 @@
 //! global default), so tests can run many agents in one process and
 //! `/metrics` shows exactly these series.
 
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -123,6 +124,8 @@ pub struct Metrics {
     /// API connections closed on arrival because `agent.max_connections`
     /// were open.
     pub api_connections_rejected_total: IntCounter,
+    /// Every family name registered above, in registration order.
+    names: Vec<String>,
 }
 
 /// The `action` label values of `continuity_drift_total`.
@@ -137,9 +140,11 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
+        let mut names = Vec::new();
         macro_rules! reg {
             ($m:expr) => {{
                 let m = $m.expect("metric definition is valid");
+                names.extend(m.desc().iter().map(|d| d.fq_name.clone()));
                 registry
                     .register(Box::new(m.clone()))
                     .expect("metric names are unique");
@@ -312,6 +317,7 @@ impl Metrics {
                 "API connections closed on arrival because agent.max_connections were open."
             )),
             registry,
+            names,
         };
         m.fallback_actual.set(-1);
         m
@@ -351,6 +357,13 @@ impl Metrics {
         for action in DRIFT_ACTIONS {
             self.drift_total.with_label_values(&[action]);
         }
+    }
+
+    /// The name of every metric family this registry exports, whether or not
+    /// it has a series yet (`/metrics` omits a labelled family until its
+    /// first series exists). What dashboards and alert rules may name.
+    pub fn names(&self) -> &[String] {
+        &self.names
     }
 
     /// The Prometheus text exposition of every metric.
@@ -396,6 +409,29 @@ mod tests {
             assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing");
         }
         assert!(text.contains("continuity_fallback_actual -1"));
+    }
+
+    #[test]
+    fn names_lists_every_family_even_without_series() {
+        let m = Metrics::new();
+        let names = m.names();
+        for name in CONTRACT_METRICS.iter().chain(&CALL_METRICS) {
+            assert!(
+                names.iter().any(|n| n == name),
+                "{name} missing from {names:?}"
+            );
+        }
+        // Families with series are exactly those in the exposition.
+        m.init_series(&KnownLabels::default());
+        for family in m.registry.gather() {
+            assert!(
+                names.iter().any(|n| n == family.name()),
+                "{}",
+                family.name()
+            );
+        }
+        let unique: std::collections::BTreeSet<_> = names.iter().collect();
+        assert_eq!(unique.len(), names.len(), "duplicate names: {names:?}");
     }
 
     #[test]
