@@ -222,6 +222,31 @@ async fn accounts_do_not_see_each_others_rows(b: &impl Backend) {
     );
 }
 
+/// `store.audit_retention`: records before the cut go, in batches larger
+/// than one statement's, newer ones and other accounts' stay.
+async fn audit_pruning_removes_only_old_records_of_this_account(b: &impl Backend) {
+    let a = b.open("acme").await.unwrap();
+    let other = b.open("globex").await.unwrap();
+    let n = continuity_agent::store::PRUNE_BATCH + 7;
+    let old: Vec<AuditRecord> = (0..n).map(record).collect();
+    a.append_audit(old).await.unwrap();
+    let cut = Timestamp(1_700_000_000_000 + n);
+    a.append_audit(vec![record(n), record(n + 1)])
+        .await
+        .unwrap();
+    other.append_audit(vec![record(0)]).await.unwrap();
+    assert_eq!(a.prune_audit(cut).await.unwrap(), n as u64);
+    assert_eq!(
+        messages(&a.events(10, None).await.unwrap()),
+        [format!("record {}", n + 1), format!("record {n}")]
+    );
+    assert_eq!(
+        messages(&other.events(10, None).await.unwrap()),
+        ["record 0"]
+    );
+    assert_eq!(a.prune_audit(cut).await.unwrap(), 0);
+}
+
 async fn refuses_a_database_from_a_newer_version(b: &impl Backend) {
     let store = b.open(DEFAULT_ACCOUNT).await.unwrap();
     store.save_snapshot(json!({"kept": true})).await.unwrap();
@@ -414,6 +439,11 @@ macro_rules! suite {
             #[tokio::test]
             async fn accounts_do_not_see_each_others_rows() {
                 super::accounts_do_not_see_each_others_rows(&$make).await;
+            }
+
+            #[tokio::test]
+            async fn audit_pruning_removes_only_old_records_of_this_account() {
+                super::audit_pruning_removes_only_old_records_of_this_account(&$make).await;
             }
 
             #[tokio::test]

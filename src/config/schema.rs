@@ -75,6 +75,9 @@ pub mod defaults {
     /// alerts beyond it are dropped, counted and audited (the first of each
     /// episode), and the ones already active keep deciding.
     pub const ALERTS_MAX_ACTIVE: usize = 1_000;
+    /// Every Talkdesk call is audited: without a limit the log only grows.
+    /// Thirty days covers a monthly review and any incident's post-mortem.
+    pub const AUDIT_RETENTION: Dur = Dur::from_secs(30 * 24 * 3600);
     /// PagerDuty, Opsgenie, Statuspage and Datadog notify only on change: a
     /// firing alert is never refreshed, so `alerts.ttl` would end a real,
     /// still-open incident after 15 minutes and switch calls back too early.
@@ -140,6 +143,7 @@ default_fn! {
     d_max_concurrent_calls: u32 = defaults::MAX_CONCURRENT_CALLS;
     d_alerts_ttl: Dur = defaults::ALERTS_TTL;
     d_alerts_max_active: usize = defaults::ALERTS_MAX_ACTIVE;
+    d_audit_retention: Dur = defaults::AUDIT_RETENTION;
     d_override_max_ttl: Dur = defaults::OVERRIDE_MAX_TTL;
     d_max_skew: Dur = defaults::SIGNATURE_MAX_SKEW;
     d_lease_ttl: Dur = defaults::LEASE_TTL;
@@ -261,6 +265,9 @@ pub struct StoreConfig {
     /// `password_file`'s content, read by validation.
     #[serde(skip)]
     pub password: Option<SecretString>,
+    /// Audit records older than this are deleted (hourly, by the leader).
+    #[serde(default = "d_audit_retention")]
+    pub audit_retention: Dur,
 }
 
 impl Default for StoreConfig {
@@ -268,6 +275,7 @@ impl Default for StoreConfig {
         StoreConfig {
             url: d_store_url(),
             password_file: None,
+            audit_retention: d_audit_retention(),
             password: None,
         }
     }

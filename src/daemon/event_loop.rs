@@ -480,6 +480,15 @@ impl Loop {
             Err(error) => tracing::warn!(message = "Could not prune applied inputs.", %error),
         }
         self.progress.alert_order.forget_before(before);
+        let audit_before = Timestamp::now().sub(self.config.raw.store.audit_retention.get());
+        match self.store.prune_audit(audit_before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                message = "Pruned audit records past store.audit_retention.",
+                count = n
+            ),
+            Err(error) => tracing::warn!(message = "Could not prune the audit log.", %error),
+        }
     }
 
     pub(super) async fn handle(&mut self, ev: Event) {

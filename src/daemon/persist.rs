@@ -230,6 +230,9 @@ mod tests {
         fn prune_inputs(&self, _: i64, _: Timestamp) -> BoxFuture<'_, Result<u64, StoreError>> {
             Box::pin(async { Ok(0) })
         }
+        fn prune_audit(&self, _: Timestamp) -> BoxFuture<'_, Result<u64, StoreError>> {
+            Box::pin(async { Ok(0) })
+        }
         fn claim_lease(&self, claim: &LeaseClaim) -> BoxFuture<'_, Result<LeaseState, StoreError>> {
             let holder = claim.instance_id.clone();
             Box::pin(async move {

@@ -268,6 +268,9 @@ mod tests {
         fn prune_inputs(&self, _: i64, _: Timestamp) -> BoxFuture<'_, Result<u64, StoreError>> {
             unreachable!("the queue only appends")
         }
+        fn prune_audit(&self, _: Timestamp) -> BoxFuture<'_, Result<u64, StoreError>> {
+            unreachable!("the queue only appends")
+        }
         fn claim_lease(
             &self,
             _: &crate::store::LeaseClaim,

@@ -46,6 +46,9 @@ pub struct StoredEvent {
 
 /// What every backend provides. Methods are async so network backends fit;
 /// the SQLite backend runs its blocking calls on the blocking pool.
+/// Rows deleted per statement when pruning.
+pub const PRUNE_BATCH: i64 = 5_000;
+
 pub trait Store: Send + Sync + 'static {
     /// The last saved engine snapshot, if any.
     fn load_snapshot(&self) -> BoxFuture<'_, Result<Option<serde_json::Value>, StoreError>>;
@@ -77,6 +80,9 @@ pub trait Store: Send + Sync + 'static {
         applied: i64,
         before: Timestamp,
     ) -> BoxFuture<'_, Result<u64, StoreError>>;
+    /// Deletes this account's audit records from before `before`, in
+    /// batches so no single statement holds the store long; returns how many.
+    fn prune_audit(&self, before: Timestamp) -> BoxFuture<'_, Result<u64, StoreError>>;
     /// Wakes `wake` whenever another process appends inputs, until `cancel`
     /// fires. Backends that only this process writes need not do anything
     /// (the loop also polls every second).

@@ -348,6 +348,23 @@ impl Store for SqliteStore {
         })
     }
 
+    fn prune_audit(&self, before: Timestamp) -> BoxFuture<'_, Result<u64, StoreError>> {
+        let account = self.account.clone();
+        self.with(move |c| {
+            let mut total = 0u64;
+            loop {
+                let n = c.execute(
+                    "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE account = ?1 AND at < ?2 ORDER BY id LIMIT ?3)",
+                    params![&*account, before.as_millis(), super::PRUNE_BATCH],
+                )?;
+                total += n as u64;
+                if n < super::PRUNE_BATCH as usize {
+                    return Ok(total);
+                }
+            }
+        })
+    }
+
     fn claim_lease(&self, claim: &LeaseClaim) -> BoxFuture<'_, Result<LeaseState, StoreError>> {
         let account = self.account.clone();
         let claim = claim.clone();

@@ -17,6 +17,13 @@ pub(super) fn store(
     request_timeout: Dur,
     base: &Path,
 ) {
+    super::shared::duration_range(
+        cx,
+        "store.audit_retention",
+        s.audit_retention.get(),
+        std::time::Duration::from_secs(3600),
+        std::time::Duration::from_secs(10 * 366 * 24 * 3600),
+    );
     let postgres = s.url.starts_with("postgres://") || s.url.starts_with("postgresql://");
     if let Some(path) = s.url.strip_prefix("sqlite://") {
         if path.is_empty() {

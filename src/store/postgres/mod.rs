@@ -306,6 +306,30 @@ impl Store for PostgresStore {
         })
     }
 
+    fn prune_audit(&self, before: Timestamp) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let client = self.pool.get().await?;
+            let stmt = client
+                .prepare_cached(
+                    "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE account = $1 AND at < $2 ORDER BY id LIMIT $3)",
+                )
+                .await?;
+            let mut total = 0u64;
+            loop {
+                let n = client
+                    .execute(
+                        &stmt,
+                        &[&self.account, &before.as_millis(), &super::PRUNE_BATCH],
+                    )
+                    .await?;
+                total += n;
+                if n < super::PRUNE_BATCH as u64 {
+                    return Ok(total);
+                }
+            }
+        })
+    }
+
     fn watch_inputs(
         &self,
         wake: std::sync::Arc<tokio::sync::Notify>,
