@@ -966,7 +966,7 @@ async fn full_queue_is_503_and_nothing_is_half_applied() {
 }
 
 #[tokio::test]
-async fn rate_limited_per_client_with_retry_after() {
+async fn rate_limited_per_credential_with_retry_after() {
     let mut a = start(Opts {
         rate: Some(RateLimit {
             burst: 2,
@@ -1020,4 +1020,65 @@ async fn slow_body_times_out() {
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(text.contains("\"error\":\"timeout\""), "{text}");
     assert!(a.drain().is_empty());
+}
+
+/// Rate limits come after authentication, per credential, with a separate
+/// small budget for failed authentications: 63 guesses from an address do
+/// not lock out the real sender at the same address, and one credential
+/// spending its budget does not throttle another.
+#[tokio::test]
+async fn failed_authentications_never_lock_out_a_legitimate_sender() {
+    let mut a = start(Opts {
+        rate: Some(RateLimit {
+            burst: 2,
+            per_second: 1,
+        }),
+        ..Opts::default()
+    })
+    .await;
+    let one = r#"{"id":"a","status":"firing"}"#;
+    let mut statuses = Vec::new();
+    for _ in 0..63 {
+        let resp = a
+            .post("/v1/alerts/generic", one)
+            .bearer_auth("not-the-token-0123456789")
+            .send()
+            .await
+            .unwrap();
+        statuses.push(resp.status().as_u16());
+    }
+    assert!(statuses[..20].iter().all(|s| *s == 401), "{statuses:?}");
+    assert!(statuses[20..].iter().all(|s| *s == 429), "{statuses:?}");
+    // The real sender, same address: accepted.
+    let resp = a
+        .post("/v1/alerts/generic", one)
+        .bearer_auth("gen-token-0123456789abcdef")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let resp = a
+        .post("/v1/alerts/generic", r#"{"id":"b","status":"firing"}"#)
+        .bearer_auth("gen-token-0123456789abcdef")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    // generic's budget (2) is spent; alertmanager's is its own.
+    let resp = a
+        .post("/v1/alerts/generic", r#"{"id":"c","status":"firing"}"#)
+        .bearer_auth("gen-token-0123456789abcdef")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let am = r#"{"version":"4","status":"firing","receiver":"r","groupKey":"g","alerts":[{"status":"firing","labels":{"alertname":"X"},"fingerprint":"f1"}]}"#;
+    let resp = a
+        .post("/v1/alerts/alertmanager", am)
+        .bearer_auth("am-token-0123456789abcdef")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    assert_eq!(a.drain().len(), 3);
 }

@@ -41,7 +41,7 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use super::auth::{self, SourceAuth};
 use super::dedupe::Dedupe;
 use super::intake::Intake;
-use super::ratelimit::{RateLimit, RateLimiter};
+use super::ratelimit::{RateLimit, RateLimiter, UNAUTHENTICATED};
 use super::{AlertUpdate, Parsed, Source, pagerduty};
 use crate::config::Config;
 use crate::config::schema::Scope;
@@ -96,14 +96,17 @@ pub struct AlertsState {
     dedupe: Arc<Dedupe>,
     /// Per source: how far in the future an event time may be.
     max_skew: Arc<HashMap<Source, Duration>>,
-    limiter: Arc<RateLimiter>,
+    /// Per credential, after authentication.
+    limiter: Arc<RateLimiter<String>>,
+    /// Per client IP, charged for failed authentications only.
+    unauthenticated: Arc<RateLimiter>,
 }
 
 impl AlertsState {
     /// Builds the state from a loaded configuration (`*_file` secrets already
     /// read): one [`SourceAuth`] per configured `[webhooks.NAME]`, the API
-    /// tokens, and `agent.max_body`. Rate limiting starts at the defaults of
-    /// [`RateLimit`]; see [`AlertsState::with_rate_limit`].
+    /// tokens, `agent.max_body`, and the per-credential rate limit
+    /// `alerts.rate_per_second`/`rate_burst` (see `ratelimit.rs`).
     pub fn new(
         cfg: &Config,
         intake: impl Intake,
@@ -143,14 +146,15 @@ impl AlertsState {
             body_timeout: DEFAULT_BODY_TIMEOUT,
             dedupe: Arc::new(Dedupe::default()),
             max_skew: Arc::new(max_skew),
-            limiter: Arc::new(RateLimiter::new(Some(RateLimit::default()))),
+            limiter: Arc::new(RateLimiter::new(Some(RateLimit {
+                burst: cfg.raw.alerts.rate_burst,
+                per_second: cfg.raw.alerts.rate_per_second,
+            }))),
+            unauthenticated: Arc::new(RateLimiter::new(Some(UNAUTHENTICATED))),
         }
     }
 
-    /// Per-client-IP rate limit; `None` disables it. The client IP comes from
-    /// `ConnectInfo<SocketAddr>`: serve with
-    /// `into_make_service_with_connect_info::<SocketAddr>()`, otherwise all
-    /// clients share one bucket.
+    /// Per-credential rate limit; `None` disables it.
     pub fn with_rate_limit(mut self, limit: Option<RateLimit>) -> AlertsState {
         self.limiter = Arc::new(RateLimiter::new(limit));
         self
@@ -299,11 +303,9 @@ async fn process(
     client: Option<IpAddr>,
     req: Request,
 ) -> Result<Delivered, ApiError> {
-    if let Err(wait) = st.limiter.check(client, Instant::now()) {
-        return Err(ApiError::RateLimited {
-            retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
-        });
-    }
+    // This address failed to authenticate too often: still served if its
+    // credentials are right (never charged then), refused otherwise.
+    let throttled = st.unauthenticated.peek(&client, Instant::now()).err();
 
     let (parts, body) = req.into_parts();
     let headers = &parts.headers;
@@ -312,18 +314,29 @@ async fn process(
     let token = if source == Source::Statuspage {
         // Its secret URL is its only credential: API tokens do not apply, and
         // a wrong token gets no challenge (there is no scheme to offer).
-        auth.check_path_token(path_token)
-            .map_err(|r| ApiError::unauthorized(r.0, Challenges::default()))?;
+        auth.check_path_token(path_token).map_err(|r| {
+            failed_auth(
+                st,
+                client,
+                ApiError::unauthorized(r.0, Challenges::default()),
+            )
+        })?;
         TokenCheck::Unknown
     } else {
         let token = st.tokens.check(headers, Scope::Alerts);
         if !matches!(token, TokenCheck::Granted(_))
             && let Err(r) = auth.check_headers(headers)
         {
-            return Err(refusal(&token, r, auth));
+            return Err(failed_auth(st, client, refusal(&token, r, auth)));
         }
         token
     };
+    let signed_only = !matches!(token, TokenCheck::Granted(_)) && auth.hmac().is_some();
+    if let (Some(wait), true) = (throttled, signed_only) {
+        // Its proof is a signature over the body: not read for a client
+        // that keeps failing.
+        return Err(rate_limited(wait));
+    }
 
     let media = media_type(headers)?;
     check_content_encoding(headers)?;
@@ -341,8 +354,15 @@ async fn process(
                 "{source} deliveries cannot be signed; remove hmac_secret"
             ))),
         };
-        verified.map_err(|r| refusal(&token, r, auth))?;
+        verified.map_err(|r| failed_auth(st, client, refusal(&token, r, auth)))?;
     }
+    let credential = match &token {
+        TokenCheck::Granted(name) => format!("token:{name}"),
+        _ => format!("source:{source}"),
+    };
+    st.limiter
+        .check(credential, Instant::now())
+        .map_err(rate_limited)?;
 
     let parsed = source.parse(&body, media)?;
 
@@ -411,6 +431,21 @@ async fn process(
 
 /// 403 if the caller presented an API token that lacks the `alerts` scope,
 /// else 401 with the route's challenges.
+/// A failed authentication is charged to the client's small budget; once it
+/// is spent the answer is 429 (with when to come back), not another 401.
+fn failed_auth(st: &AlertsState, client: Option<IpAddr>, e: ApiError) -> ApiError {
+    match st.unauthenticated.check(client, Instant::now()) {
+        Ok(()) => e,
+        Err(wait) => rate_limited(wait),
+    }
+}
+
+fn rate_limited(wait: Duration) -> ApiError {
+    ApiError::RateLimited {
+        retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
+    }
+}
+
 fn refusal(token: &TokenCheck, r: auth::Refused, auth: &SourceAuth) -> ApiError {
     match token {
         TokenCheck::MissingScope(name) => missing_scope(name, Scope::Alerts),

@@ -1,24 +1,34 @@
-//! Per-client token buckets for the webhook routes.
+//! Keyed token buckets for the webhook routes, two budgets:
 //!
-//! Monitoring tools send a few requests a minute; a client sending hundreds a
-//! second is broken or hostile, and every request costs a signature check and
-//! a JSON parse. Limiting happens before authentication, so a credential
-//! guesser is slowed down as well.
+//! - **per credential**, after authentication (a source's own credential, or
+//!   an API token by name): generous, configurable (`alerts.rate_limit`),
+//!   because an alert storm is exactly when a legitimate sender spikes, and
+//!   what one sender does never throttles another;
+//! - **per client IP, for failed authentications only**: small and fixed
+//!   ([`UNAUTHENTICATED`]). Once spent, a request without a valid cheap
+//!   credential gets 429 before its body is read or a signature computed.
+//!   A sender whose credentials are right is never charged, so a guesser on
+//!   the same address (or behind the same proxy) cannot lock it out.
 //!
 //! This is a small hand-rolled keyed bucket rather than `governor`: the needs
-//! are tiny (one limit, keyed by IP) and a bounded table matters more here
-//! than nanosecond throughput. Time is a monotonic `Instant`, injected in tests.
+//! are tiny and a bounded table matters more here than nanosecond
+//! throughput. Time is a monotonic `Instant`, injected in tests.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Burst a single client may send at once: an Alertmanager with many groups
-/// flushing together stays well under it.
-pub const DEFAULT_BURST: u32 = 60;
-/// Sustained requests per second per client.
-pub const DEFAULT_PER_SECOND: u32 = 10;
+/// Burst one credential may send at once: an alert storm from a large
+/// Alertmanager (one request per group) stays well under it.
+pub const DEFAULT_BURST: u32 = 2_000;
+/// Sustained requests per second per credential.
+pub const DEFAULT_PER_SECOND: u32 = 500;
+/// Failed authentications one client IP may make (burst, then per second).
+pub const UNAUTHENTICATED: RateLimit = RateLimit {
+    burst: 20,
+    per_second: 1,
+};
 /// Clients tracked at most; when full, idle (refilled) buckets are dropped, and
 /// if none is idle the table is cleared (a burst of fresh IPs is a flood anyway).
 const MAX_CLIENTS: usize = 10_000;
@@ -39,9 +49,9 @@ impl Default for RateLimit {
 }
 
 #[derive(Debug)]
-pub struct RateLimiter {
+pub struct RateLimiter<K = Option<IpAddr>> {
     limit: Option<RateLimit>,
-    buckets: Mutex<HashMap<Option<IpAddr>, Bucket>>,
+    buckets: Mutex<HashMap<K, Bucket>>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -50,9 +60,9 @@ struct Bucket {
     at: Instant,
 }
 
-impl RateLimiter {
+impl<K: std::hash::Hash + Eq + Clone> RateLimiter<K> {
     /// `None` disables limiting (tests, or a limiter in front of the agent).
-    pub fn new(limit: Option<RateLimit>) -> RateLimiter {
+    pub fn new(limit: Option<RateLimit>) -> RateLimiter<K> {
         RateLimiter {
             limit: limit.filter(|l| l.burst > 0 && l.per_second > 0),
             buckets: Mutex::new(HashMap::new()),
@@ -64,9 +74,28 @@ impl RateLimiter {
         self.limit
     }
 
+    /// Whether `client`'s bucket has a token, without taking it.
+    pub fn peek(&self, client: &K, now: Instant) -> Result<(), Duration> {
+        let Some(limit) = self.limit else {
+            return Ok(());
+        };
+        let map = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(b) = map.get(client) else {
+            return Ok(());
+        };
+        let rate = f64::from(limit.per_second);
+        let tokens = (b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * rate)
+            .min(f64::from(limit.burst));
+        if tokens >= 1.0 {
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - tokens) / rate))
+        }
+    }
+
     /// Takes one token for `client`. `Err(retry_after)` when the bucket is
-    /// empty. `None` as client (no peer address known) shares one bucket.
-    pub fn check(&self, client: Option<IpAddr>, now: Instant) -> Result<(), Duration> {
+    /// empty. (For IPs, `None`, no peer address known, shares one bucket.)
+    pub fn check(&self, client: K, now: Instant) -> Result<(), Duration> {
         let Some(limit) = self.limit else {
             return Ok(());
         };
@@ -123,7 +152,7 @@ mod tests {
 
     #[test]
     fn disabled_never_limits() {
-        let l = RateLimiter::new(None);
+        let l: RateLimiter = RateLimiter::new(None);
         for _ in 0..1000 {
             assert!(l.check(None, Instant::now()).is_ok());
         }

@@ -143,6 +143,8 @@ default_fn! {
     d_max_concurrent_calls: u32 = defaults::MAX_CONCURRENT_CALLS;
     d_alerts_ttl: Dur = defaults::ALERTS_TTL;
     d_alerts_max_active: usize = defaults::ALERTS_MAX_ACTIVE;
+    d_alerts_rate_per_second: u32 = crate::alerts::ratelimit::DEFAULT_PER_SECOND;
+    d_alerts_rate_burst: u32 = crate::alerts::ratelimit::DEFAULT_BURST;
     d_audit_retention: Dur = defaults::AUDIT_RETENTION;
     d_override_max_ttl: Dur = defaults::OVERRIDE_MAX_TTL;
     d_max_skew: Dur = defaults::SIGNATURE_MAX_SKEW;
@@ -520,6 +522,12 @@ pub struct AlertsConfig {
     pub ttl: Dur,
     #[serde(default = "d_alerts_max_active")]
     pub max_active: usize,
+    /// Webhook deliveries per second each credential may sustain (0: no limit).
+    #[serde(default = "d_alerts_rate_per_second")]
+    pub rate_per_second: u32,
+    /// ...and send at once.
+    #[serde(default = "d_alerts_rate_burst")]
+    pub rate_burst: u32,
 }
 
 impl Default for AlertsConfig {
@@ -527,6 +535,8 @@ impl Default for AlertsConfig {
         AlertsConfig {
             ttl: d_alerts_ttl(),
             max_active: d_alerts_max_active(),
+            rate_per_second: d_alerts_rate_per_second(),
+            rate_burst: d_alerts_rate_burst(),
         }
     }
 }
