@@ -19,10 +19,12 @@
 //! - [`telemetry`]: the metrics registry, audit records, logging.
 //! - [`calendar`]: maintenance windows and drills as calendar jobs.
 //! - [`domain`]: types every component shares (profiles, desired/actual state, timestamps).
+//! - [`backoff`]: the retry delay (exponential, jitter, `Retry-After`) of every retry loop.
 //! - [`ruletest`]: `test-rules`, promtool-style scenario tests for the engine.
 //! - [`demo`]: the zero set-up demo.
 
 pub mod alerts;
+pub mod backoff;
 pub mod calendar;
 pub mod cluster;
 pub mod config;

@@ -38,9 +38,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::actuator::Actuator;
-use super::apply::{BLIND_AFTER_ATTEMPTS, backoff_delay};
+use super::apply::BLIND_AFTER_ATTEMPTS;
 use super::error::TalkdeskError;
 use super::plan;
+use crate::backoff::backoff_delay;
 use crate::config::schema::OnDrift;
 use crate::domain::{Actual, Desired, Profile, Timestamp};
 use crate::engine::event::{Event, Override};
