@@ -12,6 +12,7 @@
 //!   scheduler and the self-check.
 //! - [`alerts`]: the alert webhook receivers (`POST /v1/alerts/{source}`).
 //! - [`server`]: the HTTP layer (errors, tokens, bodies, the API routes) and the CLI's API client.
+//! - [`notify`]: notifications (Slack, Teams, PagerDuty, webhooks) of decisions and trouble.
 //! - [`talkdesk`]: the Talkdesk client, actuator (plan, apply, drift), break-glass commands and
 //!   API simulator.
 //! - [`store`]: persistence (SQLite, PostgreSQL): engine snapshot, audit log, durable input queue
@@ -32,6 +33,7 @@ pub mod daemon;
 pub mod demo;
 pub mod domain;
 pub mod engine;
+pub mod notify;
 pub mod probe;
 pub mod ruletest;
 pub mod server;

@@ -1,0 +1,3 @@
+//! Notifications: Slack, Microsoft Teams, PagerDuty and generic webhooks.
+
+pub mod config;
