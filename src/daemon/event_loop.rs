@@ -46,7 +46,7 @@ use super::supervise::Supervisor;
 use crate::cluster::Leadership;
 use crate::config::Config;
 use crate::domain::{Actual, Desired, Timestamp};
-use crate::engine::{Command, Engine, Event};
+use crate::engine::{Command, Engine, Event, Reason};
 use crate::server::control::{Applied, Control, ReloadError, StatusDoc};
 use crate::store::Store;
 use crate::store::inputs::{self, Input, StoredInput};
@@ -562,7 +562,7 @@ impl Loop {
                     cause,
                     reasons,
                 } => {
-                    let reasons_text: Vec<String> = reasons.iter().map(reason_line).collect();
+                    let reasons_text: Vec<String> = reasons.iter().map(Reason::line).collect();
                     tracing::warn!(
                         message = "Desired fallback state changed.",
                         desired = %desired,
@@ -681,14 +681,5 @@ impl Loop {
             .set(i64::from(view.override_.is_some()));
         self.metrics.flapping.set(i64::from(view.flapping));
         self.metrics.blind.set(i64::from(view.blind.is_some()));
-    }
-}
-
-/// `source: text`, without repeating the source when the text starts with it.
-fn reason_line(r: &crate::engine::Reason) -> String {
-    if r.text.starts_with(&r.source) {
-        r.text.clone()
-    } else {
-        format!("{}: {}", r.source, r.text)
     }
 }
