@@ -1,6 +1,7 @@
 //! Exponential backoff with jitter, honouring `Retry-After`: the one retry
 //! delay of every loop that calls a remote service again after a failure
-//! (the actuator, the break-glass commands, notifications).
+//! (the actuator, the break-glass commands, notifications), and the
+//! `Retry-After` header it honours.
 
 use std::time::Duration;
 
@@ -32,9 +33,37 @@ pub fn backoff_delay(
     }
 }
 
+/// Parse a `Retry-After` header: delay-seconds or an HTTP date (RFC 9110 10.2.3).
+pub fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    let v = value.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let delta = at.with_timezone(&chrono::Utc) - now;
+    Some(delta.to_std().unwrap_or(Duration::ZERO))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_parses_seconds_and_dates() {
+        let now = chrono::DateTime::parse_from_rfc3339("2015-10-21T07:28:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        assert_eq!(parse_retry_after("2", now), Some(Duration::from_secs(2)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
 
     #[test]
     fn backoff_grows_caps_and_honours_retry_after() {
