@@ -547,5 +547,6 @@ pub(super) fn known_labels(config: &Config) -> KnownLabels<'_> {
             .map(|(source, _)| source)
             .collect(),
         talkdesk_ops: crate::talkdesk::Op::ALL.map(|op| op.as_str()).to_vec(),
+        notify_targets: config.raw.notify.iter().map(|n| n.name()).collect(),
     }
 }

@@ -30,10 +30,12 @@ pub struct KnownLabels<'a> {
     pub webhook_sources: Vec<&'static str>,
     /// Every Talkdesk operation (`talkdesk::Op::ALL`).
     pub talkdesk_ops: Vec<&'static str>,
+    /// The name of every `[[notify]]` target.
+    pub notify_targets: Vec<&'a str>,
 }
 
 /// Every metric name of the interface contract (DESIGN.md section 4).
-pub const CONTRACT_METRICS: [&str; 16] = [
+pub const CONTRACT_METRICS: [&str; 17] = [
     "continuity_fallback_desired",
     "continuity_fallback_actual",
     "continuity_transitions_total",
@@ -50,6 +52,7 @@ pub const CONTRACT_METRICS: [&str; 16] = [
     "continuity_flapping",
     "continuity_blind",
     "continuity_drift_total",
+    "continuity_notifications_total",
 ];
 
 /// The call probe's metrics (also contract): histograms exist from the start
@@ -116,10 +119,18 @@ pub struct Metrics {
     /// `{action}`: changes made outside the agent, by what `on_drift` did
     /// with them (`adopted` or `corrected`).
     pub drift_total: IntCounterVec,
+    /// `{target, result}`: notifications by target name and result
+    /// ([`NOTIFICATION_RESULTS`]).
+    pub notifications_total: IntCounterVec,
 }
 
 /// The `action` label values of `continuity_drift_total`.
 pub const DRIFT_ACTIONS: [&str; 2] = ["adopted", "corrected"];
+
+/// The `result` label values of `continuity_notifications_total`: `sent`,
+/// `retried` (an attempt failed; another follows), `failed` (given up),
+/// `dropped` (never sent: queue full, or the agent stopped first).
+pub const NOTIFICATION_RESULTS: [&str; 4] = ["sent", "retried", "failed", "dropped"];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -292,6 +303,13 @@ impl Metrics {
                 ),
                 &["action"]
             )),
+            notifications_total: reg!(IntCounterVec::new(
+                Opts::new(
+                    "continuity_notifications_total",
+                    "Notifications by target and result (sent, retried, failed, dropped)."
+                ),
+                &["target", "result"]
+            )),
             registry,
         };
         m.fallback_actual.set(-1);
@@ -331,6 +349,12 @@ impl Metrics {
         }
         for action in DRIFT_ACTIONS {
             self.drift_total.with_label_values(&[action]);
+        }
+        for target in &known.notify_targets {
+            for result in NOTIFICATION_RESULTS {
+                self.notifications_total
+                    .with_label_values(&[target, result]);
+            }
         }
     }
 
@@ -372,6 +396,9 @@ mod tests {
             .with_label_values(&["put_settings"])
             .observe(0.1);
         m.drift_total.with_label_values(&["adopted"]).inc();
+        m.notifications_total
+            .with_label_values(&["slack-1", "sent"])
+            .inc();
         let text = m.render();
         for name in CONTRACT_METRICS {
             assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing");
@@ -387,6 +414,7 @@ mod tests {
             causes: vec!["rule", "override"],
             webhook_sources: vec!["grafana"],
             talkdesk_ops: vec!["put_settings"],
+            notify_targets: vec!["pd"],
         });
         let text = m.render();
         for series in [
@@ -401,6 +429,8 @@ mod tests {
             r#"continuity_call_answer_seconds_count{probe="test-call"} 0"#,
             r#"continuity_drift_total{action="adopted"} 0"#,
             r#"continuity_drift_total{action="corrected"} 0"#,
+            r#"continuity_notifications_total{result="sent",target="pd"} 0"#,
+            r#"continuity_notifications_total{result="dropped",target="pd"} 0"#,
         ] {
             assert!(text.contains(series), "{series} missing from:\n{text}");
         }
