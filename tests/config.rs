@@ -726,6 +726,7 @@ fn notify_targets_get_names_and_every_event_their_type_can_send() {
          [[notify]]\ntype = \"slack\"\nname = \"ops\"\nurl = \"https://hooks.slack.com/services/T0/B0/y\"\non = [\"stuck\", \"activate\", \"stuck\"]\nstuck_after = \"30s\"\n",
     ))
     .expect("legal");
+    assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
     let n = &cfg.raw.notify;
     let names: Vec<&str> = n.iter().map(|t| t.name()).collect();
     assert_eq!(names, ["slack-1", "pagerduty-1", "ops"]);

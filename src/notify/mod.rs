@@ -229,8 +229,9 @@ impl Notices {
 
     /// Shutdown: no new notices; what is queued is sent for up to `grace`
     /// (so the last decision still goes out), then what remains is dropped,
-    /// counted and audited.
-    pub async fn stop(&self, grace: Duration) {
+    /// counted and audited. Takes this handle: the targets' audit sink goes
+    /// with the last one.
+    pub async fn stop(self, grace: Duration) {
         self.inner
             .routes
             .write()
@@ -262,5 +263,96 @@ impl Transport for Unreachable {
                 retry_after: None,
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notify::message::tests::activation;
+    use crate::telemetry::audit::MemoryAudit;
+
+    /// Never answers.
+    struct Hung;
+
+    impl Transport for Hung {
+        fn post<'a>(
+            &'a self,
+            _d: &'a Delivery,
+        ) -> futures::future::BoxFuture<'a, Result<(), deliver::SendError>> {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    fn config(targets: &str) -> Config {
+        let src = format!(
+            r#"
+[talkdesk]
+account = "acme"
+client_id = "id"
+client_secret = "secret"
+[profiles.backup]
+default = "+14155558888"
+{targets}
+"#
+        );
+        crate::config::from_toml_str(&src, "t.toml").unwrap()
+    }
+
+    const HOOK: &str =
+        "[[notify]]\ntype = \"webhook\"\nname = \"hook\"\nurl = \"http://127.0.0.1:9/h\"\n";
+
+    fn count(m: &Metrics, target: &str, result: &str) -> u64 {
+        m.notifications_total
+            .with_label_values(&[target, result])
+            .get()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_queue_drops_and_counts_and_a_stop_drops_what_is_left() {
+        let (metrics, audit) = (Metrics::new(), MemoryAudit::default());
+        let report = Report {
+            metrics: metrics.clone(),
+            audit: Arc::new(audit.clone()),
+        };
+        let notices = Notices::with(&config(HOOK), Arc::new(Hung), Policy::default(), report);
+        // One in flight (hung), QUEUE waiting, then no room.
+        for _ in 0..QUEUE + 3 {
+            notices.send(activation());
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(count(&metrics, "hook", "dropped"), 2);
+        assert!(
+            audit.records()[0]
+                .message
+                .contains("dropped: 64 notifications already wait")
+        );
+        notices.stop(Duration::from_secs(5)).await;
+        assert_eq!(count(&metrics, "hook", "sent"), 0);
+        assert_eq!(
+            count(&metrics, "hook", "dropped"),
+            (QUEUE + 3) as u64,
+            "the hung one and every queued one, at the end of the grace"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reload_keeps_a_targets_queue_and_knows_the_new_thresholds() {
+        let report = Report {
+            metrics: Metrics::new(),
+            audit: Arc::new(MemoryAudit::default()),
+        };
+        let notices = Notices::with(&config(HOOK), Arc::new(Hung), Policy::default(), report);
+        let queue = |n: &Notices| n.inner.routes.read().unwrap().targets[0].queue.clone();
+        let before = queue(&notices);
+        assert_eq!(notices.stuck_thresholds(), [Duration::from_secs(120)]);
+        notices.reconfigure(&config(&format!("{HOOK}stuck_after = \"30s\"\n")));
+        assert!(
+            before.same_channel(&queue(&notices)),
+            "same name and type: same queue"
+        );
+        assert_eq!(notices.stuck_thresholds(), [Duration::from_secs(30)]);
+        notices.reconfigure(&config(""));
+        assert!(notices.stuck_thresholds().is_empty());
     }
 }

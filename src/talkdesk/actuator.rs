@@ -41,6 +41,7 @@ use super::plan::StoredForm;
 use crate::config::schema::OnDrift;
 use crate::domain::{Actual, Desired, Profile, Timestamp};
 use crate::engine::event::Event;
+use crate::notify::Notices;
 use crate::telemetry::{AuditSink, Metrics};
 
 /// The check run right before every write: `false` means "do not write"
@@ -197,6 +198,8 @@ pub struct Actuator {
     pub(super) last_seen: Option<Actual>,
     /// New client, options and profiles from a configuration reload.
     reconfigure: Option<mpsc::Receiver<Reconfigure>>,
+    /// Where drift is announced (`notify`); none by default.
+    pub(super) notices: Option<Notices>,
 }
 
 /// What a configuration reload hands the running actuator. Its belief about
@@ -237,6 +240,7 @@ impl Actuator {
             form: None,
             last_seen: None,
             reconfigure: None,
+            notices: None,
         }
     }
 
@@ -254,6 +258,12 @@ impl Actuator {
     /// to compare with, and the daemon's start gate waits for evidence instead.
     pub fn with_last_seen(mut self, last_seen: Option<Actual>) -> Actuator {
         self.last_seen = last_seen;
+        self
+    }
+
+    /// Announce drift (a change made outside the agent) to these targets.
+    pub fn with_notices(mut self, notices: Notices) -> Actuator {
+        self.notices = Some(notices);
         self
     }
 

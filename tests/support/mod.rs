@@ -7,6 +7,7 @@ pub mod agent;
 pub mod alertmanager;
 pub mod inproc;
 pub mod pg;
+pub mod receiver;
 pub mod sipp;
 
 use std::net::UdpSocket;

@@ -15,12 +15,6 @@ use crate::config::load::Cx;
 use crate::config::schema::*;
 
 pub(super) fn notify(cx: &mut Cx, list: &mut [NotifyConfig], base: &Path) {
-    if !list.is_empty() {
-        cx.warn(
-            "notify",
-            "notifications are not sent by this build yet; decisions are in the logs, metrics and audit log",
-        );
-    }
     let mut per_type: BTreeMap<NotifyType, usize> = BTreeMap::new();
     let mut names: BTreeMap<String, String> = BTreeMap::new();
     for (i, n) in list.iter_mut().enumerate() {
