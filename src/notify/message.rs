@@ -159,7 +159,7 @@ fn words(notice: &Notice, cx: &Context) -> Words {
                     state(desired)
                 ),
                 changed: format!(
-                    "Talkdesk has not matched the decision (fallback {}) since {}: {} failed attempt(s); {}.",
+                    "Talkdesk does not have the decided state, fallback {}, since {}: {} failed attempt(s); {}.",
                     state(desired),
                     since.map_or_else(|| "an unknown time".to_string(), |t| t.to_string()),
                     attempts,
@@ -181,7 +181,7 @@ fn words(notice: &Notice, cx: &Context) -> Words {
                 severity: Severity::Resolved,
                 title: format!("Talkdesk updated: the fallback is {}", state(desired)),
                 changed: format!(
-                    "Talkdesk matches the decision again (fallback {}){}.",
+                    "Talkdesk matches the decision again: fallback {}{}.",
                     state(desired),
                     since.map_or_else(String::new, |t| format!("; it differed since {t}"))
                 ),

@@ -52,7 +52,7 @@ pub fn payload(m: &Message, routing_key: &str) -> Value {
         "dedup_key": m.incident,
         "client": "continuity-agent",
         "payload": {
-            "summary": truncate(&format!("{}: {}", m.title, m.changed), SUMMARY_MAX),
+            "summary": truncate(&format!("{} — {}", m.title, m.changed), SUMMARY_MAX),
             "source": m.instance,
             "severity": severity,
             "timestamp": m.at.to_string(),
@@ -86,7 +86,7 @@ mod tests {
             "client_url": "https://continuity.example.net/",
             "links": [{"href": "https://continuity.example.net/", "text": "Status page"}],
             "payload": {
-                "summary": "Fallback ON: backup: The fallback was switched ON with profile backup (cause: rule).",
+                "summary": "Fallback ON: backup — The fallback was switched ON with profile backup (cause: rule).",
                 "source": "replica-a",
                 "severity": "critical",
                 "timestamp": "2025-11-30T22:00:00.000Z",
