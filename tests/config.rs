@@ -536,7 +536,8 @@ fn check_config_prints_a_summary_and_exits_0() {
         stdout.contains("probes (6)")
             && stdout.contains("test-call-us (call)")
             && stdout.contains("rules (3)")
-            && stdout.contains("webhook sources (7)"),
+            && stdout.contains("webhook sources (7)")
+            && stdout.contains("notify (4): ops-slack (slack), teams-1 (teams), pagerduty-1 (pagerduty), webhook-1 (webhook)"),
         "{stdout}"
     );
 }
