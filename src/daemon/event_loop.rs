@@ -52,8 +52,8 @@ use super::supervise::Supervisor;
 use crate::cluster::Leadership;
 use crate::config::Config;
 use crate::domain::{Actual, Desired, Timestamp};
-use crate::engine::{Command, Engine, Event, Reason};
-use crate::notify::Notices;
+use crate::engine::{Cause, Command, Engine, Event, Reason};
+use crate::notify::{Notice, Notices};
 use crate::server::control::{Applied, Control, ReloadError, StatusDoc};
 use crate::store::Store;
 use crate::store::inputs::{self, Input, StoredInput};
@@ -585,36 +585,7 @@ impl Loop {
                     cause,
                     reasons,
                 } => {
-                    let reasons_text: Vec<String> = reasons.iter().map(Reason::line).collect();
-                    tracing::warn!(
-                        message = "Desired fallback state changed.",
-                        desired = %desired,
-                        cause = cause.as_str(),
-                        reasons = %reasons_text.join("; "),
-                    );
-                    let to = if desired.is_active() {
-                        "active"
-                    } else {
-                        "inactive"
-                    };
-                    self.metrics
-                        .transitions_total
-                        .with_label_values(&[to, cause.as_str()])
-                        .inc();
-                    self.audit_engine(
-                        AuditRecord::new(
-                            now,
-                            AuditKind::Decision,
-                            format!("desired {desired} (cause {}): {}", cause.as_str(), reasons_text.join("; ")),
-                        )
-                            .with_data(serde_json::json!({ "desired": desired, "cause": cause, "reasons": reasons })),
-                    );
-                    notices.extend(self.announcer.decision(
-                        &self.engine,
-                        (&desired, cause, &reasons),
-                        now,
-                        self.announcing(),
-                    ));
+                    notices.extend(self.decided(&desired, cause, &reasons, now));
                     desired_changed = Some(desired);
                 }
                 Command::ProbeCadence { probe, fast } => {
@@ -676,6 +647,50 @@ impl Loop {
         if gauged {
             self.refresh_gauges(now);
         }
+    }
+
+    /// A new desired state: logged with its reasons, counted, audited, and
+    /// the notice announcing it (sent by the caller once it is persisted).
+    fn decided(
+        &mut self,
+        desired: &Desired,
+        cause: Cause,
+        reasons: &[Reason],
+        now: Timestamp,
+    ) -> Option<Notice> {
+        let reasons_text: Vec<String> = reasons.iter().map(Reason::line).collect();
+        tracing::warn!(
+            message = "Desired fallback state changed.",
+            desired = %desired,
+            cause = cause.as_str(),
+            reasons = %reasons_text.join("; "),
+        );
+        let to = if desired.is_active() {
+            "active"
+        } else {
+            "inactive"
+        };
+        self.metrics
+            .transitions_total
+            .with_label_values(&[to, cause.as_str()])
+            .inc();
+        self.audit_engine(
+            AuditRecord::new(
+                now,
+                AuditKind::Decision,
+                format!(
+                    "desired {desired} (cause {}): {}",
+                    cause.as_str(),
+                    reasons_text.join("; ")
+                ),
+            )
+            .with_data(
+                serde_json::json!({ "desired": desired, "cause": cause, "reasons": reasons }),
+            ),
+        );
+        let announcing = self.announcing();
+        self.announcer
+            .decision(&self.engine, (desired, cause, reasons), now, announcing)
     }
 
     /// Whether this replica tells people what its engine does: the leader,

@@ -151,32 +151,11 @@ fn words(notice: &Notice, cx: &Context) -> Words {
             blocked,
             talkdesk_enabled,
         } => match phase {
-            StuckPhase::Started => Words {
-                severity: Severity::Critical,
-                title: format!(
-                    "Talkdesk not updated for {}: the fallback should be {}",
-                    fmt_dur(*after),
-                    state(desired)
-                ),
-                changed: format!(
-                    "Talkdesk does not have the decided state, fallback {}, since {}: {} failed attempt(s); {}.",
-                    state(desired),
-                    since.map_or_else(|| "an unknown time".to_string(), |t| t.to_string()),
-                    attempts,
-                    if *blocked {
-                        "not retrying until the decision or the configuration changes"
-                    } else {
-                        "still retrying"
-                    }
-                ),
-                why: vec![match last_error {
-                    Some(e) => format!("last error: {e}"),
-                    None => {
-                        "no error reported yet (the attempt may still be in flight)".to_string()
-                    }
-                }],
-                callers: stuck_callers(*talkdesk_enabled),
-            },
+            StuckPhase::Started => stuck(
+                desired,
+                (*after, *since, *attempts),
+                (last_error.as_deref(), *blocked, *talkdesk_enabled),
+            ),
             StuckPhase::Ended | StuckPhase::Settled => Words {
                 severity: Severity::Resolved,
                 title: format!("Talkdesk updated: the fallback is {}", state(desired)),
@@ -193,62 +172,96 @@ fn words(notice: &Notice, cx: &Context) -> Words {
             since,
             profile,
             detail,
-            resolved: false,
-        } => Words {
-            severity: Severity::Warning,
-            title: format!("Flapping: the fallback is held ON ({profile})"),
-            changed: format!(
-                "The flap latch holds the fallback ON with profile {profile} since {since}; the rules no longer switch it until it is released."
-            ),
-            why: vec![detail.clone()],
-            callers: callers(desired, cx),
-        },
-        What::Flap {
-            since,
-            profile,
-            detail,
-            resolved: true,
-        } => Words {
-            severity: Severity::Resolved,
-            title: "Flap latch released: the rules decide again".to_string(),
-            changed: format!(
-                "The flap latch (profile {profile}, set at {since}) was released; the rules decide again."
-            ),
-            why: vec![detail.clone()],
-            callers: callers(desired, cx),
-        },
+            resolved,
+        } => flap(*since, profile, detail, *resolved, callers(desired, cx)),
         What::Blind {
             since,
             detail,
             resolved,
-        } => Words {
-            severity: if *resolved {
-                Severity::Resolved
-            } else {
-                Severity::Warning
-            },
-            title: if *resolved {
-                "Self-check ok again: probe-driven rules act again".to_string()
-            } else {
-                "Blind: the agent's own self-check fails; probe-driven rules are frozen".to_string()
-            },
-            changed: if *resolved {
-                format!(
-                    "The agent can reach its canaries again (blind since {since}); probe-driven rules act again."
-                )
-            } else {
-                format!(
-                    "The agent cannot reach its own canaries since {since}: probe failures may be its own, so rules that read probes are frozen (alerts and overrides still act)."
-                )
-            },
-            why: vec![detail.clone()],
-            callers: callers(desired, cx),
-        },
+        } => blind(*since, detail, *resolved, callers(desired, cx)),
         What::Drift {
             action,
             talkdesk,
             until,
         } => drift(*action, talkdesk.enabled, *until, desired, cx),
+    }
+}
+
+/// Talkdesk has differed from the decision for `after`.
+fn stuck(
+    desired: &Desired,
+    (after, since, attempts): (std::time::Duration, Option<Timestamp>, u32),
+    (last_error, blocked, talkdesk_enabled): (Option<&str>, bool, Option<bool>),
+) -> Words {
+    Words {
+        severity: Severity::Critical,
+        title: format!(
+            "Talkdesk not updated for {}: the fallback should be {}",
+            fmt_dur(after),
+            state(desired)
+        ),
+        changed: format!(
+            "Talkdesk does not have the decided state, fallback {}, since {}: {} failed attempt(s); {}.",
+            state(desired),
+            since.map_or_else(|| "an unknown time".to_string(), |t| t.to_string()),
+            attempts,
+            if blocked {
+                "not retrying until the decision or the configuration changes"
+            } else {
+                "still retrying"
+            }
+        ),
+        why: vec![match last_error {
+            Some(e) => format!("last error: {e}"),
+            None => "no error reported yet (the attempt may still be in flight)".to_string(),
+        }],
+        callers: stuck_callers(talkdesk_enabled),
+    }
+}
+
+fn flap(since: Timestamp, profile: &str, detail: &str, resolved: bool, callers: String) -> Words {
+    if resolved {
+        return Words {
+            severity: Severity::Resolved,
+            title: "Flap latch released: the rules decide again".to_string(),
+            changed: format!(
+                "The flap latch (profile {profile}, set at {since}) was released; the rules decide again."
+            ),
+            why: vec![detail.to_string()],
+            callers,
+        };
+    }
+    Words {
+        severity: Severity::Warning,
+        title: format!("Flapping: the fallback is held ON ({profile})"),
+        changed: format!(
+            "The flap latch holds the fallback ON with profile {profile} since {since}; the rules no longer switch it until it is released."
+        ),
+        why: vec![detail.to_string()],
+        callers,
+    }
+}
+
+fn blind(since: Timestamp, detail: &str, resolved: bool, callers: String) -> Words {
+    if resolved {
+        return Words {
+            severity: Severity::Resolved,
+            title: "Self-check ok again: probe-driven rules act again".to_string(),
+            changed: format!(
+                "The agent can reach its canaries again (blind since {since}); probe-driven rules act again."
+            ),
+            why: vec![detail.to_string()],
+            callers,
+        };
+    }
+    Words {
+        severity: Severity::Warning,
+        title: "Blind: the agent's own self-check fails; probe-driven rules are frozen".to_string(),
+        changed: format!(
+            "The agent cannot reach its own canaries since {since}: probe failures may be its own, so rules that read probes are frozen (alerts and overrides still act)."
+        ),
+        why: vec![detail.to_string()],
+        callers,
     }
 }
 

@@ -14,7 +14,7 @@
 //! - One file per target type lays the message out: [`slack`], [`teams`],
 //!   [`pagerduty`], [`webhook`]; [`config`] is `[[notify]]`.
 //! - [`deliver`]: one queue and one worker per target, retries with backoff,
-//!   metrics, audit.
+//!   metrics, audit; [`http`] the transport.
 //!
 //! [`Notices::send`] never waits: it renders the message for each target
 //! that wants it and puts it on that target's queue (`try_send`); a full
@@ -22,6 +22,7 @@
 
 pub mod config;
 pub mod deliver;
+pub mod http;
 pub mod message;
 pub mod notice;
 pub mod pagerduty;
@@ -44,7 +45,8 @@ use crate::config::Config;
 use crate::telemetry::{AuditSink, Metrics};
 
 pub use config::{NoticeKind, NotifyConfig, NotifyType};
-use deliver::{Delivery, Http, Outcome, Policy, QUEUE, Report, Target, Transport};
+use deliver::{Delivery, Outcome, Policy, QUEUE, Report, Target, Transport};
+use http::Http;
 pub use message::{Context, Message};
 pub use notice::{DriftAction, Notice, StuckPhase, What};
 
