@@ -95,23 +95,6 @@ impl Notices {
         ))
     }
 
-    /// Sends nothing: no targets (tests, tools without a configuration).
-    pub fn none() -> Notices {
-        Notices {
-            inner: Arc::new(Inner {
-                routes: RwLock::default(),
-                transport: Arc::new(Unreachable),
-                policy: Policy::default(),
-                report: Report {
-                    metrics: Metrics::new(),
-                    audit: Arc::new(crate::telemetry::audit::NoAudit),
-                },
-                cancel: CancellationToken::new(),
-                workers: Mutex::default(),
-            }),
-        }
-    }
-
     /// With another transport and policy (tests).
     pub fn with(
         config: &Config,
@@ -247,24 +230,6 @@ impl Notices {
             self.inner.cancel.cancel();
             all.await;
         }
-    }
-}
-
-/// The transport of [`Notices::none`], which has no target to send to.
-struct Unreachable;
-
-impl Transport for Unreachable {
-    fn post<'a>(
-        &'a self,
-        _d: &'a Delivery,
-    ) -> futures::future::BoxFuture<'a, Result<(), deliver::SendError>> {
-        Box::pin(async {
-            Err(deliver::SendError {
-                message: "no transport".into(),
-                retryable: false,
-                retry_after: None,
-            })
-        })
     }
 }
 
