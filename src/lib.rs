@@ -12,6 +12,7 @@
 //!   scheduler and the self-check.
 //! - [`alerts`]: the alert webhook receivers (`POST /v1/alerts/{source}`).
 //! - [`server`]: the HTTP layer (errors, tokens, bodies, the API routes) and the CLI's API client.
+//! - [`notify`]: notifications (Slack, Teams, PagerDuty, webhooks) of decisions and trouble.
 //! - [`talkdesk`]: the Talkdesk client, actuator (plan, apply, drift), break-glass commands and
 //!   API simulator.
 //! - [`store`]: persistence (SQLite, PostgreSQL): engine snapshot, audit log, durable input queue
@@ -19,10 +20,12 @@
 //! - [`telemetry`]: the metrics registry, audit records, logging.
 //! - [`calendar`]: maintenance windows and drills as calendar jobs.
 //! - [`domain`]: types every component shares (profiles, desired/actual state, timestamps).
+//! - [`backoff`]: the retry delay (exponential, jitter, `Retry-After`) of every retry loop.
 //! - [`ruletest`]: `test-rules`, promtool-style scenario tests for the engine.
 //! - [`demo`]: the zero set-up demo.
 
 pub mod alerts;
+pub mod backoff;
 pub mod calendar;
 pub mod cluster;
 pub mod config;
@@ -30,6 +33,7 @@ pub mod daemon;
 pub mod demo;
 pub mod domain;
 pub mod engine;
+pub mod notify;
 pub mod probe;
 pub mod ruletest;
 pub mod server;

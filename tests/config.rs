@@ -536,7 +536,8 @@ fn check_config_prints_a_summary_and_exits_0() {
         stdout.contains("probes (6)")
             && stdout.contains("test-call-us (call)")
             && stdout.contains("rules (3)")
-            && stdout.contains("webhook sources (7)"),
+            && stdout.contains("webhook sources (7)")
+            && stdout.contains("notify (4): ops-slack (slack), teams-1 (teams), pagerduty-1 (pagerduty), webhook-1 (webhook)"),
         "{stdout}"
     );
 }
@@ -719,16 +720,112 @@ fn cluster_needs_postgres_and_timings_that_fit_the_lease() {
 }
 
 #[test]
-fn features_this_build_cannot_run_are_not_accepted_silently() {
-    let notify =
-        with("[[notify]]\ntype = \"slack\"\nurl = \"https://hooks.slack.com/services/T0/B0/x\"\n");
-    let cfg = load(&notify).expect("legal");
+fn notify_targets_get_names_and_every_event_their_type_can_send() {
+    let cfg = load(&with(
+        "[[notify]]\ntype = \"slack\"\nurl = \"https://hooks.slack.com/services/T0/B0/x\"\n\
+         [[notify]]\ntype = \"pagerduty\"\nrouting_key = \"R0UT1NGKEY\"\n\
+         [[notify]]\ntype = \"slack\"\nname = \"ops\"\nurl = \"https://hooks.slack.com/services/T0/B0/y\"\non = [\"stuck\", \"activate\", \"stuck\"]\nstuck_after = \"30s\"\n",
+    ))
+    .expect("legal");
+    assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+    let n = &cfg.raw.notify;
+    let names: Vec<&str> = n.iter().map(|t| t.name()).collect();
+    assert_eq!(names, ["slack-1", "pagerduty-1", "ops"]);
+    assert_eq!(n[0].events().len(), 7, "every event by default");
+    assert!(!n[1].events().contains(&config::schema::NoticeKind::Drift));
+    use config::schema::NoticeKind::{Activate, Stuck};
+    assert_eq!(n[2].events(), [Activate, Stuck], "sorted, once each");
+    assert_eq!(n[2].stuck_after(), std::time::Duration::from_secs(30));
+    assert_eq!(n[0].stuck_after(), std::time::Duration::from_secs(120));
+}
+
+#[test]
+fn notify_targets_are_checked_key_by_key() {
+    let slack =
+        "[[notify]]\ntype = \"slack\"\nurl = \"https://hooks.slack.com/services/T0/B0/x\"\n";
+    assert_error(
+        &with("[[notify]]\ntype = \"slack\"\n"),
+        "notify[0].url",
+        "missing",
+    );
+    assert_error(
+        &with("[[notify]]\ntype = \"pagerduty\"\n"),
+        "notify[0].routing_key",
+        "missing",
+    );
+    assert_error(
+        &with(&format!("{slack}routing_key = \"abc\"\n")),
+        "notify[0].routing_key",
+        "does not apply to type slack (only pagerduty)",
+    );
+    assert_error(
+        &with(&format!("{slack}hmac_secret_file = \"/x\"\n")),
+        "notify[0].hmac_secret_file",
+        "does not apply to type slack (only webhook)",
+    );
+    assert_error(
+        &with(&format!("{slack}on = []\n")),
+        "notify[0].on",
+        "is empty",
+    );
+    assert_error(
+        &with(&format!("{slack}on = [\"activate\", \"paged\"]\n")),
+        "notify[0].on[1]",
+        "unknown value `paged`; expected one of: activate, deactivate, profile, stuck, flap, blind, drift",
+    );
+    assert_error(
+        &with("[[notify]]\ntype = \"pagerduty\"\nrouting_key = \"k\"\non = [\"drift\"]\n"),
+        "notify[0].on",
+        "pagerduty cannot send drift",
+    );
+    assert_error(
+        &with(&format!("{slack}stuck_after = \"0s\"\n")),
+        "notify[0].stuck_after",
+        "out of range",
+    );
+    assert_error(
+        &with(&format!("{slack}{slack}name = \"slack-1\"\n")),
+        "notify[1].name",
+        "also the name of notify[0]",
+    );
+    assert_error(
+        &with(&format!("{slack}name = \"a b\"\n")),
+        "notify[0].name",
+        "letters, digits",
+    );
+    let pd_no_resolve = load(&with(
+        "[[notify]]\ntype = \"pagerduty\"\nrouting_key = \"k\"\non = [\"activate\"]\n",
+    ))
+    .expect("legal");
     assert!(
-        cfg.warnings
+        pd_no_resolve
+            .warnings
             .iter()
-            .any(|w| w.key == "notify" && w.reason.contains("not sent")),
+            .any(|w| w.key == "notify[0].on" && w.reason.contains("never resolved")),
         "{:?}",
-        cfg.warnings
+        pd_no_resolve.warnings
+    );
+}
+
+#[test]
+fn public_url_is_an_http_url_without_credentials() {
+    let ok = load(&with(
+        "[agent]\npublic_url = \"https://continuity.example.net/\"\n",
+    ))
+    .unwrap();
+    assert_eq!(
+        ok.raw.agent.public_url.as_deref(),
+        Some("https://continuity.example.net/")
+    );
+    assert_error(
+        &with("[agent]\npublic_url = \"ftp://continuity.example.net/\"\n"),
+        "agent.public_url",
+        "not http or https",
+    );
+    assert_error(
+        &with("[agent]\npublic_url = \"https://ops:pw@continuity.example.net/\"\n"),
+        "agent.public_url",
+        "must not contain a user name or password",
     );
 }
 

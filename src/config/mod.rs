@@ -221,6 +221,17 @@ impl Config {
             store,
             raw.api.tokens.len()
         );
+        let targets: Vec<String> = raw
+            .notify
+            .iter()
+            .map(|n| format!("{} ({})", n.name(), n.kind))
+            .collect();
+        let _ = writeln!(
+            s,
+            "  notify ({}): {}",
+            targets.len(),
+            none_if_empty(&targets)
+        );
         let _ = writeln!(s, "  warnings: {}", self.warnings.len());
         for w in &self.warnings {
             let _ = writeln!(s, "  warning: {w}");

@@ -5,8 +5,9 @@
 //! whole (cross references, numbers, syntax) and compiles the parts that need
 //! it (rules into the engine's AST, probes into `probe::ProbeSettings`,
 //! profiles into `domain::Profile`). Every default lives in [`defaults`] with
-//! the reason for it, except the probes': `[[probes]]` entries are
-//! `probe::ProbeConfig`, owned with their defaults by `src/probe/`.
+//! the reason for it, except the probes' and the notification targets':
+//! `[[probes]]` entries are `probe::ProbeConfig`, owned with their defaults
+//! by `src/probe/`, and `[[notify]]` entries `notify::config::NotifyConfig`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -15,6 +16,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use super::types::{ByteSize, Dur};
+pub use crate::notify::config::{NoticeKind, NotifyConfig, NotifyType};
 pub use crate::probe::ProbeConfig;
 
 /// Documented defaults. Each value says why it is what it is.
@@ -232,6 +234,10 @@ pub struct AgentConfig {
     /// ...and this private key (PEM). Both or neither.
     #[serde(default)]
     pub tls_key_file: Option<PathBuf>,
+    /// Where people reach this agent's status page (`GET /`), e.g. behind a
+    /// proxy: the link in every notification. No link when unset.
+    #[serde(default)]
+    pub public_url: Option<String>,
 }
 
 impl Default for AgentConfig {
@@ -244,6 +250,7 @@ impl Default for AgentConfig {
             header_read_timeout: d_header_read_timeout(),
             tls_cert_file: None,
             tls_key_file: None,
+            public_url: None,
         }
     }
 }
@@ -709,25 +716,6 @@ pub struct ClusterConfig {
     pub lease_ttl: Dur,
     #[serde(default = "d_renew_deadline")]
     pub renew_deadline: Dur,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum NotifyType {
-    Slack,
-    Teams,
-    Webhook,
-}
-
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct NotifyConfig {
-    #[serde(rename = "type")]
-    pub kind: NotifyType,
-    #[serde(default, skip_serializing)]
-    pub url: Option<SecretString>,
-    #[serde(default)]
-    pub url_file: Option<PathBuf>,
 }
 
 #[cfg(test)]

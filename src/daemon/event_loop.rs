@@ -26,6 +26,11 @@
 //! then replays the inputs after that cursor: the new leader starts from the
 //! last decision Talkdesk was given, loses no accepted input, and a takeover
 //! causes no extra on/off (the same guarantee as a restart after `kill -9`).
+//!
+//! The leader also tells people (`announce.rs`, `notify`): each decision
+//! once it is persisted, the flap latch and the blind guard when the engine
+//! audits them, and an actuation stuck longer than a target's `stuck_after`
+//! (from the actuator's status). Queuing a notice never waits.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -35,6 +40,7 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::announce::Announcer;
 use super::document::Progress;
 use super::gate::StartGate;
 use super::inputs::Probes;
@@ -46,7 +52,8 @@ use super::supervise::Supervisor;
 use crate::cluster::Leadership;
 use crate::config::Config;
 use crate::domain::{Actual, Desired, Timestamp};
-use crate::engine::{Command, Engine, Event};
+use crate::engine::{Cause, Command, Engine, Event, Reason};
+use crate::notify::{Notice, Notices};
 use crate::server::control::{Applied, Control, ReloadError, StatusDoc};
 use crate::store::Store;
 use crate::store::inputs::{self, Input, StoredInput};
@@ -91,6 +98,7 @@ pub(super) async fn run(
                 tracing::info!(message = "Actuator starting after fresh start.", desired = %lp.engine.desired());
             }
             supervisor.start();
+            lp.announcer.new_term();
         }
         let now = Timestamp::now();
         let sleep_for = lp
@@ -137,6 +145,10 @@ pub(super) async fn run(
         }
         lp.persister.save_if_due(&lp.engine, &lp.progress).await;
         lp.prune_if_due().await;
+        if lp.announcing() && supervisor.is_running() {
+            let actuator = &lp.actuator;
+            lp.announcer.actuator(|| actuator.status());
+        }
     }
 }
 
@@ -159,6 +171,8 @@ pub(super) struct Loop {
     probes: Probes,
     actuator: ActuatorHandle,
     store: Arc<dyn Store>,
+    /// Tells people about decisions and trouble (`notify`).
+    announcer: Announcer,
     /// The last input applied and the alerts' event-time memory; persisted
     /// with the snapshot.
     progress: Progress,
@@ -178,6 +192,7 @@ pub(super) struct Parts {
     pub probes: Probes,
     pub actuator: ActuatorHandle,
     pub store: Arc<dyn Store>,
+    pub notices: Notices,
 }
 
 impl Loop {
@@ -203,6 +218,7 @@ impl Loop {
             probes: parts.probes,
             actuator: parts.actuator,
             store: parts.store,
+            announcer: Announcer::new(parts.notices, restored.seen),
             progress: restored.progress,
             waiters: BTreeMap::new(),
             outcomes: VecDeque::new(),
@@ -283,6 +299,7 @@ impl Loop {
                 self.restore_pending = false;
                 self.engine = restored.engine;
                 self.progress = restored.progress;
+                self.announcer.restored(restored.seen);
                 // What the display engine did is not what this term does.
                 self.outcomes.clear();
                 self.gate = StartGate::new(restored.from_snapshot, &self.config);
@@ -317,6 +334,7 @@ impl Loop {
         self.forget_series(&config);
         self.engine = engine;
         self.probes = probes;
+        self.announcer.reconfigure(&config);
         self.config = config;
         self.metrics
             .init_series(&super::run::known_labels(&self.config));
@@ -564,6 +582,11 @@ impl Loop {
             .iter()
             .any(|c| !matches!(c, Command::ProbeCadence { .. }));
         let mut desired_changed = None;
+        // The engine's own words for the flap latch and the blind guard,
+        // when it audited them in this step (see `Announcer::conditions`).
+        let (mut flap_words, mut blind_words, mut conditions) = (None, None, false);
+        // Sent once the decisions they announce are persisted.
+        let mut notices = Vec::new();
         for cmd in cmds {
             match cmd {
                 Command::SetDesired {
@@ -571,30 +594,7 @@ impl Loop {
                     cause,
                     reasons,
                 } => {
-                    let reasons_text: Vec<String> = reasons.iter().map(reason_line).collect();
-                    tracing::warn!(
-                        message = "Desired fallback state changed.",
-                        desired = %desired,
-                        cause = cause.as_str(),
-                        reasons = %reasons_text.join("; "),
-                    );
-                    let to = if desired.is_active() {
-                        "active"
-                    } else {
-                        "inactive"
-                    };
-                    self.metrics
-                        .transitions_total
-                        .with_label_values(&[to, cause.as_str()])
-                        .inc();
-                    self.audit_engine(
-                        AuditRecord::new(
-                            now,
-                            AuditKind::Decision,
-                            format!("desired {desired} (cause {}): {}", cause.as_str(), reasons_text.join("; ")),
-                        )
-                            .with_data(serde_json::json!({ "desired": desired, "cause": cause, "reasons": reasons })),
-                    );
+                    notices.extend(self.decided(&desired, cause, &reasons, now));
                     desired_changed = Some(desired);
                 }
                 Command::ProbeCadence { probe, fast } => {
@@ -625,6 +625,15 @@ impl Loop {
                 }
                 Command::Audit { kind, message } => {
                     tracing::info!(message = %message, kind = %kind);
+                    match kind {
+                        AuditKind::Flap => flap_words = Some(message.clone()),
+                        AuditKind::Blind => blind_words = Some(message.clone()),
+                        _ => {}
+                    }
+                    conditions |= matches!(
+                        kind,
+                        AuditKind::Flap | AuditKind::Blind | AuditKind::Restore
+                    );
                     self.audit_engine(AuditRecord::new(now, kind, message));
                 }
                 Command::AlertDropped { key } => {
@@ -635,15 +644,75 @@ impl Loop {
                 }
             }
         }
+        if conditions {
+            notices.extend(self.announcer.conditions(
+                &self.engine,
+                (flap_words.as_deref(), blind_words.as_deref()),
+                now,
+                self.announcing(),
+            ));
+        }
         if let Some(desired) = desired_changed {
             // Durable before the actuator acts: a crash after this point
             // restores the new desired state, never an older one.
             self.persister.save(&self.engine, &self.progress).await;
             self.desired_tx.send_replace(desired);
         }
+        self.announcer.send(notices);
         if gauged {
             self.refresh_gauges();
         }
+    }
+
+    /// A new desired state: logged with its reasons, counted, audited, and
+    /// the notice announcing it (sent by the caller once it is persisted).
+    fn decided(
+        &mut self,
+        desired: &Desired,
+        cause: Cause,
+        reasons: &[Reason],
+        now: Timestamp,
+    ) -> Option<Notice> {
+        let reasons_text: Vec<String> = reasons.iter().map(Reason::line).collect();
+        tracing::warn!(
+            message = "Desired fallback state changed.",
+            desired = %desired,
+            cause = cause.as_str(),
+            reasons = %reasons_text.join("; "),
+        );
+        let to = if desired.is_active() {
+            "active"
+        } else {
+            "inactive"
+        };
+        self.metrics
+            .transitions_total
+            .with_label_values(&[to, cause.as_str()])
+            .inc();
+        self.audit_engine(
+            AuditRecord::new(
+                now,
+                AuditKind::Decision,
+                format!(
+                    "desired {desired} (cause {}): {}",
+                    cause.as_str(),
+                    reasons_text.join("; ")
+                ),
+            )
+            .with_data(
+                serde_json::json!({ "desired": desired, "cause": cause, "reasons": reasons }),
+            ),
+        );
+        let announcing = self.announcing();
+        self.announcer
+            .decision(&self.engine, (desired, cause, reasons), now, announcing)
+    }
+
+    /// Whether this replica tells people what its engine does: the leader,
+    /// once its engine is the restored leader's (a follower's engine decides
+    /// nothing; see the module docs).
+    fn announcing(&self) -> bool {
+        self.lead.leader && !self.restore_pending
     }
 
     /// Audits what the engine did, on the leader only: a follower's engine
@@ -698,14 +767,5 @@ impl Loop {
             .set(i64::from(g.override_active));
         self.metrics.flapping.set(i64::from(g.flapping));
         self.metrics.blind.set(i64::from(g.blind));
-    }
-}
-
-/// `source: text`, without repeating the source when the text starts with it.
-fn reason_line(r: &crate::engine::Reason) -> String {
-    if r.text.starts_with(&r.source) {
-        r.text.clone()
-    } else {
-        format!("{}: {}", r.source, r.text)
     }
 }

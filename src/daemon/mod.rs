@@ -25,6 +25,7 @@
 //! input queue (`store::inputs`); API requests that need an answer as
 //! `server::control::Control` messages.
 
+mod announce;
 mod document;
 mod event_loop;
 mod gate;

@@ -2,6 +2,7 @@
 //! `Progress`: the last input applied, the alerts' event-time memory), or
 //! fresh. Used at start and again by a replica taking the lease over.
 
+use super::announce::Seen;
 use super::document::{self, Progress};
 use crate::config::Config;
 use crate::domain::Timestamp;
@@ -18,6 +19,9 @@ pub(super) struct Restored {
     pub from_snapshot: bool,
     /// Inputs after `progress.inputs_applied` are replayed by the loop.
     pub progress: Progress,
+    /// The engine as stored, before the restore applied what happened while
+    /// no engine ran: notifications announce those changes.
+    pub seen: Seen,
 }
 
 /// Restores the engine from the stored snapshot. An unreadable snapshot is
@@ -35,9 +39,11 @@ pub(super) async fn restore(
     // applied are in no state we can restore, but replaying them onto a
     // fresh engine would act on stale alerts and overrides as if new.
     let progress = doc.as_ref().map(document::progress).unwrap_or_default();
+    let mut seen = Seen::default();
     let (engine, mut commands, from_snapshot) = match doc {
         Some(json) => match serde_json::from_value::<Snapshot>(json) {
             Ok(snap) => {
+                seen = Seen::stored(&snap);
                 let (e, c) = Engine::restore(spec, snap, now);
                 (e, c, true)
             }
@@ -63,5 +69,6 @@ pub(super) async fn restore(
         commands,
         from_snapshot,
         progress,
+        seen,
     })
 }

@@ -37,6 +37,7 @@ use crate::cluster::{self, Fence, Leadership, LeadershipTask};
 use crate::config::Config;
 use crate::domain::{Desired, Timestamp};
 use crate::engine::Event;
+use crate::notify::Notices;
 use crate::server::control::{Control, ReloadError};
 use crate::server::{self, AppState};
 use crate::store::{self, Store, StoreAudit};
@@ -49,6 +50,10 @@ use crate::telemetry::{AuditKind, AuditRecord, AuditSink, KnownLabels, Metrics};
 pub const EVENT_QUEUE: usize = 4096;
 /// API requests waiting for the loop; handlers wait when it is full.
 const CONTROL_QUEUE: usize = 64;
+/// How long notifications still queued at shutdown may take to go out (a
+/// supervisor's stop timeout is usually 10 s or more; the lease is released
+/// already, so this delays nothing another replica does).
+const NOTIFY_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -66,6 +71,8 @@ pub enum DaemonError {
     Server(#[from] std::io::Error),
     #[error("actuator: {0}")]
     Actuator(String),
+    #[error("notifications: {0}")]
+    Notify(String),
 }
 
 /// Handles the running daemon exposes to tests and the demo.
@@ -144,7 +151,7 @@ pub async fn run_with(
 
     let restored = restore(&shared.config, &*store, &*shared.audit).await?;
     audit_start(&shared, &lead, restored.engine.desired());
-    let mut built = build(
+    let (mut built, notices) = build(
         &shared,
         restored.engine.desired(),
         &store,
@@ -185,6 +192,7 @@ pub async fn run_with(
             probes: inputs.probes,
             actuator: built.actuator.clone(),
             store: store.clone(),
+            notices: notices.clone(),
         },
     );
     lp.begin(&mut built.supervisor);
@@ -221,6 +229,9 @@ pub async fn run_with(
     .await;
     // The actuator is done: hand the lease over at once.
     leadership.release().await;
+    // The last notices (a deactivation on the way out) still go; then this
+    // handle goes, or the audit writer below would wait for it forever.
+    notices.stop(NOTIFY_GRACE).await;
 
     close_audit(lp, shared, audit, audit_writer).await;
     match fatal {
@@ -287,7 +298,10 @@ fn role(lead: &Leadership) -> String {
     }
 }
 
-/// The channels and the (not yet started) actuator around the restored engine.
+/// The channels and the (not yet started) actuator around the restored
+/// engine. `build` also starts the notification targets (the loop announces,
+/// each term's actuator reports drift), returned beside it so that shutdown
+/// can let go of them before the audit writer closes.
 struct Built {
     /// Every input sends here.
     events: mpsc::Sender<Event>,
@@ -307,12 +321,14 @@ fn build(
     store: &Arc<dyn Store>,
     leadership: &LeadershipTask,
     cancel: &CancellationToken,
-) -> Result<Built, DaemonError> {
+) -> Result<(Built, Notices), DaemonError> {
     let (events_tx, events_rx) = mpsc::channel::<Event>(EVENT_QUEUE);
     let (control_tx, control_rx) = mpsc::channel::<Control>(CONTROL_QUEUE);
     let (desired_tx, desired_rx) = watch::channel(desired.clone());
     let (status_tx, handle) = actuator::status_channel();
-    let make = actuator_factory(shared, store, leadership, status_tx);
+    let notices = Notices::start(&shared.config, shared.metrics.clone(), shared.audit.clone())
+        .map_err(|e| DaemonError::Notify(e.to_string()))?;
+    let make = actuator_factory(shared, store, leadership, (status_tx, notices.clone()));
     // Started while this replica leads: at once after a restore, after a
     // fresh start only once the engine has evidence (see `StartGate`), so a
     // fallback that is on (an outage in progress, a break-glass activation)
@@ -325,7 +341,7 @@ fn build(
         events_tx.clone(),
         cancel.clone(),
     );
-    Ok(Built {
+    let built = Built {
         events: events_tx,
         control: control_tx,
         inbox: Inbox {
@@ -336,7 +352,8 @@ fn build(
         desired: desired_tx,
         supervisor,
         actuator: handle,
-    })
+    };
+    Ok((built, notices))
 }
 
 /// The Talkdesk client, options and profiles from the `[talkdesk]` section:
@@ -357,12 +374,13 @@ pub(super) fn talkdesk_parts(
 }
 
 /// Builds the actuator of each leadership term from the current Talkdesk
-/// parts, fenced by the lease, reporting to one status channel.
+/// parts, fenced by the lease, reporting to one status channel and telling
+/// the notification targets about drift.
 fn actuator_factory(
     shared: &Shared,
     store: &Arc<dyn Store>,
     leadership: &LeadershipTask,
-    status: watch::Sender<actuator::ActuatorStatus>,
+    (status, notices): (watch::Sender<actuator::ActuatorStatus>, Notices),
 ) -> MakeActuator {
     let (store, rx, claim) = (
         store.clone(),
@@ -388,6 +406,7 @@ fn actuator_factory(
             audit.clone(),
         )
         .with_may_write(Arc::new(fence))
+        .with_notices(notices.clone())
         .reporting_to(status.clone())
     })
 }
@@ -589,6 +608,7 @@ pub(super) fn known_labels(config: &Config) -> KnownLabels<'_> {
         // route answers 404 like an unknown one.
         webhook_sources: crate::config::schema::WebhooksConfig::ALL.to_vec(),
         talkdesk_ops: crate::talkdesk::Op::ALL.map(|op| op.as_str()).to_vec(),
+        notify_targets: config.raw.notify.iter().map(|n| n.name()).collect(),
     }
 }
 

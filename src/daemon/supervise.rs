@@ -74,6 +74,11 @@ impl Supervisor {
         self.wanted && self.running.is_none()
     }
 
+    /// An actuator of this term runs.
+    pub(super) fn is_running(&self) -> bool {
+        self.running.is_some()
+    }
+
     /// This replica leads: an actuator may start (see [`Supervisor::start`]).
     /// `last_seen`: what Talkdesk had when the engine last saw it.
     pub(super) fn lead(&mut self, last_seen: Option<Actual>) {

@@ -131,6 +131,19 @@ pub struct Reason {
     pub text: String,
 }
 
+impl Reason {
+    /// `source: text`, without repeating the source when the text starts
+    /// with it: the one wording of a reason for people (logs, audit, CLI,
+    /// notifications).
+    pub fn line(&self) -> String {
+        if self.text.starts_with(&self.source) {
+            self.text.clone()
+        } else {
+            format!("{}: {}", self.source, self.text)
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
 pub enum Command {
@@ -170,6 +183,22 @@ pub enum Command {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reason_line_names_its_source_once() {
+        let r = |source: &str, text: &str| Reason {
+            source: source.into(),
+            text: text.into(),
+        };
+        assert_eq!(
+            r("trunks-down", "trunks-down: firing").line(),
+            "trunks-down: firing"
+        );
+        assert_eq!(
+            r("rules", "no rule is firing").line(),
+            "rules: no rule is firing"
+        );
+    }
 
     /// Rule transitions are typed in memory but keep their written form: the
     /// phases as the same lowercase strings as before.

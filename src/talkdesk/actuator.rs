@@ -41,6 +41,7 @@ use super::plan::StoredForm;
 use crate::config::schema::OnDrift;
 use crate::domain::{Actual, Desired, Profile, Timestamp};
 use crate::engine::event::Event;
+use crate::notify::Notices;
 use crate::telemetry::{AuditSink, Metrics};
 
 /// The check run right before every write: `false` means "do not write"
@@ -206,6 +207,8 @@ pub struct Actuator {
     /// The desired state as the engine says it now (set by `run`): a plan
     /// stops between writes once it no longer serves it.
     pub(super) latest: Option<watch::Receiver<Desired>>,
+    /// Where drift is announced (`notify`); none by default.
+    pub(super) notices: Option<Notices>,
 }
 
 /// What a configuration reload hands the running actuator. Its belief about
@@ -247,6 +250,7 @@ impl Actuator {
             last_seen: None,
             reconfigure: None,
             latest: None,
+            notices: None,
         }
     }
 
@@ -264,6 +268,12 @@ impl Actuator {
     /// to compare with, and the daemon's start gate waits for evidence instead.
     pub fn with_last_seen(mut self, last_seen: Option<Actual>) -> Actuator {
         self.last_seen = last_seen;
+        self
+    }
+
+    /// Announce drift (a change made outside the agent) to these targets.
+    pub fn with_notices(mut self, notices: Notices) -> Actuator {
+        self.notices = Some(notices);
         self
     }
 

@@ -12,9 +12,9 @@ use std::fmt::Write as _;
 use std::io::Write;
 use std::time::Duration;
 
-use super::apply::backoff_delay;
 use super::client::Client;
 use super::error::TalkdeskError;
+use crate::backoff::backoff_delay;
 use crate::domain::{FallbackSettings, Profile};
 
 /// Attempts per call before reporting the error.

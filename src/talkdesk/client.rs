@@ -13,9 +13,10 @@ use reqwest::Method;
 use secrecy::SecretString;
 
 use super::auth::TokenSource;
-use super::error::{ApiErrorBody, Op, TalkdeskError, parse_retry_after};
+use super::error::{ApiErrorBody, Op, TalkdeskError};
 use super::observe::{CallOutcome, Observer};
 use super::wire::{Activation, WireSettings};
+use crate::backoff::parse_retry_after;
 use crate::config::schema::TalkdeskConfig;
 use crate::domain::{Actual, FallbackSettings};
 use crate::telemetry::{AuditSink, Metrics};

@@ -25,6 +25,8 @@
 //!   counts in `continuity_drift_total{action="adopted"}`. A settings-only
 //!   edit while the fallback is on, as decided, is kept without an override,
 //!   so on/off still follows the rules' decisions.
+//! - Either way the change is announced to the notification targets
+//!   (`notify`, event `drift`) with what was done about it.
 //!
 //! Which state to adopt (`adoption`), whether an adopted state changed again
 //! (`Adopted::changed`) and whether Talkdesk changed while the agent was away
@@ -38,12 +40,14 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::actuator::Actuator;
-use super::apply::{BLIND_AFTER_ATTEMPTS, backoff_delay};
+use super::apply::BLIND_AFTER_ATTEMPTS;
 use super::error::TalkdeskError;
 use super::plan;
+use crate::backoff::backoff_delay;
 use crate::config::schema::OnDrift;
 use crate::domain::{Actual, Desired, Profile, Timestamp};
 use crate::engine::event::{Event, Override};
+use crate::notify::{DriftAction, Notice, What};
 use crate::telemetry::{AuditKind, AuditRecord};
 
 /// A drift adopted under `on_drift = "respect"`.
@@ -295,6 +299,7 @@ impl Actuator {
                     )
                     .with_data(json!({"desired": desired, "actual": self.known})),
                 );
+                self.announce(DriftAction::Corrected, desired, None, now);
                 self.status.converged = false;
                 self.status.since = Some(now);
                 self.publish();
@@ -340,6 +345,7 @@ impl Actuator {
             )
             .with_data(json!({ "desired": desired, "actual": self.known, "until": until })),
         );
+        self.announce(DriftAction::SettingsKept, desired, Some(until), now);
         self.hold(desired.clone(), until, now);
     }
 
@@ -400,7 +406,31 @@ impl Actuator {
             }
             None => tracing::warn!("Drift adopted without an override: no profile is configured."),
         }
-        self.hold(adopted.unwrap_or_else(|| desired.clone()), until, now);
+        let adopted = adopted.unwrap_or_else(|| desired.clone());
+        self.announce(DriftAction::Adopted, &adopted, Some(until), now);
+        self.hold(adopted, until, now);
+    }
+
+    /// Tells the notification targets what `on_drift` did; `desired` is what
+    /// the fallback is meant to be now.
+    fn announce(
+        &self,
+        action: DriftAction,
+        desired: &Desired,
+        until: Option<Timestamp>,
+        now: Timestamp,
+    ) {
+        if let Some(notices) = &self.notices {
+            notices.send(Notice {
+                at: now,
+                desired: desired.clone(),
+                what: What::Drift {
+                    action,
+                    talkdesk: self.known.clone(),
+                    until,
+                },
+            });
+        }
     }
 
     /// Keep hands off what Talkdesk has now until `until`, as `desired`.

@@ -271,17 +271,6 @@ fn status_is_retryable(status: u16) -> bool {
     matches!(status, 401 | 408 | 429) || (500..=599).contains(&status)
 }
 
-/// Parse a `Retry-After` header: delay-seconds or an HTTP date (RFC 9110 10.2.3).
-pub fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
-    let v = value.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
-    let delta = at.with_timezone(&chrono::Utc) - now;
-    Some(delta.to_std().unwrap_or(Duration::ZERO))
-}
-
 pub(crate) fn shorten(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         return s.to_string();
@@ -320,23 +309,6 @@ mod tests {
             .is_retryable()
         );
         assert!(!TalkdeskError::UnknownProfile("x".into()).is_retryable());
-    }
-
-    #[test]
-    fn retry_after_parses_seconds_and_dates() {
-        let now = chrono::DateTime::parse_from_rfc3339("2015-10-21T07:28:00Z")
-            .unwrap()
-            .with_timezone(&chrono::Utc);
-        assert_eq!(parse_retry_after("2", now), Some(Duration::from_secs(2)));
-        assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),
-            Some(Duration::from_secs(30))
-        );
-        assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(parse_retry_after("soon", now), None);
     }
 
     #[test]

@@ -53,6 +53,8 @@ pub enum AuditKind {
     Reload,
     /// This replica took or lost the lease, or a write was fenced off.
     Leadership,
+    /// A notification was sent, given up, or dropped.
+    Notification,
     /// A kind this version does not write, read back from a store.
     Other(UnknownKind),
 }
@@ -65,7 +67,7 @@ pub struct UnknownKind(String);
 
 impl AuditKind {
     /// Every kind this version writes.
-    pub const KNOWN: [AuditKind; 18] = [
+    pub const KNOWN: [AuditKind; 19] = [
         AuditKind::Decision,
         AuditKind::Probe,
         AuditKind::Rule,
@@ -84,6 +86,7 @@ impl AuditKind {
         AuditKind::Talkdesk,
         AuditKind::Reload,
         AuditKind::Leadership,
+        AuditKind::Notification,
     ];
 
     /// The stored and served form.
@@ -107,6 +110,7 @@ impl AuditKind {
             AuditKind::Talkdesk => "talkdesk",
             AuditKind::Reload => "reload",
             AuditKind::Leadership => "leadership",
+            AuditKind::Notification => "notification",
             AuditKind::Other(UnknownKind(s)) => s,
         }
     }
@@ -225,6 +229,7 @@ mod tests {
             "talkdesk",
             "reload",
             "leadership",
+            "notification",
         ];
         let got: Vec<&str> = AuditKind::KNOWN.iter().map(AuditKind::as_str).collect();
         assert_eq!(got, expected);

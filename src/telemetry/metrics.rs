@@ -31,9 +31,14 @@ pub struct KnownLabels<'a> {
     pub webhook_sources: Vec<&'static str>,
     /// Every Talkdesk operation (`talkdesk::Op::ALL`).
     pub talkdesk_ops: Vec<&'static str>,
+    /// The name of every `[[notify]]` target.
+    pub notify_targets: Vec<&'a str>,
 }
 
-/// Every metric name of the interface contract (DESIGN.md section 4).
+/// Every metric name of the interface contract (DESIGN.md section 4) that
+/// every agent exposes. `continuity_notifications_total`, also contract,
+/// has series only for configured `[[notify]]` targets (created at zero by
+/// [`Metrics::init_series`]).
 pub const CONTRACT_METRICS: [&str; 16] = [
     "continuity_fallback_desired",
     "continuity_fallback_actual",
@@ -126,10 +131,18 @@ pub struct Metrics {
     pub api_connections_rejected_total: IntCounter,
     /// Every family name registered above, in registration order.
     names: Vec<String>,
+    /// `{target, result}`: notifications by target name and result
+    /// ([`NOTIFICATION_RESULTS`]).
+    pub notifications_total: IntCounterVec,
 }
 
 /// The `action` label values of `continuity_drift_total`.
 pub const DRIFT_ACTIONS: [&str; 2] = ["adopted", "corrected"];
+
+/// The `result` label values of `continuity_notifications_total`: `sent`,
+/// `retried` (an attempt failed; another follows), `failed` (given up),
+/// `dropped` (never sent: queue full, or the agent stopped first).
+pub const NOTIFICATION_RESULTS: [&str; 4] = ["sent", "retried", "failed", "dropped"];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -316,6 +329,13 @@ impl Metrics {
                 "continuity_api_connections_rejected_total",
                 "API connections closed on arrival because agent.max_connections were open."
             )),
+            notifications_total: reg!(IntCounterVec::new(
+                Opts::new(
+                    "continuity_notifications_total",
+                    "Notifications by target and result (sent, retried, failed, dropped)."
+                ),
+                &["target", "result"]
+            )),
             registry,
             names,
         };
@@ -356,6 +376,12 @@ impl Metrics {
         }
         for action in DRIFT_ACTIONS {
             self.drift_total.with_label_values(&[action]);
+        }
+        for target in &known.notify_targets {
+            for result in NOTIFICATION_RESULTS {
+                self.notifications_total
+                    .with_label_values(&[target, result]);
+            }
         }
     }
 
@@ -442,6 +468,7 @@ mod tests {
             causes: vec!["rule", "override"],
             webhook_sources: vec!["grafana"],
             talkdesk_ops: vec!["put_settings"],
+            notify_targets: vec!["pd"],
         });
         let text = m.render();
         for series in [
@@ -456,6 +483,8 @@ mod tests {
             r#"continuity_call_answer_seconds_count{probe="test-call"} 0"#,
             r#"continuity_drift_total{action="adopted"} 0"#,
             r#"continuity_drift_total{action="corrected"} 0"#,
+            r#"continuity_notifications_total{result="sent",target="pd"} 0"#,
+            r#"continuity_notifications_total{result="dropped",target="pd"} 0"#,
         ] {
             assert!(text.contains(series), "{series} missing from:\n{text}");
         }

@@ -8,6 +8,7 @@ pub mod alertmanager;
 pub mod browser;
 pub mod inproc;
 pub mod pg;
+pub mod receiver;
 pub mod sipp;
 
 use std::net::UdpSocket;

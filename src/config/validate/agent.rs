@@ -1,4 +1,5 @@
-//! `[agent]`: the API address, its limits and TLS.
+//! `[agent]`: the API address, its limits and TLS, and the public status
+//! page URL.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -7,6 +8,7 @@ use std::time::Duration;
 use super::shared::duration_range;
 use crate::config::load::Cx;
 use crate::config::schema::*;
+use crate::probe::http::config::http_url;
 
 pub(super) fn agent(cx: &mut Cx, a: &mut AgentConfig, base: &Path) {
     let listen = a.listen.parse::<SocketAddr>();
@@ -35,6 +37,7 @@ pub(super) fn agent(cx: &mut Cx, a: &mut AgentConfig, base: &Path) {
         Duration::from_secs(1),
         Duration::from_secs(300),
     );
+    public_url(cx, a);
     let tls = tls(cx, a, base);
     if let Ok(addr) = listen
         && !addr.ip().is_loopback()
@@ -84,6 +87,22 @@ fn tls(cx: &mut Cx, a: &mut AgentConfig, base: &Path) -> bool {
                 "missing: tls_key_file needs its certificate chain",
             );
             true
+        }
+    }
+}
+
+/// `agent.public_url`: the status page as people reach it, linked from
+/// every notification.
+fn public_url(cx: &mut Cx, a: &AgentConfig) {
+    if let Some(u) = &a.public_url {
+        match http_url(u) {
+            Err(why) => cx.err("agent.public_url", why),
+            // Shown in every notification: it must not carry a password.
+            Ok(url) if !url.username().is_empty() || url.password().is_some() => cx.err(
+                "agent.public_url",
+                "must not contain a user name or password: it is shown in every notification",
+            ),
+            Ok(_) => {}
         }
     }
 }

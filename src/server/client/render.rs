@@ -44,7 +44,7 @@ pub fn status(doc: &StatusReport) -> String {
     if !engine.reasons.is_empty() {
         let _ = writeln!(out, "reasons:");
         for r in &engine.reasons {
-            let _ = writeln!(out, "  - {}", reason_text(r));
+            let _ = writeln!(out, "  - {}", r.line());
         }
     }
     if let Some(ov) = &engine.override_ {
@@ -116,16 +116,6 @@ fn on_off(enabled: Option<bool>) -> &'static str {
         Some(true) => "on",
         Some(false) => "off",
         None => "unknown",
-    }
-}
-
-/// `source: text`, without repeating the source when the text starts with it
-/// (also the status page's wording).
-pub fn reason_text(r: &crate::engine::Reason) -> String {
-    if r.text.starts_with(&r.source) {
-        r.text.clone()
-    } else {
-        format!("{}: {}", r.source, r.text)
     }
 }
 

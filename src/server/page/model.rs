@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::config::schema::ProfileConfig;
 use crate::domain::{Desired, Timestamp};
 use crate::engine::Mode;
-use crate::server::client::render::{reason_text, span};
+use crate::server::client::render::span;
 use crate::server::control::StatusDoc;
 
 /// How loud a banner or notice is.
@@ -67,7 +67,11 @@ pub fn desired_text(d: &Desired) -> String {
 
 /// The engine's reasons for the current decision, worded as the CLI words them.
 pub fn reasons(doc: &StatusDoc) -> Vec<String> {
-    doc.engine.reasons.iter().map(reason_text).collect()
+    doc.engine
+        .reasons
+        .iter()
+        .map(crate::engine::Reason::line)
+        .collect()
 }
 
 /// What callers get now. Talkdesk's last known state decides, not the
