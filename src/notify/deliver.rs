@@ -393,10 +393,16 @@ mod tests {
             "too old"
         );
         let mut slow = error(true);
-        slow.retry_after = Some(Duration::from_secs(120));
+        slow.retry_after = Some(Duration::from_secs(45));
         assert_eq!(
             p.retry_in(1, Duration::ZERO, &slow),
-            Some(Duration::from_secs(120))
+            Some(Duration::from_secs(45))
+        );
+        // A longer Retry-After is capped like the actuator's.
+        slow.retry_after = Some(Duration::from_secs(3600));
+        assert_eq!(
+            p.retry_in(1, Duration::ZERO, &slow),
+            Some(crate::backoff::RETRY_AFTER_CAP)
         );
     }
 
