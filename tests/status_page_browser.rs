@@ -169,8 +169,12 @@ async fn the_page_follows_an_override_and_a_trunk_outage_in_chromium() {
     // After the post, the address bar is "/" again (a reload reads, not posts).
     assert_eq!(b.current_url().await, format!("{base}/"));
     b.click("form[action='/ui/override/clear'] button").await;
-    let notice = b.text(".notice").await;
-    assert!(notice.contains("Override cleared"), "{notice}");
+    // Wait for the answer page: right after the click the old page (or a
+    // blank one, mid-load) may still be what the browser shows.
+    b.wait_text("the clear's outcome", ".notice", LIMIT, |t| {
+        t.contains("Override cleared")
+    })
+    .await;
     w.wait_sim("the deactivation after clearing", false).await;
 
     // The trunk dies: the page shows it without being reloaded.
