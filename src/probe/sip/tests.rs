@@ -143,15 +143,13 @@ async fn lost_first_datagram_is_recovered_by_retransmission() {
 #[tokio::test]
 async fn closed_udp_port_fails_fast_via_icmp() {
     let addr = closed_udp_port();
-    let started = Instant::now();
     let out = probe(&udp_target(addr), &["2xx"], Duration::from_secs(3))
         .check()
         .await;
-    let took = started.elapsed();
     assert!(!out.success);
+    // The detail proves the path: a timeout would read "timeout after 3s".
+    // How fast it is belongs in the benchmarks, not here.
     assert_eq!(out.detail, format!("ICMP port unreachable from {addr}"));
-    // Well before the first retransmission (T1 = 500 ms), let alone the timeout.
-    assert!(took < Duration::from_millis(450), "took {took:?}");
 }
 
 #[tokio::test]
@@ -181,7 +179,6 @@ async fn many_udp_probes_share_one_socket() {
     // every probe answered (a datagram dropped by a full buffer is recovered
     // by retransmission within the timeout).
     let r = responder(Mode::Answer(200)).await;
-    let started = Instant::now();
     let probes: Vec<SipProbe> = (0..2000)
         .map(|_| probe(&udp_target(r.udp_addr()), &["2xx"], Duration::from_secs(3)))
         .collect();
@@ -191,8 +188,9 @@ async fn many_udp_probes_share_one_socket() {
         "{:?}",
         outs.iter().find(|o| !o.success)
     );
+    // Every probe succeeded within its own 3 s timeout; the throughput is
+    // measured in the benchmarks.
     assert!(r.received() >= 2000);
-    assert!(started.elapsed() < Duration::from_secs(3));
     assert_eq!(
         r.udp_peers(),
         1,
@@ -273,12 +271,10 @@ async fn tcp_answers_and_refusals() {
         let l = std::net::TcpListener::bind(LOOPBACK).unwrap();
         l.local_addr().unwrap()
     };
-    let started = Instant::now();
     let out = probe(&tcp_target(closed), &["2xx"], Duration::from_secs(3))
         .check()
         .await;
     assert_eq!(out.detail, format!("connection refused by {closed}"));
-    assert!(started.elapsed() < Duration::from_millis(500));
 }
 
 #[tokio::test]
@@ -474,11 +470,11 @@ mod tls {
 
 #[tokio::test]
 async fn ipv6_literals_use_the_ipv6_socket() {
-    // Hosts without IPv6 cannot bind ::1; say so instead of failing.
-    let Ok(r) = Responder::bind("[::1]:0".parse().unwrap(), Mode::Answer(200)).await else {
-        eprintln!("skipping: ::1 is not available on this host");
-        return;
-    };
+    // Not skipped when ::1 is missing: a test that passes without running
+    // proves nothing. Every machine this suite runs on has IPv6 loopback.
+    let r = Responder::bind("[::1]:0".parse().unwrap(), Mode::Answer(200))
+        .await
+        .expect("IPv6 loopback (::1) is needed by this test; enable it on the host");
     let port = r.udp_addr().port();
     let out = probe(
         &format!("sip:[::1]:{port}"),
@@ -501,12 +497,10 @@ async fn ipv6_literals_use_the_ipv6_socket() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let started = Instant::now();
     let out = probe(&format!("sip:{closed}"), &["2xx"], Duration::from_secs(3))
         .check()
         .await;
     assert_eq!(out.detail, format!("ICMP port unreachable from {closed}"));
-    assert!(started.elapsed() < Duration::from_millis(450));
 }
 
 #[tokio::test]
