@@ -414,7 +414,30 @@ impl Engine {
     }
 }
 
+/// Labels as an audit line shows them: at most [`AUDIT_LABELS`] of them,
+/// each value cut at [`AUDIT_LABEL_CHARS`] characters. A sender decides
+/// what labels are (a 1 MiB delivery can carry a label of 1 MiB), and an
+/// audit row is kept for `store.audit_retention`: it names the alert, it
+/// does not copy it.
 pub(super) fn fmt_labels(labels: &BTreeMap<String, String>) -> String {
-    let v: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+    const AUDIT_LABELS: usize = 8;
+    const AUDIT_LABEL_CHARS: usize = 64;
+    let cut = |s: &str| -> String {
+        if s.chars().count() > AUDIT_LABEL_CHARS {
+            let mut t: String = s.chars().take(AUDIT_LABEL_CHARS).collect();
+            t.push('…');
+            t
+        } else {
+            s.to_string()
+        }
+    };
+    let mut v: Vec<String> = labels
+        .iter()
+        .take(AUDIT_LABELS)
+        .map(|(k, v)| format!("{}={:?}", cut(k), cut(v)))
+        .collect();
+    if labels.len() > AUDIT_LABELS {
+        v.push(format!("… {} more", labels.len() - AUDIT_LABELS));
+    }
     format!("{{{}}}", v.join(", "))
 }

@@ -444,3 +444,35 @@ fn engine_gauges_agree_with_the_view() {
             .any(|(_, phase)| *phase != crate::engine::rule::RulePhase::Inactive)
     );
 }
+
+/// An alert's audit line names it; it does not copy whatever labels the
+/// sender chose (100 labels of 1,000 characters stay a short line).
+#[test]
+fn engine_alert_audit_lines_are_bounded_whatever_the_labels() {
+    let mut e = engine();
+    let labels: BTreeMap<String, String> = (0..100)
+        .map(|i| (format!("label{i:03}"), "x".repeat(1000)))
+        .chain([("alertname".to_string(), "Noise".to_string())])
+        .collect();
+    let cmds = e.step(
+        Event::AlertFiring {
+            key: AlertKey {
+                source: "alertmanager".into(),
+                id: "huge".into(),
+            },
+            labels,
+            summary: None,
+        },
+        t(0),
+    );
+    let line = cmds
+        .iter()
+        .find_map(|c| match c {
+            Command::Audit { message, .. } if message.contains("huge") => Some(message.clone()),
+            _ => None,
+        })
+        .expect("the alert is audited");
+    assert!(line.len() < 1_200, "{} bytes: {line}", line.len());
+    assert!(line.contains("alertname=\"Noise\""), "{line}");
+    assert!(line.contains("… 93 more"), "{line}");
+}
