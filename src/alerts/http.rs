@@ -310,27 +310,7 @@ async fn process(
     let (parts, body) = req.into_parts();
     let headers = &parts.headers;
 
-    // Credentials carried in headers or the path.
-    let token = if source == Source::Statuspage {
-        // Its secret URL is its only credential: API tokens do not apply, and
-        // a wrong token gets no challenge (there is no scheme to offer).
-        auth.check_path_token(path_token).map_err(|r| {
-            failed_auth(
-                st,
-                client,
-                ApiError::unauthorized(r.0, Challenges::default()),
-            )
-        })?;
-        TokenCheck::Unknown
-    } else {
-        let token = st.tokens.check(headers, Scope::Alerts);
-        if !matches!(token, TokenCheck::Granted(_))
-            && let Err(r) = auth.check_headers(headers)
-        {
-            return Err(failed_auth(st, client, refusal(&token, r, auth)));
-        }
-        token
-    };
+    let token = credentials(st, source, auth, path_token, client, headers)?;
     let signed_only = !matches!(token, TokenCheck::Granted(_)) && auth.hmac().is_some();
     if let (Some(wait), true) = (throttled, signed_only) {
         // Its proof is a signature over the body: not read for a client
@@ -431,6 +411,38 @@ async fn process(
 
 /// 403 if the caller presented an API token that lacks the `alerts` scope,
 /// else 401 with the route's challenges.
+/// Credentials carried in headers or the path: the API token they name (or
+/// `Unknown` when the source's own credential passed). A failure is charged
+/// to the client's budget of failed authentications.
+fn credentials(
+    st: &AlertsState,
+    source: Source,
+    auth: &SourceAuth,
+    path_token: Option<&str>,
+    client: Option<IpAddr>,
+    headers: &HeaderMap,
+) -> Result<TokenCheck, ApiError> {
+    if source == Source::Statuspage {
+        // Its secret URL is its only credential: API tokens do not apply, and
+        // a wrong token gets no challenge (there is no scheme to offer).
+        auth.check_path_token(path_token).map_err(|r| {
+            failed_auth(
+                st,
+                client,
+                ApiError::unauthorized(r.0, Challenges::default()),
+            )
+        })?;
+        return Ok(TokenCheck::Unknown);
+    }
+    let token = st.tokens.check(headers, Scope::Alerts);
+    if !matches!(token, TokenCheck::Granted(_))
+        && let Err(r) = auth.check_headers(headers)
+    {
+        return Err(failed_auth(st, client, refusal(&token, r, auth)));
+    }
+    Ok(token)
+}
+
 /// A failed authentication is charged to the client's small budget; once it
 /// is spent the answer is 429 (with when to come back), not another 401.
 fn failed_auth(st: &AlertsState, client: Option<IpAddr>, e: ApiError) -> ApiError {

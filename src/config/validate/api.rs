@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use secrecy::ExposeSecret;
 
-use super::secrets::secret;
+use super::secrets::{MIN_SECRET_CHARS, secret};
 use super::shared::duration_range;
 use crate::config::load::Cx;
 use crate::config::schema::*;
@@ -30,9 +30,12 @@ pub(super) fn api(cx: &mut Cx, a: &mut ApiConfig, base: &Path) {
             true,
         );
         if let Some(tok) = &t.token
-            && tok.expose_secret().len() < 16
+            && tok.expose_secret().len() < MIN_SECRET_CHARS
         {
-            cx.err(format!("{key}.token"), "must be at least 16 characters");
+            cx.err(
+                format!("{key}.token"),
+                format!("must be at least {MIN_SECRET_CHARS} characters"),
+            );
         }
         if t.scopes.is_empty() {
             cx.err(

@@ -6,6 +6,10 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::load::Cx;
 
+/// Shortest accepted shared secret: API tokens, webhook credentials and
+/// the Statuspage path token alike.
+pub(super) const MIN_SECRET_CHARS: usize = 16;
+
 /// Resolves `key` / `key_file`: exactly one may be set; a file is read now
 /// (relative paths against the config file's directory), trailing newline
 /// trimmed. Errors never contain the secret.

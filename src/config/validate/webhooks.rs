@@ -5,13 +5,10 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use super::secrets::secret;
+use super::secrets::{MIN_SECRET_CHARS, secret};
 use super::shared::duration_range;
 use crate::config::load::Cx;
 use crate::config::schema::*;
-
-/// Shortest accepted webhook secret (the API tokens' minimum too).
-const MIN_SECRET_CHARS: usize = 16;
 
 /// Which credentials each webhook source understands.
 pub(super) fn webhooks(cx: &mut Cx, w: &mut WebhooksConfig, base: &Path) {
@@ -147,32 +144,10 @@ pub(super) fn webhooks(cx: &mut Cx, w: &mut WebhooksConfig, base: &Path) {
         if c.max_skew.get() < Duration::from_secs(1) {
             cx.err(format!("{key}.max_skew"), "must be >= 1s");
         }
-        // A short shared secret is guessable by anyone who can reach the
-        // API, and a webhook can switch calls away.
-        for (k, v) in [
-            ("bearer_token", &c.bearer_token),
-            ("basic_password", &c.basic_password),
-            ("hmac_secret", &c.hmac_secret),
-            ("header_value", &c.header_value),
-        ] {
-            if v.as_ref()
-                .is_some_and(|s| s.expose_secret().chars().count() < MIN_SECRET_CHARS)
-            {
-                cx.err(
-                    format!("{key}.{k}"),
-                    format!("must be at least {MIN_SECRET_CHARS} characters"),
-                );
-            }
-        }
-        if source == "grafana" && c.hmac_secret.is_some() && c.timestamp_header.is_none() {
-            cx.warn(
-                format!("{key}.timestamp_header"),
-                "without a signed timestamp, a captured Grafana delivery can be replayed forever: set timestamp_header = \"X-Grafana-Alerting-Signature-Timestamp\" (Grafana sends it when the contact point's HMAC has a timestamp header configured)",
-            );
-        }
+        secret_strength(cx, &key, source, c);
         if let Some(t) = &c.path_token {
             let t = t.expose_secret();
-            if t.len() < 16
+            if t.len() < MIN_SECRET_CHARS
                 || !t
                     .chars()
                     .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
@@ -180,6 +155,34 @@ pub(super) fn webhooks(cx: &mut Cx, w: &mut WebhooksConfig, base: &Path) {
                 cx.err(format!("{key}.path_token"), "must be at least 16 URL-safe characters (letters, digits, '-', '_'): it is the only protection");
             }
         }
+    }
+}
+
+/// Shared secrets long enough not to be guessed, and a warning where a
+/// signature can be replayed.
+fn secret_strength(cx: &mut Cx, key: &str, source: &str, c: &WebhookConfig) {
+    // A short shared secret is guessable by anyone who can reach the
+    // API, and a webhook can switch calls away.
+    for (k, v) in [
+        ("bearer_token", &c.bearer_token),
+        ("basic_password", &c.basic_password),
+        ("hmac_secret", &c.hmac_secret),
+        ("header_value", &c.header_value),
+    ] {
+        if v.as_ref()
+            .is_some_and(|s| s.expose_secret().chars().count() < MIN_SECRET_CHARS)
+        {
+            cx.err(
+                format!("{key}.{k}"),
+                format!("must be at least {MIN_SECRET_CHARS} characters"),
+            );
+        }
+    }
+    if source == "grafana" && c.hmac_secret.is_some() && c.timestamp_header.is_none() {
+        cx.warn(
+            format!("{key}.timestamp_header"),
+            "without a signed timestamp, a captured Grafana delivery can be replayed forever: set timestamp_header = \"X-Grafana-Alerting-Signature-Timestamp\" (Grafana sends it when the contact point's HMAC has a timestamp header configured)",
+        );
     }
 }
 
