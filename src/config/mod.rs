@@ -24,6 +24,9 @@ use crate::domain::Profile;
 use crate::engine::spec::{DrillSpec, EngineSpec, ProbeSpec, RuleSpec};
 use crate::probe::ProbeSettings;
 
+/// The account of a configuration without `[[accounts]]`.
+pub const DEFAULT_ACCOUNT: &str = "default";
+
 /// Prefix of configuration environment variables.
 pub const ENV_PREFIX: &str = "CONTINUITY_AGENT_";
 /// Separator between section and key in environment variable names.
@@ -106,6 +109,21 @@ impl Config {
                 lease_ttl: schema::defaults::LEASE_TTL,
                 renew_deadline: schema::defaults::RENEW_DEADLINE,
             })
+    }
+
+    /// The Talkdesk accounts this configuration decides for, in file order.
+    /// A configuration without `[[accounts]]` has one, [`DEFAULT_ACCOUNT`].
+    pub fn account_ids(&self) -> Vec<String> {
+        vec![DEFAULT_ACCOUNT.to_string()]
+    }
+
+    /// This configuration as one account sees it: that account's
+    /// `talkdesk`, `profiles`, `rules`, `maintenance` and `drills` (raw and
+    /// compiled) in place of the top-level ones, everything shared (probes,
+    /// webhooks, engine, alerts, api, agent, store, cluster, notify) as is.
+    /// `None` for an id that is not configured.
+    pub fn for_account(&self, id: &str) -> Option<Config> {
+        (id == DEFAULT_ACCOUNT).then(|| self.clone())
     }
 
     /// The engine's view of this configuration.

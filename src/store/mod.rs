@@ -103,7 +103,7 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// The account of a configuration without several Talkdesk accounts.
-pub const DEFAULT_ACCOUNT: &str = "default";
+pub use crate::config::DEFAULT_ACCOUNT;
 
 /// Opens the store named by `store.url` for `DEFAULT_ACCOUNT`, creating or
 /// migrating its schema.
