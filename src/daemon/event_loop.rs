@@ -45,10 +45,10 @@ use super::document::Progress;
 use super::gate::StartGate;
 use super::inputs::Probes;
 use super::persist::Persister;
-use super::reload::Reloader;
 use super::restore::{Restored, restore};
 use super::run::Shared;
 use super::supervise::Supervisor;
+use crate::calendar::Calendar;
 use crate::cluster::Leadership;
 use crate::config::Config;
 use crate::domain::{Actual, Desired, Timestamp};
@@ -71,12 +71,25 @@ pub const OUTCOMES: usize = 4096;
 /// How often applied inputs older than `inputs::RETENTION` are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
-/// What the loop receives: events, and API requests that need an answer.
+/// What the loop receives: events, API requests that need an answer, and
+/// configuration reloads.
 pub(super) struct Inbox {
     pub events: mpsc::Receiver<Event>,
     pub control: mpsc::Receiver<Control>,
     /// New inputs in the queue.
     pub wake: Arc<Notify>,
+    pub reconfigure: mpsc::Receiver<Reconfigured>,
+}
+
+/// A reload's share for one account (`reload.rs`): its view of the new
+/// configuration, the new probes and calendar, the new Talkdesk parts.
+/// `done` is answered once the loop and the actuator have them.
+pub(super) struct Reconfigured {
+    pub config: Arc<Config>,
+    pub probes: Probes,
+    pub calendar: Option<Calendar>,
+    pub talkdesk: crate::talkdesk::actuator::Reconfigure,
+    pub done: oneshot::Sender<()>,
 }
 
 /// Runs until `cancel` fires or the actuator dies (then returns why). Starts
@@ -85,7 +98,6 @@ pub(super) async fn run(
     lp: &mut Loop,
     inbox: &mut Inbox,
     supervisor: &mut Supervisor,
-    reloader: &mut Reloader,
     leadership: &mut watch::Receiver<Leadership>,
     cancel: &CancellationToken,
 ) -> Option<String> {
@@ -95,7 +107,7 @@ pub(super) async fn run(
         }
         if supervisor.is_pending() && lp.gate.open(lp) {
             if !lp.gate.restored() {
-                tracing::info!(message = "Actuator starting after fresh start.", desired = %lp.engine.desired());
+                tracing::info!(message = "Actuator starting after fresh start.", account = %lp.account, desired = %lp.engine.desired());
             }
             supervisor.start();
             lp.announcer.new_term();
@@ -119,12 +131,12 @@ pub(super) async fn run(
                 let lead = leadership.borrow_and_update().clone();
                 lp.leadership(lead, supervisor).await;
             }
-            Some(c) = inbox.control.recv() => match c {
-                Control::Reload { actor, reply } => {
-                    let _ = reply.send(reloader.reload(lp, supervisor, &actor).await);
-                }
-                c => lp.control(c).await,
-            },
+            Some(c) = inbox.control.recv() => lp.control(c).await,
+            Some(r) = inbox.reconfigure.recv() => {
+                lp.reconfigure(r.config, r.probes, r.calendar).await;
+                supervisor.reconfigure(r.talkdesk).await;
+                let _ = r.done.send(());
+            }
             _ = inbox.wake.notified() => lp.catch_up().await,
             Some(ev) = inbox.events.recv() => {
                 lp.handle(ev).await;
@@ -153,6 +165,9 @@ pub(super) async fn run(
 }
 
 pub(super) struct Loop {
+    /// The Talkdesk account this loop decides for.
+    account: String,
+    /// The account's view of the configuration (`Config::for_account`).
     config: Arc<Config>,
     engine: Engine,
     /// When the actuator may start in this term.
@@ -169,6 +184,8 @@ pub(super) struct Loop {
     metrics: Metrics,
     desired_tx: watch::Sender<Desired>,
     probes: Probes,
+    /// The account's maintenance windows and drills (none: no scheduler).
+    calendar: Option<Calendar>,
     actuator: ActuatorHandle,
     store: Arc<dyn Store>,
     /// Tells people about decisions and trouble (`notify`).
@@ -187,9 +204,11 @@ pub(super) struct Loop {
 
 /// What `Loop::new` needs besides the restored engine and the lease.
 pub(super) struct Parts {
+    pub account: String,
     pub persister: Persister,
     pub desired_tx: watch::Sender<Desired>,
     pub probes: Probes,
+    pub calendar: Option<Calendar>,
     pub actuator: ActuatorHandle,
     pub store: Arc<dyn Store>,
     pub notices: Notices,
@@ -205,6 +224,7 @@ impl Loop {
         parts: Parts,
     ) -> (Loop, Vec<Command>) {
         let lp = Loop {
+            account: parts.account,
             config: shared.config.clone(),
             engine: restored.engine,
             gate: StartGate::new(restored.from_snapshot, &shared.config),
@@ -216,6 +236,7 @@ impl Loop {
             metrics: shared.metrics.clone(),
             desired_tx: parts.desired_tx,
             probes: parts.probes,
+            calendar: parts.calendar,
             actuator: parts.actuator,
             store: parts.store,
             announcer: Announcer::new(parts.notices, restored.seen),
@@ -232,16 +253,11 @@ impl Loop {
         &self.engine
     }
 
-    pub(super) fn config(&self) -> Arc<Config> {
-        self.config.clone()
-    }
-
-    pub(super) fn metrics(&self) -> Metrics {
-        self.metrics.clone()
-    }
-
-    pub(super) fn audit(&self) -> Arc<dyn AuditSink> {
-        self.audit.clone()
+    /// Shutdown: the calendar stops sending (the caller drains what it sent).
+    pub(super) async fn stop_calendar(&mut self) {
+        if let Some(calendar) = self.calendar.take() {
+            calendar.shutdown().await;
+        }
     }
 
     /// Starts this replica's role: the leader writes the first snapshot and
@@ -327,8 +343,16 @@ impl Loop {
     /// new spec and its own snapshot, exactly as after a restart, so state
     /// carries over and nothing switches by itself; the new probes take over
     /// (the engine's commands give them their cadence).
-    pub(super) async fn reconfigure(&mut self, config: Arc<Config>, probes: Probes) {
+    pub(super) async fn reconfigure(
+        &mut self,
+        config: Arc<Config>,
+        probes: Probes,
+        calendar: Option<Calendar>,
+    ) {
         let now = Timestamp::now();
+        if let Some(old) = std::mem::replace(&mut self.calendar, calendar) {
+            old.shutdown().await;
+        }
         let snapshot = self.engine.snapshot();
         let (engine, cmds) = Engine::restore(config.engine_spec(), snapshot, now);
         self.forget_series(&config);
@@ -356,6 +380,11 @@ impl Loop {
         self.persister
             .save_if_due(&self.engine, &self.progress)
             .await;
+    }
+
+    /// Set once the first snapshot is written (or the lease is known).
+    pub(super) fn readiness(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.persister.readiness()
     }
 
     /// Shutdown has begun: report not ready.
@@ -545,7 +574,7 @@ impl Loop {
             Control::Status { reply } => {
                 let _ = reply.send(self.status(now));
             }
-            // Handled by `run` with the `Reloader`; here only while draining.
+            // The daemon's, not an account's (`reload.rs`): not sent here.
             Control::Reload { reply, .. } => {
                 let _ = reply.send(Err(ReloadError::ShuttingDown));
             }
@@ -557,6 +586,7 @@ impl Loop {
         let act = self.actuator.status();
         StatusDoc {
             version: env!("CARGO_PKG_VERSION"),
+            account: self.account.clone(),
             mode: self.engine.mode(),
             dry_run: self.config.raw.agent.dry_run,
             leader: self.lead.leader,

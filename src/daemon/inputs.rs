@@ -1,7 +1,9 @@
 //! The inputs that run on their own and only send events: probes (with the
-//! cadence the engine asks for), the self-check canaries, the calendar.
+//! cadence the engines ask for), the self-check canaries (both shared by
+//! every account), and each account's calendar.
 
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc};
@@ -24,14 +26,14 @@ use crate::telemetry::Metrics;
 const SELF_CHECK_DEBOUNCE: Duration = Duration::from_secs(5);
 
 pub(super) struct Inputs {
-    pub probes: Probes,
-    pub calendar: Calendar,
+    pub probes: SharedProbes,
     /// Stops the probes and the self-check (a reload replaces them).
     pub stop: CancellationToken,
 }
 
-/// Starts every probe on its own timer, the self-check (if canaries are
-/// configured) and the calendar jobs, all sending on `events`.
+/// Starts every probe on its own timer and the self-check (if canaries are
+/// configured), all sending on `events`: the inputs every account shares.
+/// Each account's calendar is its own (`start_calendar`).
 pub(super) async fn spawn_inputs(
     config: &Config,
     events: &mpsc::Sender<Event>,
@@ -67,37 +69,96 @@ pub(super) async fn spawn_inputs(
             self_check_now.clone(),
         );
     }
-    let calendar =
-        Calendar::start(&config.raw.maintenance, &config.raw.drills, events.clone()).await?;
     Ok(Inputs {
-        probes: Probes {
+        probes: SharedProbes(Arc::new(Mutex::new(ProbesInner {
             scheduler,
             self_check_now,
             last_self_check_trigger: None,
-        },
-        calendar,
+            fast: HashMap::new(),
+        }))),
         stop,
     })
 }
 
-/// The loop's handle on the running probes. Dropping it stops them.
-pub(super) struct Probes {
+/// One account's maintenance windows and drills, sending on its own events
+/// channel. An account without any runs no scheduler.
+pub(super) async fn start_calendar(
+    view: &Config,
+    events: &mpsc::Sender<Event>,
+) -> Result<Option<Calendar>, DaemonError> {
+    if view.raw.maintenance.is_empty() && view.raw.drills.is_empty() {
+        return Ok(None);
+    }
+    let calendar = Calendar::start(&view.raw.maintenance, &view.raw.drills, events.clone()).await?;
+    Ok(Some(calendar))
+}
+
+/// The running probes, shared by every account's loop. Dropping the last
+/// handle stops them.
+#[derive(Clone)]
+pub(super) struct SharedProbes(Arc<Mutex<ProbesInner>>);
+
+struct ProbesInner {
     scheduler: SchedulerHandle,
     /// Wakes the self-check when a probe starts failing (debounced).
     self_check_now: Arc<Notify>,
     last_self_check_trigger: Option<Instant>,
+    /// Which accounts' engines want each probe fast: it runs fast while any
+    /// does (each engine applies its own hysteresis to the same results).
+    fast: HashMap<String, BTreeSet<usize>>,
+}
+
+impl SharedProbes {
+    /// The handle of account number `voter` (its index in the configuration).
+    pub(super) fn for_account(&self, voter: usize) -> Probes {
+        Probes {
+            shared: self.clone(),
+            voter,
+        }
+    }
+}
+
+/// One account loop's handle on the shared probes.
+pub(super) struct Probes {
+    shared: SharedProbes,
+    voter: usize,
 }
 
 impl Probes {
     /// Applies the cadence the engine asks for (fast while a probe is
     /// changing state).
     pub(super) fn set_fast(&mut self, probe: &str, fast: bool) {
-        self.scheduler.set_fast(probe, fast);
+        let mut inner = self.shared.0.lock().unwrap_or_else(|e| e.into_inner());
+        let voters = inner.fast.entry(probe.to_string()).or_default();
+        let was = !voters.is_empty();
         if fast {
-            self.trigger_self_check();
+            voters.insert(self.voter);
+        } else {
+            voters.remove(&self.voter);
+        }
+        let now = !voters.is_empty();
+        if was != now {
+            inner.scheduler.set_fast(probe, now);
+        }
+        if fast {
+            inner.trigger_self_check();
         }
     }
 
+    /// The engine holds a rule until a verdict newer than its probes'
+    /// failures arrives (`Command::SelfCheckNeeded`): check now, whatever the
+    /// debounce says. A check already running completes first, then this
+    /// one runs (the trigger is a `Notify` permit), so its verdict is newer.
+    pub(super) fn check_self_now(&mut self) {
+        self.shared
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .check_self_now();
+    }
+}
+
+impl ProbesInner {
     /// A probe started changing state: confirm at once that the agent can
     /// still reach its canaries, at most once per `SELF_CHECK_DEBOUNCE`.
     fn trigger_self_check(&mut self) {
@@ -109,11 +170,7 @@ impl Probes {
         }
     }
 
-    /// The engine holds a rule until a verdict newer than its probes'
-    /// failures arrives (`Command::SelfCheckNeeded`): check now, whatever the
-    /// debounce says. A check already running completes first, then this
-    /// one runs (the trigger is a `Notify` permit), so its verdict is newer.
-    pub(super) fn check_self_now(&mut self) {
+    fn check_self_now(&mut self) {
         self.last_self_check_trigger = Some(Instant::now());
         self.self_check_now.notify_one();
     }

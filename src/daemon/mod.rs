@@ -25,6 +25,7 @@
 //! input queue (`store::inputs`); API requests that need an answer as
 //! `server::control::Control` messages.
 
+mod account;
 mod announce;
 mod document;
 mod event_loop;
@@ -37,4 +38,4 @@ mod rlimit;
 mod run;
 mod supervise;
 
-pub use run::{DaemonError, EVENT_QUEUE, Running, run, run_with};
+pub use run::{DaemonError, EVENT_QUEUE, Running, RunningAccount, run, run_with};

@@ -6,7 +6,9 @@
 //! can change ([`needs_restart`]: the listening socket and the store). A
 //! refused reload changes nothing: the running configuration is kept.
 //!
-//! Otherwise the loop applies it between two events (`Loop::reconfigure`):
+//! Otherwise every account's loop applies its share between two events
+//! (`Loop::reconfigure`; the new probes are shared, each account gets its
+//! own view of the file, calendar and Talkdesk parts):
 //! - the engine is rebuilt from the new spec and its current snapshot
 //!   (`Engine::restore`, the same path as a restart): probe health, rules
 //!   whose checksum did not change, alerts, the override, the flap latch and
@@ -27,85 +29,143 @@
 use std::sync::Arc;
 
 use axum::Router;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::event_loop::Loop;
-use super::inputs::spawn_inputs;
+use super::event_loop::Reconfigured;
+use super::inputs::{spawn_inputs, start_calendar};
 use super::run::{ApiParts, talkdesk_parts};
-use super::supervise::Supervisor;
-use crate::calendar::Calendar;
 use crate::config::{self, Config};
 use crate::domain::Timestamp;
 use crate::engine::Event;
 use crate::server::control::{ReloadError, Reloaded};
-use crate::telemetry::{AuditKind, AuditRecord};
+use crate::telemetry::{AuditKind, AuditRecord, AuditSink, Metrics};
 
-/// What a reload replaces, besides the loop's own engine and probes.
-pub(super) struct Reloader {
+/// What a reload reaches in one account.
+pub(super) struct AccountReload {
+    pub id: String,
+    /// The account's event channel (its new calendar sends here).
     pub events: mpsc::Sender<Event>,
+    /// The account's loop takes its share of the reload here.
+    pub reconfigure: mpsc::Sender<Reconfigured>,
+    pub audit: Arc<dyn AuditSink>,
+}
+
+/// What a reload replaces: the shared inputs, the API, and through each
+/// account's loop its engine, probes, calendar and actuator.
+pub(super) struct Reloader {
+    /// The running configuration (the whole file).
+    pub config: Arc<Config>,
+    pub metrics: Metrics,
+    /// Where the shared probes send (fanned out to every account).
+    pub probe_events: mpsc::Sender<Event>,
     /// Parent of every input's token.
     pub cancel: CancellationToken,
     /// Stops the running probes and self-check.
     pub inputs_stop: CancellationToken,
-    pub calendar: Calendar,
     /// The API the HTTP front serves (see `run::serve`).
     pub api: watch::Sender<Router>,
     pub api_parts: ApiParts,
+    pub accounts: Vec<AccountReload>,
 }
 
 impl Reloader {
     /// Reads the file again and applies it, or refuses it and keeps the
     /// running configuration. Counted, logged and audited either way.
-    pub(super) async fn reload(
-        &mut self,
-        lp: &mut Loop,
-        supervisor: &mut Supervisor,
-        actor: &str,
-    ) -> Result<Reloaded, ReloadError> {
-        let old = lp.config();
+    pub(super) async fn reload(&mut self, actor: &str) -> Result<Reloaded, ReloadError> {
+        let old = self.config.clone();
         let result = match prepare(&old) {
-            Ok(new) => self.apply(lp, supervisor, &old, new).await,
+            Ok(new) => self.apply(&old, new).await,
             Err(e) => Err(e),
         };
-        record(lp, actor, &old, &result);
+        self.record(actor, &old, &result);
         result
     }
 
-    async fn apply(
-        &mut self,
-        lp: &mut Loop,
-        supervisor: &mut Supervisor,
-        old: &Config,
-        new: Config,
-    ) -> Result<Reloaded, ReloadError> {
+    async fn apply(&mut self, old: &Config, new: Config) -> Result<Reloaded, ReloadError> {
         let changed = changed_sections(old, &new);
-        // Built before anything is stopped: if the new client or probes
-        // cannot be built, nothing has changed yet.
-        let talkdesk = talkdesk_parts(&new, lp.metrics(), lp.audit())
-            .map_err(|e| ReloadError::Invalid(vec![format!("talkdesk: {e}")]))?;
         let new = Arc::new(new);
-        let inputs = spawn_inputs(&new, &self.events, &lp.metrics(), &self.cancel)
-            .await
-            .map_err(|e| ReloadError::Invalid(vec![e.to_string()]))?;
+        // Everything is built before anything is stopped: if a new client,
+        // probe or calendar cannot be built, nothing has changed yet.
+        let shares = self.build_shares(&new).await?;
+        let inputs = match spawn_inputs(&new, &self.probe_events, &self.metrics, &self.cancel).await
+        {
+            Ok(inputs) => inputs,
+            Err(e) => {
+                discard(shares).await;
+                return Err(ReloadError::Invalid(vec![e.to_string()]));
+            }
+        };
         // The old inputs stop only now that the new ones run.
         self.inputs_stop.cancel();
-        let old_calendar = std::mem::replace(&mut self.calendar, inputs.calendar);
-        old_calendar.shutdown().await;
         self.inputs_stop = inputs.stop;
-
-        lp.reconfigure(new.clone(), inputs.probes).await;
-        supervisor.reconfigure(talkdesk).await;
+        for (index, (a, (view, talkdesk, calendar))) in self.accounts.iter().zip(shares).enumerate()
+        {
+            let (done, applied) = oneshot::channel();
+            let share = Reconfigured {
+                config: view,
+                probes: inputs.probes.for_account(index),
+                calendar,
+                talkdesk,
+                done,
+            };
+            if a.reconfigure.send(share).await.is_err() || applied.await.is_err() {
+                return Err(ReloadError::ShuttingDown);
+            }
+        }
         let _previous = self.api.send_replace(self.api_parts.router(&new));
+        self.config = new.clone();
         Ok(Reloaded {
             origin: new.origin.clone(),
             changed,
         })
     }
 
-    /// Shutdown: the calendar is drained by the caller.
-    pub(super) fn into_calendar(self) -> Calendar {
-        self.calendar
+    /// Each account's view of `new`, its Talkdesk parts and its calendar;
+    /// on the first failure, what was built is stopped again.
+    async fn build_shares(&self, new: &Config) -> Result<Vec<Share>, ReloadError> {
+        let mut shares = Vec::with_capacity(self.accounts.len());
+        for a in &self.accounts {
+            match share(a, new, &self.metrics).await {
+                Ok(share) => shares.push(share),
+                Err(e) => {
+                    discard(shares).await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(shares)
+    }
+}
+
+/// One account's part of a reload, built but not applied yet.
+type Share = (
+    Arc<Config>,
+    crate::talkdesk::actuator::Reconfigure,
+    Option<crate::calendar::Calendar>,
+);
+
+async fn share(a: &AccountReload, new: &Config, metrics: &Metrics) -> Result<Share, ReloadError> {
+    let view = new.for_account(&a.id).ok_or_else(|| {
+        ReloadError::NeedsRestart(vec![format!(
+            "accounts: {} is gone; adding or removing accounts needs a restart",
+            a.id
+        )])
+    })?;
+    let talkdesk = talkdesk_parts(&view, metrics.clone(), a.audit.clone())
+        .map_err(|e| ReloadError::Invalid(vec![format!("{}: talkdesk: {e}", a.id)]))?;
+    let calendar = start_calendar(&view, &a.events)
+        .await
+        .map_err(|e| ReloadError::Invalid(vec![format!("{}: {e}", a.id)]))?;
+    Ok((Arc::new(view), talkdesk, calendar))
+}
+
+/// A reload that is not applied: the calendars it started stop again.
+async fn discard(shares: Vec<Share>) {
+    for (_, _, calendar) in shares {
+        if let Some(c) = calendar {
+            c.shutdown().await;
+        }
     }
 }
 
@@ -187,47 +247,52 @@ fn changed_sections(old: &Config, new: &Config) -> Vec<String> {
         .collect()
 }
 
-fn record(lp: &Loop, actor: &str, old: &Config, result: &Result<Reloaded, ReloadError>) {
-    let (label, message) = match result {
-        Ok(done) => {
-            let what = if done.changed.is_empty() {
-                "nothing changed".to_string()
-            } else {
-                format!("changed: {}", done.changed.join(", "))
-            };
-            tracing::info!(message = "Configuration reloaded.", origin = %done.origin, actor, changed = %what);
-            (
-                "ok",
-                format!(
-                    "configuration reloaded from {} by {actor}; {what}",
-                    done.origin
-                ),
-            )
+impl Reloader {
+    fn record(&self, actor: &str, old: &Config, result: &Result<Reloaded, ReloadError>) {
+        let (label, message) = match result {
+            Ok(done) => {
+                let what = if done.changed.is_empty() {
+                    "nothing changed".to_string()
+                } else {
+                    format!("changed: {}", done.changed.join(", "))
+                };
+                tracing::info!(message = "Configuration reloaded.", origin = %done.origin, actor, changed = %what);
+                (
+                    "ok",
+                    format!(
+                        "configuration reloaded from {} by {actor}; {what}",
+                        done.origin
+                    ),
+                )
+            }
+            Err(e) => {
+                let label = match e {
+                    ReloadError::Invalid(_) => "invalid",
+                    ReloadError::NeedsRestart(_) => "needs_restart",
+                    ReloadError::NoFile => "no_file",
+                    ReloadError::ShuttingDown => "shutting_down",
+                };
+                let errors = e.errors().join("; ");
+                tracing::warn!(message = "Configuration reload refused; the running configuration is kept.", origin = %old.origin, actor, reason = %e, errors = %errors);
+                (
+                    label,
+                    format!("configuration reload by {actor} refused ({e}): {errors}"),
+                )
+            }
+        };
+        self.metrics
+            .config_reloads_total
+            .with_label_values(&[label])
+            .inc();
+        // Every account's log tells it: a reload changes what each decides with.
+        for a in &self.accounts {
+            a.audit.record(AuditRecord::new(
+                Timestamp::now(),
+                AuditKind::Reload,
+                message.clone(),
+            ));
         }
-        Err(e) => {
-            let label = match e {
-                ReloadError::Invalid(_) => "invalid",
-                ReloadError::NeedsRestart(_) => "needs_restart",
-                ReloadError::NoFile => "no_file",
-                ReloadError::ShuttingDown => "shutting_down",
-            };
-            let errors = e.errors().join("; ");
-            tracing::warn!(message = "Configuration reload refused; the running configuration is kept.", origin = %old.origin, actor, reason = %e, errors = %errors);
-            (
-                label,
-                format!("configuration reload by {actor} refused ({e}): {errors}"),
-            )
-        }
-    };
-    lp.metrics()
-        .config_reloads_total
-        .with_label_values(&[label])
-        .inc();
-    lp.audit().record(AuditRecord::new(
-        Timestamp::now(),
-        AuditKind::Reload,
-        message,
-    ));
+    }
 }
 
 #[cfg(test)]

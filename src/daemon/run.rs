@@ -23,37 +23,33 @@ use std::sync::atomic::AtomicBool;
 
 use axum::Router;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::event_loop::{self, Inbox, Loop, Parts};
+use super::account::{Account, Opened};
 use super::inputs::spawn_inputs;
-use super::persist::Persister;
 use super::reload::Reloader;
-use super::restore::restore;
-use super::supervise::{MakeActuator, Supervisor};
-use crate::cluster::{self, Fence, Leadership, LeadershipTask};
+use crate::cluster::{self, LeadershipTask};
 use crate::config::Config;
-use crate::domain::{Desired, Timestamp};
+use crate::domain::Timestamp;
 use crate::engine::Event;
-use crate::notify::Notices;
 use crate::server::control::{Control, ReloadError};
 use crate::server::{self, AppState};
 use crate::store::{self, Store, StoreAudit};
-use crate::talkdesk::actuator::{self, Actuator, ActuatorHandle, ActuatorOptions, Reconfigure};
+use crate::talkdesk::actuator::{ActuatorHandle, ActuatorOptions, Reconfigure};
 use crate::talkdesk::client::Client;
-use crate::telemetry::{AuditKind, AuditRecord, AuditSink, KnownLabels, Metrics};
+use crate::telemetry::{AuditSink, KnownLabels, Metrics};
 
 /// Room for bursts (an Alertmanager batch, thousands of probe results)
 /// without unbounded memory; producers wait when it is full.
 pub const EVENT_QUEUE: usize = 4096;
 /// API requests waiting for the loop; handlers wait when it is full.
-const CONTROL_QUEUE: usize = 64;
+pub(super) const CONTROL_QUEUE: usize = 64;
 /// How long notifications still queued at shutdown may take to go out (a
 /// supervisor's stop timeout is usually 10 s or more; the lease is released
 /// already, so this delays nothing another replica does).
-const NOTIFY_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+pub(super) const NOTIFY_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -75,7 +71,9 @@ pub enum DaemonError {
     Notify(String),
 }
 
-/// Handles the running daemon exposes to tests and the demo.
+/// Handles the running daemon exposes to tests and the demo. `store`,
+/// `actuator` and `events` are the first account's (the only one of a
+/// configuration without `[[accounts]]`); `accounts` has each one's.
 #[derive(Clone)]
 pub struct Running {
     pub metrics: Metrics,
@@ -83,8 +81,18 @@ pub struct Running {
     /// Probe id -> type, for metric labels.
     pub probe_kinds: std::collections::BTreeMap<String, &'static str>,
     pub actuator: ActuatorHandle,
+    /// Where the shared inputs send: every account's loop gets the event.
     pub events: mpsc::Sender<Event>,
     pub addr: std::net::SocketAddr,
+    pub accounts: Vec<RunningAccount>,
+}
+
+/// One account's handles.
+#[derive(Clone)]
+pub struct RunningAccount {
+    pub id: String,
+    pub store: Arc<dyn Store>,
+    pub actuator: ActuatorHandle,
 }
 
 impl Running {
@@ -96,8 +104,8 @@ impl Running {
     }
 }
 
-/// What every component is handed: the configuration, the metrics, the audit
-/// sink.
+/// What every component of one account is handed: the account's view of the
+/// configuration, the metrics, the account's audit sink.
 pub(super) struct Shared {
     pub config: Arc<Config>,
     pub metrics: Metrics,
@@ -127,239 +135,225 @@ pub async fn run_with(
     let front = front_options(&config, super::rlimit::raise_nofile())?;
     let metrics = Metrics::new();
     metrics.init_series(&known_labels(&config));
-
-    // Store and audit first: everything after this is audited.
-    let store = store::open(&config.raw.store).await?;
-    let (audit, audit_writer) = StoreAudit::spawn(store.clone());
-    let shared = Shared {
-        config: Arc::new(config),
-        metrics,
-        audit: audit.clone(),
-    };
+    let config = Arc::new(config);
     let cancel = CancellationToken::new();
-    // The lease before the engine: a replica that leads restores the
-    // leader's document as its own; a follower restores it for display.
-    let mut leadership = cluster::spawn(
-        store.clone(),
-        &shared.config.cluster(),
-        shared.metrics.clone(),
-        shared.audit.clone(),
-        cancel.clone(),
-    )
-    .await;
-    let lead = leadership.rx.borrow_and_update().clone();
 
-    let restored = restore(&shared.config, &*store, &*shared.audit).await?;
-    audit_start(&shared, &lead, restored.engine.desired());
-    let (mut built, notices) = build(
-        &shared,
-        restored.engine.desired(),
-        &store,
-        &leadership,
-        &cancel,
-    )?;
-    // Inputs other replicas append wake this loop too.
-    store.watch_inputs(built.inbox.wake.clone(), cancel.clone());
-    let inputs = spawn_inputs(&shared.config, &built.events, &shared.metrics, &cancel).await?;
-    let persister = Persister::new(store.clone(), shared.audit.clone());
-    let api_parts = ApiParts {
-        store: store.clone(),
-        // Webhooks and operator changes are durable in the store before their 2xx.
-        queue: store::inputs::Queue::new(store.clone(), built.inbox.wake.clone()),
-        control: built.control.clone(),
-        actuator: built.actuator.clone(),
-        ready: persister.readiness(),
-        metrics: shared.metrics.clone(),
-        sessions: Arc::new(server::page::SessionKey::random()),
-    };
-    let (server, mut reloader) = serve_reloadable(
+    // Store and audit first: everything after this is audited. Then the
+    // leases: a replica that leads an account restores the leader's
+    // document as its own; a follower restores it for display.
+    let root = store::open(&config.raw.store).await?;
+    let opened = open_accounts(&config, &root, &metrics)?;
+    let leases = lead(&config, &opened, &metrics, &cancel).await;
+    let mut built = Vec::with_capacity(opened.len());
+    for (opened, lease) in opened.into_iter().zip(leases) {
+        built.push(Account::build(opened, lease, &cancel).await?);
+    }
+
+    // The probes and the self-check are shared: each account's engine gets
+    // every result.
+    let probe_events = fan_out(built.iter().map(|a| a.events.clone()).collect());
+    let inputs = spawn_inputs(&config, &probe_events, &metrics, &cancel).await?;
+    let mut accounts = Vec::with_capacity(built.len());
+    for (index, account) in built.into_iter().enumerate() {
+        accounts.push(account.start(inputs.probes.for_account(index)).await?);
+    }
+    let (reload_tx, reload_rx) = mpsc::channel::<Control>(CONTROL_QUEUE);
+    let api_parts = ApiParts::new(&root, &metrics, &accounts, reload_tx.clone());
+    let (server, reloader) = serve_reloadable(
         (listener, front),
-        &shared,
-        &built,
+        (&config, &metrics),
         api_parts,
-        (inputs.stop, inputs.calendar),
-        &cancel,
+        (probe_events.clone(), inputs.stop),
+        &accounts,
+        (reload_tx, &cancel),
     );
-    // The loop takes the engine over; the agent is ready once the first
-    // snapshot is on disk (the leader's) or the lease is known (a follower).
-    let (mut lp, commands) = Loop::new(
-        &shared,
-        restored,
-        lead,
-        Parts {
-            persister,
-            desired_tx: built.desired,
-            probes: inputs.probes,
-            actuator: built.actuator.clone(),
-            store: store.clone(),
-            notices: notices.clone(),
-        },
-    );
-    lp.begin(&mut built.supervisor);
-    lp.start(commands).await;
-    let _ = started.send(Running {
-        metrics: shared.metrics.clone(),
-        store: store.clone(),
-        probe_kinds: probe_kinds(&shared.config),
-        actuator: built.actuator,
-        events: built.events.clone(),
-        addr,
-    });
-    tracing::info!(message = "continuity-agent is running.", listen = %addr, dry_run = shared.config.raw.agent.dry_run, instance_id = %shared.config.instance_id());
+    let _ = started.send(running(&metrics, &config, &accounts, probe_events, addr));
+    tracing::info!(message = "continuity-agent is running.", listen = %addr, accounts = accounts.len(), dry_run = config.raw.agent.dry_run, instance_id = %config.instance_id());
     cancel_on(shutdown, cancel.clone());
 
-    // Until shutdown (or the actuator dies), then drain.
-    let fatal = event_loop::run(
-        &mut lp,
-        &mut built.inbox,
-        &mut built.supervisor,
-        &mut reloader,
-        &mut leadership.rx,
-        &cancel,
-    )
-    .await;
-    drain(
-        &mut lp,
-        &mut built.inbox,
-        server,
-        reloader.into_calendar(),
-        built.supervisor,
-        &cancel,
-    )
-    .await;
-    // The actuator is done: hand the lease over at once.
-    leadership.release().await;
-    // The last notices (a deactivation on the way out) still go; then this
-    // handle goes, or the audit writer below would wait for it forever.
-    notices.stop(NOTIFY_GRACE).await;
-
-    close_audit(lp, shared, audit, audit_writer).await;
+    // Each account's loop runs in its own task until shutdown (or until an
+    // actuator dies); this task applies reloads meanwhile. Then drain.
+    let server_done = CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    for account in accounts {
+        // Every log line of an account's loop and actuator names it.
+        let span = tracing::info_span!("account", account = %account.id);
+        let run = account.run(cancel.clone(), server_done.clone());
+        tasks.spawn(tracing::Instrument::instrument(run, span));
+    }
+    let mut fatal = coordinate(reloader, reload_rx, &mut tasks, &cancel).await;
+    tracing::info!(message = "Shutting down.");
+    cancel.cancel();
+    let _ = server.await;
+    server_done.cancel();
+    while let Some(ended) = tasks.join_next().await {
+        if let Ok(Some(why)) = ended {
+            fatal.get_or_insert(why);
+        }
+    }
     match fatal {
         Some(why) => Err(DaemonError::Actuator(why)),
         None => Ok(()),
     }
 }
 
-/// The last audit record of a run, then every record still queued is
-/// written: the writer ends once every handle on its queue is gone.
-async fn close_audit(lp: Loop, shared: Shared, audit: Arc<StoreAudit>, writer: JoinHandle<()>) {
-    shared.audit.record(AuditRecord::new(
-        Timestamp::now(),
-        AuditKind::Stop,
-        "agent stopped",
-    ));
-    drop(lp);
-    drop(shared);
-    drop(audit);
-    let _ = writer.await;
+/// Until shutdown: applies reloads (SIGHUP, `POST /-/reload`) to every
+/// account, and watches the account loops. An account whose actuator died
+/// ends the agent (exit 1, so its supervisor restarts it): it must not keep
+/// deciding while nothing applies its decisions.
+async fn coordinate(
+    mut reloader: Reloader,
+    mut reload_rx: mpsc::Receiver<Control>,
+    tasks: &mut tokio::task::JoinSet<Option<String>>,
+    cancel: &CancellationToken,
+) -> Option<String> {
+    loop {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return None,
+            Some(ended) = tasks.join_next() => match ended {
+                Ok(Some(why)) => return Some(why),
+                Ok(None) => {}
+                Err(error) => return Some(format!("an account's loop ended: {error}")),
+            },
+            Some(c) = reload_rx.recv() => {
+                if let Control::Reload { actor, reply } = c {
+                    let _ = reply.send(reloader.reload(&actor).await);
+                }
+            }
+        }
+    }
 }
 
-/// The first audit record of a run: which replica, in which role, deciding what.
-fn audit_start(shared: &Shared, lead: &Leadership, desired: &Desired) {
-    shared.audit.record(AuditRecord::new(
-        Timestamp::now(),
-        AuditKind::Start,
-        format!(
-            "agent {} started ({}); desired state {desired}",
-            shared.config.instance_id(),
-            role(lead),
-        ),
-    ));
+/// The handles tests and the demo get.
+fn running(
+    metrics: &Metrics,
+    config: &Config,
+    accounts: &[Account],
+    events: mpsc::Sender<Event>,
+    addr: std::net::SocketAddr,
+) -> Running {
+    let list: Vec<RunningAccount> = accounts
+        .iter()
+        .map(|a| RunningAccount {
+            id: a.id.clone(),
+            store: a.store.clone(),
+            actuator: a.actuator.clone(),
+        })
+        .collect();
+    Running {
+        metrics: metrics.clone(),
+        store: list[0].store.clone(),
+        probe_kinds: probe_kinds(config),
+        actuator: list[0].actuator.clone(),
+        events,
+        addr,
+        accounts: list,
+    }
+}
+
+/// Each account's store handle (sharing the connections) and audit queue.
+fn open_accounts(
+    config: &Arc<Config>,
+    root: &Arc<dyn Store>,
+    metrics: &Metrics,
+) -> Result<Vec<Opened>, DaemonError> {
+    config
+        .account_ids()
+        .into_iter()
+        .map(|id| {
+            let view = config.for_account(&id).ok_or_else(|| {
+                DaemonError::Store(store::StoreError::Unsupported(format!(
+                    "account {id} has no configuration"
+                )))
+            })?;
+            let store = root.clone();
+            let (audit, writer) = StoreAudit::spawn(store.clone());
+            Ok(Opened {
+                id,
+                shared: Shared {
+                    config: Arc::new(view),
+                    metrics: metrics.clone(),
+                    audit: audit.clone(),
+                },
+                store,
+                audit: (audit, writer),
+            })
+        })
+        .collect()
+}
+
+/// Claims every account's lease once (a lone replica leads each at once),
+/// then keeps them in the background.
+async fn lead(
+    config: &Config,
+    opened: &[Opened],
+    metrics: &Metrics,
+    cancel: &CancellationToken,
+) -> Vec<LeadershipTask> {
+    let mut leases = Vec::with_capacity(opened.len());
+    for o in opened {
+        leases.push(
+            cluster::spawn(
+                o.store.clone(),
+                &config.cluster(),
+                metrics.clone(),
+                o.shared.audit.clone(),
+                cancel.clone(),
+            )
+            .await,
+        );
+    }
+    leases
+}
+
+/// One sender for the shared inputs: each event goes to every account's
+/// loop, in order (a loop that falls behind holds the others back only once
+/// its queue of `EVENT_QUEUE` is full). One account needs no forwarder.
+fn fan_out(mut accounts: Vec<mpsc::Sender<Event>>) -> mpsc::Sender<Event> {
+    if accounts.len() == 1 {
+        return accounts.remove(0);
+    }
+    let (tx, mut rx) = mpsc::channel::<Event>(EVENT_QUEUE);
+    tokio::spawn(async move {
+        while let Some(ev) = rx.recv().await {
+            for account in &accounts {
+                let _ = account.send(ev.clone()).await;
+            }
+        }
+    });
+    tx
 }
 
 /// Serves the API and returns the `Reloader` that can rebuild it (and the
 /// inputs) from a new configuration, on SIGHUP or `POST /-/reload`.
 fn serve_reloadable(
     (listener, front): (TcpListener, FrontOptions),
-    shared: &Shared,
-    built: &Built,
+    (config, metrics): (&Arc<Config>, &Metrics),
     api_parts: ApiParts,
-    (inputs_stop, calendar): (CancellationToken, crate::calendar::Calendar),
-    cancel: &CancellationToken,
+    (probe_events, inputs_stop): (mpsc::Sender<Event>, CancellationToken),
+    accounts: &[Account],
+    (reload, cancel): (mpsc::Sender<Control>, &CancellationToken),
 ) -> (JoinHandle<std::io::Result<()>>, Reloader) {
-    let (server, api) = serve(listener, front, &shared.config, &api_parts, cancel);
-    reload_on_sighup(built.control.clone(), cancel);
+    let (server, api) = serve(listener, front, config, &api_parts, cancel);
+    reload_on_sighup(reload, cancel);
     let reloader = Reloader {
-        events: built.events.clone(),
+        config: config.clone(),
+        metrics: metrics.clone(),
+        probe_events,
         cancel: cancel.clone(),
         inputs_stop,
-        calendar,
         api,
         api_parts,
+        accounts: accounts.iter().map(Account::reload_handle).collect(),
     };
     (server, reloader)
 }
 
-fn role(lead: &Leadership) -> String {
-    match (&lead.leader_id, lead.leader) {
-        (_, true) => format!("leader, epoch {}", lead.epoch),
-        (Some(id), false) => format!("follower of {id}, epoch {}", lead.epoch),
-        (None, false) => "follower, leader unknown".to_string(),
-    }
-}
-
-/// The channels and the (not yet started) actuator around the restored
-/// engine. `build` also starts the notification targets (the loop announces,
-/// each term's actuator reports drift), returned beside it so that shutdown
-/// can let go of them before the audit writer closes.
-struct Built {
-    /// Every input sends here.
-    events: mpsc::Sender<Event>,
-    /// API requests that need an answer (the server's end).
-    control: mpsc::Sender<Control>,
-    inbox: Inbox,
-    /// The loop publishes the desired state here, after persisting it.
-    desired: watch::Sender<Desired>,
-    supervisor: Supervisor,
-    /// Follows the actuator of each leadership term.
-    actuator: ActuatorHandle,
-}
-
-fn build(
-    shared: &Shared,
-    desired: &Desired,
-    store: &Arc<dyn Store>,
-    leadership: &LeadershipTask,
-    cancel: &CancellationToken,
-) -> Result<(Built, Notices), DaemonError> {
-    let (events_tx, events_rx) = mpsc::channel::<Event>(EVENT_QUEUE);
-    let (control_tx, control_rx) = mpsc::channel::<Control>(CONTROL_QUEUE);
-    let (desired_tx, desired_rx) = watch::channel(desired.clone());
-    let (status_tx, handle) = actuator::status_channel();
-    let notices = Notices::start(&shared.config, shared.metrics.clone(), shared.audit.clone())
-        .map_err(|e| DaemonError::Notify(e.to_string()))?;
-    let make = actuator_factory(shared, store, leadership, (status_tx, notices.clone()));
-    // Started while this replica leads: at once after a restore, after a
-    // fresh start only once the engine has evidence (see `StartGate`), so a
-    // fallback that is on (an outage in progress, a break-glass activation)
-    // is not switched off blindly.
-    let supervisor = Supervisor::new(
-        make,
-        talkdesk_parts(&shared.config, shared.metrics.clone(), shared.audit.clone())
-            .map_err(|e| DaemonError::Talkdesk(e.to_string()))?,
-        desired_rx,
-        events_tx.clone(),
-        cancel.clone(),
-    );
-    let built = Built {
-        events: events_tx,
-        control: control_tx,
-        inbox: Inbox {
-            events: events_rx,
-            control: control_rx,
-            wake: Arc::new(Notify::new()),
-        },
-        desired: desired_tx,
-        supervisor,
-        actuator: handle,
-    };
-    Ok((built, notices))
-}
-
-/// The Talkdesk client, options and profiles from the `[talkdesk]` section:
-/// the one place they are built, at start and on a reload (`reload.rs`). The
-/// client (token cache, connections) is shared by every term until a reload
-/// replaces it.
+/// The Talkdesk client, options and profiles from an account's `[talkdesk]`
+/// section: the one place they are built, at start and on a reload
+/// (`reload.rs`). The client (token cache, connections) is shared by every
+/// term until a reload replaces it.
 pub(super) fn talkdesk_parts(
     config: &Config,
     metrics: Metrics,
@@ -373,76 +367,84 @@ pub(super) fn talkdesk_parts(
     })
 }
 
-/// Builds the actuator of each leadership term from the current Talkdesk
-/// parts, fenced by the lease, reporting to one status channel and telling
-/// the notification targets about drift.
-fn actuator_factory(
-    shared: &Shared,
-    store: &Arc<dyn Store>,
-    leadership: &LeadershipTask,
-    (status, notices): (watch::Sender<actuator::ActuatorStatus>, Notices),
-) -> MakeActuator {
-    let (store, rx, claim) = (
-        store.clone(),
-        leadership.rx.clone(),
-        leadership.claim.clone(),
-    );
-    // The fence's margin: the lease must outlive a whole request.
-    let request_timeout = shared.config.raw.talkdesk.request_timeout.get();
-    let (metrics, audit) = (shared.metrics.clone(), shared.audit.clone());
-    Box::new(move |parts: Reconfigure| {
-        let fence = Fence::new(
-            store.clone(),
-            rx.clone(),
-            claim.clone(),
-            request_timeout,
-            audit.clone(),
-        );
-        Actuator::new(
-            parts.client,
-            parts.opts,
-            parts.profiles,
-            metrics.clone(),
-            audit.clone(),
-        )
-        .with_may_write(Arc::new(fence))
-        .with_notices(notices.clone())
-        .reporting_to(status.clone())
-    })
-}
-
 /// What the HTTP API is built from besides the configuration, kept so a
 /// reload can build it again.
 pub(super) struct ApiParts {
+    /// The store as a whole (`/readyz`).
+    pub store: Arc<dyn Store>,
+    pub metrics: Metrics,
+    /// Where alerts go: every account's rules see them.
+    pub alerts: store::inputs::Queue,
+    pub accounts: Vec<AccountParts>,
+    /// Reloads go to the daemon, which applies them to every account.
+    pub reload: mpsc::Sender<Control>,
+    /// The status page's session key, drawn once per process.
+    pub sessions: Arc<server::page::SessionKey>,
+}
+
+/// One account's handles for the API.
+pub(super) struct AccountParts {
+    pub id: String,
+    /// The account's view at start, kept if a new file lacked it (a reload
+    /// that removes an account is refused before the API is rebuilt).
+    pub config: Arc<Config>,
     pub store: Arc<dyn Store>,
     pub queue: store::inputs::Queue,
     pub control: mpsc::Sender<Control>,
     pub actuator: ActuatorHandle,
     pub ready: Arc<AtomicBool>,
-    pub metrics: Metrics,
-    /// The status page's session key, drawn once per process.
-    pub sessions: Arc<server::page::SessionKey>,
 }
 
 impl ApiParts {
+    fn new(
+        root: &Arc<dyn Store>,
+        metrics: &Metrics,
+        accounts: &[Account],
+        reload: mpsc::Sender<Control>,
+    ) -> ApiParts {
+        let accounts: Vec<AccountParts> = accounts.iter().map(Account::api_parts).collect();
+        ApiParts {
+            store: root.clone(),
+            metrics: metrics.clone(),
+            alerts: accounts[0].queue.clone(),
+            accounts,
+            reload,
+            sessions: Arc::new(server::page::SessionKey::random()),
+        }
+    }
+
     /// The rest of the API and the webhook receivers under `config` (tokens,
-    /// webhook credentials, limits).
+    /// webhook credentials, limits, each account's view).
     pub(super) fn router(&self, config: &Arc<Config>) -> Router {
         let alerts = crate::alerts::AlertsState::new(
             config,
-            self.queue.clone(),
+            self.alerts.clone(),
             self.metrics.clone(),
             Timestamp::now,
         );
+        let accounts = self
+            .accounts
+            .iter()
+            .map(|p| server::accounts::AccountApi {
+                id: p.id.clone(),
+                config: config
+                    .for_account(&p.id)
+                    .map(Arc::new)
+                    .unwrap_or_else(|| p.config.clone()),
+                store: p.store.clone(),
+                control: p.control.clone(),
+                queue: p.queue.clone(),
+                actuator: p.actuator.clone(),
+                ready: p.ready.clone(),
+            })
+            .collect();
         let state = AppState {
             config: config.clone(),
             tokens: alerts.api_tokens(),
             metrics: self.metrics.clone(),
             store: self.store.clone(),
-            control: self.control.clone(),
-            queue: self.queue.clone(),
-            ready: self.ready.clone(),
-            actuator: self.actuator.clone(),
+            accounts: Arc::new(server::accounts::Accounts::new(accounts)),
+            reload: self.reload.clone(),
             sessions: self.sessions.clone(),
         };
         server::router(state).merge(crate::alerts::router(alerts))
@@ -553,36 +555,6 @@ fn cancel_on(shutdown: impl Future<Output = ()> + Send + 'static, cancel: Cancel
         shutdown.await;
         cancel.cancel();
     });
-}
-
-/// Shutdown. Inputs stop first; requests already accepted (a webhook that got
-/// 202, an override in flight) are still applied and persisted. Then the
-/// actuator finishes its in-flight call and the snapshot is written.
-async fn drain(
-    lp: &mut Loop,
-    inbox: &mut Inbox,
-    mut server: JoinHandle<std::io::Result<()>>,
-    calendar: crate::calendar::Calendar,
-    supervisor: Supervisor,
-    cancel: &CancellationToken,
-) {
-    tracing::info!(message = "Shutting down.");
-    lp.stopping();
-    cancel.cancel();
-    loop {
-        tokio::select! {
-            biased;
-            _ = &mut server => break,
-            Some(c) = inbox.control.recv() => lp.control(c).await,
-            Some(ev) = inbox.events.recv() => lp.handle(ev).await,
-        }
-    }
-    calendar.shutdown().await;
-    while let Ok(ev) = inbox.events.try_recv() {
-        lp.handle(ev).await;
-    }
-    supervisor.finish().await;
-    lp.flush().await;
 }
 
 fn probe_kinds(config: &Config) -> std::collections::BTreeMap<String, &'static str> {

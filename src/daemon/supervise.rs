@@ -164,8 +164,11 @@ fn spawn_supervised(
     dead: mpsc::Sender<String>,
 ) -> JoinHandle<()> {
     let watch_token = token.clone();
+    // The actuator logs under the account's span, like its loop.
+    let span = tracing::Span::current();
     tokio::spawn(async move {
-        let result = tokio::spawn(actuator.run(desired, events, token)).await;
+        let run = tracing::Instrument::instrument(actuator.run(desired, events, token), span);
+        let result = tokio::spawn(run).await;
         if !watch_token.is_cancelled() {
             let why = match result {
                 Ok(()) => "the actuator returned".to_string(),

@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use serde::Deserialize;
 use tokio::sync::oneshot;
 
+use super::accounts::AccountApi;
 use super::auth::authorize;
 use super::body::{json_body, read_body};
 use super::control::{Control, ReloadError};
@@ -33,6 +34,36 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/v1/flap", axum::routing::delete(release_flap))
         .route("/openapi.json", get(openapi))
         .route("/-/reload", axum::routing::post(reload))
+        .route("/v1/accounts/{account}/status", get(account_status))
+        .route(
+            "/v1/accounts/{account}/override",
+            put(account_set_override).delete(account_clear_override),
+        )
+        .route(
+            "/v1/accounts/{account}/events",
+            get(super::events::account_handler),
+        )
+        .route(
+            "/v1/accounts/{account}/flap",
+            axum::routing::delete(account_release_flap),
+        )
+}
+
+/// The token of the request, checked for `scope` and for the account the
+/// route acts on (`id`, or the default account): the one place a route
+/// learns which account it may touch.
+pub(super) fn authorized_account(
+    s: &AppState,
+    headers: &HeaderMap,
+    scope: Scope,
+    id: Option<&str>,
+) -> Result<(super::auth::TokenName, AccountApi), ApiError> {
+    let actor = authorize(headers, &s.tokens, scope)?;
+    let account = match id {
+        Some(id) => s.accounts.get(id)?,
+        None => s.accounts.default_account()?,
+    };
+    Ok((actor, account.clone()))
 }
 
 /// The OpenAPI document. Hand-written and kept honest by a test that checks
@@ -51,12 +82,19 @@ async fn readyz(State(s): State<AppState>) -> Response {
     if !s.is_ready() {
         return (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response();
     }
-    if let Some(error) = s.actuator.status().credentials_rejected {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("talkdesk credentials rejected ({error}): check talkdesk.client_id and talkdesk.client_secret\n"),
-        )
-            .into_response();
+    for a in s.accounts.iter() {
+        if let Some(error) = a.actuator.status().credentials_rejected {
+            let section = if s.accounts.len() == 1 {
+                "talkdesk".to_string()
+            } else {
+                format!("accounts.{}.talkdesk", a.id)
+            };
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("talkdesk credentials rejected ({error}): check {section}.client_id and {section}.client_secret\n"),
+            )
+                .into_response();
+        }
     }
     match s.store.ping().await {
         Ok(()) => (StatusCode::OK, "ready\n").into_response(),
@@ -80,8 +118,24 @@ async fn metrics(State(s): State<AppState>) -> Response {
 }
 
 async fn status(State(s): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    authorize(&headers, &s.tokens, Scope::Read)?;
-    Ok(Json(ops::status(&s).await?).into_response())
+    status_of(s, headers, None).await
+}
+
+async fn account_status(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    status_of(s, headers, Some(id)).await
+}
+
+async fn status_of(
+    s: AppState,
+    headers: HeaderMap,
+    id: Option<String>,
+) -> Result<Response, ApiError> {
+    let (_, a) = authorized_account(&s, &headers, Scope::Read, id.as_deref())?;
+    Ok(Json(ops::status(&a).await?).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -97,13 +151,33 @@ async fn set_override(
     q: Result<Query<WaitQuery>, axum::extract::rejection::QueryRejection>,
     body: Body,
 ) -> Result<Response, ApiError> {
+    set_override_of(s, headers, None, q, body).await
+}
+
+async fn account_set_override(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    q: Result<Query<WaitQuery>, axum::extract::rejection::QueryRejection>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    set_override_of(s, headers, Some(id), q, body).await
+}
+
+async fn set_override_of(
+    s: AppState,
+    headers: HeaderMap,
+    id: Option<String>,
+    q: Result<Query<WaitQuery>, axum::extract::rejection::QueryRejection>,
+    body: Body,
+) -> Result<Response, ApiError> {
     let started = tokio::time::Instant::now();
-    let actor = authorize(&headers, &s.tokens, Scope::Override)?;
+    let (actor, a) = authorized_account(&s, &headers, Scope::Override, id.as_deref())?;
     let wait = wait_param(q)?;
     let max = s.config.raw.agent.max_body.0 as usize;
     let bytes = read_body(body, &headers, max, REQUEST_TIMEOUT).await?;
     let req: OverrideRequest = json_body(&headers, &bytes)?;
-    let body = ops::set_override(&s, req, &actor, wait, started).await?;
+    let body = ops::set_override(&a, req, &actor, wait, started).await?;
     Ok((ops::answer_status(body.receipt), Json(body)).into_response())
 }
 
@@ -139,15 +213,49 @@ async fn clear_override(
     headers: HeaderMap,
     Query(q): Query<ClearQuery>,
 ) -> Result<Response, ApiError> {
-    let actor = authorize(&headers, &s.tokens, Scope::Override)?;
-    let cleared = ops::clear_override(&s, &actor, q.reason).await?;
+    clear_override_of(s, headers, None, q).await
+}
+
+async fn account_clear_override(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Query(q): Query<ClearQuery>,
+) -> Result<Response, ApiError> {
+    clear_override_of(s, headers, Some(id), q).await
+}
+
+async fn clear_override_of(
+    s: AppState,
+    headers: HeaderMap,
+    id: Option<String>,
+    q: ClearQuery,
+) -> Result<Response, ApiError> {
+    let (actor, a) = authorized_account(&s, &headers, Scope::Override, id.as_deref())?;
+    let cleared = ops::clear_override(&a, &actor, q.reason).await?;
     Ok((ops::answer_status(cleared.receipt), Json(cleared)).into_response())
 }
 
 /// `DELETE /v1/flap`: release the flap latch.
 async fn release_flap(State(s): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let actor = authorize(&headers, &s.tokens, Scope::Override)?;
-    let released = ops::release_flap(&s, &actor).await?;
+    release_flap_of(s, headers, None).await
+}
+
+async fn account_release_flap(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    release_flap_of(s, headers, Some(id)).await
+}
+
+async fn release_flap_of(
+    s: AppState,
+    headers: HeaderMap,
+    id: Option<String>,
+) -> Result<Response, ApiError> {
+    let (actor, a) = authorized_account(&s, &headers, Scope::Override, id.as_deref())?;
+    let released = ops::release_flap(&a, &actor).await?;
     Ok((ops::answer_status(released.receipt), Json(released)).into_response())
 }
 
@@ -157,7 +265,7 @@ async fn reload(State(s): State<AppState>, headers: HeaderMap) -> Result<Respons
     let actor = authorize(&headers, &s.tokens, Scope::Admin)?;
     let (reply, rx) = oneshot::channel();
     ops::ask(
-        &s,
+        &s.reload,
         Control::Reload {
             actor: actor.0,
             reply,

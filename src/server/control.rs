@@ -81,6 +81,9 @@ pub struct Applied {
 #[derive(Clone, Debug, Serialize)]
 pub struct StatusDoc {
     pub version: &'static str,
+    /// The Talkdesk account this document is about (`default` for a
+    /// configuration without `[[accounts]]`).
+    pub account: String,
     /// `automatic`, `override`, `flapping`, `drill`, `maintenance`, `blind`.
     pub mode: Mode,
     pub dry_run: bool,

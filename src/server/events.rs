@@ -8,12 +8,11 @@
 //! kind cannot make one request read the whole log.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::auth::authorize;
 use super::wire::{EventItem, EventsPage};
 use super::{ApiError, AppState};
 use crate::config::Dur;
@@ -107,10 +106,29 @@ pub async fn handler(
     headers: HeaderMap,
     q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    authorize(&headers, &s.tokens, Scope::Read)?;
+    events_of(s, headers, None, q).await
+}
+
+/// `GET /v1/accounts/{account}/events`: one account's audit log.
+pub async fn account_handler(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    events_of(s, headers, Some(id), q).await
+}
+
+async fn events_of(
+    s: AppState,
+    headers: HeaderMap,
+    id: Option<String>,
+    q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let (_, a) = super::api::authorized_account(&s, &headers, Scope::Read, id.as_deref())?;
     let Query(q) = q.map_err(|e| ApiError::Malformed(e.body_text()))?;
     let filter = Filter::parse(q, Timestamp::now())?;
-    let page = page(&*s.store, &filter)
+    let page = page(&*a.store, &filter)
         .await
         .map_err(|e| ApiError::Overloaded {
             detail: format!("store: {e}"),

@@ -10,6 +10,7 @@
 //! it reports; `PUT /v1/override?wait=` may also wait, bounded, for the
 //! actuator's status to show the change applied ([`outcome`]).
 
+pub mod accounts;
 pub mod api;
 pub mod auth;
 pub mod body;
@@ -25,7 +26,6 @@ pub mod tls;
 pub mod wire;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -47,26 +47,27 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Clone)]
 pub struct AppState {
+    /// The whole configuration (tokens, limits; each account's view is in
+    /// `accounts`).
     pub config: Arc<Config>,
     pub tokens: Arc<ApiTokens>,
     pub metrics: Metrics,
+    /// The store as a whole (`/readyz` pings it).
     pub store: Arc<dyn Store>,
-    pub control: mpsc::Sender<Control>,
-    /// Where operator changes go, durably, before the answer.
-    pub queue: crate::store::inputs::Queue,
-    /// Set once the daemon has restored its state and started its components.
-    pub ready: Arc<AtomicBool>,
-    /// The actuator's status, read (never driven) by answers that report
-    /// what Talkdesk did.
-    pub actuator: crate::talkdesk::actuator::ActuatorHandle,
+    /// Every account's loop, queue, actuator status and rows.
+    pub accounts: Arc<accounts::Accounts>,
+    /// Configuration reloads (`POST /-/reload`): the daemon applies them to
+    /// every account at once.
+    pub reload: mpsc::Sender<Control>,
     /// Signs the status page's sessions: one per process, kept across
     /// reloads (a reload does not sign anyone out).
     pub sessions: Arc<page::SessionKey>,
 }
 
 impl AppState {
+    /// Every account's loop has restored its state and started.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.accounts.iter().all(|a| a.is_ready())
     }
 }
 

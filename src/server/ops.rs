@@ -11,10 +11,11 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use tokio::sync::oneshot;
 
+use super::ApiError;
+use super::accounts::AccountApi;
 use super::auth::TokenName;
 use super::control::{Applied, Control, StatusDoc};
 use super::wire::{Cleared, OverrideRequest, OverrideResponse, OverrideState, Receipt, Released};
-use super::{ApiError, AppState};
 use crate::config::Dur;
 use crate::domain::{Desired, Timestamp};
 use crate::engine::Override;
@@ -31,9 +32,9 @@ const APPEND_TIMEOUT: Duration = Duration::from_secs(5);
 const APPLY_WAIT: Duration = Duration::from_secs(2);
 
 /// The whole status document, as the daemon's loop answers it.
-pub async fn status(s: &AppState) -> Result<StatusDoc, ApiError> {
+pub async fn status(s: &AccountApi) -> Result<StatusDoc, ApiError> {
     let (reply, rx) = oneshot::channel();
-    ask(s, Control::Status { reply }).await?;
+    ask(&s.control, Control::Status { reply }).await?;
     rx.await.map_err(|_| shutting_down())
 }
 
@@ -41,7 +42,7 @@ pub async fn status(s: &AppState) -> Result<StatusDoc, ApiError> {
 /// to `wait` for Talkdesk (never past `outcome::WAIT_MAX` after `started`,
 /// the request's arrival), and report what happened.
 pub async fn set_override(
-    s: &AppState,
+    s: &AccountApi,
     req: OverrideRequest,
     actor: &TokenName,
     wait: Duration,
@@ -71,7 +72,7 @@ pub async fn set_override(
 
 /// Clears the override (back to automatic).
 pub async fn clear_override(
-    s: &AppState,
+    s: &AccountApi,
     actor: &TokenName,
     reason: Option<String>,
 ) -> Result<Cleared, ApiError> {
@@ -86,7 +87,7 @@ pub async fn clear_override(
 
 /// Releases the flap latch: the decision goes back to the rules (and the
 /// flap history is forgotten, so it does not re-latch at once).
-pub async fn release_flap(s: &AppState, actor: &TokenName) -> Result<Released, ApiError> {
+pub async fn release_flap(s: &AccountApi, actor: &TokenName) -> Result<Released, ApiError> {
     let input = Input::FlapRelease {
         actor: actor.0.clone(),
     };
@@ -107,7 +108,7 @@ pub fn answer_status(receipt: Receipt) -> StatusCode {
 /// Appends an operator's change to the durable input queue, then waits a
 /// little for this replica's engine to apply it. Durable first: once this
 /// returns Ok, the change survives a crash of any replica.
-async fn submit(s: &AppState, input: Input) -> Result<(Receipt, Option<Applied>), ApiError> {
+async fn submit(s: &AccountApi, input: Input) -> Result<(Receipt, Option<Applied>), ApiError> {
     let appended = tokio::time::timeout(APPEND_TIMEOUT, s.queue.append(vec![input])).await;
     let id = match appended {
         Ok(Ok(ids)) => ids.first().copied().unwrap_or_default(),
@@ -145,7 +146,7 @@ async fn submit(s: &AppState, input: Input) -> Result<(Receipt, Option<Applied>)
 
 /// Checks a request against the configuration; 422 with the reason otherwise.
 pub fn validate_override(
-    s: &AppState,
+    s: &AccountApi,
     req: OverrideRequest,
     actor: &str,
     now: Timestamp,
@@ -203,9 +204,10 @@ pub fn validate_override(
     })
 }
 
-/// Sends `c` to the daemon's loop: 503 when it is busy or shutting down.
-pub async fn ask(s: &AppState, c: Control) -> Result<(), ApiError> {
-    match tokio::time::timeout(Duration::from_secs(5), s.control.send(c)).await {
+/// Sends `c` to a loop (an account's, or the daemon's for a reload): 503
+/// when it is busy or shutting down.
+pub async fn ask(to: &tokio::sync::mpsc::Sender<Control>, c: Control) -> Result<(), ApiError> {
+    match tokio::time::timeout(Duration::from_secs(5), to.send(c)).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(_)) => Err(shutting_down()),
         Err(_) => Err(ApiError::Overloaded {

@@ -357,6 +357,7 @@ when = { alert = ['alertname="VoiceDown"'] }
         };
         let doc = StatusDoc {
             version: env!("CARGO_PKG_VERSION"),
+            account: "default".into(),
             mode: engine.mode(),
             dry_run: true,
             leader: true,

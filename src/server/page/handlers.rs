@@ -125,7 +125,8 @@ pub async fn set_override(State(s): State<AppState>, headers: HeaderMap, body: B
             field(&form, "ttl").unwrap_or(""),
             field(&form, "reason").unwrap_or(""),
         );
-        let ov = ops::set_override(&s, req, &actor, TALKDESK_WAIT, started).await?;
+        let a = s.accounts.default_account()?.clone();
+        let ov = ops::set_override(&a, req, &actor, TALKDESK_WAIT, started).await?;
         Ok((ops::answer_status(ov.receipt), override_notice(&ov)))
     })
     .await
@@ -134,7 +135,8 @@ pub async fn set_override(State(s): State<AppState>, headers: HeaderMap, body: B
 /// `POST /ui/override/clear`: back to the rules.
 pub async fn clear_override(State(s): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     act(&s, &headers, body, |s, actor, _form| async move {
-        let c = ops::clear_override(&s, &actor, Some("status page".into())).await?;
+        let a = s.accounts.default_account()?.clone();
+        let c = ops::clear_override(&a, &actor, Some("status page".into())).await?;
         let (tone, title) = match (c.receipt.applied, c.cleared) {
             (false, _) => (
                 Tone::Info,
@@ -151,7 +153,8 @@ pub async fn clear_override(State(s): State<AppState>, headers: HeaderMap, body:
 /// `POST /ui/flap/release`: release the flap latch.
 pub async fn release_flap(State(s): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     act(&s, &headers, body, |s, actor, _form| async move {
-        let r = ops::release_flap(&s, &actor).await?;
+        let a = s.accounts.default_account()?.clone();
+        let r = ops::release_flap(&a, &actor).await?;
         let (tone, title) = match (r.receipt.applied, r.released) {
             (false, _) => (
                 Tone::Info,
@@ -221,17 +224,21 @@ async fn status_page(
     draft: &Draft,
     code: StatusCode,
 ) -> Response {
-    let doc = match ops::status(s).await {
+    let doc = match s.accounts.default_account() {
+        Ok(a) => ops::status(a).await.map(|doc| (doc, a)),
+        Err(e) => Err(e),
+    };
+    let (doc, account) = match doc {
         Ok(doc) => doc,
         Err(e) => {
             let page = render::error_page("The agent cannot answer now", &e.detail());
             return (e.status(), Html(page.into_string())).into_response();
         }
     };
-    let timeline = timeline(s).await;
+    let timeline = timeline(&*account.store).await;
     let page = render::page(&PageData {
         doc: &doc,
-        config: &s.config,
+        config: &account.config,
         timeline: &timeline,
         viewer,
         notice,
@@ -242,7 +249,7 @@ async fn status_page(
 
 /// Recent decisions, probe changes, alerts, overrides and Talkdesk calls,
 /// newest first; routine successful reads of Talkdesk are left out.
-async fn timeline(s: &AppState) -> Result<Vec<EventItem>, String> {
+async fn timeline(store: &dyn crate::store::Store) -> Result<Vec<EventItem>, String> {
     let filter = Filter {
         limit: TIMELINE,
         before: None,
@@ -261,7 +268,7 @@ async fn timeline(s: &AppState) -> Result<Vec<EventItem>, String> {
             AuditKind::Alert,
         ],
     };
-    page_where(&*s.store, &filter, TIMELINE_SCAN, |e| !routine_read(e))
+    page_where(store, &filter, TIMELINE_SCAN, |e| !routine_read(e))
         .await
         .map(|p| p.events)
         .map_err(|e| e.to_string())

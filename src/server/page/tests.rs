@@ -75,6 +75,7 @@ fn ok() -> Event {
 fn doc(engine: &Engine, act: ActuatorStatus, cfg: &Config) -> StatusDoc {
     StatusDoc {
         version: env!("CARGO_PKG_VERSION"),
+        account: "default".into(),
         mode: engine.mode(),
         dry_run: cfg.raw.agent.dry_run,
         leader: true,
