@@ -82,7 +82,7 @@ impl Reloader {
         let changed = changed_sections(old, &new);
         // Built before anything is stopped: if the new client or probes
         // cannot be built, nothing has changed yet.
-        let talkdesk = talkdesk_parts(&new, lp.metrics(), lp.audit())
+        let talkdesk = talkdesk_parts(&new, lp.account_metrics(), lp.audit())
             .map_err(|e| ReloadError::Invalid(vec![format!("talkdesk: {e}")]))?;
         let new = Arc::new(new);
         let inputs = spawn_inputs(&new, &self.events, &lp.metrics(), &self.cancel)

@@ -43,7 +43,7 @@ use crate::server::{self, AppState};
 use crate::store::{self, Store, StoreAudit};
 use crate::talkdesk::actuator::{self, Actuator, ActuatorHandle, ActuatorOptions, Reconfigure};
 use crate::talkdesk::client::Client;
-use crate::telemetry::{AuditKind, AuditRecord, AuditSink, KnownLabels, Metrics};
+use crate::telemetry::{AccountMetrics, AuditKind, AuditRecord, AuditSink, KnownLabels, Metrics};
 
 /// Room for bursts (an Alertmanager batch, thousands of probe results)
 /// without unbounded memory; producers wait when it is full.
@@ -101,6 +101,8 @@ impl Running {
 pub(super) struct Shared {
     pub config: Arc<Config>,
     pub metrics: Metrics,
+    /// The series of the account this loop and actuator decide for.
+    pub account_metrics: AccountMetrics,
     pub audit: Arc<dyn AuditSink>,
 }
 
@@ -126,13 +128,15 @@ pub async fn run_with(
     // the start cleanly.
     let front = front_options(&config, super::rlimit::raise_nofile())?;
     let metrics = Metrics::new();
-    metrics.init_series(&known_labels(&config));
+    let accounts = config.account_ids();
+    metrics.init_series(&known_labels(&config, &accounts));
 
     // Store and audit first: everything after this is audited.
     let store = store::open(&config.raw.store).await?;
     let (audit, audit_writer) = StoreAudit::spawn(store.clone());
     let shared = Shared {
         config: Arc::new(config),
+        account_metrics: metrics.account(crate::config::DEFAULT_ACCOUNT),
         metrics,
         audit: audit.clone(),
     };
@@ -335,8 +339,12 @@ fn build(
     // is not switched off blindly.
     let supervisor = Supervisor::new(
         make,
-        talkdesk_parts(&shared.config, shared.metrics.clone(), shared.audit.clone())
-            .map_err(|e| DaemonError::Talkdesk(e.to_string()))?,
+        talkdesk_parts(
+            &shared.config,
+            shared.account_metrics.clone(),
+            shared.audit.clone(),
+        )
+        .map_err(|e| DaemonError::Talkdesk(e.to_string()))?,
         desired_rx,
         events_tx.clone(),
         cancel.clone(),
@@ -362,7 +370,7 @@ fn build(
 /// replaces it.
 pub(super) fn talkdesk_parts(
     config: &Config,
-    metrics: Metrics,
+    metrics: AccountMetrics,
     audit: Arc<dyn AuditSink>,
 ) -> Result<Reconfigure, crate::talkdesk::TalkdeskError> {
     let td = &config.raw.talkdesk;
@@ -389,7 +397,7 @@ fn actuator_factory(
     );
     // The fence's margin: the lease must outlive a whole request.
     let request_timeout = shared.config.raw.talkdesk.request_timeout.get();
-    let (metrics, audit) = (shared.metrics.clone(), shared.audit.clone());
+    let (metrics, audit) = (shared.account_metrics.clone(), shared.audit.clone());
     Box::new(move |parts: Reconfigure| {
         let fence = Fence::new(
             store.clone(),
@@ -594,9 +602,11 @@ fn probe_kinds(config: &Config) -> std::collections::BTreeMap<String, &'static s
 }
 
 /// The metric label values the configuration fixes, so every series exists
-/// (at zero) before the first event.
-pub(super) fn known_labels(config: &Config) -> KnownLabels<'_> {
+/// (at zero) before the first event. `accounts` is `config.account_ids()`
+/// (owned there, borrowed here).
+pub(super) fn known_labels<'a>(config: &'a Config, accounts: &'a [String]) -> KnownLabels<'a> {
     KnownLabels {
+        accounts: accounts.iter().map(String::as_str).collect(),
         probes: config
             .probes
             .iter()
@@ -641,7 +651,7 @@ bearer_token = "am-token-0123456789"
 "#;
         let config = crate::config::from_toml_str(src, "test.toml").unwrap();
         let metrics = Metrics::new();
-        metrics.init_series(&known_labels(&config));
+        metrics.init_series(&known_labels(&config, &config.account_ids()));
         let text = metrics.render();
         for source in crate::config::schema::WebhooksConfig::ALL {
             assert!(
