@@ -479,7 +479,8 @@ async fn check_online(cfg: config::Config) -> ExitCode {
     let client = match Client::from_config(
         td,
         &cfg.instance_id(),
-        Metrics::new(),
+        // A command of its own: these series are never exported.
+        Metrics::new().account(config::DEFAULT_ACCOUNT),
         std::sync::Arc::new(NoAudit),
     ) {
         Ok(c) => c,
@@ -520,7 +521,8 @@ async fn talkdesk(path: &std::path::Path, agent: AgentArgs, action: TalkdeskActi
     let client = Client::from_config(
         &cfg.raw.talkdesk,
         &cfg.instance_id(),
-        Metrics::new(),
+        // A command of its own: these series are never exported.
+        Metrics::new().account(config::DEFAULT_ACCOUNT),
         std::sync::Arc::new(NoAudit),
     );
     let client = match client {

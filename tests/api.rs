@@ -187,7 +187,14 @@ async fn override_wins_until_cleared_and_survives_a_restart() {
     assert_eq!(w.writes(), writes_before, "a restart re-wrote Talkdesk");
     let st = status(&a).await;
     assert_eq!(st["mode"], "override");
-    assert_eq!(a.running.metrics.override_active.get(), 1);
+    assert_eq!(
+        a.running
+            .metrics
+            .account(config::DEFAULT_ACCOUNT)
+            .override_active
+            .get(),
+        1
+    );
 
     // Clearing returns to automatic: the trunk is healthy, so the fallback goes off.
     let resp = http()
@@ -508,6 +515,11 @@ async fn metrics_parse_as_prometheus_text_and_cover_the_contract() {
         "{text}"
     );
     assert!(text.contains("continuity_leader 1"));
+    // The engine's and actuator's series carry the account; the probes' do not.
+    assert!(
+        text.contains(r#"continuity_alerts_dropped_total{account="default"} 0"#),
+        "{text}"
+    );
     a.stop().await;
 }
 
@@ -559,7 +571,7 @@ async fn a_fresh_start_during_an_outage_does_not_switch_the_fallback_off() {
     w.trunk.set_mode(Mode::Silent);
     let a = w.start().await;
     // The trunk is found down and the rule fires; give the actuator time to act.
-    let m = a.running.metrics.clone();
+    let m = a.running.metrics.account(config::DEFAULT_ACCOUNT);
     wait_until("the fallback decision", Duration::from_secs(20), || {
         m.fallback_desired.get() == 1
     })
@@ -595,7 +607,7 @@ async fn alerts_active_counts_alerts_that_change_no_decision() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
-    let m = a.running.metrics.clone();
+    let m = a.running.metrics.account(config::DEFAULT_ACCOUNT);
     wait_until("alerts_active = 1", Duration::from_secs(5), || {
         m.alerts_active.get() == 1
     })

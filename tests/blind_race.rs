@@ -85,7 +85,7 @@ self_check_interval = "1h"
     );
     let cfg = config::from_toml_str_strict(&toml, "blind.toml", dir.path(), false).unwrap();
     let agent = support::inproc::start(cfg).await;
-    let m = agent.running.metrics.clone();
+    let m = agent.running.metrics.account(config::DEFAULT_ACCOUNT);
     wait_for("the trunk up", 10, || agent.running.probe_up("trunk-a")).await;
     assert_eq!(m.blind.get(), 0, "the canary answers");
     // Still within the 5 s debounce of the checks the probes triggered at

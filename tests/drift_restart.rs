@@ -148,7 +148,12 @@ async fn a_change_made_while_the_agent_was_down_is_respected_and_audited() {
 
     let mut agent = w.agent();
     agent.wait_ready().await;
-    wait_metric(&agent, "continuity_drift_total{action=\"adopted\"}", 1.0).await;
+    wait_metric(
+        &agent,
+        "continuity_drift_total{account=\"default\",action=\"adopted\"}",
+        1.0,
+    )
+    .await;
     // Several reconcile intervals and probe cycles with a healthy trunk.
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert!(
@@ -196,7 +201,12 @@ async fn with_on_drift_correct_a_change_made_while_away_is_undone_loudly() {
 
     let mut agent = w.agent();
     agent.wait_ready().await;
-    wait_metric(&agent, "continuity_drift_total{action=\"corrected\"}", 1.0).await;
+    wait_metric(
+        &agent,
+        "continuity_drift_total{account=\"default\",action=\"corrected\"}",
+        1.0,
+    )
+    .await;
     wait_metric(&agent, "continuity_fallback_actual", 0.0).await;
     assert!(!w.sim.state().enabled, "corrected");
     let logs = agent.logs();
@@ -222,7 +232,12 @@ async fn a_change_made_after_a_kill_9_is_respected_too() {
 
     let mut agent = w.agent();
     agent.wait_ready().await;
-    wait_metric(&agent, "continuity_drift_total{action=\"adopted\"}", 1.0).await;
+    wait_metric(
+        &agent,
+        "continuity_drift_total{account=\"default\",action=\"adopted\"}",
+        1.0,
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(
         w.writes().is_empty(),

@@ -84,7 +84,15 @@ bearer_token = "{TOKEN}"
     })
     .await;
     assert_eq!(writes(), ["put_settings", "put_activation"]);
-    assert_eq!(agent.running.metrics.alerts_active.get(), 1);
+    assert_eq!(
+        agent
+            .running
+            .metrics
+            .account(config::DEFAULT_ACCOUNT)
+            .alerts_active
+            .get(),
+        1
+    );
 
     // Ending the alert: Alertmanager sends `resolved`; off after clear_for.
     let ended = chrono::Utc::now() - chrono::Duration::seconds(1);
@@ -104,6 +112,14 @@ bearer_token = "{TOKEN}"
         writes(),
         ["put_settings", "put_activation", "put_activation"]
     );
-    assert_eq!(agent.running.metrics.alerts_active.get(), 0);
+    assert_eq!(
+        agent
+            .running
+            .metrics
+            .account(config::DEFAULT_ACCOUNT)
+            .alerts_active
+            .get(),
+        0
+    );
     agent.stop().await;
 }

@@ -51,7 +51,7 @@ tokens = [ {{ name = "oncall", token = "{OPS_TOKEN}", scopes = ["read", "overrid
             .json(&json!({"id": "a1", "status": status, "labels": {"alertname": "TalkdeskVoiceDown"}}))
             .send()
     };
-    let m = agent.running.metrics.clone();
+    let m = agent.running.metrics.account(config::DEFAULT_ACCOUNT);
     // on, off, on, off: the fourth change exceeds flap_max = 2 within the window.
     for status in ["firing", "resolved", "firing", "resolved"] {
         assert_eq!(post(status).await.unwrap().status(), 202);

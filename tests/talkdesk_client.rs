@@ -233,7 +233,8 @@ async fn talkdesk_client_from_config_talks_as_configured() {
         client_secret: Some(SECRET.to_string().into()),
         ..Default::default()
     };
-    let metrics = continuity_agent::telemetry::Metrics::new();
+    let metrics = continuity_agent::telemetry::Metrics::new()
+        .account(continuity_agent::config::DEFAULT_ACCOUNT);
     let client = continuity_agent::talkdesk::Client::from_config(
         &cfg,
         "replica-a",
@@ -259,7 +260,8 @@ async fn talkdesk_wrong_credentials_fail_with_oauth_error() {
     cfg.client_secret = "wrong-secret-value".to_string().into();
     let client = continuity_agent::talkdesk::Client::new(
         cfg,
-        continuity_agent::telemetry::Metrics::new(),
+        continuity_agent::telemetry::Metrics::new()
+            .account(continuity_agent::config::DEFAULT_ACCOUNT),
         std::sync::Arc::new(continuity_agent::telemetry::audit::NoAudit),
     )
     .unwrap();
@@ -346,7 +348,8 @@ async fn talkdesk_absurd_token_lifetime_is_capped_not_a_panic() {
     );
     let client = continuity_agent::talkdesk::client::Client::new(
         cfg,
-        continuity_agent::telemetry::Metrics::new(),
+        continuity_agent::telemetry::Metrics::new()
+            .account(continuity_agent::config::DEFAULT_ACCOUNT),
         std::sync::Arc::new(continuity_agent::telemetry::audit::NoAudit),
     )
     .unwrap();

@@ -91,7 +91,7 @@ async fn talkdesk_secrets_never_reach_logs_errors_or_audit() {
     seen.push(format!("{err:?}"));
     let mut wrong = client_config(&env.server);
     wrong.client_secret = format!("{SECRET}-wrong").into();
-    let bad = Client::new(wrong, Metrics::new(), Arc::new(NoAudit)).unwrap();
+    let bad = Client::new(wrong, Metrics::new().account("default"), Arc::new(NoAudit)).unwrap();
     let err = bad.get_activation().await.unwrap_err();
     seen.push(err.to_string());
     seen.push(format!("{err:?}"));
@@ -106,7 +106,7 @@ async fn talkdesk_secrets_never_reach_logs_errors_or_audit() {
         seen.push(serde_json::to_string(&r).unwrap());
     }
     seen.push(serde_json::to_string(&env.sim().journal()).unwrap());
-    seen.push(env.metrics.render());
+    seen.push(env.registry.render());
 
     tokio::time::sleep(Duration::from_millis(50)).await;
     let log = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();

@@ -95,7 +95,7 @@ impl Account {
         // activation) is not switched off blindly.
         let talkdesk = super::run::talkdesk_parts(
             &shared.config,
-            shared.metrics.clone(),
+            shared.account_metrics.clone(),
             shared.audit.clone(),
         )
         .map_err(|e| DaemonError::Talkdesk(format!("{id}: {e}")))?;
@@ -190,6 +190,7 @@ impl Account {
             events: self.events.clone(),
             reconfigure: self.reconfigure.clone(),
             audit: self.shared.audit.clone(),
+            metrics: self.shared.account_metrics.clone(),
         }
     }
 
@@ -300,7 +301,7 @@ fn actuator_factory(
     );
     // The fence's margin: the lease must outlive a whole request.
     let request_timeout = shared.config.raw.talkdesk.request_timeout.get();
-    let (metrics, audit) = (shared.metrics.clone(), shared.audit.clone());
+    let (metrics, audit) = (shared.account_metrics.clone(), shared.audit.clone());
     Box::new(move |parts: Reconfigure| {
         let fence = Fence::new(
             store.clone(),

@@ -58,7 +58,7 @@ use crate::server::control::{Applied, Control, ReloadError, StatusDoc};
 use crate::store::Store;
 use crate::store::inputs::{self, Input, StoredInput};
 use crate::talkdesk::actuator::ActuatorHandle;
-use crate::telemetry::{AuditKind, AuditRecord, AuditSink, Metrics};
+use crate::telemetry::{AccountMetrics, AuditKind, AuditRecord, AuditSink, Metrics};
 
 /// Upper bound on how long the loop sleeps without a deadline.
 const MAX_IDLE: Duration = Duration::from_secs(1);
@@ -182,6 +182,8 @@ pub(super) struct Loop {
     persister: Persister,
     audit: Arc<dyn AuditSink>,
     metrics: Metrics,
+    /// The series of this loop's account (its engine's gauges and counters).
+    account_metrics: AccountMetrics,
     desired_tx: watch::Sender<Desired>,
     probes: Probes,
     /// The account's maintenance windows and drills (none: no scheduler).
@@ -234,6 +236,7 @@ impl Loop {
             persister: parts.persister,
             audit: shared.audit.clone(),
             metrics: shared.metrics.clone(),
+            account_metrics: shared.account_metrics.clone(),
             desired_tx: parts.desired_tx,
             probes: parts.probes,
             calendar: parts.calendar,
@@ -360,8 +363,9 @@ impl Loop {
         self.probes = probes;
         self.announcer.reconfigure(&config);
         self.config = config;
+        let accounts = self.config.account_ids();
         self.metrics
-            .init_series(&super::run::known_labels(&self.config));
+            .init_series(&super::run::known_labels(&self.config, &accounts));
         self.persister.stepped(true);
         self.execute(cmds, now).await;
         self.persister.save(&self.engine, &self.progress).await;
@@ -670,7 +674,7 @@ impl Loop {
                     // The first of an episode is audited (and logged) by the
                     // engine; each is counted, none logged above debug.
                     tracing::debug!(message = "Alert dropped: alerts.max_active reached.", alert = %key);
-                    self.metrics.alerts_dropped_total.inc();
+                    self.account_metrics.alerts_dropped_total.inc();
                 }
             }
         }
@@ -715,7 +719,7 @@ impl Loop {
         } else {
             "inactive"
         };
-        self.metrics
+        self.account_metrics
             .transitions_total
             .with_label_values(&[to, cause.as_str()])
             .inc();
@@ -764,7 +768,10 @@ impl Loop {
         }
         for r in &self.config.rules {
             if !new.rules.iter().any(|n| n.name == r.name) {
-                let _ = self.metrics.rule_state.remove_label_values(&[&r.name]);
+                let _ = self
+                    .account_metrics
+                    .rule_state
+                    .remove_label_values(&[&r.name]);
             }
         }
     }
@@ -782,20 +789,15 @@ impl Loop {
                 .with_label_values(&[id, kind])
                 .set(health.gauge());
         }
+        let m = &self.account_metrics;
         for (name, phase) in g.rules {
-            self.metrics
-                .rule_state
-                .with_label_values(&[name])
-                .set(phase.gauge());
+            m.rule_state.with_label_values(&[name]).set(phase.gauge());
         }
-        self.metrics
-            .fallback_desired
+        m.fallback_desired
             .set(i64::from(self.engine.desired().is_active()));
-        self.metrics.alerts_active.set(g.alerts as i64);
-        self.metrics
-            .override_active
-            .set(i64::from(g.override_active));
-        self.metrics.flapping.set(i64::from(g.flapping));
-        self.metrics.blind.set(i64::from(g.blind));
+        m.alerts_active.set(g.alerts as i64);
+        m.override_active.set(i64::from(g.override_active));
+        m.flapping.set(i64::from(g.flapping));
+        m.blind.set(i64::from(g.blind));
     }
 }

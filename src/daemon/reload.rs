@@ -39,7 +39,7 @@ use crate::config::{self, Config};
 use crate::domain::Timestamp;
 use crate::engine::Event;
 use crate::server::control::{ReloadError, Reloaded};
-use crate::telemetry::{AuditKind, AuditRecord, AuditSink, Metrics};
+use crate::telemetry::{AccountMetrics, AuditKind, AuditRecord, AuditSink, Metrics};
 
 /// What a reload reaches in one account.
 pub(super) struct AccountReload {
@@ -49,6 +49,8 @@ pub(super) struct AccountReload {
     /// The account's loop takes its share of the reload here.
     pub reconfigure: mpsc::Sender<Reconfigured>,
     pub audit: Arc<dyn AuditSink>,
+    /// The account's series (its new Talkdesk client counts there).
+    pub metrics: AccountMetrics,
 }
 
 /// What a reload replaces: the shared inputs, the API, and through each
@@ -126,7 +128,7 @@ impl Reloader {
     async fn build_shares(&self, new: &Config) -> Result<Vec<Share>, ReloadError> {
         let mut shares = Vec::with_capacity(self.accounts.len());
         for a in &self.accounts {
-            match share(a, new, &self.metrics).await {
+            match share(a, new).await {
                 Ok(share) => shares.push(share),
                 Err(e) => {
                     discard(shares).await;
@@ -145,14 +147,14 @@ type Share = (
     Option<crate::calendar::Calendar>,
 );
 
-async fn share(a: &AccountReload, new: &Config, metrics: &Metrics) -> Result<Share, ReloadError> {
+async fn share(a: &AccountReload, new: &Config) -> Result<Share, ReloadError> {
     let view = new.for_account(&a.id).ok_or_else(|| {
         ReloadError::NeedsRestart(vec![format!(
             "accounts: {} is gone; adding or removing accounts needs a restart",
             a.id
         )])
     })?;
-    let talkdesk = talkdesk_parts(&view, metrics.clone(), a.audit.clone())
+    let talkdesk = talkdesk_parts(&view, a.metrics.clone(), a.audit.clone())
         .map_err(|e| ReloadError::Invalid(vec![format!("{}: talkdesk: {e}", a.id)]))?;
     let calendar = start_calendar(&view, &a.events)
         .await

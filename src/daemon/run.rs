@@ -39,7 +39,7 @@ use crate::server::{self, AppState};
 use crate::store::{self, Store, StoreAudit};
 use crate::talkdesk::actuator::{ActuatorHandle, ActuatorOptions, Reconfigure};
 use crate::talkdesk::client::Client;
-use crate::telemetry::{AuditSink, KnownLabels, Metrics};
+use crate::telemetry::{AccountMetrics, AuditSink, KnownLabels, Metrics};
 
 /// Room for bursts (an Alertmanager batch, thousands of probe results)
 /// without unbounded memory; producers wait when it is full.
@@ -109,6 +109,8 @@ impl Running {
 pub(super) struct Shared {
     pub config: Arc<Config>,
     pub metrics: Metrics,
+    /// The series of the account this loop and actuator decide for.
+    pub account_metrics: AccountMetrics,
     pub audit: Arc<dyn AuditSink>,
 }
 
@@ -134,7 +136,7 @@ pub async fn run_with(
     // the start cleanly.
     let front = front_options(&config, super::rlimit::raise_nofile())?;
     let metrics = Metrics::new();
-    metrics.init_series(&known_labels(&config));
+    metrics.init_series(&known_labels(&config, &config.account_ids()));
     let config = Arc::new(config);
     let cancel = CancellationToken::new();
 
@@ -269,10 +271,12 @@ fn open_accounts(
             })?;
             let store = root.clone();
             let (audit, writer) = StoreAudit::spawn(store.clone());
+            let account_metrics = metrics.account(&id);
             Ok(Opened {
                 id,
                 shared: Shared {
                     config: Arc::new(view),
+                    account_metrics,
                     metrics: metrics.clone(),
                     audit: audit.clone(),
                 },
@@ -356,7 +360,7 @@ fn serve_reloadable(
 /// term until a reload replaces it.
 pub(super) fn talkdesk_parts(
     config: &Config,
-    metrics: Metrics,
+    metrics: AccountMetrics,
     audit: Arc<dyn AuditSink>,
 ) -> Result<Reconfigure, crate::talkdesk::TalkdeskError> {
     let td = &config.raw.talkdesk;
@@ -566,9 +570,11 @@ fn probe_kinds(config: &Config) -> std::collections::BTreeMap<String, &'static s
 }
 
 /// The metric label values the configuration fixes, so every series exists
-/// (at zero) before the first event.
-pub(super) fn known_labels(config: &Config) -> KnownLabels<'_> {
+/// (at zero) before the first event. `accounts` is `config.account_ids()`
+/// (owned there, borrowed here).
+pub(super) fn known_labels<'a>(config: &'a Config, accounts: &'a [String]) -> KnownLabels<'a> {
     KnownLabels {
+        accounts: accounts.iter().map(String::as_str).collect(),
         probes: config
             .probes
             .iter()
@@ -613,7 +619,7 @@ bearer_token = "am-token-0123456789"
 "#;
         let config = crate::config::from_toml_str(src, "test.toml").unwrap();
         let metrics = Metrics::new();
-        metrics.init_series(&known_labels(&config));
+        metrics.init_series(&known_labels(&config, &config.account_ids()));
         let text = metrics.render();
         for source in crate::config::schema::WebhooksConfig::ALL {
             assert!(

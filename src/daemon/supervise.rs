@@ -186,6 +186,7 @@ mod tests {
 
     use super::*;
     use crate::config::Config;
+    use crate::config::DEFAULT_ACCOUNT;
     use crate::talkdesk::actuator::ActuatorOptions;
     use crate::talkdesk::client::Client;
     use crate::telemetry::Metrics;
@@ -210,8 +211,13 @@ default = "+14155558888"
         let config: Config = crate::config::from_toml_str(&src, "test").unwrap();
         let td = &config.raw.talkdesk;
         Reconfigure {
-            client: Client::from_config(td, "replica-a", Metrics::new(), Arc::new(NoAudit))
-                .unwrap(),
+            client: Client::from_config(
+                td,
+                "replica-a",
+                Metrics::new().account(DEFAULT_ACCOUNT),
+                Arc::new(NoAudit),
+            )
+            .unwrap(),
             opts: ActuatorOptions::from_config(td, true),
             profiles: config.profiles.clone(),
         }
@@ -229,7 +235,7 @@ default = "+14155558888"
                 parts.client,
                 parts.opts,
                 parts.profiles,
-                Metrics::new(),
+                Metrics::new().account(DEFAULT_ACCOUNT),
                 Arc::new(NoAudit),
             )
         });

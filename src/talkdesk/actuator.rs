@@ -42,7 +42,7 @@ use crate::config::schema::OnDrift;
 use crate::domain::{Actual, Desired, Profile, Timestamp};
 use crate::engine::event::Event;
 use crate::notify::Notices;
-use crate::telemetry::{AuditSink, Metrics};
+use crate::telemetry::{AccountMetrics, AuditSink};
 
 /// The check run right before every write: `false` means "do not write"
 /// (another replica leads, or this one's lease is too short for the
@@ -187,7 +187,7 @@ pub struct Actuator {
     pub(super) client: Client,
     pub(super) opts: ActuatorOptions,
     pub(super) profiles: BTreeMap<String, Profile>,
-    pub(super) metrics: Metrics,
+    pub(super) metrics: AccountMetrics,
     pub(super) audit: Arc<dyn AuditSink>,
     pub(super) may_write: Option<MayWrite>,
     status_tx: watch::Sender<ActuatorStatus>,
@@ -226,7 +226,7 @@ impl Actuator {
         client: Client,
         opts: ActuatorOptions,
         profiles: BTreeMap<String, Profile>,
-        metrics: Metrics,
+        metrics: AccountMetrics,
         audit: Arc<dyn AuditSink>,
     ) -> Actuator {
         let status = ActuatorStatus {

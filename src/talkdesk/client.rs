@@ -19,7 +19,7 @@ use super::wire::{Activation, WireSettings};
 use crate::backoff::parse_retry_after;
 use crate::config::schema::TalkdeskConfig;
 use crate::domain::{Actual, FallbackSettings};
-use crate::telemetry::{AuditSink, Metrics};
+use crate::telemetry::{AccountMetrics, AuditSink};
 
 /// `User-Agent` of every request, so Talkdesk support can find our calls.
 pub const USER_AGENT: &str = concat!("continuity-agent/", env!("CARGO_PKG_VERSION"));
@@ -221,7 +221,7 @@ impl Client {
     pub fn from_config(
         cfg: &TalkdeskConfig,
         instance_id: &str,
-        metrics: Metrics,
+        metrics: AccountMetrics,
         audit: Arc<dyn AuditSink>,
     ) -> Result<Client, TalkdeskError> {
         let secret = cfg.client_secret.clone().ok_or_else(|| {
@@ -241,7 +241,7 @@ impl Client {
     /// point one at the simulator with [`ClientConfig::for_simulator`]).
     pub fn new(
         config: ClientConfig,
-        metrics: Metrics,
+        metrics: AccountMetrics,
         audit: Arc<dyn AuditSink>,
     ) -> Result<Client, TalkdeskError> {
         config.validate()?;
@@ -547,6 +547,10 @@ mod tests {
     use super::*;
     use crate::config::types::Dur;
 
+    fn metrics() -> AccountMetrics {
+        crate::telemetry::Metrics::new().account(crate::config::DEFAULT_ACCOUNT)
+    }
+
     fn cfg() -> TalkdeskConfig {
         TalkdeskConfig {
             account: Some("acme".into()),
@@ -637,21 +641,20 @@ mod tests {
     #[test]
     fn from_config_needs_the_secret_and_never_substitutes_one() {
         let audit: Arc<dyn AuditSink> = Arc::new(crate::telemetry::audit::NoAudit);
-        let err = Client::from_config(&cfg(), "test", Metrics::new(), audit.clone()).unwrap_err();
+        let err = Client::from_config(&cfg(), "test", metrics(), audit.clone()).unwrap_err();
         assert!(matches!(&err, TalkdeskError::Config(m) if m.contains("talkdesk.client_secret")));
         let with_secret = TalkdeskConfig {
             client_secret: Some(SecretString::from("hunter2-very-secret")),
             ..cfg()
         };
-        let client =
-            Client::from_config(&with_secret, "test", Metrics::new(), audit.clone()).unwrap();
+        let client = Client::from_config(&with_secret, "test", metrics(), audit.clone()).unwrap();
         assert_eq!(client.inner.api_base, "https://api.talkdeskapp.com");
         // Errors of the config part come through unchanged.
         let no_id = TalkdeskConfig {
             client_id: None,
             ..with_secret
         };
-        let err = Client::from_config(&no_id, "test", Metrics::new(), audit).unwrap_err();
+        let err = Client::from_config(&no_id, "test", metrics(), audit).unwrap_err();
         assert!(matches!(&err, TalkdeskError::Config(m) if m.contains("client_id")));
     }
 

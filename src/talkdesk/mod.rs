@@ -22,10 +22,11 @@
 //!
 //! ```no_run
 //! # use std::{collections::BTreeMap, sync::Arc};
-//! # use continuity_agent::{config::schema::TalkdeskConfig, domain::{Desired, Profile}, telemetry::{Metrics, audit::NoAudit}};
+//! # use continuity_agent::{config::{DEFAULT_ACCOUNT, schema::TalkdeskConfig}, domain::{Desired, Profile}, telemetry::{Metrics, audit::NoAudit}};
 //! # use continuity_agent::talkdesk::{Actuator, ActuatorOptions, Client};
 //! # async fn wire(cfg: TalkdeskConfig, profiles: BTreeMap<String, Profile>) -> Result<(), Box<dyn std::error::Error>> {
-//! let metrics = Metrics::new();
+//! // The handle on one account's series (`continuity_*{account="default"}`).
+//! let metrics = Metrics::new().account(DEFAULT_ACCOUNT);
 //! let client = Client::from_config(&cfg, "replica-a", metrics.clone(), Arc::new(NoAudit))?;
 //! let opts = ActuatorOptions::from_config(&cfg, /* dry_run */ false);
 //! let actuator = Actuator::new(client, opts, profiles, metrics, Arc::new(NoAudit));

@@ -10,11 +10,11 @@ use serde_json::json;
 
 use super::error::{Op, TalkdeskError};
 use crate::domain::Timestamp;
-use crate::telemetry::{AuditKind, AuditRecord, AuditSink, Metrics};
+use crate::telemetry::{AccountMetrics, AuditKind, AuditRecord, AuditSink};
 
 #[derive(Clone)]
 pub(crate) struct Observer {
-    pub metrics: Metrics,
+    pub metrics: AccountMetrics,
     pub audit: Arc<dyn AuditSink>,
 }
 

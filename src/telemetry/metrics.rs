@@ -1,11 +1,20 @@
 //! The one registry of Prometheus metrics. Every metric of the contract
 //! (DESIGN.md section 4) is created here, in an owned `Registry` (never the
 //! global default), so tests can run many agents in one process and
-//! `/metrics` shows exactly these series.
+//! `/metrics` shows exactly these series. What one Talkdesk account's
+//! engine and actuator write carries an `account` label and is written
+//! through that account's handle ([`Metrics::account`], `account.rs`).
 
+mod account;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use account::AccountFamilies;
+pub use account::{AccountMetrics, AccountVec};
 use prometheus::core::Collector;
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
@@ -23,6 +32,8 @@ const TALKDESK_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 
 /// series [`Metrics::init_series`] creates at zero.
 #[derive(Clone, Debug, Default)]
 pub struct KnownLabels<'a> {
+    /// Every account (`Config::account_ids`).
+    pub accounts: Vec<&'a str>,
     /// `(id, type)` of every configured probe.
     pub probes: Vec<(&'a str, &'a str)>,
     /// Every decision cause (`engine::Cause::ALL`).
@@ -70,43 +81,48 @@ pub const CALL_METRICS: [&str; 5] = [
     "continuity_call_media_jitter_seconds",
 ];
 
+/// The families with an `account` label (its last): what one account's
+/// engine, loop, actuator and Talkdesk client write ([`AccountMetrics`]).
+/// No other family has the label: probes, webhooks, the API, notifications
+/// and reloads are shared by all accounts, and `continuity_leader` /
+/// `continuity_epoch` are written by `cluster`.
+pub const ACCOUNT_METRICS: [&str; 14] = [
+    "continuity_fallback_desired",
+    "continuity_fallback_actual",
+    "continuity_transitions_total",
+    "continuity_rule_state",
+    "continuity_alerts_active",
+    "continuity_talkdesk_requests_total",
+    "continuity_talkdesk_request_duration_seconds",
+    "continuity_override_active",
+    "continuity_flapping",
+    "continuity_blind",
+    "continuity_divergence_seconds",
+    "continuity_actuation_failures_total",
+    "continuity_drift_total",
+    "continuity_alerts_dropped_total",
+];
+
 #[derive(Clone)]
 pub struct Metrics {
     pub registry: Registry,
-    /// 0/1.
-    pub fallback_desired: IntGauge,
-    /// 0/1, -1 unknown.
-    pub fallback_actual: IntGauge,
-    /// `{to, cause}`.
-    pub transitions_total: IntCounterVec,
+    /// The families labelled by account, written only through the handles
+    /// of [`Metrics::account`].
+    accounts: AccountFamilies,
+    /// Every account's handle made so far, by id.
+    handles: Arc<Mutex<BTreeMap<String, AccountMetrics>>>,
     /// `{probe, type}`: 1 up, 0 down, -1 unknown.
     pub probe_up: IntGaugeVec,
     /// `{probe, type}`.
     pub probe_duration_seconds: HistogramVec,
     /// `{probe, result}`: result is `success` or `failure`.
     pub probe_results_total: IntCounterVec,
-    /// `{rule}`: 0 inactive, 1 pending, 2 firing, 3 clearing.
-    pub rule_state: IntGaugeVec,
     /// `{source, result}`: result is `accepted`, `duplicate`, `unauthorized`, `invalid`, ...
     pub alerts_received_total: IntCounterVec,
-    pub alerts_active: IntGauge,
-    /// `{op, status}`: op is `token`, `get_settings`, `put_settings`, `get_activation`, `put_activation`;
-    /// status is the HTTP status or `error` (transport failure) / `timeout`.
-    pub talkdesk_requests_total: IntCounterVec,
-    /// `{op}`.
-    pub talkdesk_request_duration_seconds: HistogramVec,
-    pub override_active: IntGauge,
     pub leader: IntGauge,
     /// The lease epoch this replica last saw (0: none yet). Not in the
     /// contract list: an epoch that moves is a leadership change.
     pub epoch: IntGauge,
-    pub flapping: IntGauge,
-    pub blind: IntGauge,
-    /// Seconds since desired and actual started to differ (0 when converged).
-    /// Not in the contract: lets operators alert on "actuation stuck".
-    pub divergence_seconds: Gauge,
-    /// `{kind}`: failed actuation attempts by error kind.
-    pub actuation_failures_total: IntCounterVec,
     /// `{probe}`: call probe, INVITE to the first 18x.
     pub call_post_dial_delay_seconds: HistogramVec,
     /// `{probe}`: call probe, INVITE to the 2xx answer.
@@ -119,11 +135,6 @@ pub struct Metrics {
     pub call_media_jitter_seconds: GaugeVec,
     /// Configuration reloads by result (`ok`, `invalid`, `needs_restart`, `no_file`).
     pub config_reloads_total: IntCounterVec,
-    /// `{action}`: changes made outside the agent, by what `on_drift` did
-    /// with them (`adopted` or `corrected`).
-    pub drift_total: IntCounterVec,
-    /// New alerts not taken because `alerts.max_active` were active.
-    pub alerts_dropped_total: IntCounter,
     /// API connections open now.
     pub api_connections: IntGauge,
     /// API connections closed on arrival because `agent.max_connections`
@@ -164,22 +175,106 @@ impl Metrics {
                 m
             }};
         }
-        let m = Metrics {
-            fallback_desired: reg!(IntGauge::new(
-                "continuity_fallback_desired",
-                "Whether the engine wants the fallback on (0/1)."
-            )),
-            fallback_actual: reg!(IntGauge::new(
-                "continuity_fallback_actual",
-                "Whether Talkdesk's fallback was last seen on (1), off (0) or unknown (-1)."
-            )),
-            transitions_total: reg!(IntCounterVec::new(
-                Opts::new(
-                    "continuity_transitions_total",
-                    "Desired-state changes by new state and cause."
-                ),
-                &["to", "cause"]
-            )),
+        Metrics {
+            accounts: AccountFamilies {
+                fallback_desired: reg!(IntGaugeVec::new(
+                    Opts::new(
+                        "continuity_fallback_desired",
+                        "Whether the engine wants the fallback on (0/1)."
+                    ),
+                    &["account"]
+                )),
+                fallback_actual: reg!(IntGaugeVec::new(
+                    Opts::new(
+                        "continuity_fallback_actual",
+                        "Whether Talkdesk's fallback was last seen on (1), off (0) or unknown (-1)."
+                    ),
+                    &["account"]
+                )),
+                transitions_total: reg!(IntCounterVec::new(
+                    Opts::new(
+                        "continuity_transitions_total",
+                        "Desired-state changes by new state and cause."
+                    ),
+                    &["to", "cause", "account"]
+                )),
+                rule_state: reg!(IntGaugeVec::new(
+                    Opts::new(
+                        "continuity_rule_state",
+                        "Rule state: 0 inactive, 1 pending, 2 firing, 3 clearing."
+                    ),
+                    &["rule", "account"]
+                )),
+                alerts_active: reg!(IntGaugeVec::new(
+                    Opts::new("continuity_alerts_active", "Alerts currently firing."),
+                    &["account"]
+                )),
+                talkdesk_requests_total: reg!(IntCounterVec::new(
+                    Opts::new(
+                        "continuity_talkdesk_requests_total",
+                        "Talkdesk API requests by operation and status."
+                    ),
+                    &["op", "status", "account"]
+                )),
+                talkdesk_request_duration_seconds: reg!(HistogramVec::new(
+                    HistogramOpts::new(
+                        "continuity_talkdesk_request_duration_seconds",
+                        "Duration of Talkdesk API requests."
+                    )
+                    .buckets(TALKDESK_BUCKETS.to_vec()),
+                    &["op", "account"]
+                )),
+                override_active: reg!(IntGaugeVec::new(
+                    Opts::new(
+                        "continuity_override_active",
+                        "Whether a manual override is in force (0/1)."
+                    ),
+                    &["account"]
+                )),
+                flapping: reg!(IntGaugeVec::new(
+                    Opts::new(
+                        "continuity_flapping",
+                        "Whether the flap latch holds the fallback on (0/1)."
+                    ),
+                    &["account"]
+                )),
+                blind: reg!(IntGaugeVec::new(
+                    Opts::new(
+                        "continuity_blind",
+                        "Whether the agent's own self-check fails, freezing probe-driven rules (0/1)."
+                    ),
+                    &["account"]
+                )),
+                divergence_seconds: reg!(GaugeVec::new(
+                    Opts::new(
+                        "continuity_divergence_seconds",
+                        "How long desired and actual fallback state have differed (0 when converged)."
+                    ),
+                    &["account"]
+                )),
+                actuation_failures_total: reg!(IntCounterVec::new(
+                    Opts::new(
+                        "continuity_actuation_failures_total",
+                        "Failed actuation attempts by error kind."
+                    ),
+                    &["kind", "account"]
+                )),
+                drift_total: reg!(IntCounterVec::new(
+                    Opts::new(
+                        "continuity_drift_total",
+                        "Changes made to Talkdesk outside the agent, by what on_drift did (adopted, corrected)."
+                    ),
+                    &["action", "account"]
+                )),
+                alerts_dropped_total: reg!(IntCounterVec::new(
+                    Opts::new(
+                        "continuity_alerts_dropped_total",
+                        "New alerts not taken because alerts.max_active alerts were active."
+                    ),
+                    &["account"]
+                )),
+            },
+            handles: Arc::default(),
             probe_up: reg!(IntGaugeVec::new(
                 Opts::new(
                     "continuity_probe_up",
@@ -202,42 +297,12 @@ impl Metrics {
                 ),
                 &["probe", "result"]
             )),
-            rule_state: reg!(IntGaugeVec::new(
-                Opts::new(
-                    "continuity_rule_state",
-                    "Rule state: 0 inactive, 1 pending, 2 firing, 3 clearing."
-                ),
-                &["rule"]
-            )),
             alerts_received_total: reg!(IntCounterVec::new(
                 Opts::new(
                     "continuity_alerts_received_total",
                     "Alert webhook deliveries by source and result."
                 ),
                 &["source", "result"]
-            )),
-            alerts_active: reg!(IntGauge::new(
-                "continuity_alerts_active",
-                "Alerts currently firing."
-            )),
-            talkdesk_requests_total: reg!(IntCounterVec::new(
-                Opts::new(
-                    "continuity_talkdesk_requests_total",
-                    "Talkdesk API requests by operation and status."
-                ),
-                &["op", "status"]
-            )),
-            talkdesk_request_duration_seconds: reg!(HistogramVec::new(
-                HistogramOpts::new(
-                    "continuity_talkdesk_request_duration_seconds",
-                    "Duration of Talkdesk API requests."
-                )
-                .buckets(TALKDESK_BUCKETS.to_vec()),
-                &["op"]
-            )),
-            override_active: reg!(IntGauge::new(
-                "continuity_override_active",
-                "Whether a manual override is in force (0/1)."
             )),
             leader: reg!(IntGauge::new(
                 "continuity_leader",
@@ -246,25 +311,6 @@ impl Metrics {
             epoch: reg!(IntGauge::new(
                 "continuity_epoch",
                 "The leadership epoch this replica last saw (each change of leader adds one)."
-            )),
-            flapping: reg!(IntGauge::new(
-                "continuity_flapping",
-                "Whether the flap latch holds the fallback on (0/1)."
-            )),
-            blind: reg!(IntGauge::new(
-                "continuity_blind",
-                "Whether the agent's own self-check fails, freezing probe-driven rules (0/1)."
-            )),
-            divergence_seconds: reg!(Gauge::new(
-                "continuity_divergence_seconds",
-                "How long desired and actual fallback state have differed (0 when converged)."
-            )),
-            actuation_failures_total: reg!(IntCounterVec::new(
-                Opts::new(
-                    "continuity_actuation_failures_total",
-                    "Failed actuation attempts by error kind."
-                ),
-                &["kind"]
             )),
             call_post_dial_delay_seconds: reg!(HistogramVec::new(
                 HistogramOpts::new(
@@ -310,17 +356,6 @@ impl Metrics {
                 ),
                 &["result"]
             )),
-            drift_total: reg!(IntCounterVec::new(
-                Opts::new(
-                    "continuity_drift_total",
-                    "Changes made to Talkdesk outside the agent, by what on_drift did (adopted, corrected)."
-                ),
-                &["action"]
-            )),
-            alerts_dropped_total: reg!(IntCounter::new(
-                "continuity_alerts_dropped_total",
-                "New alerts not taken because alerts.max_active alerts were active."
-            )),
             api_connections: reg!(IntGauge::new(
                 "continuity_api_connections",
                 "API connections open now."
@@ -338,19 +373,28 @@ impl Metrics {
             )),
             registry,
             names,
-        };
-        m.fallback_actual.set(-1);
-        m
+        }
     }
 
     /// Creates every counter and histogram series whose labels are known from
     /// the configuration, at zero, so dashboards and `absent()` alerts see
-    /// them before the first event. `probe_up` and `rule_state` are not here:
-    /// the daemon sets them from the engine's view at start.
+    /// them before the first event: each account's too (its gauges at zero,
+    /// `continuity_fallback_actual` at -1, see [`Metrics::account`]).
+    /// `probe_up` and `rule_state` are not here: the daemon sets them from
+    /// the engine's view at start.
     pub fn init_series(&self, known: &KnownLabels<'_>) {
-        for to in ["active", "inactive"] {
-            for cause in &known.causes {
-                self.transitions_total.with_label_values(&[to, cause]);
+        for account in &known.accounts {
+            let m = self.account(account);
+            for to in ["active", "inactive"] {
+                for cause in &known.causes {
+                    m.transitions_total.with_label_values(&[to, cause]);
+                }
+            }
+            for op in &known.talkdesk_ops {
+                m.talkdesk_request_duration_seconds.with_label_values(&[op]);
+            }
+            for action in DRIFT_ACTIONS {
+                m.drift_total.with_label_values(&[action]);
             }
         }
         for (id, kind) in &known.probes {
@@ -369,13 +413,6 @@ impl Metrics {
         }
         for result in ["ok", "invalid", "needs_restart"] {
             self.config_reloads_total.with_label_values(&[result]);
-        }
-        for op in &known.talkdesk_ops {
-            self.talkdesk_request_duration_seconds
-                .with_label_values(&[op]);
-        }
-        for action in DRIFT_ACTIONS {
-            self.drift_total.with_label_values(&[action]);
         }
         for target in &known.notify_targets {
             for result in NOTIFICATION_RESULTS {
@@ -408,8 +445,10 @@ mod tests {
     #[test]
     fn every_contract_metric_is_exposed() {
         let m = Metrics::new();
-        // Vec metrics only appear once a label set exists.
-        m.transitions_total
+        // An account's plain gauges and counters appear with its handle;
+        // vec metrics once a label set exists.
+        let a = m.account("default");
+        a.transitions_total
             .with_label_values(&["active", "rule"])
             .inc();
         m.probe_up.with_label_values(&["trunk-a", "sip"]).set(1);
@@ -419,22 +458,25 @@ mod tests {
         m.probe_results_total
             .with_label_values(&["trunk-a", "success"])
             .inc();
-        m.rule_state.with_label_values(&["r"]).set(0);
+        a.rule_state.with_label_values(&["r"]).set(0);
         m.alerts_received_total
             .with_label_values(&["generic", "accepted"])
             .inc();
-        m.talkdesk_requests_total
+        a.talkdesk_requests_total
             .with_label_values(&["put_settings", "200"])
             .inc();
-        m.talkdesk_request_duration_seconds
+        a.talkdesk_request_duration_seconds
             .with_label_values(&["put_settings"])
             .observe(0.1);
-        m.drift_total.with_label_values(&["adopted"]).inc();
+        a.drift_total.with_label_values(&["adopted"]).inc();
         let text = m.render();
         for name in CONTRACT_METRICS {
             assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing");
         }
-        assert!(text.contains("continuity_fallback_actual -1"));
+        assert!(text.contains(r#"continuity_fallback_actual{account="default"} -1"#));
+        assert!(text.contains(
+            r#"continuity_transitions_total{account="default",cause="rule",to="active"} 1"#
+        ));
     }
 
     #[test]
@@ -464,6 +506,7 @@ mod tests {
     fn init_series_exposes_known_series_at_zero() {
         let m = Metrics::new();
         m.init_series(&KnownLabels {
+            accounts: vec!["default"],
             probes: vec![("trunk-a", "sip"), ("test-call", "call")],
             causes: vec!["rule", "override"],
             webhook_sources: vec!["grafana"],
@@ -472,17 +515,17 @@ mod tests {
         });
         let text = m.render();
         for series in [
-            r#"continuity_transitions_total{cause="rule",to="active"} 0"#,
-            r#"continuity_transitions_total{cause="override",to="inactive"} 0"#,
+            r#"continuity_transitions_total{account="default",cause="rule",to="active"} 0"#,
+            r#"continuity_transitions_total{account="default",cause="override",to="inactive"} 0"#,
             r#"continuity_probe_duration_seconds_count{probe="trunk-a",type="sip"} 0"#,
             r#"continuity_probe_results_total{probe="trunk-a",result="success"} 0"#,
             r#"continuity_probe_results_total{probe="trunk-a",result="failure"} 0"#,
             r#"continuity_alerts_received_total{result="accepted",source="grafana"} 0"#,
-            r#"continuity_talkdesk_request_duration_seconds_count{op="put_settings"} 0"#,
+            r#"continuity_talkdesk_request_duration_seconds_count{account="default",op="put_settings"} 0"#,
             r#"continuity_call_post_dial_delay_seconds_count{probe="test-call"} 0"#,
             r#"continuity_call_answer_seconds_count{probe="test-call"} 0"#,
-            r#"continuity_drift_total{action="adopted"} 0"#,
-            r#"continuity_drift_total{action="corrected"} 0"#,
+            r#"continuity_drift_total{account="default",action="adopted"} 0"#,
+            r#"continuity_drift_total{account="default",action="corrected"} 0"#,
             r#"continuity_notifications_total{result="sent",target="pd"} 0"#,
             r#"continuity_notifications_total{result="dropped",target="pd"} 0"#,
         ] {
@@ -491,5 +534,137 @@ mod tests {
         // Only call probes have call series, and media gauges wait for an answer.
         assert!(!text.contains(r#"continuity_call_answer_seconds_count{probe="trunk-a"}"#));
         assert!(!text.contains("continuity_call_media_packets{"));
+    }
+
+    /// Exactly the families of `ACCOUNT_METRICS` carry the account, as
+    /// their last label.
+    #[test]
+    fn only_account_families_carry_the_account() {
+        let m = Metrics::new();
+        m.init_series(&KnownLabels {
+            accounts: vec!["acme"],
+            probes: vec![("trunk-a", "sip")],
+            causes: vec!["rule"],
+            webhook_sources: vec!["grafana"],
+            talkdesk_ops: vec!["put_settings"],
+            notify_targets: vec!["pd"],
+        });
+        let a = m.account("acme");
+        a.rule_state.with_label_values(&["r"]).set(1);
+        a.talkdesk_requests_total
+            .with_label_values(&["token", "200"])
+            .inc();
+        a.actuation_failures_total
+            .with_label_values(&["timeout"])
+            .inc();
+        m.leader.set(1);
+        let families = m.registry.gather();
+        for name in ACCOUNT_METRICS {
+            assert!(
+                families.iter().any(|f| f.name() == name),
+                "{name} has no series"
+            );
+        }
+        for family in &families {
+            let labelled = ACCOUNT_METRICS.contains(&family.name());
+            for metric in family.get_metric() {
+                let has = metric
+                    .get_label()
+                    .iter()
+                    .any(|l| l.name() == "account" && l.value() == "acme");
+                assert_eq!(has, labelled, "{}: {:?}", family.name(), metric.get_label());
+            }
+        }
+        // The account is the last label each family declares (the handles
+        // append it).
+        let f = &m.accounts;
+        let families: [&dyn Collector; ACCOUNT_METRICS.len()] = [
+            &f.fallback_desired,
+            &f.fallback_actual,
+            &f.transitions_total,
+            &f.rule_state,
+            &f.alerts_active,
+            &f.talkdesk_requests_total,
+            &f.talkdesk_request_duration_seconds,
+            &f.override_active,
+            &f.flapping,
+            &f.blind,
+            &f.divergence_seconds,
+            &f.actuation_failures_total,
+            &f.drift_total,
+            &f.alerts_dropped_total,
+        ];
+        for desc in families.iter().flat_map(|c| c.desc()) {
+            assert!(ACCOUNT_METRICS.contains(&desc.fq_name.as_str()));
+            assert_eq!(
+                desc.variable_labels.last().map(String::as_str),
+                Some("account"),
+                "{}",
+                desc.fq_name
+            );
+        }
+    }
+
+    /// Two accounts' handles write two series of each family, and
+    /// `init_series` creates both accounts' series; making a handle again,
+    /// or a reload's `init_series`, resets neither.
+    #[test]
+    fn each_account_has_its_own_series() {
+        let m = Metrics::new();
+        let known = KnownLabels {
+            accounts: vec!["acme", "globex"],
+            causes: vec!["rule"],
+            talkdesk_ops: vec!["put_settings"],
+            ..KnownLabels::default()
+        };
+        m.init_series(&known);
+        let text = m.render();
+        for account in ["acme", "globex"] {
+            for series in [
+                format!(r#"continuity_fallback_actual{{account="{account}"}} -1"#),
+                format!(r#"continuity_fallback_desired{{account="{account}"}} 0"#),
+                format!(r#"continuity_alerts_dropped_total{{account="{account}"}} 0"#),
+                format!(
+                    r#"continuity_transitions_total{{account="{account}",cause="rule",to="inactive"}} 0"#
+                ),
+                format!(
+                    r#"continuity_talkdesk_request_duration_seconds_count{{account="{account}",op="put_settings"}} 0"#
+                ),
+                format!(r#"continuity_drift_total{{account="{account}",action="corrected"}} 0"#),
+            ] {
+                assert!(text.contains(&series), "{series} missing from:\n{text}");
+            }
+        }
+
+        let (acme, globex) = (m.account("acme"), m.account("globex"));
+        assert_eq!(&*acme.account, "acme");
+        acme.fallback_actual.set(1);
+        globex.fallback_actual.set(0);
+        acme.transitions_total
+            .with_label_values(&["active", "rule"])
+            .inc();
+        globex.rule_state.with_label_values(&["trunk-down"]).set(2);
+        m.init_series(&known);
+        let text = m.render();
+        for series in [
+            r#"continuity_fallback_actual{account="acme"} 1"#,
+            r#"continuity_fallback_actual{account="globex"} 0"#,
+            r#"continuity_transitions_total{account="acme",cause="rule",to="active"} 1"#,
+            r#"continuity_transitions_total{account="globex",cause="rule",to="active"} 0"#,
+            r#"continuity_rule_state{account="globex",rule="trunk-down"} 2"#,
+        ] {
+            assert!(text.contains(series), "{series} missing from:\n{text}");
+        }
+        assert!(!text.contains(r#"continuity_rule_state{account="acme""#));
+
+        // Removing one account's rule series leaves the other's.
+        acme.rule_state.with_label_values(&["trunk-down"]).set(1);
+        globex
+            .rule_state
+            .remove_label_values(&["trunk-down"])
+            .unwrap();
+        let text = m.render();
+        assert!(text.contains(r#"continuity_rule_state{account="acme",rule="trunk-down"} 1"#));
+        assert!(!text.contains(r#"continuity_rule_state{account="globex""#));
     }
 }

@@ -5,4 +5,4 @@ pub mod logging;
 pub mod metrics;
 
 pub use audit::{AuditKind, AuditRecord, AuditSink};
-pub use metrics::{KnownLabels, Metrics};
+pub use metrics::{AccountMetrics, KnownLabels, Metrics};

@@ -128,3 +128,53 @@ fn dashboard_covers_state_decisions_probes_talkdesk_and_alerts() {
     );
     assert_eq!(t["format"], "heatmap");
 }
+
+/// Every query over a per-account family follows the `account` variable
+/// and keeps the account apart: several accounts are never summed into one
+/// line, which would read as one fallback that is on when another is off.
+#[test]
+fn per_account_queries_keep_accounts_apart() {
+    use continuity_agent::telemetry::metrics::ACCOUNT_METRICS;
+    let d = dashboard();
+    let var = d["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "account")
+        .expect("an account variable");
+    assert_eq!(
+        var["query"]["query"],
+        "label_values(continuity_fallback_desired, account)"
+    );
+    let by_account = regex::Regex::new(r"\bby \([^)]*\baccount\b[^)]*\)").unwrap();
+    let mut checked = 0;
+    for p in d["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            let expr = t["expr"].as_str().unwrap();
+            let selected = super::promql::selected("dashboard", &substituted(&d, expr));
+            if !selected.iter().any(|s| {
+                let family = s.strip_suffix("_bucket").unwrap_or(s);
+                ACCOUNT_METRICS.contains(&family)
+            }) {
+                continue;
+            }
+            let title = p["title"].as_str().unwrap();
+            assert!(
+                expr.contains(r#"account=~"$account""#),
+                "{title}: {expr} ignores the account variable"
+            );
+            assert!(
+                by_account.is_match(expr),
+                "{title}: {expr} aggregates accounts together"
+            );
+            assert!(
+                t["legendFormat"]
+                    .as_str()
+                    .is_some_and(|l| l.contains("{{account}}")),
+                "{title}: the legend does not name the account"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "{checked} per-account queries");
+}

@@ -145,3 +145,24 @@ fn alertmanager_receiver_is_a_valid_config_fragment() {
         "repeat_interval {repeat:?} too close to alerts.ttl"
     );
 }
+
+/// An alert on a per-account series fires once per account: its summary
+/// says which, or a page from a deployment of several accounts would not.
+#[test]
+fn per_account_alerts_name_the_account() {
+    use continuity_agent::telemetry::metrics::ACCOUNT_METRICS;
+    for rule in alerts() {
+        let name = rule["alert"].as_str().unwrap();
+        let selected = super::promql::selected(name, rule["expr"].as_str().unwrap());
+        if selected
+            .iter()
+            .any(|s| ACCOUNT_METRICS.contains(&s.as_str()))
+        {
+            let summary = rule["annotations"]["summary"].as_str().unwrap();
+            assert!(
+                summary.contains("{{ $labels.account }}"),
+                "{name}: {summary:?} does not name the account"
+            );
+        }
+    }
+}

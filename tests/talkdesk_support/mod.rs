@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use continuity_agent::config::DEFAULT_ACCOUNT;
 use continuity_agent::config::schema::OnDrift;
 use continuity_agent::domain::{Desired, FallbackSettings, Message, Profile};
 use continuity_agent::engine::event::Event;
@@ -15,8 +16,8 @@ use continuity_agent::talkdesk::simulator::{
 use continuity_agent::talkdesk::{
     Actuator, ActuatorHandle, ActuatorOptions, ActuatorStatus, Client, ClientConfig,
 };
-use continuity_agent::telemetry::Metrics;
 use continuity_agent::telemetry::audit::MemoryAudit;
+use continuity_agent::telemetry::{AccountMetrics, Metrics};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -44,7 +45,10 @@ pub fn client_config(server: &SimServer) -> ClientConfig {
 pub struct Env {
     pub server: SimServer,
     pub client: Client,
-    pub metrics: Metrics,
+    /// The registry, for the exposition (`render`).
+    pub registry: Metrics,
+    /// The one account's series the client and actuators write.
+    pub metrics: AccountMetrics,
     pub audit: MemoryAudit,
 }
 
@@ -57,12 +61,14 @@ impl Env {
         let server = start_sim(opts).await;
         let mut cfg = client_config(&server);
         tweak(&mut cfg);
-        let metrics = Metrics::new();
+        let registry = Metrics::new();
+        let metrics = registry.account(DEFAULT_ACCOUNT);
         let audit = MemoryAudit::default();
         let client = Client::new(cfg, metrics.clone(), Arc::new(audit.clone())).expect("client");
         Env {
             server,
             client,
+            registry,
             metrics,
             audit,
         }
