@@ -67,11 +67,15 @@ struct ApiArgs {
     /// Print the raw JSON document instead of the summary (status, events).
     #[arg(long)]
     json: bool,
+    /// The Talkdesk account to act on (an `[[accounts]]` id); without it,
+    /// the agent's default account.
+    #[arg(long, env = "CONTINUITY_AGENT_ACCOUNT")]
+    account: Option<String>,
 }
 
 impl ApiArgs {
     fn client(self) -> client::ApiClient {
-        client::ApiClient::new(&self.url, self.token)
+        client::ApiClient::new(&self.url, self.token).for_account(self.account)
     }
 }
 
@@ -82,6 +86,7 @@ impl std::fmt::Debug for ApiArgs {
             .field("url", &self.url)
             .field("token", &self.token.as_ref().map(|_| "[REDACTED]"))
             .field("json", &self.json)
+            .field("account", &self.account)
             .finish()
     }
 }

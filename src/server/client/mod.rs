@@ -39,6 +39,9 @@ impl ClientError {
 pub struct ApiClient {
     base: String,
     token: Option<String>,
+    /// The account the routes act on (`/v1/accounts/{id}/...`); `None`: the
+    /// agent's default account.
+    account: Option<String>,
     http: reqwest::Client,
 }
 
@@ -52,7 +55,28 @@ impl ApiClient {
         ApiClient {
             base: base.trim_end_matches('/').to_string(),
             token,
+            account: None,
             http,
+        }
+    }
+
+    /// Acts on `account` (an `[[accounts]]` id) instead of the default one.
+    pub fn for_account(mut self, account: Option<String>) -> ApiClient {
+        self.account = account;
+        self
+    }
+
+    /// The URL of an account route (`status`, `override`, `events`, `flap`).
+    fn url(&self, route: &str) -> String {
+        match &self.account {
+            // Ids are validated to `[a-z0-9_-]`; anything else is still
+            // kept inside one path segment.
+            Some(id) => format!(
+                "{}/v1/accounts/{}/{route}",
+                self.base,
+                url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>()
+            ),
+            None => format!("{}/v1/{route}", self.base),
         }
     }
 
@@ -92,13 +116,13 @@ impl ApiClient {
 
     /// `GET /v1/status`, the fields the CLI prints.
     pub async fn status(&self) -> Result<StatusReport, ClientError> {
-        self.send(self.http.get(format!("{}/v1/status", self.base)))
+        self.send(self.http.get(self.url("status")))
             .await
     }
 
     /// `GET /v1/status`, the whole document as the agent wrote it (`--json`).
     pub async fn status_document(&self) -> Result<serde_json::Value, ClientError> {
-        self.send(self.http.get(format!("{}/v1/status", self.base)))
+        self.send(self.http.get(self.url("status")))
             .await
     }
 
@@ -115,7 +139,7 @@ impl ApiClient {
         let body = OverrideRequest::new(active_profile, ttl, reason);
         let mut req = self
             .http
-            .put(format!("{}/v1/override", self.base))
+            .put(self.url("override"))
             .json(&body);
         if let Some(wait) = wait {
             req = req.query(&[("wait", format!("{}ms", wait.as_millis()))]);
@@ -140,7 +164,7 @@ impl ApiClient {
         }
         self.send(
             self.http
-                .get(format!("{}/v1/events", self.base))
+                .get(self.url("events"))
                 .query(&query),
         )
         .await
@@ -148,13 +172,13 @@ impl ApiClient {
 
     /// `DELETE /v1/flap`.
     pub async fn release_flap(&self) -> Result<Released, ClientError> {
-        self.send(self.http.delete(format!("{}/v1/flap", self.base)))
+        self.send(self.http.delete(self.url("flap")))
             .await
     }
 
     /// `DELETE /v1/override`.
     pub async fn clear_override(&self, reason: Option<&str>) -> Result<Cleared, ClientError> {
-        let mut req = self.http.delete(format!("{}/v1/override", self.base));
+        let mut req = self.http.delete(self.url("override"));
         if let Some(r) = reason {
             req = req.query(&[("reason", r)]);
         }
