@@ -147,6 +147,13 @@ enum Command {
     SimulateTalkdesk {
         #[arg(long, default_value = "127.0.0.1:8099")]
         listen: String,
+        /// Serve this account (repeatable), each with its own credentials and
+        /// state; the first is the one `/_sim/...` acts on. Without it: one
+        /// account with the demo credentials (`demo` / `demo-secret`).
+        // A String, parsed in `simulate_talkdesk`: clap would echo a
+        // malformed value, secret included.
+        #[arg(long = "account", value_name = "ID:CLIENT_ID:CLIENT_SECRET")]
+        accounts: Vec<String>,
     },
 }
 
@@ -270,7 +277,9 @@ fn main() -> ExitCode {
             agent,
             action,
         } => block_on(talkdesk(&config.config, agent, action)),
-        Command::SimulateTalkdesk { listen } => block_on(simulate_talkdesk(listen)),
+        Command::SimulateTalkdesk { listen, accounts } => {
+            block_on(simulate_talkdesk(listen, accounts))
+        }
         Command::Run(c) => run(&c.config),
         Command::Demo => block_on(demo()),
         Command::TestRules { files } => test_rules(&files),
@@ -572,8 +581,19 @@ async fn talkdesk(path: &std::path::Path, agent: AgentArgs, action: TalkdeskActi
     }
 }
 
-async fn simulate_talkdesk(listen: String) -> ExitCode {
-    use continuity_agent::talkdesk::simulator::{self, Simulator};
+async fn simulate_talkdesk(listen: String, accounts: Vec<String>) -> ExitCode {
+    use continuity_agent::talkdesk::simulator::{self, SimAccount, Simulator, SimulatorOptions};
+    let accounts = accounts
+        .iter()
+        .map(|a| a.parse::<SimAccount>())
+        .collect::<Result<Vec<_>, _>>();
+    let sim = match accounts.and_then(|a| Simulator::try_new(SimulatorOptions::with_accounts(a))) {
+        Ok(sim) => sim,
+        Err(e) => {
+            eprintln!("continuity-agent: --account: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     let listener = match tokio::net::TcpListener::bind(&listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -581,7 +601,6 @@ async fn simulate_talkdesk(listen: String) -> ExitCode {
             return ExitCode::from(EXIT_RUNTIME);
         }
     };
-    let sim = Simulator::default();
     match listener.local_addr() {
         Ok(addr) => print!("{}", simulator::banner(addr, sim.options())),
         Err(e) => eprintln!("continuity-agent: cannot read the listening address: {e}"),

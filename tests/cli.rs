@@ -338,18 +338,15 @@ fn text_logs_have_no_colours_when_stderr_is_not_a_terminal() {
     );
 }
 
-/// The banner is all a user needs to point an agent at the simulator: the
-/// credentials it prints are the ones it accepts.
-#[test]
-fn simulator_prints_its_credentials_and_control_routes_at_start() {
+/// Starts `simulate-talkdesk` with `args` and returns it, its banner (read
+/// up to the `agent config:` line) and its base URL.
+fn simulator_with(args: &[&str]) -> (KillOnDrop, String, String) {
     let port = support::free_port();
+    let listen = format!("127.0.0.1:{port}");
     let mut child = KillOnDrop(
         bin()
-            .args([
-                "simulate-talkdesk",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
+            .args(["simulate-talkdesk", "--listen", &listen])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -371,6 +368,32 @@ fn simulator_prints_its_credentials_and_control_routes_at_start() {
             break;
         }
     }
+    (child, banner, format!("http://{listen}"))
+}
+
+/// The answer's status to a client-credentials token request.
+fn token_status(url: &str, client_id: &str, secret: &str) -> u16 {
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
+            .post(url)
+            .basic_auth(client_id, Some(secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    })
+}
+
+/// The banner is all a user needs to point an agent at the simulator: the
+/// credentials it prints are the ones it accepts.
+#[test]
+fn simulator_prints_its_credentials_and_control_routes_at_start() {
+    let (child, banner, base) = simulator_with(&[]);
     let field = |name: &str| {
         banner
             .lines()
@@ -388,22 +411,83 @@ fn simulator_prints_its_credentials_and_control_routes_at_start() {
     ] {
         assert!(banner.contains(route), "{route} missing from:\n{banner}");
     }
-    let base = format!("http://127.0.0.1:{port}");
-    let status = tokio::runtime::Runtime::new().unwrap().block_on(async {
-        reqwest::Client::new()
-            .post(format!("{base}/oauth/token"))
-            .basic_auth(&id, Some(&secret))
-            .form(&[("grant_type", "client_credentials")])
-            .send()
-            .await
-            .unwrap()
-            .status()
-    });
+    let status = token_status(&format!("{base}/oauth/token"), &id, &secret);
     drop(child);
     assert_eq!(
         status, 200,
         "the printed credentials were refused:\n{banner}"
     );
+}
+
+/// `--account` (repeatable) serves several accounts, each printed with the
+/// credentials it accepts and reachable under its own URLs; a malformed or
+/// clashing value is refused (exit 2) without echoing a secret.
+#[test]
+fn simulator_serves_the_accounts_given_on_the_command_line() {
+    let (child, banner, base) = simulator_with(&[
+        "--account",
+        "alpha:alpha-client:alpha-secret",
+        "--account",
+        "beta:beta-client:be:ta",
+    ]);
+    for line in [
+        "account:       alpha",
+        "client id:     alpha-client",
+        "client secret: alpha-secret",
+        "account:       beta",
+        "client id:     beta-client",
+        "client secret: be:ta",
+        "/_sim/accounts/ID/",
+    ] {
+        assert!(banner.contains(line), "{line:?} missing from:\n{banner}");
+    }
+    assert!(!banner.contains("demo-secret"), "{banner}");
+    let token = format!("{base}/oauth/token");
+    let beta_token = format!("{base}/accounts/beta/oauth/token");
+    let statuses = [
+        token_status(&token, "alpha-client", "alpha-secret"),
+        token_status(&token, "beta-client", "be:ta"),
+        token_status(&beta_token, "beta-client", "be:ta"),
+        token_status(&beta_token, "alpha-client", "alpha-secret"),
+        token_status(&token, "demo", "demo-secret"),
+    ];
+    drop(child);
+    assert_eq!(statuses, [200, 200, 200, 401, 401], "{banner}");
+
+    for (args, why) in [
+        (
+            vec!["--account", "a-secret-in-the-wrong-place"],
+            "ID:CLIENT_ID:CLIENT_SECRET",
+        ),
+        (
+            vec![
+                "--account",
+                "a:same:first-secret",
+                "--account",
+                "b:same:second-secret",
+            ],
+            "share the client id",
+        ),
+    ] {
+        let out = bin()
+            .args(["simulate-talkdesk", "--listen", "127.0.0.1:0"])
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(why), "{args:?}: {stderr}");
+        for secret in [
+            "a-secret-in-the-wrong-place",
+            "first-secret",
+            "second-secret",
+        ] {
+            assert!(
+                !stderr.contains(secret),
+                "{args:?} echoed a secret: {stderr}"
+            );
+        }
+    }
 }
 
 /// The child process ends with the test, even when the test fails.

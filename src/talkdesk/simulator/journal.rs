@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 pub struct JournalEntry {
     /// Increases by one per entry, from 1.
     pub seq: u64,
+    /// The simulated account that served the call (`default` for a
+    /// single-account simulator). Sequence numbers count per account.
+    #[serde(default)]
+    pub account: String,
     /// RFC 3339 time the response was decided.
     pub at: String,
     pub method: String,

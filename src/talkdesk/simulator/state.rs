@@ -90,6 +90,12 @@ impl Tokens {
         }
     }
 
+    /// Whether this store ever issued `token` (live, expired or forgotten
+    /// by [`Tokens::expire_all`]): tells which account a bearer belongs to.
+    pub fn issued(&self, token: &str) -> bool {
+        self.map.contains_key(token) || self.history.iter().any(|t| t == token)
+    }
+
     pub fn expire_all(&mut self) {
         self.map.clear();
     }
