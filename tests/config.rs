@@ -69,14 +69,24 @@ fn with(extra: &str) -> String {
 
 #[test]
 fn shipped_configs_validate() {
-    for path in ["config/example.toml", "config/demo.toml"] {
+    for path in [
+        "config/example.toml",
+        "config/demo.toml",
+        "config/accounts.example.toml",
+    ] {
         let cfg = config::load(Path::new(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
         assert!(
             cfg.warnings.is_empty(),
             "{path} has warnings: {:?}",
             cfg.warnings
         );
-        assert!(!cfg.rules.is_empty() && !cfg.probes.is_empty());
+        for id in cfg.account_ids() {
+            let view = cfg.for_account(&id).unwrap();
+            assert!(
+                !view.rules.is_empty() && !view.probes.is_empty(),
+                "{path}: account {id}"
+            );
+        }
     }
 }
 

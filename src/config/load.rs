@@ -2,7 +2,7 @@
 //! section by section and element by element, so one bad probe does not hide
 //! the errors in the next one.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use figment::Figment;
@@ -11,7 +11,8 @@ use figment::value::{Dict, Value};
 use serde::de::DeserializeOwned;
 
 use super::error::{ConfigErrors, ConfigIssue};
-use super::schema::{RawConfig, SECTIONS};
+use super::schema::{ACCOUNT_SECTIONS, AccountConfig, ProfileConfig, RawConfig, SECTIONS};
+use super::validate::account_key;
 use super::{Config, ENV_PREFIX, ENV_SPLIT, Strictness};
 use crate::probe::ProbeConfig;
 use crate::probe::config::{CommonConfig, Kind, KindConfig, LoadPart};
@@ -61,6 +62,10 @@ pub(super) fn load_str(
         root: None,
         indices: BTreeMap::new(),
         suppressed: Default::default(),
+        has_accounts: false,
+        account_keys: Vec::new(),
+        prefix: String::new(),
+        scope: None,
     };
     let root: Dict = match fig.extract::<Dict>() {
         Ok(d) => d,
@@ -91,19 +96,47 @@ pub(super) struct Cx<'a> {
     fig: &'a Figment,
     origin: String,
     root: Option<Value>,
-    /// For list sections: original index of each element that parsed, so
-    /// validation names `probes[3]` even when `probes[2]` failed to parse.
-    indices: BTreeMap<&'static str, Vec<usize>>,
+    /// For list sections (by full key path, `rules` or `accounts.acme.rules`):
+    /// original index of each element that parsed, so validation names
+    /// `probes[3]` even when `probes[2]` failed to parse.
+    indices: BTreeMap<String, Vec<usize>>,
     /// Keys already reported by deserialization and removed before retrying:
     /// validation must not report them again as "missing".
     suppressed: std::collections::BTreeSet<String>,
+    /// The document has `[[accounts]]` (even if no element of it parsed):
+    /// its top-level account sections are not an account of their own.
+    pub has_accounts: bool,
+    /// The key of each parsed `[[accounts]]` element (`accounts.acme`, or
+    /// `accounts[2]` when its id cannot name it), in parsed order.
+    pub account_keys: Vec<String>,
+    /// Prepended to every key reported while one account is validated
+    /// (`accounts.acme.`), so the per-section validators stay as they are.
+    prefix: String,
+    /// Original index of the `[[accounts]]` element being validated: where
+    /// [`raw_labels`] looks for the account's own sections.
+    scope: Option<usize>,
     pub errors: Vec<ConfigIssue>,
     pub warnings: Vec<ConfigIssue>,
 }
 
 impl Cx<'_> {
+    /// Runs `f` with every key it reports, every index it asks for and every
+    /// raw label it reads taken from the account parsed `i`-th: the
+    /// validators of the account sections are written for the top level.
+    pub fn in_account<R>(&mut self, i: usize, f: impl FnOnce(&mut Self) -> R) -> R {
+        let prefix = format!("{}.", self.account_keys[i]);
+        let scope = self.index("accounts", i);
+        let saved = (
+            std::mem::replace(&mut self.prefix, prefix),
+            self.scope.replace(scope),
+        );
+        let out = f(self);
+        (self.prefix, self.scope) = saved;
+        out
+    }
+
     pub fn err(&mut self, key: impl Into<String>, reason: impl Into<String>) {
-        let key = key.into();
+        let key = format!("{}{}", self.prefix, key.into());
         if self.suppressed.contains(&key) {
             return;
         }
@@ -116,7 +149,7 @@ impl Cx<'_> {
     }
 
     pub fn warn(&mut self, key: impl Into<String>, reason: impl Into<String>) {
-        let key = key.into();
+        let key = format!("{}{}", self.prefix, key.into());
         let origin = self.origin_of(&key);
         self.warnings.push(ConfigIssue {
             origin,
@@ -128,7 +161,7 @@ impl Cx<'_> {
     /// Original index in `section` of the `i`-th parsed element.
     pub fn index(&self, section: &str, i: usize) -> usize {
         self.indices
-            .get(section)
+            .get(&format!("{}{section}", self.prefix))
             .and_then(|v| v.get(i))
             .copied()
             .unwrap_or(i)
@@ -367,73 +400,200 @@ fn sections(cx: &mut Cx, root: &Dict) -> RawConfig {
             );
         }
     }
-    macro_rules! section {
-        ($name:literal, $field:ident) => {
-            if let Some(v) = root.get($name) {
-                if let Some(parsed) = de(cx, v, $name) {
-                    raw.$field = parsed;
-                }
+    let top = At::TOP;
+    macro_rules! set {
+        ($field:ident, $parsed:expr) => {
+            if let Some(parsed) = $parsed {
+                raw.$field = parsed;
             }
         };
     }
-    macro_rules! list {
-        ($name:literal, $field:ident) => {
-            list!($name, $field, de)
-        };
-        ($name:literal, $field:ident, $parse:expr) => {
-            if let Some(v) = root.get($name) {
-                match v {
-                    Value::Array(_, items) => {
-                        let mut parsed = Vec::new();
-                        let mut indices = Vec::new();
-                        for (i, item) in items.iter().enumerate() {
-                            if let Some(p) = $parse(cx, item, &element_key($name, i, item)) {
-                                parsed.push(p);
-                                indices.push(i);
-                            }
-                        }
-                        raw.$field = parsed;
-                        cx.indices.insert($name, indices);
-                    }
-                    _ => cx.err(
-                        $name,
-                        concat!("must be an array of tables: write [[", $name, "]]"),
-                    ),
-                }
-            }
-        };
-    }
-    section!("agent", agent);
-    section!("store", store);
-    section!("talkdesk", talkdesk);
-    section!("engine", engine);
-    section!("alerts", alerts);
-    section!("webhooks", webhooks);
-    section!("api", api);
-    section!("cluster", cluster);
-    list!("probes", probes, probe_entry);
-    list!("rules", rules);
-    list!("maintenance", maintenance);
-    list!("drills", drills);
-    list!("notify", notify);
-    if let Some(v) = root.get("profiles") {
-        match v {
-            Value::Dict(_, d) => {
-                let mut profiles = BTreeMap::new();
-                for (name, p) in d {
-                    if let Some(parsed) = de(cx, p, &format!("profiles.{name}")) {
-                        profiles.insert(name.clone(), parsed);
-                    }
-                }
-                raw.profiles = profiles;
-            }
-            _ => cx.err(
-                "profiles",
-                "must be a table of profiles: write [profiles.NAME]",
-            ),
-        }
+    set!(agent, section(cx, root, "agent", &top));
+    set!(store, section(cx, root, "store", &top));
+    set!(engine, section(cx, root, "engine", &top));
+    set!(alerts, section(cx, root, "alerts", &top));
+    set!(webhooks, section(cx, root, "webhooks", &top));
+    set!(api, section(cx, root, "api", &top));
+    set!(cluster, section(cx, root, "cluster", &top));
+    set!(probes, list(cx, root, "probes", &top, probe_entry));
+    set!(notify, list(cx, root, "notify", &top, de));
+    if root.contains_key("accounts") {
+        cx.has_accounts = true;
+        raw.accounts = accounts(cx, root);
+    } else {
+        // One account, written at the top level.
+        let own = account_sections(cx, root, &top);
+        raw.talkdesk = own.talkdesk;
+        raw.profiles = own.profiles;
+        raw.rules = own.rules;
+        raw.maintenance = own.maintenance;
+        raw.drills = own.drills;
     }
     raw
+}
+
+/// Where a group of sections sits: the top level, or one `[[accounts]]`
+/// element (`accounts.acme.` in key paths, `accounts.` in TOML headers).
+struct At {
+    key: String,
+    table: &'static str,
+}
+
+impl At {
+    const TOP: At = At {
+        key: String::new(),
+        table: "",
+    };
+}
+
+/// `[name]`, deserialized as a whole; `None` if absent or broken.
+fn section<T: DeserializeOwned>(cx: &mut Cx, dict: &Dict, name: &str, at: &At) -> Option<T> {
+    let v = dict.get(name)?;
+    de(cx, v, &format!("{}{name}", at.key))
+}
+
+/// `[[name]]`, element by element: the elements that parsed.
+fn list<T>(
+    cx: &mut Cx,
+    dict: &Dict,
+    name: &str,
+    at: &At,
+    parse: fn(&mut Cx, &Value, &str) -> Option<T>,
+) -> Option<Vec<T>> {
+    let key = format!("{}{name}", at.key);
+    let Value::Array(_, items) = dict.get(name)? else {
+        let header = format!("{}{name}", at.table);
+        cx.err(
+            key,
+            format!("must be an array of tables: write [[{header}]]"),
+        );
+        return None;
+    };
+    let mut parsed = Vec::new();
+    let mut indices = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        if let Some(p) = parse(cx, item, &element_key(&key, i, item)) {
+            parsed.push(p);
+            indices.push(i);
+        }
+    }
+    cx.indices.insert(key, indices);
+    Some(parsed)
+}
+
+/// `[profiles.NAME]`, profile by profile.
+fn profiles(cx: &mut Cx, dict: &Dict, at: &At) -> Option<BTreeMap<String, ProfileConfig>> {
+    let key = format!("{}profiles", at.key);
+    let Value::Dict(_, d) = dict.get("profiles")? else {
+        let header = format!("{}profiles", at.table);
+        cx.err(
+            key,
+            format!("must be a table of profiles: write [{header}.NAME]"),
+        );
+        return None;
+    };
+    let mut profiles = BTreeMap::new();
+    for (name, p) in d {
+        if let Some(parsed) = de(cx, p, &format!("{key}.{name}")) {
+            profiles.insert(name.clone(), parsed);
+        }
+    }
+    Some(profiles)
+}
+
+/// The sections an account has of its own ([`ACCOUNT_SECTIONS`]), from the
+/// top level or from one `[[accounts]]` element. The id is left empty.
+fn account_sections(cx: &mut Cx, dict: &Dict, at: &At) -> AccountConfig {
+    let mut a = AccountConfig::default();
+    if let Some(t) = section(cx, dict, "talkdesk", at) {
+        a.talkdesk = t;
+    }
+    if let Some(p) = profiles(cx, dict, at) {
+        a.profiles = p;
+    }
+    if let Some(r) = list(cx, dict, "rules", at, de) {
+        a.rules = r;
+    }
+    if let Some(m) = list(cx, dict, "maintenance", at, de) {
+        a.maintenance = m;
+    }
+    if let Some(d) = list(cx, dict, "drills", at, de) {
+        a.drills = d;
+    }
+    a
+}
+
+/// `[[accounts]]`, element by element, each named `accounts.<id>` in key
+/// paths. The top-level account sections must be absent: which account
+/// would they belong to?
+fn accounts(cx: &mut Cx, root: &Dict) -> Vec<AccountConfig> {
+    for key in ACCOUNT_SECTIONS.iter().filter(|k| root.contains_key(**k)) {
+        let header = match *key {
+            "talkdesk" => "[accounts.talkdesk]".to_string(),
+            "profiles" => "[accounts.profiles.NAME]".to_string(),
+            list => format!("[[accounts.{list}]]"),
+        };
+        let mut reason = format!(
+            "cannot be combined with [[accounts]]: move it into an account (write {header} after the account's `id`)"
+        );
+        if cx.origin_of(key).starts_with("environment variable") {
+            reason.push_str(
+                "; accounts cannot be set from environment variables: use *_file keys for secrets",
+            );
+        }
+        cx.err(*key, reason);
+    }
+    let Some(Value::Array(_, items)) = root.get("accounts") else {
+        cx.err(
+            "accounts",
+            "must be an array of tables: write [[accounts]] (accounts cannot be set from environment variables)",
+        );
+        return Vec::new();
+    };
+    if items.is_empty() {
+        cx.err(
+            "accounts",
+            "lists no account: write at least one [[accounts]], or leave accounts out and use the top-level sections",
+        );
+    }
+    let (mut out, mut indices, mut named) = (Vec::new(), Vec::new(), BTreeSet::new());
+    for (i, item) in items.iter().enumerate() {
+        let Value::Dict(_, dict) = item else {
+            // Not a table: serde's own "invalid type" message says so.
+            let _ = de::<AccountConfig>(cx, item, &format!("accounts[{i}]"));
+            continue;
+        };
+        let id = match dict.get("id") {
+            Some(v) => de::<String>(cx, v, &format!("accounts[{i}].id")),
+            None => {
+                cx.err(format!("accounts[{i}]"), "missing required key `id`");
+                None
+            }
+        };
+        let key = account_key(cx, i, id.as_deref(), &mut named);
+        for k in dict.keys() {
+            if k != "id" && !ACCOUNT_SECTIONS.contains(&k.as_str()) {
+                cx.err(
+                    format!("{key}.{k}"),
+                    format!(
+                        "unknown key `{k}`; expected one of: id, {}",
+                        ACCOUNT_SECTIONS.join(", ")
+                    ),
+                );
+            }
+        }
+        let at = At {
+            key: format!("{key}."),
+            table: "accounts.",
+        };
+        let mut account = account_sections(cx, dict, &at);
+        account.id = id.unwrap_or_default();
+        out.push(account);
+        indices.push(i);
+        cx.account_keys.push(key);
+    }
+    cx.indices.insert("accounts".to_string(), indices);
+    out
 }
 
 /// One `[[probes]]` entry. Its keys are sorted by `type` before serde sees
@@ -541,11 +701,20 @@ pub(super) fn element_key(section: &str, i: usize, item: &Value) -> String {
 /// Ids (or names) present in a list section even if the element failed to
 /// parse, so references to it are not reported as dangling on top of the
 /// real error.
+///
+/// Inside [`Cx::in_account`], the account's own sections are searched.
 pub(super) fn raw_labels(cx: &Cx, section: &str, field: &str) -> Vec<String> {
     let Some(Value::Dict(_, root)) = &cx.root else {
         return Vec::new();
     };
-    match root.get(section) {
+    let dict = match cx.scope {
+        None => root,
+        Some(i) => match root.get("accounts").and_then(|a| a.as_array()?.get(i)) {
+            Some(Value::Dict(_, d)) => d,
+            _ => return Vec::new(),
+        },
+    };
+    match dict.get(section) {
         Some(Value::Array(_, items)) => items
             .iter()
             .filter_map(|i| {

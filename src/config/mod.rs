@@ -53,8 +53,27 @@ pub struct Config {
     pub probe_settings: Vec<ProbeSettings>,
     /// Compiled rules, in file order.
     pub rules: Vec<RuleSpec>,
+    /// `[[accounts]]`, compiled, in file order (`raw.accounts` holds them as
+    /// written, in the same order). Empty for a file without them: its one
+    /// account, [`DEFAULT_ACCOUNT`], is the top-level sections.
+    ///
+    /// With accounts, this value's own `raw.talkdesk`, `profiles`, `rules`,
+    /// `raw.maintenance` and `raw.drills` are empty or defaults: nothing
+    /// should decide or write from them. Each account is used through its
+    /// view, [`Config::for_account`].
+    pub accounts: Vec<Account>,
     /// Legal but suspicious settings.
     pub warnings: Vec<ConfigIssue>,
+}
+
+/// One `[[accounts]]` element, compiled.
+#[derive(Clone, Debug)]
+pub struct Account {
+    pub id: String,
+    /// Its validated profiles by name.
+    pub profiles: BTreeMap<String, Profile>,
+    /// Its compiled rules, in file order.
+    pub rules: Vec<RuleSpec>,
 }
 
 /// How strict loading is about sections that only the daemon needs.
@@ -114,7 +133,11 @@ impl Config {
     /// The Talkdesk accounts this configuration decides for, in file order.
     /// A configuration without `[[accounts]]` has one, [`DEFAULT_ACCOUNT`].
     pub fn account_ids(&self) -> Vec<String> {
-        vec![DEFAULT_ACCOUNT.to_string()]
+        if self.accounts.is_empty() {
+            vec![DEFAULT_ACCOUNT.to_string()]
+        } else {
+            self.accounts.iter().map(|a| a.id.clone()).collect()
+        }
     }
 
     /// This configuration as one account sees it: that account's
@@ -122,8 +145,28 @@ impl Config {
     /// compiled) in place of the top-level ones, everything shared (probes,
     /// webhooks, engine, alerts, api, agent, store, cluster, notify) as is.
     /// `None` for an id that is not configured.
+    ///
+    /// A view keeps that one account in `accounts` and `raw.accounts`, so its
+    /// `account_ids()` is `[id]` and `for_account(id)` gives it again. The
+    /// view of [`DEFAULT_ACCOUNT`] in a file without `[[accounts]]` is the
+    /// configuration itself.
     pub fn for_account(&self, id: &str) -> Option<Config> {
-        (id == DEFAULT_ACCOUNT).then(|| self.clone())
+        if self.accounts.is_empty() {
+            return (id == DEFAULT_ACCOUNT).then(|| self.clone());
+        }
+        let compiled = self.accounts.iter().find(|a| a.id == id)?;
+        let raw = self.raw.accounts.iter().find(|a| a.id == id)?;
+        let mut view = self.clone();
+        view.raw.talkdesk = raw.talkdesk.clone();
+        view.raw.profiles = raw.profiles.clone();
+        view.raw.rules = raw.rules.clone();
+        view.raw.maintenance = raw.maintenance.clone();
+        view.raw.drills = raw.drills.clone();
+        view.raw.accounts = vec![raw.clone()];
+        view.profiles = compiled.profiles.clone();
+        view.rules = compiled.rules.clone();
+        view.accounts = vec![compiled.clone()];
+        Some(view)
     }
 
     /// The engine's view of this configuration.
@@ -174,7 +217,8 @@ impl Config {
         }
     }
 
-    /// A short human summary for `check-config`.
+    /// A short human summary for `check-config`: the shared sections, and
+    /// each account's Talkdesk account, rules, profiles, windows and drills.
     pub fn summary(&self) -> String {
         use std::fmt::Write;
         let raw = &self.raw;
@@ -186,19 +230,28 @@ impl Config {
             .map(|p| format!("{} ({})", p.common.id, p.kind.name()))
             .collect();
         let _ = writeln!(s, "  probes ({}): {}", probes.len(), none_if_empty(&probes));
-        let rules: Vec<String> = self
-            .rules
-            .iter()
-            .map(|r| format!("{} -> {} (priority {})", r.name, r.profile, r.priority))
-            .collect();
-        let _ = writeln!(s, "  rules ({}): {}", rules.len(), none_if_empty(&rules));
-        let profiles: Vec<String> = self.profiles.keys().cloned().collect();
-        let _ = writeln!(
-            s,
-            "  profiles ({}): {}",
-            profiles.len(),
-            none_if_empty(&profiles)
-        );
+        if self.accounts.is_empty() {
+            self.account_summary(&mut s, "  ");
+        } else {
+            let ids = self.account_ids();
+            let _ = writeln!(s, "  accounts ({}): {}", ids.len(), ids.join(", "));
+            for view in ids.iter().filter_map(|id| self.for_account(id)) {
+                let td = &view.raw.talkdesk;
+                let _ = writeln!(
+                    s,
+                    "  account {}: talkdesk account {}, region {}, on_drift {}, drift_override_ttl {}",
+                    view.accounts[0].id,
+                    td.account
+                        .as_deref()
+                        .or(td.token_url.as_deref())
+                        .unwrap_or("none"),
+                    td.region,
+                    td.on_drift.as_str(),
+                    td.drift_override_ttl,
+                );
+                view.account_summary(&mut s, "    ");
+            }
+        }
         let sources: Vec<String> = raw
             .webhooks
             .sources()
@@ -211,14 +264,6 @@ impl Config {
             sources.len(),
             none_if_empty(&sources)
         );
-        let windows: Vec<String> = raw.maintenance.iter().map(|m| m.name.clone()).collect();
-        let drills: Vec<String> = raw.drills.iter().map(|d| d.name.clone()).collect();
-        let _ = writeln!(
-            s,
-            "  maintenance windows: {}; drills: {}",
-            none_if_empty(&windows),
-            none_if_empty(&drills)
-        );
         let store = match (&raw.store.url, &raw.cluster) {
             (_, Some(c)) => format!(
                 "postgres, replica {} (lease_ttl {}, renew_deadline {})",
@@ -229,12 +274,19 @@ impl Config {
             }
             _ => "sqlite (embedded, one replica)".to_string(),
         };
+        let talkdesk = if self.accounts.is_empty() {
+            format!(
+                "talkdesk: region {}, on_drift {}, drift_override_ttl {}, ",
+                raw.talkdesk.region,
+                raw.talkdesk.on_drift.as_str(),
+                raw.talkdesk.drift_override_ttl,
+            )
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             s,
-            "  talkdesk: region {}, on_drift {}, drift_override_ttl {}, dry_run {}; store: {}; api tokens: {}",
-            raw.talkdesk.region,
-            raw.talkdesk.on_drift.as_str(),
-            raw.talkdesk.drift_override_ttl,
+            "  {talkdesk}dry_run {}; store: {}; api tokens: {}",
             raw.agent.dry_run,
             store,
             raw.api.tokens.len()
@@ -255,6 +307,43 @@ impl Config {
             let _ = writeln!(s, "  warning: {w}");
         }
         s
+    }
+
+    /// The summary lines of this configuration's one account (its rules,
+    /// profiles, maintenance windows and drills).
+    fn account_summary(&self, s: &mut String, indent: &str) {
+        use std::fmt::Write;
+        let rules: Vec<String> = self
+            .rules
+            .iter()
+            .map(|r| format!("{} -> {} (priority {})", r.name, r.profile, r.priority))
+            .collect();
+        let _ = writeln!(
+            s,
+            "{indent}rules ({}): {}",
+            rules.len(),
+            none_if_empty(&rules)
+        );
+        let profiles: Vec<String> = self.profiles.keys().cloned().collect();
+        let _ = writeln!(
+            s,
+            "{indent}profiles ({}): {}",
+            profiles.len(),
+            none_if_empty(&profiles)
+        );
+        let windows: Vec<String> = self
+            .raw
+            .maintenance
+            .iter()
+            .map(|m| m.name.clone())
+            .collect();
+        let drills: Vec<String> = self.raw.drills.iter().map(|d| d.name.clone()).collect();
+        let _ = writeln!(
+            s,
+            "{indent}maintenance windows: {}; drills: {}",
+            none_if_empty(&windows),
+            none_if_empty(&drills)
+        );
     }
 }
 

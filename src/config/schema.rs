@@ -186,6 +186,11 @@ pub struct RawConfig {
     pub cluster: Option<ClusterConfig>,
     #[serde(default)]
     pub notify: Vec<NotifyConfig>,
+    /// `[[accounts]]`, in file order. When present, the top-level
+    /// [`ACCOUNT_SECTIONS`] are absent (validation refuses the mix) and hold
+    /// their defaults: each account has its own.
+    #[serde(default)]
+    pub accounts: Vec<AccountConfig>,
 }
 
 /// Top-level section names, in file order (used to report unknown sections).
@@ -204,7 +209,32 @@ pub const SECTIONS: &[&str] = &[
     "api",
     "cluster",
     "notify",
+    "accounts",
 ];
+
+/// The sections each account has of its own: at the top level for a file
+/// with one account, inside each `[[accounts]]` element otherwise.
+pub const ACCOUNT_SECTIONS: &[&str] = &["talkdesk", "profiles", "rules", "maintenance", "drills"];
+
+/// `[[accounts]]`: one Talkdesk account with its own credentials, profiles,
+/// rules, maintenance windows and drills. Probes, webhook sources and every
+/// other section are shared by all accounts.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConfig {
+    /// In URLs, metric labels and store rows: `^[a-z0-9][a-z0-9_-]{0,62}$`.
+    pub id: String,
+    #[serde(default)]
+    pub talkdesk: TalkdeskConfig,
+    #[serde(default)]
+    pub profiles: BTreeMap<String, ProfileConfig>,
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+    #[serde(default)]
+    pub maintenance: Vec<MaintenanceConfig>,
+    #[serde(default)]
+    pub drills: Vec<DrillConfig>,
+}
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -682,6 +712,10 @@ pub struct ApiTokenConfig {
     #[serde(default)]
     pub token_file: Option<PathBuf>,
     pub scopes: Vec<Scope>,
+    /// The accounts (`[[accounts]]` ids) this token may read and act on;
+    /// absent: every account.
+    #[serde(default)]
+    pub accounts: Option<Vec<String>>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

@@ -26,6 +26,7 @@
 //! Each attempt is counted in `continuity_config_reloads_total{result}`
 //! (`ok`, `invalid`, `needs_restart`, `no_file`), logged once and audited.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use axum::Router;
@@ -185,8 +186,9 @@ fn prepare(old: &Config) -> Result<Config, ReloadError> {
     }
 }
 
-/// What only a restart can change: the socket is bound, the store open, and
-/// the lease claimed under `[cluster]`'s instance id and timings.
+/// What only a restart can change: the socket is bound, the store open, the
+/// lease claimed under `[cluster]`'s instance id and timings, and one engine
+/// and actuator started per account.
 /// A reload that changes one of them is refused whole (rather than applied
 /// in part), so the running configuration always is one file's content.
 pub(super) fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
@@ -227,6 +229,17 @@ pub(super) fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
             "cluster: changed; the lease is claimed at start under this instance id and timings: restart the agent to apply it"
                 .to_string(),
         );
+    }
+    // Which accounts, not their order: an account's content reloads in place.
+    let ids = |c: &Config| c.account_ids().into_iter().collect::<BTreeSet<String>>();
+    let (was, is) = (ids(old), ids(new));
+    if was != is {
+        let list = |s: &BTreeSet<String>| s.iter().cloned().collect::<Vec<_>>().join(", ");
+        v.push(format!(
+            "accounts: changed from {} to {}; each account runs its own engine and actuator, started with the agent: restart the agent to apply it",
+            list(&was),
+            list(&is)
+        ));
     }
     v
 }
@@ -336,6 +349,50 @@ default = "+14155558888"
         assert!(needs_restart(&replica("a"), &replica("a")).is_empty());
         let why = needs_restart(&replica("a"), &replica("b"));
         assert!(why[0].starts_with("cluster"), "{why:?}");
+    }
+
+    /// Adding, removing or renaming an account needs a restart (an engine
+    /// and actuator per account); editing one, or reordering them, does not.
+    #[test]
+    fn accounts_added_removed_or_renamed_need_a_restart() {
+        let accounts = |ids: &[&str], number: &str| {
+            let mut src = String::new();
+            for id in ids {
+                src += &format!(
+                    "[[accounts]]\nid = \"{id}\"\n[accounts.talkdesk]\naccount = \"{id}\"\n\
+                     client_id = \"id\"\nclient_secret = \"secret\"\n\
+                     [accounts.profiles.backup]\ndefault = \"{number}\"\n"
+                );
+            }
+            config::from_toml_str_strict(&src, "t.toml", std::path::Path::new("/etc/ca"), false)
+                .unwrap()
+        };
+        let two = accounts(&["acme", "globex"], "+14155558888");
+        assert!(needs_restart(&two, &accounts(&["acme", "globex"], "+14155550000")).is_empty());
+        assert!(needs_restart(&two, &accounts(&["globex", "acme"], "+14155558888")).is_empty());
+        for (new, shown) in [
+            (accounts(&["acme"], "+14155558888"), "acme, globex to acme;"),
+            (
+                accounts(&["acme", "globex", "initech"], "+14155558888"),
+                "acme, globex to acme, globex, initech;",
+            ),
+            (
+                accounts(&["acme", "umbrella"], "+14155558888"),
+                "acme, globex to acme, umbrella;",
+            ),
+        ] {
+            let why = needs_restart(&two, &new);
+            assert_eq!(why.len(), 1, "{why:?}");
+            assert!(
+                why[0].starts_with("accounts: changed from ")
+                    && why[0].contains(shown)
+                    && why[0].ends_with("restart the agent to apply it"),
+                "{why:?}"
+            );
+        }
+        // A file without [[accounts]] is the one account `default`.
+        let why = needs_restart(&load(""), &two);
+        assert!(why[0].contains("from default to acme, globex"), "{why:?}");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Who may call the API: API tokens with scopes (`[api] tokens`), and the
+//! Who may call the API: API tokens with scopes and accounts (`[api] tokens`), and the
 //! constant-time comparison and `Authorization` parsing every credential check
 //! shares (the webhook sources' own checks in `alerts::auth` build on these).
 //!
@@ -42,6 +42,8 @@ struct ApiToken {
     name: String,
     digest: [u8; 32],
     scopes: Vec<Scope>,
+    /// The accounts it may read and act on; `None`: every account.
+    accounts: Option<Vec<String>>,
 }
 
 /// The API tokens of `[api] tokens`, ready for constant-time lookup.
@@ -83,6 +85,7 @@ impl ApiTokens {
                         name: t.name.clone(),
                         digest: Sha256::digest(secret.expose_secret().as_bytes()).into(),
                         scopes: t.scopes.clone(),
+                        accounts: t.accounts.clone(),
                     })
                 })
                 .collect(),
@@ -126,6 +129,13 @@ impl ApiTokens {
     pub fn find_name(&self, name: &str) -> Option<KnownToken<'_>> {
         self.tokens.iter().find(|t| t.name == name).map(KnownToken)
     }
+
+    /// Whether the token that authorized a request ([`authorize`] returns
+    /// its name) may read and act on `account`. An unknown name may not.
+    pub fn may_access(&self, token: &TokenName, account: &str) -> bool {
+        self.find_name(&token.0)
+            .is_some_and(|t| t.may_access(account))
+    }
 }
 
 /// A configured API token, found by its secret or its name.
@@ -139,6 +149,15 @@ impl KnownToken<'_> {
 
     pub fn has(&self, scope: Scope) -> bool {
         self.0.scopes.contains(&scope)
+    }
+
+    /// Whether it may read and act on `account` (`[api] tokens.accounts`;
+    /// without that key, every account).
+    pub fn may_access(&self, account: &str) -> bool {
+        match &self.0.accounts {
+            None => true,
+            Some(list) => list.iter().any(|a| a == account),
+        }
     }
 
     pub fn check(&self, required: Scope) -> TokenCheck {
@@ -191,6 +210,16 @@ pub fn missing_scope(name: &TokenName, scope: Scope) -> ApiError {
         "token {:?} does not have the {} scope",
         name.0,
         scope_name(scope)
+    ))
+}
+
+/// 403 for a valid token that is not for `account`. Like
+/// [`missing_scope`], it names the token so the operator knows which one
+/// to extend; the account was named by the caller, so naming it leaks nothing.
+pub fn account_forbidden(name: &TokenName, account: &str) -> ApiError {
+    ApiError::Forbidden(format!(
+        "token {:?} may not read or act on account {account:?}",
+        name.0
     ))
 }
 
@@ -268,12 +297,14 @@ mod tests {
                 token: Some(SecretString::from("tok-alerts")),
                 token_file: None,
                 scopes: vec![Scope::Alerts],
+                accounts: None,
             },
             ApiTokenConfig {
                 name: "viewer".into(),
                 token: Some(SecretString::from("tok-read")),
                 token_file: None,
                 scopes: vec![Scope::Read],
+                accounts: None,
             },
         ];
         let t = ApiTokens::new(&cfg);
@@ -301,5 +332,39 @@ mod tests {
         }
         // Debug shows names only.
         assert_eq!(format!("{t:?}"), r#"["pager", "viewer"]"#);
+    }
+
+    #[test]
+    fn a_token_may_access_only_the_accounts_it_lists() {
+        let token = |name: &str, accounts: Option<&[&str]>| ApiTokenConfig {
+            name: name.into(),
+            token: Some(SecretString::from(format!("tok-{name}"))),
+            token_file: None,
+            scopes: vec![Scope::Read, Scope::Override],
+            accounts: accounts.map(|a| a.iter().map(|s| s.to_string()).collect()),
+        };
+        let t = ApiTokens::new(&[
+            token("everyone", None),
+            token("acme-oncall", Some(&["acme"])),
+            token("two", Some(&["acme", "globex"])),
+        ]);
+        let name = |n: &str| TokenName(n.into());
+        assert!(t.may_access(&name("everyone"), "acme"));
+        assert!(t.may_access(&name("everyone"), "default"));
+        assert!(t.may_access(&name("acme-oncall"), "acme"));
+        assert!(!t.may_access(&name("acme-oncall"), "globex"));
+        assert!(!t.may_access(&name("acme-oncall"), "default"));
+        assert!(t.may_access(&name("two"), "globex"));
+        assert!(!t.may_access(&name("two"), "initech"));
+        assert!(!t.may_access(&name("nobody"), "acme"), "unknown token");
+        // Found by its secret, as a request presents it.
+        let found = t.find_secret("tok-acme-oncall").unwrap();
+        assert!(found.may_access("acme") && !found.may_access("globex"));
+        assert_eq!(
+            account_forbidden(&name("acme-oncall"), "globex"),
+            ApiError::Forbidden(
+                r#"token "acme-oncall" may not read or act on account "globex""#.into()
+            )
+        );
     }
 }

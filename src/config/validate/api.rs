@@ -1,4 +1,4 @@
-//! `[api]`: tokens and override limits.
+//! `[api]`: tokens (their scopes and accounts) and override limits.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -11,7 +11,9 @@ use super::shared::duration_range;
 use crate::config::load::Cx;
 use crate::config::schema::*;
 
-pub(super) fn api(cx: &mut Cx, a: &mut ApiConfig, base: &Path) {
+/// `account_ids`: every configured account (`default` for a file without
+/// `[[accounts]]`), which a token's `accounts` may name.
+pub(super) fn api(cx: &mut Cx, a: &mut ApiConfig, base: &Path, account_ids: &[String]) {
     let mut names = BTreeSet::new();
     for (i, t) in a.tokens.iter_mut().enumerate() {
         let key = format!("api.tokens[{i}] ({})", t.name);
@@ -42,6 +44,26 @@ pub(super) fn api(cx: &mut Cx, a: &mut ApiConfig, base: &Path) {
                 format!("{key}.scopes"),
                 "must list at least one of read, override, alerts, admin",
             );
+        }
+        match &t.accounts {
+            Some(list) if list.is_empty() => cx.err(
+                format!("{key}.accounts"),
+                "lists no account: name at least one, or leave accounts out for every account",
+            ),
+            Some(list) => {
+                for (j, id) in list.iter().enumerate() {
+                    if !account_ids.contains(id) {
+                        cx.err(
+                            format!("{key}.accounts[{j}]"),
+                            format!(
+                                "unknown account {id:?} (accounts: {})",
+                                account_ids.join(", ")
+                            ),
+                        );
+                    }
+                }
+            }
+            None => {}
         }
     }
     duration_range(

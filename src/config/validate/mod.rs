@@ -4,11 +4,14 @@
 //! early.
 //!
 //! One file per section, each with its own checks; this file runs them in
-//! order and assembles the [`Config`]. Probe entries validate themselves
+//! order and assembles the [`Config`]. The sections an account has of its
+//! own are validated once per account (`accounts.rs`), by the same code
+//! whether they are written at the top level or in `[[accounts]]`. Probe entries validate themselves
 //! (`probe::ProbeConfig::validate`); `probes.rs` only adds what needs the
 //! whole list. `condition.rs` compiles rule conditions into the engine's
 //! `Expr` (the engine knows nothing of the configuration).
 
+mod accounts;
 mod agent;
 mod api;
 mod calendar;
@@ -24,14 +27,14 @@ mod store;
 mod talkdesk;
 mod webhooks;
 
-use std::collections::BTreeSet;
 use std::path::Path;
 
-use crate::config::Strictness;
+pub(super) use accounts::account_key;
+
 use crate::config::load::Cx;
 use crate::config::load::raw_labels;
 use crate::config::schema::*;
-use crate::config::{Config, ConfigErrors};
+use crate::config::{Account, Config, ConfigErrors, DEFAULT_ACCOUNT, Strictness};
 use crate::engine::spec::ProbeSpec;
 
 pub(super) fn validate(
@@ -41,19 +44,7 @@ pub(super) fn validate(
     strictness: Strictness,
 ) -> Result<Config, ConfigErrors> {
     agent::agent(cx, &mut raw.agent, base);
-    store::store(
-        cx,
-        &mut raw.store,
-        raw.cluster.as_ref(),
-        raw.talkdesk.request_timeout,
-        base,
-    );
-    talkdesk::talkdesk(cx, &mut raw.talkdesk, base, strictness);
-    let profiles = profiles::profiles(cx, &raw.profiles);
-    // Names that exist even if their element failed to parse, so that a broken
-    // element produces one error, not one more per reference to it.
-    let mut profile_names: BTreeSet<String> = profiles.keys().cloned().collect();
-    profile_names.extend(raw_labels(cx, "profiles", ""));
+    store::store(cx, &mut raw.store, raw.cluster.as_ref(), base);
     let probe_settings = probes::probes(cx, &raw.probes, base);
     let probe_specs: Vec<ProbeSpec> = probe_settings
         .iter()
@@ -64,6 +55,8 @@ pub(super) fn validate(
             fall: s.fall,
         })
         .collect();
+    // Ids that exist even if their element failed to parse, so that a broken
+    // element produces one error, not one more per reference to it.
     let mut probe_ids: Vec<String> = Vec::new();
     for id in raw
         .probes
@@ -81,19 +74,67 @@ pub(super) fn validate(
             .tokens
             .iter()
             .any(|t| t.scopes.contains(&Scope::Alerts));
-    let rules = rules::rules(
-        cx,
-        &raw.rules,
-        &profile_names,
-        &probe_ids,
-        &probe_specs,
+    let shared = accounts::Shared {
+        probe_ids: &probe_ids,
+        probe_specs: &probe_specs,
         alert_inputs,
-    );
+        cluster: raw.cluster.as_ref(),
+        base,
+        strictness,
+    };
+    let (profiles, rules, compiled) = if !cx.has_accounts {
+        // One account, written at the top level: the same validators, the
+        // same key paths as ever (`talkdesk.client_id`, `rules[0]`).
+        let mut own = AccountConfig {
+            id: DEFAULT_ACCOUNT.to_string(),
+            talkdesk: std::mem::take(&mut raw.talkdesk),
+            profiles: std::mem::take(&mut raw.profiles),
+            rules: std::mem::take(&mut raw.rules),
+            maintenance: std::mem::take(&mut raw.maintenance),
+            drills: std::mem::take(&mut raw.drills),
+        };
+        let (profiles, rules) = accounts::account(cx, &mut own, &shared);
+        raw.talkdesk = own.talkdesk;
+        raw.profiles = own.profiles;
+        raw.rules = own.rules;
+        raw.maintenance = own.maintenance;
+        raw.drills = own.drills;
+        (profiles, rules, Vec::new())
+    } else {
+        // Several: the top-level account sections are absent (load refuses
+        // the mix) and stay empty; each account is compiled on its own.
+        let mut compiled = Vec::new();
+        for (i, a) in raw.accounts.iter_mut().enumerate() {
+            let (profiles, rules) = cx.in_account(i, |cx| accounts::account(cx, a, &shared));
+            compiled.push(Account {
+                id: a.id.clone(),
+                profiles,
+                rules,
+            });
+        }
+        accounts::same_talkdesk(cx, &raw.accounts);
+        (Default::default(), Vec::new(), compiled)
+    };
+    // Every configured account, and those whose element failed to parse
+    // (not reported again as unknown where a token names them).
+    let mut account_ids: Vec<String> = Vec::new();
+    let configured: Vec<String> = if !cx.has_accounts {
+        vec![DEFAULT_ACCOUNT.to_string()]
+    } else {
+        raw.accounts.iter().map(|a| a.id.clone()).collect()
+    };
+    for id in configured
+        .into_iter()
+        .chain(raw_labels(cx, "accounts", "id"))
+    {
+        if !id.is_empty() && !account_ids.contains(&id) {
+            account_ids.push(id);
+        }
+    }
     engine::engine(cx, &raw.engine);
     webhooks::alerts(cx, &raw.alerts);
-    calendar::calendar(cx, &raw.maintenance, &raw.drills, &profile_names);
     webhooks::webhooks(cx, &mut raw.webhooks, base);
-    api::api(cx, &mut raw.api, base);
+    api::api(cx, &mut raw.api, base, &account_ids);
     notify::notify(cx, &mut raw.notify, base);
     if raw.agent.dry_run {
         cx.warn(
@@ -111,6 +152,7 @@ pub(super) fn validate(
             probes: probe_specs,
             probe_settings,
             rules,
+            accounts: compiled,
             warnings: std::mem::take(&mut cx.warnings),
         })
     } else {

@@ -14,7 +14,6 @@ pub(super) fn store(
     cx: &mut Cx,
     s: &mut StoreConfig,
     cluster: Option<&ClusterConfig>,
-    request_timeout: Dur,
     base: &Path,
 ) {
     super::shared::duration_range(
@@ -81,15 +80,26 @@ pub(super) fn store(
                 format!("must be shorter than lease_ttl ({} >= {}): a leader must step down before its lease can pass to another", c.renew_deadline, c.lease_ttl),
             );
         }
-        // Renewed every lease_ttl / 3, a leader has at least 2/3 of the lease
-        // left at steady state; a write is sent only while the lease outlives
-        // it (cluster::Fence), so a longer request could never be sent.
-        let steady = c.lease_ttl.get() - c.lease_ttl.get() / 3;
-        if request_timeout.get() >= steady {
-            cx.err(
-                "talkdesk.request_timeout",
-                format!("must be shorter than 2/3 of cluster.lease_ttl ({request_timeout} with lease_ttl {}): a write is sent only while the lease outlives it", c.lease_ttl),
-            );
-        }
+    }
+}
+
+/// An account's `talkdesk.request_timeout` must fit in the lease (checked
+/// for each account: every account's writes are fenced by a lease with
+/// `[cluster]`'s timings).
+pub(super) fn request_fits_lease(
+    cx: &mut Cx,
+    cluster: Option<&ClusterConfig>,
+    request_timeout: Dur,
+) {
+    let Some(c) = cluster else { return };
+    // Renewed every lease_ttl / 3, a leader has at least 2/3 of the lease
+    // left at steady state; a write is sent only while the lease outlives
+    // it (cluster::Fence), so a longer request could never be sent.
+    let steady = c.lease_ttl.get() - c.lease_ttl.get() / 3;
+    if request_timeout.get() >= steady {
+        cx.err(
+            "talkdesk.request_timeout",
+            format!("must be shorter than 2/3 of cluster.lease_ttl ({request_timeout} with lease_ttl {}): a write is sent only while the lease outlives it", c.lease_ttl),
+        );
     }
 }

@@ -173,6 +173,7 @@ mod tests {
             token: Some(SecretString::from(secret.to_string())),
             token_file: None,
             scopes: vec![Scope::Read, Scope::Override],
+            accounts: None,
         }])
     }
 
