@@ -31,7 +31,12 @@ fn two_accounts() -> SimulatorOptions {
 fn client(base: &str, client_id: &str, secret: &str) -> Client {
     let mut c = ClientConfig::for_simulator(base, client_id, secret);
     c.request_timeout = Duration::from_secs(2);
-    Client::new(c, Metrics::new(), Arc::new(MemoryAudit::default())).expect("client")
+    Client::new(
+        c,
+        Metrics::new().account("default"),
+        Arc::new(MemoryAudit::default()),
+    )
+    .expect("client")
 }
 
 fn alpha(server: &SimServer) -> Client {

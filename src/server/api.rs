@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 use super::accounts::AccountApi;
 use super::auth::authorize;
 use super::body::{json_body, read_body};
-use super::control::{Control, ReloadError};
+use super::control::{AccountSummary, AccountsDoc, Control, ReloadError};
 use super::ops;
 use super::wire::OverrideRequest;
 use super::{ApiError, AppState, REQUEST_TIMEOUT};
@@ -59,6 +59,15 @@ pub(super) fn authorized_account(
     id: Option<&str>,
 ) -> Result<(super::auth::TokenName, AccountApi), ApiError> {
     let actor = authorize(headers, &s.tokens, scope)?;
+    // Refused before the account is looked up: a token scoped to other
+    // accounts learns nothing, not even whether this one exists.
+    let named = match id {
+        Some(id) => id,
+        None => s.accounts.default_account()?.id.as_str(),
+    };
+    if !s.tokens.may_access(&actor, named) {
+        return Err(super::auth::account_forbidden(&actor, named));
+    }
     let account = match id {
         Some(id) => s.accounts.get(id)?,
         None => s.accounts.default_account()?,
@@ -134,8 +143,28 @@ async fn status_of(
     headers: HeaderMap,
     id: Option<String>,
 ) -> Result<Response, ApiError> {
+    if id.is_none() && s.accounts.default_account().is_err() {
+        return Ok(Json(accounts_status(&s, &headers).await?).into_response());
+    }
     let (_, a) = authorized_account(&s, &headers, Scope::Read, id.as_deref())?;
     Ok(Json(ops::status(&a).await?).into_response())
+}
+
+/// Several accounts, none of them the default: a line for each account the
+/// token may read.
+async fn accounts_status(s: &AppState, headers: &HeaderMap) -> Result<AccountsDoc, ApiError> {
+    let actor = authorize(headers, &s.tokens, Scope::Read)?;
+    let mut accounts = Vec::new();
+    for a in s.accounts.iter() {
+        if s.tokens.may_access(&actor, &a.id) {
+            accounts.push(AccountSummary::from(&ops::status(a).await?));
+        }
+    }
+    Ok(AccountsDoc {
+        version: env!("CARGO_PKG_VERSION"),
+        instance_id: s.config.instance_id(),
+        accounts,
+    })
 }
 
 #[derive(Debug, Deserialize)]

@@ -105,3 +105,41 @@ pub struct StatusDoc {
     /// The actuator's view: last error, attempts, last success.
     pub actuator: ActuatorStatus,
 }
+
+/// `GET /v1/status` when several accounts are configured and none is named
+/// `default`: one line per account the token may read.
+#[derive(Clone, Debug, Serialize)]
+pub struct AccountsDoc {
+    pub version: &'static str,
+    pub instance_id: String,
+    pub accounts: Vec<AccountSummary>,
+}
+
+/// One account at a glance: who leads it, what is decided, what Talkdesk has.
+#[derive(Clone, Debug, Serialize)]
+pub struct AccountSummary {
+    pub account: String,
+    pub mode: Mode,
+    /// This replica leads the account.
+    pub leader: bool,
+    pub leader_id: Option<String>,
+    pub epoch: i64,
+    pub desired: Desired,
+    pub actual: Actual,
+    pub converged: bool,
+}
+
+impl From<&StatusDoc> for AccountSummary {
+    fn from(doc: &StatusDoc) -> AccountSummary {
+        AccountSummary {
+            account: doc.account.clone(),
+            mode: doc.mode,
+            leader: doc.leader,
+            leader_id: doc.leader_id.clone(),
+            epoch: doc.epoch,
+            desired: doc.desired.clone(),
+            actual: doc.actual.clone(),
+            converged: doc.converged,
+        }
+    }
+}

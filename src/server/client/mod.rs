@@ -116,14 +116,12 @@ impl ApiClient {
 
     /// `GET /v1/status`, the fields the CLI prints.
     pub async fn status(&self) -> Result<StatusReport, ClientError> {
-        self.send(self.http.get(self.url("status")))
-            .await
+        self.send(self.http.get(self.url("status"))).await
     }
 
     /// `GET /v1/status`, the whole document as the agent wrote it (`--json`).
     pub async fn status_document(&self) -> Result<serde_json::Value, ClientError> {
-        self.send(self.http.get(self.url("status")))
-            .await
+        self.send(self.http.get(self.url("status"))).await
     }
 
     /// `PUT /v1/override`: fallback on with `active_profile`, or off when
@@ -137,10 +135,7 @@ impl ApiClient {
         wait: Option<Duration>,
     ) -> Result<OverrideResponse, ClientError> {
         let body = OverrideRequest::new(active_profile, ttl, reason);
-        let mut req = self
-            .http
-            .put(self.url("override"))
-            .json(&body);
+        let mut req = self.http.put(self.url("override")).json(&body);
         if let Some(wait) = wait {
             req = req.query(&[("wait", format!("{}ms", wait.as_millis()))]);
         }
@@ -162,18 +157,13 @@ impl ApiClient {
         if let Some(k) = kind {
             query.push(("kind", k.to_string()));
         }
-        self.send(
-            self.http
-                .get(self.url("events"))
-                .query(&query),
-        )
-        .await
+        self.send(self.http.get(self.url("events")).query(&query))
+            .await
     }
 
     /// `DELETE /v1/flap`.
     pub async fn release_flap(&self) -> Result<Released, ClientError> {
-        self.send(self.http.delete(self.url("flap")))
-            .await
+        self.send(self.http.delete(self.url("flap"))).await
     }
 
     /// `DELETE /v1/override`.

@@ -15,6 +15,7 @@ use super::model::{Notice, Tone, clock};
 use super::render::{self, Draft, PageData};
 use crate::config::schema::Scope;
 use crate::domain::Timestamp;
+use crate::server::accounts::AccountApi;
 use crate::server::auth::TokenName;
 use crate::server::body::{check_content_encoding, read_body};
 use crate::server::error::CHALLENGE_BEARER;
@@ -125,7 +126,7 @@ pub async fn set_override(State(s): State<AppState>, headers: HeaderMap, body: B
             field(&form, "ttl").unwrap_or(""),
             field(&form, "reason").unwrap_or(""),
         );
-        let a = s.accounts.default_account()?.clone();
+        let a = page_account(&s, Some(&actor))?;
         let ov = ops::set_override(&a, req, &actor, TALKDESK_WAIT, started).await?;
         Ok((ops::answer_status(ov.receipt), override_notice(&ov)))
     })
@@ -135,7 +136,7 @@ pub async fn set_override(State(s): State<AppState>, headers: HeaderMap, body: B
 /// `POST /ui/override/clear`: back to the rules.
 pub async fn clear_override(State(s): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     act(&s, &headers, body, |s, actor, _form| async move {
-        let a = s.accounts.default_account()?.clone();
+        let a = page_account(&s, Some(&actor))?;
         let c = ops::clear_override(&a, &actor, Some("status page".into())).await?;
         let (tone, title) = match (c.receipt.applied, c.cleared) {
             (false, _) => (
@@ -153,7 +154,7 @@ pub async fn clear_override(State(s): State<AppState>, headers: HeaderMap, body:
 /// `POST /ui/flap/release`: release the flap latch.
 pub async fn release_flap(State(s): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     act(&s, &headers, body, |s, actor, _form| async move {
-        let a = s.accounts.default_account()?.clone();
+        let a = page_account(&s, Some(&actor))?;
         let r = ops::release_flap(&a, &actor).await?;
         let (tone, title) = match (r.receipt.applied, r.released) {
             (false, _) => (
@@ -215,6 +216,18 @@ where
     }
 }
 
+/// The account the page shows and acts on: the default one, if `token` (none:
+/// the public page) may reach it (`api.tokens.accounts`).
+fn page_account(s: &AppState, token: Option<&TokenName>) -> Result<AccountApi, ApiError> {
+    let a = s.accounts.default_account()?;
+    match token {
+        Some(token) if !s.tokens.may_access(token, &a.id) => {
+            Err(crate::server::auth::account_forbidden(token, &a.id))
+        }
+        _ => Ok(a.clone()),
+    }
+}
+
 /// The status page, read from the same sources as `GET /v1/status` and
 /// `GET /v1/events`.
 async fn status_page(
@@ -224,8 +237,12 @@ async fn status_page(
     draft: &Draft,
     code: StatusCode,
 ) -> Response {
-    let doc = match s.accounts.default_account() {
-        Ok(a) => ops::status(a).await.map(|doc| (doc, a)),
+    let token = match viewer {
+        Viewer::Public => None,
+        Viewer::Bearer(token) | Viewer::Session { token, .. } => Some(token),
+    };
+    let doc = match page_account(s, token) {
+        Ok(a) => ops::status(&a).await.map(|doc| (doc, a)),
         Err(e) => Err(e),
     };
     let (doc, account) = match doc {
