@@ -134,6 +134,9 @@ pub struct Metrics {
     /// `{target, result}`: notifications by target name and result
     /// ([`NOTIFICATION_RESULTS`]).
     pub notifications_total: IntCounterVec,
+    /// Live replicas sharded leadership last saw (this one included; 0
+    /// before the first membership read or without sharded leadership).
+    pub cluster_replicas: IntGauge,
 }
 
 /// The `action` label values of `continuity_drift_total`.
@@ -335,6 +338,10 @@ impl Metrics {
                     "Notifications by target and result (sent, retried, failed, dropped)."
                 ),
                 &["target", "result"]
+            )),
+            cluster_replicas: reg!(IntGauge::new(
+                "continuity_cluster_replicas",
+                "Live replicas sharing the accounts, as this replica last saw them."
             )),
             registry,
             names,
