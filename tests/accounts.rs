@@ -145,16 +145,21 @@ impl World {
     }
     /// Both accounts' engines see the trunk up.
     async fn wait_trunk_up(&self) {
-        wait("trunk-a up in both accounts", Duration::from_secs(20), || async {
-            let mut up = true;
-            for a in ["acme", "globex"] {
-                let s = self.status(a).await;
-                up &= s["engine"]["probes"]
-                    .as_array()
-                    .is_some_and(|p| p.iter().any(|p| p["id"] == "trunk-a" && p["health"] == "up"));
-            }
-            up
-        })
+        wait(
+            "trunk-a up in both accounts",
+            Duration::from_secs(20),
+            || async {
+                let mut up = true;
+                for a in ["acme", "globex"] {
+                    let s = self.status(a).await;
+                    up &= s["engine"]["probes"].as_array().is_some_and(|p| {
+                        p.iter()
+                            .any(|p| p["id"] == "trunk-a" && p["health"] == "up")
+                    });
+                }
+                up
+            },
+        )
         .await;
     }
 }
@@ -210,7 +215,9 @@ async fn a_shared_trunk_dies_and_each_account_switches_with_its_own_profile() {
     let text = w.agent.running.metrics.render();
     for id in ["acme", "globex"] {
         assert!(
-            text.contains(&format!("continuity_fallback_desired{{account=\"{id}\"}} 1")),
+            text.contains(&format!(
+                "continuity_fallback_desired{{account=\"{id}\"}} 1"
+            )),
             "{id}:\n{text}"
         );
     }
@@ -227,7 +234,9 @@ async fn an_override_on_one_account_leaves_the_other_alone() {
         .http
         .put(w.url("/v1/accounts/acme/override?wait=10s"))
         .bearer_auth(ACME)
-        .json(&json!({"state": "active", "profile": "backup", "ttl": "10m", "reason": "acme drill"}))
+        .json(
+            &json!({"state": "active", "profile": "backup", "ttl": "10m", "reason": "acme drill"}),
+        )
         .send()
         .await
         .unwrap();
@@ -279,9 +288,11 @@ async fn a_talkdesk_outage_on_one_account_does_not_slow_the_other() {
     );
     // Acme's outage ends: acme converges too, on its own.
     w.acme().clear_faults();
-    wait("acme switched on once its Talkdesk answers", Duration::from_secs(60), || async {
-        w.acme().state().enabled
-    })
+    wait(
+        "acme switched on once its Talkdesk answers",
+        Duration::from_secs(60),
+        || async { w.acme().state().enabled },
+    )
     .await;
     w.agent.stop().await;
 }
@@ -295,7 +306,9 @@ fn routes() -> Vec<(reqwest::Method, &'static str, Option<serde_json::Value>)> {
         (
             Method::PUT,
             "override",
-            Some(json!({"state": "active", "profile": "backup", "ttl": "10m", "reason": "not mine"})),
+            Some(
+                json!({"state": "active", "profile": "backup", "ttl": "10m", "reason": "not mine"}),
+            ),
         ),
         (Method::DELETE, "override", None),
         (Method::DELETE, "flap", None),
@@ -308,7 +321,11 @@ async fn a_token_for_one_account_can_neither_read_nor_change_another() {
     let w = world(&sipp.target()).await;
     w.wait_trunk_up().await;
     let before = w.status("globex").await;
-    let events_before = w.agent.running.accounts[1].store.events(1000, None).await.unwrap();
+    let events_before = w.agent.running.accounts[1]
+        .store
+        .events(1000, None)
+        .await
+        .unwrap();
 
     for (token, mine, theirs) in [(ACME, "acme", "globex"), (GLOBEX, "globex", "acme")] {
         for (method, route, body) in routes() {
@@ -317,7 +334,10 @@ async fn a_token_for_one_account_can_neither_read_nor_change_another() {
             for target in [theirs, "nobody"] {
                 let mut req = w
                     .http
-                    .request(method.clone(), w.url(&format!("/v1/accounts/{target}/{route}")))
+                    .request(
+                        method.clone(),
+                        w.url(&format!("/v1/accounts/{target}/{route}")),
+                    )
                     .bearer_auth(token);
                 if let Some(b) = &body {
                     req = req.json(b);
@@ -336,13 +356,19 @@ async fn a_token_for_one_account_can_neither_read_nor_change_another() {
             // Its own account: allowed (not 401/403).
             let mut req = w
                 .http
-                .request(method.clone(), w.url(&format!("/v1/accounts/{mine}/{route}")))
+                .request(
+                    method.clone(),
+                    w.url(&format!("/v1/accounts/{mine}/{route}")),
+                )
                 .bearer_auth(token);
             if let Some(b) = &body {
                 req = req.json(&json!({"state": "inactive", "ttl": "1m", "reason": b["reason"]}));
             }
             let status = req.send().await.unwrap().status();
-            assert!(status.is_success(), "{mine}'s token on its own {route}: {status}");
+            assert!(
+                status.is_success(),
+                "{mine}'s token on its own {route}: {status}"
+            );
         }
     }
     // Nothing changed in globex by acme's token: no write, no override, no
@@ -351,16 +377,29 @@ async fn a_token_for_one_account_can_neither_read_nor_change_another() {
     assert_eq!(before["desired"], after["desired"]);
     assert!(!w.globex().state().enabled);
     assert!(writes(&w.globex()).iter().all(|e| e.account == "globex"));
-    let events = w.agent.running.accounts[1].store.events(1000, None).await.unwrap();
+    let events = w.agent.running.accounts[1]
+        .store
+        .events(1000, None)
+        .await
+        .unwrap();
     let foreign: Vec<_> = events
         .iter()
         .filter(|e| !events_before.contains(e) && e.record.message.contains("acme-ops"))
         .collect();
-    assert!(foreign.is_empty(), "acme's token changed globex: {foreign:?}");
+    assert!(
+        foreign.is_empty(),
+        "acme's token changed globex: {foreign:?}"
+    );
 
     // The routes without an account: none is named `default`, so the
     // summary lists only what the token may read, and changes need an account.
-    let r = w.http.get(w.url("/v1/status")).bearer_auth(ACME).send().await.unwrap();
+    let r = w
+        .http
+        .get(w.url("/v1/status"))
+        .bearer_auth(ACME)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let doc: serde_json::Value = r.json().await.unwrap();
     let ids: Vec<&str> = doc["accounts"]

@@ -514,7 +514,7 @@ async fn metrics_parse_as_prometheus_text_and_cover_the_contract() {
         text.contains("continuity_probe_up{probe=\"trunk-a\",type=\"sip\"} 1"),
         "{text}"
     );
-    assert!(text.contains("continuity_leader 1"));
+    assert!(text.contains("continuity_leader{account=\"default\"} 1"));
     // The engine's and actuator's series carry the account; the probes' do not.
     assert!(
         text.contains(r#"continuity_alerts_dropped_total{account="default"} 0"#),

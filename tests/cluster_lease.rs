@@ -195,8 +195,8 @@ async fn a_leader_that_cannot_renew_steps_down_within_renew_deadline() {
         (lead.leader_id.as_deref(), lead.epoch),
         (Some("replica-a"), 1)
     );
-    assert_eq!(metrics.leader.get(), 1);
-    assert_eq!(metrics.epoch.get(), 1);
+    assert_eq!(metrics.account("default").leader.get(), 1);
+    assert_eq!(metrics.account("default").epoch.get(), 1);
 
     // Renewals keep it leading well past one lease.
     tokio::time::sleep(Duration::from_millis(3_500)).await;
@@ -219,7 +219,7 @@ async fn a_leader_that_cannot_renew_steps_down_within_renew_deadline() {
         waited <= Duration::from_millis(1_500 + 500),
         "stepped down only after {waited:?}"
     );
-    assert_eq!(metrics.leader.get(), 0);
+    assert_eq!(metrics.account("default").leader.get(), 0);
     assert!(
         audit
             .records()

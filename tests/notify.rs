@@ -826,7 +826,7 @@ url = "{hook}"
                 .text()
                 .await
                 .unwrap()
-                .contains("continuity_leader 1")
+                .contains("continuity_leader{account=\"default\"} 1")
         }
     };
     let mut leader = None;

@@ -49,7 +49,7 @@ impl Replica {
     /// `None` when not running or not answering (a stopped process).
     async fn leads(&self) -> Option<bool> {
         let agent = self.process.as_ref()?;
-        let metric = agent.metric("continuity_leader ");
+        let metric = agent.metric("continuity_leader{account=\"default\"} ");
         tokio::time::timeout(Duration::from_millis(500), metric)
             .await
             .ok()
@@ -676,7 +676,10 @@ async fn a_leader_cut_off_from_the_database_stops_writing_and_the_replicas_recov
     );
     assert!(c.sim.state().enabled);
     for r in &c.replicas {
-        let status = r.agent().metric("continuity_leader ").await;
+        let status = r
+            .agent()
+            .metric("continuity_leader{account=\"default\"} ")
+            .await;
         assert!(status.is_some(), "{} serves /metrics", r.id);
     }
 }

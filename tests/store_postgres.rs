@@ -1,7 +1,8 @@
 //! The PostgreSQL store against a real, private server (`support/pg.rs`):
 //! what only a network database does. Migrations under concurrent starts,
 //! connections killed by the server, a server restart, TLS never silently
-//! dropped, passwords from a file, text PostgreSQL cannot hold. The behaviour
+//! dropped, passwords from a file, text PostgreSQL cannot hold, many
+//! accounts over one pool and one LISTEN connection. The behaviour
 //! both backends share is in `store_suite.rs`.
 
 mod support;
@@ -66,11 +67,14 @@ async fn migrations_are_idempotent_and_safe_when_replicas_start_together() {
     let versions: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
     assert_eq!(versions, postgres::schema_versions());
     assert_eq!(versions.last(), Some(&postgres::SCHEMA_VERSION));
-    // The schema is designed for several accounts: every table has one.
+    // The schema is designed for several accounts: every table has one,
+    // except cluster membership, which is the replicas' (they share the
+    // accounts between them).
     let without_account: Vec<String> = admin
         .query(
             "SELECT table_name::text FROM information_schema.tables t
-             WHERE table_schema = 'public' AND table_name <> 'schema_migrations'
+             WHERE table_schema = 'public'
+               AND table_name NOT IN ('schema_migrations', 'replicas')
                AND NOT EXISTS (SELECT 1 FROM information_schema.columns c
                    WHERE c.table_name = t.table_name AND c.column_name = 'account'
                      AND c.is_nullable = 'NO')",
@@ -297,4 +301,93 @@ async fn sslmode_is_honoured_against_a_tls_server() {
         .await
         .expect_err("no such file");
     assert!(matches!(err, StoreError::Config(_)), "{err}");
+}
+
+/// Many accounts, one set of connections: 60 `for_account` handles, each
+/// watched and used at once, stay within the pool's cap plus one LISTEN
+/// connection, each watcher is woken by its own account's appends through
+/// that one connection, and the listener closes once every watcher is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_accounts_share_one_pool_and_one_listen_connection() {
+    use std::sync::Arc;
+
+    use tokio::sync::Notify;
+    use tokio_util::sync::CancellationToken;
+
+    let server = PgServer::start();
+    let db = server.database().await;
+    let root = open(&server, &db).await;
+    let accounts: Vec<String> = (0..60).map(|i| format!("acct-{i}")).collect();
+    let handles: Vec<Arc<dyn Store>> = accounts.iter().map(|a| root.for_account(a)).collect();
+    let cancel = CancellationToken::new();
+    let wakes: Vec<Arc<Notify>> = handles
+        .iter()
+        .map(|h| {
+            let wake = Arc::new(Notify::new());
+            h.watch_inputs(wake.clone(), cancel.clone());
+            wake
+        })
+        .collect();
+    let admin = server.connect(&db).await;
+    let listening = async || -> i64 {
+        admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'LISTEN%'",
+                &[&db],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while listening().await == 0 {
+        assert!(Instant::now() < deadline, "no LISTEN connection");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The connect wake-up, then each account's own append.
+    for w in &wakes {
+        tokio::time::timeout(Duration::from_secs(5), w.notified())
+            .await
+            .expect("woken once listening");
+    }
+    let appends = handles.iter().enumerate().map(|(i, h)| {
+        h.append_inputs(vec![continuity_agent::store::Input::FlapRelease {
+            actor: format!("ops-{i}"),
+        }])
+    });
+    for ids in futures::future::join_all(appends).await {
+        assert_eq!(ids.unwrap().len(), 1);
+    }
+    for (i, w) in wakes.iter().enumerate() {
+        tokio::time::timeout(Duration::from_secs(5), w.notified())
+            .await
+            .unwrap_or_else(|_| panic!("{} not woken by its append", accounts[i]));
+    }
+    let reads = handles.iter().map(|h| h.inputs_after(0, 10));
+    for got in futures::future::join_all(reads).await {
+        assert_eq!(got.unwrap().len(), 1, "each account reads its own input");
+    }
+    let connections: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[&db],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        (2..=17).contains(&connections),
+        "{connections} connections for 60 accounts (a pool of at most 16, one LISTEN)"
+    );
+    assert_eq!(listening().await, 1, "one LISTEN connection for all");
+
+    cancel.cancel();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while listening().await != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the listener outlived its watchers"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

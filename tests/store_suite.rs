@@ -26,6 +26,11 @@ trait Backend {
     async fn pretend_newer_schema(&self, version: i64);
     /// The newest schema version this build knows.
     fn schema_version(&self) -> i64;
+    /// Makes every queued input look accepted `by` earlier.
+    async fn backdate_inputs(&self, by: Duration);
+    /// Whether `watch_inputs` wakes every watcher once its listener is
+    /// connected (PostgreSQL: appends made before that were not heard).
+    fn wakes_on_connect(&self) -> bool;
 }
 
 struct Sqlite {
@@ -63,6 +68,19 @@ impl Backend for Sqlite {
     fn schema_version(&self) -> i64 {
         sqlite::SCHEMA_VERSION
     }
+
+    async fn backdate_inputs(&self, by: Duration) {
+        let conn = rusqlite::Connection::open(self.path()).unwrap();
+        conn.execute(
+            "UPDATE inputs SET accepted_at = accepted_at - ?1",
+            [by.as_millis() as i64],
+        )
+        .unwrap();
+    }
+
+    fn wakes_on_connect(&self) -> bool {
+        false
+    }
 }
 
 struct Postgres {
@@ -99,6 +117,22 @@ impl Backend for Postgres {
 
     fn schema_version(&self) -> i64 {
         postgres::SCHEMA_VERSION
+    }
+
+    async fn backdate_inputs(&self, by: Duration) {
+        self.server
+            .connect(&self.db)
+            .await
+            .execute(
+                "UPDATE inputs SET accepted_at = accepted_at - $1",
+                &[&(by.as_millis() as i64)],
+            )
+            .await
+            .unwrap();
+    }
+
+    fn wakes_on_connect(&self) -> bool {
+        true
     }
 }
 
@@ -415,6 +449,216 @@ async fn a_reader_following_concurrent_appends_misses_nothing(b: &impl Backend) 
     assert_eq!(seen.len(), WRITERS * EACH);
 }
 
+/// A handle from `for_account` reads and writes its own account's rows
+/// only, over the same database `open` reaches.
+async fn for_account_handles_are_isolated_and_share_the_database(b: &impl Backend) {
+    let root = b.open(DEFAULT_ACCOUNT).await.unwrap();
+    let acme = root.for_account("acme");
+    let globex = acme.for_account("globex");
+    root.save_snapshot(json!({"who": "default"})).await.unwrap();
+    acme.save_snapshot(json!({"who": "acme"})).await.unwrap();
+    assert_eq!(globex.load_snapshot().await.unwrap(), None);
+    acme.append_audit(vec![record(1)]).await.unwrap();
+    globex.append_audit(vec![record(2)]).await.unwrap();
+    let own = acme.append_inputs(vec![alert("a", 1)]).await.unwrap();
+    assert_eq!(
+        messages(&acme.events(10, None).await.unwrap()),
+        ["record 1"]
+    );
+    assert_eq!(
+        messages(&globex.events(10, None).await.unwrap()),
+        ["record 2"]
+    );
+    assert!(root.events(10, None).await.unwrap().is_empty());
+    assert!(globex.inputs_after(0, 10).await.unwrap().is_empty());
+    assert_eq!(ids_of(&acme.inputs_after(0, 10).await.unwrap()), own);
+    assert_eq!(
+        root.load_snapshot().await.unwrap(),
+        Some(json!({"who": "default"}))
+    );
+    // What the handle wrote is the account's, as a separately opened
+    // handle (another replica) reads it.
+    let reopened = b.open("acme").await.unwrap();
+    assert_eq!(
+        reopened.load_snapshot().await.unwrap(),
+        Some(json!({"who": "acme"}))
+    );
+    assert_eq!(ids_of(&reopened.inputs_after(0, 10).await.unwrap()), own);
+}
+
+async fn woken(n: &tokio::sync::Notify, within: Duration) -> bool {
+    tokio::time::timeout(within, n.notified()).await.is_ok()
+}
+
+/// Shared inputs reach every account's queue, interleaved with its own in
+/// id order, wake every account's loop, and survive an account's pruning
+/// until they are older than `SHARED_RETENTION`.
+async fn shared_inputs_reach_every_account_in_order_and_wake_it(b: &impl Backend) {
+    use continuity_agent::store::inputs::SHARED_RETENTION;
+    use tokio::sync::Notify;
+    use tokio_util::sync::CancellationToken;
+
+    let root = b.open(DEFAULT_ACCOUNT).await.unwrap();
+    let acme = root.for_account("acme");
+    let globex = root.for_account("globex");
+    let (wake_acme, wake_globex) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let cancel = CancellationToken::new();
+    acme.watch_inputs(wake_acme.clone(), cancel.clone());
+    globex.watch_inputs(wake_globex.clone(), cancel.clone());
+    if b.wakes_on_connect() {
+        // Listening now: what follows is heard.
+        assert!(woken(&wake_acme, Duration::from_secs(10)).await);
+        assert!(woken(&wake_globex, Duration::from_secs(10)).await);
+    }
+
+    let a1 = acme.append_inputs(vec![alert("a1", 1)]).await.unwrap();
+    assert!(
+        woken(&wake_acme, Duration::from_secs(5)).await,
+        "own append"
+    );
+    assert!(
+        !woken(&wake_globex, Duration::from_millis(300)).await,
+        "another account's append wakes only that account"
+    );
+    let shared = root
+        .append_shared_inputs(vec![alert("s1", 2), alert("s2", 3)])
+        .await
+        .unwrap();
+    assert!(woken(&wake_acme, Duration::from_secs(5)).await, "shared");
+    assert!(woken(&wake_globex, Duration::from_secs(5)).await, "shared");
+    let g1 = globex.append_inputs(vec![alert("g1", 4)]).await.unwrap();
+    let a2 = acme.append_inputs(vec![alert("a2", 5)]).await.unwrap();
+    assert!(a1[0] < shared[0] && shared[0] < shared[1] && shared[1] < g1[0] && g1[0] < a2[0]);
+
+    let got = acme.inputs_after(0, 10).await.unwrap();
+    assert_eq!(ids_of(&got), [a1[0], shared[0], shared[1], a2[0]]);
+    assert_eq!(got[1].input, alert("s1", 2));
+    assert_eq!(
+        ids_of(&globex.inputs_after(0, 10).await.unwrap()),
+        [shared[0], shared[1], g1[0]]
+    );
+    assert_eq!(
+        ids_of(&acme.inputs_after(a1[0], 2).await.unwrap()),
+        shared,
+        "the cursor and the limit apply across both queues"
+    );
+
+    // One account applied everything and prunes: its own rows go, the
+    // shared ones stay for the account that has not applied them.
+    let far = Timestamp(i64::MAX);
+    assert_eq!(acme.prune_inputs(i64::MAX, far).await.unwrap(), 2);
+    assert_eq!(
+        ids_of(&globex.inputs_after(0, 10).await.unwrap()),
+        [shared[0], shared[1], g1[0]]
+    );
+    // Old enough, shared rows go by age alone (any account's prune).
+    b.backdate_inputs(SHARED_RETENTION + Duration::from_secs(60))
+        .await;
+    assert_eq!(acme.prune_inputs(0, Timestamp(0)).await.unwrap(), 2);
+    assert_eq!(ids_of(&globex.inputs_after(0, 10).await.unwrap()), g1);
+    cancel.cancel();
+}
+
+/// `events_for` pages newest first over the accounts asked for (all of
+/// them for `None`), each event naming its account.
+async fn events_for_pages_over_several_accounts(b: &impl Backend) {
+    let root = b.open(DEFAULT_ACCOUNT).await.unwrap();
+    let acme = root.for_account("acme");
+    let globex = root.for_account("globex");
+    let initech = root.for_account("initech");
+    for i in 0..3 {
+        acme.append_audit(vec![record(10 + i)]).await.unwrap();
+        globex.append_audit(vec![record(20 + i)]).await.unwrap();
+        initech.append_audit(vec![record(30 + i)]).await.unwrap();
+    }
+    let two = ["acme".to_string(), "globex".to_string()];
+    let page1 = root.events_for(Some(&two), 4, None).await.unwrap();
+    assert_eq!(
+        messages(&page1),
+        ["record 22", "record 12", "record 21", "record 11"]
+    );
+    let accounts: Vec<&str> = page1.iter().map(|e| e.account.as_str()).collect();
+    assert_eq!(accounts, ["globex", "acme", "globex", "acme"]);
+    let page2 = root
+        .events_for(Some(&two), 4, Some(page1[3].id))
+        .await
+        .unwrap();
+    assert_eq!(messages(&page2), ["record 20", "record 10"]);
+    let all = root.events_for(None, 100, None).await.unwrap();
+    assert_eq!(all.len(), 9);
+    assert_eq!(all[0].account, "initech");
+    assert!(all.windows(2).all(|w| w[0].id > w[1].id));
+    assert!(
+        root.events_for(Some(&[]), 10, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The account is part of the serialized event.
+    let wire = serde_json::to_value(&all[0]).unwrap();
+    assert_eq!(wire["account"], "initech");
+    assert_eq!(wire["message"], "record 32");
+    // `events` still reads its own account only.
+    assert_eq!(
+        messages(&acme.events(10, None).await.unwrap()),
+        ["record 12", "record 11", "record 10"]
+    );
+}
+
+/// Appends of two accounts and shared appends run side by side while a
+/// reader of one account follows with a cursor: it sees each of its own
+/// and each shared input exactly once, in id order, and nothing else.
+async fn a_reader_misses_no_shared_input_among_concurrent_appends(b: &impl Backend) {
+    const EACH: usize = 40;
+    // Every handle is open before the first append, so the reader follows
+    // while the writers write.
+    let reader = b.open("acme").await.unwrap();
+    let mut stores = Vec::new();
+    for _ in 0..5 {
+        stores.push(b.open(DEFAULT_ACCOUNT).await.unwrap());
+    }
+    let mut writers = Vec::new();
+    for (w, store) in stores.into_iter().enumerate() {
+        writers.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            for i in 0..EACH {
+                let input = vec![alert(&format!("{w}-{i}"), 1)];
+                let ids = match w {
+                    0 | 1 => store.for_account("acme").append_inputs(input).await,
+                    2 => store.for_account("globex").append_inputs(input).await,
+                    _ => store.append_shared_inputs(input).await,
+                };
+                mine.extend(ids.unwrap());
+            }
+            (w, mine)
+        }));
+    }
+    let mut seen = Vec::new();
+    let mut cursor = 0;
+    loop {
+        let done = writers.iter().all(|w| w.is_finished());
+        let page = reader.inputs_after(cursor, 7).await.unwrap();
+        if done && page.is_empty() {
+            break;
+        }
+        for input in page {
+            assert!(input.id > cursor);
+            cursor = input.id;
+            seen.push(input.id);
+        }
+    }
+    let mut expected = Vec::new();
+    for w in writers {
+        let (w, ids) = w.await.unwrap();
+        if w != 2 {
+            expected.extend(ids);
+        }
+    }
+    expected.sort_unstable();
+    assert_eq!(seen.len(), 4 * EACH);
+    assert_eq!(seen, expected);
+}
+
 /// The cases, for one backend built by `$make`.
 macro_rules! suite {
     ($name:ident, $make:expr) => {
@@ -469,6 +713,26 @@ macro_rules! suite {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_reader_following_concurrent_appends_misses_nothing() {
                 super::a_reader_following_concurrent_appends_misses_nothing(&$make).await;
+            }
+
+            #[tokio::test]
+            async fn for_account_handles_are_isolated_and_share_the_database() {
+                super::for_account_handles_are_isolated_and_share_the_database(&$make).await;
+            }
+
+            #[tokio::test]
+            async fn shared_inputs_reach_every_account_in_order_and_wake_it() {
+                super::shared_inputs_reach_every_account_in_order_and_wake_it(&$make).await;
+            }
+
+            #[tokio::test]
+            async fn events_for_pages_over_several_accounts() {
+                super::events_for_pages_over_several_accounts(&$make).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_reader_misses_no_shared_input_among_concurrent_appends() {
+                super::a_reader_misses_no_shared_input_among_concurrent_appends(&$make).await;
             }
         }
     };

@@ -183,6 +183,11 @@ impl Account {
         }
     }
 
+    /// Wakes the account's loop when inputs for it were appended.
+    pub(super) fn wake(&self) -> Arc<Notify> {
+        self.inbox.wake.clone()
+    }
+
     /// What a reload reaches of this account.
     pub(super) fn reload_handle(&self) -> AccountReload {
         AccountReload {

@@ -249,6 +249,39 @@ mod tests {
         fn claim_write(&self, _: &WriteClaim) -> BoxFuture<'_, Result<WriteGrant, StoreError>> {
             Box::pin(async { Ok(WriteGrant::Refused) })
         }
+        fn for_account(&self, _: &str) -> Arc<dyn Store> {
+            unreachable!("the persister writes one account")
+        }
+        fn events_for(
+            &self,
+            _: Option<&[String]>,
+            _: usize,
+            _: Option<i64>,
+        ) -> BoxFuture<'_, Result<Vec<StoredEvent>, StoreError>> {
+            unreachable!("the persister reads no audit")
+        }
+        fn append_shared_inputs(
+            &self,
+            _: Vec<Input>,
+        ) -> BoxFuture<'_, Result<Vec<i64>, StoreError>> {
+            unreachable!("the persister appends no input")
+        }
+        fn watch_inputs(
+            &self,
+            _: Arc<tokio::sync::Notify>,
+            _: tokio_util::sync::CancellationToken,
+        ) {
+            unreachable!("the persister watches no input")
+        }
+        fn heartbeat(&self, _: &LeaseClaim) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+            unreachable!("the persister takes no part in leadership")
+        }
+        fn leave(&self, _: &LeaseClaim) -> BoxFuture<'_, Result<(), StoreError>> {
+            unreachable!("the persister takes no part in leadership")
+        }
+        fn leases(&self) -> BoxFuture<'_, Result<Vec<crate::store::LeaseRow>, StoreError>> {
+            unreachable!("the persister takes no part in leadership")
+        }
     }
 
     fn engine() -> Engine {

@@ -145,7 +145,7 @@ pub async fn run_with(
     // document as its own; a follower restores it for display.
     let root = store::open(&config.raw.store).await?;
     let opened = open_accounts(&config, &root, &metrics)?;
-    let leases = lead(&config, &opened, &metrics, &cancel).await;
+    let leases = lead(&config, &root, &opened, &metrics, &cancel).await;
     let mut built = Vec::with_capacity(opened.len());
     for (opened, lease) in opened.into_iter().zip(leases) {
         built.push(Account::build(opened, lease, &cancel).await?);
@@ -269,7 +269,7 @@ fn open_accounts(
                     "account {id} has no configuration"
                 )))
             })?;
-            let store = root.clone();
+            let store = root.for_account(&id);
             let (audit, writer) = StoreAudit::spawn(store.clone());
             let account_metrics = metrics.account(&id);
             Ok(Opened {
@@ -287,28 +287,32 @@ fn open_accounts(
         .collect()
 }
 
-/// Claims every account's lease once (a lone replica leads each at once),
-/// then keeps them in the background.
+/// Claims every account's lease once (a lone replica leads each at once;
+/// several share the accounts by a balanced assignment, `cluster`), then
+/// keeps them in the background.
 async fn lead(
     config: &Config,
+    root: &Arc<dyn Store>,
     opened: &[Opened],
     metrics: &Metrics,
     cancel: &CancellationToken,
 ) -> Vec<LeadershipTask> {
-    let mut leases = Vec::with_capacity(opened.len());
-    for o in opened {
-        leases.push(
-            cluster::spawn(
-                o.store.clone(),
-                &config.cluster(),
-                metrics.clone(),
-                o.shared.audit.clone(),
-                cancel.clone(),
-            )
-            .await,
-        );
-    }
-    leases
+    let accounts = opened
+        .iter()
+        .map(|o| cluster::ShardAccount {
+            id: o.id.clone(),
+            store: o.store.clone(),
+            audit: o.shared.audit.clone(),
+        })
+        .collect();
+    cluster::spawn_sharded(
+        root.clone(),
+        accounts,
+        &config.cluster(),
+        metrics.clone(),
+        cancel.clone(),
+    )
+    .await
 }
 
 /// One sender for the shared inputs: each event goes to every account's
@@ -406,11 +410,13 @@ impl ApiParts {
         accounts: &[Account],
         reload: mpsc::Sender<Control>,
     ) -> ApiParts {
+        let wakes = accounts.iter().map(Account::wake).collect();
         let accounts: Vec<AccountParts> = accounts.iter().map(Account::api_parts).collect();
         ApiParts {
             store: root.clone(),
             metrics: metrics.clone(),
-            alerts: accounts[0].queue.clone(),
+            // Alerts are durable for every account before their 202.
+            alerts: store::inputs::Queue::shared(root.clone(), wakes),
             accounts,
             reload,
             sessions: Arc::new(server::page::SessionKey::random()),

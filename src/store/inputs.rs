@@ -7,10 +7,26 @@
 //! `daemon/document.rs`), so after a crash or a takeover the new owner
 //! replays exactly the inputs the snapshot does not contain yet.
 //!
-//! Ids only grow, and they become visible in id order: SQLite has one writer
-//! at a time, and PostgreSQL appends for one account under a transaction
-//! advisory lock, so an id is never committed after a larger one was read.
-//! Applied inputs older than [`RETENTION`] are pruned.
+//! Each account has its own queue, and one more is shared by all of them:
+//! inputs appended with `Store::append_shared_inputs` (stored under the
+//! account [`SHARED_ACCOUNT`], e.g. an alert every account's rules read)
+//! are returned by every account's `inputs_after`, interleaved with its own
+//! in id order, and wake every account's loop.
+//!
+//! Ids only grow, and they become visible in id order to every reader: an id
+//! is never committed after a larger id the same reader can see was read.
+//! SQLite has one writer at a time. PostgreSQL appends for one account under
+//! the shared mode of a global transaction advisory lock plus that
+//! account's own exclusive lock (accounts append side by side, one account's
+//! appends one at a time), and shared appends under the global lock
+//! exclusively (alone), so a shared id is never committed after a larger
+//! id of any account.
+//!
+//! Pruning: an account prunes its own applied inputs older than
+//! [`RETENTION`]. It cannot know whether every other account has applied a
+//! shared input, so shared inputs are deleted by age only, once older than
+//! [`SHARED_RETENTION`] (by any account's prune): an account whose loop has
+//! not applied a shared input for that long misses it.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -23,6 +39,15 @@ use crate::engine::{Event, Override};
 /// How long applied inputs are kept (for inspection after an incident);
 /// inputs not yet applied are never pruned.
 pub const RETENTION: Duration = Duration::from_secs(24 * 3600);
+
+/// How long shared inputs are kept: twice [`RETENTION`], applied or not
+/// (see the module docs).
+pub const SHARED_RETENTION: Duration = Duration::from_secs(2 * 24 * 3600);
+
+/// The account shared inputs are stored under. Not a valid account id
+/// (`[[accounts]] id` is letters, digits, '.', '_' and '-'), so no account's
+/// own rows can be mistaken for shared ones.
+pub const SHARED_ACCOUNT: &str = "*";
 
 /// One input, as stored (JSON, tagged by `input`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -130,8 +155,21 @@ impl Queue {
         store: std::sync::Arc<dyn super::Store>,
         wake: std::sync::Arc<tokio::sync::Notify>,
     ) -> Queue {
+        Queue::start(store, Destination::Account(wake))
+    }
+
+    /// A queue whose inputs every account's loop applies (alerts: each
+    /// account's rules match them), waking every loop in `wakes`.
+    pub fn shared(
+        store: std::sync::Arc<dyn super::Store>,
+        wakes: Vec<std::sync::Arc<tokio::sync::Notify>>,
+    ) -> Queue {
+        Queue::start(store, Destination::Shared(wakes))
+    }
+
+    fn start(store: std::sync::Arc<dyn super::Store>, to: Destination) -> Queue {
         let (pending, rx) = tokio::sync::mpsc::channel(PENDING_MAX);
-        tokio::spawn(write_groups(store, wake, rx));
+        tokio::spawn(write_groups(store, to, rx));
         Queue { pending }
     }
 
@@ -148,11 +186,39 @@ impl Queue {
     }
 }
 
+/// Whose inputs a queue appends, and which loops it wakes.
+enum Destination {
+    /// The store handle's account.
+    Account(std::sync::Arc<tokio::sync::Notify>),
+    /// Every account (`Store::append_shared_inputs`).
+    Shared(Vec<std::sync::Arc<tokio::sync::Notify>>),
+}
+
+impl Destination {
+    async fn append(
+        &self,
+        store: &dyn super::Store,
+        inputs: Vec<Input>,
+    ) -> Result<Vec<i64>, super::StoreError> {
+        match self {
+            Destination::Account(_) => store.append_inputs(inputs).await,
+            Destination::Shared(_) => store.append_shared_inputs(inputs).await,
+        }
+    }
+
+    fn wake(&self) {
+        match self {
+            Destination::Account(wake) => wake.notify_one(),
+            Destination::Shared(wakes) => wakes.iter().for_each(|w| w.notify_one()),
+        }
+    }
+}
+
 /// The group writer: takes what is waiting, appends it in one transaction,
 /// answers each request with its ids.
 async fn write_groups(
     store: std::sync::Arc<dyn super::Store>,
-    wake: std::sync::Arc<tokio::sync::Notify>,
+    to: Destination,
     mut rx: tokio::sync::mpsc::Receiver<Pending>,
 ) {
     while let Some(first) = rx.recv().await {
@@ -174,9 +240,9 @@ async fn write_groups(
             all.extend(p.inputs);
             replies.push(p.reply);
         }
-        match store.append_inputs(all).await {
+        match to.append(&*store, all).await {
             Ok(ids) => {
-                wake.notify_one();
+                to.wake();
                 let mut ids = ids.into_iter();
                 for (reply, n) in replies.into_iter().zip(lengths) {
                     let _ = reply.send(Ok(ids.by_ref().take(n).collect()));
@@ -287,6 +353,38 @@ mod tests {
             &self,
             _: &crate::store::WriteClaim,
         ) -> BoxFuture<'_, Result<crate::store::WriteGrant, StoreError>> {
+            unreachable!("the queue only appends")
+        }
+        fn for_account(&self, _: &str) -> Arc<dyn Store> {
+            unreachable!("the queue only appends")
+        }
+        fn events_for(
+            &self,
+            _: Option<&[String]>,
+            _: usize,
+            _: Option<i64>,
+        ) -> BoxFuture<'_, Result<Vec<StoredEvent>, StoreError>> {
+            unreachable!("the queue only appends")
+        }
+        fn append_shared_inputs(
+            &self,
+            _: Vec<Input>,
+        ) -> BoxFuture<'_, Result<Vec<i64>, StoreError>> {
+            unreachable!("the queue only appends")
+        }
+        fn watch_inputs(&self, _: Arc<Notify>, _: tokio_util::sync::CancellationToken) {
+            unreachable!("the queue only appends")
+        }
+        fn heartbeat(
+            &self,
+            _: &crate::store::LeaseClaim,
+        ) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+            unreachable!("the queue only appends")
+        }
+        fn leave(&self, _: &crate::store::LeaseClaim) -> BoxFuture<'_, Result<(), StoreError>> {
+            unreachable!("the queue only appends")
+        }
+        fn leases(&self) -> BoxFuture<'_, Result<Vec<crate::store::LeaseRow>, StoreError>> {
             unreachable!("the queue only appends")
         }
     }

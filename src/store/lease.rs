@@ -16,7 +16,19 @@
 //!   skew between replicas does not matter;
 //! - a write is allowed (and recorded) only when the token still holds the
 //!   lease under the same epoch and the lease outlives the request by
-//!   `margin`.
+//!   `margin`;
+//! - a claim that fails records who asked and when (`wanted_by`,
+//!   `wanted_at`); taking the lease clears it, renewing keeps it. With
+//!   sharded leadership a replica claims only the accounts assigned to it,
+//!   so a failed claim is a request to hand the account over, which the
+//!   holder grants once its own view of the assignment agrees
+//!   (`cluster::shard`).
+//!
+//! Membership (migration 4; SQLite step 5): a `replicas` row per live
+//! replica (`instance_id`, `token`, `expires_at` by the store's clock),
+//! heartbeated by sharded leadership; live means not expired. A SQLite
+//! file serves one replica, so a heartbeat there also removes every other
+//! row: the one replica leads every account.
 
 use std::time::Duration;
 
@@ -39,6 +51,20 @@ pub struct LeaseState {
     pub epoch: i64,
     /// Whether the claimant holds it now.
     pub held: bool,
+}
+
+/// One account's lease as listed by `Store::leases`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseRow {
+    pub account: String,
+    /// `instance_id` of the holder (possibly expired).
+    pub holder: String,
+    pub epoch: i64,
+    /// Not expired by the store's clock.
+    pub live: bool,
+    /// The last replica whose claim failed since the lease last changed
+    /// hands, and how long ago (store's clock).
+    pub wanted: Option<(String, Duration)>,
 }
 
 /// A Talkdesk write about to be sent under `epoch`.

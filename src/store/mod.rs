@@ -6,9 +6,13 @@
 //! `Store` is the seam for the backends: SQLite (`sqlite.rs`, embedded
 //! default, one replica) and PostgreSQL (`postgres/`, a database several
 //! replicas can share). Both hold the same
-//! model: every row carries the account it belongs to, a store handle is
-//! opened for one account (`DEFAULT_ACCOUNT` until several Talkdesk accounts
-//! exist), and both refuse a database migrated by a newer build. The engine
+//! model: every row carries the account it belongs to, a store handle reads
+//! and writes one account (`store::open` returns `DEFAULT_ACCOUNT`'s;
+//! [`Store::for_account`] gives another account's handle over the same
+//! connections), and both refuse a database migrated by a newer build. What
+//! is not one account's: shared inputs (`inputs.rs`), the audit log read
+//! across accounts ([`Store::events_for`]), and cluster membership
+//! (`lease.rs`: the `replicas` table and every account's lease). The engine
 //! snapshot is stored as an opaque JSON document so the store does not
 //! depend on engine internals, and a changed engine can migrate its own format.
 //!
@@ -23,13 +27,14 @@ pub mod inputs;
 pub mod lease;
 pub mod postgres;
 pub mod sqlite;
+mod wake;
 
 use futures::future::BoxFuture;
 
 pub use audit::StoreAudit;
 pub use error::StoreError;
-pub use inputs::{Input, StoredInput};
-pub use lease::{LeaseClaim, LeaseState, WriteClaim, WriteGrant};
+pub use inputs::{Input, SHARED_ACCOUNT, StoredInput};
+pub use lease::{LeaseClaim, LeaseRow, LeaseState, WriteClaim, WriteGrant};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -40,16 +45,21 @@ use crate::telemetry::AuditRecord;
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct StoredEvent {
     pub id: i64,
+    /// The account the record belongs to.
+    pub account: String,
     #[serde(flatten)]
     pub record: AuditRecord,
 }
 
-/// What every backend provides. Methods are async so network backends fit;
-/// the SQLite backend runs its blocking calls on the blocking pool.
 /// Rows deleted per statement when pruning.
 pub const PRUNE_BATCH: i64 = 5_000;
 
+/// What every backend provides. Methods are async so network backends fit;
+/// the SQLite backend runs its blocking calls on the blocking pool.
 pub trait Store: Send + Sync + 'static {
+    /// A handle for `account` over this store's connections (pool, LISTEN
+    /// connection, SQLite file): many accounts, one set of connections.
+    fn for_account(&self, account: &str) -> std::sync::Arc<dyn Store>;
     /// The last saved engine snapshot, if any.
     fn load_snapshot(&self) -> BoxFuture<'_, Result<Option<serde_json::Value>, StoreError>>;
     /// Replaces the engine snapshot durably (returns after the data is on disk).
@@ -62,19 +72,36 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
         before: Option<i64>,
     ) -> BoxFuture<'_, Result<Vec<StoredEvent>, StoreError>>;
+    /// Audit records of several accounts (`None`: every account), newest
+    /// first; `before` is an id cursor from a previous page.
+    fn events_for(
+        &self,
+        accounts: Option<&[String]>,
+        limit: usize,
+        before: Option<i64>,
+    ) -> BoxFuture<'_, Result<Vec<StoredEvent>, StoreError>>;
     /// Cheap liveness check for `/readyz`.
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
     /// Appends inputs to the queue in one transaction (all or none) and
     /// returns their ids, in order. Durable on return.
     fn append_inputs(&self, inputs: Vec<Input>) -> BoxFuture<'_, Result<Vec<i64>, StoreError>>;
-    /// Up to `limit` inputs with an id above `after`, in id order.
+    /// Appends inputs every account reads ([`SHARED_ACCOUNT`]), in one
+    /// transaction (all or none), and wakes every account's loop; returns
+    /// their ids, in order. Durable on return.
+    fn append_shared_inputs(
+        &self,
+        inputs: Vec<Input>,
+    ) -> BoxFuture<'_, Result<Vec<i64>, StoreError>>;
+    /// Up to `limit` inputs with an id above `after`, in id order: this
+    /// account's and the shared ones.
     fn inputs_after(
         &self,
         after: i64,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<StoredInput>, StoreError>>;
-    /// Deletes inputs with an id up to `applied` accepted before `before`;
-    /// returns how many.
+    /// Deletes this account's inputs with an id up to `applied` accepted
+    /// before `before`, and shared inputs older than
+    /// [`inputs::SHARED_RETENTION`]; returns how many.
     fn prune_inputs(
         &self,
         applied: i64,
@@ -83,15 +110,14 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes this account's audit records from before `before`, in
     /// batches so no single statement holds the store long; returns how many.
     fn prune_audit(&self, before: Timestamp) -> BoxFuture<'_, Result<u64, StoreError>>;
-    /// Wakes `wake` whenever another process appends inputs, until `cancel`
-    /// fires. Backends that only this process writes need not do anything
-    /// (the loop also polls every second).
+    /// Wakes `wake` whenever inputs for this account or shared inputs are
+    /// appended (by this process or, with PostgreSQL, another one), until
+    /// `cancel` fires. The loop also polls every second.
     fn watch_inputs(
         &self,
-        _wake: std::sync::Arc<tokio::sync::Notify>,
-        _cancel: tokio_util::sync::CancellationToken,
-    ) {
-    }
+        wake: std::sync::Arc<tokio::sync::Notify>,
+        cancel: tokio_util::sync::CancellationToken,
+    );
     /// Renews or takes this account's lease (see [`lease`] for the rules).
     fn claim_lease(&self, claim: &LeaseClaim) -> BoxFuture<'_, Result<LeaseState, StoreError>>;
     /// Ends this process's lease now (graceful shutdown), so another
@@ -100,6 +126,15 @@ pub trait Store: Send + Sync + 'static {
     fn release_lease(&self, claim: &LeaseClaim) -> BoxFuture<'_, Result<(), StoreError>>;
     /// Checks that `claim` may write now and records the write if so.
     fn claim_write(&self, claim: &WriteClaim) -> BoxFuture<'_, Result<WriteGrant, StoreError>>;
+    /// Cluster membership (any handle; not one account's): keeps this
+    /// replica's row alive for `me.ttl` by the store's clock and returns the
+    /// instance ids of every live replica, sorted (this one included).
+    fn heartbeat(&self, me: &LeaseClaim) -> BoxFuture<'_, Result<Vec<String>, StoreError>>;
+    /// Removes this process's membership row (graceful stop), so the other
+    /// replicas rebalance at once.
+    fn leave(&self, me: &LeaseClaim) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Every account's lease as the store has it now (any handle).
+    fn leases(&self) -> BoxFuture<'_, Result<Vec<LeaseRow>, StoreError>>;
 }
 
 /// The account of a configuration without several Talkdesk accounts.

@@ -8,9 +8,11 @@ use std::sync::{Arc, Mutex};
 use futures::future::BoxFuture;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
+use super::inputs::{SHARED_ACCOUNT, SHARED_RETENTION};
+use super::wake::Wakers;
 use super::{
-    Input, LeaseClaim, LeaseState, Store, StoreError, StoredEvent, StoredInput, WriteClaim,
-    WriteGrant,
+    Input, LeaseClaim, LeaseRow, LeaseState, Store, StoreError, StoredEvent, StoredInput,
+    WriteClaim, WriteGrant,
 };
 use crate::domain::Timestamp;
 use crate::telemetry::AuditRecord;
@@ -23,6 +25,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, V2_ACCOUNT),
     (3, V3_INPUTS),
     (4, V4_LEASES),
+    (5, V5_CLUSTER),
 ];
 
 /// The newest schema version this build knows.
@@ -98,11 +101,26 @@ CREATE TABLE writes (
 );
 ";
 
+/// Sharded leadership, as in the PostgreSQL store (`store::lease`): who
+/// asked for a lease, and the replicas' membership rows. One replica per
+/// file: its heartbeat removes every other row.
+const V5_CLUSTER: &str = "
+ALTER TABLE leases ADD COLUMN wanted_by TEXT;
+ALTER TABLE leases ADD COLUMN wanted_at INTEGER;
+CREATE TABLE replicas (
+    instance_id TEXT PRIMARY KEY,
+    token       TEXT NOT NULL,
+    expires_at  INTEGER NOT NULL
+);
+";
+
+/// A handle: one account's view of a file every handle shares.
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     path: PathBuf,
     account: Arc<str>,
+    wakers: Arc<Wakers>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -143,6 +161,7 @@ impl SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             path,
             account: account.into(),
+            wakers: Arc::default(),
         })
     }
 
@@ -167,6 +186,61 @@ impl SqliteStore {
             .map_err(|e| StoreError::Join(e.to_string()))?
         })
     }
+}
+
+/// Appends `inputs` under `account` in one transaction; their ids in order.
+fn append(c: &mut Connection, account: &str, inputs: &[Input]) -> Result<Vec<i64>, StoreError> {
+    let now = Timestamp::now().as_millis();
+    let tx = c.transaction()?;
+    let mut ids = Vec::with_capacity(inputs.len());
+    {
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO inputs (account, accepted_at, input) VALUES (?1, ?2, ?3)",
+        )?;
+        for input in inputs {
+            let text = serde_json::to_string(input)?;
+            stmt.execute(params![account, now, text])?;
+            ids.push(tx.last_insert_rowid());
+        }
+    }
+    tx.commit()?;
+    Ok(ids)
+}
+
+/// Audit rows (`id, account, at, kind, message, data`) as events.
+fn read_events(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    params: impl rusqlite::Params,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let rows = stmt.query_map(params, |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, String>(4)?,
+            r.get::<_, Option<String>>(5)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, account, at, kind, message, data) = row?;
+        let data = match data {
+            Some(d) => serde_json::from_str(&d)?,
+            None => serde_json::Value::Null,
+        };
+        out.push(StoredEvent {
+            id,
+            account,
+            record: AuditRecord {
+                at: Timestamp(at),
+                kind: kind.into(),
+                message,
+                data,
+            },
+        });
+    }
+    Ok(out)
 }
 
 /// Brings the file to `SCHEMA_VERSION` or refuses a newer one. `IMMEDIATE`
@@ -205,6 +279,13 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 }
 
 impl Store for SqliteStore {
+    fn for_account(&self, account: &str) -> Arc<dyn Store> {
+        Arc::new(SqliteStore {
+            account: account.into(),
+            ..self.clone()
+        })
+    }
+
     fn load_snapshot(&self) -> BoxFuture<'_, Result<Option<serde_json::Value>, StoreError>> {
         let account = self.account.clone();
         self.with(move |c| {
@@ -265,21 +346,34 @@ impl Store for SqliteStore {
         let account = self.account.clone();
         self.with(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT id, at, kind, message, data FROM audit WHERE account = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
+                "SELECT id, account, at, kind, message, data FROM audit
+                 WHERE account = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
             )?;
-            let rows = stmt.query_map(params![&*account, before.unwrap_or(i64::MAX), limit as i64], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, Option<String>>(4)?))
-            })?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (id, at, kind, message, data) = row?;
-                let data = match data {
-                    Some(d) => serde_json::from_str(&d)?,
-                    None => serde_json::Value::Null,
-                };
-                out.push(StoredEvent { id, record: AuditRecord { at: Timestamp(at), kind: kind.into(), message, data } });
-            }
-            Ok(out)
+            read_events(
+                &mut stmt,
+                params![&*account, before.unwrap_or(i64::MAX), limit as i64],
+            )
+        })
+    }
+
+    fn events_for(
+        &self,
+        accounts: Option<&[String]>,
+        limit: usize,
+        before: Option<i64>,
+    ) -> BoxFuture<'_, Result<Vec<StoredEvent>, StoreError>> {
+        // A JSON array keeps one cached statement for any number of accounts.
+        let accounts = accounts.map(|a| serde_json::to_string(a).unwrap_or_default());
+        self.with(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, account, at, kind, message, data FROM audit
+                 WHERE (?1 IS NULL OR account IN (SELECT value FROM json_each(?1)))
+                   AND id < ?2 ORDER BY id DESC LIMIT ?3",
+            )?;
+            read_events(
+                &mut stmt,
+                params![accounts, before.unwrap_or(i64::MAX), limit as i64],
+            )
         })
     }
 
@@ -292,21 +386,22 @@ impl Store for SqliteStore {
 
     fn append_inputs(&self, inputs: Vec<Input>) -> BoxFuture<'_, Result<Vec<i64>, StoreError>> {
         let account = self.account.clone();
+        let wakers = self.wakers.clone();
         self.with(move |c| {
-            let now = Timestamp::now().as_millis();
-            let tx = c.transaction()?;
-            let mut ids = Vec::with_capacity(inputs.len());
-            {
-                let mut stmt = tx.prepare_cached(
-                    "INSERT INTO inputs (account, accepted_at, input) VALUES (?1, ?2, ?3)",
-                )?;
-                for input in &inputs {
-                    let text = serde_json::to_string(input)?;
-                    stmt.execute(params![&*account, now, text])?;
-                    ids.push(tx.last_insert_rowid());
-                }
-            }
-            tx.commit()?;
+            let ids = append(c, &account, &inputs)?;
+            wakers.wake(&account);
+            Ok(ids)
+        })
+    }
+
+    fn append_shared_inputs(
+        &self,
+        inputs: Vec<Input>,
+    ) -> BoxFuture<'_, Result<Vec<i64>, StoreError>> {
+        let wakers = self.wakers.clone();
+        self.with(move |c| {
+            let ids = append(c, SHARED_ACCOUNT, &inputs)?;
+            wakers.wake(SHARED_ACCOUNT);
             Ok(ids)
         })
     }
@@ -319,15 +414,27 @@ impl Store for SqliteStore {
         let account = self.account.clone();
         self.with(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT id, accepted_at, input FROM inputs WHERE account = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+                "SELECT id, accepted_at, input FROM inputs
+                 WHERE account IN (?1, ?2) AND id > ?3 ORDER BY id LIMIT ?4",
             )?;
-            let rows = stmt.query_map(params![&*account, after, limit as i64], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?))
-            })?;
+            let rows = stmt.query_map(
+                params![&*account, SHARED_ACCOUNT, after, limit as i64],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                },
+            )?;
             let mut out = Vec::new();
             for row in rows {
                 let (id, accepted_at, text) = row?;
-                out.push(StoredInput { id, accepted_at: Timestamp(accepted_at), input: serde_json::from_str(&text)? });
+                out.push(StoredInput {
+                    id,
+                    accepted_at: Timestamp(accepted_at),
+                    input: serde_json::from_str(&text)?,
+                });
             }
             Ok(out)
         })
@@ -340,12 +447,28 @@ impl Store for SqliteStore {
     ) -> BoxFuture<'_, Result<u64, StoreError>> {
         let account = self.account.clone();
         self.with(move |c| {
-            let n = c.execute(
+            let own = c.execute(
                 "DELETE FROM inputs WHERE account = ?1 AND id <= ?2 AND accepted_at < ?3",
                 params![&*account, applied, before.as_millis()],
             )?;
-            Ok(n as u64)
+            let shared = c.execute(
+                "DELETE FROM inputs WHERE account = ?1 AND accepted_at < ?2",
+                params![
+                    SHARED_ACCOUNT,
+                    Timestamp::now().sub(SHARED_RETENTION).as_millis()
+                ],
+            )?;
+            Ok((own + shared) as u64)
         })
+    }
+
+    fn watch_inputs(
+        &self,
+        wake: Arc<tokio::sync::Notify>,
+        cancel: tokio_util::sync::CancellationToken,
+    ) {
+        // One process writes the file: its own appends are all there is.
+        self.wakers.add(&self.account, wake, cancel);
     }
 
     fn prune_audit(&self, before: Timestamp) -> BoxFuture<'_, Result<u64, StoreError>> {
@@ -383,6 +506,7 @@ impl Store for SqliteStore {
             // this process's own live lease keeps the epoch.
             let state = match current {
                 Some((_, token, epoch, until)) if token == claim.token && until > now => {
+                    // A renewal keeps who asked for the lease.
                     tx.execute(
                         "UPDATE leases SET expires_at = ?2 WHERE account = ?1",
                         params![&*account, expires],
@@ -400,7 +524,8 @@ impl Store for SqliteStore {
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                          ON CONFLICT (account) DO UPDATE SET holder = excluded.holder,
                              token = excluded.token, epoch = excluded.epoch,
-                             acquired_at = excluded.acquired_at, expires_at = excluded.expires_at",
+                             acquired_at = excluded.acquired_at, expires_at = excluded.expires_at,
+                             wanted_by = NULL, wanted_at = NULL",
                         params![&*account, claim.instance_id, claim.token, epoch, now, expires],
                     )?;
                     LeaseState {
@@ -453,6 +578,63 @@ impl Store for SqliteStore {
             Ok(WriteGrant::Granted {
                 remaining: std::time::Duration::from_millis((until - now).max(0) as u64),
             })
+        })
+    }
+
+    fn heartbeat(&self, me: &LeaseClaim) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        let me = me.clone();
+        self.with(move |c| {
+            let expires = Timestamp::now().add(me.ttl).as_millis();
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            // One replica per file: whatever else is listed is a previous
+            // process (another instance_id before a rename), gone.
+            tx.execute("DELETE FROM replicas WHERE instance_id <> ?1", params![me.instance_id])?;
+            tx.execute(
+                "INSERT INTO replicas (instance_id, token, expires_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (instance_id) DO UPDATE SET token = excluded.token, expires_at = excluded.expires_at",
+                params![me.instance_id, me.token, expires],
+            )?;
+            tx.commit()?;
+            Ok(vec![me.instance_id])
+        })
+    }
+
+    fn leave(&self, me: &LeaseClaim) -> BoxFuture<'_, Result<(), StoreError>> {
+        let me = me.clone();
+        self.with(move |c| {
+            c.execute(
+                "DELETE FROM replicas WHERE instance_id = ?1 AND token = ?2",
+                params![me.instance_id, me.token],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn leases(&self) -> BoxFuture<'_, Result<Vec<LeaseRow>, StoreError>> {
+        self.with(move |c| {
+            let now = Timestamp::now().as_millis();
+            let mut stmt = c.prepare_cached(
+                "SELECT account, holder, epoch, expires_at, wanted_by, wanted_at FROM leases ORDER BY account",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                    r.get::<_, Option<i64>>(5)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (account, holder, epoch, expires_at, wanted_by, wanted_at) = row?;
+                let wanted = wanted_by.zip(wanted_at).map(|(who, at)| {
+                    (who, std::time::Duration::from_millis((now - at).max(0) as u64))
+                });
+                out.push(LeaseRow { account, holder, epoch, live: expires_at > now, wanted });
+            }
+            Ok(out)
         })
     }
 }

@@ -84,9 +84,11 @@ pub const CALL_METRICS: [&str; 5] = [
 /// The families with an `account` label (its last): what one account's
 /// engine, loop, actuator and Talkdesk client write ([`AccountMetrics`]).
 /// No other family has the label: probes, webhooks, the API, notifications
-/// and reloads are shared by all accounts, and `continuity_leader` /
-/// `continuity_epoch` are written by `cluster`.
-pub const ACCOUNT_METRICS: [&str; 14] = [
+/// and reloads are shared by all accounts; `continuity_leader` and
+/// `continuity_epoch` are written by `cluster`, per account.
+pub const ACCOUNT_METRICS: [&str; 16] = [
+    "continuity_leader",
+    "continuity_epoch",
     "continuity_fallback_desired",
     "continuity_fallback_actual",
     "continuity_transitions_total",
@@ -119,10 +121,6 @@ pub struct Metrics {
     pub probe_results_total: IntCounterVec,
     /// `{source, result}`: result is `accepted`, `duplicate`, `unauthorized`, `invalid`, ...
     pub alerts_received_total: IntCounterVec,
-    pub leader: IntGauge,
-    /// The lease epoch this replica last saw (0: none yet). Not in the
-    /// contract list: an epoch that moves is a leadership change.
-    pub epoch: IntGauge,
     /// `{probe}`: call probe, INVITE to the first 18x.
     pub call_post_dial_delay_seconds: HistogramVec,
     /// `{probe}`: call probe, INVITE to the 2xx answer.
@@ -145,6 +143,9 @@ pub struct Metrics {
     /// `{target, result}`: notifications by target name and result
     /// ([`NOTIFICATION_RESULTS`]).
     pub notifications_total: IntCounterVec,
+    /// Live replicas sharded leadership last saw (this one included; 0
+    /// before the first membership read or without sharded leadership).
+    pub cluster_replicas: IntGauge,
 }
 
 /// The `action` label values of `continuity_drift_total`.
@@ -177,6 +178,20 @@ impl Metrics {
         }
         Metrics {
             accounts: AccountFamilies {
+                leader: reg!(IntGaugeVec::new(
+                    Opts::new(
+                        "continuity_leader",
+                        "Whether this replica holds the account's lease and may actuate (0/1)."
+                    ),
+                    &["account"]
+                )),
+                epoch: reg!(IntGaugeVec::new(
+                    Opts::new(
+                        "continuity_epoch",
+                        "The account's leadership epoch this replica last saw (each change of leader adds one)."
+                    ),
+                    &["account"]
+                )),
                 fallback_desired: reg!(IntGaugeVec::new(
                     Opts::new(
                         "continuity_fallback_desired",
@@ -304,14 +319,6 @@ impl Metrics {
                 ),
                 &["source", "result"]
             )),
-            leader: reg!(IntGauge::new(
-                "continuity_leader",
-                "Whether this replica is the leader and may actuate (0/1)."
-            )),
-            epoch: reg!(IntGauge::new(
-                "continuity_epoch",
-                "The leadership epoch this replica last saw (each change of leader adds one)."
-            )),
             call_post_dial_delay_seconds: reg!(HistogramVec::new(
                 HistogramOpts::new(
                     "continuity_call_post_dial_delay_seconds",
@@ -370,6 +377,10 @@ impl Metrics {
                     "Notifications by target and result (sent, retried, failed, dropped)."
                 ),
                 &["target", "result"]
+            )),
+            cluster_replicas: reg!(IntGauge::new(
+                "continuity_cluster_replicas",
+                "Live replicas sharing the accounts, as this replica last saw them."
             )),
             registry,
             names,
@@ -557,7 +568,6 @@ mod tests {
         a.actuation_failures_total
             .with_label_values(&["timeout"])
             .inc();
-        m.leader.set(1);
         let families = m.registry.gather();
         for name in ACCOUNT_METRICS {
             assert!(
@@ -579,6 +589,8 @@ mod tests {
         // append it).
         let f = &m.accounts;
         let families: [&dyn Collector; ACCOUNT_METRICS.len()] = [
+            &f.leader,
+            &f.epoch,
             &f.fallback_desired,
             &f.fallback_actual,
             &f.transitions_total,

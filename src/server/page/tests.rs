@@ -107,6 +107,7 @@ fn on_in_talkdesk(cfg: &Config, profile: &str) -> ActuatorStatus {
 fn render(doc: &StatusDoc, cfg: &Config, viewer: &Viewer) -> String {
     let timeline = Ok(vec![EventItem::from(StoredEvent {
         id: 1,
+        account: crate::store::DEFAULT_ACCOUNT.into(),
         record: AuditRecord::new(
             NOW,
             AuditKind::Decision,

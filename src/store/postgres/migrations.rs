@@ -22,6 +22,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("migrations/0001_initial.sql")),
     (2, "leases", include_str!("migrations/0002_leases.sql")),
     (3, "inputs", include_str!("migrations/0003_inputs.sql")),
+    (4, "cluster", include_str!("migrations/0004_cluster.sql")),
 ];
 
 /// The advisory lock key serializing migrations ("contagnt" in ASCII).

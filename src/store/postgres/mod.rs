@@ -22,8 +22,11 @@
 //! statements judged by the database's `now()`; row locks taken by
 //! `ON CONFLICT DO UPDATE` serialize concurrent claimants.
 //!
-//! A handle is opened for one account (`store::DEFAULT_ACCOUNT` today): every
-//! row it writes carries that account and it reads no other account's rows.
+//! A handle reads and writes one account: every row it writes carries that
+//! account and it reads no other account's rows (except shared inputs, the
+//! audit log through `events_for`, and cluster membership). `open` connects
+//! once; `for_account` handles share its pool and its LISTEN connection, and
+//! the pool grows by one connection per account up to [`POOL_MAX`].
 //!
 //! PostgreSQL text cannot hold NUL characters; audit text (which can come
 //! from webhook payloads) has them replaced by U+FFFD instead of failing the
@@ -34,6 +37,8 @@ mod listen;
 mod migrations;
 mod tls;
 
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -43,9 +48,11 @@ pub use connect::ConnectOptions;
 pub use migrations::LATEST as SCHEMA_VERSION;
 pub use migrations::versions as schema_versions;
 
+use super::inputs::{SHARED_ACCOUNT, SHARED_RETENTION};
+use super::wake::Wakers;
 use super::{
-    Input, LeaseClaim, LeaseState, Store, StoreError, StoredEvent, StoredInput, WriteClaim,
-    WriteGrant,
+    Input, LeaseClaim, LeaseRow, LeaseState, Store, StoreError, StoredEvent, StoredInput,
+    WriteClaim, WriteGrant,
 };
 use crate::domain::Timestamp;
 use crate::telemetry::AuditRecord;
@@ -54,9 +61,18 @@ use crate::telemetry::AuditRecord;
 /// audit writer, input appends (one group at a time), `/v1/events` and
 /// `/readyz` each need at most one at a time.
 const POOL_SIZE: usize = 5;
+/// With several accounts, each adds one connection (its own loop and
+/// lease), up to this many: every call holds a connection for one short
+/// statement or transaction, so a few hundred accounts queue briefly
+/// rather than open a few hundred connections.
+const POOL_MAX: usize = 16;
 /// Serializes input appends of one account (with the account's hash as the
 /// second key), so ids commit in increasing order ("inpt" in ASCII).
 const INPUTS_LOCK_CLASS: i32 = 0x696e_7074;
+/// Taken shared by every per-account append and exclusively by a shared
+/// append (second key 0), so a shared id never commits after a larger id of
+/// any account ("inps" in ASCII; see `store/inputs.rs`).
+const SHARED_INPUTS_LOCK_CLASS: i32 = 0x696e_7073;
 
 #[derive(Clone)]
 pub struct PostgresStore {
@@ -64,6 +80,10 @@ pub struct PostgresStore {
     options: ConnectOptions,
     account: String,
     target: String,
+    /// The loops watching for inputs, over every account's handle.
+    wakers: Arc<Wakers>,
+    /// The accounts handles were made for (sizes the pool).
+    accounts: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -90,6 +110,8 @@ impl PostgresStore {
             options: options.clone(),
             account: account.to_string(),
             target: options.target(),
+            wakers: Arc::default(),
+            accounts: Arc::new(Mutex::new([account.to_string()].into())),
         };
         let mut client = store.pool.get().await?;
         migrations::apply(&mut client).await?;
@@ -101,9 +123,92 @@ impl PostgresStore {
     pub fn account(&self) -> &str {
         &self.account
     }
+
+    /// Appends `inputs` under `account` ([`SHARED_ACCOUNT`]: shared) in one
+    /// transaction and notifies the listeners; their ids in order.
+    async fn append(&self, account: &str, inputs: Vec<Input>) -> Result<Vec<i64>, StoreError> {
+        if inputs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let docs = inputs
+            .iter()
+            .map(serde_json::to_value)
+            .collect::<Result<Vec<_>, _>>()?;
+        let now = Timestamp::now().as_millis();
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        // Held until commit: the ids taken below are committed before any
+        // larger one a reader of these rows can see, so its cursor never
+        // skips an input (see `store/inputs.rs`). Always the global lock
+        // first, so the two never deadlock.
+        if account == SHARED_ACCOUNT {
+            tx.execute(
+                "SELECT pg_advisory_xact_lock($1, 0)",
+                &[&SHARED_INPUTS_LOCK_CLASS],
+            )
+            .await?;
+        } else {
+            tx.execute(
+                "SELECT pg_advisory_xact_lock_shared($1, 0), pg_advisory_xact_lock($2, hashtext($3))",
+                &[&SHARED_INPUTS_LOCK_CLASS, &INPUTS_LOCK_CLASS, &account],
+            )
+            .await?;
+        }
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO inputs (account, accepted_at, input)
+                 SELECT $1, $2, i.input
+                 FROM unnest($3::json[]) WITH ORDINALITY AS i(input, n)
+                 ORDER BY i.n
+                 RETURNING id",
+            )
+            .await?;
+        let mut ids: Vec<i64> = tx
+            .query(&insert, &[&account, &now, &docs])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        // Identity values follow the ORDER BY; RETURNING's order is not
+        // promised, the ids' is.
+        ids.sort_unstable();
+        tx.execute("SELECT pg_notify($1, $2)", &[&listen::CHANNEL, &account])
+            .await?;
+        tx.commit().await?;
+        Ok(ids)
+    }
+}
+
+/// An audit row (`id, account, at, kind, message, data`) as an event.
+fn event(r: &tokio_postgres::Row) -> StoredEvent {
+    StoredEvent {
+        id: r.get(0),
+        account: r.get(1),
+        record: AuditRecord {
+            at: Timestamp(r.get(2)),
+            kind: r.get::<_, String>(3).into(),
+            message: r.get(4),
+            data: r
+                .get::<_, Option<serde_json::Value>>(5)
+                .unwrap_or(serde_json::Value::Null),
+        },
+    }
 }
 
 impl Store for PostgresStore {
+    fn for_account(&self, account: &str) -> Arc<dyn Store> {
+        let accounts = {
+            let mut known = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
+            known.insert(account.to_string());
+            known.len()
+        };
+        self.pool.resize((POOL_SIZE + accounts - 1).min(POOL_MAX));
+        Arc::new(PostgresStore {
+            account: account.to_string(),
+            ..self.clone()
+        })
+    }
+
     fn load_snapshot(&self) -> BoxFuture<'_, Result<Option<serde_json::Value>, StoreError>> {
         Box::pin(async move {
             let client = self.pool.get().await?;
@@ -177,7 +282,7 @@ impl Store for PostgresStore {
             let client = self.pool.get().await?;
             let stmt = client
                 .prepare_cached(
-                    "SELECT id, at, kind, message, data FROM audit
+                    "SELECT id, account, at, kind, message, data FROM audit
                      WHERE account = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
                 )
                 .await?;
@@ -186,20 +291,30 @@ impl Store for PostgresStore {
             let rows = client
                 .query(&stmt, &[&self.account, &before, &limit])
                 .await?;
-            Ok(rows
-                .iter()
-                .map(|r| StoredEvent {
-                    id: r.get(0),
-                    record: AuditRecord {
-                        at: Timestamp(r.get(1)),
-                        kind: r.get::<_, String>(2).into(),
-                        message: r.get(3),
-                        data: r
-                            .get::<_, Option<serde_json::Value>>(4)
-                            .unwrap_or(serde_json::Value::Null),
-                    },
-                })
-                .collect())
+            Ok(rows.iter().map(event).collect())
+        })
+    }
+
+    fn events_for(
+        &self,
+        accounts: Option<&[String]>,
+        limit: usize,
+        before: Option<i64>,
+    ) -> BoxFuture<'_, Result<Vec<StoredEvent>, StoreError>> {
+        let accounts = accounts.map(<[String]>::to_vec);
+        Box::pin(async move {
+            let client = self.pool.get().await?;
+            let stmt = client
+                .prepare_cached(
+                    "SELECT id, account, at, kind, message, data FROM audit
+                     WHERE ($1::text[] IS NULL OR account = ANY($1))
+                       AND id < $2 ORDER BY id DESC LIMIT $3",
+                )
+                .await?;
+            let before = before.unwrap_or(i64::MAX);
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = client.query(&stmt, &[&accounts, &before, &limit]).await?;
+            Ok(rows.iter().map(event).collect())
         })
     }
 
@@ -212,50 +327,14 @@ impl Store for PostgresStore {
     }
 
     fn append_inputs(&self, inputs: Vec<Input>) -> BoxFuture<'_, Result<Vec<i64>, StoreError>> {
-        Box::pin(async move {
-            if inputs.is_empty() {
-                return Ok(Vec::new());
-            }
-            let docs = inputs
-                .iter()
-                .map(serde_json::to_value)
-                .collect::<Result<Vec<_>, _>>()?;
-            let now = Timestamp::now().as_millis();
-            let mut client = self.pool.get().await?;
-            let tx = client.transaction().await?;
-            // Held until commit: the ids taken below are committed before any
-            // larger one, so a reader's cursor never skips an input.
-            tx.execute(
-                "SELECT pg_advisory_xact_lock($1, hashtext($2))",
-                &[&INPUTS_LOCK_CLASS, &self.account],
-            )
-            .await?;
-            let insert = tx
-                .prepare_cached(
-                    "INSERT INTO inputs (account, accepted_at, input)
-                     SELECT $1, $2, i.input
-                     FROM unnest($3::json[]) WITH ORDINALITY AS i(input, n)
-                     ORDER BY i.n
-                     RETURNING id",
-                )
-                .await?;
-            let mut ids: Vec<i64> = tx
-                .query(&insert, &[&self.account, &now, &docs])
-                .await?
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
-            // Identity values follow the ORDER BY; RETURNING's order is not
-            // promised, the ids' is.
-            ids.sort_unstable();
-            tx.execute(
-                "SELECT pg_notify($1, $2)",
-                &[&listen::CHANNEL, &self.account],
-            )
-            .await?;
-            tx.commit().await?;
-            Ok(ids)
-        })
+        Box::pin(self.append(&self.account, inputs))
+    }
+
+    fn append_shared_inputs(
+        &self,
+        inputs: Vec<Input>,
+    ) -> BoxFuture<'_, Result<Vec<i64>, StoreError>> {
+        Box::pin(self.append(SHARED_ACCOUNT, inputs))
     }
 
     fn inputs_after(
@@ -265,15 +344,22 @@ impl Store for PostgresStore {
     ) -> BoxFuture<'_, Result<Vec<StoredInput>, StoreError>> {
         Box::pin(async move {
             let client = self.pool.get().await?;
+            // Two range scans of (account, id), merged: the account's own
+            // inputs and the shared ones.
             let stmt = client
                 .prepare_cached(
-                    "SELECT id, accepted_at, input FROM inputs
-                     WHERE account = $1 AND id > $2 ORDER BY id LIMIT $3",
+                    "SELECT id, accepted_at, input FROM (
+                         (SELECT id, accepted_at, input FROM inputs
+                          WHERE account = $1 AND id > $3 ORDER BY id LIMIT $4)
+                         UNION ALL
+                         (SELECT id, accepted_at, input FROM inputs
+                          WHERE account = $2 AND id > $3 ORDER BY id LIMIT $4)
+                     ) AS both_queues ORDER BY id LIMIT $4",
                 )
                 .await?;
             let limit = i64::try_from(limit).unwrap_or(i64::MAX);
             let rows = client
-                .query(&stmt, &[&self.account, &after, &limit])
+                .query(&stmt, &[&self.account, &SHARED_ACCOUNT, &after, &limit])
                 .await?;
             rows.iter()
                 .map(|r| {
@@ -296,11 +382,22 @@ impl Store for PostgresStore {
             let client = self.pool.get().await?;
             let stmt = client
                 .prepare_cached(
-                    "DELETE FROM inputs WHERE account = $1 AND id <= $2 AND accepted_at < $3",
+                    "DELETE FROM inputs WHERE (account = $1 AND id <= $2 AND accepted_at < $3)
+                        OR (account = $4 AND accepted_at < $5)",
                 )
                 .await?;
+            let shared_before = Timestamp::now().sub(SHARED_RETENTION).as_millis();
             let n = client
-                .execute(&stmt, &[&self.account, &applied, &before.as_millis()])
+                .execute(
+                    &stmt,
+                    &[
+                        &self.account,
+                        &applied,
+                        &before.as_millis(),
+                        &SHARED_ACCOUNT,
+                        &shared_before,
+                    ],
+                )
                 .await?;
             Ok(n)
         })
@@ -335,15 +432,17 @@ impl Store for PostgresStore {
         wake: std::sync::Arc<tokio::sync::Notify>,
         cancel: tokio_util::sync::CancellationToken,
     ) {
-        listen::spawn(self.options.clone(), self.account.clone(), wake, cancel);
+        listen::watch(&self.options, &self.wakers, &self.account, wake, cancel);
     }
+
     fn claim_lease(&self, claim: &LeaseClaim) -> BoxFuture<'_, Result<LeaseState, StoreError>> {
         let claim = claim.clone();
         Box::pin(async move {
             let client = self.pool.get().await?;
             // Renew (same token, not expired: same epoch) or take over (expired,
-            // or held by an earlier process of this same instance: epoch + 1);
-            // another instance's live lease is left alone.
+            // or held by an earlier process of this same instance: epoch + 1,
+            // and the request to hand it over is answered); another
+            // instance's live lease is left alone.
             let stmt = client
                 .prepare_cached(
                     "INSERT INTO leases AS l (account, holder, token, epoch, acquired_at, expires_at)
@@ -353,6 +452,10 @@ impl Store for PostgresStore {
                                       THEN l.epoch ELSE l.epoch + 1 END,
                          acquired_at = CASE WHEN l.token = excluded.token AND l.expires_at > now()
                                       THEN l.acquired_at ELSE now() END,
+                         wanted_by = CASE WHEN l.token = excluded.token AND l.expires_at > now()
+                                      THEN l.wanted_by END,
+                         wanted_at = CASE WHEN l.token = excluded.token AND l.expires_at > now()
+                                      THEN l.wanted_at END,
                          holder = excluded.holder,
                          token = excluded.token,
                          expires_at = excluded.expires_at
@@ -371,10 +474,12 @@ impl Store for PostgresStore {
                     held: true,
                 });
             }
+            // Someone else's: say who asked (see `store::lease`).
             let row = client
                 .query_one(
-                    "SELECT holder, epoch FROM leases WHERE account = $1",
-                    &[&self.account],
+                    "UPDATE leases SET wanted_by = $2, wanted_at = now()
+                     WHERE account = $1 RETURNING holder, epoch",
+                    &[&self.account, &claim.instance_id],
                 )
                 .await?;
             Ok(LeaseState {
@@ -428,6 +533,76 @@ impl Store for PostgresStore {
                 },
                 None => WriteGrant::Refused,
             })
+        })
+    }
+
+    fn heartbeat(&self, me: &LeaseClaim) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        let me = me.clone();
+        Box::pin(async move {
+            let client = self.pool.get().await?;
+            let ttl = me.ttl.as_secs_f64();
+            client
+                .execute(
+                    "INSERT INTO replicas (instance_id, token, expires_at)
+                     VALUES ($1, $2, now() + make_interval(secs => $3))
+                     ON CONFLICT (instance_id) DO UPDATE
+                     SET token = excluded.token, expires_at = excluded.expires_at",
+                    &[&me.instance_id, &me.token, &ttl],
+                )
+                .await?;
+            // Replicas gone for a day (renamed pods) are forgotten.
+            let rows = client
+                .query(
+                    "WITH gone AS (DELETE FROM replicas WHERE expires_at < now() - interval '1 day')
+                     SELECT instance_id FROM replicas WHERE expires_at > now() ORDER BY instance_id",
+                    &[],
+                )
+                .await?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+    }
+
+    fn leave(&self, me: &LeaseClaim) -> BoxFuture<'_, Result<(), StoreError>> {
+        let me = me.clone();
+        Box::pin(async move {
+            let client = self.pool.get().await?;
+            client
+                .execute(
+                    "DELETE FROM replicas WHERE instance_id = $1 AND token = $2",
+                    &[&me.instance_id, &me.token],
+                )
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn leases(&self) -> BoxFuture<'_, Result<Vec<LeaseRow>, StoreError>> {
+        Box::pin(async move {
+            let client = self.pool.get().await?;
+            let stmt = client
+                .prepare_cached(
+                    "SELECT account, holder, epoch, expires_at > now(), wanted_by,
+                            EXTRACT(EPOCH FROM now() - wanted_at)::float8
+                     FROM leases ORDER BY account",
+                )
+                .await?;
+            let rows = client.query(&stmt, &[]).await?;
+            Ok(rows
+                .iter()
+                .map(|r| {
+                    let age: Option<f64> = r.get(5);
+                    LeaseRow {
+                        account: r.get(0),
+                        holder: r.get(1),
+                        epoch: r.get(2),
+                        live: r.get(3),
+                        wanted: r
+                            .get::<_, Option<String>>(4)
+                            .zip(age)
+                            .map(|(who, age)| (who, Duration::from_secs_f64(age.max(0.0)))),
+                    }
+                })
+                .collect())
         })
     }
 }

@@ -2,8 +2,7 @@
 //! Talkdesk accounts, each with its own engine, loop and actuator; the
 //! metrics those write carry an `account` label (the last one of each
 //! family). Probes, webhooks, the API, notifications and reloads are shared:
-//! their metrics, and `continuity_leader`/`continuity_epoch`, have no
-//! `account` label.
+//! their metrics have no `account` label.
 //!
 //! Writers get an [`AccountMetrics`] handle from [`Metrics::account`] and
 //! never see the labelled families themselves: a writer that forgot the
@@ -20,6 +19,8 @@ use super::Metrics;
 /// only [`AccountMetrics::new`] takes series from them.
 #[derive(Clone)]
 pub(super) struct AccountFamilies {
+    pub leader: IntGaugeVec,
+    pub epoch: IntGaugeVec,
     pub fallback_desired: IntGaugeVec,
     pub fallback_actual: IntGaugeVec,
     pub transitions_total: IntCounterVec,
@@ -82,6 +83,10 @@ impl<B: MetricVecBuilder> AccountVec<MetricVec<B>> {
 pub struct AccountMetrics {
     /// The `account` label value.
     pub account: Arc<str>,
+    /// This replica holds the account's lease (0/1).
+    pub leader: IntGauge,
+    /// The account's lease epoch this replica last saw (0: none yet).
+    pub epoch: IntGauge,
     /// 0/1.
     pub fallback_desired: IntGauge,
     /// 0/1, -1 unknown.
@@ -119,6 +124,8 @@ impl AccountMetrics {
         let account: Arc<str> = Arc::from(account);
         let a = [&*account];
         AccountMetrics {
+            leader: f.leader.with_label_values(&a),
+            epoch: f.epoch.with_label_values(&a),
             fallback_desired: f.fallback_desired.with_label_values(&a),
             fallback_actual: f.fallback_actual.with_label_values(&a),
             transitions_total: AccountVec::bind(&f.transitions_total, &account),
