@@ -225,6 +225,10 @@ struct AgentArgs {
         hide_env_values = true
     )]
     token: Option<String>,
+    /// The Talkdesk account to act on (an `[[accounts]]` id); required when
+    /// the configuration has several.
+    #[arg(long, global = true, env = "CONTINUITY_AGENT_ACCOUNT")]
+    account: Option<String>,
 }
 
 /// Never print the token (`Debug` is used in diagnostics).
@@ -485,8 +489,49 @@ fn check_config(path: &std::path::Path, online: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// `check-config --online`: the read-only Talkdesk check.
+/// The configuration as account `id` sees it, or the only account's: the
+/// Talkdesk credentials a break-glass command uses.
+fn account_view(cfg: &config::Config, id: Option<&str>) -> Result<config::Config, String> {
+    let ids = cfg.account_ids();
+    let id = match (id, ids.as_slice()) {
+        (Some(id), _) => id,
+        (None, [only]) => only.as_str(),
+        (None, _) => {
+            return Err(format!(
+                "several accounts are configured ({}): pass --account ID",
+                ids.join(", ")
+            ));
+        }
+    };
+    cfg.for_account(id).ok_or_else(|| {
+        format!(
+            "no account {id:?} is configured (accounts: {})",
+            ids.join(", ")
+        )
+    })
+}
+
+/// `check-config --online`: the read-only Talkdesk check, for every account.
 async fn check_online(cfg: config::Config) -> ExitCode {
+    let ids = cfg.account_ids();
+    let mut worst = ExitCode::SUCCESS;
+    for id in &ids {
+        let Some(view) = cfg.for_account(id) else {
+            continue;
+        };
+        if ids.len() > 1 {
+            println!("account {id}:");
+        }
+        let code = check_account_online(view).await;
+        if code != ExitCode::SUCCESS {
+            worst = code;
+        }
+    }
+    worst
+}
+
+/// One account's read-only Talkdesk check.
+async fn check_account_online(cfg: config::Config) -> ExitCode {
     use continuity_agent::talkdesk::client::Client;
     use continuity_agent::telemetry::{Metrics, audit::NoAudit};
     let td = &cfg.raw.talkdesk;
@@ -532,6 +577,13 @@ async fn talkdesk(path: &std::path::Path, agent: AgentArgs, action: TalkdeskActi
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    let cfg = match account_view(&cfg, agent.account.as_deref()) {
+        Ok(view) => view,
+        Err(why) => {
+            eprintln!("continuity-agent: {why}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     let client = Client::from_config(
         &cfg.raw.talkdesk,
         &cfg.instance_id(),
@@ -565,6 +617,7 @@ async fn talkdesk(path: &std::path::Path, agent: AgentArgs, action: TalkdeskActi
         url: agent.url,
         token: agent.token,
         profile,
+        account: agent.account,
     };
     let (mut out, mut notes) = (std::io::stdout(), std::io::stderr());
     match breakglass::run(cmd, &cfg, target, &client, &mut out, &mut notes).await {

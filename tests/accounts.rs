@@ -232,7 +232,7 @@ async fn an_override_on_one_account_leaves_the_other_alone() {
 
     let r = w
         .http
-        .put(w.url("/v1/accounts/acme/override?wait=10s"))
+        .put(w.url("/v1/accounts/acme/override?wait=8s"))
         .bearer_auth(ACME)
         .json(
             &json!({"state": "active", "profile": "backup", "ttl": "10m", "reason": "acme drill"}),

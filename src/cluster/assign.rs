@@ -25,8 +25,16 @@ use sha2::{Digest, Sha256};
 
 /// `account -> instance_id` for every account, over the `live` replicas
 /// (none: an empty map). Deterministic whatever the order or repetition of
-/// either list.
-pub fn assign(accounts: &[String], live: &[String]) -> BTreeMap<String, String> {
+/// either list. `holders` (account -> the live replica leading it now) are
+/// kept first, in account order, as far as each replica's share allows:
+/// leadership moves only to balance (a replica joining takes its share from
+/// the fullest, a restarted one does not take back what others lead), since
+/// every move is a handover during which nobody writes for the account.
+pub fn assign(
+    accounts: &[String],
+    live: &[String],
+    holders: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
     let accounts: BTreeSet<&str> = accounts.iter().map(String::as_str).collect();
     let live: BTreeSet<&str> = live.iter().map(String::as_str).collect();
     let mut out = BTreeMap::new();
@@ -43,23 +51,31 @@ pub fn assign(accounts: &[String], live: &[String]) -> BTreeMap<String, String> 
     // Highest first; ties (practically never) by name, so still deterministic.
     pairs.sort_unstable_by(|x, y| y.cmp(x));
 
-    let mut load: HashMap<&str, usize> = HashMap::new();
-    for (_, account, replica) in pairs {
-        if out.contains_key(account) {
-            continue;
-        }
-        let l = load.entry(replica).or_default();
+    let mut load: HashMap<String, usize> = HashMap::new();
+    let mut take = |account: &str, replica: &str, out: &mut BTreeMap<String, String>| {
+        let l = load.entry(replica.to_string()).or_default();
         let room = *l < base || (*l == base && extra > 0);
-        if !room {
-            continue;
+        if room {
+            if *l == base {
+                extra -= 1;
+            }
+            *l += 1;
+            out.insert(account.to_string(), replica.to_string());
         }
-        if *l == base {
-            extra -= 1;
+    };
+    for account in &accounts {
+        if let Some(holder) = holders.get(*account).map(String::as_str)
+            && live.contains(holder)
+        {
+            take(account, holder, &mut out);
         }
-        *l += 1;
-        out.insert(account.to_string(), replica.to_string());
+    }
+    for (_, account, replica) in pairs {
         if out.len() == accounts.len() {
             break;
+        }
+        if !out.contains_key(account) {
+            take(account, replica, &mut out);
         }
     }
     out
@@ -102,16 +118,49 @@ mod tests {
         c
     }
 
+    /// What leads now stays where it is while balance allows: a second
+    /// replica starting takes nothing from the one leading the only account,
+    /// a replica joining takes exactly its share, one leaving moves exactly
+    /// its own accounts.
+    #[test]
+    fn holders_keep_their_accounts_within_their_share() {
+        let one = names("default", 1);
+        let held: BTreeMap<String, String> =
+            [("default-0".to_string(), "replica-1".to_string())].into();
+        for live in [names("replica", 2), names("replica", 3)] {
+            assert_eq!(assign(&one, &live, &held)["default-0"], "replica-1");
+        }
+        let accounts = names("acct", 30);
+        let two = names("replica", 2);
+        let before = assign(&accounts, &two, &BTreeMap::new());
+        let three = names("replica", 3);
+        let joined = assign(&accounts, &three, &before);
+        assert!(counts(&joined).values().all(|&c| c == 10), "{joined:?}");
+        assert_eq!(moved(&before, &joined), 10, "the newcomer's share only");
+        let left: Vec<String> = three
+            .iter()
+            .filter(|r| *r != "replica-0")
+            .cloned()
+            .collect();
+        let after = assign(&accounts, &left, &joined);
+        let its = joined.values().filter(|r| *r == "replica-0").count();
+        assert_eq!(
+            moved(&joined, &after),
+            its,
+            "only the departed's accounts move"
+        );
+    }
+
     #[test]
     fn thirty_accounts_over_three_replicas_are_ten_each_and_one_replica_takes_all() {
         let accounts = names("acct", 30);
         let live = names("replica", 3);
-        let map = assign(&accounts, &live);
+        let map = assign(&accounts, &live, &BTreeMap::new());
         assert_eq!(map.len(), 30);
         assert!(counts(&map).values().all(|&c| c == 10), "{map:?}");
-        let alone = assign(&accounts, &live[..1]);
+        let alone = assign(&accounts, &live[..1], &BTreeMap::new());
         assert!(alone.values().all(|r| r == "replica-0"));
-        assert!(assign(&accounts, &[]).is_empty());
+        assert!(assign(&accounts, &[], &BTreeMap::new()).is_empty());
     }
 
     proptest! {
@@ -123,7 +172,7 @@ mod tests {
         fn balanced(n in 0usize..120, r in 1usize..12, salt in 0u32..1000) {
             let accounts = names(&format!("a{salt}"), n);
             let live = names(&format!("r{salt}"), r);
-            let map = assign(&accounts, &live);
+            let map = assign(&accounts, &live, &BTreeMap::new());
             prop_assert_eq!(map.len(), n);
             prop_assert!(map.values().all(|rep| live.contains(rep)));
             let c = counts(&map);
@@ -152,7 +201,7 @@ mod tests {
             for i in (1..shuffled_live.len()).rev() {
                 shuffled_live.swap(i, next(i + 1));
             }
-            prop_assert_eq!(assign(&accounts, &live), assign(&shuffled_accounts, &shuffled_live));
+            prop_assert_eq!(assign(&accounts, &live, &BTreeMap::new()), assign(&shuffled_accounts, &shuffled_live, &BTreeMap::new()));
         }
 
         /// A replica leaving moves its own accounts and a few more (room
@@ -160,14 +209,33 @@ mod tests {
         /// stays 2 under this bound, the average is far lower, see below);
         /// the same change backwards is a replica joining, which takes its
         /// share and moves as few more.
+        /// With the holders given, a replica leaving moves exactly its own
+        /// accounts, and balance holds.
+        #[test]
+        fn holders_move_only_what_must(n in 1usize..120, r in 2usize..10, gone in 0usize..10, salt in 0u32..1000) {
+            let accounts = names(&format!("a{salt}"), n);
+            let live = names(&format!("r{salt}"), r);
+            let before = assign(&accounts, &live, &BTreeMap::new());
+            let gone = &live[gone % r];
+            let rest: Vec<String> = live.iter().filter(|x| *x != gone).cloned().collect();
+            let after = assign(&accounts, &rest, &before);
+            let its = before.values().filter(|x| *x == gone).count();
+            prop_assert_eq!(moved(&before, &after), its);
+            let c = counts(&after);
+            for rep in &rest {
+                let got = c.get(rep.as_str()).copied().unwrap_or(0);
+                prop_assert!(got == n / rest.len() || got == n.div_ceil(rest.len()));
+            }
+        }
+
         #[test]
         fn few_accounts_move(n in 1usize..120, r in 2usize..10, gone in 0usize..10, salt in 0u32..1000) {
             let accounts = names(&format!("a{salt}"), n);
             let live = names(&format!("r{salt}"), r);
-            let before = assign(&accounts, &live);
+            let before = assign(&accounts, &live, &BTreeMap::new());
             let gone = &live[gone % r];
             let rest: Vec<String> = live.iter().filter(|x| *x != gone).cloned().collect();
-            let after = assign(&accounts, &rest);
+            let after = assign(&accounts, &rest, &BTreeMap::new());
             let its = before.values().filter(|x| *x == gone).count();
             prop_assert!(moved(&before, &after) <= its + n / 4 + 4,
                 "{} moved, {} were the departed's", moved(&before, &after), its);
@@ -184,10 +252,10 @@ mod tests {
             let r = 2 + case % 9;
             let accounts = names(&format!("a{case}"), n);
             let live = names(&format!("r{case}"), r);
-            let before = assign(&accounts, &live);
+            let before = assign(&accounts, &live, &BTreeMap::new());
             let gone = &live[case % r];
             let rest: Vec<String> = live.iter().filter(|x| *x != gone).cloned().collect();
-            total += moved(&before, &assign(&accounts, &rest));
+            total += moved(&before, &assign(&accounts, &rest, &BTreeMap::new()));
             minimum += before.values().filter(|x| *x == gone).count();
         }
         assert!(

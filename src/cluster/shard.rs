@@ -195,7 +195,7 @@ struct Members {
     timeout: Duration,
     metrics: Metrics,
     /// The live replicas and their assignment, recomputed when they change.
-    last: Option<(Vec<String>, BTreeMap<String, String>)>,
+    last: Option<Vec<String>>,
     /// Whether the last round failed (logged once per failing streak).
     failing: bool,
 }
@@ -277,19 +277,23 @@ impl Members {
             live.sort();
         }
         self.metrics.cluster_replicas.set(live.len() as i64);
-        let assignment = match &self.last {
-            Some((seen, assignment)) if *seen == live => assignment.clone(),
-            _ => {
-                let assignment = assign(&self.accounts, &live);
-                let here = assignment
-                    .values()
-                    .filter(|r| **r == self.me.instance_id)
-                    .count();
-                tracing::info!(message = "Cluster membership changed.", live = ?live, accounts_here = here, accounts = self.accounts.len());
-                self.last = Some((live.clone(), assignment.clone()));
-                assignment
-            }
-        };
+        // An account stays with its live holder while that holder is within
+        // its share (`assign`): a replica that joins or comes back does not
+        // take over accounts that are led already, beyond balancing.
+        let holders: BTreeMap<String, String> = leases
+            .iter()
+            .filter(|row| row.live && live.contains(&row.holder))
+            .map(|row| (row.account.clone(), row.holder.clone()))
+            .collect();
+        let assignment = assign(&self.accounts, &live, &holders);
+        if self.last.as_ref() != Some(&live) {
+            let here = assignment
+                .values()
+                .filter(|r| **r == self.me.instance_id)
+                .count();
+            tracing::info!(message = "Cluster membership changed.", live = %live.join(", "), accounts_here = here, accounts = self.accounts.len());
+            self.last = Some(live.clone());
+        }
         View {
             me: self.me.instance_id.clone(),
             live,

@@ -140,6 +140,10 @@ pub struct EventsPage {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EventItem {
     pub id: i64,
+    /// The Talkdesk account the record belongs to (`default` for a
+    /// configuration without `[[accounts]]`; absent from older agents).
+    #[serde(default)]
+    pub account: String,
     #[serde(flatten)]
     pub record: AuditRecord,
     pub time: String,
@@ -149,6 +153,7 @@ impl From<StoredEvent> for EventItem {
     fn from(e: StoredEvent) -> Self {
         EventItem {
             id: e.id,
+            account: e.account,
             time: e.record.at.to_rfc3339(),
             record: e.record,
         }

@@ -61,6 +61,8 @@ pub struct AgentTarget {
     pub token: Option<String>,
     /// `activate --profile`, when given.
     pub profile: Option<String>,
+    /// `--account`: the agent's route for that account (`None`: its default).
+    pub account: Option<String>,
 }
 
 /// Runs one break-glass command. `out` gets the result; `notes` what the
@@ -95,7 +97,7 @@ pub async fn run(
         return go_direct(cmd, cfg, client, out, notes, None).await;
     };
     let token = target.token.clone().or_else(|| override_token(cfg));
-    let agent = ApiClient::new(&url, token);
+    let agent = ApiClient::new(&url, token).for_account(target.account.clone());
     // As long as a change made directly would be adopted for, within what
     // the API accepts.
     let ttl = cfg
