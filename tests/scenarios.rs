@@ -90,3 +90,32 @@ fn scenarios_print_failing_report() {
     let _ = run_files(&[path], &mut out);
     println!("{}", String::from_utf8_lossy(&out));
 }
+
+/// A configuration with several accounts: the scenario names the account
+/// whose rules it tests; without it, or with an unknown one, it is an error
+/// that says so (never a silent run against no rules).
+#[test]
+fn scenarios_on_several_accounts_must_name_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let example = dir("config/accounts.example.toml");
+    for (account, want) in [
+        (None, "set `account = \"ID\"`"),
+        (Some("nobody"), "no account \"nobody\""),
+    ] {
+        let file = tmp.path().join("s.toml");
+        let line = account
+            .map(|a| format!("account = \"{a}\"\n"))
+            .unwrap_or_default();
+        std::fs::write(
+            &file,
+            format!("config = {:?}\n{line}", example.display().to_string()),
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        let err = run_files(std::slice::from_ref(&file), &mut out).map_err(|e| e.to_string());
+        assert!(
+            matches!(&err, Err(m) if m.contains(want)),
+            "{account:?}: {err:?}"
+        );
+    }
+}

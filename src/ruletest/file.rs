@@ -51,7 +51,14 @@ use crate::engine::event::{Event, Override};
 use crate::engine::spec::EngineSpec;
 
 /// Keys of a scenario file that are not config sections.
-pub const SCENARIO_KEYS: &[&str] = &["name", "description", "config", "input", "expect"];
+pub const SCENARIO_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "config",
+    "account",
+    "input",
+    "expect",
+];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -62,6 +69,9 @@ pub struct ScenarioFile {
     pub description: Option<String>,
     #[serde(default)]
     pub config: Option<String>,
+    /// Which account's rules to test, for a configuration with `[[accounts]]`.
+    #[serde(default)]
+    pub account: Option<String>,
     #[serde(default)]
     pub input: Vec<Input>,
     #[serde(default)]

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use file::{Expect, Input, ScenarioFile};
-pub use spec::engine_spec_from_toml;
+pub use spec::{account_spec_from_toml, engine_spec_from_toml};
 
 use crate::engine::EngineSpec;
 
@@ -126,11 +126,13 @@ fn load_spec(
                 path: cfg_path.clone(),
                 source,
             })?;
-            engine_spec_from_toml(&src, &cfg_path.display().to_string()).map_err(config_err)
+            account_spec_from_toml(&src, &cfg_path.display().to_string(), s.account.as_deref())
+                .map_err(config_err)
         }
         None => {
             let src = toml::to_string(&rest).map_err(|e| config_err(e.to_string()))?;
-            engine_spec_from_toml(&src, &path.display().to_string()).map_err(config_err)
+            account_spec_from_toml(&src, &path.display().to_string(), s.account.as_deref())
+                .map_err(config_err)
         }
     }
 }

@@ -10,7 +10,36 @@ use crate::engine::spec::EngineSpec;
 /// Parses and validates config TOML and returns the engine's view of it; on
 /// error, every problem found, one per line.
 pub fn engine_spec_from_toml(src: &str, origin: &str) -> Result<EngineSpec, String> {
-    crate::config::from_toml_str(src, origin)
-        .map(|c| c.engine_spec())
-        .map_err(|e| e.to_string().trim_end().to_string())
+    account_spec_from_toml(src, origin, None)
+}
+
+/// Like [`engine_spec_from_toml`], for one account of a configuration with
+/// `[[accounts]]` (the scenario's `account`); `None` is the only account.
+pub fn account_spec_from_toml(
+    src: &str,
+    origin: &str,
+    account: Option<&str>,
+) -> Result<EngineSpec, String> {
+    let config = crate::config::from_toml_str(src, origin)
+        .map_err(|e| e.to_string().trim_end().to_string())?;
+    let ids = config.account_ids();
+    let id = match (account, ids.as_slice()) {
+        (Some(id), _) => id,
+        (None, [only]) => only.as_str(),
+        (None, _) => {
+            return Err(format!(
+                "{origin}: the configuration has several accounts ({}): set `account = \"ID\"` in the scenario",
+                ids.join(", ")
+            ));
+        }
+    };
+    config
+        .for_account(id)
+        .map(|view| view.engine_spec())
+        .ok_or_else(|| {
+            format!(
+                "{origin}: no account {id:?} is configured (accounts: {})",
+                ids.join(", ")
+            )
+        })
 }
