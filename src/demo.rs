@@ -3,6 +3,9 @@
 //! with `config/demo.toml` (embedded in the binary), then plays
 //! healthy -> trunk dies -> fallback ON -> trunk recovers -> fallback OFF,
 //! printing a timeline of probe states, decisions and Talkdesk API calls.
+//! `demo --accounts` plays the same story for two Talkdesk accounts sharing
+//! the trunk (`config/demo-accounts.toml`), each switching with its own
+//! profile.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -12,11 +15,58 @@ use crate::config::{self, Config};
 use crate::daemon::{self, Running};
 use crate::probe::sip::responder::{Mode, Responder};
 use crate::store::StoredEvent;
-use crate::talkdesk::simulator::{self, Simulator, SimulatorOptions};
+use crate::talkdesk::simulator::{self, SimAccount, Simulator, SimulatorOptions};
 use crate::telemetry::AuditKind;
 
 /// The demo's configuration, embedded so `demo` works from any directory.
 pub const DEMO_TOML: &str = include_str!("../config/demo.toml");
+/// The two-account demo's configuration.
+pub const DEMO_ACCOUNTS_TOML: &str = include_str!("../config/demo-accounts.toml");
+
+/// Which story the demo plays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    /// One Talkdesk account (`config/demo.toml`).
+    One,
+    /// Two accounts sharing the trunk (`config/demo-accounts.toml`).
+    TwoAccounts,
+}
+
+impl Variant {
+    fn toml(self) -> (&'static str, &'static str) {
+        match self {
+            Variant::One => (DEMO_TOML, "config/demo.toml (embedded)"),
+            Variant::TwoAccounts => (DEMO_ACCOUNTS_TOML, "config/demo-accounts.toml (embedded)"),
+        }
+    }
+
+    /// The simulator: the documented demo credentials, or each account's.
+    fn simulator(self) -> SimulatorOptions {
+        match self {
+            Variant::One => SimulatorOptions::default(),
+            Variant::TwoAccounts => SimulatorOptions {
+                accounts: vec![
+                    SimAccount::new("acme", "acme-demo", "acme-demo-secret"),
+                    SimAccount::new("globex", "globex-demo", "globex-demo-secret"),
+                ],
+                ..SimulatorOptions::default()
+            },
+        }
+    }
+
+    fn rules(self) -> &'static [&'static str] {
+        match self {
+            Variant::One => &[
+                "rule 'trunk-down': fallback ON when trunk-a is down for 2s; OFF after 5s healthy (min 5s on)",
+            ],
+            Variant::TwoAccounts => &[
+                "account acme, rule 'trunk-down': forward to the backup site when trunk-a is down for 2s",
+                "account globex, rule 'trunk-down': play an announcement when trunk-a is down for 3s",
+                "both: OFF after 5s healthy (min 5s on); each with its own Talkdesk credentials",
+            ],
+        }
+    }
+}
 /// The whole demo must finish well within a minute.
 const DEADLINE: Duration = Duration::from_secs(55);
 
@@ -42,12 +92,21 @@ pub struct DemoSummary {
     pub writes: Vec<String>,
 }
 
+/// Plays the one-account story.
 pub async fn run(out: &mut (dyn Write + Send)) -> Result<DemoSummary, DemoError> {
+    run_variant(out, Variant::One).await
+}
+
+/// Plays `variant`'s story.
+pub async fn run_variant(
+    out: &mut (dyn Write + Send),
+    variant: Variant,
+) -> Result<DemoSummary, DemoError> {
     let start = Instant::now();
     let state_dir = tempfile::tempdir().map_err(|e| DemoError::Setup(e.to_string()))?;
 
     // The world: a Talkdesk simulator and a healthy trunk.
-    let sim = Simulator::new(SimulatorOptions::default());
+    let sim = Simulator::new(variant.simulator());
     let sim_server = simulator::spawn(sim.clone(), "127.0.0.1:0".parse().expect("valid addr"))
         .await
         .map_err(|e| DemoError::Setup(format!("simulator: {e}")))?;
@@ -57,7 +116,12 @@ pub async fn run(out: &mut (dyn Write + Send)) -> Result<DemoSummary, DemoError>
     )
     .await
     .map_err(|e| DemoError::Setup(format!("SIP responder: {e}")))?;
-    let cfg = demo_config(&sim_server.base_url(), trunk.udp_addr(), state_dir.path())?;
+    let cfg = variant_config(
+        variant,
+        &sim_server.base_url(),
+        trunk.udp_addr(),
+        state_dir.path(),
+    )?;
 
     writeln!(out, "continuity-agent demo")?;
     writeln!(out, "  Talkdesk simulator  {}", sim_server.base_url())?;
@@ -66,10 +130,9 @@ pub async fn run(out: &mut (dyn Write + Send)) -> Result<DemoSummary, DemoError>
         "  SIP trunk (local)   sip:{};transport=udp",
         trunk.udp_addr()
     )?;
-    writeln!(
-        out,
-        "  rule 'trunk-down': fallback ON when trunk-a is down for 2s; OFF after 5s healthy (min 5s on)"
-    )?;
+    for rule in variant.rules() {
+        writeln!(out, "  {rule}")?;
+    }
     writeln!(out)?;
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -93,6 +156,7 @@ pub async fn run(out: &mut (dyn Write + Send)) -> Result<DemoSummary, DemoError>
         start,
         last_id: 0,
         running: running.clone(),
+        several: variant == Variant::TwoAccounts,
     };
     let mut summary = DemoSummary::default();
 
@@ -111,7 +175,7 @@ pub async fn run(out: &mut (dyn Write + Send)) -> Result<DemoSummary, DemoError>
         out,
         start + DEADLINE,
         "the fallback switched on",
-        move |_| sim_ref.state().enabled,
+        move |_| sim_ref.accounts().iter().all(|a| a.state().enabled),
     )
     .await?;
     summary.activated_after = Some(outage.elapsed());
@@ -125,17 +189,21 @@ pub async fn run(out: &mut (dyn Write + Send)) -> Result<DemoSummary, DemoError>
         out,
         start + DEADLINE,
         "the fallback switched off",
-        move |_| !sim_ref.state().enabled,
+        move |_| sim_ref.accounts().iter().all(|a| !a.state().enabled),
     )
     .await?;
     summary.deactivated_after = Some(recovery.elapsed());
     tl.wait(out, Duration::from_millis(500)).await?;
 
     summary.writes = sim
-        .journal()
+        .accounts()
         .iter()
+        .flat_map(|a| a.journal())
         .filter(|e| e.is_write())
-        .map(|e| format!("{} {}", e.method, e.path))
+        .map(|e| match variant {
+            Variant::One => format!("{} {}", e.method, e.path),
+            Variant::TwoAccounts => format!("{} {} {}", e.account, e.method, e.path),
+        })
         .collect();
     writeln!(out)?;
     writeln!(
@@ -162,7 +230,18 @@ pub fn demo_config(
     trunk: SocketAddr,
     state_dir: &std::path::Path,
 ) -> Result<Config, DemoError> {
-    let src = DEMO_TOML
+    variant_config(Variant::One, sim_base, trunk, state_dir)
+}
+
+/// `variant`'s embedded configuration, pointed at the local simulator and trunk.
+pub fn variant_config(
+    variant: Variant,
+    sim_base: &str,
+    trunk: SocketAddr,
+    state_dir: &std::path::Path,
+) -> Result<Config, DemoError> {
+    let (toml, origin) = variant.toml();
+    let src = toml
         .replace("http://127.0.0.1:8099", sim_base)
         .replace(
             "sip:127.0.0.1:5060;transport=udp",
@@ -174,7 +253,7 @@ pub fn demo_config(
         );
     Ok(config::from_toml_str_strict(
         &src,
-        "config/demo.toml (embedded)",
+        origin,
         std::path::Path::new("."),
         false,
     )?)
@@ -184,6 +263,8 @@ struct Timeline {
     start: Instant,
     last_id: i64,
     running: Running,
+    /// Lines name their account.
+    several: bool,
 }
 
 impl Timeline {
@@ -196,10 +277,11 @@ impl Timeline {
     }
 
     async fn drain(&mut self, out: &mut (dyn Write + Send)) -> std::io::Result<()> {
+        // Every account's records, in the order they were written.
         let mut fresh: Vec<StoredEvent> = self
             .running
             .store
-            .events(200, None)
+            .events_for(None, 200, None)
             .await
             .unwrap_or_default();
         fresh.retain(|e| e.id > self.last_id);
@@ -213,9 +295,14 @@ impl Timeline {
             if e.record.kind == AuditKind::Start || routine_read {
                 continue;
             }
+            let account = if self.several {
+                format!("{:<7}", e.account)
+            } else {
+                String::new()
+            };
             writeln!(
                 out,
-                "[{:>5.1}s]     {:<9} {}",
+                "[{:>5.1}s]     {account}{:<9} {}",
                 self.start.elapsed().as_secs_f64(),
                 e.record.kind,
                 e.record.message

@@ -111,7 +111,11 @@ enum Command {
         files: Vec<PathBuf>,
     },
     /// Zero set-up demo: simulator + simulated SIP trunk + agent; plays an outage and recovery.
-    Demo,
+    Demo {
+        /// Two Talkdesk accounts sharing the trunk, each with its own profile.
+        #[arg(long)]
+        accounts: bool,
+    },
     /// Print the running agent's status.
     Status(ApiArgs),
     /// Print the running agent's audit log (oldest first; `--json` for the raw page).
@@ -262,7 +266,7 @@ fn main() -> ExitCode {
     // The demo prints its own timeline on stdout; logs would interleave with it,
     // so it only logs errors unless a level was asked for explicitly.
     let level = match cli.command {
-        Command::Demo if cli.log_level == DEFAULT_LOG_LEVEL => "error",
+        Command::Demo { .. } if cli.log_level == DEFAULT_LOG_LEVEL => "error",
         _ => cli.log_level.as_str(),
     };
     logging::init(cli.log_format, level);
@@ -285,7 +289,7 @@ fn main() -> ExitCode {
             block_on(simulate_talkdesk(listen, accounts))
         }
         Command::Run(c) => run(&c.config),
-        Command::Demo => block_on(demo()),
+        Command::Demo { accounts } => block_on(demo(accounts)),
         Command::TestRules { files } => test_rules(&files),
     }
 }
@@ -321,9 +325,15 @@ fn run(path: &std::path::Path) -> ExitCode {
     })
 }
 
-async fn demo() -> ExitCode {
+async fn demo(accounts: bool) -> ExitCode {
+    use continuity_agent::demo::{self, Variant};
     let mut out = std::io::stdout();
-    match continuity_agent::demo::run(&mut out).await {
+    let variant = if accounts {
+        Variant::TwoAccounts
+    } else {
+        Variant::One
+    };
+    match demo::run_variant(&mut out, variant).await {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("continuity-agent: demo failed: {e}");

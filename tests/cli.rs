@@ -46,6 +46,35 @@ fn demo_runs_to_completion_and_shows_the_outage_and_recovery() {
     assert!(pos("desired active(backup-site)") < pos("==> recovery"));
 }
 
+/// `demo --accounts`: two Talkdesk accounts share the trunk; each switches
+/// with its own profile, on its own simulated account, and back.
+#[test]
+fn demo_with_two_accounts_switches_each_with_its_own_profile() {
+    let out = bin().args(["demo", "--accounts"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in [
+        "acme   decision  desired active(backup-site)",
+        "globex decision  desired active(announce)",
+        "acme   decision  desired inactive",
+        "globex decision  desired inactive",
+        "Talkdesk writes: acme PUT /fallback-experience/settings, acme PUT /fallback-experience/activation, acme PUT /fallback-experience/activation, globex PUT /fallback-experience/settings, globex PUT /fallback-experience/activation, globex PUT /fallback-experience/activation",
+    ] {
+        assert!(
+            stdout.contains(needle),
+            "demo output lacks {needle:?}:\n{stdout}"
+        );
+    }
+    // Each account wrote through its own routes.
+    assert!(stdout.contains("/accounts/acme/fallback-experience/settings"));
+    assert!(stdout.contains("/accounts/globex/fallback-experience/settings"));
+}
+
 #[test]
 fn test_rules_exit_codes_follow_promtool() {
     let scenarios: Vec<_> = std::fs::read_dir("tests/scenarios")

@@ -73,6 +73,7 @@ fn shipped_configs_validate() {
         "config/example.toml",
         "config/demo.toml",
         "config/accounts.example.toml",
+        "config/demo-accounts.toml",
     ] {
         let cfg = config::load(Path::new(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
         assert!(
