@@ -499,28 +499,6 @@ fn check_config(path: &std::path::Path, online: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// The configuration as account `id` sees it, or the only account's: the
-/// Talkdesk credentials a break-glass command uses.
-fn account_view(cfg: &config::Config, id: Option<&str>) -> Result<config::Config, String> {
-    let ids = cfg.account_ids();
-    let id = match (id, ids.as_slice()) {
-        (Some(id), _) => id,
-        (None, [only]) => only.as_str(),
-        (None, _) => {
-            return Err(format!(
-                "several accounts are configured ({}): pass --account ID",
-                ids.join(", ")
-            ));
-        }
-    };
-    cfg.for_account(id).ok_or_else(|| {
-        format!(
-            "no account {id:?} is configured (accounts: {})",
-            ids.join(", ")
-        )
-    })
-}
-
 /// `check-config --online`: the read-only Talkdesk check, for every account.
 async fn check_online(cfg: config::Config) -> ExitCode {
     let ids = cfg.account_ids();
@@ -587,10 +565,10 @@ async fn talkdesk(path: &std::path::Path, agent: AgentArgs, action: TalkdeskActi
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let cfg = match account_view(&cfg, agent.account.as_deref()) {
+    let cfg = match cfg.account_view(agent.account.as_deref()) {
         Ok(view) => view,
         Err(why) => {
-            eprintln!("continuity-agent: {why}");
+            eprintln!("continuity-agent: {why} with --account ID");
             return ExitCode::from(EXIT_CONFIG);
         }
     };

@@ -15,14 +15,7 @@ fn bin() -> Command {
 
 #[test]
 fn demo_runs_to_completion_and_shows_the_outage_and_recovery() {
-    let out = bin().arg("demo").output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = demo(&[]);
     for needle in [
         "==> healthy",
         "trunk-a: unknown -> up",
@@ -46,18 +39,24 @@ fn demo_runs_to_completion_and_shows_the_outage_and_recovery() {
     assert!(pos("desired active(backup-site)") < pos("==> recovery"));
 }
 
-/// `demo --accounts`: two Talkdesk accounts share the trunk; each switches
-/// with its own profile, on its own simulated account, and back.
-#[test]
-fn demo_with_two_accounts_switches_each_with_its_own_profile() {
-    let out = bin().args(["demo", "--accounts"]).output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+/// Runs `demo ARGS`, which must succeed; its standard output.
+fn demo(args: &[&str]) -> String {
+    let out = bin().arg("demo").args(args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(
         out.status.code(),
         Some(0),
         "stdout:\n{stdout}\nstderr:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    stdout
+}
+
+/// `demo --accounts`: two Talkdesk accounts share the trunk; each switches
+/// with its own profile, on its own simulated account, and back.
+#[test]
+fn demo_with_two_accounts_switches_each_with_its_own_profile() {
+    let stdout = demo(&["--accounts"]);
     for needle in [
         "acme   decision  desired active(backup-site)",
         "globex decision  desired active(announce)",

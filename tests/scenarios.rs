@@ -99,7 +99,7 @@ fn scenarios_on_several_accounts_must_name_one() {
     let tmp = tempfile::tempdir().unwrap();
     let example = dir("config/accounts.example.toml");
     for (account, want) in [
-        (None, "set `account = \"ID\"`"),
+        (None, "name one with `account = \"ID\"`"),
         (Some("nobody"), "no account \"nobody\""),
     ] {
         let file = tmp.path().join("s.toml");

@@ -169,6 +169,29 @@ impl Config {
         Some(view)
     }
 
+    /// The view of account `id`, or of the only account when `id` is `None`:
+    /// what a command that acts on one account (break-glass, a rule
+    /// scenario) runs with. The error names the accounts to choose from.
+    pub fn account_view(&self, id: Option<&str>) -> Result<Config, String> {
+        let ids = self.account_ids();
+        let id = match (id, ids.as_slice()) {
+            (Some(id), _) => id,
+            (None, [only]) => only.as_str(),
+            (None, _) => {
+                return Err(format!(
+                    "several accounts are configured ({}): name one",
+                    ids.join(", ")
+                ));
+            }
+        };
+        self.for_account(id).ok_or_else(|| {
+            format!(
+                "no account {id:?} is configured (accounts: {})",
+                ids.join(", ")
+            )
+        })
+    }
+
     /// The engine's view of this configuration.
     pub fn engine_spec(&self) -> EngineSpec {
         EngineSpec {

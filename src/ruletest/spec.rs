@@ -22,24 +22,8 @@ pub fn account_spec_from_toml(
 ) -> Result<EngineSpec, String> {
     let config = crate::config::from_toml_str(src, origin)
         .map_err(|e| e.to_string().trim_end().to_string())?;
-    let ids = config.account_ids();
-    let id = match (account, ids.as_slice()) {
-        (Some(id), _) => id,
-        (None, [only]) => only.as_str(),
-        (None, _) => {
-            return Err(format!(
-                "{origin}: the configuration has several accounts ({}): set `account = \"ID\"` in the scenario",
-                ids.join(", ")
-            ));
-        }
-    };
     config
-        .for_account(id)
+        .account_view(account)
         .map(|view| view.engine_spec())
-        .ok_or_else(|| {
-            format!(
-                "{origin}: no account {id:?} is configured (accounts: {})",
-                ids.join(", ")
-            )
-        })
+        .map_err(|why| format!("{origin}: {why} with `account = \"ID\"` in the scenario"))
 }
