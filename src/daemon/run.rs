@@ -39,7 +39,7 @@ use crate::server::{self, AppState};
 use crate::store::{self, Store, StoreAudit};
 use crate::talkdesk::actuator::{ActuatorHandle, ActuatorOptions, Reconfigure};
 use crate::talkdesk::client::Client;
-use crate::telemetry::{AccountMetrics, AuditSink, KnownLabels, Metrics};
+use crate::telemetry::{AccountMetrics, AuditKind, AuditRecord, AuditSink, KnownLabels, Metrics};
 
 /// Room for bursts (an Alertmanager batch, thousands of probe results)
 /// without unbounded memory; producers wait when it is full.
@@ -145,6 +145,7 @@ pub async fn run_with(
     // document as its own; a follower restores it for display.
     let root = store::open(&config.raw.store).await?;
     let opened = open_accounts(&config, &root, &metrics)?;
+    audit_recovery(&root, &opened, &metrics);
     let leases = lead(&config, &root, &opened, &metrics, &cancel).await;
     let mut built = Vec::with_capacity(opened.len());
     for (opened, lease) in opened.into_iter().zip(leases) {
@@ -285,6 +286,41 @@ fn open_accounts(
             })
         })
         .collect()
+}
+
+/// A damaged store file was moved aside and this store is fresh (logged by
+/// the store, `store/sqlite/open.rs`): each account's audit log says so,
+/// since each lost its stored decision, audit records and queued inputs to
+/// the moved file, and it is counted. A read-only store needs nothing here:
+/// its writes fail, the audit's included; `/readyz` says it.
+fn audit_recovery(root: &Arc<dyn Store>, opened: &[Opened], metrics: &Metrics) {
+    let store::OpenOutcome::Recovered {
+        path,
+        moved_to,
+        reason,
+    } = root.open_outcome()
+    else {
+        return;
+    };
+    metrics.store_recovered_total.inc();
+    for account in opened {
+        account.shared.audit.record(
+            AuditRecord::new(
+                Timestamp::now(),
+                AuditKind::Store,
+                format!(
+                    "store file {} was damaged ({reason}); moved aside to {}; started with a fresh store",
+                    path.display(),
+                    moved_to.display()
+                ),
+            )
+            .with_data(serde_json::json!({
+                "path": path.display().to_string(),
+                "moved_to": moved_to.display().to_string(),
+                "reason": reason,
+            })),
+        );
+    }
 }
 
 /// Claims every account's lease once (a lone replica leads each at once;

@@ -22,6 +22,7 @@ use super::wire::OverrideRequest;
 use super::{ApiError, AppState, REQUEST_TIMEOUT};
 use crate::config::Dur;
 use crate::config::schema::Scope;
+use crate::store::{OpenOutcome, StoreError};
 
 pub fn routes() -> axum::Router<AppState> {
     axum::Router::new()
@@ -88,6 +89,14 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(s): State<AppState>) -> Response {
+    // First: a store opened read-only does not become ready by waiting.
+    if let OpenOutcome::ReadOnly { reason } = s.store.open_outcome() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{}\n", StoreError::ReadOnly(reason)),
+        )
+            .into_response();
+    }
     if !s.is_ready() {
         return (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response();
     }

@@ -21,6 +21,13 @@ pub enum StoreError {
         "store database was written by a newer version (schema {found}, this build knows {known})"
     )]
     SchemaTooNew { found: i64, known: i64 },
+    /// The store was opened read-only (`OpenOutcome::ReadOnly`), and what
+    /// was asked needs writes. The text `/readyz` answers with.
+    #[error("store is read-only: {0}")]
+    ReadOnly(String),
+    /// A damaged SQLite file that could not be moved aside.
+    #[error("store file is damaged: {0}")]
+    Damaged(String),
     #[error("{0}")]
     Unsupported(String),
     #[error("store task failed: {0}")]

@@ -16,6 +16,10 @@
 //! snapshot is stored as an opaque JSON document so the store does not
 //! depend on engine internals, and a changed engine can migrate its own format.
 //!
+//! [`open`] does not fail on a damaged or read-only SQLite file (see
+//! `sqlite/open.rs`): the first is moved aside for a fresh one, the second
+//! opened read-only; [`Store::open_outcome`] says which.
+//!
 //! **Invariant:** the daemon persists the snapshot *before* it hands a new
 //! desired state to the actuator. After a crash (even `kill -9`) the restored
 //! desired state is therefore never behind what Talkdesk was told, so a
@@ -135,6 +139,31 @@ pub trait Store: Send + Sync + 'static {
     fn leave(&self, me: &LeaseClaim) -> BoxFuture<'_, Result<(), StoreError>>;
     /// Every account's lease as the store has it now (any handle).
     fn leases(&self) -> BoxFuture<'_, Result<Vec<LeaseRow>, StoreError>>;
+    /// What opening the store found (any handle): the daemon audits a
+    /// recovery, `/readyz` reports a read-only store.
+    fn open_outcome(&self) -> OpenOutcome {
+        OpenOutcome::Writable
+    }
+}
+
+/// What `store::open` found besides a store to use as usual (SQLite only,
+/// `sqlite/open.rs`). PostgreSQL is always `Writable`: a server that refuses
+/// writes is an outage (saves and lease claims fail and are retried until it
+/// accepts them again), not a damaged file to move aside.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OpenOutcome {
+    /// Opened (and migrated) as usual.
+    Writable,
+    /// The file at `path` was damaged: it (and its `-wal`/`-shm`) was moved
+    /// to `moved_to`, and this store is a fresh file.
+    Recovered {
+        path: std::path::PathBuf,
+        moved_to: std::path::PathBuf,
+        reason: String,
+    },
+    /// The file, its directory or the filesystem refuses writes: opened
+    /// read-only. Reads work; every write fails, the lease claim included.
+    ReadOnly { reason: String },
 }
 
 /// The account of a configuration without several Talkdesk accounts.

@@ -1,6 +1,9 @@
 //! The embedded store: one SQLite file in WAL mode with `synchronous = FULL`,
 //! so a committed transaction survives a power cut, and operators can inspect
-//! it with the `sqlite3` CLI.
+//! it with the `sqlite3` CLI. Opening it (`open.rs`) moves a damaged file
+//! aside and serves a read-only one read-only, rather than failing the start.
+
+mod open;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -11,8 +14,8 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use super::inputs::{SHARED_ACCOUNT, SHARED_RETENTION};
 use super::wake::Wakers;
 use super::{
-    Input, LeaseClaim, LeaseRow, LeaseState, Store, StoreError, StoredEvent, StoredInput,
-    WriteClaim, WriteGrant,
+    Input, LeaseClaim, LeaseRow, LeaseState, OpenOutcome, Store, StoreError, StoredEvent,
+    StoredInput, WriteClaim, WriteGrant,
 };
 use crate::domain::Timestamp;
 use crate::telemetry::AuditRecord;
@@ -121,6 +124,8 @@ pub struct SqliteStore {
     path: PathBuf,
     account: Arc<str>,
     wakers: Arc<Wakers>,
+    /// What the open found (every handle of the file shares it).
+    outcome: Arc<OpenOutcome>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -134,7 +139,8 @@ impl std::fmt::Debug for SqliteStore {
 
 impl SqliteStore {
     /// Opens (creating directories and the file as needed) and migrates, for
-    /// `store::DEFAULT_ACCOUNT`.
+    /// `store::DEFAULT_ACCOUNT`; a damaged file is moved aside first, a
+    /// read-only one opened read-only (`open.rs`, [`Store::open_outcome`]).
     pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         SqliteStore::open_for_account(path, super::DEFAULT_ACCOUNT).await
     }
@@ -143,25 +149,15 @@ impl SqliteStore {
     pub async fn open_for_account(path: &Path, account: &str) -> Result<SqliteStore, StoreError> {
         let path = path.to_path_buf();
         let p = path.clone();
-        let conn = tokio::task::spawn_blocking(move || -> Result<Connection, StoreError> {
-            if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)?;
-            }
-            let mut conn = Connection::open(&p)?;
-            conn.busy_timeout(std::time::Duration::from_secs(5))?;
-            conn.pragma_update(None, "journal_mode", "WAL")?;
-            conn.pragma_update(None, "synchronous", "FULL")?;
-            conn.pragma_update(None, "foreign_keys", "ON")?;
-            migrate(&mut conn)?;
-            Ok(conn)
-        })
-        .await
-        .map_err(|e| StoreError::Join(e.to_string()))??;
+        let (conn, outcome) = tokio::task::spawn_blocking(move || open::open(&p))
+            .await
+            .map_err(|e| StoreError::Join(e.to_string()))??;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             path,
             account: account.into(),
             wakers: Arc::default(),
+            outcome: Arc::new(outcome),
         })
     }
 
@@ -251,15 +247,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     tx.execute_batch(
         "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     )?;
-    let found: i64 = tx
-        .query_row(
-            "SELECT value FROM meta WHERE key = 'schema_version'",
-            [],
-            |r| r.get::<_, String>(0),
-        )
-        .optional()?
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let found = schema_version(&tx)?;
     if found > SCHEMA_VERSION {
         return Err(StoreError::SchemaTooNew {
             found,
@@ -276,6 +264,19 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     )?;
     tx.commit()?;
     Ok(())
+}
+
+/// The schema version the file records (0: none yet).
+fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {
+    Ok(conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get::<_, String>(0),
+        )
+        .optional()?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0))
 }
 
 impl Store for SqliteStore {
@@ -608,6 +609,10 @@ impl Store for SqliteStore {
             )?;
             Ok(())
         })
+    }
+
+    fn open_outcome(&self) -> OpenOutcome {
+        (*self.outcome).clone()
     }
 
     fn leases(&self) -> BoxFuture<'_, Result<Vec<LeaseRow>, StoreError>> {

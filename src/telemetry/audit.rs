@@ -41,7 +41,8 @@ pub enum AuditKind {
     Start,
     /// The agent stopped.
     Stop,
-    /// The engine snapshot could not be persisted.
+    /// The engine snapshot could not be persisted, or a damaged store file
+    /// was moved aside at start (the agent started with a fresh store).
     Store,
     /// The actuator applied a desired state, failed to, or stopped.
     Actuation,

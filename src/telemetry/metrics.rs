@@ -146,6 +146,8 @@ pub struct Metrics {
     /// Live replicas sharded leadership last saw (this one included; 0
     /// before the first membership read or without sharded leadership).
     pub cluster_replicas: IntGauge,
+    /// Damaged store files moved aside at start (`store::OpenOutcome`).
+    pub store_recovered_total: IntCounter,
 }
 
 /// The `action` label values of `continuity_drift_total`.
@@ -381,6 +383,10 @@ impl Metrics {
             cluster_replicas: reg!(IntGauge::new(
                 "continuity_cluster_replicas",
                 "Live replicas sharing the accounts, as this replica last saw them."
+            )),
+            store_recovered_total: reg!(IntCounter::new(
+                "continuity_store_recovered_total",
+                "Damaged store files moved aside at start; the agent then started with a fresh store."
             )),
             registry,
             names,

@@ -41,6 +41,12 @@ impl AgentProcess {
         })
     }
 
+    /// Like [`spawn`](Self::spawn), bound by file permissions even as root
+    /// (see [`without_dac_override`]).
+    pub fn spawn_without_dac_override(config: &Path, port: u16, log: &Path) -> AgentProcess {
+        Self::spawn_with(config, port, log, without_dac_override)
+    }
+
     fn spawn_with(
         config: &Path,
         port: u16,
@@ -153,5 +159,36 @@ impl Drop for AgentProcess {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+/// Makes `cmd`'s process obey file permissions like any user, also when the
+/// tests run as root (CI): a 0444 file or a 0555 directory then refuses its
+/// writes. Root ignores permissions through `CAP_DAC_OVERRIDE` (and
+/// `CAP_DAC_READ_SEARCH`, `CAP_FOWNER`); dropping them from the bounding set
+/// before `exec` leaves the program root without them. Needs `CAP_SETPCAP`
+/// (root has it in a default container); a failure fails the spawn loudly,
+/// never silently runs with the capabilities. Not root: nothing to drop.
+pub fn without_dac_override(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // linux/capability.h
+    const DROP: [libc::c_ulong; 3] = [
+        1, // CAP_DAC_OVERRIDE
+        2, // CAP_DAC_READ_SEARCH
+        3, // CAP_FOWNER
+    ];
+    // SAFETY: geteuid and prctl are async-signal-safe; nothing else runs here.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::geteuid() != 0 {
+                return Ok(());
+            }
+            for cap in DROP {
+                if libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
     }
 }
