@@ -184,7 +184,7 @@ struct Cluster {
     _server: SimServer,
     sipp: Option<Sipp>,
     trunk_port: u16,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     replicas: Vec<Replica>,
     http: reqwest::Client,
 }
@@ -246,7 +246,7 @@ impl Cluster {
             _server: server,
             trunk_port: sipp.addr.port(),
             sipp: Some(sipp),
-            _dir: dir,
+            dir,
             replicas,
             http: reqwest::Client::new(),
         }
@@ -331,6 +331,45 @@ impl Cluster {
         }
     }
 
+    /// The leases and membership rows as the database has them now, for a
+    /// failure's message.
+    async fn cluster_rows(&self, admin: &tokio_postgres::Client) -> String {
+        let leases = admin
+            .query(
+                "SELECT account, holder, epoch, (expires_at - now())::text, wanted_by FROM leases
+                 ORDER BY account",
+                &[],
+            )
+            .await
+            .unwrap();
+        let replicas = admin
+            .query(
+                "SELECT instance_id, (expires_at - now())::text FROM replicas ORDER BY instance_id",
+                &[],
+            )
+            .await
+            .unwrap();
+        let leases: Vec<String> = leases
+            .iter()
+            .map(|r| {
+                let (a, h, e, left, w): (String, String, i64, String, Option<String>) =
+                    (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+                format!("{a}: {h} epoch {e} expires in {left} wanted by {w:?}")
+            })
+            .collect();
+        let replicas: Vec<String> = replicas
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} expires in {}",
+                    r.get::<_, String>(0),
+                    r.get::<_, String>(1)
+                )
+            })
+            .collect();
+        format!("replicas {replicas:?}, leases {leases:#?}")
+    }
+
     /// An account's journal as the simulator recorded it.
     fn journal(&self, acct: &str) -> Vec<JournalEntry> {
         self.sim.account(acct).expect("simulated").journal()
@@ -368,6 +407,17 @@ impl Cluster {
             .iter()
             .filter(|a| self.sim.account(a).unwrap().state().enabled)
             .count()
+    }
+}
+
+/// A failed run keeps the replicas' whole logs (the message has only
+/// their ends).
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.dir.disable_cleanup(true);
+            eprintln!("replica logs kept in {}", self.dir.path().display());
+        }
     }
 }
 
@@ -489,20 +539,37 @@ async fn three_replicas_share_thirty_accounts_and_a_killed_ones_move_without_an_
 
     // When a survivor first says it leads each of them.
     let mut seen: BTreeMap<String, Duration> = BTreeMap::new();
+    let mut unanswered = 0;
     let give_up = killed + LEASE_TTL + Duration::from_secs(6);
     while seen.len() < led.len() {
         for &s in &survivors {
-            for acct in c.replicas[s].leads(&c.http).await {
-                if led.contains(&acct) && !seen.contains_key(&acct) {
-                    seen.insert(acct, killed.elapsed());
+            let Some(lines) = c.replicas[s].lines(&c.http).await else {
+                unanswered += 1;
+                continue;
+            };
+            for l in lines.into_values() {
+                if l.leader && led.contains(&l.account) && !seen.contains_key(&l.account) {
+                    seen.insert(l.account, killed.elapsed());
                 }
             }
         }
-        assert!(
-            Instant::now() < give_up,
-            "taken over: {seen:?} of {led:?}; logs:\n{}",
-            c.logs()
-        );
+        if Instant::now() >= give_up {
+            // Whether the survivors' leases or their status pages lag.
+            let mut gauges = Vec::new();
+            for &s in &survivors {
+                for acct in &led {
+                    let metric = format!("continuity_leader{{account=\"{acct}\"}} ");
+                    let v = c.replicas[s].agent().metric(&metric).await;
+                    gauges.push(format!("{} {acct} {v:?}", c.replicas[s].id));
+                }
+            }
+            panic!(
+                "taken over: {seen:?} of {led:?} ({unanswered} status requests unanswered); \
+                 continuity_leader: {gauges:?}; store: {}; logs:\n{}",
+                c.cluster_rows(&admin).await,
+                c.logs()
+            );
+        }
         tokio::time::sleep(POLL).await;
     }
     // The takeover itself, by the database's clock: when the survivor's
