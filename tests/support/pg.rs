@@ -210,9 +210,11 @@ impl PgServer {
             .output()
             .expect("run initdb");
         check("initdb", &out).unwrap_or_else(|e| panic!("{e}"));
+        // max_connections: three replicas with many accounts each grow their
+        // pool to 16 connections plus one LISTEN connection (tests/sharding.rs).
         let conf = format!(
             "\n# test harness\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
-             fsync = off\nfull_page_writes = off\nshared_buffers = 16MB\nmax_connections = 40\n\
+             fsync = off\nfull_page_writes = off\nshared_buffers = 16MB\nmax_connections = 80\n\
              include_if_exists = 'harness.conf'\n",
             self.dir.path().display()
         );
