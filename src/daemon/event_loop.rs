@@ -363,9 +363,6 @@ impl Loop {
         self.probes = probes;
         self.announcer.reconfigure(&config);
         self.config = config;
-        let accounts = self.config.account_ids();
-        self.metrics
-            .init_series(&super::run::known_labels(&self.config, &accounts));
         self.persister.stepped(true);
         self.execute(cmds, now).await;
         self.persister.save(&self.engine, &self.progress).await;

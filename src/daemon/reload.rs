@@ -116,6 +116,10 @@ impl Reloader {
                 return Err(ReloadError::ShuttingDown);
             }
         }
+        // Series the new file names (probes, notification targets, every
+        // account's), once for the whole reload.
+        self.metrics
+            .init_series(&super::run::known_labels(&new, &new.account_ids()));
         let _previous = self.api.send_replace(self.api_parts.router(&new));
         self.config = new.clone();
         Ok(Reloaded {
