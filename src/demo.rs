@@ -135,22 +135,7 @@ pub async fn run_variant(
     }
     writeln!(out)?;
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| DemoError::Setup(e.to_string()))?;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
-    let agent = tokio::spawn(daemon::run_with(
-        cfg,
-        listener,
-        async move {
-            let _ = stop_rx.await;
-        },
-        started_tx,
-    ));
-    let running: Running = started_rx
-        .await
-        .map_err(|_| DemoError::Agent("the agent did not start".into()))?;
+    let (running, stop_tx, agent) = start_agent(cfg).await?;
 
     let mut tl = Timeline {
         start,
@@ -195,16 +180,7 @@ pub async fn run_variant(
     summary.deactivated_after = Some(recovery.elapsed());
     tl.wait(out, Duration::from_millis(500)).await?;
 
-    summary.writes = sim
-        .accounts()
-        .iter()
-        .flat_map(|a| a.journal())
-        .filter(|e| e.is_write())
-        .map(|e| match variant {
-            Variant::One => format!("{} {}", e.method, e.path),
-            Variant::TwoAccounts => format!("{} {} {}", e.account, e.method, e.path),
-        })
-        .collect();
+    summary.writes = talkdesk_writes(&sim, variant);
     writeln!(out)?;
     writeln!(
         out,
@@ -222,6 +198,50 @@ pub async fn run_variant(
     }
     let _ = sim_server.stop().await;
     Ok(summary)
+}
+
+/// The agent on a free port, in-process: its handles, what stops it, its task.
+async fn start_agent(
+    cfg: Config,
+) -> Result<
+    (
+        Running,
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<Result<(), daemon::DaemonError>>,
+    ),
+    DemoError,
+> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| DemoError::Setup(e.to_string()))?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let agent = tokio::spawn(daemon::run_with(
+        cfg,
+        listener,
+        async move {
+            let _ = stop_rx.await;
+        },
+        started_tx,
+    ));
+    let running: Running = started_rx
+        .await
+        .map_err(|_| DemoError::Agent("the agent did not start".into()))?;
+    Ok((running, stop_tx, agent))
+}
+
+/// Every write the simulator received, in order per account (named when
+/// there are several).
+fn talkdesk_writes(sim: &Simulator, variant: Variant) -> Vec<String> {
+    sim.accounts()
+        .iter()
+        .flat_map(|a| a.journal())
+        .filter(|e| e.is_write())
+        .map(|e| match variant {
+            Variant::One => format!("{} {}", e.method, e.path),
+            Variant::TwoAccounts => format!("{} {} {}", e.account, e.method, e.path),
+        })
+        .collect()
 }
 
 /// The embedded demo configuration, pointed at the local simulator and trunk.
