@@ -61,6 +61,8 @@ struct Options {
     logs: bool,
     reconcile: String,
     store: Option<String>,
+    /// Write the BENCHMARKS.md section here (`bench/run.sh`).
+    markdown: Option<String>,
 }
 
 impl Options {
@@ -70,6 +72,7 @@ impl Options {
             (None, false, false, false, false);
         let mut reconcile = std::env::var("BENCH_RECONCILE").unwrap_or_else(|_| "60s".into());
         let mut store = std::env::var("BENCH_STORE_URL").ok();
+        let mut markdown = None;
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--accounts" => {
@@ -78,6 +81,7 @@ impl Options {
                 }
                 "--reconcile" => reconcile = args.next().ok_or("--reconcile needs a duration")?,
                 "--store" => store = Some(args.next().ok_or("--store needs a URL")?),
+                "--markdown" => markdown = Some(args.next().ok_or("--markdown needs a file")?),
                 "--quick" => quick = true,
                 "--json" => json = true,
                 "--logs" => logs = true,
@@ -107,6 +111,7 @@ impl Options {
             logs,
             reconcile,
             store,
+            markdown,
         })
     }
 }
@@ -132,10 +137,24 @@ fn main() -> ExitCode {
         json!({ "accounts": opts.accounts, "store": store, "reconcile_interval": opts.reconcile });
     let outcome = run(&opts, &mut table, &mut doc);
     // What was measured is printed even when a step failed.
-    table.print(&format!(
+    let title = format!(
         "continuity-agent: {} accounts x 2 profiles, one shared SIP trunk, one replica ({store}), reconcile_interval {}",
         opts.accounts, opts.reconcile
-    ));
+    );
+    table.print(&title);
+    if let Some(path) = &opts.markdown {
+        let section = format!(
+            "## Several accounts on one replica: the suite's run\n\n`bench/run.sh accounts` \
+             (`cargo bench --bench accounts -- --accounts {n}`), one run, {machine}.\n\n{}",
+            table.render(&title),
+            n = opts.accounts,
+            machine = report::machine(),
+        );
+        if let Err(e) = std::fs::write(path, section) {
+            eprintln!("bench accounts: cannot write {path}: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     if opts.json {
         println!("{doc}");
     }

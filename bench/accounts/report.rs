@@ -61,6 +61,19 @@ pub fn kib(bytes: u64) -> String {
     format!("{:.0} KiB", bytes as f64 / 1024.0)
 }
 
+/// The machine a run measured: cores and load average at the end of it (the
+/// figures are only comparable between runs on a similarly quiet machine).
+pub fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load = load
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ");
+    format!("{cores} cores, load average {load}")
+}
+
 /// Rows of a two-column Markdown table, then the WARN and ERROR lines the
 /// agent logged in each phase.
 #[derive(Default)]
@@ -82,20 +95,26 @@ impl Table {
     }
 
     pub fn print(&self, title: &str) {
-        println!("{title}\n");
-        println!("| measure | value |\n|---|---|");
+        print!("{}", self.render(title));
+    }
+
+    /// The table as Markdown: the title, the rows, then the warnings.
+    pub fn render(&self, title: &str) -> String {
+        use std::fmt::Write;
+        let mut out = format!("{title}\n\n| measure | value |\n|---|---|\n");
         for (what, value) in &self.rows {
-            println!("| {what} | {value} |");
+            let _ = writeln!(out, "| {what} | {value} |");
         }
-        println!("\nWARN and ERROR lines logged by the agent:");
+        out.push_str("\nWARN and ERROR lines logged by the agent:\n");
         for (phase, seen) in &self.warnings {
-            println!("- {phase}:");
+            let _ = writeln!(out, "- {phase}:");
             if seen.is_empty() {
-                println!("  none");
+                out.push_str("  none\n");
             }
             for (message, n) in seen {
-                println!("  {n} x {message}");
+                let _ = writeln!(out, "  {n} x {message}");
             }
         }
+        out
     }
 }
