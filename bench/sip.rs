@@ -660,7 +660,7 @@ impl Kamailio {
         }
         std::fs::write(&list, l).map_err(|e| e.to_string())?;
         let cfg = run.join("kamailio.cfg");
-        std::fs::write(&cfg, kamailio_config(port, &list, &run)).map_err(|e| e.to_string())?;
+        std::fs::write(&cfg, kamailio_config(port, &list)).map_err(|e| e.to_string())?;
         let child = Command::new("kamailio")
             .arg("-f")
             .arg(&cfg)
@@ -710,7 +710,7 @@ impl Drop for Kamailio {
     }
 }
 
-fn kamailio_config(port: u16, list: &Path, run: &Path) -> String {
+fn kamailio_config(port: u16, list: &Path) -> String {
     format!(
         r#"#!KAMAILIO
 debug=1
@@ -719,7 +719,6 @@ children=2
 disable_tcp=yes
 auto_aliases=no
 listen=udp:127.0.0.1:{port}
-runtime_dir="{run}"
 mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
 loadmodule "kex.so"
 loadmodule "corex.so"
@@ -736,7 +735,6 @@ request_route {{
     drop;
 }}
 "#,
-        run = run.display(),
         list = list.display()
     )
 }
