@@ -330,7 +330,6 @@ impl Engine {
                 continue;
             }
             let eff = self.effective_truth(i);
-            let unverified = self.unverified_failures(i);
             let wait = self.spec.self_check_wait;
             let (Some(spec), Some(rs)) = (
                 self.spec.rules.get(i),
@@ -348,8 +347,21 @@ impl Engine {
                 rs.frozen = false;
                 rs.restart_timer(now);
             }
+            // Only a rule about to fire asks which of its probes failed
+            // unverified: that looks at every probe the rule reads (all
+            // 10,000 of a glob), too much for every probe result.
+            let unverified = if rs.would_fire(truth, spec, now) {
+                self.unverified_failures(i)
+            } else {
+                None
+            };
+            let (Some(spec), Some(rs)) = (
+                self.spec.rules.get(i),
+                self.rules.get_mut(i).map(|r| &mut r.state),
+            ) else {
+                continue;
+            };
             if let Some(failing) = unverified
-                && rs.would_fire(truth, spec, now)
                 && wait_for_verdict(rs, spec, failing, wait, now, out)
             {
                 continue;

@@ -432,7 +432,11 @@ fn engine_gauges_agree_with_the_view() {
         .map(|p| (p.id.as_str(), p.kind, p.health))
         .collect();
     let rules: Vec<_> = v.rules.iter().map(|r| (r.name.as_str(), r.state)).collect();
-    assert_eq!(g.probes, probes);
+    assert_eq!(e.probe_gauges().collect::<Vec<_>>(), probes);
+    for (id, kind, health) in &probes {
+        assert_eq!(e.probe_gauge(id), Some((*kind, *health)));
+    }
+    assert_eq!(e.probe_gauge("no-such-probe"), None);
     assert_eq!(g.rules, rules);
     assert_eq!(g.alerts, v.alerts.len());
     assert_eq!(g.alerts, 1);

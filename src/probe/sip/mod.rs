@@ -53,6 +53,8 @@ pub struct SipProbe {
     from_user: Option<String>,
     /// TLS client settings; `None` uses the OS trust store ([`transport::tls_config`]).
     tls: Option<Arc<ClientConfig>>,
+    /// Our address towards the target over UDP, for Via and Contact.
+    route: transport::RouteCache,
 }
 
 impl SipProbe {
@@ -69,6 +71,7 @@ impl SipProbe {
             timeout,
             from_user: None,
             tls: None,
+            route: transport::RouteCache::default(),
         }
     }
 
@@ -140,7 +143,7 @@ impl SipProbe {
         let reply = match self.target.transport {
             Transport::Udp => {
                 let mux = UdpMux::for_dest(dest)?;
-                let local = SocketAddr::new(transport::local_ip_for(dest), mux.local_port());
+                let local = SocketAddr::new(self.route.local_ip(dest), mux.local_port());
                 let req = self.request(local, Transport::Udp);
                 mux.transact(dest, &req.key, &req.bytes).await
             }

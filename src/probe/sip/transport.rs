@@ -430,6 +430,36 @@ fn describe_icmp(e: &io::Error) -> String {
     }
 }
 
+/// How long a probe reuses the local address it found for its destination.
+/// A route lookup is four system calls (socket, connect, getsockname,
+/// close), as much as the ping itself; routes change far less often than
+/// once a minute, and a reply is sent back to our source address anyway
+/// (`rport`), so a Via that lags a route change by this much costs nothing.
+pub const ROUTE_TTL: Duration = Duration::from_secs(60);
+
+/// One probe's local address for its destination, looked up at most every
+/// [`ROUTE_TTL`] (or when the destination changes).
+#[derive(Debug, Default)]
+pub struct RouteCache(Mutex<Option<(IpAddr, IpAddr, Instant)>>);
+
+impl RouteCache {
+    /// The local address to put in Via and Contact for `dest`.
+    pub fn local_ip(&self, dest: SocketAddr) -> IpAddr {
+        let now = Instant::now();
+        let mut cached = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((to, local, at)) = *cached
+            && to == dest.ip()
+            && now.saturating_duration_since(at) < ROUTE_TTL
+        {
+            return local;
+        }
+        let local = local_ip_for(dest);
+        // A failed lookup (no route) is asked again next time.
+        *cached = (!local.is_unspecified()).then_some((dest.ip(), local, now));
+        local
+    }
+}
+
 /// The local address the kernel would use to reach `dest`, for Via and
 /// Contact. `connect` on a UDP socket only consults the routing table: no
 /// packet is sent.
