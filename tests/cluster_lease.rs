@@ -243,7 +243,7 @@ async fn a_leader_that_cannot_renew_steps_down_within_renew_deadline() {
 #[tokio::test]
 async fn the_fence_allows_the_holder_and_refuses_and_audits_once_the_epoch_moved_on() {
     use continuity_agent::talkdesk::Op;
-    use continuity_agent::talkdesk::actuator::WriteFence;
+    use continuity_agent::talkdesk::actuator::{Verdict, WriteFence};
 
     let pg = PgServer::start();
     let db = pg.database().await;
@@ -266,7 +266,7 @@ async fn the_fence_allows_the_holder_and_refuses_and_audits_once_the_epoch_moved
         Arc::new(audit.clone()),
     );
     assert!(
-        fence.may_write(Op::PutActivation).await,
+        fence.may_write(Op::PutActivation).await.allowed(),
         "the holder writes"
     );
     let admin = pg.connect(&db).await;
@@ -290,7 +290,11 @@ async fn the_fence_allows_the_holder_and_refuses_and_audits_once_the_epoch_moved
         task.rx.borrow().may_act(),
         "locally it still believes it leads"
     );
-    assert!(!fence.may_write(Op::PutSettings).await, "the store refuses");
+    assert_eq!(
+        fence.may_write(Op::PutSettings).await,
+        Verdict::Unconfirmed,
+        "the store refuses; by its own view it still leads, so the write is postponed"
+    );
     let refusals: Vec<String> = audit
         .records()
         .iter()

@@ -8,6 +8,11 @@
 //!   other's engine within 1 s (LISTEN/NOTIFY; polling is the fallback).
 //! - A replayed old PagerDuty "triggered" after a restart does not reopen the
 //!   resolved incident (the event-time memory is persisted).
+//! - SIGTERM with a request in flight: it is answered, not cut, and what it
+//!   applied is in the restarted agent's engine.
+//! - A store too slow to take an input: the answer is an error and the input
+//!   never takes effect later; a store too slow to take a snapshot does not
+//!   stall the loop (issue 15).
 
 mod support;
 
@@ -74,9 +79,16 @@ struct Agent {
 
 impl Agent {
     async fn start(dir: &Path, name: &str, store: &str) -> Agent {
+        Agent::start_with(dir, name, store, "").await
+    }
+
+    /// With `extra` TOML after the usual configuration (`{port}` in it is
+    /// the agent's port).
+    async fn start_with(dir: &Path, name: &str, store: &str, extra: &str) -> Agent {
         let port = support::free_port();
         let cfg = dir.join(format!("{name}.toml"));
-        std::fs::write(&cfg, config(port, store)).unwrap();
+        let extra = extra.replace("{port}", &port.to_string());
+        std::fs::write(&cfg, config(port, store) + &extra).unwrap();
         let log = dir.join(format!("{name}.log"));
         let mut process = AgentProcess::spawn(&cfg, port, &log);
         process.wait_ready().await;
@@ -327,4 +339,205 @@ async fn while_the_store_is_down_inputs_are_refused_with_503_and_none_is_accepte
     assert_eq!(body["input_id"], 1, "{body}");
     assert_eq!(body["applied"], true, "{body}");
     assert!(!a.incident_open().await, "a refused alert was applied");
+}
+
+/// Issue 15: a slow store (here another connection holding SQLite's write
+/// lock) once answered an override with an error and applied it seconds
+/// later, when the store caught up. An input refused must stay refused: the
+/// append is bounded and rolled back, not left to commit behind the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_input_refused_by_a_slow_store_never_takes_effect_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Agent::start(dir.path(), "agent", &sqlite(dir.path())).await;
+
+    // Another process takes the write lock and keeps it until told.
+    let lock = WriteLock::take(&dir.path().join("state.db"));
+
+    // A webhook first, so the override's append waits behind another one,
+    // as requests do when a store is slow.
+    let webhook = {
+        let url = a.url("/v1/alerts/pagerduty");
+        let sig = format!("v1={}", sign_hex(PD_SECRET, &[TRIGGERED.as_bytes()]));
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(url)
+                .header("content-type", "application/json")
+                .header("X-PagerDuty-Signature", sig)
+                .header("X-Webhook-Id", "wh-slow")
+                .body(TRIGGERED)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, body) = put_override(&a).await;
+    let webhook = webhook.await.unwrap();
+    // The store catches up right after the answers.
+    lock.release();
+
+    assert_eq!(status, reqwest::StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(webhook, reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    a.wait("the store back", Duration::from_secs(30), async |a| {
+        reqwest::get(a.url("/readyz"))
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+    // Appends are serialized: had a refused one committed late, it would
+    // have taken id 1 before this one.
+    let (status, body) = put_override(&a).await;
+    assert!(status.is_success(), "{status} {body}");
+    assert_eq!(
+        body["input_id"], 1,
+        "a refused input was committed after all: {body}"
+    );
+    assert!(!a.incident_open().await, "a refused alert was applied");
+}
+
+/// Takes SQLite's write lock from another connection, as another process
+/// would; `release` ends it (rolled back).
+struct WriteLock {
+    release: std::sync::mpsc::Sender<()>,
+    holder: std::thread::JoinHandle<()>,
+}
+
+impl WriteLock {
+    fn take(db: &Path) -> WriteLock {
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let (locked_tx, locked) = std::sync::mpsc::channel::<()>();
+        let db = db.to_path_buf();
+        let holder = std::thread::spawn(move || {
+            let conn = rusqlite::Connection::open(&db).unwrap();
+            conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+            locked_tx.send(()).unwrap();
+            let _ = released.recv();
+            conn.execute_batch("ROLLBACK").unwrap();
+        });
+        locked.recv().unwrap();
+        WriteLock { release, holder }
+    }
+
+    fn release(self) {
+        self.release.send(()).unwrap();
+        self.holder.join().unwrap();
+    }
+}
+
+/// Issue 15: with a slow store each snapshot write held the loop (three
+/// attempts of SQLite's 5 s busy wait), so status, inputs and decisions
+/// waited ~15 s. The loop hands the document to the persister's writer and
+/// goes on; the writer retries until the store takes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_too_slow_for_the_snapshot_does_not_stall_the_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    // A probe of the agent's own /healthz: its results keep the snapshot
+    // due (at least every 10 s) without any input.
+    let probe = r#"
+[[probes]]
+id = "self"
+type = "http"
+url = "http://127.0.0.1:{port}/healthz"
+interval = "200ms"
+timeout = "1s"
+[[rules]]
+name = "self-down"
+profile = "backup"
+when = { down = "self" }
+"#;
+    let a = Agent::start_with(dir.path(), "agent", &sqlite(dir.path()), probe).await;
+    a.wait("the probe up", Duration::from_secs(10), async |a| {
+        a.status().await["engine"]["probes"][0]["health"] == "up"
+    })
+    .await;
+
+    let lock = WriteLock::take(&dir.path().join("state.db"));
+    let held = Instant::now();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(12))
+        .build()
+        .unwrap();
+    let mut slowest = Duration::ZERO;
+    // Longer than SNAPSHOT_EVERY plus three busy waits: a write is due and
+    // refused inside this window.
+    while held.elapsed() < Duration::from_secs(20) {
+        let asked = Instant::now();
+        let resp = client
+            .get(a.url("/v1/status"))
+            .bearer_auth(OPS_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "{}", resp.status());
+        slowest = slowest.max(asked.elapsed());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let readyz_while_locked = reqwest::get(a.url("/readyz")).await.unwrap().status();
+    lock.release();
+    // Generous: the loop answers from memory in milliseconds; the old loop
+    // was held 15 s by each refused snapshot.
+    assert!(
+        slowest < Duration::from_secs(3),
+        "the loop was held {slowest:?} by a snapshot write; log:\n{}",
+        a.process.logs()
+    );
+    assert_eq!(
+        readyz_while_locked,
+        reqwest::StatusCode::SERVICE_UNAVAILABLE,
+        "the refused snapshot is reported"
+    );
+    a.wait("the store back", Duration::from_secs(30), async |a| {
+        reqwest::get(a.url("/readyz"))
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+}
+
+/// Issue 15 (missing tests): SIGTERM while an operator request is in
+/// flight. The override is applied and its request is still waiting for
+/// Talkdesk (`?wait=`, Talkdesk unreachable here) when the agent is told to
+/// stop: the drain answers it (2xx, not a cut connection), exits 0, and the
+/// restarted agent has the override.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_answers_the_request_in_flight_and_keeps_what_it_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = Agent::start(dir.path(), "agent", &sqlite(dir.path())).await;
+    let request = {
+        let url = a.url("/v1/override?wait=6s");
+        tokio::spawn(async move {
+            let resp = reqwest::Client::new()
+                .put(url)
+                .bearer_auth(OPS_TOKEN)
+                .json(&override_on())
+                .send()
+                .await?;
+            let status = resp.status();
+            let body: Value = resp.json().await?;
+            Ok::<_, reqwest::Error>((status, body))
+        })
+    };
+    a.wait("the override applied", Duration::from_secs(5), async |a| {
+        a.status().await["mode"] == "override"
+    })
+    .await;
+    assert!(
+        !request.is_finished(),
+        "the request must still be in flight"
+    );
+
+    let exit = a.process.terminate();
+    let (status, body) = request
+        .await
+        .unwrap()
+        .expect("the request in flight was answered, not cut");
+    assert!(exit.success(), "{exit}; log:\n{}", a.process.logs());
+    assert!(status.is_success(), "{status} {body}");
+    assert_eq!(body["applied"], true, "{body}");
+
+    a.restart().await;
+    let st = a.status().await;
+    assert_eq!(st["mode"], "override", "{st}");
+    assert_eq!(st["engine"]["override"]["reason"], "carrier maintenance");
 }

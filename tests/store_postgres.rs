@@ -15,6 +15,7 @@ use continuity_agent::telemetry::{AuditKind, AuditRecord};
 use secrecy::SecretString;
 use serde_json::json;
 use support::pg::PgServer;
+use support::soon;
 use tokio::time::Instant;
 
 async fn open(server: &PgServer, db: &str) -> PostgresStore {
@@ -351,9 +352,12 @@ async fn many_accounts_share_one_pool_and_one_listen_connection() {
             .expect("woken once listening");
     }
     let appends = handles.iter().enumerate().map(|(i, h)| {
-        h.append_inputs(vec![continuity_agent::store::Input::FlapRelease {
-            actor: format!("ops-{i}"),
-        }])
+        h.append_inputs(
+            vec![continuity_agent::store::Input::FlapRelease {
+                actor: format!("ops-{i}"),
+            }],
+            soon(),
+        )
     });
     for ids in futures::future::join_all(appends).await {
         assert_eq!(ids.unwrap().len(), 1);

@@ -18,6 +18,7 @@ use continuity_agent::store::{
 use continuity_agent::telemetry::{AuditKind, AuditRecord};
 use serde_json::json;
 use support::pg::PgServer;
+use support::soon;
 
 /// What a case needs from a backend. Every `open` reaches the same database.
 trait Backend {
@@ -321,14 +322,17 @@ async fn input_queue_appends_in_order_and_reads_after_a_cursor(b: &impl Backend)
     let store = b.open(DEFAULT_ACCOUNT).await.unwrap();
     assert!(store.inputs_after(0, 10).await.unwrap().is_empty());
     let first = store
-        .append_inputs(vec![alert("a", 1), alert("b", 2)])
+        .append_inputs(vec![alert("a", 1), alert("b", 2)], soon())
         .await
         .unwrap();
     let clear = Input::OverrideCleared {
         actor: "ops".into(),
         reason: None,
     };
-    let second = store.append_inputs(vec![clear.clone()]).await.unwrap();
+    let second = store
+        .append_inputs(vec![clear.clone()], soon())
+        .await
+        .unwrap();
     assert_eq!(first.len(), 2);
     assert!(
         first[0] < first[1] && first[1] < second[0],
@@ -373,7 +377,7 @@ async fn input_queue_appends_in_order_and_reads_after_a_cursor(b: &impl Backend)
 async fn pruning_keeps_unapplied_and_recent_inputs_and_never_reuses_ids(b: &impl Backend) {
     let store = b.open(DEFAULT_ACCOUNT).await.unwrap();
     let ids = store
-        .append_inputs(vec![alert("a", 1), alert("b", 2), alert("c", 3)])
+        .append_inputs(vec![alert("a", 1), alert("b", 2), alert("c", 3)], soon())
         .await
         .unwrap();
     let now = Timestamp::now();
@@ -402,7 +406,10 @@ async fn pruning_keeps_unapplied_and_recent_inputs_and_never_reuses_ids(b: &impl
         1
     );
     // An emptied queue still hands out larger ids: a cursor never skips one.
-    let next = store.append_inputs(vec![alert("d", 4)]).await.unwrap();
+    let next = store
+        .append_inputs(vec![alert("d", 4)], soon())
+        .await
+        .unwrap();
     assert!(next[0] > ids[2], "{next:?} after {ids:?}");
 }
 
@@ -417,7 +424,7 @@ async fn a_reader_following_concurrent_appends_misses_nothing(b: &impl Backend) 
         writers.push(tokio::spawn(async move {
             for i in 0..EACH {
                 store
-                    .append_inputs(vec![alert(&format!("{w}-{i}"), 1)])
+                    .append_inputs(vec![alert(&format!("{w}-{i}"), 1)], soon())
                     .await
                     .unwrap();
             }
@@ -460,7 +467,10 @@ async fn for_account_handles_are_isolated_and_share_the_database(b: &impl Backen
     assert_eq!(globex.load_snapshot().await.unwrap(), None);
     acme.append_audit(vec![record(1)]).await.unwrap();
     globex.append_audit(vec![record(2)]).await.unwrap();
-    let own = acme.append_inputs(vec![alert("a", 1)]).await.unwrap();
+    let own = acme
+        .append_inputs(vec![alert("a", 1)], soon())
+        .await
+        .unwrap();
     assert_eq!(
         messages(&acme.events(10, None).await.unwrap()),
         ["record 1"]
@@ -511,7 +521,10 @@ async fn shared_inputs_reach_every_account_in_order_and_wake_it(b: &impl Backend
         assert!(woken(&wake_globex, Duration::from_secs(10)).await);
     }
 
-    let a1 = acme.append_inputs(vec![alert("a1", 1)]).await.unwrap();
+    let a1 = acme
+        .append_inputs(vec![alert("a1", 1)], soon())
+        .await
+        .unwrap();
     assert!(
         woken(&wake_acme, Duration::from_secs(5)).await,
         "own append"
@@ -521,13 +534,19 @@ async fn shared_inputs_reach_every_account_in_order_and_wake_it(b: &impl Backend
         "another account's append wakes only that account"
     );
     let shared = root
-        .append_shared_inputs(vec![alert("s1", 2), alert("s2", 3)])
+        .append_shared_inputs(vec![alert("s1", 2), alert("s2", 3)], soon())
         .await
         .unwrap();
     assert!(woken(&wake_acme, Duration::from_secs(5)).await, "shared");
     assert!(woken(&wake_globex, Duration::from_secs(5)).await, "shared");
-    let g1 = globex.append_inputs(vec![alert("g1", 4)]).await.unwrap();
-    let a2 = acme.append_inputs(vec![alert("a2", 5)]).await.unwrap();
+    let g1 = globex
+        .append_inputs(vec![alert("g1", 4)], soon())
+        .await
+        .unwrap();
+    let a2 = acme
+        .append_inputs(vec![alert("a2", 5)], soon())
+        .await
+        .unwrap();
     assert!(a1[0] < shared[0] && shared[0] < shared[1] && shared[1] < g1[0] && g1[0] < a2[0]);
 
     let got = acme.inputs_after(0, 10).await.unwrap();
@@ -624,9 +643,14 @@ async fn a_reader_misses_no_shared_input_among_concurrent_appends(b: &impl Backe
             for i in 0..EACH {
                 let input = vec![alert(&format!("{w}-{i}"), 1)];
                 let ids = match w {
-                    0 | 1 => store.for_account("acme").append_inputs(input).await,
-                    2 => store.for_account("globex").append_inputs(input).await,
-                    _ => store.append_shared_inputs(input).await,
+                    0 | 1 => store.for_account("acme").append_inputs(input, soon()).await,
+                    2 => {
+                        store
+                            .for_account("globex")
+                            .append_inputs(input, soon())
+                            .await
+                    }
+                    _ => store.append_shared_inputs(input, soon()).await,
                 };
                 mine.extend(ids.unwrap());
             }

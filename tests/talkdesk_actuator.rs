@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use continuity_agent::config::schema::OnDrift;
 use continuity_agent::domain::{Desired, FallbackSettings, Profile};
 use continuity_agent::engine::event::Event;
+use continuity_agent::talkdesk::actuator::{Verdict, WriteFence};
 use continuity_agent::talkdesk::simulator::{Fault, FaultOp, SimState, SimulatorOptions};
-use continuity_agent::talkdesk::{Actuator, ActuatorOptions};
+use continuity_agent::talkdesk::{Actuator, ActuatorOptions, Op};
 use continuity_agent::telemetry::AuditKind;
 use talkdesk_support::*;
 
@@ -506,6 +507,62 @@ async fn talkdesk_fenced_replica_does_not_write() {
     leader.store(true, Ordering::SeqCst);
     run.converged(&active("backup")).await;
     assert!(env.sim().state().enabled);
+    run.stop().await;
+}
+
+/// A fence in front of a slow store: the first `unconfirmed` checks cannot
+/// confirm the lease in time, later ones allow the write. This replica leads
+/// throughout.
+struct SlowStoreFence {
+    unconfirmed: usize,
+    checks: std::sync::atomic::AtomicUsize,
+}
+
+impl WriteFence for SlowStoreFence {
+    fn may_write(&self, _op: Op) -> futures::future::BoxFuture<'_, Verdict> {
+        let n = self.checks.fetch_add(1, Ordering::SeqCst);
+        let verdict = if n < self.unconfirmed {
+            Verdict::Unconfirmed
+        } else {
+            Verdict::Allowed
+        };
+        Box::pin(async move { verdict })
+    }
+}
+
+/// Issue 15: a store too slow to confirm the lease is not "another leader".
+/// The write is retried with backoff while this replica leads, instead of
+/// waiting for the next reconcile (here ten minutes away).
+#[tokio::test]
+async fn talkdesk_a_write_the_store_could_not_confirm_is_retried_while_leading() {
+    let env = Env::new().await;
+    let fence = Arc::new(SlowStoreFence {
+        unconfirmed: 3,
+        checks: Default::default(),
+    });
+    let opts = ActuatorOptions {
+        reconcile_interval: Duration::from_secs(600),
+        ..fast_options()
+    };
+    let actuator = Actuator::new(
+        env.client.clone(),
+        opts,
+        profiles(),
+        env.metrics.clone(),
+        Arc::new(env.audit.clone()),
+    )
+    .with_may_write(fence.clone());
+    let run = spawn_with(actuator, active("backup"));
+    let status = run.converged(&active("backup")).await;
+    assert!(env.sim().state().enabled);
+    assert!(!status.fenced, "a write went through: not fenced any more");
+    let writes = env.writes().len();
+    assert_eq!(writes, 2, "settings, then activation: {:#?}", env.writes());
+    assert_eq!(
+        fence.checks.load(Ordering::SeqCst),
+        3 + writes,
+        "three postponed checks, then one per write"
+    );
     run.stop().await;
 }
 

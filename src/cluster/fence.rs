@@ -21,7 +21,12 @@
 //! expired) never overlaps a write of the old one unless the old process is
 //! frozen for longer than the remaining margin inside that last window.
 //!
-//! A refused write is logged and audited (`leadership`).
+//! A refused write is logged and audited (`leadership`). Why it was refused
+//! decides what the actuator does next ([`Verdict`]): when this replica
+//! does not lead, nothing (the leader writes); when it still leads but the
+//! store did not confirm the lease in time (slow, failing, or a lease left
+//! short by a slow renewal), it retries with backoff until the write is
+//! allowed or leadership is lost.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,7 +39,7 @@ use super::Leadership;
 use crate::domain::Timestamp;
 use crate::store::{LeaseClaim, Store, WriteClaim, WriteGrant};
 use crate::talkdesk::Op;
-use crate::talkdesk::actuator::WriteFence;
+use crate::talkdesk::actuator::{Verdict, WriteFence};
 use crate::telemetry::{AuditKind, AuditRecord, AuditSink};
 
 pub struct Fence {
@@ -63,13 +68,18 @@ impl Fence {
         }
     }
 
-    async fn check(&self, op: Op) -> Result<(), String> {
+    /// Allowed, or why not: `NotLeader` when this replica does not lead by
+    /// its own view, else `Unconfirmed` (see [`Fence::refusal`]).
+    async fn check(&self, op: Op) -> Result<(), (Verdict, String)> {
         let lead = self.leadership.borrow().clone();
         if !lead.may_act() {
-            return Err(format!(
-                "not the leader (leader {}, epoch {})",
-                lead.leader_id.as_deref().unwrap_or("unknown"),
-                lead.epoch
+            return Err((
+                Verdict::NotLeader,
+                format!(
+                    "not the leader (leader {}, epoch {})",
+                    lead.leader_id.as_deref().unwrap_or("unknown"),
+                    lead.epoch
+                ),
             ));
         }
         let asked = Instant::now();
@@ -85,32 +95,47 @@ impl Fence {
         let remaining = match answer {
             Ok(Ok(WriteGrant::Granted { remaining })) => remaining,
             Ok(Ok(WriteGrant::Refused)) => {
-                return Err(format!(
+                return Err(self.refusal(format!(
                     "the store says epoch {} is no longer held by this process, or its lease ends within {:?}",
                     lead.epoch, self.margin
-                ));
+                )));
             }
-            Ok(Err(error)) => return Err(format!("the lease could not be checked: {error}")),
-            Err(_) => return Err("the lease check timed out".into()),
+            Ok(Err(error)) => {
+                return Err(self.refusal(format!("the lease could not be checked: {error}")));
+            }
+            Err(_) => return Err(self.refusal("the lease check timed out".into())),
         };
         let left = remaining.saturating_sub(asked.elapsed());
         if left <= self.margin || !self.leadership.borrow().may_act() {
-            return Err(format!(
+            return Err(self.refusal(format!(
                 "the lease check took too long ({:?}); {left:?} of lease left",
                 asked.elapsed()
-            ));
+            )));
         }
         Ok(())
+    }
+
+    /// A store that refused, failed or answered too late does not say that
+    /// another replica leads: the lease may only be short because a renewal
+    /// was slow. While this replica's own view (renewed against the same
+    /// store, stepping down by `renew_deadline`) says it leads, the write is
+    /// only postponed; once that view says otherwise, it is not ours.
+    fn refusal(&self, why: String) -> (Verdict, String) {
+        if self.leadership.borrow().may_act() {
+            (Verdict::Unconfirmed, why)
+        } else {
+            (Verdict::NotLeader, why)
+        }
     }
 }
 
 impl WriteFence for Fence {
-    fn may_write(&self, op: Op) -> BoxFuture<'_, bool> {
+    fn may_write(&self, op: Op) -> BoxFuture<'_, Verdict> {
         Box::pin(async move {
             match self.check(op).await {
-                Ok(()) => true,
-                Err(why) => {
-                    tracing::warn!(message = "Talkdesk write refused by the fence.", op = %op, reason = %why);
+                Ok(()) => Verdict::Allowed,
+                Err((verdict, why)) => {
+                    tracing::warn!(message = "Talkdesk write refused by the fence.", op = %op, reason = %why, leader = verdict == Verdict::Unconfirmed);
                     self.audit.record(
                         AuditRecord::new(
                             Timestamp::now(),
@@ -121,9 +146,10 @@ impl WriteFence for Fence {
                             "instance_id": self.claim.instance_id,
                             "op": op.as_str(),
                             "reason": why,
+                            "retry": verdict == Verdict::Unconfirmed,
                         })),
                     );
-                    false
+                    verdict
                 }
             }
         })

@@ -259,6 +259,8 @@ async fn drain(
             _ = server_done.cancelled() => break,
             Some(c) = inbox.control.recv() => lp.control(c).await,
             Some(ev) = inbox.events.recv() => lp.handle(ev).await,
+            // A decision made now still reaches the actuator, once persisted.
+            () = lp.persisted() => lp.publish_persisted(),
         }
     }
     lp.stop_calendar().await;

@@ -12,8 +12,11 @@
 //! Each event goes through `Engine::step`; the commands it returns are logged,
 //! counted and audited; a new desired state is persisted *before* the actuator
 //! is told (on a `watch` channel). The snapshot document records the last
-//! input applied (`document.rs`) and is written before the loop sleeps again
-//! after an input (`Persister`).
+//! input applied (`document.rs`) and is handed to the `Persister`'s writer
+//! before the loop sleeps again after an input. The loop never waits for the
+//! store's write: a new desired state (and the notices announcing it) is
+//! held as `Unpublished` until the writer has settled the document holding
+//! it, while the loop goes on with probes, inputs and the API.
 //!
 //! Leadership (`cluster`) decides what the loop's decisions are worth. The
 //! leader persists its document and runs the actuator. A follower runs its
@@ -138,6 +141,7 @@ pub(super) async fn run(
                 let _ = r.done.send(());
             }
             _ = inbox.wake.notified() => lp.catch_up().await,
+            () = lp.persister.changed() => lp.publish_persisted(),
             Some(ev) = inbox.events.recv() => {
                 lp.handle(ev).await;
                 // Drain what is already queued (an Alertmanager batch, a burst of
@@ -155,7 +159,7 @@ pub(super) async fn run(
                 lp.catch_up().await;
             }
         }
-        lp.persister.save_if_due(&lp.engine, &lp.progress).await;
+        lp.persister.save_if_due(&lp.engine, &lp.progress);
         lp.prune_if_due().await;
         if lp.announcing() && supervisor.is_running() {
             let actuator = &lp.actuator;
@@ -202,6 +206,17 @@ pub(super) struct Loop {
     /// Whether the last queue read failed (logged once per outage).
     queue_failing: bool,
     last_prune: Option<Instant>,
+    /// A decision waiting for its document to be persisted.
+    unpublished: Option<Unpublished>,
+}
+
+/// A new desired state held back until the persister has settled the
+/// document holding it (`Persister::is_settled`), with the notices that
+/// announce it.
+struct Unpublished {
+    version: u64,
+    desired: Desired,
+    notices: Vec<Notice>,
 }
 
 /// What `Loop::new` needs besides the restored engine and the lease.
@@ -248,6 +263,7 @@ impl Loop {
             outcomes: VecDeque::new(),
             queue_failing: false,
             last_prune: None,
+            unpublished: None,
         };
         (lp, restored.commands)
     }
@@ -323,6 +339,9 @@ impl Loop {
                 self.outcomes.clear();
                 self.gate = StartGate::new(restored.from_snapshot, &self.config);
                 self.persister.set_leading(true);
+                // The restored decision is the stored one: nothing to wait for,
+                // and what the display engine held back is not this term's.
+                self.unpublished = None;
                 self.desired_tx.send_replace(self.engine.desired().clone());
                 self.execute(restored.commands, now).await;
                 self.refresh_gauges();
@@ -365,7 +384,7 @@ impl Loop {
         self.config = config;
         self.persister.stepped(true);
         self.execute(cmds, now).await;
-        self.persister.save(&self.engine, &self.progress).await;
+        self.persister.save(&self.engine, &self.progress);
         self.refresh_gauges();
     }
 
@@ -376,11 +395,10 @@ impl Loop {
     pub(super) async fn start(&mut self, restore_cmds: Vec<Command>) {
         self.execute(restore_cmds, Timestamp::now()).await;
         self.persister.start(&self.engine, &self.progress).await;
+        self.publish_persisted();
         self.refresh_gauges();
         self.catch_up().await;
-        self.persister
-            .save_if_due(&self.engine, &self.progress)
-            .await;
+        self.persister.save_if_due(&self.engine, &self.progress);
     }
 
     /// Set once the first snapshot is written (or the lease is known).
@@ -393,10 +411,30 @@ impl Loop {
         self.persister.stop();
     }
 
-    /// Shutdown, once every input has stopped: the last snapshot.
+    /// Shutdown, once every input has stopped: the last snapshot, awaited.
     pub(super) async fn flush(&mut self) {
         self.catch_up().await;
-        self.persister.save(&self.engine, &self.progress).await;
+        self.persister.flush(&self.engine, &self.progress).await;
+        self.publish_persisted();
+    }
+
+    /// Returns when the persister has settled another document (the loop
+    /// then calls [`Loop::publish_persisted`]).
+    pub(super) async fn persisted(&mut self) {
+        self.persister.changed().await;
+    }
+
+    /// Tells the actuator (and people) the decision held back, once the
+    /// document holding it is settled.
+    pub(super) fn publish_persisted(&mut self) {
+        let Some(held) = self
+            .unpublished
+            .take_if(|u| self.persister.is_settled(u.version))
+        else {
+            return;
+        };
+        self.desired_tx.send_replace(held.desired);
+        self.announcer.send(held.notices);
     }
 
     /// Applies every queued input after the last one applied, in id order.
@@ -687,12 +725,27 @@ impl Loop {
             ));
         }
         if let Some(desired) = desired_changed {
-            // Durable before the actuator acts: a crash after this point
-            // restores the new desired state, never an older one.
-            self.persister.save(&self.engine, &self.progress).await;
-            self.desired_tx.send_replace(desired);
+            // Durable before the actuator acts: a crash before the document
+            // is written restores the old desired state, which is what
+            // Talkdesk was told; after, the new one. A decision still held
+            // back is replaced (this document holds the newer one), and its
+            // notices go out with this one's.
+            let version = self.persister.save(&self.engine, &self.progress);
+            let mut held = self
+                .unpublished
+                .take()
+                .map(|u| u.notices)
+                .unwrap_or_default();
+            held.extend(notices);
+            self.unpublished = Some(Unpublished {
+                version,
+                desired,
+                notices: held,
+            });
+            self.publish_persisted();
+        } else {
+            self.announcer.send(notices);
         }
-        self.announcer.send(notices);
         if gauged {
             self.refresh_gauges_after(&moved);
         }

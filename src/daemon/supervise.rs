@@ -183,6 +183,7 @@ fn spawn_supervised(
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
+    use std::time::Duration;
 
     use super::*;
     use crate::config::Config;
@@ -256,6 +257,52 @@ default = "+14155558888"
             *built.lock().unwrap(),
             vec![vec!["first".to_string()], vec!["reloaded".to_string()]]
         );
+        cancel.cancel();
+        sup.finish().await;
+    }
+
+    fn actuator(parts: Reconfigure) -> Actuator {
+        Actuator::new(
+            parts.client,
+            parts.opts,
+            parts.profiles,
+            Metrics::new().account(DEFAULT_ACCOUNT),
+            Arc::new(NoAudit),
+        )
+    }
+
+    /// Issue 15 (missing tests): an actuator that ends while its term runs
+    /// is reported to the loop (which then exits the agent with 1); one
+    /// stopped because the lease was lost is not.
+    #[tokio::test]
+    async fn an_actuator_that_ends_on_its_own_is_reported_and_a_stopped_one_is_not() {
+        let (desired_tx, desired_rx) = watch::channel(Desired::Inactive);
+        let (events_tx, _events_rx) = mpsc::channel(16);
+        let cancel = CancellationToken::new();
+        let mut sup = Supervisor::new(
+            Box::new(actuator),
+            parts("backup"),
+            desired_rx,
+            events_tx,
+            cancel.clone(),
+        );
+
+        // Lost lease: stopped on purpose, nothing to report.
+        sup.lead(None);
+        sup.start();
+        assert!(sup.is_running());
+        sup.follow();
+        let quiet = tokio::time::timeout(Duration::from_millis(500), sup.died()).await;
+        assert!(quiet.is_err(), "a stopped actuator was reported: {quiet:?}");
+
+        // Its desired-state channel closes under it: it returns on its own.
+        sup.lead(None);
+        sup.start();
+        drop(desired_tx);
+        let why = tokio::time::timeout(Duration::from_secs(10), sup.died())
+            .await
+            .expect("the ended actuator is reported");
+        assert_eq!(why.as_deref(), Some("the actuator returned"));
         cancel.cancel();
         sup.finish().await;
     }

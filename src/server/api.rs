@@ -88,6 +88,9 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// How long `/readyz` waits for the store's ping.
+const READYZ_STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 async fn readyz(State(s): State<AppState>) -> Response {
     // First: a store opened read-only does not become ready by waiting.
     if let OpenOutcome::ReadOnly { reason } = s.store.open_outcome() {
@@ -114,7 +117,15 @@ async fn readyz(State(s): State<AppState>) -> Response {
                 .into_response();
         }
     }
-    match s.store.ping().await {
+    // A store that does not answer promptly (a write lock held elsewhere,
+    // a slow server) is not ready: say so, rather than a 408 later.
+    let ping = tokio::time::timeout(READYZ_STORE_WAIT, s.store.ping()).await;
+    match ping.unwrap_or_else(|_| {
+        Err(StoreError::Unsupported(format!(
+            "no answer within {}s",
+            READYZ_STORE_WAIT.as_secs()
+        )))
+    }) {
         Ok(()) => (StatusCode::OK, "ready\n").into_response(),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -20,13 +20,17 @@ use crate::config::Dur;
 use crate::domain::{Desired, Timestamp};
 use crate::engine::Override;
 use crate::store::Input;
+use crate::store::inputs::APPEND_WITHIN;
 
 /// Shortest override: anything shorter is more likely a typo than intent.
 const OVERRIDE_MIN_TTL: Duration = Duration::from_secs(60);
 pub const REASON_MAX_CHARS: usize = 500;
-/// How long an operator change may take to reach the store. Shorter than
-/// `REQUEST_TIMEOUT`, so the caller hears the outcome from us.
-const APPEND_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long past the queue's own bound (`inputs::APPEND_WITHIN`, after which
+/// nothing commits) the answer of a commit already under way is awaited.
+/// Past it only a COMMIT whose answer is lost on the network can be
+/// pending, and the answer says "unknown". Together with `APPLY_WAIT`
+/// under `REQUEST_TIMEOUT`, so the caller hears the outcome from us.
+const COMMIT_ANSWER_SLACK: Duration = Duration::from_secs(2);
 /// How long a durable change waits for this replica's engine to apply it
 /// before the answer says "queued" instead.
 const APPLY_WAIT: Duration = Duration::from_secs(2);
@@ -107,9 +111,12 @@ pub fn answer_status(receipt: Receipt) -> StatusCode {
 
 /// Appends an operator's change to the durable input queue, then waits a
 /// little for this replica's engine to apply it. Durable first: once this
-/// returns Ok, the change survives a crash of any replica.
+/// returns Ok, the change survives a crash of any replica; an error means
+/// it was not kept and will not take effect later (the queue's appends are
+/// bounded and rolled back when late, `store::inputs::Queue`).
 async fn submit(s: &AccountApi, input: Input) -> Result<(Receipt, Option<Applied>), ApiError> {
-    let appended = tokio::time::timeout(APPEND_TIMEOUT, s.queue.append(vec![input])).await;
+    let bound = APPEND_WITHIN + COMMIT_ANSWER_SLACK;
+    let appended = tokio::time::timeout(bound, s.queue.append(vec![input])).await;
     let id = match appended {
         Ok(Ok(ids)) => ids.first().copied().unwrap_or_default(),
         Ok(Err(e)) => {
@@ -119,11 +126,12 @@ async fn submit(s: &AccountApi, input: Input) -> Result<(Receipt, Option<Applied
             });
         }
         Err(_) => {
-            // The write may still commit: say so instead of pretending it failed.
+            // Only a commit sent to the store whose answer never came back
+            // gets here: its outcome is unknown, and the answer says so.
             return Err(ApiError::Overloaded {
                 detail: format!(
                     "the store did not confirm the change within {}s; it may still take effect: check GET /v1/status before retrying",
-                    APPEND_TIMEOUT.as_secs()
+                    bound.as_secs()
                 ),
                 retry_after_secs: 5,
             });

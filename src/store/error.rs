@@ -28,6 +28,10 @@ pub enum StoreError {
     /// A damaged SQLite file that could not be moved aside.
     #[error("store file is damaged: {0}")]
     Damaged(String),
+    /// An input append could not commit by its deadline: it was rolled
+    /// back (or never begun), so nothing of it was kept.
+    #[error("the store could not commit the inputs by their deadline; nothing was kept")]
+    Deadline,
     #[error("{0}")]
     Unsupported(String),
     #[error("store task failed: {0}")]

@@ -119,6 +119,12 @@ pub struct StoredInput {
     pub input: Input,
 }
 
+/// How long an append may take, from the call to the commit. Past it the
+/// request is answered "not accepted" and nothing of it is committed later
+/// (see [`Queue::append`]). Shorter than the API's request timeout, so the
+/// caller hears the outcome from the handler.
+pub const APPEND_WITHIN: Duration = Duration::from_secs(5);
+
 /// Inputs appended in one transaction at most (one delivery may carry up
 /// to `alerts::intake::MAX_DELIVERY`; a group never splits one).
 const GROUP_MAX: usize = 4096;
@@ -134,6 +140,14 @@ const PENDING_MAX: usize = 1024;
 /// costs one commit (one fsync) per group instead of one per request. Each
 /// caller still gets its own ids, and an error fails every request of the
 /// group (none of them was accepted).
+///
+/// Bounded: each request has a deadline ([`APPEND_WITHIN`] after the call).
+/// One whose deadline passed while it waited (behind a slow transaction) is
+/// answered "not accepted" and never written; a group's transaction must
+/// commit by the earliest deadline of its requests or is rolled back
+/// (`Store::append_inputs`). So with a slow store an answer is always one
+/// of "committed, here are the ids" or "nothing was kept", never a timeout
+/// followed by a commit the caller was not told about.
 #[derive(Clone)]
 pub struct Queue {
     pending: tokio::sync::mpsc::Sender<Pending>,
@@ -141,6 +155,7 @@ pub struct Queue {
 
 struct Pending {
     inputs: Vec<Input>,
+    deadline: std::time::Instant,
     reply: tokio::sync::oneshot::Sender<Result<Vec<i64>, AppendError>>,
 }
 
@@ -174,14 +189,28 @@ impl Queue {
     }
 
     /// Appends `inputs` durably (all or none) and wakes the loop; returns
-    /// their ids.
+    /// their ids. Answers within about [`APPEND_WITHIN`] (plus the time a
+    /// commit already under way takes to be confirmed): an error means
+    /// nothing was kept, now or later.
     pub async fn append(&self, inputs: Vec<Input>) -> Result<Vec<i64>, AppendError> {
+        let deadline = std::time::Instant::now() + APPEND_WITHIN;
         let (reply, answer) = tokio::sync::oneshot::channel();
         let closed = || AppendError("the input queue is closed (shutting down)".into());
-        self.pending
-            .send(Pending { inputs, reply })
-            .await
-            .map_err(|_| closed())?;
+        let queued = tokio::time::timeout_at(
+            deadline.into(),
+            self.pending.send(Pending {
+                inputs,
+                deadline,
+                reply,
+            }),
+        )
+        .await;
+        match queued {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(closed()),
+            // Never handed to the writer: nothing can commit.
+            Err(_) => return Err(too_late()),
+        }
         answer.await.map_err(|_| closed())?
     }
 }
@@ -199,10 +228,11 @@ impl Destination {
         &self,
         store: &dyn super::Store,
         inputs: Vec<Input>,
+        deadline: std::time::Instant,
     ) -> Result<Vec<i64>, super::StoreError> {
         match self {
-            Destination::Account(_) => store.append_inputs(inputs).await,
-            Destination::Shared(_) => store.append_shared_inputs(inputs).await,
+            Destination::Account(_) => store.append_inputs(inputs, deadline).await,
+            Destination::Shared(_) => store.append_shared_inputs(inputs, deadline).await,
         }
     }
 
@@ -214,8 +244,18 @@ impl Destination {
     }
 }
 
-/// The group writer: takes what is waiting, appends it in one transaction,
-/// answers each request with its ids.
+/// The answer to a request whose deadline passed before it could commit.
+fn too_late() -> AppendError {
+    AppendError(format!(
+        "the store did not take it within {}s; nothing was kept",
+        APPEND_WITHIN.as_secs()
+    ))
+}
+
+/// The group writer: takes what is waiting, appends it in one transaction
+/// bounded by the group's earliest deadline, answers each request with its
+/// ids. Requests already past their deadline are answered "not accepted"
+/// without being written.
 async fn write_groups(
     store: std::sync::Arc<dyn super::Store>,
     to: Destination,
@@ -233,14 +273,24 @@ async fn write_groups(
                 Err(_) => break,
             }
         }
-        let lengths: Vec<usize> = group.iter().map(|p| p.inputs.len()).collect();
-        let mut replies = Vec::with_capacity(group.len());
+        let now = std::time::Instant::now();
+        let (live, late): (Vec<Pending>, Vec<Pending>) = group
+            .into_iter()
+            .partition(|p| p.deadline > now && !p.reply.is_closed());
+        for p in late {
+            let _ = p.reply.send(Err(too_late()));
+        }
+        let Some(deadline) = live.iter().map(|p| p.deadline).min() else {
+            continue;
+        };
+        let lengths: Vec<usize> = live.iter().map(|p| p.inputs.len()).collect();
+        let mut replies = Vec::with_capacity(live.len());
         let mut all = Vec::with_capacity(size);
-        for p in group {
+        for p in live {
             all.extend(p.inputs);
             replies.push(p.reply);
         }
-        match to.append(&*store, all).await {
+        match to.append(&*store, all, deadline).await {
             Ok(ids) => {
                 to.wake();
                 let mut ids = ids.into_iter();
@@ -291,7 +341,11 @@ mod tests {
     }
 
     impl Store for GatedStore {
-        fn append_inputs(&self, inputs: Vec<Input>) -> BoxFuture<'_, Result<Vec<i64>, StoreError>> {
+        fn append_inputs(
+            &self,
+            inputs: Vec<Input>,
+            _: std::time::Instant,
+        ) -> BoxFuture<'_, Result<Vec<i64>, StoreError>> {
             Box::pin(async move {
                 self.transactions.lock().unwrap().push(inputs.len());
                 self.gate.acquire().await.unwrap().forget();
@@ -369,6 +423,7 @@ mod tests {
         fn append_shared_inputs(
             &self,
             _: Vec<Input>,
+            _: std::time::Instant,
         ) -> BoxFuture<'_, Result<Vec<i64>, StoreError>> {
             unreachable!("the queue only appends")
         }

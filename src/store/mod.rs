@@ -87,14 +87,25 @@ pub trait Store: Send + Sync + 'static {
     /// Cheap liveness check for `/readyz`.
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
     /// Appends inputs to the queue in one transaction (all or none) and
-    /// returns their ids, in order. Durable on return.
-    fn append_inputs(&self, inputs: Vec<Input>) -> BoxFuture<'_, Result<Vec<i64>, StoreError>>;
+    /// returns their ids, in order. Durable on return. Nothing commits
+    /// after `deadline`: a transaction that could not begin (a lock held
+    /// elsewhere, a slow server) or finish its statements by then is rolled
+    /// back and answered [`StoreError::Deadline`], so a caller told "not
+    /// accepted" is never contradicted by a late commit. (Only a COMMIT
+    /// already sent whose answer is lost on the network stays unknown.)
+    fn append_inputs(
+        &self,
+        inputs: Vec<Input>,
+        deadline: std::time::Instant,
+    ) -> BoxFuture<'_, Result<Vec<i64>, StoreError>>;
     /// Appends inputs every account reads ([`SHARED_ACCOUNT`]), in one
     /// transaction (all or none), and wakes every account's loop; returns
-    /// their ids, in order. Durable on return.
+    /// their ids, in order. Durable on return; `deadline` as for
+    /// [`Store::append_inputs`].
     fn append_shared_inputs(
         &self,
         inputs: Vec<Input>,
+        deadline: std::time::Instant,
     ) -> BoxFuture<'_, Result<Vec<i64>, StoreError>>;
     /// Up to `limit` inputs with an id above `after`, in id order: this
     /// account's and the shared ones.

@@ -121,6 +121,9 @@ CREATE TABLE replicas (
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    /// Reads that must not wait behind a write (`open::reader`); the
+    /// writing connection itself when the file is open read-only.
+    reader: Arc<Mutex<Connection>>,
     path: PathBuf,
     account: Arc<str>,
     wakers: Arc<Wakers>,
@@ -149,11 +152,21 @@ impl SqliteStore {
     pub async fn open_for_account(path: &Path, account: &str) -> Result<SqliteStore, StoreError> {
         let path = path.to_path_buf();
         let p = path.clone();
-        let (conn, outcome) = tokio::task::spawn_blocking(move || open::open(&p))
-            .await
-            .map_err(|e| StoreError::Join(e.to_string()))??;
+        let (conn, reader, outcome) = tokio::task::spawn_blocking(move || {
+            let (conn, outcome) = open::open(&p)?;
+            let reader = match outcome {
+                OpenOutcome::ReadOnly { .. } => None,
+                _ => Some(open::reader(&p)?),
+            };
+            Ok::<_, StoreError>((conn, reader, outcome))
+        })
+        .await
+        .map_err(|e| StoreError::Join(e.to_string()))??;
+        let conn = Arc::new(Mutex::new(conn));
+        let reader = reader.map_or_else(|| conn.clone(), |r| Arc::new(Mutex::new(r)));
         Ok(SqliteStore {
-            conn: Arc::new(Mutex::new(conn)),
+            conn,
+            reader,
             path,
             account: account.into(),
             wakers: Arc::default(),
@@ -171,7 +184,23 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let conn = self.conn.clone();
+        Self::on(self.conn.clone(), f)
+    }
+
+    /// Runs the read `f` with the reading connection on the blocking pool.
+    fn read<T, F>(&self, f: F) -> BoxFuture<'static, Result<T, StoreError>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        Self::on(self.reader.clone(), f)
+    }
+
+    fn on<T, F>(conn: Arc<Mutex<Connection>>, f: F) -> BoxFuture<'static, Result<T, StoreError>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
         Box::pin(async move {
             tokio::task::spawn_blocking(move || {
                 // A panic while holding the lock poisons it; the connection itself is still usable.
@@ -185,9 +214,44 @@ impl SqliteStore {
 }
 
 /// Appends `inputs` under `account` in one transaction; their ids in order.
-fn append(c: &mut Connection, account: &str, inputs: &[Input]) -> Result<Vec<i64>, StoreError> {
+/// Bounded by `deadline` (`Store::append_inputs`): the write lock is waited
+/// for only until then (another process's transaction, or this one's
+/// connection busy with a slow write, make it late), and once held the
+/// inserts and the commit need no other lock. Late means not begun, so
+/// nothing is kept.
+fn append(
+    c: &mut Connection,
+    account: &str,
+    inputs: &[Input],
+    deadline: std::time::Instant,
+) -> Result<Vec<i64>, StoreError> {
+    let late = || StoreError::Deadline;
+    let left = deadline
+        .checked_duration_since(std::time::Instant::now())
+        .filter(|d| !d.is_zero())
+        .ok_or_else(late)?;
+    c.busy_timeout(left)?;
+    let appended = insert(c, account, inputs);
+    c.busy_timeout(open::BUSY_TIMEOUT)?;
+    appended.map_err(|e| match &e {
+        StoreError::Sqlite(s)
+            if matches!(
+                s.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            ) =>
+        {
+            late()
+        }
+        _ => e,
+    })
+}
+
+/// The transaction of [`append`]: `IMMEDIATE` takes the write lock first
+/// (waiting at most the busy timeout), so nothing after it waits for a
+/// lock. Any error before the commit rolls it back.
+fn insert(c: &mut Connection, account: &str, inputs: &[Input]) -> Result<Vec<i64>, StoreError> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let now = Timestamp::now().as_millis();
-    let tx = c.transaction()?;
     let mut ids = Vec::with_capacity(inputs.len());
     {
         let mut stmt = tx.prepare_cached(
@@ -289,7 +353,7 @@ impl Store for SqliteStore {
 
     fn load_snapshot(&self) -> BoxFuture<'_, Result<Option<serde_json::Value>, StoreError>> {
         let account = self.account.clone();
-        self.with(move |c| {
+        self.read(move |c| {
             let text: Option<String> = c
                 .query_row(
                     "SELECT snapshot FROM engine_state WHERE account = ?1",
@@ -345,7 +409,7 @@ impl Store for SqliteStore {
         before: Option<i64>,
     ) -> BoxFuture<'_, Result<Vec<StoredEvent>, StoreError>> {
         let account = self.account.clone();
-        self.with(move |c| {
+        self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT id, account, at, kind, message, data FROM audit
                  WHERE account = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
@@ -365,7 +429,7 @@ impl Store for SqliteStore {
     ) -> BoxFuture<'_, Result<Vec<StoredEvent>, StoreError>> {
         // A JSON array keeps one cached statement for any number of accounts.
         let accounts = accounts.map(|a| serde_json::to_string(a).unwrap_or_default());
-        self.with(move |c| {
+        self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT id, account, at, kind, message, data FROM audit
                  WHERE (?1 IS NULL OR account IN (SELECT value FROM json_each(?1)))
@@ -385,11 +449,15 @@ impl Store for SqliteStore {
         })
     }
 
-    fn append_inputs(&self, inputs: Vec<Input>) -> BoxFuture<'_, Result<Vec<i64>, StoreError>> {
+    fn append_inputs(
+        &self,
+        inputs: Vec<Input>,
+        deadline: std::time::Instant,
+    ) -> BoxFuture<'_, Result<Vec<i64>, StoreError>> {
         let account = self.account.clone();
         let wakers = self.wakers.clone();
         self.with(move |c| {
-            let ids = append(c, &account, &inputs)?;
+            let ids = append(c, &account, &inputs, deadline)?;
             wakers.wake(&account);
             Ok(ids)
         })
@@ -398,10 +466,11 @@ impl Store for SqliteStore {
     fn append_shared_inputs(
         &self,
         inputs: Vec<Input>,
+        deadline: std::time::Instant,
     ) -> BoxFuture<'_, Result<Vec<i64>, StoreError>> {
         let wakers = self.wakers.clone();
         self.with(move |c| {
-            let ids = append(c, SHARED_ACCOUNT, &inputs)?;
+            let ids = append(c, SHARED_ACCOUNT, &inputs, deadline)?;
             wakers.wake(SHARED_ACCOUNT);
             Ok(ids)
         })
@@ -413,7 +482,7 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<StoredInput>, StoreError>> {
         let account = self.account.clone();
-        self.with(move |c| {
+        self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT id, accepted_at, input FROM inputs
                  WHERE account IN (?1, ?2) AND id > ?3 ORDER BY id LIMIT ?4",

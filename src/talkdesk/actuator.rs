@@ -44,21 +44,46 @@ use crate::engine::event::Event;
 use crate::notify::Notices;
 use crate::telemetry::{AccountMetrics, AuditSink};
 
-/// The check run right before every write: `false` means "do not write"
-/// (another replica leads, or this one's lease is too short for the
-/// request). Async because it asks the store (`cluster::Fence`).
+/// The check run right before every write. Async because it asks the store
+/// (`cluster::Fence`).
 pub trait WriteFence: Send + Sync {
-    fn may_write(&self, op: super::Op) -> BoxFuture<'_, bool>;
+    fn may_write(&self, op: super::Op) -> BoxFuture<'_, Verdict>;
+}
+
+/// A [`WriteFence`]'s answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Write now.
+    Allowed,
+    /// Another replica leads (or this one no longer knows that it does): do
+    /// not write; the leader's actuator converges Talkdesk, and this one
+    /// tries again when it leads again or at the next reconcile.
+    NotLeader,
+    /// This replica still leads, but the store did not confirm in time that
+    /// its lease covers the request (a slow or failing store): do not write
+    /// now, try again soon (with backoff) while it still leads.
+    Unconfirmed,
+}
+
+impl Verdict {
+    pub fn allowed(self) -> bool {
+        self == Verdict::Allowed
+    }
 }
 
 /// A shared [`WriteFence`].
 pub type MayWrite = Arc<dyn WriteFence>;
 
-/// A fence from a plain predicate (tests, and callers without a store).
+/// A fence from a plain predicate (tests, and callers without a store):
+/// `false` is [`Verdict::NotLeader`].
 impl<F: Fn() -> bool + Send + Sync> WriteFence for F {
-    fn may_write(&self, _op: super::Op) -> BoxFuture<'_, bool> {
-        let allowed = self();
-        Box::pin(async move { allowed })
+    fn may_write(&self, _op: super::Op) -> BoxFuture<'_, Verdict> {
+        let verdict = if self() {
+            Verdict::Allowed
+        } else {
+            Verdict::NotLeader
+        };
+        Box::pin(async move { verdict })
     }
 }
 
@@ -146,7 +171,8 @@ pub struct ActuatorStatus {
     pub last_error: Option<LastError>,
     /// A non-retryable error stopped retries until the desired state changes.
     pub blocked: bool,
-    /// The last write was skipped because this replica may not write.
+    /// The last write was skipped because this replica may not write (or
+    /// the store could not confirm in time that it may; then it retries).
     pub fenced: bool,
     pub dry_run: bool,
     /// `on_drift = "respect"` adopted a change made outside the agent.
@@ -190,6 +216,9 @@ pub struct Actuator {
     pub(super) metrics: AccountMetrics,
     pub(super) audit: Arc<dyn AuditSink>,
     pub(super) may_write: Option<MayWrite>,
+    /// Fence checks in a row the store could not confirm (the backoff's
+    /// attempt number; see `apply.rs`).
+    pub(super) unconfirmed: u32,
     status_tx: watch::Sender<ActuatorStatus>,
     pub(super) status: ActuatorStatus,
     /// Our belief about Talkdesk; `None` parts are unknown and read before use.
@@ -241,6 +270,7 @@ impl Actuator {
             metrics,
             audit,
             may_write: None,
+            unconfirmed: 0,
             status_tx,
             status,
             known: Actual::default(),

@@ -24,7 +24,9 @@
 //!   **fencing** (`may_write`, an async [`WriteFence`](super::actuator::WriteFence),
 //!   `cluster::Fence` in the daemon) is checked right before every single
 //!   write, after the access token is ready so nothing slow sits between the
-//!   check and the request; a
+//!   check and the request: another leader means idle (that leader writes),
+//!   a store too slow to confirm the lease means retry with backoff and
+//!   jitter while this replica still leads; a
 //!   **shutdown** is checked before every call, never during one.
 
 use std::time::Duration;
@@ -33,7 +35,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::actuator::{Actuator, LastError};
+use super::actuator::{Actuator, LastError, Verdict};
 use super::client::{activation_body, settings_body};
 use super::error::{Op, TalkdeskError};
 use super::plan::{self, Step, StoredForm};
@@ -53,7 +55,10 @@ pub const LOUD_AFTER_ATTEMPTS: u32 = 5;
 enum Outcome {
     Converged,
     DryRun,
+    /// Another replica leads: the write was not made.
     Fenced,
+    /// This replica leads, but the store did not confirm it in time.
+    Unconfirmed,
     Shutdown,
     /// The desired state changed between two writes: the rest of the plan
     /// no longer serves it (an override cleared after the settings write
@@ -90,7 +95,24 @@ impl Actuator {
             Ok(Outcome::Fenced) => {
                 tracing::info!(desired = %desired, "Not the leader: Talkdesk write skipped.");
                 self.status.fenced = true;
+                self.unconfirmed = 0;
                 Next::Idle
+            }
+            Ok(Outcome::Unconfirmed) => {
+                // Still the leader as far as anyone knows: waiting for the
+                // next reconcile (a minute) would leave callers where they
+                // are for nothing. Retry soon; the fence says `NotLeader`
+                // once this replica has really lost the lease.
+                self.unconfirmed += 1;
+                self.status.fenced = true;
+                let delay = backoff_delay(
+                    self.opts.backoff_min,
+                    self.opts.backoff_max,
+                    self.unconfirmed,
+                    None,
+                );
+                tracing::warn!(desired = %desired, attempt = self.unconfirmed, retry_in = %logging::duration(delay), "The store did not confirm the lease in time: Talkdesk write postponed; retrying while this replica leads.");
+                Next::Retry(delay)
             }
             Ok(Outcome::Shutdown) => Next::Shutdown,
             Ok(Outcome::Superseded) => {
@@ -148,8 +170,10 @@ impl Actuator {
                     // A token first, so nothing slow sits between the fence and
                     // the request it allows.
                     self.client.ready_token().await?;
-                    if !fence.may_write(step.op()).await {
-                        return Ok(Outcome::Fenced);
+                    match fence.may_write(step.op()).await {
+                        Verdict::Allowed => self.unconfirmed = 0,
+                        Verdict::NotLeader => return Ok(Outcome::Fenced),
+                        Verdict::Unconfirmed => return Ok(Outcome::Unconfirmed),
                     }
                 }
                 match self.write(step.clone()).await {

@@ -43,3 +43,9 @@ reconcile_interval = "1s"
         db = dir.join("state.db").display(),
     )
 }
+
+/// A deadline for a store append (`Store::append_inputs`) far enough away
+/// that no test append not about slowness comes near it.
+pub fn soon() -> std::time::Instant {
+    std::time::Instant::now() + std::time::Duration::from_secs(60)
+}

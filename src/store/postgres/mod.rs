@@ -125,8 +125,17 @@ impl PostgresStore {
     }
 
     /// Appends `inputs` under `account` ([`SHARED_ACCOUNT`]: shared) in one
-    /// transaction and notifies the listeners; their ids in order.
-    async fn append(&self, account: &str, inputs: Vec<Input>) -> Result<Vec<i64>, StoreError> {
+    /// transaction and notifies the listeners; their ids in order. Bounded
+    /// by `deadline` (`Store::append_inputs`): the server cancels any
+    /// statement of the transaction (the advisory locks' waits included)
+    /// that runs past it, and a transaction that got there late is rolled
+    /// back instead of committed.
+    async fn append(
+        &self,
+        account: &str,
+        inputs: Vec<Input>,
+        deadline: std::time::Instant,
+    ) -> Result<Vec<i64>, StoreError> {
         if inputs.is_empty() {
             return Ok(Vec::new());
         }
@@ -135,8 +144,22 @@ impl PostgresStore {
             .map(serde_json::to_value)
             .collect::<Result<Vec<_>, _>>()?;
         let now = Timestamp::now().as_millis();
-        let mut client = self.pool.get().await?;
+        let left = || {
+            deadline
+                .checked_duration_since(std::time::Instant::now())
+                .filter(|d| !d.is_zero())
+                .ok_or(StoreError::Deadline)
+        };
+        let mut client = tokio::time::timeout(left()?, self.pool.get())
+            .await
+            .map_err(|_| StoreError::Deadline)??;
         let tx = client.transaction().await?;
+        // `SET LOCAL` ends with the transaction: pooled connections keep no
+        // timeout of ours. At least 1 ms (0 would mean none).
+        let timeout_ms = left()?.as_millis().max(1);
+        tx.batch_execute(&format!("SET LOCAL statement_timeout = {timeout_ms}"))
+            .await
+            .map_err(|e| deadline_or(e, &left))?;
         // Held until commit: the ids taken below are committed before any
         // larger one a reader of these rows can see, so its cursor never
         // skips an input (see `store/inputs.rs`). Always the global lock
@@ -146,13 +169,15 @@ impl PostgresStore {
                 "SELECT pg_advisory_xact_lock($1, 0)",
                 &[&SHARED_INPUTS_LOCK_CLASS],
             )
-            .await?;
+            .await
+            .map_err(|e| deadline_or(e, &left))?;
         } else {
             tx.execute(
                 "SELECT pg_advisory_xact_lock_shared($1, 0), pg_advisory_xact_lock($2, hashtext($3))",
                 &[&SHARED_INPUTS_LOCK_CLASS, &INPUTS_LOCK_CLASS, &account],
             )
-            .await?;
+            .await
+            .map_err(|e| deadline_or(e, &left))?;
         }
         let insert = tx
             .prepare_cached(
@@ -174,8 +199,26 @@ impl PostgresStore {
         ids.sort_unstable();
         tx.execute("SELECT pg_notify($1, $2)", &[&listen::CHANNEL, &account])
             .await?;
+        if left().is_err() {
+            // The caller is told "not accepted": it must stay true.
+            tx.rollback().await?;
+            return Err(StoreError::Deadline);
+        }
         tx.commit().await?;
         Ok(ids)
+    }
+}
+
+/// A statement cancelled by `statement_timeout` is the append's deadline
+/// passing (the transaction is rolled back); any other error is itself.
+fn deadline_or(
+    error: tokio_postgres::Error,
+    left: &impl Fn() -> Result<std::time::Duration, StoreError>,
+) -> StoreError {
+    if error.code() == Some(&tokio_postgres::error::SqlState::QUERY_CANCELED) || left().is_err() {
+        StoreError::Deadline
+    } else {
+        error.into()
     }
 }
 
@@ -326,15 +369,20 @@ impl Store for PostgresStore {
         })
     }
 
-    fn append_inputs(&self, inputs: Vec<Input>) -> BoxFuture<'_, Result<Vec<i64>, StoreError>> {
-        Box::pin(self.append(&self.account, inputs))
+    fn append_inputs(
+        &self,
+        inputs: Vec<Input>,
+        deadline: std::time::Instant,
+    ) -> BoxFuture<'_, Result<Vec<i64>, StoreError>> {
+        Box::pin(self.append(&self.account, inputs, deadline))
     }
 
     fn append_shared_inputs(
         &self,
         inputs: Vec<Input>,
+        deadline: std::time::Instant,
     ) -> BoxFuture<'_, Result<Vec<i64>, StoreError>> {
-        Box::pin(self.append(SHARED_ACCOUNT, inputs))
+        Box::pin(self.append(SHARED_ACCOUNT, inputs, deadline))
     }
 
     fn inputs_after(

@@ -33,7 +33,7 @@ use super::{SCHEMA_VERSION, migrate, schema_version};
 use crate::store::{OpenOutcome, StoreError};
 
 /// How long a statement waits for another connection's lock.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why the file could not be opened for writing, by what is done about it.
 enum Refusal {
@@ -104,6 +104,20 @@ fn open_writable(path: &Path) -> Result<Connection, Refusal> {
     };
     setup(&conn).map_err(|e| classify(e.into(), false))?;
     migrate(&mut conn).map_err(|e| classify(e, true))?;
+    Ok(conn)
+}
+
+/// A second, read-only connection to a file `open` opened writable: WAL
+/// lets it read while the writing connection waits for a lock (another
+/// process's transaction), so the loop's reads of the input queue never
+/// queue behind a slow write. Nothing is checked: the writer's open did.
+pub(super) fn reader(path: &Path) -> Result<Connection, StoreError> {
+    let uri = format!("{}?mode=ro", file_uri(path));
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_URI
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(uri, flags)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     Ok(conn)
 }
 
