@@ -372,6 +372,7 @@ async fn bad_override_requests_get_the_right_error_and_change_nothing() {
     let st = status(&a).await;
     assert_eq!(st["mode"], "automatic", "no override was applied");
     assert!(st["engine"]["override"].is_null());
+    support::several_reconciles().await;
     assert!(
         w.writes().is_empty(),
         "bad requests reached Talkdesk: {:?}",
@@ -429,7 +430,7 @@ async fn status_events_and_health_need_the_right_scope() {
     assert_eq!(st["engine"]["probes"][0]["health"], "up");
     assert!(st["engine"]["probes"][0]["last_latency_ms"].is_u64());
     assert_eq!(st["engine"]["rules"][0]["state"], "inactive");
-    assert_eq!(st["leader"], true);
+    leadership_follows_the_lease(&a, &st).await;
 
     // Audit events, newest first, paged with a cursor.
     let page: Value = c
@@ -470,6 +471,51 @@ async fn status_events_and_health_need_the_right_scope() {
         .unwrap();
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
     a.stop().await;
+}
+
+/// `leader`, `leader_id` and `epoch` in the status are the store's lease, not
+/// constants: they match the lease row, and when another claim takes the
+/// lease (a new epoch), the status follows the store to the next term.
+async fn leadership_follows_the_lease(a: &Agent, st: &Value) {
+    let lease = |rows: Vec<continuity_agent::store::LeaseRow>| {
+        rows.into_iter()
+            .find(|r| r.account == "default")
+            .expect("the default account's lease row")
+    };
+    let row = lease(a.running.store.leases().await.unwrap());
+    assert!(row.live, "{row:?}");
+    assert_eq!(st["leader"], true, "{st}");
+    assert_eq!(st["leader_id"], row.holder.as_str(), "{st}");
+    assert_eq!(st["instance_id"], row.holder.as_str(), "{st}");
+    assert_eq!(st["epoch"], row.epoch, "{st}");
+
+    // Another process claims the lease (on SQLite the newest claim wins):
+    // the agent's next renewal (every lease_ttl / 3) finds a lease it does
+    // not hold and claims a new term, so its epoch moves past the intruder's.
+    let intruder = continuity_agent::store::LeaseClaim {
+        instance_id: "intruder".into(),
+        token: "intruder-token".into(),
+        ttl: Duration::from_secs(60),
+    };
+    let taken = a.running.store.claim_lease(&intruder).await.unwrap();
+    assert!(taken.held && taken.epoch == row.epoch + 1, "{taken:?}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = status(a).await;
+        if now["epoch"].as_i64() > Some(taken.epoch) {
+            let row = lease(a.running.store.leases().await.unwrap());
+            assert_eq!(now["epoch"], row.epoch, "{now}");
+            assert_eq!(now["leader_id"], row.holder.as_str(), "{now}");
+            assert_eq!(now["leader"], row.holder == now["instance_id"], "{now}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the status never followed the lease past epoch {}: {now}",
+            taken.epoch
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Every line is a comment or `name{labels} value`, and every contract metric is present.
@@ -514,7 +560,29 @@ async fn metrics_parse_as_prometheus_text_and_cover_the_contract() {
         text.contains("continuity_probe_up{probe=\"trunk-a\",type=\"sip\"} 1"),
         "{text}"
     );
-    assert!(text.contains("continuity_leader{account=\"default\"} 1"));
+    // Leadership is computed from the lease: the gauges say what the store holds.
+    let row = a
+        .running
+        .store
+        .leases()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.account == "default")
+        .expect("the default account's lease row");
+    let leads = u8::from(row.live && row.holder == status(&a).await["instance_id"]);
+    assert_eq!(leads, 1, "{row:?}");
+    assert!(
+        text.contains(&format!("continuity_leader{{account=\"default\"}} {leads}")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "continuity_epoch{{account=\"default\"}} {}",
+            row.epoch
+        )),
+        "{text}"
+    );
     // The engine's and actuator's series carry the account; the probes' do not.
     assert!(
         text.contains(r#"continuity_alerts_dropped_total{account="default"} 0"#),

@@ -1106,6 +1106,31 @@ fn numeric_secrets_are_not_echoed_in_errors() {
     assert!(!text.contains("987654321987"), "{text}");
 }
 
+/// A secret that breaks the TOML itself (digits beyond a 64-bit integer, an
+/// unterminated string) is a parse error; the parser quotes the offending
+/// line, and that line must not reach the error: line, column and reason do.
+#[test]
+fn toml_syntax_errors_do_not_quote_the_secret_line() {
+    for (line, secret) in [
+        (
+            "client_secret = 31415926535897932384",
+            "31415926535897932384",
+        ),
+        (
+            "client_secret = \"unterminated-s3cr3t",
+            "unterminated-s3cr3t",
+        ),
+        ("client_secret = 0x5EC2E7_5EC2E7_G00D", "5EC2E7_5EC2E7"),
+    ] {
+        let src = BASE.replace("client_secret = \"s3cr3t-value-do-not-print\"", line);
+        let errs = errors(&src);
+        let text = render(&errs);
+        assert!(text.contains("not valid TOML"), "{text}");
+        assert!(text.contains("line 5"), "where it is: {text}");
+        assert!(!text.contains(secret), "{text}");
+    }
+}
+
 /// Webhook secrets are at least 16 characters; a Grafana HMAC without a
 /// signed timestamp is a warning (a captured delivery replays forever).
 #[test]

@@ -71,6 +71,7 @@ bearer_token = "{TOKEN}"
             > 0
     })
     .await;
+    support::several_reconciles().await;
     assert!(writes().is_empty());
 
     // The real alert: on, settings first.

@@ -125,14 +125,11 @@ async fn kill_9_on_postgres_restores_the_decision_and_readyz_follows_the_databas
     agent.kill9();
     let mut agent = spawn();
     agent.wait_ready().await;
-    // At once, long before a re-decision could be made (three failed probes
-    // plus `for`): only the snapshot read from PostgreSQL can say this.
-    assert_eq!(
-        agent.metric("continuity_fallback_desired").await,
-        Some(1.0),
-        "the decision was not restored; log:\n{}",
-        agent.logs()
-    );
+    // At once, before a re-decision could be made (three failed probes plus
+    // `for`): only the snapshot read from PostgreSQL can say this.
+    agent
+        .assert_restored_before_probes_decide("trunk-a", "trunk-down", 3)
+        .await;
     // Several reconcile intervals and probe cycles with the trunk still dead.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let after = writes();

@@ -148,6 +148,7 @@ async fn dead_trunk_switches_the_fallback_on_and_recovery_switches_it_off() {
     let mut agent = w.agent();
     agent.wait_ready().await;
     wait_probe_up(&agent).await;
+    support::several_reconciles().await;
     assert!(
         w.writes().is_empty(),
         "a healthy start writes nothing: {:?}",
@@ -235,6 +236,9 @@ async fn kill_9_while_active_causes_no_extra_on_or_off() {
     agent.kill9();
     let mut agent = w.agent();
     agent.wait_ready().await;
+    agent
+        .assert_restored_before_probes_decide("trunk-a", "trunk-down", FALL as u32)
+        .await;
     // Several reconcile intervals and probe cycles with the trunk still dead.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let after = w.writes();

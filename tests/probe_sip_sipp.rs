@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use continuity_agent::domain::ProbeOutcome;
 use tokio::net::UdpSocket;
-use tokio::time::Instant;
 
 mod support;
 
@@ -28,7 +27,8 @@ async fn sipp_udp_200_is_up() {
     let out = check(&sipp.target(), &["2xx"]).await;
     assert!(out.success, "{out:?}");
     assert!(out.detail.starts_with("200 OK in "), "{}", out.detail);
-    assert!(out.latency.unwrap() < Duration::from_millis(500));
+    // A latency is reported; how small it is belongs in the benchmarks.
+    assert!(out.latency.is_some(), "{out:?}");
 }
 
 #[tokio::test]
@@ -74,16 +74,15 @@ async fn sipp_404_is_up_when_accepted() {
 
 #[tokio::test]
 async fn sipp_killed_means_fast_failure() {
-    // The trunk process dies: UDP gets ICMP port unreachable, TCP a refusal;
-    // both are reported within a round trip, far below the 3 s timeout.
+    // The trunk process dies: UDP gets ICMP port unreachable, TCP a refusal.
+    // The detail proves the fast path (a timeout would read "timeout after
+    // 3s"); how fast it is belongs in the benchmarks, not in a timed test.
     for tcp in [false, true] {
         let sipp = Sipp::start("options-uas.xml", tcp).await;
         let target = sipp.target();
         let addr = sipp.addr;
         drop(sipp);
-        let started = Instant::now();
         let out = sip_probe(&target, &["2xx"], 3000).check().await;
-        let took = started.elapsed();
         assert!(!out.success, "{out:?}");
         let expected = if tcp {
             format!("connection refused by {addr}")
@@ -91,7 +90,6 @@ async fn sipp_killed_means_fast_failure() {
             format!("ICMP port unreachable from {addr}")
         };
         assert_eq!(out.detail, expected);
-        assert!(took < Duration::from_millis(400), "took {took:?}");
     }
 }
 

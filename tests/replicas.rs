@@ -357,7 +357,8 @@ async fn kill_9_the_leader_ten_times_another_leads_within_lease_ttl_plus_1s_with
     assert_eq!(released, 1, "the release is audited");
     c.one_leader(&c.running(), LEASE_TTL + Duration::from_secs(1))
         .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Two reconciles of the new leader (reconcile_interval 1s).
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
     assert_eq!(c.writes().len(), before, "no write on a graceful handover");
 }
 

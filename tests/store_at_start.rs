@@ -104,6 +104,9 @@ async fn a_damaged_store_is_moved_aside_and_the_agent_starts_fresh() {
     assert_eq!(r.status(), 200);
     let status: serde_json::Value = r.json().await.unwrap();
     assert_eq!(status["leader"], true, "{status}");
+    // The lease is the fresh file's (its first epoch), not the damaged one's.
+    assert_eq!(status["epoch"], 1, "{status}");
+    assert_eq!(status["leader_id"], status["instance_id"], "{status}");
     assert_eq!(status["desired"]["state"], "inactive", "{status}");
 
     // Audited (under the kind `store`, naming both files) and counted.

@@ -42,27 +42,36 @@ async fn talkdesk_token_is_cached_across_calls() {
     );
 }
 
+/// A token lifetime whose refresh margin (10 %: 2 s) is wide enough that a
+/// call aimed at its middle lands inside it on a loaded machine too.
+const TOKEN_TTL: Duration = Duration::from_secs(20);
+/// The middle of the refresh margin: 1 s after the refresh may start, 1 s
+/// before the token expires.
+const INSIDE_MARGIN: Duration = Duration::from_secs(19);
+
 #[tokio::test]
 async fn talkdesk_token_is_refreshed_before_it_expires() {
-    // expires_in = 2 s; margin = 10 % = 200 ms: refresh after 1.8 s, before the
-    // simulator would reject the token at 2 s.
+    // expires_in = 20 s; margin = 10 % = 2 s: refresh after 18 s, before the
+    // simulator would reject the token at 20 s. The call at 19 s has a second
+    // of slack on either side (a 2 s lifetime left 100 ms, which a loaded
+    // machine overshoots).
     let env = Env::with(
         SimulatorOptions {
-            token_ttl: Duration::from_secs(2),
+            token_ttl: TOKEN_TTL,
             ..sim_options()
         },
         |_| {},
     )
     .await;
     env.client.get_activation().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     env.client.get_activation().await.unwrap();
     assert_eq!(
         env.count("token"),
         1,
         "still inside the lifetime minus margin"
     );
-    tokio::time::sleep(Duration::from_millis(900)).await;
+    tokio::time::sleep(INSIDE_MARGIN - Duration::from_secs(1)).await;
     env.client.get_activation().await.unwrap();
     assert_eq!(env.count("token"), 2, "refreshed inside the margin");
     assert!(
@@ -288,18 +297,18 @@ async fn talkdesk_every_call_sends_the_agent_user_agent() {
 
 #[tokio::test]
 async fn talkdesk_failed_early_refresh_keeps_the_valid_token() {
-    // expires_in = 2 s, refresh from 1.8 s. At 1.85 s the token endpoint
+    // expires_in = 20 s, refresh from 18 s. At 19 s the token endpoint
     // fails: the call still succeeds with the old, still valid token.
     let env = Env::with(
         SimulatorOptions {
-            token_ttl: Duration::from_secs(2),
+            token_ttl: TOKEN_TTL,
             ..sim_options()
         },
         |_| {},
     )
     .await;
     env.client.get_activation().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1850)).await;
+    tokio::time::sleep(INSIDE_MARGIN).await;
     env.sim().inject(Fault::status(FaultOp::Token, 503, 1));
     env.client.get_activation().await.unwrap();
     let ops: Vec<String> = env

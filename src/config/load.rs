@@ -71,13 +71,31 @@ pub(super) fn load_str(
         Ok(d) => d,
         Err(e) => {
             // Only TOML syntax errors land here: the document could not be read at all.
-            let reason = e.kind.to_string();
+            let reason = without_source_lines(&e.kind.to_string());
             return Err(single(origin, format!("not valid TOML: {reason}")));
         }
     };
     cx.root = Some(Value::from(root.clone()));
     let raw = sections(&mut cx, &root);
     super::validate::validate(raw, &mut cx, base_dir, strictness)
+}
+
+/// A TOML parse error without the excerpt of the file the parser quotes
+/// (`11 | client_secret = 3141...`, then a caret line): that line may hold a
+/// secret, e.g. a numeric one written without quotes. What remains says
+/// where (line and column) and why, which is enough to find it.
+fn without_source_lines(reason: &str) -> String {
+    let excerpt = |line: &str| {
+        let t = line.trim_start();
+        let digits = t.trim_start_matches(|c: char| c.is_ascii_digit());
+        digits.trim_start().starts_with('|')
+    };
+    reason
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !excerpt(l))
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 fn single(origin: &str, reason: String) -> ConfigErrors {

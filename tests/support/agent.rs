@@ -146,11 +146,56 @@ impl AgentProcess {
             .text()
             .await
             .ok()?;
-        text.lines()
-            .find(|l| l.starts_with(prefix))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
+        metric_in(&text, prefix)
     }
+
+    /// Right after a restart (call it as soon as `/readyz` answers): the
+    /// fallback is desired on and `rule` fires *before* this process could
+    /// have decided that itself. A fresh engine needs `fall` failed results
+    /// of `probe` (then the rule's `for`); one scrape shows the decision
+    /// together with fewer failures than that, so only the snapshot restored
+    /// from the store can have said it. Without this, a restart that lost
+    /// the snapshot would pass too: it re-decides the same from the dead
+    /// trunk, and Talkdesk already being on, writes nothing.
+    pub async fn assert_restored_before_probes_decide(&self, probe: &str, rule: &str, fall: u32) {
+        let text = reqwest::get(format!("{}/metrics", self.api))
+            .await
+            .expect("/metrics answers")
+            .text()
+            .await
+            .expect("/metrics body");
+        let failures = metric_in(
+            &text,
+            &format!("continuity_probe_results_total{{probe=\"{probe}\",result=\"failure\"}} "),
+        )
+        .unwrap_or(0.0);
+        let desired = metric_in(&text, "continuity_fallback_desired{account=\"default\"} ");
+        let state = metric_in(
+            &text,
+            &format!("continuity_rule_state{{account=\"default\",rule=\"{rule}\"}} "),
+        );
+        assert!(
+            failures < f64::from(fall),
+            "{failures} failed probes before the first scrape: this process could have decided \
+             by itself, so the scrape cannot tell a restore from a fresh start; log:\n{}",
+            self.logs()
+        );
+        assert_eq!(
+            (desired, state),
+            (Some(1.0), Some(2.0)),
+            "the decision was not restored (desired on, rule {rule} firing) after {failures} \
+             failed probes; log:\n{}",
+            self.logs()
+        );
+    }
+}
+
+/// The value of the first series in `text` whose line starts with `prefix`.
+fn metric_in(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
 }
 
 impl Drop for AgentProcess {

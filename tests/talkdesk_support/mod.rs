@@ -148,12 +148,22 @@ pub fn active(p: &str) -> Desired {
     }
 }
 
+/// The reconcile interval of [`fast_options`].
+pub const RECONCILE: Duration = Duration::from_millis(200);
+
+/// Long enough for three reconciles (and their backoff): a check that
+/// nothing was written must wait at least this long, or it would pass before
+/// the actuator even looked again.
+pub async fn several_reconciles() {
+    tokio::time::sleep(RECONCILE * 3 + Duration::from_millis(100)).await;
+}
+
 /// Fast options for tests: small backoff, quick reconcile.
 pub fn fast_options() -> ActuatorOptions {
     ActuatorOptions {
         dry_run: false,
         on_drift: OnDrift::Correct,
-        reconcile_interval: Duration::from_millis(200),
+        reconcile_interval: RECONCILE,
         backoff_min: Duration::from_millis(10),
         backoff_max: Duration::from_millis(100),
         // Long enough that tests of a rejection see exactly one attempt.

@@ -152,7 +152,9 @@ async fn timeouts_and_refusals_are_failures() {
     let started = tokio::time::Instant::now();
     let out = http(format!("http://{addr}/slow"), json!({})).check().await;
     assert_eq!(out.detail, "timeout after 1s");
-    assert!(started.elapsed() < Duration::from_millis(1800));
+    // The detail proves the timeout fired; this only catches a hang (a
+    // tight bound would time the machine, not the probe).
+    assert!(started.elapsed() < Duration::from_secs(10));
 
     let closed = closed_tcp_port();
     let out = http(format!("http://{closed}/"), json!({})).check().await;

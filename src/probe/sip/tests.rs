@@ -50,7 +50,8 @@ async fn udp_200_is_up_with_latency() {
         .await;
     assert!(out.success, "{out:?}");
     assert!(out.detail.starts_with("200 OK in "), "{}", out.detail);
-    assert!(out.latency.unwrap() < Duration::from_millis(500));
+    // A latency is reported; how small it is belongs in the benchmarks.
+    assert!(out.latency.is_some(), "{out:?}");
     assert_eq!(r.received(), 1);
 }
 
@@ -113,8 +114,10 @@ async fn silent_target_times_out_after_retransmitting() {
     assert!(!out.success);
     assert_eq!(out.detail, "timeout after 2s");
     assert_eq!(out.latency, None);
+    // It waited for its timeout (a lower bound, not a speed goal); the upper
+    // bound only catches a hang, generous for a loaded machine.
     assert!(
-        took >= Duration::from_secs(2) && took < Duration::from_secs(3),
+        took >= Duration::from_secs(2) && took < Duration::from_secs(10),
         "{took:?}"
     );
     // Sent at 0, 0.5 s and 1.5 s (Timer E).
@@ -177,10 +180,11 @@ async fn closed_port_does_not_disturb_other_transactions() {
 async fn many_udp_probes_share_one_socket() {
     // 2000 trunks probed at the same instant: one socket, one demultiplexer,
     // every probe answered (a datagram dropped by a full buffer is recovered
-    // by retransmission within the timeout).
+    // by retransmission within the timeout). The timeout is generous: this
+    // asserts that every probe is answered, not how fast (benchmarks).
     let r = responder(Mode::Answer(200)).await;
     let probes: Vec<SipProbe> = (0..2000)
-        .map(|_| probe(&udp_target(r.udp_addr()), &["2xx"], Duration::from_secs(3)))
+        .map(|_| probe(&udp_target(r.udp_addr()), &["2xx"], Duration::from_secs(20)))
         .collect();
     let outs = futures::future::join_all(probes.iter().map(|p| p.check())).await;
     assert!(
@@ -188,8 +192,6 @@ async fn many_udp_probes_share_one_socket() {
         "{:?}",
         outs.iter().find(|o| !o.success)
     );
-    // Every probe succeeded within its own 3 s timeout; the throughput is
-    // measured in the benchmarks.
     assert!(r.received() >= 2000);
     assert_eq!(
         r.udp_peers(),
