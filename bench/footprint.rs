@@ -157,7 +157,8 @@ fn start_agent(
 fn start_blackbox(bin: &Path, idle: Duration) -> Result<Start, String> {
     let port = common::free_port();
     let mut cmd = Command::new(bin);
-    cmd.arg(format!("--web.listen-address=127.0.0.1:{port}"))
+    cmd.arg("--config.file=/etc/prometheus/blackbox.yml")
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .stderr(std::process::Stdio::null());
     let proc = Proc::spawn(&mut cmd)?;
     let measured = measure(&proc, &format!("http://127.0.0.1:{port}/-/ready"), idle);
