@@ -20,6 +20,7 @@
 //! - [`telemetry`]: the metrics registry, audit records, logging.
 //! - [`calendar`]: maintenance windows and drills as calendar jobs.
 //! - [`domain`]: types every component shares (profiles, desired/actual state, timestamps).
+//! - [`tls`]: the one TLS client configuration (OS trust store parsed once) every HTTPS client shares.
 //! - [`backoff`]: the retry delay (exponential, jitter, `Retry-After`) of every retry loop.
 //! - [`ruletest`]: `test-rules`, promtool-style scenario tests for the engine.
 //! - [`demo`]: the zero set-up demo.
@@ -40,3 +41,4 @@ pub mod server;
 pub mod store;
 pub mod talkdesk;
 pub mod telemetry;
+pub mod tls;

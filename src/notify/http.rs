@@ -3,6 +3,7 @@
 //! get their event, delivery id, timestamp and signature headers. An answer
 //! is classified for the retry policy, and described without the URL.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -19,18 +20,44 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// HTTPS POST with rustls, no redirects (a webhook that moved is a
 /// configuration error, not something to follow with a signed body).
+///
+/// The client is built on the first delivery: every account has a
+/// transport, most have no notification target, and an idle client still
+/// holds its connector and pool (a reload that adds targets gets one then).
 pub struct Http {
-    client: reqwest::Client,
+    client: OnceLock<Result<reqwest::Client, String>>,
 }
 
 impl Http {
-    pub fn new() -> Result<Http, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("continuity-agent/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(Http { client })
+    /// Fails when the process's TLS configuration cannot be built (no OS
+    /// trust store): at start, not at the first notification.
+    pub fn new() -> Result<Http, crate::tls::TlsError> {
+        crate::tls::http_config()?;
+        Ok(Http {
+            client: OnceLock::new(),
+        })
+    }
+
+    /// Whether a client exists yet (built by the first delivery).
+    pub fn has_client(&self) -> bool {
+        self.client.get().is_some()
+    }
+
+    fn client(&self) -> Result<&reqwest::Client, SendError> {
+        let built = self.client.get_or_init(|| {
+            crate::tls::http_client_builder()
+                .map_err(|e| e.to_string())?
+                .timeout(REQUEST_TIMEOUT)
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(concat!("continuity-agent/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|e| format!("cannot build HTTP client: {e}"))
+        });
+        built.as_ref().map_err(|message| SendError {
+            message: message.clone(),
+            retryable: false,
+            retry_after: None,
+        })
     }
 }
 
@@ -39,7 +66,7 @@ impl Transport for Http {
         Box::pin(async move {
             let t = &d.target;
             let mut req = self
-                .client
+                .client()?
                 .post(t.url.expose_secret())
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(d.body.clone());
@@ -110,5 +137,59 @@ fn unanswered(e: &reqwest::Error, t: &Target) -> SendError {
         message: t.redact(&message),
         retryable: true,
         retry_after: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::time::Instant;
+
+    use super::*;
+    use crate::notify::config::{NoticeKind, NotifyConfig};
+
+    #[tokio::test]
+    async fn the_client_is_built_by_the_first_delivery_and_then_delivers() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            // Headers and the small body arrive together on loopback; read
+            // until the body's closing brace.
+            while !request.ends_with(b"}") {
+                let n = conn.read(&mut buf).await.unwrap();
+                assert!(n > 0, "the request ended early");
+                request.extend_from_slice(&buf[..n]);
+            }
+            conn.write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+                .await
+                .unwrap();
+            String::from_utf8(request).unwrap()
+        });
+        let c: NotifyConfig =
+            serde_json::from_value(json!({"type": "webhook", "name": "t", "url": url})).unwrap();
+        let delivery = Delivery {
+            target: Arc::new(Target::from_config(&c)),
+            id: "d1".into(),
+            event: NoticeKind::Activate,
+            title: "on".into(),
+            body: br#"{"event":"activate"}"#.to_vec(),
+            queued: Instant::now(),
+        };
+        let http = Http::new().unwrap();
+        assert!(
+            !http.has_client(),
+            "a transport without deliveries holds no client"
+        );
+        http.post(&delivery).await.unwrap();
+        assert!(http.has_client());
+        let request = server.await.unwrap();
+        assert!(request.starts_with("POST /hook HTTP/1.1\r\n"), "{request}");
+        assert!(request.contains("x-continuity-delivery: d1"), "{request}");
     }
 }

@@ -85,7 +85,7 @@ impl Notices {
         config: &Config,
         metrics: Metrics,
         audit: Arc<dyn AuditSink>,
-    ) -> Result<Notices, reqwest::Error> {
+    ) -> Result<Notices, crate::tls::TlsError> {
         let transport = Arc::new(Http::new()?);
         Ok(Notices::with(
             config,

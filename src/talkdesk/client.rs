@@ -245,7 +245,8 @@ impl Client {
         audit: Arc<dyn AuditSink>,
     ) -> Result<Client, TalkdeskError> {
         config.validate()?;
-        let mut builder = reqwest::Client::builder();
+        let mut builder = crate::tls::http_client_builder()
+            .map_err(|e| TalkdeskError::Config(format!("cannot build HTTP client: {e}")))?;
         if is_loopback(&config.api_base) && is_loopback(&config.token_url) {
             // A simulator on this host: an HTTP(S)_PROXY from the environment
             // (needed to reach Talkdesk itself) must not capture it.

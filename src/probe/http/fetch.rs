@@ -1,6 +1,8 @@
-//! The HTTP GET shared by the http, statuspage and agents probes: one client
-//! per probe (its headers and timeout), a bounded body, and error details an
-//! operator can act on (`connection refused`, `dns error: ...`).
+//! The HTTP GET shared by the http, statuspage and agents probes (and the
+//! self-check's http canaries): one client per probe (its headers and
+//! timeout) that opens a fresh connection for every check, a bounded body,
+//! and error details an operator can act on (`connection refused`,
+//! `dns error: ...`).
 
 use crate::domain::ProbeOutcome;
 use std::error::Error as _;
@@ -28,7 +30,8 @@ pub struct Fetched {
 /// a probe with headers of its own follows none to another host: reqwest
 /// drops `Authorization` and cookies there, not an `X-Api-Key`, so the
 /// secret would go to whoever the redirect names. The 3xx is then the answer
-/// the probe judges. TLS uses rustls with the platform trust store.
+/// the probe judges. TLS uses rustls with the platform trust store, parsed
+/// once for the process (`crate::tls`).
 pub fn client(timeout: Duration, headers: &HeaderMap) -> Result<Client, String> {
     let keep_on_host = !headers.is_empty();
     let redirects = reqwest::redirect::Policy::custom(move |attempt| {
@@ -44,7 +47,8 @@ pub fn client(timeout: Duration, headers: &HeaderMap) -> Result<Client, String> 
             attempt.follow()
         }
     });
-    Client::builder()
+    crate::tls::http_client_builder()
+        .map_err(|e| format!("cannot build HTTP client: {e}"))?
         .user_agent(concat!("continuity-agent/", env!("CARGO_PKG_VERSION")))
         .default_headers(headers.clone())
         .redirect(redirects)
@@ -52,6 +56,14 @@ pub fn client(timeout: Duration, headers: &HeaderMap) -> Result<Client, String> 
         // standard detail; reqwest's is a backstop slightly behind it.
         .timeout(timeout + Duration::from_millis(500))
         .connect_timeout(timeout + Duration::from_millis(500))
+        // A fresh connection for every check, as blackbox_exporter does: a
+        // kept-alive connection can outlive its listener (a process
+        // draining, a backend out of its load balancer, an accept loop that
+        // died) and would report a service healthy that nobody new can
+        // reach; it would also skip the TLS handshake, so an expired
+        // certificate would go unnoticed. The cost is a TCP (and TLS)
+        // handshake per check (BENCHMARKS.md, "HTTP probes").
+        .pool_max_idle_per_host(0)
         .build()
         .map_err(|e| format!("cannot build HTTP client: {}", chain(&e)))
 }

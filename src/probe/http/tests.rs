@@ -315,3 +315,50 @@ async fn custom_headers_never_follow_a_redirect_to_another_host() {
     assert!(out.detail.starts_with("200 OK"), "no headers: {out:?}");
     assert_eq!(*seen.lock().unwrap(), vec![None]);
 }
+
+/// A server whose listening socket is gone but whose worker still answers
+/// on a connection it accepted before (a process draining, a backend taken
+/// out of a load balancer, a crashed accept loop): new clients are refused.
+/// A probe that kept its connection would still report it healthy.
+#[tokio::test]
+async fn each_check_opens_its_own_connection_so_a_dead_listener_fails() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = tokio::spawn(async move {
+        let (mut conn, _) = listener.accept().await.unwrap();
+        drop(listener);
+        // Keep answering every request on this one connection.
+        tokio::spawn(async move {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 1024];
+            loop {
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                buf.clear();
+                let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nok\n";
+                if conn.write_all(ok).await.is_err() {
+                    return;
+                }
+            }
+        });
+    });
+    let probe = http(format!("http://{addr}/ok"), json!({}));
+    let first = probe.check().await;
+    assert!(first.success, "{first:?}");
+    accepted.await.unwrap();
+    let second = probe.check().await;
+    assert!(
+        !second.success,
+        "the listener is closed, yet the probe passed: {second:?}"
+    );
+    assert!(
+        second.detail.starts_with("connection failed"),
+        "{}",
+        second.detail
+    );
+}

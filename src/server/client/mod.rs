@@ -47,7 +47,8 @@ pub struct ApiClient {
 
 impl ApiClient {
     pub fn new(base: &str, token: Option<String>) -> ApiClient {
-        let http = reqwest::Client::builder()
+        let http = crate::tls::http_client_builder()
+            .unwrap_or_else(|_| reqwest::Client::builder())
             .timeout(Duration::from_secs(15))
             .user_agent(concat!("continuity-agent-cli/", env!("CARGO_PKG_VERSION")))
             .build()

@@ -37,7 +37,7 @@ use tokio_rustls::rustls::client::WebPkiServerVerifier;
 use tokio_rustls::rustls::client::danger::{
     HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
 };
-use tokio_rustls::rustls::crypto::{CryptoProvider, aws_lc_rs};
+use tokio_rustls::rustls::crypto::CryptoProvider;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio_rustls::rustls::{
@@ -59,14 +59,11 @@ pub enum Check {
 /// Builds the rustls client configuration for `check`; `roots` is the
 /// `sslrootcert` PEM file (`None`: the OS trust store).
 pub fn client_config(check: Check, roots: Option<&Path>) -> Result<Arc<ClientConfig>, String> {
-    let provider = Arc::new(aws_lc_rs::default_provider());
+    let provider = crate::tls::provider();
     let inner: Option<Arc<dyn ServerCertVerifier>> = match (check, roots) {
         (Check::Nothing, _) => None,
         (_, Some(path)) => Some(file_verifier(path, provider.clone())?),
-        (_, None) => Some(Arc::new(
-            rustls_platform_verifier::Verifier::new(provider.clone())
-                .map_err(|e| format!("cannot load the OS trust store: {e}"))?,
-        )),
+        (_, None) => Some(crate::tls::platform_verifier().map_err(|e| e.to_string())?),
     };
     let verifier = Arc::new(Verifier {
         inner,
