@@ -111,7 +111,7 @@ when = {{ alert = ['alertname="TalkdeskVoiceDown"'] }}
             .await
             .is_none()
         {
-            return Err(format!("trial {serial}: never on"));
+            return Err(format!("trial {serial}: never on:\n{}", agent.logs()));
         }
         talkdesk.sim.clear_journal();
         let body = alertmanager_payload("TalkdeskVoiceDown", 10, false, serial);
@@ -124,7 +124,7 @@ when = {{ alert = ['alertname="TalkdeskVoiceDown"'] }}
             .await
             .is_none()
         {
-            return Err(format!("trial {serial}: never off"));
+            return Err(format!("trial {serial}: never off:\n{}\njournal: {:?}", agent.logs(), talkdesk.sim.journal()));
         }
     }
     Ok(m)

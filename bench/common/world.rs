@@ -82,6 +82,9 @@ client_secret = "demo-secret"
 bearer_token = "{TOKEN}"
 [alerts]
 rate_per_second = 0
+# Trials switch on and off back to back: the flap latch must not hold it on.
+[engine]
+flap_max = 1000000
 [profiles.backup]
 default = "+14155558888"
 message = {{ text = "Talkdesk voice is down; your call is being forwarded.", language = "en-US" }}
