@@ -34,18 +34,22 @@ use harness::{Options, Section, percentile};
 use world::{Agent, TOKEN, Talkdesk, activation, alertmanager_payload, config_head};
 
 const INTERVAL: f64 = 1.0;
-const TIMEOUT: f64 = 0.5;
+/// Not above `FAST`: a probe reports a failure only at its timeout, so with
+/// `timeout > fast_interval` the failures after the first are `timeout`
+/// apart, not `fast_interval` (the bound's `(fall-1) x fast_interval` then
+/// becomes `(fall-1) x timeout`; see `upper_bound`).
+const TIMEOUT: f64 = 0.25;
 const FAST: f64 = 0.25;
 const FALL: f64 = 3.0;
 const RISE: u32 = 2;
 const FOR: f64 = 0.5;
 
 fn upper_bound() -> f64 {
-    INTERVAL + TIMEOUT + (FALL - 1.0) * FAST + FOR
+    INTERVAL + TIMEOUT + (FALL - 1.0) * FAST.max(TIMEOUT) + FOR
 }
 
 fn lower_bound() -> f64 {
-    (FALL - 1.0) * FAST + FOR
+    (FALL - 1.0) * FAST.max(TIMEOUT) + FOR
 }
 
 fn main() -> ExitCode {

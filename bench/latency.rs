@@ -124,7 +124,11 @@ when = {{ alert = ['alertname="TalkdeskVoiceDown"'] }}
             .await
             .is_none()
         {
-            return Err(format!("trial {serial}: never off:\n{}\njournal: {:?}", agent.logs(), talkdesk.sim.journal()));
+            return Err(format!(
+                "trial {serial}: never off:\n{}\njournal: {:?}",
+                agent.logs(),
+                talkdesk.sim.journal()
+            ));
         }
     }
     Ok(m)
