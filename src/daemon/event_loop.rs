@@ -6,8 +6,9 @@
 //! durable input queue (`store/inputs.rs`), appended by the HTTP handlers of
 //! any replica; the loop reads it in id order when woken (this replica's
 //! handlers, or `Store::watch_inputs` for other replicas) and at least every
-//! second, and applies each input once. API requests that need an answer are
-//! `Control` messages.
+//! second, and applies each input once, a bounded share per turn (then the
+//! events queued meanwhile), so a webhook flood cannot starve probe results.
+//! API requests that need an answer are `Control` messages.
 //!
 //! Each event goes through `Engine::step`; the commands it returns are logged,
 //! counted and audited; a new desired state is persisted *before* the actuator
