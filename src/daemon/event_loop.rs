@@ -6,8 +6,9 @@
 //! durable input queue (`store/inputs.rs`), appended by the HTTP handlers of
 //! any replica; the loop reads it in id order when woken (this replica's
 //! handlers, or `Store::watch_inputs` for other replicas) and at least every
-//! second, and applies each input once. API requests that need an answer are
-//! `Control` messages.
+//! second, and applies each input once, a bounded share per turn (then the
+//! events queued meanwhile), so a webhook flood cannot starve probe results.
+//! API requests that need an answer are `Control` messages.
 //!
 //! Each event goes through `Engine::step`; the commands it returns are logged,
 //! counted and audited; a new desired state is persisted *before* the actuator
@@ -71,6 +72,9 @@ const BATCH: usize = 256;
 /// Outcomes of recently applied inputs kept for `Control::Applied` requests
 /// that arrive after the input was applied.
 pub const OUTCOMES: usize = 4096;
+/// Batches of queued inputs applied per turn of the loop before it serves
+/// its other inputs (probe results, ticks, API requests) again.
+const FAIR_BATCHES: usize = 4;
 /// How often applied inputs older than `inputs::RETENTION` are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
@@ -140,7 +144,21 @@ pub(super) async fn run(
                 supervisor.reconfigure(r.talkdesk).await;
                 let _ = r.done.send(());
             }
-            _ = inbox.wake.notified() => lp.catch_up().await,
+            _ = inbox.wake.notified() => {
+                // A bounded share, then the events queued meanwhile: under a
+                // webhook flood the queue never runs dry, and reading it to
+                // the end would keep probe results, ticks and snapshots
+                // waiting for as long as the flood lasts.
+                if lp.catch_up_some(FAIR_BATCHES).await {
+                    inbox.wake.notify_one();
+                }
+                for _ in 0..BATCH {
+                    match inbox.events.try_recv() {
+                        Ok(ev) => lp.handle(ev).await,
+                        Err(_) => break,
+                    }
+                }
+            }
             () = lp.persister.changed() => lp.publish_persisted(),
             Some(ev) = inbox.events.recv() => {
                 lp.handle(ev).await;
@@ -156,7 +174,9 @@ pub(super) async fn run(
             _ = tokio::time::sleep(sleep_for) => {
                 lp.handle(Event::Tick).await;
                 // The poll behind notifications: at least once a second.
-                lp.catch_up().await;
+                if lp.catch_up_some(FAIR_BATCHES).await {
+                    inbox.wake.notify_one();
+                }
             }
         }
         lp.persister.save_if_due(&lp.engine, &lp.progress);
@@ -440,7 +460,13 @@ impl Loop {
     /// Applies every queued input after the last one applied, in id order.
     /// A store that cannot be read is retried at the next wake-up or poll.
     pub(super) async fn catch_up(&mut self) {
-        loop {
+        while self.catch_up_some(usize::MAX).await {}
+    }
+
+    /// Applies at most `batches` batches of queued inputs, in id order.
+    /// Returns whether more may be waiting (the last batch was full).
+    async fn catch_up_some(&mut self, batches: usize) -> bool {
+        for _ in 0..batches {
             let batch = match self
                 .store
                 .inputs_after(self.progress.inputs_applied, BATCH)
@@ -452,7 +478,7 @@ impl Loop {
                         tracing::error!(message = "Cannot read the input queue; retrying every second.", %error);
                     }
                     self.queue_failing = true;
-                    return;
+                    return false;
                 }
             };
             if self.queue_failing {
@@ -464,9 +490,10 @@ impl Loop {
                 self.apply(input).await;
             }
             if !full {
-                return;
+                return false;
             }
         }
+        true
     }
 
     /// Applies one queued input: the alert's event time is checked against

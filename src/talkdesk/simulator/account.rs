@@ -28,6 +28,9 @@ pub(super) struct AccountState {
     pub faults: Mutex<Faults>,
     pub journal: Mutex<Journal>,
     pub quirks: Mutex<Quirks>,
+    /// How many calls were journaled so far: benchmarks wait on it for the
+    /// next call instead of polling the journal.
+    pub journaled: tokio::sync::watch::Sender<u64>,
 }
 
 impl AccountState {
@@ -41,6 +44,7 @@ impl AccountState {
             faults: Mutex::new(Faults::default()),
             journal: Mutex::new(Journal::default()),
             quirks: Mutex::new(Quirks::default()),
+            journaled: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -58,6 +62,7 @@ impl AccountState {
             instance: call.instance.clone(),
             fault: fault.map(Fault::label),
         });
+        self.journaled.send_modify(|n| *n += 1);
     }
 }
 
@@ -140,5 +145,11 @@ impl AccountHandle {
 
     pub fn clear_journal(&self) {
         lock(&self.account.journal).clear();
+    }
+
+    /// Changes (to the number of calls journaled so far) as soon as a call
+    /// is journaled: to time a call without polling the journal.
+    pub fn journal_watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.account.journaled.subscribe()
     }
 }

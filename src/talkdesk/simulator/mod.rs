@@ -222,6 +222,10 @@ impl Simulator {
     pub fn clear_journal(&self) {
         self.first().clear_journal();
     }
+
+    pub fn journal_watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.first().journal_watch()
+    }
 }
 
 /// What `simulate-talkdesk` prints at start: where it listens, the
