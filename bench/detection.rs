@@ -9,8 +9,8 @@
 //! trial stops trunk-a at a random phase of its probe schedule, waits for
 //! the activation write, continues it and waits for the deactivation.
 //!
-//! The bound, from the probe and rule timings: at most `interval + timeout
-//! + (fall-1) x fast_interval + for` after the stop (the stop lands right
+//! The bound, from the probe and rule timings: at most `interval + timeout +
+//! (fall-1) x fast_interval + for` after the stop (the stop lands right
 //! after a probe was answered), and at least `(fall-1) x fast_interval +
 //! for` (it cannot confirm `fall` failures any sooner).
 //!
@@ -215,12 +215,23 @@ async fn run(trials: usize, flood_secs: f64) -> Result<Measured, String> {
     // Leave the end of the flood to finish a trial that started in it.
     let last_start = Duration::from_secs_f64((flood_secs - upper_bound() - 1.0).max(0.5));
     let mut i = 0;
+    let mut failed = None;
     while started.elapsed() < last_start || flooded.is_empty() {
-        flooded.push(trial(&a, &mut talkdesk, &agent, i).await?);
+        match trial(&a, &mut talkdesk, &agent, i).await {
+            Ok(t) => flooded.push(t),
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        }
         i += 1;
     }
     let flood_to = day();
+    // wrk is waited for on every path, a failed trial included.
     let flood = wrk::finish(wrk)?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
     drop(agent);
 
     let gaps = |from: f64, to: f64| {
