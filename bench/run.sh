@@ -35,8 +35,8 @@ for arg in "$@"; do
   esac
 done
 # Harness parts in the order BENCHMARKS.md shows them, then the criterion benches.
-all_parts=(sip http ingest latency footprint accounts)
-criterion_benches=(engine sip_codec webhook)
+all_parts=(sip http ingest latency detection footprint accounts)
+criterion_benches=(engine)
 [ ${#parts[@]} -gt 0 ] || parts=("${all_parts[@]}" "${criterion_benches[@]}")
 
 install_peers() {
