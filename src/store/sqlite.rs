@@ -120,10 +120,14 @@ CREATE TABLE replicas (
 /// A handle: one account's view of a file every handle shares.
 #[derive(Clone)]
 pub struct SqliteStore {
-    conn: Arc<Mutex<Connection>>,
     /// Reads that must not wait behind a write (`open::reader`); the
     /// writing connection itself when the file is open read-only.
+    /// Declared before `conn` so it is dropped first: SQLite checkpoints and
+    /// removes the WAL when the last connection closes, and a read-only
+    /// connection closing last cannot, which would leave `-wal` and `-shm`
+    /// behind after a clean stop.
     reader: Arc<Mutex<Connection>>,
+    conn: Arc<Mutex<Connection>>,
     path: PathBuf,
     account: Arc<str>,
     wakers: Arc<Wakers>,
