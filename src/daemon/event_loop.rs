@@ -444,6 +444,11 @@ impl Loop {
         self.persister.changed().await;
     }
 
+    /// Whether a decision is held back until its document is saved.
+    pub(super) fn holds_unpublished(&self) -> bool {
+        self.unpublished.is_some()
+    }
+
     /// Tells the actuator (and people) the decision held back, once the
     /// document holding it is settled.
     pub(super) fn publish_persisted(&mut self) {

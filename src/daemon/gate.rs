@@ -47,6 +47,13 @@ impl StartGate {
     }
 
     pub(super) fn open(&self, lp: &Loop) -> bool {
+        // A decision still waiting for its document to be saved has not
+        // reached the actuator's watch yet: starting now would actuate the
+        // previous one (a fresh start's "inactive" would switch an ON
+        // fallback off).
+        if lp.holds_unpublished() {
+            return false;
+        }
         self.restored
             || lp.engine().desired().is_active()
             || lp.engine().has_fresh_evidence()
