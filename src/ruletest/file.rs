@@ -197,7 +197,32 @@ fn event_list(
     t0: Timestamp,
 ) -> Result<Vec<(Duration, Event)>, String> {
     let path = format!("input[{idx}]");
-    let kinds: Vec<&str> = [
+    let kind = one_kind(i, &path)?;
+    let cx = InputCx {
+        i,
+        path,
+        kind,
+        at: i.at.get(),
+        t0,
+    };
+    let event = match kind {
+        "probe" => return probe_events(&cx, spec),
+        "alert" => alert_event(&cx)?,
+        "override" => override_event(&cx)?,
+        "maintenance" => maintenance_event(&cx)?,
+        "drill" => drill_event(&cx, spec)?,
+        "self_check" => self_check_event(&cx)?,
+        "flap_release" => Event::FlapRelease {
+            actor: i.actor.clone().unwrap_or_else(|| "test-rules".into()),
+        },
+        _ => Event::Tick,
+    };
+    Ok(vec![(cx.at, event)])
+}
+
+/// The one kind of input an `[[input]]` is (restart is handled before).
+fn one_kind(i: &Input, path: &str) -> Result<&'static str, String> {
+    let kinds: Vec<&'static str> = [
         ("probe", i.probe.is_some()),
         ("alert", i.alert.is_some()),
         ("override", i.override_.is_some()),
@@ -210,176 +235,209 @@ fn event_list(
     .into_iter()
     .filter_map(|(k, set)| set.then_some(k))
     .collect();
-    let [kind] = kinds.as_slice() else {
-        return Err(format!(
+    match kinds.as_slice() {
+        [kind] => Ok(kind),
+        _ => Err(format!(
             "{path}: needs exactly one of probe, alert, override, maintenance, drill, self_check, flap_release, tick, restart (found: {})",
             if kinds.is_empty() {
                 "none".to_string()
             } else {
                 kinds.join(", ")
             }
-        ));
-    };
-    let at = i.at.get();
-    let abs = |d: Duration| t0.add(at).add(d);
-    let req = |v: &Option<String>, key: &str| -> Result<String, String> {
+        )),
+    }
+}
+
+/// One input being expanded: where it is in the file and when it happens.
+struct InputCx<'a> {
+    i: &'a Input,
+    path: String,
+    kind: &'static str,
+    /// Offset from the scenario start.
+    at: Duration,
+    t0: Timestamp,
+}
+
+impl InputCx<'_> {
+    /// The absolute time `d` after this input.
+    fn abs(&self, d: Duration) -> Timestamp {
+        self.t0.add(self.at).add(d)
+    }
+
+    /// A key this kind of input needs.
+    fn req(&self, v: &Option<String>, key: &str) -> Result<String, String> {
         v.clone()
-            .ok_or_else(|| format!("{path}: {kind} needs `{key}`"))
+            .ok_or_else(|| format!("{}: {} needs `{key}`", self.path, self.kind))
+    }
+}
+
+fn probe_events(cx: &InputCx, spec: &EngineSpec) -> Result<Vec<(Duration, Event)>, String> {
+    let (i, path) = (cx.i, &cx.path);
+    let probe = cx.req(&i.probe, "probe")?;
+    if !spec.probes.iter().any(|p| p.id == probe) {
+        return Err(format!("{path}.probe: unknown probe {probe:?}"));
+    }
+    let success = match cx.req(&i.result, "result")?.as_str() {
+        "ok" | "success" => true,
+        "fail" | "failure" => false,
+        other => return Err(format!("{path}.result: {other:?} is not ok or fail")),
     };
-    let one = |e: Event| Ok(vec![(at, e)]);
-    match *kind {
-        "probe" => {
-            let probe = req(&i.probe, "probe")?;
-            if !spec.probes.iter().any(|p| p.id == probe) {
-                return Err(format!("{path}.probe: unknown probe {probe:?}"));
-            }
-            let success = match req(&i.result, "result")?.as_str() {
-                "ok" | "success" => true,
-                "fail" | "failure" => false,
-                other => return Err(format!("{path}.result: {other:?} is not ok or fail")),
-            };
-            let detail = i.detail.clone().unwrap_or_else(|| {
-                if success {
-                    "ok".into()
-                } else {
-                    "timeout".into()
-                }
-            });
-            let repeat = i.repeat.unwrap_or(1);
-            if repeat == 0 || repeat > MAX_REPEAT {
-                return Err(format!("{path}.repeat: must be 1..={MAX_REPEAT}"));
-            }
-            let every = match (repeat, i.every) {
-                (1, e) => e.map_or(Duration::ZERO, Dur::get),
-                (_, Some(e)) if !e.get().is_zero() => e.get(),
-                _ => return Err(format!("{path}: repeat needs a non-zero `every`")),
-            };
-            let latency = i.latency.map(Dur::get);
-            let outcome = if success {
-                ProbeOutcome::success(detail, latency)
-            } else {
-                ProbeOutcome::failure(detail, latency)
-            };
-            Ok((0..repeat)
-                .map(|n| {
-                    (
-                        at + every * n,
-                        Event::ProbeResult {
-                            probe: probe.clone(),
-                            outcome: outcome.clone(),
-                        },
-                    )
-                })
-                .collect())
+    let detail = i.detail.clone().unwrap_or_else(|| {
+        if success {
+            "ok".into()
+        } else {
+            "timeout".into()
         }
-        "alert" => {
-            let key = AlertKey {
-                source: i.source.clone().unwrap_or_else(|| "test".into()),
-                id: req(&i.id, "id")?,
-            };
-            match req(&i.alert, "alert")?.as_str() {
-                "firing" => one(Event::AlertFiring {
-                    key,
-                    labels: i.labels.clone().unwrap_or_default(),
-                    summary: i.summary.clone(),
-                }),
-                "resolved" => one(Event::AlertResolved { key }),
-                other => Err(format!("{path}.alert: {other:?} is not firing or resolved")),
-            }
-        }
-        "override" => {
-            let actor = i.actor.clone().unwrap_or_else(|| "test-rules".into());
-            let desired = match req(&i.override_, "override")?.as_str() {
-                "clear" => {
-                    return one(Event::OverrideCleared {
-                        actor,
-                        reason: i.reason.clone(),
-                    });
-                }
-                "active" => Desired::Active {
-                    profile: req(&i.profile, "profile")?,
+    });
+    let repeat = i.repeat.unwrap_or(1);
+    if repeat == 0 || repeat > MAX_REPEAT {
+        return Err(format!("{path}.repeat: must be 1..={MAX_REPEAT}"));
+    }
+    let every = match (repeat, i.every) {
+        (1, e) => e.map_or(Duration::ZERO, Dur::get),
+        (_, Some(e)) if !e.get().is_zero() => e.get(),
+        _ => return Err(format!("{path}: repeat needs a non-zero `every`")),
+    };
+    let latency = i.latency.map(Dur::get);
+    let outcome = if success {
+        ProbeOutcome::success(detail, latency)
+    } else {
+        ProbeOutcome::failure(detail, latency)
+    };
+    Ok((0..repeat)
+        .map(|n| {
+            (
+                cx.at + every * n,
+                Event::ProbeResult {
+                    probe: probe.clone(),
+                    outcome: outcome.clone(),
                 },
-                "inactive" => Desired::Inactive,
-                other => {
-                    return Err(format!(
-                        "{path}.override: {other:?} is not active, inactive or clear"
-                    ));
-                }
-            };
-            let ttl = i.ttl.map_or(DEFAULT_OVERRIDE_TTL, Dur::get);
-            one(Event::OverrideSet(Override {
-                desired,
-                reason: i.reason.clone().unwrap_or_else(|| "scenario".into()),
+            )
+        })
+        .collect())
+}
+
+fn alert_event(cx: &InputCx) -> Result<Event, String> {
+    let i = cx.i;
+    let key = AlertKey {
+        source: i.source.clone().unwrap_or_else(|| "test".into()),
+        id: cx.req(&i.id, "id")?,
+    };
+    match cx.req(&i.alert, "alert")?.as_str() {
+        "firing" => Ok(Event::AlertFiring {
+            key,
+            labels: i.labels.clone().unwrap_or_default(),
+            summary: i.summary.clone(),
+        }),
+        "resolved" => Ok(Event::AlertResolved { key }),
+        other => Err(format!(
+            "{}.alert: {other:?} is not firing or resolved",
+            cx.path
+        )),
+    }
+}
+
+fn override_event(cx: &InputCx) -> Result<Event, String> {
+    let i = cx.i;
+    let actor = i.actor.clone().unwrap_or_else(|| "test-rules".into());
+    let desired = match cx.req(&i.override_, "override")?.as_str() {
+        "clear" => {
+            return Ok(Event::OverrideCleared {
                 actor,
-                set_at: abs(Duration::ZERO),
-                until: abs(ttl),
-            }))
+                reason: i.reason.clone(),
+            });
         }
-        "maintenance" => {
-            let name = req(&i.name, "name")?;
-            match req(&i.maintenance, "maintenance")?.as_str() {
-                "start" => {
-                    let d = i
-                        .duration
-                        .ok_or_else(|| format!("{path}: maintenance start needs `duration`"))?;
-                    one(Event::MaintenanceStarted {
-                        name,
-                        until: abs(d.get()),
-                    })
-                }
-                "end" => one(Event::MaintenanceEnded { name }),
-                other => Err(format!("{path}.maintenance: {other:?} is not start or end")),
-            }
+        "active" => Desired::Active {
+            profile: cx.req(&i.profile, "profile")?,
+        },
+        "inactive" => Desired::Inactive,
+        other => {
+            return Err(format!(
+                "{}.override: {other:?} is not active, inactive or clear",
+                cx.path
+            ));
         }
-        "drill" => {
-            let name = req(&i.name, "name")?;
-            match req(&i.drill, "drill")?.as_str() {
-                "start" => {
-                    let configured = spec.drills.get(&name);
-                    let profile = i
-                        .profile
-                        .clone()
-                        .or_else(|| configured.map(|d| d.profile.clone()))
-                        .ok_or_else(|| {
-                            format!("{path}: drill {name:?} is not configured; give `profile`")
-                        })?;
-                    let duration = i
-                        .duration
-                        .map(Dur::get)
-                        .or_else(|| configured.map(|d| d.duration))
-                        .ok_or_else(|| {
-                            format!("{path}: drill {name:?} is not configured; give `duration`")
-                        })?;
-                    one(Event::DrillStarted {
-                        name,
-                        profile,
-                        until: abs(duration),
-                    })
-                }
-                "end" => one(Event::DrillEnded { name }),
-                other => Err(format!("{path}.drill: {other:?} is not start or end")),
-            }
-        }
-        "self_check" => {
-            let ok = match req(&i.self_check, "self_check")?.as_str() {
-                "ok" => true,
-                "fail" => false,
-                other => return Err(format!("{path}.self_check: {other:?} is not ok or fail")),
-            };
-            one(Event::SelfCheck {
-                ok,
-                detail: i.detail.clone().unwrap_or_else(|| {
-                    if ok {
-                        "canaries reachable".into()
-                    } else {
-                        "canaries unreachable".into()
-                    }
-                }),
+    };
+    let ttl = i.ttl.map_or(DEFAULT_OVERRIDE_TTL, Dur::get);
+    Ok(Event::OverrideSet(Override {
+        desired,
+        reason: i.reason.clone().unwrap_or_else(|| "scenario".into()),
+        actor,
+        set_at: cx.abs(Duration::ZERO),
+        until: cx.abs(ttl),
+    }))
+}
+
+fn maintenance_event(cx: &InputCx) -> Result<Event, String> {
+    let (i, path) = (cx.i, &cx.path);
+    let name = cx.req(&i.name, "name")?;
+    match cx.req(&i.maintenance, "maintenance")?.as_str() {
+        "start" => {
+            let d = i
+                .duration
+                .ok_or_else(|| format!("{path}: maintenance start needs `duration`"))?;
+            Ok(Event::MaintenanceStarted {
+                name,
+                until: cx.abs(d.get()),
             })
         }
-        "flap_release" => one(Event::FlapRelease {
-            actor: i.actor.clone().unwrap_or_else(|| "test-rules".into()),
-        }),
-        _ => one(Event::Tick),
+        "end" => Ok(Event::MaintenanceEnded { name }),
+        other => Err(format!("{path}.maintenance: {other:?} is not start or end")),
     }
+}
+
+fn drill_event(cx: &InputCx, spec: &EngineSpec) -> Result<Event, String> {
+    let (i, path) = (cx.i, &cx.path);
+    let name = cx.req(&i.name, "name")?;
+    match cx.req(&i.drill, "drill")?.as_str() {
+        "start" => {
+            // A configured drill gives the defaults; the input may override them.
+            let configured = spec.drills.get(&name);
+            let profile = i
+                .profile
+                .clone()
+                .or_else(|| configured.map(|d| d.profile.clone()))
+                .ok_or_else(|| {
+                    format!("{path}: drill {name:?} is not configured; give `profile`")
+                })?;
+            let duration = i
+                .duration
+                .map(Dur::get)
+                .or_else(|| configured.map(|d| d.duration))
+                .ok_or_else(|| {
+                    format!("{path}: drill {name:?} is not configured; give `duration`")
+                })?;
+            Ok(Event::DrillStarted {
+                name,
+                profile,
+                until: cx.abs(duration),
+            })
+        }
+        "end" => Ok(Event::DrillEnded { name }),
+        other => Err(format!("{path}.drill: {other:?} is not start or end")),
+    }
+}
+
+fn self_check_event(cx: &InputCx) -> Result<Event, String> {
+    let i = cx.i;
+    let ok = match cx.req(&i.self_check, "self_check")?.as_str() {
+        "ok" => true,
+        "fail" => false,
+        other => {
+            return Err(format!(
+                "{}.self_check: {other:?} is not ok or fail",
+                cx.path
+            ));
+        }
+    };
+    Ok(Event::SelfCheck {
+        ok,
+        detail: i.detail.clone().unwrap_or_else(|| {
+            if ok {
+                "canaries reachable".into()
+            } else {
+                "canaries unreachable".into()
+            }
+        }),
+    })
 }

@@ -36,8 +36,38 @@ fn compile_inner(
     probe_ids: &[&str],
     errors: &mut Vec<CompileError>,
 ) -> Option<Expr> {
-    let mut err = |p: String, reason: String| errors.push(CompileError { path: p, reason });
-    let kinds: Vec<&str> = [
+    let kind = one_kind(c, path, errors)?;
+    if c.at_least.is_some() && !matches!(kind, "down" | "up" | "unknown") {
+        push(
+            errors,
+            format!("{path}.at_least"),
+            format!("at_least applies to down/up/unknown, not {kind}"),
+        );
+    }
+    match kind {
+        "down" | "up" | "unknown" => compile_probes(c, kind, path, probe_ids, errors),
+        "alert" => compile_alert(c.alert.as_deref().unwrap_or_default(), path, errors),
+        "all" => compile_list(kind, c.all.as_deref(), path, probe_ids, errors).map(Expr::All),
+        "any" => compile_list(kind, c.any.as_deref(), path, probe_ids, errors).map(Expr::Any),
+        _ => {
+            let inner = c.not.as_deref()?;
+            compile_inner(inner, &format!("{path}.not"), probe_ids, errors)
+                .map(|e| Expr::Not(Box::new(e)))
+        }
+    }
+}
+
+fn push(errors: &mut Vec<CompileError>, path: String, reason: String) {
+    errors.push(CompileError { path, reason });
+}
+
+/// The one kind a condition is, or an error naming what was found.
+fn one_kind(
+    c: &ConditionConfig,
+    path: &str,
+    errors: &mut Vec<CompileError>,
+) -> Option<&'static str> {
+    let kinds: Vec<&'static str> = [
         ("down", c.down.is_some()),
         ("up", c.up.is_some()),
         ("unknown", c.unknown.is_some()),
@@ -49,134 +79,133 @@ fn compile_inner(
     .into_iter()
     .filter_map(|(k, set)| set.then_some(k))
     .collect();
-    if kinds.len() != 1 {
-        let reason = if kinds.is_empty() {
-            "a condition needs exactly one of down, up, unknown, alert, all, any, not".to_string()
+    if let [kind] = kinds.as_slice() {
+        return Some(kind);
+    }
+    let reason = if kinds.is_empty() {
+        "a condition needs exactly one of down, up, unknown, alert, all, any, not".to_string()
+    } else {
+        format!(
+            "a condition needs exactly one of down, up, unknown, alert, all, any, not; found {}",
+            kinds.join(", ")
+        )
+    };
+    push(errors, path.to_string(), reason);
+    None
+}
+
+/// `down` / `up` / `unknown`: the glob resolved to configured probe ids now,
+/// so the engine never matches strings.
+fn compile_probes(
+    c: &ConditionConfig,
+    kind: &str,
+    path: &str,
+    probe_ids: &[&str],
+    errors: &mut Vec<CompileError>,
+) -> Option<Expr> {
+    let (state, glob) = match kind {
+        "down" => (ProbeHealth::Down, c.down.as_deref()),
+        "up" => (ProbeHealth::Up, c.up.as_deref()),
+        _ => (ProbeHealth::Unknown, c.unknown.as_deref()),
+    };
+    let glob = glob.unwrap_or_default();
+    let key = format!("{path}.{kind}");
+    let matcher = match globset::Glob::new(glob) {
+        Ok(g) => g.compile_matcher(),
+        Err(e) => {
+            push(errors, key, format!("invalid probe glob {glob:?}: {e}"));
+            return None;
+        }
+    };
+    let probes: Vec<String> = probe_ids
+        .iter()
+        .filter(|id| matcher.is_match(id))
+        .map(|s| s.to_string())
+        .collect();
+    if probes.is_empty() {
+        let known = if probe_ids.is_empty() {
+            "none are configured".to_string()
         } else {
-            format!(
-                "a condition needs exactly one of down, up, unknown, alert, all, any, not; found {}",
-                kinds.join(", ")
-            )
+            probe_ids.join(", ")
         };
-        err(path.to_string(), reason);
+        push(
+            errors,
+            key,
+            format!("probe glob {glob:?} matches no probe (probes: {known})"),
+        );
         return None;
     }
-    let kind = kinds[0];
-    if c.at_least.is_some() && !matches!(kind, "down" | "up" | "unknown") {
-        err(
-            format!("{path}.at_least"),
-            format!("at_least applies to down/up/unknown, not {kind}"),
+    if let Some(n) = c.at_least {
+        if n == 0 {
+            push(
+                errors,
+                format!("{path}.at_least"),
+                "at_least must be >= 1".into(),
+            );
+        } else if n as usize > probes.len() {
+            push(
+                errors,
+                format!("{path}.at_least"),
+                format!(
+                    "at_least = {n} but {glob:?} matches only {} probe(s): {}",
+                    probes.len(),
+                    probes.join(", ")
+                ),
+            );
+        }
+    }
+    Some(Expr::Probes {
+        state,
+        glob: glob.to_string(),
+        probes,
+        at_least: c.at_least,
+    })
+}
+
+/// `alert`: Alertmanager matchers, every bad one reported.
+fn compile_alert(list: &[String], path: &str, errors: &mut Vec<CompileError>) -> Option<Expr> {
+    if list.is_empty() {
+        push(
+            errors,
+            format!("{path}.alert"),
+            "needs at least one matcher, e.g. 'alertname=\"TrunkDown\"'".into(),
         );
+        return None;
     }
-    match kind {
-        "down" | "up" | "unknown" => {
-            let (state, glob) = match kind {
-                "down" => (ProbeHealth::Down, c.down.as_deref()),
-                "up" => (ProbeHealth::Up, c.up.as_deref()),
-                _ => (ProbeHealth::Unknown, c.unknown.as_deref()),
-            };
-            let glob = glob.unwrap_or_default();
-            let key = format!("{path}.{kind}");
-            let matcher = match globset::Glob::new(glob) {
-                Ok(g) => g.compile_matcher(),
-                Err(e) => {
-                    err(key, format!("invalid probe glob {glob:?}: {e}"));
-                    return None;
-                }
-            };
-            let probes: Vec<String> = probe_ids
-                .iter()
-                .filter(|id| matcher.is_match(id))
-                .map(|s| s.to_string())
-                .collect();
-            if probes.is_empty() {
-                let known = if probe_ids.is_empty() {
-                    "none are configured".to_string()
-                } else {
-                    probe_ids.join(", ")
-                };
-                err(
-                    key,
-                    format!("probe glob {glob:?} matches no probe (probes: {known})"),
-                );
-                return None;
-            }
-            if let Some(n) = c.at_least {
-                if n == 0 {
-                    err(format!("{path}.at_least"), "at_least must be >= 1".into());
-                } else if n as usize > probes.len() {
-                    err(
-                        format!("{path}.at_least"),
-                        format!(
-                            "at_least = {n} but {glob:?} matches only {} probe(s): {}",
-                            probes.len(),
-                            probes.join(", ")
-                        ),
-                    );
-                }
-            }
-            Some(Expr::Probes {
-                state,
-                glob: glob.to_string(),
-                probes,
-                at_least: c.at_least,
-            })
+    let mut matchers = Vec::new();
+    for (i, m) in list.iter().enumerate() {
+        match Matcher::parse(m) {
+            Ok(m) => matchers.push(m),
+            Err(why) => push(errors, format!("{path}.alert[{i}]"), why),
         }
-        "alert" => {
-            let list = c.alert.as_deref().unwrap_or_default();
-            if list.is_empty() {
-                err(
-                    format!("{path}.alert"),
-                    "needs at least one matcher, e.g. 'alertname=\"TrunkDown\"'".into(),
-                );
-                return None;
-            }
-            let mut matchers = Vec::new();
-            for (i, m) in list.iter().enumerate() {
-                match Matcher::parse(m) {
-                    Ok(m) => matchers.push(m),
-                    Err(why) => err(format!("{path}.alert[{i}]"), why),
-                }
-            }
-            (matchers.len() == list.len()).then_some(Expr::Alert { matchers })
-        }
-        "all" | "any" => {
-            let list = if kind == "all" {
-                c.all.as_deref()
-            } else {
-                c.any.as_deref()
-            }
-            .unwrap_or_default();
-            if list.is_empty() {
-                err(
-                    format!("{path}.{kind}"),
-                    format!("{kind} needs at least one condition"),
-                );
-                return None;
-            }
-            let children: Vec<Option<Expr>> = list
-                .iter()
-                .enumerate()
-                .map(|(i, sub)| {
-                    compile_inner(sub, &format!("{path}.{kind}[{i}]"), probe_ids, errors)
-                })
-                .collect();
-            let children: Option<Vec<Expr>> = children.into_iter().collect();
-            children.map(|v| {
-                if kind == "all" {
-                    Expr::All(v)
-                } else {
-                    Expr::Any(v)
-                }
-            })
-        }
-        "not" => {
-            let inner = c.not.as_deref()?;
-            compile_inner(inner, &format!("{path}.not"), probe_ids, errors)
-                .map(|e| Expr::Not(Box::new(e)))
-        }
-        _ => None,
     }
+    (matchers.len() == list.len()).then_some(Expr::Alert { matchers })
+}
+
+/// `all` / `any`: every child compiled (and its errors reported) even when
+/// an earlier one failed.
+fn compile_list(
+    kind: &str,
+    list: Option<&[ConditionConfig]>,
+    path: &str,
+    probe_ids: &[&str],
+    errors: &mut Vec<CompileError>,
+) -> Option<Vec<Expr>> {
+    let list = list.unwrap_or_default();
+    if list.is_empty() {
+        push(
+            errors,
+            format!("{path}.{kind}"),
+            format!("{kind} needs at least one condition"),
+        );
+        return None;
+    }
+    let children: Vec<Option<Expr>> = list
+        .iter()
+        .enumerate()
+        .map(|(i, sub)| compile_inner(sub, &format!("{path}.{kind}[{i}]"), probe_ids, errors))
+        .collect();
+    children.into_iter().collect()
 }
 
 #[cfg(test)]
