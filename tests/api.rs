@@ -8,7 +8,7 @@ mod support;
 
 use continuity_agent::config;
 use continuity_agent::probe::sip::responder::{Mode, Responder};
-use continuity_agent::talkdesk::simulator::{self, SimServer, Simulator};
+use continuity_agent::talkdesk::simulator::{SimServer, Simulator};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::inproc::{self, Agent};
@@ -26,14 +26,12 @@ struct World {
 }
 
 async fn world() -> World {
-    let sim = Simulator::default();
-    let server = simulator::spawn(sim.clone(), "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let trunk = Responder::bind("127.0.0.1:0".parse().unwrap(), Mode::Answer(200))
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let support::world::Peers {
+        sim,
+        server,
+        trunk,
+        dir,
+    } = support::world::Peers::start().await;
     let toml = format!(
         r#"
 [agent]

@@ -15,8 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use continuity_agent::config;
-use continuity_agent::probe::sip::responder::{Mode, Responder};
-use continuity_agent::talkdesk::simulator::{self, Simulator};
+use continuity_agent::probe::sip::responder::Mode;
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
@@ -48,16 +47,14 @@ async fn wait_for(what: &str, secs: u64, cond: impl Fn() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blackholed_canary_just_before_the_trunk_dies_freezes_the_rule() {
-    let sim = Simulator::default();
-    let server = simulator::spawn(sim.clone(), "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let trunk = Responder::bind("127.0.0.1:0".parse().unwrap(), Mode::Answer(200))
-        .await
-        .unwrap();
+    let support::world::Peers {
+        sim,
+        server,
+        trunk,
+        dir,
+    } = support::world::Peers::start().await;
     let answering = Arc::new(AtomicBool::new(true));
     let dns = canary(answering.clone()).await;
-    let dir = tempfile::tempdir().unwrap();
     let toml = format!(
         r#"{head}
 [profiles.backup]

@@ -17,8 +17,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use continuity_agent::alerts::auth::sign_hex;
-use continuity_agent::probe::sip::responder::{Mode, Responder};
-use continuity_agent::talkdesk::simulator::{self, Simulator};
 use serde_json::Value;
 use support::agent::AgentProcess;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -711,14 +709,12 @@ async fn state(api: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_requests_get_4xx_or_a_closed_connection_and_change_nothing() {
-    let sim = Simulator::default();
-    let server = simulator::spawn(sim.clone(), "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let trunk = Responder::bind("127.0.0.1:0".parse().unwrap(), Mode::Answer(200))
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let support::world::Peers {
+        sim,
+        server,
+        trunk,
+        dir,
+    } = support::world::Peers::start().await;
     let port = support::free_port();
     let cfg = dir.path().join("agent.toml");
     std::fs::write(

@@ -10,6 +10,7 @@ pub mod inproc;
 pub mod pg;
 pub mod receiver;
 pub mod sipp;
+pub mod world;
 
 use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
