@@ -9,9 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use continuity_agent::config::schema::OnDrift;
-use continuity_agent::domain::{Desired, FallbackSettings, Profile};
+use continuity_agent::domain::{Actual, Desired, FallbackSettings, Profile};
 use continuity_agent::engine::event::Event;
 use continuity_agent::talkdesk::actuator::{Verdict, WriteFence};
+use continuity_agent::talkdesk::drift::LastSeen;
 use continuity_agent::talkdesk::simulator::{Fault, FaultOp, SimState, SimulatorOptions};
 use continuity_agent::talkdesk::{Actuator, ActuatorOptions, Op};
 use continuity_agent::telemetry::AuditKind;
@@ -909,6 +910,92 @@ async fn talkdesk_a_plan_stops_between_writes_when_the_desired_state_changes() {
             .records()
             .iter()
             .any(|r| r.message.contains("stopped between writes"))
+    );
+    run.stop().await;
+}
+
+/// A `kill -9` between a write and the snapshot that would have recorded it:
+/// the last seen state says off, Talkdesk says on, and on is what the agent
+/// itself had decided before it stopped (its activation landed after it last
+/// looked). That is the agent's own write, not a change made in the UI: under
+/// `on_drift = "respect"` it must not be adopted as an override (the fallback
+/// would stay on for `drift_override_ttl` after the incident ended); the
+/// current decision is applied. Found by tests/crash_cycles.rs.
+#[tokio::test]
+async fn talkdesk_own_write_that_landed_after_the_last_look_is_not_drift() {
+    let env = Env::new().await;
+    env.sim().set_state(SimState {
+        enabled: true,
+        settings: backup(),
+    });
+    let opts = ActuatorOptions {
+        on_drift: OnDrift::Respect,
+        ..fast_options()
+    };
+    let actuator = Actuator::new(
+        env.client.clone(),
+        opts,
+        profiles(),
+        env.metrics.clone(),
+        Arc::new(env.audit.clone()),
+    )
+    .with_last_seen(Some(LastSeen {
+        actual: Actual {
+            enabled: Some(false),
+            settings: None,
+        },
+        decided: active("backup"),
+    }));
+    let run = spawn_with(actuator, Desired::Inactive);
+    let s = run.converged(&Desired::Inactive).await;
+    assert!(!s.adopted, "{s:#?}");
+    assert!(!env.sim().state().enabled, "the fallback was switched off");
+    let overrides: Vec<_> = run
+        .events()
+        .into_iter()
+        .filter(|e| matches!(e, Event::OverrideSet(_)))
+        .collect();
+    assert!(overrides.is_empty(), "{overrides:#?}");
+    run.stop().await;
+}
+
+/// The other side of the same rule: Talkdesk differs from both what the agent
+/// last saw and what it had decided, so someone else changed it while no
+/// agent was watching: that is drift, and `respect` adopts it.
+#[tokio::test]
+async fn talkdesk_a_change_the_agent_had_not_decided_is_drift_after_a_restart() {
+    let env = Env::new().await;
+    env.sim().set_state(SimState {
+        enabled: true,
+        settings: backup(),
+    });
+    let opts = ActuatorOptions {
+        on_drift: OnDrift::Respect,
+        ..fast_options()
+    };
+    let actuator = Actuator::new(
+        env.client.clone(),
+        opts,
+        profiles(),
+        env.metrics.clone(),
+        Arc::new(env.audit.clone()),
+    )
+    .with_last_seen(Some(LastSeen {
+        actual: Actual {
+            enabled: Some(false),
+            settings: None,
+        },
+        decided: Desired::Inactive,
+    }));
+    let run = spawn_with(actuator, Desired::Inactive);
+    run.wait("drift adopted", |s| s.adopted).await;
+    assert!(env.sim().state().enabled, "the UI's choice stands");
+    assert!(
+        run.events()
+            .iter()
+            .any(|e| matches!(e, Event::OverrideSet(o) if o.actor == "drift")),
+        "{:#?}",
+        run.events()
     );
     run.stop().await;
 }

@@ -55,13 +55,14 @@ use super::supervise::Supervisor;
 use crate::calendar::Calendar;
 use crate::cluster::Leadership;
 use crate::config::Config;
-use crate::domain::{Actual, Desired, Timestamp};
+use crate::domain::{Desired, Timestamp};
 use crate::engine::{Cause, Command, Engine, Event, Reason};
 use crate::notify::{Notice, Notices};
 use crate::server::control::{Applied, Control, ReloadError, StatusDoc};
 use crate::store::Store;
 use crate::store::inputs::{self, Input, StoredInput};
 use crate::talkdesk::actuator::ActuatorHandle;
+use crate::talkdesk::drift::LastSeen;
 use crate::telemetry::{AccountMetrics, AuditKind, AuditRecord, AuditSink, Metrics};
 
 /// Upper bound on how long the loop sleeps without a deadline.
@@ -228,6 +229,10 @@ pub(super) struct Loop {
     last_prune: Option<Instant>,
     /// A decision waiting for its document to be persisted.
     unpublished: Option<Unpublished>,
+    /// What the restored snapshot had decided, before what happened while no
+    /// engine ran was applied: the term's first actuator tells its own write
+    /// that landed after the last look from drift by it.
+    stored_decision: Desired,
 }
 
 /// A new desired state held back until the persister has settled the
@@ -277,6 +282,7 @@ impl Loop {
             calendar: parts.calendar,
             actuator: parts.actuator,
             store: parts.store,
+            stored_decision: restored.seen.desired.clone(),
             announcer: Announcer::new(parts.notices, restored.seen),
             progress: restored.progress,
             waiters: BTreeMap::new(),
@@ -304,7 +310,7 @@ impl Loop {
     pub(super) fn begin(&mut self, supervisor: &mut Supervisor) {
         self.persister.set_leading(self.lead.leader);
         if self.lead.leader {
-            supervisor.lead(self.last_seen());
+            supervisor.lead(self.last_seen(self.stored_decision.clone()));
         }
     }
 
@@ -331,7 +337,8 @@ impl Loop {
                 epoch = self.lead.epoch
             );
             self.persister.set_leading(true);
-            supervisor.lead(self.last_seen());
+            // This term's actuator worked for the engine's decision until now.
+            supervisor.lead(self.last_seen(self.engine.desired().clone()));
         } else if !self.lead.leader && was.leader {
             tracing::warn!(message = "Not the leader any more: actuator stopped, snapshot writes stopped.", leader = ?self.lead.leader_id, epoch = self.lead.epoch);
             self.restore_pending = false;
@@ -354,6 +361,7 @@ impl Loop {
                 self.restore_pending = false;
                 self.engine = restored.engine;
                 self.progress = restored.progress;
+                self.stored_decision = restored.seen.desired.clone();
                 self.announcer.restored(restored.seen);
                 // What the display engine did is not what this term does.
                 self.outcomes.clear();
@@ -365,7 +373,7 @@ impl Loop {
                 self.desired_tx.send_replace(self.engine.desired().clone());
                 self.execute(restored.commands, now).await;
                 self.refresh_gauges();
-                supervisor.lead(self.last_seen());
+                supervisor.lead(self.last_seen(self.stored_decision.clone()));
                 self.catch_up().await;
             }
             Err(error) => {
@@ -375,10 +383,12 @@ impl Loop {
     }
 
     /// What Talkdesk had when the engine last saw it (from the restored
-    /// snapshot, or the actuator's observations since): the new actuator
-    /// applies `on_drift` to a change made while none was running.
-    fn last_seen(&self) -> Option<Actual> {
-        self.engine.view(Timestamp::now()).actual
+    /// snapshot, or the actuator's observations since) and what the agent had
+    /// `decided` by then: the new actuator applies `on_drift` to a change made
+    /// while none was running.
+    fn last_seen(&self, decided: Desired) -> Option<LastSeen> {
+        let actual = self.engine.view(Timestamp::now()).actual?;
+        Some(LastSeen { actual, decided })
     }
 
     /// A configuration reload (`reload.rs`): the engine is rebuilt from the

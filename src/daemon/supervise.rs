@@ -16,9 +16,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::{Actual, Desired};
+use crate::domain::Desired;
 use crate::engine::Event;
 use crate::talkdesk::actuator::{Actuator, Reconfigure};
+use crate::talkdesk::drift::LastSeen;
 
 /// Builds the actuator of a new term from the current client, options and
 /// profiles (the fence and the status channel are the factory's).
@@ -30,8 +31,9 @@ pub(super) struct Supervisor {
     /// What the next term's actuator is built from: the configuration
     /// as last loaded (at start or by a reload).
     talkdesk: Reconfigure,
-    /// What Talkdesk had when the engine last saw it, for the next term.
-    last_seen: Option<Actual>,
+    /// What Talkdesk had when the engine last saw it, and what the agent had
+    /// decided by then, for the next term.
+    last_seen: Option<LastSeen>,
     desired: watch::Receiver<Desired>,
     /// This replica leads: an actuator should run (once the start gate opens).
     wanted: bool,
@@ -80,8 +82,9 @@ impl Supervisor {
     }
 
     /// This replica leads: an actuator may start (see [`Supervisor::start`]).
-    /// `last_seen`: what Talkdesk had when the engine last saw it.
-    pub(super) fn lead(&mut self, last_seen: Option<Actual>) {
+    /// `last_seen`: what Talkdesk had when the engine last saw it, and what
+    /// the agent had decided by then.
+    pub(super) fn lead(&mut self, last_seen: Option<LastSeen>) {
         self.wanted = true;
         self.last_seen = last_seen;
     }

@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::apply::Next;
 use super::client::Client;
-use super::drift::Adopted;
+use super::drift::{Adopted, LastSeen};
 use super::error::{FieldError, TalkdeskError};
 use super::plan::StoredForm;
 use crate::config::schema::OnDrift;
@@ -228,9 +228,10 @@ pub struct Actuator {
     pub(super) reads_unavailable: bool,
     /// The form Talkdesk stored our last settings in, when it differs.
     pub(super) form: Option<StoredForm>,
-    /// What Talkdesk had when the agent last saw it (the restored snapshot's
-    /// `actual`): checked once for drift that happened while it was away.
-    pub(super) last_seen: Option<Actual>,
+    /// What Talkdesk had when the agent last saw it and what the agent had
+    /// decided by then (the restored snapshot): checked once for drift that
+    /// happened while it was away.
+    pub(super) last_seen: Option<LastSeen>,
     /// New client, options and profiles from a configuration reload.
     reconfigure: Option<mpsc::Receiver<Reconfigure>>,
     /// The desired state as the engine says it now (set by `run`): a plan
@@ -291,12 +292,13 @@ impl Actuator {
     }
 
     /// What Talkdesk had when the agent last saw it (the engine snapshot's
-    /// `actual`, restored after a restart or a takeover). Before its first
-    /// write the actuator compares it with what Talkdesk has now, and applies
-    /// `on_drift` to a change made while no agent was watching (see
-    /// [`drift`](super::drift)). Without it (a fresh start) there is nothing
-    /// to compare with, and the daemon's start gate waits for evidence instead.
-    pub fn with_last_seen(mut self, last_seen: Option<Actual>) -> Actuator {
+    /// `actual`, restored after a restart or a takeover) and what the agent
+    /// had decided by then. Before its first write the actuator compares it
+    /// with what Talkdesk has now, and applies `on_drift` to a change made
+    /// while no agent was watching (see [`drift`](super::drift)). Without it
+    /// (a fresh start) there is nothing to compare with, and the daemon's
+    /// start gate waits for evidence instead.
+    pub fn with_last_seen(mut self, last_seen: Option<LastSeen>) -> Actuator {
         self.last_seen = last_seen;
         self
     }

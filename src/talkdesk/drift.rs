@@ -50,6 +50,20 @@ use crate::engine::event::{Event, Override};
 use crate::notify::{DriftAction, Notice, What};
 use crate::telemetry::{AuditKind, AuditRecord};
 
+/// What the agent knew when its previous actuator stopped (a restart, a
+/// takeover), for the next one's comparison with what Talkdesk has now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastSeen {
+    /// What Talkdesk had when the agent last saw it (the snapshot's `actual`).
+    pub actual: Actual,
+    /// What the agent had decided by then (the stored snapshot's desired
+    /// state, before the inputs that arrived while it was away are replayed).
+    /// A write of this decision may have landed after the last look (a
+    /// `kill -9` between the write and the snapshot recording it): Talkdesk
+    /// then has what the agent itself asked for, which is not drift.
+    pub decided: Desired,
+}
+
 /// A drift adopted under `on_drift = "respect"`.
 pub(super) struct Adopted {
     /// What we told the engine to want.
@@ -136,7 +150,7 @@ impl Actuator {
     /// the comparison: unreadable is not a reason to stay down.
     pub(crate) async fn reconcile_since(
         &mut self,
-        last: &Actual,
+        last: &LastSeen,
         desired: &Desired,
         events: &mpsc::Sender<Event>,
         shutdown: &CancellationToken,
@@ -177,11 +191,22 @@ impl Actuator {
             self.publish();
             return false;
         }
-        if !changed_while_away(last, &self.known) {
+        if !changed_while_away(&last.actual, &self.known) {
             // Talkdesk is as the agent left it: an unfinished write, not drift.
             return true;
         }
-        tracing::warn!(desired = %desired, last_seen = %describe(last), now = %describe(&self.known), "Talkdesk was changed while the agent was not watching.");
+        if plan::satisfies(
+            &self.known,
+            &last.decided,
+            &self.profiles,
+            self.form.as_ref(),
+        ) {
+            // Talkdesk has what the agent had decided: its own write landed
+            // after it last looked. Finish the current decision, not drift.
+            tracing::info!(message = "Talkdesk has what the agent decided before it stopped (its write landed after the last look); not drift: applying the current decision.", decided = %last.decided, desired = %desired, now = %describe(&self.known));
+            return true;
+        }
+        tracing::warn!(desired = %desired, last_seen = %describe(&last.actual), now = %describe(&self.known), "Talkdesk was changed while the agent was not watching.");
         self.drifted(desired, now, events).await
     }
 
