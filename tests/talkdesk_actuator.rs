@@ -999,3 +999,33 @@ async fn talkdesk_a_change_the_agent_had_not_decided_is_drift_after_a_restart() 
     );
     run.stop().await;
 }
+
+/// Issue 15: an activation write answered 200 that Talkdesk did not apply
+/// (a proxy's canned reply, a half-deployed backend) was taken as done: the
+/// fallback was reported on while Talkdesk had it off. What the reply says
+/// is stored decides: a mismatch is a failed attempt, retried.
+#[tokio::test]
+async fn talkdesk_an_activation_write_not_applied_is_a_failure_not_a_success() {
+    let env = Env::new().await;
+    env.sim().inject(Fault {
+        op: FaultOp::PutActivation,
+        wrong_body: true,
+        count: 2,
+        ..Fault::default()
+    });
+    let run = spawn_actuator(&env, fast_options(), active("backup"));
+    let s = run.converged(&active("backup")).await;
+    assert!(
+        env.sim().state().enabled,
+        "reported converged while Talkdesk has the fallback off: {s:#?}"
+    );
+    assert_eq!(env.count("put_activation"), 3, "{:#?}", env.calls());
+    assert!(
+        env.audit
+            .records()
+            .iter()
+            .any(|r| r.message.contains("stored something else")),
+        "the mismatch is audited"
+    );
+    run.stop().await;
+}

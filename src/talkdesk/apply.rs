@@ -307,15 +307,40 @@ impl Actuator {
                 };
                 self.verify_stored(sent, stored)?;
             }
-            Step::PutActivation(enabled) => match client.set_activation(enabled).await {
-                Ok(()) => self.known.enabled = Some(enabled),
-                Err(e) => {
-                    self.known.enabled = None;
-                    return Err(e);
+            Step::PutActivation(enabled) => {
+                let stored = match client.set_activation(enabled).await {
+                    Ok(Some(stored)) => Ok(stored),
+                    // No body to compare: read back what was stored.
+                    Ok(None) => client.get_activation().await,
+                    Err(e) => Err(e),
+                };
+                match stored {
+                    Ok(stored) => self.verify_activation(enabled, stored)?,
+                    Err(e) => {
+                        // A failed PUT may still have been applied: unknown now.
+                        self.known.enabled = None;
+                        return Err(e);
+                    }
                 }
-            },
+            }
         }
         Ok(())
+    }
+
+    /// What Talkdesk says it stored after an activation write: anything but
+    /// what was sent is a failure (retried), however the write was answered.
+    fn verify_activation(&mut self, sent: bool, stored: bool) -> Result<(), TalkdeskError> {
+        self.known.enabled = Some(stored);
+        if stored == sent {
+            return Ok(());
+        }
+        let word = |e: bool| if e { "enabled=true" } else { "enabled=false" };
+        Err(TalkdeskError::Mismatch {
+            op: Op::PutActivation,
+            status: 200,
+            sent: word(sent).to_string(),
+            stored: word(stored).to_string(),
+        })
     }
 
     /// What Talkdesk says it stored after a settings write: the same, the

@@ -13,7 +13,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use super::client::Client;
-use super::error::TalkdeskError;
+use super::error::{Op, TalkdeskError};
 use crate::backoff::backoff_delay;
 use crate::domain::{FallbackSettings, Profile};
 
@@ -108,7 +108,19 @@ async fn set(client: &Client, out: &mut dyn Write, enabled: bool) -> Result<(), 
             &format!("fallback already {}; nothing written\n", word(enabled)),
         );
     }
-    retry(|| client.set_activation(enabled)).await?;
+    // Honest: a 200 whose body says the old state is a failure (retried).
+    retry(|| async {
+        match client.set_activation(enabled).await? {
+            Some(stored) if stored != enabled => Err(TalkdeskError::Mismatch {
+                op: Op::PutActivation,
+                status: 200,
+                sent: format!("enabled={enabled}"),
+                stored: format!("enabled={stored}"),
+            }),
+            _ => Ok(()),
+        }
+    })
+    .await?;
     print(
         out,
         &format!(

@@ -356,13 +356,19 @@ impl Client {
         Ok(a.enabled)
     }
 
-    /// `PUT {api_base}{activation_path}` with `{"enabled": bool}`: a set, never a toggle.
-    pub async fn set_activation(&self, enabled: bool) -> Result<(), TalkdeskError> {
+    /// `PUT {api_base}{activation_path}` with `{"enabled": bool}`: a set,
+    /// never a toggle. Returns what the reply says is stored, when it says
+    /// (`{"enabled": bool}`); `None` when the reply has no such body (the
+    /// caller reads it back).
+    pub async fn set_activation(&self, enabled: bool) -> Result<Option<bool>, TalkdeskError> {
         let path = self.inner.activation_path.clone();
         let body = activation_body(enabled);
-        self.send(Op::PutActivation, Method::PUT, &path, Some(body))
+        let (_, reply) = self
+            .send(Op::PutActivation, Method::PUT, &path, Some(body))
             .await?;
-        Ok(())
+        Ok(serde_json::from_slice::<Activation>(&reply)
+            .ok()
+            .map(|a| a.enabled))
     }
 
     /// Activation and settings, read one after the other.

@@ -158,7 +158,7 @@ pub enum TalkdeskError {
     /// A write was answered with success, but what Talkdesk stored (its
     /// answer, or a read-back) routes callers differently from what was sent.
     #[error(
-        "Talkdesk {op} answered {status} but stored different settings: sent {sent}, stored {stored}"
+        "Talkdesk {op} answered {status} but stored something else: sent {sent}, stored {stored}"
     )]
     Mismatch {
         op: Op,

@@ -134,6 +134,10 @@ pub(super) async fn api_call(
             account.record(&call, status.as_u16(), Some(f));
             return r;
         }
+        if f.wrong_body {
+            account.record(&call, 200, Some(f));
+            return wrong_body(&account, op);
+        }
     }
 
     let resp = match op {
@@ -424,6 +428,24 @@ fn api(account: &AccountState, op: FaultOp, headers: &HeaderMap, body: &[u8]) ->
                 Err(fields) => invalid(fields),
             }
         }
+    }
+}
+
+/// `200 OK` with the wrong body (`Fault::wrong_body`): a write is not
+/// applied and its reply shows what the account still has; a read (or a
+/// token request) gets a page that is not the API's JSON.
+fn wrong_body(account: &AccountState, op: FaultOp) -> Response {
+    match op {
+        FaultOp::PutSettings => settings_response(&lock(&account.state).settings),
+        FaultOp::PutActivation => {
+            axum::Json(json!({"enabled": lock(&account.state).enabled})).into_response()
+        }
+        _ => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/html")],
+            "<html><body>This service has moved.</body></html>",
+        )
+            .into_response(),
     }
 }
 

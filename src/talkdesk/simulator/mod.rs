@@ -39,7 +39,7 @@ mod state;
 
 pub use account::AccountHandle;
 pub use conn::Conn;
-pub use faults::{Fault, FaultOp};
+pub use faults::{Fault, FaultOp, Mix};
 pub use journal::JournalEntry;
 pub use options::{
     DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TOKEN_TTL, OptionsError, SimAccount,
