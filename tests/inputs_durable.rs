@@ -62,10 +62,14 @@ fn sqlite(dir: &Path) -> String {
 
 async fn postgres(pg: &PgServer, dir: &Path) -> String {
     let db = pg.database().await;
+    postgres_db(pg, &db, dir)
+}
+
+fn postgres_db(pg: &PgServer, db: &str, dir: &Path) -> String {
     std::fs::write(dir.join("pg-password"), format!("{}\n", pg.password)).unwrap();
     format!(
         "url = {:?}\npassword_file = \"{}\"",
-        pg.url_without_password(&db),
+        pg.url_without_password(db),
         dir.join("pg-password").display()
     )
 }
@@ -341,17 +345,20 @@ async fn while_the_store_is_down_inputs_are_refused_with_503_and_none_is_accepte
     assert!(!a.incident_open().await, "a refused alert was applied");
 }
 
-/// Issue 15: a slow store (here another connection holding SQLite's write
-/// lock) once answered an override with an error and applied it seconds
-/// later, when the store caught up. An input refused must stay refused: the
-/// append is bounded and rolled back, not left to commit behind the answer.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_input_refused_by_a_slow_store_never_takes_effect_later() {
-    let dir = tempfile::tempdir().unwrap();
-    let a = Agent::start(dir.path(), "agent", &sqlite(dir.path())).await;
+/// Issue 15: a slow store (here another connection holding the store's
+/// write lock) once answered an override with an error and applied it
+/// seconds later, when the store caught up. An input refused must stay
+/// refused: the append is bounded and rolled back, not left to commit behind
+/// the answer. And the answer says so: "nothing was kept", not "unknown".
+async fn an_input_refused_by_a_slow_store_never_takes_effect_later(
+    store: &str,
+    dir: &Path,
+    take: impl AsyncFnOnce() -> StoreLock,
+) {
+    let a = Agent::start(dir, "agent", store).await;
 
     // Another process takes the write lock and keeps it until told.
-    let lock = WriteLock::take(&dir.path().join("state.db"));
+    let lock = take().await;
 
     // A webhook first, so the override's append waits behind another one,
     // as requests do when a store is slow.
@@ -359,7 +366,7 @@ async fn an_input_refused_by_a_slow_store_never_takes_effect_later() {
         let url = a.url("/v1/alerts/pagerduty");
         let sig = format!("v1={}", sign_hex(PD_SECRET, &[TRIGGERED.as_bytes()]));
         tokio::spawn(async move {
-            reqwest::Client::new()
+            let r = reqwest::Client::new()
                 .post(url)
                 .header("content-type", "application/json")
                 .header("X-PagerDuty-Signature", sig)
@@ -367,18 +374,27 @@ async fn an_input_refused_by_a_slow_store_never_takes_effect_later() {
                 .body(TRIGGERED)
                 .send()
                 .await
-                .unwrap()
-                .status()
+                .unwrap();
+            (r.status(), r.text().await.unwrap())
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (status, body) = put_override(&a).await;
-    let webhook = webhook.await.unwrap();
+    let (webhook, webhook_body) = webhook.await.unwrap();
     // The store catches up right after the answers.
-    lock.release();
+    lock.release().await;
 
     assert_eq!(status, reqwest::StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(webhook, reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    // A definite answer: the append's deadline passed and nothing was kept
+    // (not a store error, not "may still take effect").
+    for detail in [body.to_string(), webhook_body] {
+        assert!(
+            detail.contains("nothing was kept") && !detail.contains("may still"),
+            "{detail}\nlog:\n{}",
+            a.process.logs()
+        );
+    }
     a.wait("the store back", Duration::from_secs(30), async |a| {
         reqwest::get(a.url("/readyz"))
             .await
@@ -394,6 +410,51 @@ async fn an_input_refused_by_a_slow_store_never_takes_effect_later() {
         "a refused input was committed after all: {body}"
     );
     assert!(!a.incident_open().await, "a refused alert was applied");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_input_refused_by_a_slow_sqlite_never_takes_effect_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.db");
+    an_input_refused_by_a_slow_store_never_takes_effect_later(
+        &sqlite(dir.path()),
+        dir.path(),
+        async || StoreLock::Sqlite(WriteLock::take(&db)),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_input_refused_by_a_slow_postgres_never_takes_effect_later() {
+    let pg = PgServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let db = pg.database().await;
+    let store = postgres_db(&pg, &db, dir.path());
+    an_input_refused_by_a_slow_store_never_takes_effect_later(&store, dir.path(), async || {
+        let client = pg.connect(&db).await;
+        client
+            .batch_execute("BEGIN; LOCK TABLE inputs IN ACCESS EXCLUSIVE MODE")
+            .await
+            .unwrap();
+        StoreLock::Postgres(client)
+    })
+    .await;
+}
+
+/// Another connection holding the store's write lock.
+enum StoreLock {
+    Sqlite(WriteLock),
+    /// In a transaction holding `LOCK TABLE inputs IN ACCESS EXCLUSIVE MODE`.
+    Postgres(tokio_postgres::Client),
+}
+
+impl StoreLock {
+    async fn release(self) {
+        match self {
+            StoreLock::Sqlite(lock) => lock.release(),
+            StoreLock::Postgres(client) => client.batch_execute("ROLLBACK").await.unwrap(),
+        }
+    }
 }
 
 /// Takes SQLite's write lock from another connection, as another process

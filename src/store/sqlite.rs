@@ -6,10 +6,11 @@
 mod open;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::inputs::{SHARED_ACCOUNT, SHARED_RETENTION};
 use super::wake::Wakers;
@@ -191,6 +192,29 @@ impl SqliteStore {
         Self::on(self.conn.clone(), f)
     }
 
+    /// Like [`with`](Self::with), but waits for the connection only until
+    /// `deadline` ([`StoreError::Deadline`] then, nothing done): an input
+    /// append must not wait past its deadline behind other writes of this
+    /// process (audit rows, snapshots), each of which may wait up to the busy
+    /// timeout for another process's lock.
+    fn with_until<T, F>(
+        &self,
+        deadline: std::time::Instant,
+        f: F,
+    ) -> BoxFuture<'static, Result<T, StoreError>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        Box::pin(async move {
+            let guard = tokio::time::timeout_at(deadline.into(), conn.lock_owned())
+                .await
+                .map_err(|_| StoreError::Deadline)?;
+            Self::run_blocking(guard, f).await
+        })
+    }
+
     /// Runs the read `f` with the reading connection on the blocking pool.
     fn read<T, F>(&self, f: F) -> BoxFuture<'static, Result<T, StoreError>>
     where
@@ -205,15 +229,23 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || {
-                // A panic while holding the lock poisons it; the connection itself is still usable.
-                let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
-                f(&mut guard)
-            })
+        Box::pin(async move { Self::run_blocking(conn.lock_owned().await, f).await })
+    }
+
+    /// Runs `f` on the blocking pool with the connection held. An async
+    /// lock: a caller waiting for it can give up (`with_until`), and a panic
+    /// in `f` releases it (the connection itself is still usable).
+    async fn run_blocking<T, F>(
+        mut guard: OwnedMutexGuard<Connection>,
+        f: F,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        tokio::task::spawn_blocking(move || f(&mut guard))
             .await
             .map_err(|e| StoreError::Join(e.to_string()))?
-        })
     }
 }
 
@@ -460,7 +492,7 @@ impl Store for SqliteStore {
     ) -> BoxFuture<'_, Result<Vec<i64>, StoreError>> {
         let account = self.account.clone();
         let wakers = self.wakers.clone();
-        self.with(move |c| {
+        self.with_until(deadline, move |c| {
             let ids = append(c, &account, &inputs, deadline)?;
             wakers.wake(&account);
             Ok(ids)
@@ -473,7 +505,7 @@ impl Store for SqliteStore {
         deadline: std::time::Instant,
     ) -> BoxFuture<'_, Result<Vec<i64>, StoreError>> {
         let wakers = self.wakers.clone();
-        self.with(move |c| {
+        self.with_until(deadline, move |c| {
             let ids = append(c, SHARED_ACCOUNT, &inputs, deadline)?;
             wakers.wake(SHARED_ACCOUNT);
             Ok(ids)
@@ -745,14 +777,14 @@ mod tests {
         let mode: String = store
             .conn
             .lock()
-            .unwrap()
+            .await
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
         let sync: i64 = store
             .conn
             .lock()
-            .unwrap()
+            .await
             .query_row("PRAGMA synchronous", [], |r| r.get(0))
             .unwrap();
         assert_eq!(sync, 2, "synchronous = FULL");
@@ -819,7 +851,7 @@ mod tests {
         let version: String = store
             .conn
             .lock()
-            .unwrap()
+            .await
             .query_row(
                 "SELECT value FROM meta WHERE key = 'schema_version'",
                 [],
@@ -842,7 +874,7 @@ mod tests {
         store
             .conn
             .lock()
-            .unwrap()
+            .await
             .execute(
                 "UPDATE meta SET value = '99' WHERE key = 'schema_version'",
                 [],
@@ -865,7 +897,7 @@ mod tests {
         store
             .conn
             .lock()
-            .unwrap()
+            .await
             .execute(
                 "INSERT INTO audit (at, kind, message) VALUES (1, 'config_reload', 'old')",
                 [],

@@ -126,10 +126,12 @@ impl PostgresStore {
 
     /// Appends `inputs` under `account` ([`SHARED_ACCOUNT`]: shared) in one
     /// transaction and notifies the listeners; their ids in order. Bounded
-    /// by `deadline` (`Store::append_inputs`): the server cancels any
-    /// statement of the transaction (the advisory locks' waits included)
-    /// that runs past it, and a transaction that got there late is rolled
-    /// back instead of committed.
+    /// by `deadline` (`Store::append_inputs`) twice over: the server cancels
+    /// any statement of the transaction (the advisory locks' waits included)
+    /// that runs past it, and, since `statement_timeout` bounds each
+    /// statement and not their sum, the client stops waiting at the deadline
+    /// too. A transaction that got there late is rolled back instead of
+    /// committed (COMMIT is only sent before the deadline).
     async fn append(
         &self,
         account: &str,
@@ -143,7 +145,6 @@ impl PostgresStore {
             .iter()
             .map(serde_json::to_value)
             .collect::<Result<Vec<_>, _>>()?;
-        let now = Timestamp::now().as_millis();
         let left = || {
             deadline
                 .checked_duration_since(std::time::Instant::now())
@@ -153,60 +154,92 @@ impl PostgresStore {
         let mut client = tokio::time::timeout(left()?, self.pool.get())
             .await
             .map_err(|_| StoreError::Deadline)??;
-        let tx = client.transaction().await?;
-        // `SET LOCAL` ends with the transaction: pooled connections keep no
-        // timeout of ours. At least 1 ms (0 would mean none).
-        let timeout_ms = left()?.as_millis().max(1);
-        tx.batch_execute(&format!("SET LOCAL statement_timeout = {timeout_ms}"))
+        let tx = client
+            .transaction()
             .await
             .map_err(|e| deadline_or(e, &left))?;
-        // Held until commit: the ids taken below are committed before any
-        // larger one a reader of these rows can see, so its cursor never
-        // skips an input (see `store/inputs.rs`). Always the global lock
-        // first, so the two never deadlock.
-        if account == SHARED_ACCOUNT {
-            tx.execute(
-                "SELECT pg_advisory_xact_lock($1, 0)",
-                &[&SHARED_INPUTS_LOCK_CLASS],
-            )
-            .await
-            .map_err(|e| deadline_or(e, &left))?;
-        } else {
-            tx.execute(
-                "SELECT pg_advisory_xact_lock_shared($1, 0), pg_advisory_xact_lock($2, hashtext($3))",
-                &[&SHARED_INPUTS_LOCK_CLASS, &INPUTS_LOCK_CLASS, &account],
-            )
-            .await
-            .map_err(|e| deadline_or(e, &left))?;
+        let staged =
+            tokio::time::timeout_at(deadline.into(), stage(&tx, account, &docs, &left)).await;
+        match staged {
+            Ok(Ok(ids)) if left().is_ok() => {
+                tx.commit().await?;
+                Ok(ids)
+            }
+            Ok(Ok(_)) => {
+                // The caller is told "not accepted": it must stay true.
+                tx.rollback().await?;
+                Err(StoreError::Deadline)
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => {
+                // A statement still waits in the server (until its own
+                // timeout); the dropped transaction rolls back after it.
+                // The connection goes, not back to the pool to be waited on.
+                drop(tx);
+                drop(deadpool_postgres::Object::take(client));
+                Err(StoreError::Deadline)
+            }
         }
-        let insert = tx
-            .prepare_cached(
-                "INSERT INTO inputs (account, accepted_at, input)
-                 SELECT $1, $2, i.input
-                 FROM unnest($3::json[]) WITH ORDINALITY AS i(input, n)
-                 ORDER BY i.n
-                 RETURNING id",
-            )
-            .await?;
-        let mut ids: Vec<i64> = tx
-            .query(&insert, &[&account, &now, &docs])
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        // Identity values follow the ORDER BY; RETURNING's order is not
-        // promised, the ids' is.
-        ids.sort_unstable();
-        tx.execute("SELECT pg_notify($1, $2)", &[&listen::CHANNEL, &account])
-            .await?;
-        if left().is_err() {
-            // The caller is told "not accepted": it must stay true.
-            tx.rollback().await?;
-            return Err(StoreError::Deadline);
-        }
-        tx.commit().await?;
-        Ok(ids)
     }
+}
+
+/// The statements of an append, up to (not including) the commit.
+async fn stage(
+    tx: &deadpool_postgres::Transaction<'_>,
+    account: &str,
+    docs: &[serde_json::Value],
+    left: &impl Fn() -> Result<std::time::Duration, StoreError>,
+) -> Result<Vec<i64>, StoreError> {
+    let now = Timestamp::now().as_millis();
+    // `SET LOCAL` ends with the transaction: pooled connections keep no
+    // timeout of ours. At least 1 ms (0 would mean none).
+    let timeout_ms = left()?.as_millis().max(1);
+    tx.batch_execute(&format!("SET LOCAL statement_timeout = {timeout_ms}"))
+        .await
+        .map_err(|e| deadline_or(e, left))?;
+    // Held until commit: the ids taken below are committed before any
+    // larger one a reader of these rows can see, so its cursor never
+    // skips an input (see `store/inputs.rs`). Always the global lock
+    // first, so the two never deadlock.
+    if account == SHARED_ACCOUNT {
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1, 0)",
+            &[&SHARED_INPUTS_LOCK_CLASS],
+        )
+        .await
+        .map_err(|e| deadline_or(e, left))?;
+    } else {
+        tx.execute(
+            "SELECT pg_advisory_xact_lock_shared($1, 0), pg_advisory_xact_lock($2, hashtext($3))",
+            &[&SHARED_INPUTS_LOCK_CLASS, &INPUTS_LOCK_CLASS, &account],
+        )
+        .await
+        .map_err(|e| deadline_or(e, left))?;
+    }
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO inputs (account, accepted_at, input)
+             SELECT $1, $2, i.input
+             FROM unnest($3::json[]) WITH ORDINALITY AS i(input, n)
+             ORDER BY i.n
+             RETURNING id",
+        )
+        .await
+        .map_err(|e| deadline_or(e, left))?;
+    let mut ids: Vec<i64> = tx
+        .query(&insert, &[&account, &now, &docs])
+        .await
+        .map_err(|e| deadline_or(e, left))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    // Identity values follow the ORDER BY; RETURNING's order is not
+    // promised, the ids' is.
+    ids.sort_unstable();
+    tx.execute("SELECT pg_notify($1, $2)", &[&listen::CHANNEL, &account])
+        .await
+        .map_err(|e| deadline_or(e, left))?;
+    Ok(ids)
 }
 
 /// A statement cancelled by `statement_timeout` is the append's deadline
