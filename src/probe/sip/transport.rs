@@ -58,6 +58,12 @@ pub enum TransportError {
     Connect(SocketAddr, io::Error),
     #[error("send to {0} failed: {1}")]
     Send(SocketAddr, io::Error),
+    /// Every send was refused with an error ICMP reported for some other
+    /// datagram (see `UdpMux::send`): the request never left.
+    #[error(
+        "send to {0} kept failing with errors reported for other datagrams ({1}); the target was not tested"
+    )]
+    Echoes(SocketAddr, io::Error),
     #[error("read from {0} failed: {1}")]
     Read(SocketAddr, io::Error),
     #[error("{0} closed the connection before a final response")]
@@ -78,7 +84,7 @@ impl TransportError {
             TransportError::Connect(_, e)
             | TransportError::Send(_, e)
             | TransportError::Read(_, e) => crate::probe::local::is_local_io(e),
-            TransportError::Socket(_) => true,
+            TransportError::Socket(_) | TransportError::Echoes(..) => true,
             _ => false,
         }
     }
@@ -238,19 +244,27 @@ impl UdpMux {
     }
 
     async fn send(&self, dest: SocketAddr, bytes: &[u8]) -> Result<(), TransportError> {
-        // With IP_RECVERR, an ICMP error caused by *another* destination is
-        // also reported once by the next socket call, which may be this send.
-        // It says nothing about `dest` (the demultiplexer routes the real error
-        // from the queue), so retry a couple of times before giving up.
+        // With IP_RECVERR, every ICMP error this shared, unconnected socket
+        // receives (for any destination, proven or forged) also sets its
+        // pending error, which the next socket call reports instead of
+        // sending: this send, say. It says nothing about `dest` (the
+        // demultiplexer routes real errors from the error queue, checked
+        // against their offender), and reporting it cleared it, so send
+        // again. A stream of them (a forged ICMP flood at our port) that
+        // outlasts the retries leaves the attempt inconclusive: nothing was
+        // learned about the target, which must not count as its failure.
         let mut last = None;
-        for _ in 0..3 {
+        for _ in 0..ECHO_RETRIES {
             match self.socket.send_to(bytes, dest).await {
                 Ok(_) => return Ok(()),
-                Err(e) if is_icmp_echo(&e) => last = Some(e),
+                Err(e) if is_icmp_echo(&e) => {
+                    last = Some(e);
+                    tokio::task::yield_now().await;
+                }
                 Err(e) => return Err(TransportError::Send(dest, e)),
             }
         }
-        Err(TransportError::Send(
+        Err(TransportError::Echoes(
             dest,
             last.unwrap_or_else(|| io::Error::other("send failed")),
         ))
@@ -288,6 +302,10 @@ impl Drop for PendingGuard<'_> {
         }
     }
 }
+
+/// How many times a send refused with an echo of another datagram's ICMP
+/// error is tried (see `UdpMux::send`).
+const ECHO_RETRIES: usize = 32;
 
 fn is_icmp_echo(e: &io::Error) -> bool {
     matches!(
