@@ -2,12 +2,8 @@
 //! parser never panics either, and what it accepts prints back to itself.
 #![no_main]
 
-use continuity_agent::probe::sip::{parse_response, parse_target};
-use libfuzzer_sys::fuzz_target;
+#[path = "../checks.rs"]
+#[allow(dead_code)]
+mod checks;
 
-fuzz_target!(|data: &[u8]| {
-    let _ = parse_response(data);
-    if let Ok(s) = std::str::from_utf8(data) {
-        let _ = parse_target(s);
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::sip_response(data));
