@@ -944,7 +944,7 @@ async fn talkdesk_own_write_that_landed_after_the_last_look_is_not_drift() {
             enabled: Some(false),
             settings: None,
         },
-        decided: active("backup"),
+        decided: vec![active("backup")],
     }));
     let run = spawn_with(actuator, Desired::Inactive);
     let s = run.converged(&Desired::Inactive).await;
@@ -985,7 +985,7 @@ async fn talkdesk_a_change_the_agent_had_not_decided_is_drift_after_a_restart() 
             enabled: Some(false),
             settings: None,
         },
-        decided: Desired::Inactive,
+        decided: vec![Desired::Inactive],
     }));
     let run = spawn_with(actuator, Desired::Inactive);
     run.wait("drift adopted", |s| s.adopted).await;

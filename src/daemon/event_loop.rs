@@ -229,10 +229,6 @@ pub(super) struct Loop {
     last_prune: Option<Instant>,
     /// A decision waiting for its document to be persisted.
     unpublished: Option<Unpublished>,
-    /// What the restored snapshot had decided, before what happened while no
-    /// engine ran was applied: the term's first actuator tells its own write
-    /// that landed after the last look from drift by it.
-    stored_decision: Desired,
 }
 
 /// A new desired state held back until the persister has settled the
@@ -282,7 +278,6 @@ impl Loop {
             calendar: parts.calendar,
             actuator: parts.actuator,
             store: parts.store,
-            stored_decision: restored.seen.desired.clone(),
             announcer: Announcer::new(parts.notices, restored.seen),
             progress: restored.progress,
             waiters: BTreeMap::new(),
@@ -310,7 +305,7 @@ impl Loop {
     pub(super) fn begin(&mut self, supervisor: &mut Supervisor) {
         self.persister.set_leading(self.lead.leader);
         if self.lead.leader {
-            supervisor.lead(self.last_seen(self.stored_decision.clone()));
+            supervisor.lead(self.last_seen());
         }
     }
 
@@ -337,8 +332,7 @@ impl Loop {
                 epoch = self.lead.epoch
             );
             self.persister.set_leading(true);
-            // This term's actuator worked for the engine's decision until now.
-            supervisor.lead(self.last_seen(self.engine.desired().clone()));
+            supervisor.lead(self.last_seen());
         } else if !self.lead.leader && was.leader {
             tracing::warn!(message = "Not the leader any more: actuator stopped, snapshot writes stopped.", leader = ?self.lead.leader_id, epoch = self.lead.epoch);
             self.restore_pending = false;
@@ -361,7 +355,6 @@ impl Loop {
                 self.restore_pending = false;
                 self.engine = restored.engine;
                 self.progress = restored.progress;
-                self.stored_decision = restored.seen.desired.clone();
                 self.announcer.restored(restored.seen);
                 // What the display engine did is not what this term does.
                 self.outcomes.clear();
@@ -373,7 +366,7 @@ impl Loop {
                 self.desired_tx.send_replace(self.engine.desired().clone());
                 self.execute(restored.commands, now).await;
                 self.refresh_gauges();
-                supervisor.lead(self.last_seen(self.stored_decision.clone()));
+                supervisor.lead(self.last_seen());
                 self.catch_up().await;
             }
             Err(error) => {
@@ -383,12 +376,15 @@ impl Loop {
     }
 
     /// What Talkdesk had when the engine last saw it (from the restored
-    /// snapshot, or the actuator's observations since) and what the agent had
-    /// `decided` by then: the new actuator applies `on_drift` to a change made
-    /// while none was running.
-    fn last_seen(&self, decided: Desired) -> Option<LastSeen> {
+    /// snapshot, or the actuator's observations since) and what the agent
+    /// decided since: the new actuator applies `on_drift` to a change made
+    /// while none was running, and takes its own late writes for what they are.
+    fn last_seen(&self) -> Option<LastSeen> {
         let actual = self.engine.view(Timestamp::now()).actual?;
-        Some(LastSeen { actual, decided })
+        Some(LastSeen {
+            actual,
+            decided: self.engine.unseen().to_vec(),
+        })
     }
 
     /// A configuration reload (`reload.rs`): the engine is rebuilt from the

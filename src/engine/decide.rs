@@ -174,6 +174,10 @@ impl Engine {
         } else if !target.is_active() {
             self.st.active_since = None;
         }
+        if !self.st.unseen.contains(&target) {
+            // Bounded by the profiles (one entry per distinct decision).
+            self.st.unseen.push(target.clone());
+        }
         self.st.desired = target.clone();
         self.st.desired_since = Some(now);
         self.st.cause = Some(cause);

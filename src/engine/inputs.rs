@@ -55,7 +55,10 @@ impl Engine {
             } => self.on_drill_started(name, profile, until, now, out),
             Event::DrillEnded { name } => self.on_drill_ended(&name, out),
             Event::SelfCheck { ok, detail } => self.on_self_check(ok, detail, now, out),
-            Event::ActualObserved(a) => self.st.actual = Some(a),
+            Event::ActualObserved(a) => {
+                self.st.actual = Some(a);
+                self.st.unseen = vec![self.st.desired.clone()];
+            }
             Event::FlapRelease { actor } => self.on_flap_release(&actor, out),
             Event::Tick => {}
         }

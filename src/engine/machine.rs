@@ -97,6 +97,11 @@ impl Engine {
         &self.spec
     }
 
+    /// The decisions since Talkdesk was last observed (`State::unseen`).
+    pub fn unseen(&self) -> &[Desired] {
+        &self.st.unseen
+    }
+
     /// The current desired state.
     pub fn desired(&self) -> &Desired {
         &self.st.desired

@@ -75,6 +75,10 @@ pub struct Snapshot {
     pub flap: Flap,
     #[serde(default)]
     pub actual: Option<Actual>,
+    /// Decisions since `actual` was observed (`State::unseen`); absent in
+    /// older snapshots, which restore it as `[desired]`.
+    #[serde(default)]
+    pub unseen: Vec<Desired>,
     /// Time of the engine's last step before the snapshot; a restore later
     /// than this treats restored probe states as unconfirmed.
     #[serde(default)]
@@ -143,6 +147,7 @@ impl Engine {
             self_check_at: st.self_check_at,
             flap: st.flap.clone(),
             actual: st.actual.clone(),
+            unseen: st.unseen.clone(),
             taken_at: self.last_step,
         }
     }
@@ -236,6 +241,11 @@ impl Engine {
             ));
         }
         e.st.actual = snap.actual;
+        e.st.unseen = if snap.unseen.is_empty() {
+            vec![snap.desired.clone()]
+        } else {
+            snap.unseen
+        };
         e.st.desired = snap.desired;
         e.st.cause = snap.cause;
         e.st.reasons = snap.reasons;

@@ -94,6 +94,13 @@ pub struct State {
     pub self_check_at: Option<Timestamp>,
     pub flap: Flap,
     pub actual: Option<Actual>,
+    /// The decisions since Talkdesk was last observed: the one in force when
+    /// it was, then each later one, without repeats. A write of any of them
+    /// may still land after the agent stops (a plan finishes the write in
+    /// flight when superseded), so after a restart Talkdesk matching one of
+    /// them is the agent's own write, not a change made in the UI
+    /// (`talkdesk::drift::LastSeen`).
+    pub unseen: Vec<Desired>,
 }
 
 impl State {
@@ -118,6 +125,7 @@ impl State {
                 ..Flap::default()
             },
             actual: None,
+            unseen: vec![Desired::Inactive],
         }
     }
 }

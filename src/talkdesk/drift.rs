@@ -56,12 +56,13 @@ use crate::telemetry::{AuditKind, AuditRecord};
 pub struct LastSeen {
     /// What Talkdesk had when the agent last saw it (the snapshot's `actual`).
     pub actual: Actual,
-    /// What the agent had decided by then (the stored snapshot's desired
-    /// state, before the inputs that arrived while it was away are replayed).
-    /// A write of this decision may have landed after the last look (a
-    /// `kill -9` between the write and the snapshot recording it): Talkdesk
-    /// then has what the agent itself asked for, which is not drift.
-    pub decided: Desired,
+    /// What the agent decided since that look (the engine's `unseen`: the
+    /// decision in force then and each later one). A write of any of them
+    /// may have landed after the last look (a `kill -9` between the write
+    /// and the snapshot recording it; a superseded plan finishing its write
+    /// in flight): Talkdesk then has what the agent itself asked for, which
+    /// is not drift.
+    pub decided: Vec<Desired>,
 }
 
 /// A drift adopted under `on_drift = "respect"`.
@@ -195,15 +196,12 @@ impl Actuator {
             // Talkdesk is as the agent left it: an unfinished write, not drift.
             return true;
         }
-        if plan::satisfies(
-            &self.known,
-            &last.decided,
-            &self.profiles,
-            self.form.as_ref(),
-        ) {
+        let own =
+            |d: &&Desired| plan::satisfies(&self.known, d, &self.profiles, self.form.as_ref());
+        if let Some(own) = last.decided.iter().find(own) {
             // Talkdesk has what the agent had decided: its own write landed
             // after it last looked. Finish the current decision, not drift.
-            tracing::info!(message = "Talkdesk has what the agent decided before it stopped (its write landed after the last look); not drift: applying the current decision.", decided = %last.decided, desired = %desired, now = %describe(&self.known));
+            tracing::info!(message = "Talkdesk has what the agent decided before it stopped (its write landed after the last look); not drift: applying the current decision.", decided = %own, desired = %desired, now = %describe(&self.known));
             return true;
         }
         tracing::warn!(desired = %desired, last_seen = %describe(&last.actual), now = %describe(&self.known), "Talkdesk was changed while the agent was not watching.");

@@ -385,3 +385,44 @@ fn engine_restored_probe_states_are_not_fresh_evidence_until_confirmed() {
     later.step(ok("status"), t(3602));
     assert!(later.has_fresh_evidence());
 }
+
+/// The decisions since Talkdesk was last observed (`unseen`): a write of
+/// any of them may land after a `kill -9`, so a restart must know them all,
+/// not only the last (the fallback otherwise stayed on after a superseded
+/// "on" write landed: tests/crash_cycles.rs).
+#[test]
+fn engine_remembers_every_decision_since_talkdesk_was_last_seen() {
+    let mut e = engine();
+    let off = crate::domain::Actual {
+        enabled: Some(false),
+        settings: None,
+    };
+    e.step(Event::ActualObserved(off.clone()), t(1));
+    assert_eq!(e.unseen(), &[Inactive]);
+    e.step(override_set(active("backup"), 2, 600), t(2));
+    e.step(
+        Event::OverrideCleared {
+            actor: "oncall".into(),
+            reason: None,
+        },
+        t(3),
+    );
+    e.step(override_set(active("backup"), 4, 600), t(4));
+    assert_eq!(
+        e.unseen(),
+        &[Inactive, active("backup")],
+        "each decision once, in order"
+    );
+    // Kept across a restart...
+    let (r, _) = Engine::restore(spec(BASE), json_roundtrip(&e.snapshot()), t(5));
+    assert_eq!(r.unseen(), e.unseen());
+    // ...and forgotten once Talkdesk is seen again.
+    e.step(Event::ActualObserved(off), t(6));
+    assert_eq!(e.unseen(), &[active("backup")]);
+
+    // A snapshot written before `unseen` existed: its decision stands for it.
+    let mut old = serde_json::to_value(e.snapshot()).unwrap();
+    old.as_object_mut().unwrap().remove("unseen");
+    let (r, _) = Engine::restore(spec(BASE), serde_json::from_value(old).unwrap(), t(7));
+    assert_eq!(r.unseen(), &[active("backup")]);
+}
