@@ -1969,3 +1969,56 @@ async fn forged_icmp_flood_fails_no_healthy_trunk() {
         "healthy trunk failed under a forged ICMP flood: {failed:?}"
     );
 }
+
+/// Over TCP a reply must answer our transaction by the same rule as over
+/// UDP: top Via branch, Call-ID, CSeq number and method `OPTIONS`. The
+/// stream path once skipped the method, so a 200 for an INVITE with our
+/// identifiers counted as up. Here the trunk answers exactly that, then
+/// nothing: the probe must time out; a genuine 200 on the next connection
+/// makes it up (the control).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tcp_a_reply_for_another_method_is_not_ours() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind((TRUNK_IP, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let mut connections = Vec::new();
+        for genuine in [false, true] {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = Vec::new();
+            let req = loop {
+                let mut chunk = [0u8; 4096];
+                let n = s.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "the probe closed before sending its OPTIONS");
+                buf.extend_from_slice(&chunk[..n]);
+                if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break parse_req(&buf[..end + 4]).expect("an OPTIONS request");
+                }
+            };
+            let reply = if genuine {
+                Msg::ok(&req)
+            } else {
+                Msg::ok(&req).set("CSeq", format!("CSeq: {} INVITE", req.cseq))
+            };
+            s.write_all(&reply.bytes()).await.unwrap();
+            // Kept open: a closed stream would end the probe by itself.
+            connections.push(s);
+        }
+        connections
+    });
+    let target = parse_target(&format!("sip:{addr};transport=tcp")).expect("target");
+    let probe = SipProbe::new(
+        "tcp-trunk",
+        target,
+        Accept::default(),
+        Duration::from_millis(800),
+    );
+    let out = probe.check().await;
+    assert!(
+        !out.success && out.detail.starts_with("timeout"),
+        "a 200 for INVITE answered our OPTIONS: {out:?}"
+    );
+    let out = probe.check().await;
+    assert!(out.success, "the genuine 200: {out:?}");
+    server.await.unwrap();
+}

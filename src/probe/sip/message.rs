@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use rand::Rng;
 use rand::distr::Alphanumeric;
 
+use super::parse::SipResponse;
 use super::target::{SipTarget, Transport};
 
 /// RFC 3261 8.1.1.7: every branch starts with this magic cookie.
@@ -17,6 +18,25 @@ pub struct TransactionKey {
     pub branch: String,
     pub call_id: String,
     pub cseq: u32,
+}
+
+impl TransactionKey {
+    /// Whether `r` answers this transaction (RFC 3261 17.1.3): it echoes
+    /// our top Via branch, our Call-ID and our CSeq, number and method. The
+    /// one rule for every transport (the UDP demultiplexer checks the
+    /// sender's host besides).
+    pub fn answered_by(&self, r: &SipResponse) -> bool {
+        answers(r, &self.branch, &self.call_id, self.cseq)
+    }
+}
+
+/// [`TransactionKey::answered_by`] for a transaction kept as its parts.
+pub(super) fn answers(r: &SipResponse, branch: &str, call_id: &str, cseq: u32) -> bool {
+    r.branch.as_deref() == Some(branch)
+        && r.call_id.as_deref() == Some(call_id)
+        && r.cseq
+            .as_ref()
+            .is_some_and(|(n, m)| *n == cseq && m == "OPTIONS")
 }
 
 /// One OPTIONS request ready to send.
@@ -100,8 +120,29 @@ impl OptionsRequest {
 
 #[cfg(test)]
 mod tests {
+    use super::super::parse::parse_response;
     use super::super::target::parse_target;
     use super::*;
+
+    #[test]
+    fn a_response_answers_the_key_only_when_every_identifier_matches() {
+        let key = TransactionKey {
+            branch: "z9hG4bKabc".into(),
+            call_id: "cid@h".into(),
+            cseq: 7,
+        };
+        let reply = |branch: &str, call_id: &str, cseq: &str| {
+            let text = format!(
+                "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch={branch}\r\nCall-ID: {call_id}\r\nCSeq: {cseq}\r\nContent-Length: 0\r\n\r\n"
+            );
+            parse_response(text.as_bytes()).unwrap()
+        };
+        assert!(key.answered_by(&reply("z9hG4bKabc", "cid@h", "7 OPTIONS")));
+        assert!(!key.answered_by(&reply("z9hG4bKabd", "cid@h", "7 OPTIONS")));
+        assert!(!key.answered_by(&reply("z9hG4bKabc", "cid@x", "7 OPTIONS")));
+        assert!(!key.answered_by(&reply("z9hG4bKabc", "cid@h", "8 OPTIONS")));
+        assert!(!key.answered_by(&reply("z9hG4bKabc", "cid@h", "7 INVITE")));
+    }
 
     #[test]
     fn request_has_every_rfc3261_header() {

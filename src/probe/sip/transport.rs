@@ -33,7 +33,7 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::oneshot;
 use tokio::time::{Instant, sleep_until};
 
-use super::message::TransactionKey;
+use super::message::{TransactionKey, answers};
 use super::parse::{
     Header, SipResponse, canonical, message_len, parse_response, split_head, via_branch,
 };
@@ -374,12 +374,7 @@ fn dispatch(bytes: &[u8], from: SocketAddr, pending: &Mutex<HashMap<String, Pend
     // A reply must come from the host the request went to: the branch is
     // random, but a reply from elsewhere has no business deciding a trunk.
     let matches = p.get(&branch).is_some_and(|w| {
-        same_ip(from.ip(), w.dest.ip())
-            && response.call_id.as_deref() == Some(w.call_id.as_str())
-            && response
-                .cseq
-                .as_ref()
-                .is_some_and(|(n, m)| *n == w.cseq && m == "OPTIONS")
+        same_ip(from.ip(), w.dest.ip()) && answers(&response, &branch, &w.call_id, w.cseq)
     });
     if !matches {
         tracing::debug!(message = "SIP/UDP response matches no transaction.", %from, %branch);
@@ -535,10 +530,7 @@ pub async fn stream_transact<S: AsyncRead + AsyncWrite + Unpin>(
             let Ok(response) = parse_response(&msg) else {
                 continue; // A request or keep-alive from the peer.
             };
-            let ours = response.branch.as_deref() == Some(key.branch.as_str())
-                && response.call_id.as_deref() == Some(key.call_id.as_str())
-                && response.cseq.as_ref().is_some_and(|(n, _)| *n == key.cseq);
-            if ours && !response.is_provisional() {
+            if key.answered_by(&response) && !response.is_provisional() {
                 return Ok(Reply {
                     response,
                     at,
