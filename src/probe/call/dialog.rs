@@ -77,9 +77,9 @@ pub fn parse_incoming(bytes: &[u8]) -> Result<Incoming, ParseError> {
                 || (!short.is_empty() && name.eq_ignore_ascii_case(short))
         };
         if canonical(name) == Some(Header::To) && reply.to_tag.is_none() {
-            reply.to_tag = tag(value);
+            reply.to_tag = tag(&value);
         } else if is("Contact", "m") && reply.contact.is_none() {
-            reply.contact = uri_of(value);
+            reply.contact = uri_of(&value);
         } else if is("Record-Route", "") {
             reply
                 .record_route

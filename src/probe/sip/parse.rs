@@ -9,6 +9,8 @@
 //! We do not use a full SIP grammar crate: a ping needs four fields, and a
 //! tolerant hand parser accepts the odd formatting real SBCs send.
 
+use std::borrow::Cow;
+
 /// The parts of a response the probe needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SipResponse {
@@ -50,7 +52,9 @@ pub enum ParseError {
 pub const MAX_HEAD: usize = 64 * 1024;
 
 /// Parse one SIP response (a whole datagram, or one message framed by
-/// [`message_len`]).
+/// [`message_len`]). A Content-Length that is not a number, differs from
+/// another one, or promises more body than the message has makes it
+/// malformed (RFC 3261 7.5; 18.3: such a response MUST be discarded).
 pub fn parse_response(bytes: &[u8]) -> Result<SipResponse, ParseError> {
     let (start, headers) = split_head(bytes)?;
     let mut parts = start.splitn(3, ' ');
@@ -73,18 +77,30 @@ pub fn parse_response(bytes: &[u8]) -> Result<SipResponse, ParseError> {
         cseq: None,
     };
     let mut seen_via = false;
+    let mut length: Option<usize> = None;
     for (name, value) in headers {
         match canonical(name) {
+            Some(Header::ContentLength) => {
+                let n = content_length(&value)?;
+                if length.is_some_and(|l| l != n) {
+                    return Err(ParseError::BadContentLength(format!(
+                        "{} and {n}",
+                        length.unwrap_or_default()
+                    )));
+                }
+                length = Some(n);
+            }
             Some(Header::Via) if !seen_via => {
                 seen_via = true;
-                resp.branch = via_branch(value);
+                resp.branch = via_branch(&value);
             }
             Some(Header::CallId) if resp.call_id.is_none() => {
                 resp.call_id = Some(value.trim().to_string());
             }
             Some(Header::CSeq) if resp.cseq.is_none() => {
+                // `CSeq = 1*DIGIT LWS Method`: anything after is malformed.
                 let mut it = value.split_whitespace();
-                if let (Some(n), Some(m)) = (it.next(), it.next())
+                if let (Some(n), Some(m), None) = (it.next(), it.next(), it.next())
                     && let Ok(n) = n.parse::<u32>()
                 {
                     resp.cseq = Some((n, m.to_ascii_uppercase()));
@@ -93,7 +109,38 @@ pub fn parse_response(bytes: &[u8]) -> Result<SipResponse, ParseError> {
             _ => {}
         }
     }
+    let body = body_len(bytes);
+    if let Some(l) = length.filter(|l| *l > body) {
+        return Err(ParseError::BadContentLength(format!(
+            "{l}, but the body has {body} bytes"
+        )));
+    }
     Ok(resp)
+}
+
+/// `Content-Length = 1*DIGIT` (no sign, no spaces inside, no hex).
+fn content_length(value: &str) -> Result<usize, ParseError> {
+    let v = value.trim();
+    v.bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| v.parse::<usize>().ok())
+        .flatten()
+        .ok_or_else(|| ParseError::BadContentLength(truncate(v)))
+}
+
+/// The bytes after the blank line that ends the header section (CRLF CRLF,
+/// or LF LF as tolerated); none if there is no blank line. Leading CRLF
+/// keep-alives are skipped, as `split_head` does.
+fn body_len(bytes: &[u8]) -> usize {
+    let start = bytes
+        .iter()
+        .position(|b| *b != b'\r' && *b != b'\n')
+        .unwrap_or(bytes.len());
+    let bytes = &bytes[start..];
+    let after = find_head_end(bytes)
+        .map(|i| i + 4)
+        .or_else(|| bytes.windows(2).position(|w| w == b"\n\n").map(|i| i + 2));
+    after.map_or(0, |a| bytes.len().saturating_sub(a))
 }
 
 /// For stream transports: the total length of the first message in `buf`
@@ -124,8 +171,9 @@ pub fn message_len(buf: &[u8]) -> Result<Option<usize>, ParseError> {
     Ok((buf.len() >= total).then_some(total))
 }
 
-/// A start line and its `(name, value)` header lines.
-pub(crate) type Head<'a> = (&'a str, Vec<(&'a str, &'a str)>);
+/// A start line and its `(name, value)` header lines (a folded value is
+/// unfolded, so owned; the rest borrow the message).
+pub(crate) type Head<'a> = (&'a str, Vec<(&'a str, Cow<'a, str>)>);
 
 /// The start line and the unfolded header lines of a SIP message (request or
 /// response). Shared with the test responder, which parses requests.
@@ -147,19 +195,23 @@ pub(crate) fn split_head(bytes: &[u8]) -> Result<Head<'_>, ParseError> {
     if start.is_empty() {
         return Err(ParseError::Empty);
     }
-    let mut headers: Vec<(&str, &str)> = Vec::new();
+    let mut headers: Vec<(&str, Cow<'_, str>)> = Vec::new();
     for line in lines {
         if line.is_empty() {
             break;
         }
-        // Header folding (obsolete but legal in RFC 3261): a continuation line
-        // belongs to the previous header. We keep only the first line's value,
-        // which holds every field we read in practice.
+        // Header folding (obsolete but legal, RFC 3261 7.3.1): a continuation
+        // line belongs to the previous header, joined with one space. Before
+        // any header it belongs to nothing.
         if line.starts_with([' ', '\t']) {
+            if let Some((_, value)) = headers.last_mut() {
+                let joined = format!("{} {}", value.trim_end(), line.trim());
+                *value = Cow::Owned(joined);
+            }
             continue;
         }
         if let Some((name, value)) = line.split_once(':') {
-            headers.push((name.trim(), value.trim()));
+            headers.push((name.trim(), Cow::Borrowed(value.trim())));
         }
     }
     Ok((start, headers))
@@ -278,6 +330,47 @@ mod tests {
         // Missing headers are not errors; the matcher rejects the response.
         let r = parse_response(b"SIP/2.0 200 OK").unwrap();
         assert_eq!((r.branch, r.call_id, r.cseq), (None, None, None));
+    }
+
+    /// RFC 3261 18.3: a response whose Content-Length is unparsable, or
+    /// larger than the body the datagram carries, MUST be discarded.
+    #[test]
+    fn a_bad_or_too_large_content_length_is_malformed() {
+        let with = |cl: &str, body: &str| {
+            parse_response(format!("\r\nSIP/2.0 200 OK\r\n{cl}\r\n\r\n{body}").as_bytes())
+        };
+        assert!(with("Content-Length: 0", "").is_ok());
+        assert!(with("l: 4", "abcd").is_ok());
+        assert!(
+            with("Content-Length: 2", "abcd").is_ok(),
+            "extra bytes are dropped"
+        );
+        assert!(
+            parse_response(b"SIP/2.0 200 OK\nContent-Length: 2\n\nab").is_ok(),
+            "LF-only"
+        );
+        for bad in [
+            "-1",
+            "abc",
+            "+4",
+            "0x10",
+            "",
+            "1e3",
+            "18446744073709551616",
+            "5",
+        ] {
+            assert!(
+                matches!(
+                    with(&format!("Content-Length: {bad}"), "abcd"),
+                    Err(ParseError::BadContentLength(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            with("Content-Length: 0\r\nContent-Length: 4", "abcd"),
+            Err(ParseError::BadContentLength(_))
+        ));
     }
 
     #[test]
