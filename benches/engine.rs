@@ -6,7 +6,10 @@
 //!   common case: most results change nothing);
 //! - `probe_result_flip`: results that flip a probe up/down every step
 //!   (rise = fall = 1), forcing its rule to be re-evaluated;
-//! - `tick`: a timer tick with nothing due.
+//! - `tick`: a timer tick with nothing due;
+//! - `one_glob`: the SIP benchmark's shape (`bench/sip.rs`): one rule over
+//!   all 10,000 probes (`down = "trunk-*"`), a result that changes nothing,
+//!   then `next_deadline`, as the daemon's loop does after every step.
 //!
 //! Run: `cargo bench --bench engine`.
 //!
@@ -94,6 +97,24 @@ fn result(probe: &str, success: bool) -> Event {
     }
 }
 
+/// One rule reading every probe through one glob (`down = "trunk-*"`).
+fn one_glob_spec() -> EngineSpec {
+    let mut s = spec();
+    let ids: Vec<String> = s.probes.iter().map(|p| p.id.clone()).collect();
+    let first = s.rules.swap_remove(0);
+    s.rules = vec![RuleSpec {
+        name: "trunks-down".into(),
+        when: Expr::Probes {
+            state: ProbeHealth::Down,
+            glob: "*".into(),
+            probes: ids,
+            at_least: None,
+        },
+        ..first
+    }];
+    s
+}
+
 fn bench(c: &mut Criterion) {
     let ids: Vec<String> = spec().probes.iter().map(|p| p.id.clone()).collect();
 
@@ -118,6 +139,25 @@ fn bench(c: &mut Criterion) {
             black_box(e.step(result(id, n % 2 == 1), Timestamp(now)))
         })
     });
+
+    let mut e = Engine::new(one_glob_spec());
+    let mut now = 0;
+    for id in &ids {
+        now += 1;
+        e.step(result(id, true), Timestamp(now));
+    }
+    let mut i = 0usize;
+    c.bench_function(
+        "step+next_deadline/probe_result_no_change (10k probes in one glob rule)",
+        |b| {
+            b.iter(|| {
+                i = (i + 1) % ids.len();
+                now += 1;
+                black_box(e.step(result(&ids[i], true), Timestamp(now)));
+                black_box(e.next_deadline())
+            })
+        },
+    );
 
     let (mut e, mut now) = warm();
     c.bench_function("step/tick (10k probes, 100 rules)", |b| {

@@ -96,6 +96,7 @@ impl Engine {
         );
         if self.stale[i] && (agrees || u.transition.is_some()) {
             self.stale[i] = false;
+            self.stale_left = self.stale_left.saturating_sub(1);
             self.mark_probe_dirty(i);
         }
         if let Some((from, to)) = u.transition {

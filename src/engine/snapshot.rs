@@ -182,6 +182,7 @@ impl Engine {
                 dropped -= 1;
             }
         }
+        e.stale_left = e.stale.iter().filter(|&&s| s).count();
         if dropped > 0 {
             notes.push(format!("{dropped} probe(s) no longer configured dropped"));
         }
