@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 
 use account::AccountFamilies;
 pub use account::{AccountMetrics, AccountVec};
-use prometheus::core::Collector;
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -166,230 +165,83 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let registry = Registry::new();
-        let mut names = Vec::new();
-        macro_rules! reg {
-            ($m:expr) => {{
-                let m = $m.expect("metric definition is valid");
-                names.extend(m.desc().iter().map(|d| d.fq_name.clone()));
-                registry
-                    .register(Box::new(m.clone()))
-                    .expect("metric names are unique");
-                m
-            }};
-        }
+        let mut r = Registrar::default();
         Metrics {
-            accounts: AccountFamilies {
-                leader: reg!(IntGaugeVec::new(
-                    Opts::new(
-                        "continuity_leader",
-                        "Whether this replica holds the account's lease and may actuate (0/1)."
-                    ),
-                    &["account"]
-                )),
-                epoch: reg!(IntGaugeVec::new(
-                    Opts::new(
-                        "continuity_epoch",
-                        "The account's leadership epoch this replica last saw (each change of leader adds one)."
-                    ),
-                    &["account"]
-                )),
-                fallback_desired: reg!(IntGaugeVec::new(
-                    Opts::new(
-                        "continuity_fallback_desired",
-                        "Whether the engine wants the fallback on (0/1)."
-                    ),
-                    &["account"]
-                )),
-                fallback_actual: reg!(IntGaugeVec::new(
-                    Opts::new(
-                        "continuity_fallback_actual",
-                        "Whether Talkdesk's fallback was last seen on (1), off (0) or unknown (-1)."
-                    ),
-                    &["account"]
-                )),
-                transitions_total: reg!(IntCounterVec::new(
-                    Opts::new(
-                        "continuity_transitions_total",
-                        "Desired-state changes by new state and cause."
-                    ),
-                    &["to", "cause", "account"]
-                )),
-                rule_state: reg!(IntGaugeVec::new(
-                    Opts::new(
-                        "continuity_rule_state",
-                        "Rule state: 0 inactive, 1 pending, 2 firing, 3 clearing."
-                    ),
-                    &["rule", "account"]
-                )),
-                alerts_active: reg!(IntGaugeVec::new(
-                    Opts::new("continuity_alerts_active", "Alerts currently firing."),
-                    &["account"]
-                )),
-                talkdesk_requests_total: reg!(IntCounterVec::new(
-                    Opts::new(
-                        "continuity_talkdesk_requests_total",
-                        "Talkdesk API requests by operation and status."
-                    ),
-                    &["op", "status", "account"]
-                )),
-                talkdesk_request_duration_seconds: reg!(HistogramVec::new(
-                    HistogramOpts::new(
-                        "continuity_talkdesk_request_duration_seconds",
-                        "Duration of Talkdesk API requests."
-                    )
-                    .buckets(TALKDESK_BUCKETS.to_vec()),
-                    &["op", "account"]
-                )),
-                override_active: reg!(IntGaugeVec::new(
-                    Opts::new(
-                        "continuity_override_active",
-                        "Whether a manual override is in force (0/1)."
-                    ),
-                    &["account"]
-                )),
-                flapping: reg!(IntGaugeVec::new(
-                    Opts::new(
-                        "continuity_flapping",
-                        "Whether the flap latch holds the fallback on (0/1)."
-                    ),
-                    &["account"]
-                )),
-                blind: reg!(IntGaugeVec::new(
-                    Opts::new(
-                        "continuity_blind",
-                        "Whether the agent's own self-check fails, freezing probe-driven rules (0/1)."
-                    ),
-                    &["account"]
-                )),
-                divergence_seconds: reg!(GaugeVec::new(
-                    Opts::new(
-                        "continuity_divergence_seconds",
-                        "How long desired and actual fallback state have differed (0 when converged)."
-                    ),
-                    &["account"]
-                )),
-                actuation_failures_total: reg!(IntCounterVec::new(
-                    Opts::new(
-                        "continuity_actuation_failures_total",
-                        "Failed actuation attempts by error kind."
-                    ),
-                    &["kind", "account"]
-                )),
-                drift_total: reg!(IntCounterVec::new(
-                    Opts::new(
-                        "continuity_drift_total",
-                        "Changes made to Talkdesk outside the agent, by what on_drift did (adopted, corrected)."
-                    ),
-                    &["action", "account"]
-                )),
-                alerts_dropped_total: reg!(IntCounterVec::new(
-                    Opts::new(
-                        "continuity_alerts_dropped_total",
-                        "New alerts not taken because alerts.max_active alerts were active."
-                    ),
-                    &["account"]
-                )),
-            },
+            accounts: AccountFamilies::register(&mut r),
             handles: Arc::default(),
-            probe_up: reg!(IntGaugeVec::new(
-                Opts::new(
-                    "continuity_probe_up",
-                    "Probe health: 1 up, 0 down, -1 unknown."
-                ),
-                &["probe", "type"]
-            )),
-            probe_duration_seconds: reg!(HistogramVec::new(
-                HistogramOpts::new(
-                    "continuity_probe_duration_seconds",
-                    "Duration of probe attempts."
-                )
-                .buckets(PROBE_BUCKETS.to_vec()),
-                &["probe", "type"]
-            )),
-            probe_results_total: reg!(IntCounterVec::new(
-                Opts::new(
-                    "continuity_probe_results_total",
-                    "Probe attempts by result."
-                ),
-                &["probe", "result"]
-            )),
-            alerts_received_total: reg!(IntCounterVec::new(
-                Opts::new(
-                    "continuity_alerts_received_total",
-                    "Alert webhook deliveries by source and result."
-                ),
-                &["source", "result"]
-            )),
-            call_post_dial_delay_seconds: reg!(HistogramVec::new(
-                HistogramOpts::new(
-                    "continuity_call_post_dial_delay_seconds",
-                    "Test calls: time from INVITE to the first ringing or progress response (18x)."
-                )
-                .buckets(CALL_BUCKETS.to_vec()),
-                &["probe"]
-            )),
-            call_answer_seconds: reg!(HistogramVec::new(
-                HistogramOpts::new(
-                    "continuity_call_answer_seconds",
-                    "Test calls: time from INVITE to the answer (2xx)."
-                )
-                .buckets(CALL_BUCKETS.to_vec()),
-                &["probe"]
-            )),
-            call_media_packets: reg!(IntGaugeVec::new(
-                Opts::new(
-                    "continuity_call_media_packets",
-                    "Test calls: RTP packets received during the last answered call."
-                ),
-                &["probe"]
-            )),
-            call_media_loss_ratio: reg!(GaugeVec::new(
-                Opts::new(
-                    "continuity_call_media_loss_ratio",
-                    "Test calls: inbound RTP packet loss of the last answered call (0 to 1)."
-                ),
-                &["probe"]
-            )),
-            call_media_jitter_seconds: reg!(GaugeVec::new(
-                Opts::new(
-                    "continuity_call_media_jitter_seconds",
-                    "Test calls: inbound RTP interarrival jitter (RFC 3550) of the last answered call."
-                ),
-                &["probe"]
-            )),
-            config_reloads_total: reg!(IntCounterVec::new(
-                Opts::new(
-                    "continuity_config_reloads_total",
-                    "Configuration reloads (SIGHUP, POST /-/reload) by result."
-                ),
-                &["result"]
-            )),
-            api_connections: reg!(IntGauge::new(
-                "continuity_api_connections",
-                "API connections open now."
-            )),
-            api_connections_rejected_total: reg!(IntCounter::new(
+            probe_up: r.int_gauge_vec(
+                "continuity_probe_up",
+                "Probe health: 1 up, 0 down, -1 unknown.",
+                &["probe", "type"],
+            ),
+            probe_duration_seconds: r.histogram_vec(
+                "continuity_probe_duration_seconds",
+                "Duration of probe attempts.",
+                PROBE_BUCKETS,
+                &["probe", "type"],
+            ),
+            probe_results_total: r.int_counter_vec(
+                "continuity_probe_results_total",
+                "Probe attempts by result.",
+                &["probe", "result"],
+            ),
+            alerts_received_total: r.int_counter_vec(
+                "continuity_alerts_received_total",
+                "Alert webhook deliveries by source and result.",
+                &["source", "result"],
+            ),
+            call_post_dial_delay_seconds: r.histogram_vec(
+                "continuity_call_post_dial_delay_seconds",
+                "Test calls: time from INVITE to the first ringing or progress response (18x).",
+                CALL_BUCKETS,
+                &["probe"],
+            ),
+            call_answer_seconds: r.histogram_vec(
+                "continuity_call_answer_seconds",
+                "Test calls: time from INVITE to the answer (2xx).",
+                CALL_BUCKETS,
+                &["probe"],
+            ),
+            call_media_packets: r.int_gauge_vec(
+                "continuity_call_media_packets",
+                "Test calls: RTP packets received during the last answered call.",
+                &["probe"],
+            ),
+            call_media_loss_ratio: r.gauge_vec(
+                "continuity_call_media_loss_ratio",
+                "Test calls: inbound RTP packet loss of the last answered call (0 to 1).",
+                &["probe"],
+            ),
+            call_media_jitter_seconds: r.gauge_vec(
+                "continuity_call_media_jitter_seconds",
+                "Test calls: inbound RTP interarrival jitter (RFC 3550) of the last answered call.",
+                &["probe"],
+            ),
+            config_reloads_total: r.int_counter_vec(
+                "continuity_config_reloads_total",
+                "Configuration reloads (SIGHUP, POST /-/reload) by result.",
+                &["result"],
+            ),
+            api_connections: r.int_gauge("continuity_api_connections", "API connections open now."),
+            api_connections_rejected_total: r.int_counter(
                 "continuity_api_connections_rejected_total",
-                "API connections closed on arrival because agent.max_connections were open."
-            )),
-            notifications_total: reg!(IntCounterVec::new(
-                Opts::new(
-                    "continuity_notifications_total",
-                    "Notifications by target and result (sent, retried, failed, dropped)."
-                ),
-                &["target", "result"]
-            )),
-            cluster_replicas: reg!(IntGauge::new(
+                "API connections closed on arrival because agent.max_connections were open.",
+            ),
+            notifications_total: r.int_counter_vec(
+                "continuity_notifications_total",
+                "Notifications by target and result (sent, retried, failed, dropped).",
+                &["target", "result"],
+            ),
+            cluster_replicas: r.int_gauge(
                 "continuity_cluster_replicas",
-                "Live replicas sharing the accounts, as this replica last saw them."
-            )),
-            store_recovered_total: reg!(IntCounter::new(
+                "Live replicas sharing the accounts, as this replica last saw them.",
+            ),
+            store_recovered_total: r.int_counter(
                 "continuity_store_recovered_total",
-                "Damaged store files moved aside at start; the agent then started with a fresh store."
-            )),
-            registry,
-            names,
+                "Damaged store files moved aside at start; the agent then started with a fresh store.",
+            ),
+            registry: r.registry,
+            names: r.names,
         }
     }
 
@@ -455,8 +307,156 @@ impl Metrics {
     }
 }
 
+impl AccountFamilies {
+    /// The families labelled by account, registered in `r`.
+    fn register(r: &mut Registrar) -> AccountFamilies {
+        AccountFamilies {
+            leader: r.int_gauge_vec(
+                "continuity_leader",
+                "Whether this replica holds the account's lease and may actuate (0/1).",
+                &["account"],
+            ),
+            epoch: r.int_gauge_vec(
+                "continuity_epoch",
+                "The account's leadership epoch this replica last saw (each change of leader adds one).",
+                &["account"],
+            ),
+            fallback_desired: r.int_gauge_vec(
+                "continuity_fallback_desired",
+                "Whether the engine wants the fallback on (0/1).",
+                &["account"],
+            ),
+            fallback_actual: r.int_gauge_vec(
+                "continuity_fallback_actual",
+                "Whether Talkdesk's fallback was last seen on (1), off (0) or unknown (-1).",
+                &["account"],
+            ),
+            transitions_total: r.int_counter_vec(
+                "continuity_transitions_total",
+                "Desired-state changes by new state and cause.",
+                &["to", "cause", "account"],
+            ),
+            rule_state: r.int_gauge_vec(
+                "continuity_rule_state",
+                "Rule state: 0 inactive, 1 pending, 2 firing, 3 clearing.",
+                &["rule", "account"],
+            ),
+            alerts_active: r.int_gauge_vec(
+                "continuity_alerts_active",
+                "Alerts currently firing.",
+                &["account"],
+            ),
+            talkdesk_requests_total: r.int_counter_vec(
+                "continuity_talkdesk_requests_total",
+                "Talkdesk API requests by operation and status.",
+                &["op", "status", "account"],
+            ),
+            talkdesk_request_duration_seconds: r.histogram_vec(
+                "continuity_talkdesk_request_duration_seconds",
+                "Duration of Talkdesk API requests.",
+                TALKDESK_BUCKETS,
+                &["op", "account"],
+            ),
+            override_active: r.int_gauge_vec(
+                "continuity_override_active",
+                "Whether a manual override is in force (0/1).",
+                &["account"],
+            ),
+            flapping: r.int_gauge_vec(
+                "continuity_flapping",
+                "Whether the flap latch holds the fallback on (0/1).",
+                &["account"],
+            ),
+            blind: r.int_gauge_vec(
+                "continuity_blind",
+                "Whether the agent's own self-check fails, freezing probe-driven rules (0/1).",
+                &["account"],
+            ),
+            divergence_seconds: r.gauge_vec(
+                "continuity_divergence_seconds",
+                "How long desired and actual fallback state have differed (0 when converged).",
+                &["account"],
+            ),
+            actuation_failures_total: r.int_counter_vec(
+                "continuity_actuation_failures_total",
+                "Failed actuation attempts by error kind.",
+                &["kind", "account"],
+            ),
+            drift_total: r.int_counter_vec(
+                "continuity_drift_total",
+                "Changes made to Talkdesk outside the agent, by what on_drift did (adopted, corrected).",
+                &["action", "account"],
+            ),
+            alerts_dropped_total: r.int_counter_vec(
+                "continuity_alerts_dropped_total",
+                "New alerts not taken because alerts.max_active alerts were active.",
+                &["account"],
+            ),
+        }
+    }
+}
+
+/// Registers families and records their names, in order. A definition
+/// that prometheus refuses, or a name used twice, is a bug: it panics at
+/// start, where every test sees it.
+#[derive(Default)]
+struct Registrar {
+    registry: Registry,
+    names: Vec<String>,
+}
+
+impl Registrar {
+    fn add<M: prometheus::core::Collector + Clone + 'static>(
+        &mut self,
+        m: prometheus::Result<M>,
+    ) -> M {
+        let m = m.expect("metric definition is valid");
+        self.names
+            .extend(m.desc().iter().map(|d| d.fq_name.clone()));
+        self.registry
+            .register(Box::new(m.clone()))
+            .expect("metric names are unique");
+        m
+    }
+
+    fn int_gauge_vec(&mut self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+        self.add(IntGaugeVec::new(Opts::new(name, help), labels))
+    }
+
+    fn int_counter_vec(&mut self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        self.add(IntCounterVec::new(Opts::new(name, help), labels))
+    }
+
+    fn gauge_vec(&mut self, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+        self.add(GaugeVec::new(Opts::new(name, help), labels))
+    }
+
+    fn histogram_vec(
+        &mut self,
+        name: &str,
+        help: &str,
+        buckets: &[f64],
+        labels: &[&str],
+    ) -> HistogramVec {
+        self.add(HistogramVec::new(
+            HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+            labels,
+        ))
+    }
+
+    fn int_gauge(&mut self, name: &str, help: &str) -> IntGauge {
+        self.add(IntGauge::new(name, help))
+    }
+
+    fn int_counter(&mut self, name: &str, help: &str) -> IntCounter {
+        self.add(IntCounter::new(name, help))
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use prometheus::core::Collector;
+
     use super::*;
 
     #[test]
