@@ -914,16 +914,10 @@ async fn talkdesk_a_plan_stops_between_writes_when_the_desired_state_changes() {
     run.stop().await;
 }
 
-/// A `kill -9` between a write and the snapshot that would have recorded it:
-/// the last seen state says off, Talkdesk says on, and on is what the agent
-/// itself had decided before it stopped (its activation landed after it last
-/// looked). That is the agent's own write, not a change made in the UI: under
-/// `on_drift = "respect"` it must not be adopted as an override (the fallback
-/// would stay on for `drift_override_ttl` after the incident ended); the
-/// current decision is applied. Found by tests/crash_cycles.rs.
-#[tokio::test]
-async fn talkdesk_own_write_that_landed_after_the_last_look_is_not_drift() {
-    let env = Env::new().await;
+/// A restart that finds Talkdesk on (with `backup`'s settings) although the
+/// agent last saw it off, having `decided` since; the agent now wants it
+/// off, under `on_drift = "respect"`.
+fn restarted_to_find_the_fallback_on(env: &Env, decided: Vec<Desired>) -> Running {
     env.sim().set_state(SimState {
         enabled: true,
         settings: backup(),
@@ -944,9 +938,22 @@ async fn talkdesk_own_write_that_landed_after_the_last_look_is_not_drift() {
             enabled: Some(false),
             settings: None,
         },
-        decided: vec![active("backup")],
+        decided,
     }));
-    let run = spawn_with(actuator, Desired::Inactive);
+    spawn_with(actuator, Desired::Inactive)
+}
+
+/// A `kill -9` between a write and the snapshot that would have recorded it:
+/// the last seen state says off, Talkdesk says on, and on is what the agent
+/// itself had decided before it stopped (its activation landed after it last
+/// looked). That is the agent's own write, not a change made in the UI: under
+/// `on_drift = "respect"` it must not be adopted as an override (the fallback
+/// would stay on for `drift_override_ttl` after the incident ended); the
+/// current decision is applied. Found by tests/crash_cycles.rs.
+#[tokio::test]
+async fn talkdesk_own_write_that_landed_after_the_last_look_is_not_drift() {
+    let env = Env::new().await;
+    let run = restarted_to_find_the_fallback_on(&env, vec![active("backup")]);
     let s = run.converged(&Desired::Inactive).await;
     assert!(!s.adopted, "{s:#?}");
     assert!(!env.sim().state().enabled, "the fallback was switched off");
@@ -965,29 +972,7 @@ async fn talkdesk_own_write_that_landed_after_the_last_look_is_not_drift() {
 #[tokio::test]
 async fn talkdesk_a_change_the_agent_had_not_decided_is_drift_after_a_restart() {
     let env = Env::new().await;
-    env.sim().set_state(SimState {
-        enabled: true,
-        settings: backup(),
-    });
-    let opts = ActuatorOptions {
-        on_drift: OnDrift::Respect,
-        ..fast_options()
-    };
-    let actuator = Actuator::new(
-        env.client.clone(),
-        opts,
-        profiles(),
-        env.metrics.clone(),
-        Arc::new(env.audit.clone()),
-    )
-    .with_last_seen(Some(LastSeen {
-        actual: Actual {
-            enabled: Some(false),
-            settings: None,
-        },
-        decided: vec![Desired::Inactive],
-    }));
-    let run = spawn_with(actuator, Desired::Inactive);
+    let run = restarted_to_find_the_fallback_on(&env, vec![Desired::Inactive]);
     run.wait("drift adopted", |s| s.adopted).await;
     assert!(env.sim().state().enabled, "the UI's choice stands");
     assert!(
