@@ -69,7 +69,7 @@ pub fn parse_incoming(bytes: &[u8]) -> Result<Incoming, ParseError> {
         contact: None,
         record_route: Vec::new(),
         challenge: None,
-        body: body(bytes),
+        body: crate::probe::sip::parse::body(bytes).to_vec(),
     };
     for (name, value) in headers {
         let is = |long: &str, short: &str| {
@@ -91,19 +91,6 @@ pub fn parse_incoming(bytes: &[u8]) -> Result<Incoming, ParseError> {
         }
     }
     Ok(Incoming::Response(reply))
-}
-
-/// The body after the blank line, bounded by Content-Length when present.
-fn body(bytes: &[u8]) -> Vec<u8> {
-    let Some(at) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return Vec::new();
-    };
-    let rest = bytes.get(at + 4..).unwrap_or_default();
-    let len = crate::probe::sip::parse::message_len(bytes)
-        .ok()
-        .flatten()
-        .map_or(rest.len(), |total| total.saturating_sub(at + 4));
-    rest.get(..len.min(rest.len())).unwrap_or_default().to_vec()
 }
 
 /// `tag` parameter of a From/To value (after the URI).

@@ -128,19 +128,42 @@ fn content_length(value: &str) -> Result<usize, ParseError> {
         .ok_or_else(|| ParseError::BadContentLength(truncate(v)))
 }
 
-/// The bytes after the blank line that ends the header section (CRLF CRLF,
-/// or LF LF as tolerated); none if there is no blank line. Leading CRLF
-/// keep-alives are skipped, as `split_head` does.
-fn body_len(bytes: &[u8]) -> usize {
+/// Where the body starts: just after the blank line that ends the header
+/// section (CRLF CRLF, or LF LF as tolerated); `None` if there is no blank
+/// line. Leading CRLF keep-alives are skipped, as `split_head` does.
+fn body_start(bytes: &[u8]) -> Option<usize> {
     let start = bytes
         .iter()
         .position(|b| *b != b'\r' && *b != b'\n')
         .unwrap_or(bytes.len());
-    let bytes = &bytes[start..];
-    let after = find_head_end(bytes)
+    let head = &bytes[start..];
+    find_head_end(head)
         .map(|i| i + 4)
-        .or_else(|| bytes.windows(2).position(|w| w == b"\n\n").map(|i| i + 2));
-    after.map_or(0, |a| bytes.len().saturating_sub(a))
+        .or_else(|| head.windows(2).position(|w| w == b"\n\n").map(|i| i + 2))
+        .map(|after| start + after)
+}
+
+/// How many bytes follow the header section (the body and anything after it).
+fn body_len(bytes: &[u8]) -> usize {
+    body_start(bytes).map_or(0, |at| bytes.len() - at)
+}
+
+/// The body of one message (a datagram, or a stream message framed by
+/// [`message_len`]): the bytes after the header section, cut to a valid
+/// Content-Length when that is shorter. Empty when there is no header end.
+/// The one reading of a body: the call probe takes its SDP answer from here.
+pub fn body(bytes: &[u8]) -> &[u8] {
+    let Some(at) = body_start(bytes) else {
+        return &[];
+    };
+    let rest = &bytes[at..];
+    let declared = split_head(bytes).ok().and_then(|(_, headers)| {
+        headers
+            .iter()
+            .find(|(name, _)| canonical(name) == Some(Header::ContentLength))
+            .and_then(|(_, value)| content_length(value).ok())
+    });
+    &rest[..declared.map_or(rest.len(), |n| n.min(rest.len()))]
 }
 
 /// For stream transports: the total length of the first message in `buf`
@@ -159,12 +182,9 @@ pub fn message_len(buf: &[u8]) -> Result<Option<usize>, ParseError> {
         if let Some((name, value)) = line.split_once(':')
             && canonical(name) == Some(Header::ContentLength)
         {
-            let v = value.trim();
-            body = v
-                .parse::<usize>()
-                .ok()
+            body = Some(content_length(value)?)
                 .filter(|n| *n <= MAX_HEAD)
-                .ok_or_else(|| ParseError::BadContentLength(truncate(v)))?;
+                .ok_or_else(|| ParseError::BadContentLength(truncate(value.trim())))?;
         }
     }
     let total = end.saturating_add(4).saturating_add(body);
@@ -391,6 +411,30 @@ mod tests {
             message_len(&vec![b'a'; MAX_HEAD + 1]),
             Err(ParseError::TooLarge(_))
         ));
+        // The framing reads Content-Length by the same rule as the parser: a
+        // sign is not a digit (framing it as 5 would eat the next message).
+        assert!(matches!(
+            message_len(b"SIP/2.0 200 OK\r\nContent-Length: +5\r\n\r\nhello"),
+            Err(ParseError::BadContentLength(_))
+        ));
+    }
+
+    #[test]
+    fn body_is_cut_to_content_length_and_skips_keep_alives() {
+        let with_trailer = b"\r\nSIP/2.0 200 OK\r\nl: 3\r\n\r\nv=0EXTRA";
+        assert_eq!(body(with_trailer), b"v=0");
+        // A shorter body than declared: what is there (parse_response
+        // refuses such a message; the body never reads past the bytes).
+        assert_eq!(
+            body(b"SIP/2.0 200 OK\r\nContent-Length: 9\r\n\r\nv=0"),
+            b"v=0"
+        );
+        // No Content-Length (a datagram): everything after the head.
+        assert_eq!(body(b"SIP/2.0 200 OK\n\nv=0\n"), b"v=0\n");
+        // An invalid Content-Length bounds nothing.
+        assert_eq!(body(b"SIP/2.0 200 OK\r\nl: x\r\n\r\nv=0"), b"v=0");
+        assert_eq!(body(b"SIP/2.0 200 OK\r\nl: 0"), b"");
+        assert_eq!(body(b""), b"");
     }
 
     proptest! {
