@@ -1,6 +1,6 @@
 //! deploy/docker/: no container engine can build here, so the Dockerfiles are
 //! checked for what matters statically: a multi-stage build of the locked,
-//! stripped release binary; a non-root numeric USER; no `latest` (or
+//! stripped dist (release + LTO) binary; a non-root numeric USER; no `latest` (or
 //! untagged) base image; every COPY source present; the EXPOSEd port.
 
 /// A Dockerfile as (INSTRUCTION, arguments) pairs, continuations joined.
@@ -148,8 +148,12 @@ fn agent_image_is_multi_stage_non_root_and_ships_the_stripped_binary() {
 
     let build = d.all("RUN").join("\n");
     assert!(
-        build.contains("cargo build --release --locked"),
-        "build the release binary from Cargo.lock:\n{build}"
+        build.contains("cargo build --profile dist --locked"),
+        "build the shipped (dist) binary from Cargo.lock:\n{build}"
+    );
+    assert!(
+        build.contains("target/dist/continuity-agent"),
+        "install the binary the dist build made:\n{build}"
     );
     let binary_copied = d.final_stage().iter().any(|(i, a)| {
         i == "COPY"
@@ -160,9 +164,20 @@ fn agent_image_is_multi_stage_non_root_and_ships_the_stripped_binary() {
         binary_copied,
         "the final stage copies the binary from the {build_stage} stage"
     );
-    // The release profile strips the binary (and carries no debug info), so
+    // The dist profile is release (stripped, no debug info) with fat LTO, so
     // the image needs no separate strip step.
     let manifest: toml::Table = super::read("Cargo.toml").parse().unwrap();
+    let dist = &manifest["profile"]["dist"];
+    assert_eq!(
+        dist.get("inherits").and_then(|s| s.as_str()),
+        Some("release"),
+        "[profile.dist] inherits"
+    );
+    assert_eq!(
+        dist.get("lto").and_then(|s| s.as_str()),
+        Some("fat"),
+        "[profile.dist] lto"
+    );
     let release = &manifest["profile"]["release"];
     assert_eq!(
         release.get("strip").and_then(|s| s.as_str()),
