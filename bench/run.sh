@@ -36,7 +36,7 @@ for arg in "$@"; do
 done
 # Harness parts in the order BENCHMARKS.md shows them, then the criterion benches.
 all_parts=(sip http ingest latency detection footprint accounts)
-criterion_benches=(engine)
+criterion_benches=(engine sip_codec webhook_parse)
 [ ${#parts[@]} -gt 0 ] || parts=("${all_parts[@]}" "${criterion_benches[@]}")
 
 install_peers() {
