@@ -53,11 +53,19 @@ install_peers() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 }
 
-# The quick run reuses the dev profile the test suite already built; the
-# full run measures what ships.
-if [ -n "$quick" ]; then profile=dev; bindir=debug; else profile=release; bindir=release; fi
+# The quick run reuses what the test suite already built: the dev profile,
+# and the features the tests resolve (dev-dependencies unify features, so
+# building the binary alongside the benches gives the test suite's binary;
+# `cargo build --bin` alone would rebuild every dependency without them).
+# The full run measures what ships: the release binary as a user builds it.
 install_peers
-cargo build --locked --profile "$profile" --bin continuity-agent
+if [ -n "$quick" ]; then
+  profile=dev; bindir=debug
+  cargo build --locked --profile dev --bin continuity-agent --benches
+else
+  profile=release; bindir=release
+  cargo build --locked --profile release --bin continuity-agent
+fi
 export CONTINUITY_AGENT_BIN="$PWD/target/$bindir/continuity-agent"
 
 out="target/bench/$(date -u +%Y%m%dT%H%M%SZ)${quick:+-quick}"

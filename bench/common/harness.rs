@@ -199,8 +199,14 @@ impl Section {
         self.text.push_str("\n\n");
     }
 
-    /// Prints the section, and writes it to `--markdown FILE` if given.
-    pub fn finish(self, opts: &Options) {
+    /// Prints the section, and writes it to `--markdown FILE` if given. A
+    /// quick run says so: its figures come from a dev build with small sizes.
+    pub fn finish(mut self, opts: &Options) {
+        if opts.quick {
+            self.para(
+                "Quick smoke run (`--quick`): small sizes, one repetition, and the agent binary                  is whatever `CONTINUITY_AGENT_BIN` names (`bench/run.sh --quick`: the dev build),                  so these figures show the harness works; they are not measurements.",
+            );
+        }
         println!("{}", self.text);
         if let Some(path) = &opts.markdown {
             std::fs::write(path, &self.text).expect("write the markdown section");
