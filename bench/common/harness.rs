@@ -204,7 +204,9 @@ impl Section {
     pub fn finish(mut self, opts: &Options) {
         if opts.quick {
             self.para(
-                "Quick smoke run (`--quick`): small sizes, one repetition, and the agent binary                  is whatever `CONTINUITY_AGENT_BIN` names (`bench/run.sh --quick`: the dev build),                  so these figures show the harness works; they are not measurements.",
+                "Quick smoke run (`--quick`): small sizes, one repetition, and the agent binary \
+                 is whatever `CONTINUITY_AGENT_BIN` names (`bench/run.sh --quick`: the dev build), \
+                 so these figures show the harness works; they are not measurements.",
             );
         }
         println!("{}", self.text);
