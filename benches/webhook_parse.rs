@@ -21,49 +21,10 @@ use std::path::Path;
 use continuity_agent::alerts::Source;
 use continuity_agent::server::body::{MediaType, check_well_formed};
 use criterion::{Criterion, criterion_group, criterion_main};
-use serde_json::json;
 
-/// The ingest benchmark's delivery: `n` firing alerts of one group.
-fn alertmanager_payload(n: usize) -> Vec<u8> {
-    let alerts: Vec<serde_json::Value> = (0..n)
-        .map(|i| {
-            json!({
-                "status": "firing",
-                "labels": {
-                    "alertname": "HighSipErrorRate",
-                    "severity": "critical",
-                    "team": "voice",
-                    "region": "us-east-1",
-                    "job": "blackbox-sip",
-                    "instance": format!("sip-edge-{i:02}.voice.example.net:5060"),
-                    "env": "production",
-                },
-                "annotations": {
-                    "summary": format!("SIP trunk sip-edge-{i:02} is not answering OPTIONS"),
-                    "description": format!("probe_success == 0 for 2m on sip-edge-{i:02}"),
-                    "runbook_url": "https://runbooks.example.net/voice/sip-trunk-down",
-                },
-                "startsAt": "2026-12-01T08:00:00.000Z",
-                "endsAt": "0001-01-01T00:00:00Z",
-                "generatorURL": "http://prometheus-0.monitoring.example.net:9090/graph?g0.expr=probe_success",
-                "fingerprint": format!("{:016x}", 0x5eed_0000_u64 + i as u64),
-            })
-        })
-        .collect();
-    serde_json::to_vec(&json!({
-        "receiver": "continuity-agent",
-        "status": "firing",
-        "alerts": alerts,
-        "groupLabels": {"alertname": "HighSipErrorRate"},
-        "commonLabels": {"alertname": "HighSipErrorRate", "severity": "critical"},
-        "commonAnnotations": {},
-        "externalURL": "http://alertmanager-0.monitoring.example.net:9093",
-        "version": "4",
-        "groupKey": "{}:{alertname=\"HighSipErrorRate\"}",
-        "truncatedAlerts": 0,
-    }))
-    .expect("payload serializes")
-}
+// The ingest benchmark's own payload builder, so both measure one delivery.
+#[path = "../bench/common/world.rs"]
+mod world;
 
 /// Each recorded fixture with the source whose route receives it (the file
 /// name starts with the source's name).
@@ -88,7 +49,7 @@ fn fixtures() -> Vec<(String, Source, Vec<u8>)> {
 }
 
 fn bench(c: &mut Criterion) {
-    let am10 = alertmanager_payload(10);
+    let am10 = world::alertmanager_payload("HighSipErrorRate", 10, true, 0).into_bytes();
     let parsed = Source::Alertmanager
         .parse(&am10, MediaType::Json)
         .expect("the 10-alert payload parses");
