@@ -182,9 +182,10 @@ pub fn message_len(buf: &[u8]) -> Result<Option<usize>, ParseError> {
         if let Some((name, value)) = line.split_once(':')
             && canonical(name) == Some(Header::ContentLength)
         {
-            body = Some(content_length(value)?)
-                .filter(|n| *n <= MAX_HEAD)
-                .ok_or_else(|| ParseError::BadContentLength(truncate(value.trim())))?;
+            body = content_length(value)?;
+            if body > MAX_HEAD {
+                return Err(ParseError::BadContentLength(truncate(value.trim())));
+            }
         }
     }
     let total = end.saturating_add(4).saturating_add(body);
