@@ -866,7 +866,7 @@ fn probes_run_with_the_documented_default_timeouts() {
             )
             .unwrap();
             (
-                s.probe.id().to_string(),
+                s.probe.probe().id().to_string(),
                 s.interval,
                 s.fast_interval,
                 s.timeout,

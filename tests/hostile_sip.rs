@@ -3,8 +3,10 @@
 //! generated corpus of hostile responses; spoofed replies from another host;
 //! forged ICMP errors sent through a raw socket.
 //!
-//! Real parts: the probe is the agent's own [`SipProbe`] (its shared SIP/UDP
-//! socket, demultiplexer and `IP_RECVERR` error queue), the trunk and the
+//! Real parts: the probe is the agent's own [`SipProbe`], on both of its
+//! SIP/UDP paths (its own task through the shared socket, demultiplexer and
+//! `IP_RECVERR` error queue; and the fleet, which runs every probe of an
+//! address literal in the daemon, on its own socket), the trunk and the
 //! spoofer are real UDP sockets on loopback, and the forged ICMP messages go
 //! through the kernel, which queues them on the probe's socket as it would a
 //! real one (the positive controls prove the forgeries are delivered).
@@ -35,7 +37,7 @@ use std::time::Duration;
 
 use continuity_agent::domain::ProbeOutcome;
 use continuity_agent::probe::Probe;
-use continuity_agent::probe::sip::{Accept, SipProbe, UdpMux, parse_target};
+use continuity_agent::probe::sip::{Accept, SipProbe, UdpMux, fleet, parse_target};
 use futures::StreamExt;
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
@@ -53,6 +55,27 @@ const TIMEOUT_DETAIL: &str = "timeout after 1s";
 const MAX_DATAGRAM: usize = 65_507;
 /// `ProbeOutcome` cuts details at 512 characters (plus an ellipsis).
 const MAX_DETAIL_CHARS: usize = 513;
+
+/// The two paths a SIP/UDP check can take: a probe's own task
+/// (`Probe::check`, through the process-wide mux, as for named trunks) and
+/// the fleet that runs every probe of an address literal in the daemon.
+/// Every hostile case runs on both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Path {
+    Task,
+    Fleet,
+}
+
+const PATHS: [Path; 2] = [Path::Task, Path::Fleet];
+
+async fn check_on(path: Path, probe: SipProbe) -> ProbeOutcome {
+    match path {
+        Path::Task => probe.check().await,
+        Path::Fleet => fleet::check_once(probe)
+            .await
+            .expect("a literal SIP/UDP probe runs in the fleet"),
+    }
+}
 
 fn probe_for(trunk: SocketAddr, timeout: Duration) -> SipProbe {
     let target = parse_target(&format!("sip:{trunk}")).expect("target");
@@ -1247,12 +1270,13 @@ enum Mode {
 struct Run {
     case: Arc<Case>,
     mode: Mode,
+    path: Path,
     outcome: ProbeOutcome,
     took: Duration,
 }
 
 /// Probe a fresh trunk that answers each OPTIONS with the case's datagrams.
-async fn run(case: Arc<Case>, mode: Mode, prev: Arc<Req>) -> Run {
+async fn run(case: Arc<Case>, mode: Mode, prev: Arc<Req>, path: Path) -> Run {
     let trunk = UdpSocket::bind((TRUNK_IP, 0)).await.unwrap();
     let addr = trunk.local_addr().unwrap();
     let probe = probe_for(addr, TIMEOUT);
@@ -1277,7 +1301,7 @@ async fn run(case: Arc<Case>, mode: Mode, prev: Arc<Req>) -> Run {
         }
     });
     let start = Instant::now();
-    let outcome = probe.check().await;
+    let outcome = check_on(path, probe).await;
     let took = start.elapsed();
     server.abort();
     if let Err(e) = server.await
@@ -1288,6 +1312,7 @@ async fn run(case: Arc<Case>, mode: Mode, prev: Arc<Req>) -> Run {
     Run {
         case,
         mode,
+        path,
         outcome,
         took,
     }
@@ -1416,11 +1441,13 @@ async fn hostile_responses_never_count_as_up() {
             &[Mode::Alone]
         };
         for &m in modes {
-            let job = run(c.clone(), m, prev.clone());
-            if c.big {
-                big.push(job)
-            } else {
-                small.push(job)
+            for path in PATHS {
+                let job = run(c.clone(), m, prev.clone(), path);
+                if c.big {
+                    big.push(job)
+                } else {
+                    small.push(job)
+                }
             }
         }
     }
@@ -1443,7 +1470,7 @@ async fn hostile_responses_never_count_as_up() {
     let mut tolerated = Vec::new();
     for r in &runs {
         let e = by_kind.entry(r.case.kind).or_default();
-        if r.mode == Mode::Alone {
+        if r.mode == Mode::Alone && r.path == Path::Task {
             e[0] += 1;
             match r.case.want {
                 Want::Up(_) => e[1] += 1,
@@ -1456,7 +1483,7 @@ async fn hostile_responses_never_count_as_up() {
                     tolerated.push(format!("{}: {} ({why})", r.case.kind, r.case.name))
                 }
             }
-        } else {
+        } else if r.path == Path::Task {
             e[4] += 1;
         }
         if r.outcome.success && r.mode == Mode::Alone && r.case.want == Want::Ignored {
@@ -1465,10 +1492,11 @@ async fn hostile_responses_never_count_as_up() {
         let errs = verdict(r);
         if !errs.is_empty() {
             failures.push(format!(
-                "[{}] {} ({:?}, took {:?}): {} -- outcome {:?}",
+                "[{}] {} ({:?}, {:?}, took {:?}): {} -- outcome {:?}",
                 r.case.kind,
                 r.case.name,
                 r.mode,
+                r.path,
                 r.took,
                 errs.join("; "),
                 r.outcome
@@ -1530,7 +1558,7 @@ enum Sender {
 /// One scripted reply: who sends it, after how long, which status.
 type Script = &'static [(Sender, u64, &'static str)];
 
-async fn spoof_scenario(script: Script) -> ProbeOutcome {
+async fn spoof_scenario(script: Script, path: Path) -> ProbeOutcome {
     let trunk = Arc::new(UdpSocket::bind((TRUNK_IP, 0)).await.unwrap());
     let other_port = UdpSocket::bind((TRUNK_IP, 0)).await.unwrap();
     let spoofer = UdpSocket::bind((SPOOF_IP, 0)).await.unwrap_or_else(|e| {
@@ -1557,7 +1585,7 @@ async fn spoof_scenario(script: Script) -> ProbeOutcome {
             }
         }
     });
-    let out = probe_for(addr, TIMEOUT).check().await;
+    let out = check_on(path, probe_for(addr, TIMEOUT)).await;
     server.abort();
     if let Err(e) = server.await
         && e.is_panic()
@@ -1606,9 +1634,18 @@ async fn spoofed_replies_from_another_host_decide_nothing() {
             Want::Up(200),
         ),
     ];
-    let outs = futures::future::join_all(scenarios.iter().map(|(_, s, _)| spoof_scenario(s))).await;
+    let runs: Vec<_> = PATHS
+        .iter()
+        .flat_map(|&path| scenarios.iter().map(move |sc| (path, sc)))
+        .collect();
+    let outs = futures::future::join_all(
+        runs.iter()
+            .map(|(path, (_, s, _))| spoof_scenario(s, *path)),
+    )
+    .await;
     let mut failures = Vec::new();
-    for ((name, _, want), out) in scenarios.iter().zip(outs) {
+    for ((path, (name, _, want)), out) in runs.iter().zip(outs) {
+        let name = format!("{name} ({path:?})");
         println!("{name}: {out:?}");
         let ok = match want {
             Want::Up(code) => out.success && out.detail.starts_with(&format!("{code} ")),
@@ -1751,6 +1788,7 @@ async fn icmp_scenario(
     f: &Forgery,
     trunk_raw: &socket2::Socket,
     rogue_raw: &socket2::Socket,
+    path: Path,
 ) -> (ProbeOutcome, Duration) {
     let trunk = UdpSocket::bind((TRUNK_IP, 0)).await.unwrap();
     let addr = trunk.local_addr().unwrap();
@@ -1789,7 +1827,7 @@ async fn icmp_scenario(
         }
     });
     let start = Instant::now();
-    let out = probe_for(addr, Duration::from_secs(2)).check().await;
+    let out = check_on(path, probe_for(addr, Duration::from_secs(2))).await;
     let took = start.elapsed();
     server.abort();
     if let Err(e) = server.await
@@ -1879,9 +1917,12 @@ async fn forged_icmp_errors_fail_no_healthy_trunk() {
     let mut failures = Vec::new();
     // One at a time: each forged error also sets the shared socket's pending
     // error, which the next send of any probe reports once.
-    for f in &forgeries {
-        let (out, took) = icmp_scenario(f, &trunk_raw, &rogue_raw).await;
-        println!("{} -> {:?} in {took:?}", f.name, out);
+    for (f, path) in forgeries
+        .iter()
+        .flat_map(|f| PATHS.iter().map(move |&p| (f, p)))
+    {
+        let (out, took) = icmp_scenario(f, &trunk_raw, &rogue_raw, path).await;
+        println!("{} ({path:?}) -> {:?} in {took:?}", f.name, out);
         let ok = match f.fails {
             None => out.success && out.detail.starts_with("200 OK in "),
             // The detail proves the ICMP path (a timeout says otherwise): no
@@ -1889,14 +1930,14 @@ async fn forged_icmp_errors_fail_no_healthy_trunk() {
             Some(prefix) => !out.success && out.detail.starts_with(prefix),
         };
         if !ok {
-            failures.push(format!("{}: got {out:?} in {took:?}", f.name));
+            failures.push(format!("{} ({path:?}): got {out:?} in {took:?}", f.name));
         }
     }
     let received = in_dest_unreachs() - before;
     assert!(
-        received >= forgeries.len() as u64,
+        received >= (forgeries.len() * PATHS.len()) as u64,
         "the kernel received {received} destination unreachable messages, {} were forged",
-        forgeries.len()
+        forgeries.len() * PATHS.len()
     );
     assert!(failures.is_empty(), "forged ICMP:\n{}", failures.join("\n"));
 }

@@ -95,8 +95,18 @@ pub fn build_scheduled(
     metrics: &Metrics,
     calls: &scheduler::CallSlots,
 ) -> Result<scheduler::Scheduled, ProbeBuildError> {
+    let probe = match &s.kind {
+        KindSettings::Sip(k) => {
+            let p = sip::SipProbe::from_settings(&s.id, k, s.cadence.timeout);
+            match p.literal_udp_dest() {
+                Some(_) => scheduler::Runner::SipUdp(Box::new(p)),
+                None => scheduler::Runner::Task(Box::new(p)),
+            }
+        }
+        _ => scheduler::Runner::Task(build_with(s, metrics)?),
+    };
     Ok(scheduler::Scheduled {
-        probe: build_with(s, metrics)?,
+        probe,
         interval: s.cadence.interval,
         fast_interval: s.cadence.fast_interval,
         timeout: s.check_budget(),
@@ -141,7 +151,10 @@ mod tests {
             "interval": "30s", "fast_interval": "3s", "timeout": "4s"
         }));
         let run = build_scheduled(&s, &Metrics::new(), &scheduler::CallSlots::new(1)).unwrap();
-        assert_eq!((run.probe.id(), run.probe.kind()), ("vendor", "statuspage"));
+        assert_eq!(
+            (run.probe.probe().id(), run.probe.probe().kind()),
+            ("vendor", "statuspage")
+        );
         assert_eq!(
             Cadence {
                 interval: run.interval,

@@ -1,7 +1,11 @@
 //! Runs every probe on its own cadence and feeds the results to the engine.
 //!
-//! One task per probe, so a slow or hung target only ever delays itself.
-//! Each task:
+//! One task per probe, so a slow or hung target only ever delays itself,
+//! except the SIP/UDP probes of address literals: those cannot hang (they
+//! never wait on anything but their own timers) and are the probes a
+//! carrier has by the thousand, so one task runs them all
+//! (`probe::sip::fleet`), with the same cadence rules ([`Pace`]), the same
+//! metrics and the same events. Each task:
 //! - waits a random start jitter (up to one interval), so a hundred trunks
 //!   configured alike do not all fire in the same millisecond. The jitter is
 //!   a whole number of [`START_GRID`] steps from one instant shared by every
@@ -9,8 +13,8 @@
 //!   trunks a second that is one timer wake-up, one burst of requests and one
 //!   burst of answers read at once per step, instead of a wake-up of the
 //!   runtime (and of the SIP socket's thread) for every single probe;
-//! - ticks with `MissedTickBehavior::Delay`: a check that overruns pushes the
-//!   next one back instead of causing a burst;
+//! - runs a check every interval ([`Pace`]): a check that overruns pushes the
+//!   next one back instead of causing a burst (`MissedTickBehavior::Delay`);
 //! - runs at `fast_interval` while the engine asks (`Command::ProbeCadence`,
 //!   through [`SchedulerHandle::set_fast`]), keeping the phase of the last
 //!   check so a switch never makes a probe wait longer than the new period;
@@ -38,13 +42,14 @@ use prometheus::{Histogram, IntCounter};
 use rand::Rng;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
-use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until};
+use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::ProbeOutcome;
 use crate::engine::event::{Command, Event};
 use crate::telemetry::Metrics;
 
+use super::sip::{SipProbe, fleet};
 use super::{Probe, timeout_detail};
 
 /// Extra time a check gets beyond its timeout before the scheduler gives up on it.
@@ -57,13 +62,99 @@ pub const START_GRID: Duration = Duration::from_millis(10);
 
 /// A probe with its cadence.
 pub struct Scheduled {
-    pub probe: Box<dyn Probe>,
+    pub probe: Runner,
     pub interval: Duration,
     pub fast_interval: Duration,
     /// The probe's own bound on a check; the scheduler's backstop is this plus a grace.
     pub timeout: Duration,
     /// Slots to take before each check (call probes), `None` for no limit.
     pub slots: Option<CallSlots>,
+}
+
+/// What runs a probe's checks.
+pub enum Runner {
+    /// A task of its own.
+    Task(Box<dyn Probe>),
+    /// The shared SIP/UDP task (`probe::sip::fleet`): a SIP/UDP probe of an
+    /// address literal ([`SipProbe::literal_udp_dest`]).
+    SipUdp(Box<SipProbe>),
+}
+
+impl Runner {
+    pub fn probe(&self) -> &dyn Probe {
+        match self {
+            Runner::Task(p) => p.as_ref(),
+            Runner::SipUdp(p) => p.as_ref(),
+        }
+    }
+}
+
+/// A probe's two intervals and which one it runs at: the one rule for when
+/// its next check starts, for the per-probe tasks and the SIP fleet alike.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Pace {
+    interval: Duration,
+    fast_interval: Duration,
+    fast: bool,
+}
+
+/// How late a start may be and still count as on time, so the next one
+/// keeps to the grid (tokio's `Interval` uses the same 5 ms).
+const LATE: Duration = Duration::from_millis(5);
+
+impl Pace {
+    pub(crate) fn new(interval: Duration, fast_interval: Duration) -> Pace {
+        Pace {
+            interval,
+            fast_interval,
+            fast: false,
+        }
+    }
+
+    fn period(&self) -> Duration {
+        if self.fast {
+            self.fast_interval
+        } else {
+            self.interval
+        }
+        .max(Duration::from_millis(1))
+    }
+
+    /// A check due at `due` starts at `now`: when the next one is due. One
+    /// period after `due`, so the probes of a grid step stay together; but
+    /// a start that came late (the check before it overran) moves the
+    /// cadence: one period after `now`, never a burst to catch up
+    /// (`MissedTickBehavior::Delay`).
+    pub(crate) fn after_start(&self, due: Instant, now: Instant) -> Instant {
+        if now > due + LATE {
+            now + self.period()
+        } else {
+            due + self.period()
+        }
+    }
+
+    /// Switch between `fast_interval` and `interval`: when the next check
+    /// is due, given the last start and the current `next`. It keeps the
+    /// phase of the last check: one new period after it, or now if that is
+    /// already past, so a switch never makes a probe wait longer than the
+    /// new period. Before the first check (its jittered start still
+    /// ahead), the start stands.
+    pub(crate) fn switch(
+        &mut self,
+        fast: bool,
+        last_start: Instant,
+        next: Instant,
+        now: Instant,
+    ) -> Instant {
+        if fast == self.fast {
+            return next;
+        }
+        self.fast = fast;
+        if last_start > now {
+            return next;
+        }
+        (last_start + self.period()).max(now)
+    }
 }
 
 /// The global bound on test calls in flight, shared by every call probe.
@@ -78,8 +169,15 @@ impl CallSlots {
 
 /// Control over running probe tasks.
 pub struct SchedulerHandle {
-    fast: HashMap<String, watch::Sender<bool>>,
+    fast: HashMap<String, Switch>,
     tasks: JoinSet<()>,
+}
+
+/// Where a probe's cadence switch goes.
+enum Switch {
+    Task(watch::Sender<bool>),
+    /// The fleet, and the probe's number in it.
+    Fleet(fleet::CadenceTx, usize),
 }
 
 impl SchedulerHandle {
@@ -87,8 +185,14 @@ impl SchedulerHandle {
     /// Returns false if no probe has this id.
     pub fn set_fast(&self, probe_id: &str, fast: bool) -> bool {
         match self.fast.get(probe_id) {
-            Some(tx) => {
+            Some(Switch::Task(tx)) => {
                 tx.send_if_modified(|cur| std::mem::replace(cur, fast) != fast);
+                true
+            }
+            Some(Switch::Fleet(tx, member)) => {
+                // The fleet ignores a switch to the pace it runs at; it is
+                // gone only after shutdown, when nothing runs anyway.
+                let _ = tx.send((*member, fast));
                 true
             }
             None => false,
@@ -115,7 +219,8 @@ impl SchedulerHandle {
     }
 }
 
-/// Start one task per probe on the current runtime.
+/// Start the probes on the current runtime: one task per probe, and one
+/// for all SIP/UDP probes of address literals.
 pub fn spawn(
     probes: Vec<Scheduled>,
     events: mpsc::Sender<Event>,
@@ -126,23 +231,65 @@ pub fn spawn(
     let mut tasks = JoinSet::new();
     // The origin of every probe's start grid.
     let origin = Instant::now();
+    let (fleet_tx, fleet_rx) = mpsc::unbounded_channel();
+    let mut members = Vec::new();
     for s in probes {
-        let (tx, rx) = watch::channel(false);
-        fast.insert(s.probe.id().to_string(), tx);
-        tasks.spawn(run_probe(
-            s,
-            origin,
-            rx,
-            events.clone(),
-            metrics.clone(),
-            shutdown.clone(),
+        let id = s.probe.probe().id().to_string();
+        match s.probe {
+            // Only a literal UDP probe is the fleet's (any other runs in a
+            // task of its own, as `Runner::Task`).
+            Runner::SipUdp(probe) if probe.literal_udp_dest().is_some() => {
+                fast.insert(id, Switch::Fleet(fleet_tx.clone(), members.len()));
+                members.push(fleet::Member {
+                    probe: *probe,
+                    interval: s.interval,
+                    fast_interval: s.fast_interval,
+                });
+            }
+            runner => {
+                let probe = match runner {
+                    Runner::Task(p) => p,
+                    Runner::SipUdp(p) => p,
+                };
+                let (tx, rx) = watch::channel(false);
+                fast.insert(id, Switch::Task(tx));
+                let task = Task {
+                    probe,
+                    interval: s.interval,
+                    fast_interval: s.fast_interval,
+                    timeout: s.timeout,
+                    slots: s.slots,
+                };
+                tasks.spawn(run_probe(
+                    task,
+                    origin,
+                    rx,
+                    events.clone(),
+                    metrics.clone(),
+                    shutdown.clone(),
+                ));
+            }
+        }
+    }
+    if !members.is_empty() {
+        tasks.spawn(fleet::run(
+            members, origin, fleet_rx, events, metrics, shutdown,
         ));
     }
     SchedulerHandle { fast, tasks }
 }
 
+/// A probe with a task of its own.
+struct Task {
+    probe: Box<dyn Probe>,
+    interval: Duration,
+    fast_interval: Duration,
+    timeout: Duration,
+    slots: Option<CallSlots>,
+}
+
 async fn run_probe(
-    s: Scheduled,
+    s: Task,
     origin: Instant,
     mut fast_rx: watch::Receiver<bool>,
     events: mpsc::Sender<Event>,
@@ -152,21 +299,9 @@ async fn run_probe(
     let probe: Arc<dyn Probe> = Arc::from(s.probe);
     let id = probe.id().to_string();
     let series = ProbeSeries::new(&metrics, &id, probe.kind());
-    let period =
-        |fast: bool| if fast { s.fast_interval } else { s.interval }.max(Duration::from_millis(1));
-
-    let first = origin + start_jitter(s.interval);
-    tokio::select! {
-        _ = shutdown.cancelled() => return,
-        _ = sleep_until(first) => {}
-    }
-
-    let mut fast = *fast_rx.borrow_and_update();
-    // The first tick at its grid instant, not at whenever this task woke:
-    // the ticks that follow stay in step with the other probes of its slot.
-    let mut last_start = first;
-    let mut ticker = interval_at(last_start, period(fast));
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut pace = Pace::new(s.interval, s.fast_interval);
+    let mut next = origin + start_jitter(s.interval);
+    let mut last_start = next;
     let mut cadence_open = true;
     loop {
         tokio::select! {
@@ -176,17 +311,10 @@ async fn run_probe(
                     cadence_open = false; // Handle dropped: keep the current cadence.
                     continue;
                 }
-                let now_fast = *fast_rx.borrow_and_update();
-                if now_fast != fast {
-                    fast = now_fast;
-                    // Keep the phase of the last check: next check one new
-                    // period after it, or now if that is already past.
-                    let next = (last_start + period(fast)).max(Instant::now());
-                    ticker = interval_at(next, period(fast));
-                    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-                }
+                let fast = *fast_rx.borrow_and_update();
+                next = pace.switch(fast, last_start, next, Instant::now());
             }
-            _ = ticker.tick() => {
+            _ = sleep_until(next) => {
                 // Held until the check ends. The semaphore is never closed.
                 let _slot = match &s.slots {
                     None => None,
@@ -199,6 +327,7 @@ async fn run_probe(
                     },
                 };
                 last_start = Instant::now();
+                next = pace.after_start(next, last_start);
                 let outcome = tokio::select! {
                     biased;
                     _ = shutdown.cancelled() => return,
@@ -219,7 +348,7 @@ async fn run_probe(
 
 /// A random delay below `interval`, in whole [`START_GRID`] steps (none
 /// for an interval shorter than one step).
-fn start_jitter(interval: Duration) -> Duration {
+pub(crate) fn start_jitter(interval: Duration) -> Duration {
     let steps = (interval.as_nanos() / START_GRID.as_nanos()) as u32;
     if steps == 0 {
         return Duration::ZERO;
@@ -241,7 +370,7 @@ async fn check_bounded(probe: &dyn Probe, timeout: Duration) -> ProbeOutcome {
 }
 
 /// One probe's metric series, looked up once.
-struct ProbeSeries {
+pub(crate) struct ProbeSeries {
     duration: Histogram,
     success: IntCounter,
     failure: IntCounter,
@@ -249,7 +378,7 @@ struct ProbeSeries {
 }
 
 impl ProbeSeries {
-    fn new(metrics: &Metrics, id: &str, kind: &str) -> ProbeSeries {
+    pub(crate) fn new(metrics: &Metrics, id: &str, kind: &str) -> ProbeSeries {
         let result = |r: &str| metrics.probe_results_total.with_label_values(&[id, r]);
         ProbeSeries {
             duration: metrics
@@ -261,7 +390,7 @@ impl ProbeSeries {
         }
     }
 
-    fn record(&self, id: &str, took: Duration, outcome: &ProbeOutcome) {
+    pub(crate) fn record(&self, id: &str, took: Duration, outcome: &ProbeOutcome) {
         if outcome.inconclusive {
             // Said loudly: the agent itself is short of resources, and until
             // that ends this probe cannot see its target.
@@ -320,11 +449,11 @@ mod tests {
     ) -> (Scheduled, Arc<Mutex<Vec<Instant>>>) {
         let runs = Arc::new(Mutex::new(Vec::new()));
         let s = Scheduled {
-            probe: Box::new(Fake {
+            probe: Runner::Task(Box::new(Fake {
                 id,
                 cost,
                 runs: runs.clone(),
-            }),
+            })),
             interval: Duration::from_secs(interval),
             fast_interval: Duration::from_secs(fast),
             timeout,
@@ -337,6 +466,30 @@ mod tests {
         runs.windows(2)
             .map(|w| (w[1] - w[0]).as_millis() as u64)
             .collect()
+    }
+
+    /// The cadence rule both the tasks and the SIP fleet follow.
+    #[test]
+    fn pace_keeps_to_the_grid_and_to_the_phase_of_the_last_check() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut p = Pace::new(s(10), s(2));
+        // On time (within 5 ms): one period after the due instant.
+        assert_eq!(p.after_start(t0, t0 + Duration::from_millis(3)), t0 + s(10));
+        // Late (the check before overran): one period after the late start,
+        // not a burst to catch up.
+        assert_eq!(p.after_start(t0, t0 + s(4)), t0 + s(14));
+        // To fast 3 s after a check: 2 s after it is past, so now.
+        assert_eq!(p.switch(true, t0, t0 + s(10), t0 + s(3)), t0 + s(3));
+        // No change, no move.
+        assert_eq!(p.switch(true, t0, t0 + s(7), t0 + s(3)), t0 + s(7));
+        // Fast pace: on-time starts two seconds apart.
+        assert_eq!(p.after_start(t0 + s(3), t0 + s(3)), t0 + s(5));
+        // Back to slow 1 s after a check: 10 s after it.
+        assert_eq!(p.switch(false, t0 + s(3), t0 + s(5), t0 + s(4)), t0 + s(13));
+        // Before the first check (its jittered start ahead), the start stands.
+        let mut p = Pace::new(s(10), s(2));
+        assert_eq!(p.switch(true, t0 + s(8), t0 + s(8), t0), t0 + s(8));
     }
 
     #[tokio::test(start_paused = true)]
@@ -542,11 +695,11 @@ mod tests {
         let probes = ["a", "b", "c", "d"]
             .into_iter()
             .map(|id| Scheduled {
-                probe: Box::new(Line {
+                probe: Runner::Task(Box::new(Line {
                     id,
                     cost: Duration::from_secs(5),
                     now: now.clone(),
-                }),
+                })),
                 interval: Duration::from_secs(1),
                 fast_interval: Duration::from_secs(1),
                 timeout: Duration::from_secs(10),

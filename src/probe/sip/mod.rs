@@ -12,6 +12,7 @@
 
 pub mod accept;
 pub mod config;
+pub mod fleet;
 pub mod message;
 pub mod parse;
 mod recverr;
@@ -96,6 +97,20 @@ impl SipProbe {
 
     pub fn target(&self) -> &SipTarget {
         &self.target
+    }
+
+    /// Where a SIP/UDP probe of an address literal sends, `None` for other
+    /// probes: the ones the scheduler runs in its shared SIP task
+    /// ([`fleet`]). A host name is resolved at each attempt and may fail
+    /// over between its addresses (RFC 3263), and TCP and TLS connect per
+    /// attempt: those keep a task of their own.
+    pub fn literal_udp_dest(&self) -> Option<SocketAddr> {
+        match (&self.target.host, self.target.transport) {
+            (Host::Ip(ip), Transport::Udp) => {
+                Some(SocketAddr::new(*ip, self.target.effective_port()))
+            }
+            _ => None,
+        }
     }
 
     /// One attempt, without the timeout (the caller applies it).
@@ -188,6 +203,21 @@ impl SipProbe {
             local,
             from_user: self.from_user.as_deref(),
         })
+    }
+
+    /// What an attempt's result says about the trunk: the one mapping of
+    /// both paths (a task's [`Probe::check`] and the [`fleet`]).
+    fn outcome(&self, attempt: Result<(SipResponse, Duration, u32), AttemptError>) -> ProbeOutcome {
+        match attempt {
+            Err(AttemptError::Remote(detail)) => ProbeOutcome::failure(detail, None),
+            Err(AttemptError::Local(detail)) => ProbeOutcome::inconclusive(detail),
+            Ok((resp, latency, sends)) => self.judge(&resp, latency, sends),
+        }
+    }
+
+    /// No final response within the probe's timeout.
+    fn timed_out(&self) -> ProbeOutcome {
+        ProbeOutcome::failure(timeout_detail(self.timeout), None)
     }
 
     fn judge(&self, resp: &SipResponse, latency: Duration, sends: u32) -> ProbeOutcome {
@@ -287,10 +317,8 @@ impl Probe for SipProbe {
     fn check(&self) -> BoxFuture<'_, ProbeOutcome> {
         Box::pin(async move {
             match tokio::time::timeout(self.timeout, self.attempt()).await {
-                Err(_) => ProbeOutcome::failure(timeout_detail(self.timeout), None),
-                Ok(Err(AttemptError::Remote(detail))) => ProbeOutcome::failure(detail, None),
-                Ok(Err(AttemptError::Local(detail))) => ProbeOutcome::inconclusive(detail),
-                Ok(Ok((resp, latency, sends))) => self.judge(&resp, latency, sends),
+                Err(_) => self.timed_out(),
+                Ok(attempt) => self.outcome(attempt),
             }
         })
     }
