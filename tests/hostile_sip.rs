@@ -1960,20 +1960,7 @@ async fn forged_icmp_flood_fails_no_healthy_trunk() {
     let (first, _, trunk) = healthy_probe().await;
     assert!(first.success, "{first:?}");
     let mux_port = UdpMux::for_dest(trunk).unwrap().local_port();
-    let rogue = raw_icmp(ROGUE_IP);
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let s = stop.clone();
-    let flood = std::thread::spawn(move || {
-        let local = SocketAddr::from((TRUNK_IP, mux_port));
-        let packet = icmp_unreachable(3, local, SocketAddr::from((TRUNK_IP, 9)), b"garbage!");
-        let to = SocketAddr::from((TRUNK_IP, 0)).into();
-        let mut sent = 0u64;
-        while !s.load(std::sync::atomic::Ordering::Relaxed) {
-            rogue.send_to(&packet, &to).expect("forged ICMP");
-            sent += 1;
-        }
-        sent
-    });
+    let flood = IcmpFlood::at(mux_port);
     let mut outs = Vec::new();
     // Probe for 2 s: how many sends the flood hits varies from run to run.
     let until = Instant::now() + Duration::from_secs(2);
@@ -1981,8 +1968,106 @@ async fn forged_icmp_flood_fails_no_healthy_trunk() {
         let (o, _, _) = healthy_probe().await;
         outs.push(o);
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let sent = flood.join().unwrap();
+    let sent = flood.stop();
+    assert_no_failure_under_flood(sent, &outs);
+}
+
+/// The same flood at the fleet's socket while it probes 20 healthy trunks
+/// every 100 ms: the fleet sends without waiting (`transport::try_send`),
+/// with the mux's retries, and must fail no check either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_icmp_flood_fails_no_healthy_trunk_in_the_fleet() {
+    use continuity_agent::engine::Event;
+    use tokio::sync::mpsc;
+    const MEMBERS: usize = 20;
+    const RESULTS: usize = 100;
+    let trunk = UdpSocket::bind((TRUNK_IP, 0)).await.unwrap();
+    let addr = trunk.local_addr().unwrap();
+    let (port_tx, mut port_rx) = mpsc::unbounded_channel();
+    let server = tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            let (n, src) = trunk.recv_from(&mut buf).await.unwrap();
+            if let Some(req) = parse_req(&buf[..n]) {
+                let _ = port_tx.send(src.port());
+                trunk.send_to(&Msg::ok(&req).bytes(), src).await.unwrap();
+            }
+        }
+    });
+    let members = (0..MEMBERS)
+        .map(|i| {
+            let target = parse_target(&format!("sip:{addr}")).expect("target");
+            let probe = SipProbe::new(format!("trunk-{i}"), target, Accept::default(), TIMEOUT);
+            fleet::Member {
+                probe,
+                interval: Duration::from_millis(100),
+                fast_interval: Duration::from_millis(100),
+            }
+        })
+        .collect();
+    let (events, mut results) = mpsc::channel(1024);
+    let (_switch, cadence) = mpsc::unbounded_channel();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let fleet_task = tokio::spawn(fleet::run(
+        members,
+        tokio::time::Instant::now(),
+        cadence,
+        events,
+        continuity_agent::telemetry::Metrics::new(),
+        shutdown.clone(),
+    ));
+    // The fleet's port, as the trunk sees it.
+    let port = port_rx.recv().await.expect("a request from the fleet");
+    let flood = IcmpFlood::at(port);
+    let mut outs = Vec::new();
+    let until = Instant::now() + Duration::from_secs(2);
+    while outs.len() < RESULTS || Instant::now() < until {
+        match tokio::time::timeout(Duration::from_secs(20), results.recv()).await {
+            Ok(Some(Event::ProbeResult { outcome, .. })) => outs.push(outcome),
+            other => panic!("no result from the fleet: {other:?}"),
+        }
+    }
+    let sent = flood.stop();
+    shutdown.cancel();
+    fleet_task.await.unwrap();
+    server.abort();
+    assert_no_failure_under_flood(sent, &outs);
+}
+
+/// Forged port unreachables (quoting garbage, from another host) at a
+/// local UDP port, as fast as a thread can send them, until stopped.
+struct IcmpFlood {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<u64>,
+}
+
+impl IcmpFlood {
+    fn at(port: u16) -> IcmpFlood {
+        let rogue = raw_icmp(ROGUE_IP);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let local = SocketAddr::from((TRUNK_IP, port));
+            let packet = icmp_unreachable(3, local, SocketAddr::from((TRUNK_IP, 9)), b"garbage!");
+            let to = SocketAddr::from((TRUNK_IP, 0)).into();
+            let mut sent = 0u64;
+            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                rogue.send_to(&packet, &to).expect("forged ICMP");
+                sent += 1;
+            }
+            sent
+        });
+        IcmpFlood { stop, thread }
+    }
+
+    /// Stop; how many were sent.
+    fn stop(self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}
+
+fn assert_no_failure_under_flood(sent: u64, outs: &[ProbeOutcome]) {
     let failed: Vec<&ProbeOutcome> = outs
         .iter()
         .filter(|o| !o.success && !o.inconclusive)
