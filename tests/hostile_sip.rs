@@ -1999,6 +1999,7 @@ async fn forged_icmp_flood_fails_no_healthy_trunk_in_the_fleet() {
             let target = parse_target(&format!("sip:{addr}")).expect("target");
             let probe = SipProbe::new(format!("trunk-{i}"), target, Accept::default(), TIMEOUT);
             fleet::Member {
+                dest: addr,
                 probe,
                 interval: Duration::from_millis(100),
                 fast_interval: Duration::from_millis(100),

@@ -96,13 +96,11 @@ pub fn build_scheduled(
     calls: &scheduler::CallSlots,
 ) -> Result<scheduler::Scheduled, ProbeBuildError> {
     let probe = match &s.kind {
-        KindSettings::Sip(k) => {
-            let p = sip::SipProbe::from_settings(&s.id, k, s.cadence.timeout);
-            match p.literal_udp_dest() {
-                Some(_) => scheduler::Runner::SipUdp(Box::new(p)),
-                None => scheduler::Runner::Task(Box::new(p)),
-            }
-        }
+        KindSettings::Sip(k) => scheduler::Runner::Sip(Box::new(sip::SipProbe::from_settings(
+            &s.id,
+            k,
+            s.cadence.timeout,
+        ))),
         _ => scheduler::Runner::Task(build_with(s, metrics)?),
     };
     Ok(scheduler::Scheduled {

@@ -79,16 +79,17 @@ pub struct Scheduled {
 pub enum Runner {
     /// A task of its own.
     Task(Box<dyn Probe>),
-    /// The shared SIP/UDP task (`probe::sip::fleet`): a SIP/UDP probe of an
-    /// address literal ([`SipProbe::literal_udp_dest`]).
-    SipUdp(Box<SipProbe>),
+    /// A SIP probe: the shared SIP/UDP task (`probe::sip::fleet`) if it is
+    /// SIP/UDP to an address literal ([`SipProbe::literal_udp_dest`]), else
+    /// a task of its own. [`spawn`] decides, nobody else.
+    Sip(Box<SipProbe>),
 }
 
 impl Runner {
     pub fn probe(&self) -> &dyn Probe {
         match self {
             Runner::Task(p) => p.as_ref(),
-            Runner::SipUdp(p) => p.as_ref(),
+            Runner::Sip(p) => p.as_ref(),
         }
     }
 }
@@ -239,41 +240,39 @@ pub fn spawn(
     let mut members = Vec::new();
     for s in probes {
         let id = s.probe.probe().id().to_string();
-        match s.probe {
-            // Only a literal UDP probe is the fleet's (any other runs in a
-            // task of its own, as `Runner::Task`).
-            Runner::SipUdp(probe) if probe.literal_udp_dest().is_some() => {
-                fast.insert(id, Switch::Fleet(fleet_tx.clone(), members.len()));
-                members.push(fleet::Member {
-                    probe: *probe,
-                    interval: s.interval,
-                    fast_interval: s.fast_interval,
-                });
-            }
-            runner => {
-                let probe = match runner {
-                    Runner::Task(p) => p,
-                    Runner::SipUdp(p) => p,
-                };
-                let (tx, rx) = watch::channel(false);
-                fast.insert(id, Switch::Task(tx));
-                let task = Task {
-                    probe,
-                    interval: s.interval,
-                    fast_interval: s.fast_interval,
-                    timeout: s.timeout,
-                    slots: s.slots,
-                };
-                tasks.spawn(run_probe(
-                    task,
-                    origin,
-                    rx,
-                    events.clone(),
-                    metrics.clone(),
-                    shutdown.clone(),
-                ));
-            }
-        }
+        let probe = match s.probe {
+            Runner::Sip(probe) => match probe.literal_udp_dest() {
+                Some(dest) => {
+                    fast.insert(id, Switch::Fleet(fleet_tx.clone(), members.len()));
+                    members.push(fleet::Member {
+                        probe: *probe,
+                        dest,
+                        interval: s.interval,
+                        fast_interval: s.fast_interval,
+                    });
+                    continue;
+                }
+                None => probe as Box<dyn Probe>,
+            },
+            Runner::Task(probe) => probe,
+        };
+        let (tx, rx) = watch::channel(false);
+        fast.insert(id, Switch::Task(tx));
+        let task = Task {
+            probe,
+            interval: s.interval,
+            fast_interval: s.fast_interval,
+            timeout: s.timeout,
+            slots: s.slots,
+        };
+        tasks.spawn(run_probe(
+            task,
+            origin,
+            rx,
+            events.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        ));
     }
     if !members.is_empty() {
         tasks.spawn(fleet::run(

@@ -53,6 +53,9 @@ use crate::telemetry::Metrics;
 /// One probe of the fleet, as the scheduler hands it over.
 pub struct Member {
     pub probe: SipProbe,
+    /// Where it sends: its [`SipProbe::literal_udp_dest`], which the fleet
+    /// runs only for a probe that has one.
+    pub dest: SocketAddr,
     pub interval: Duration,
     pub fast_interval: Duration,
 }
@@ -110,11 +113,12 @@ pub async fn run(
 /// on (`Probe::check` takes the mux's): for tests and tools. `None` if the
 /// fleet does not run this probe (not SIP/UDP to an address literal).
 pub async fn check_once(probe: SipProbe) -> Option<ProbeOutcome> {
-    probe.literal_udp_dest()?;
+    let dest = probe.literal_udp_dest()?;
     let (events, mut results) = mpsc::channel(1);
     let (_switch, cadence) = mpsc::unbounded_channel();
     let member = Member {
         probe,
+        dest,
         // No start jitter: check now.
         interval: Duration::ZERO,
         fast_interval: Duration::ZERO,
@@ -206,19 +210,11 @@ impl Fleet {
             done: Vec::new(),
         };
         for m in members {
-            let Some(dest) = m.probe.literal_udp_dest() else {
-                // The scheduler hands over only literal UDP probes.
-                tracing::error!(
-                    message = "Not a SIP/UDP probe of an address; not run.",
-                    probe = m.probe.id()
-                );
-                continue;
-            };
             let first = origin + start_jitter(m.interval);
             state.slots.push(Slot {
                 series: ProbeSeries::new(metrics, m.probe.id(), m.probe.kind()),
                 probe: m.probe,
-                dest,
+                dest: m.dest,
                 pace: Pace::new(m.interval, m.fast_interval),
                 next_start: first,
                 last_start: first,

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use super::*;
 use crate::probe::Probe;
 
-const LOOPBACK: &str = "127.0.0.1:0";
+pub(super) const LOOPBACK: &str = "127.0.0.1:0";
 
 fn probe(target: &str, accept: &[&str], timeout: Duration) -> SipProbe {
     SipProbe::new(
@@ -30,14 +30,14 @@ fn tcp_target(addr: SocketAddr) -> String {
     format!("sip:{addr};transport=tcp")
 }
 
-async fn responder(mode: Mode) -> Responder {
+pub(super) async fn responder(mode: Mode) -> Responder {
     Responder::bind(LOOPBACK.parse().unwrap(), mode)
         .await
         .unwrap()
 }
 
 /// A local UDP port with nothing listening: bind, note the port, close.
-fn closed_udp_port() -> SocketAddr {
+pub(super) fn closed_udp_port() -> SocketAddr {
     let s = std::net::UdpSocket::bind(LOOPBACK).unwrap();
     s.local_addr().unwrap()
 }

@@ -12,9 +12,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::probe::scheduler::{self, Runner, Scheduled};
-use crate::probe::sip::{Accept, Mode, Responder, parse_target};
+use crate::probe::sip::tests::{LOOPBACK, closed_udp_port, responder};
+use crate::probe::sip::{Accept, Mode, parse_target};
 
-const LOOPBACK: &str = "127.0.0.1:0";
 /// Bound on waiting for any one result: only catches a hang.
 const HANG: Duration = Duration::from_secs(20);
 
@@ -25,17 +25,6 @@ fn probe(id: &str, dest: SocketAddr, timeout: Duration) -> SipProbe {
         Accept::parse(&["2xx"]).unwrap(),
         timeout,
     )
-}
-
-async fn responder(mode: Mode) -> Responder {
-    Responder::bind(LOOPBACK.parse().unwrap(), mode)
-        .await
-        .unwrap()
-}
-
-fn closed_udp_port() -> SocketAddr {
-    let s = std::net::UdpSocket::bind(LOOPBACK).unwrap();
-    s.local_addr().unwrap()
 }
 
 async fn once(p: SipProbe) -> ProbeOutcome {
@@ -183,6 +172,7 @@ async fn a_closed_port_fails_by_icmp_without_disturbing_the_others() {
 
 fn member(probe: SipProbe, interval_ms: u64) -> Member {
     Member {
+        dest: probe.literal_udp_dest().expect("a literal UDP target"),
         probe,
         interval: Duration::from_millis(interval_ms),
         fast_interval: Duration::from_millis(interval_ms),
@@ -219,7 +209,7 @@ async fn a_reply_from_another_host_is_ignored() {
 async fn the_scheduler_runs_literal_udp_probes_in_the_fleet_and_switches_their_pace() {
     let r = responder(Mode::Answer(200)).await;
     let scheduled = Scheduled {
-        probe: Runner::SipUdp(Box::new(probe(
+        probe: Runner::Sip(Box::new(probe(
             "trunk",
             r.udp_addr(),
             Duration::from_secs(1),
