@@ -78,7 +78,13 @@ pub async fn run(
     let timer = sleep_until(fleet.state.next_wake());
     tokio::pin!(timer);
     let mut cadence_open = true;
+    // Which family's socket is asked first; alternates, so a flood at one
+    // does not starve the other.
+    let mut first = 0;
     loop {
+        let mut flooded = false;
+        // Timers before sockets: a due check starts (or times out) however
+        // busy the sockets are.
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => return,
@@ -86,10 +92,11 @@ pub async fn run(
                 Some((member, fast)) => fleet.state.set_fast(member, fast, Instant::now()),
                 None => cadence_open = false, // Handle dropped: keep the current cadences.
             },
-            ready = readiness(&fleet.sockets[0]) => fleet.pump(0, ready, &mut buf),
-            ready = readiness(&fleet.sockets[1]) => fleet.pump(1, ready, &mut buf),
             () = &mut timer => fleet.fire(Instant::now()),
+            ready = readiness(&fleet.sockets[first]) => flooded = fleet.pump(first, ready, &mut buf),
+            ready = readiness(&fleet.sockets[1 - first]) => flooded = fleet.pump(1 - first, ready, &mut buf),
         }
+        first = 1 - first;
         // Taken out and put back, so its buffer is reused.
         let mut done = std::mem::take(&mut fleet.state.done);
         for (member, outcome) in done.drain(..) {
@@ -106,6 +113,11 @@ pub async fn run(
         }
         fleet.state.done = done;
         timer.as_mut().reset(fleet.state.next_wake());
+        if flooded {
+            // More is waiting than one pass reads: let the rest of the
+            // runtime (the engine, the API) run before reading on.
+            tokio::task::yield_now().await;
+        }
     }
 }
 
@@ -316,9 +328,10 @@ impl Fleet {
         }
     }
 
-    fn pump(&mut self, family: usize, ready: io::Result<Ready>, buf: &mut [u8]) {
+    /// Read what waits on a socket; whether it stopped on the budget.
+    fn pump(&mut self, family: usize, ready: io::Result<Ready>, buf: &mut [u8]) -> bool {
         let Some(socket) = &self.sockets[family] else {
-            return;
+            return false;
         };
         match ready {
             Ok(ready) => transport::pump(&socket.udp, ready, buf, &mut self.state),
@@ -326,6 +339,7 @@ impl Fleet {
                 // Closed under us: the next check opens a new one.
                 tracing::error!(message = "SIP/UDP socket failed; reopening it on the next check.", error = %e);
                 self.sockets[family] = None;
+                false
             }
         }
     }

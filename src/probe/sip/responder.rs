@@ -102,6 +102,16 @@ impl Responder {
         self.shared.udp_peers.lock().map(|p| p.len()).unwrap_or(0)
     }
 
+    /// The source addresses that sent UDP requests (a test learns the
+    /// prober's port from them).
+    pub fn udp_peer_addrs(&self) -> Vec<SocketAddr> {
+        self.shared
+            .udp_peers
+            .lock()
+            .map(|p| p.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
     /// Also answer over TLS on `addr` (port 0 picks one), with the same mode
     /// and counters. Returns the TLS listener's address.
     pub async fn serve_tls(

@@ -371,38 +371,58 @@ pub(super) trait Sink {
     fn icmp(&mut self, err: recverr::IcmpError);
 }
 
-/// Read everything `ready` says is waiting on `socket`: every queued ICMP
-/// error and every datagram, until the socket would block. The one reading
-/// loop of both SIP/UDP paths (the mux's thread and the fleet's task).
+/// Read what `ready` says is waiting on `socket`: queued ICMP errors and
+/// datagrams, until the socket would block or [`PUMP_BUDGET`] of them were
+/// read. The one reading loop of both SIP/UDP paths (the mux's thread and the
+/// fleet's task). Returns whether it stopped on the budget, with more
+/// possibly waiting: the caller then yields before it pumps again.
+#[must_use = "a pump that stopped on its budget must be followed by a yield"]
 pub(super) fn pump(
     socket: &UdpSocket,
     ready: tokio::io::Ready,
     buf: &mut [u8],
     sink: &mut impl Sink,
-) {
+) -> bool {
+    let mut budget = PUMP_BUDGET;
     if ready.is_error() {
-        // Drain the queue; `try_io` clears ERROR readiness only if no new
-        // error arrived meanwhile, so none is missed.
+        // Drain the queue; `try_io` clears ERROR readiness only on
+        // WouldBlock, and only if no new error arrived meanwhile, so none is
+        // missed; a drain cut short by the budget keeps it set.
         let _ = socket.try_io(Interest::ERROR, || {
-            drain_errors(socket, sink);
-            Err::<(), _>(io::ErrorKind::WouldBlock.into())
+            if drain_errors(socket, sink, &mut budget) {
+                Ok(())
+            } else {
+                Err(io::ErrorKind::WouldBlock.into())
+            }
         });
     }
     if ready.is_readable() {
-        loop {
+        while budget > 0 {
+            budget -= 1;
             match socket.try_recv_from(buf) {
                 Ok((n, from)) => route(&buf[..n], from, sink),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 // The pending ICMP error surfaced here; its details are in the queue.
-                Err(e) if is_icmp_echo(&e) => drain_errors(socket, sink),
+                Err(e) if is_icmp_echo(&e) => {
+                    let _ = drain_errors(socket, sink, &mut budget);
+                }
                 Err(e) => {
                     tracing::debug!(message = "SIP/UDP receive error.", error = %e);
-                    break;
+                    return false;
                 }
             }
         }
     }
+    budget == 0
 }
+
+/// How many datagrams and ICMP errors one [`pump`] reads at most. A sender
+/// faster than the reader (a flood at our port) would otherwise keep it
+/// reading for good: the fleet's timers would stop firing (no check starts or
+/// ends) and the mux's runtime would never poll its reactor again. 256 small
+/// answers are a fraction of a millisecond of work and a pass of the fleet's
+/// largest start slot.
+pub(super) const PUMP_BUDGET: usize = 256;
 
 /// The largest datagram: a big response is never truncated into something
 /// that parses differently.
@@ -420,7 +440,11 @@ async fn demux(socket: Arc<UdpSocket>, pending: Arc<Mutex<HashMap<String, Pendin
                 return;
             }
         };
-        pump(&socket, ready, &mut buf, &mut sink);
+        if pump(&socket, ready, &mut buf, &mut sink) {
+            // Flooded: let this thread's runtime poll its reactor (sends
+            // waiting for room) before reading on.
+            tokio::task::yield_now().await;
+        }
     }
 }
 
@@ -491,11 +515,18 @@ pub(super) fn unreachable(err: &recverr::IcmpError, dest: SocketAddr) -> Transpo
     TransportError::Unreachable(describe_icmp(&err.error), dest)
 }
 
-fn drain_errors(socket: &UdpSocket, sink: &mut impl Sink) {
-    // WouldBlock (queue empty) or unsupported ends it.
-    while let Ok(err) = recverr::recv(socket) {
+/// Deliver queued ICMP errors while `budget` lasts. Returns whether it
+/// stopped on the budget (the queue may hold more).
+fn drain_errors(socket: &UdpSocket, sink: &mut impl Sink, budget: &mut usize) -> bool {
+    while *budget > 0 {
+        // WouldBlock (queue empty) or unsupported ends it.
+        let Ok(err) = recverr::recv(socket) else {
+            return false;
+        };
+        *budget -= 1;
         sink.icmp(err);
     }
+    true
 }
 
 /// The one transaction an ICMP error may fail, if any. An ICMP message is

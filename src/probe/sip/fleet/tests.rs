@@ -3,6 +3,8 @@
 //! `sip/tests.rs` asks of a probe in a task of its own.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::net::UdpSocket;
@@ -251,4 +253,103 @@ async fn the_scheduler_runs_literal_udp_probes_in_the_fleet_and_switches_their_p
     );
     shutdown.cancel();
     timeout(HANG, handle.join()).await.expect("stops");
+}
+
+/// A flood of datagrams at the fleet's port, faster than one task reads
+/// them, must not stall it: its timers keep firing (checks start and end)
+/// and the trunk's answers, queued among the garbage, are still read. The
+/// fleet runs on a runtime of its own thread, as it does in the daemon's
+/// multi-thread runtime beside the engine; the test's runtime (the
+/// responder, the clock of the bound) stays free, so a stalled fleet fails
+/// the bound instead of hanging the test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_datagram_flood_at_the_fleets_port_does_not_stall_it() {
+    let r = responder(Mode::Answer(200)).await;
+    let (events, mut results) = mpsc::channel(64);
+    let shutdown = CancellationToken::new();
+    let members = vec![member(
+        probe("t", r.udp_addr(), Duration::from_secs(2)),
+        100,
+    )];
+    let fleet_shutdown = shutdown.clone();
+    let fleet = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (_switch, cadence) = mpsc::unbounded_channel();
+        rt.block_on(run(
+            members,
+            Instant::now(),
+            cadence,
+            events,
+            Metrics::new(),
+            fleet_shutdown,
+        ));
+    });
+    // The first result: the fleet's socket is open and known.
+    let first = timeout(HANG, results.recv()).await.expect("no hang");
+    assert!(matches!(first, Some(Event::ProbeResult { ref outcome, .. }) if outcome.success));
+    let [port] = r.udp_peer_addrs()[..] else {
+        panic!("one socket for the fleet");
+    };
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let flood = {
+        let (stop, sent) = (stop.clone(), sent.clone());
+        std::thread::spawn(move || {
+            let s = std::net::UdpSocket::bind(LOOPBACK).unwrap();
+            // Garbage, and a response with another branch: parsed, matched
+            // against nothing, dropped.
+            let stray = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKflood\r\n\
+                Call-ID: flood\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+            while !stop.load(Ordering::Relaxed) {
+                for datagram in [&b"flood"[..], &stray[..]] {
+                    if s.send_to(datagram, port).is_ok() {
+                        sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        })
+    };
+
+    // Checks go on starting and ending every 100 ms under the flood, and
+    // the trunk's answers get through.
+    let (mut outcomes, mut answered) = (0, 0);
+    let window = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < window {
+        let Some(Event::ProbeResult { outcome, .. }) = timeout(HANG, results.recv())
+            .await
+            .expect("the fleet stalled under the flood")
+        else {
+            panic!("the fleet stopped");
+        };
+        outcomes += 1;
+        answered += usize::from(outcome.success);
+    }
+    stop.store(true, Ordering::Relaxed);
+    flood.join().unwrap();
+    let sent = sent.load(Ordering::Relaxed);
+    assert!(sent > 10_000, "a flood: {sent} datagrams");
+    assert!(
+        outcomes >= 5 && answered == outcomes,
+        "{outcomes} results ({answered} answered) in 3 s under a flood of {sent} datagrams"
+    );
+
+    // After it, every check is answered again.
+    let out = timeout(HANG, async {
+        loop {
+            if let Some(Event::ProbeResult { outcome, .. }) = results.recv().await
+                && outcome.success
+            {
+                return outcome;
+            }
+        }
+    })
+    .await
+    .expect("answered again");
+    assert!(out.detail.starts_with("200 OK"), "{out:?}");
+    shutdown.cancel();
+    fleet.join().unwrap();
 }
