@@ -43,7 +43,7 @@ use super::message::TransactionKey;
 use super::parse::SipResponse;
 use super::target::Transport;
 use super::transport::{self, Sink, T1, T2, TransportError};
-use super::{AttemptError, SipProbe};
+use super::{AttemptError, SipProbe, recverr};
 use crate::domain::ProbeOutcome;
 use crate::engine::event::Event;
 use crate::probe::Probe;
@@ -211,6 +211,8 @@ struct Flight {
     next_send: Instant,
     gap: Duration,
     deadline: Instant,
+    /// The socket's dropped-datagram count when the check started.
+    drops: u32,
 }
 
 impl Fleet {
@@ -254,7 +256,10 @@ impl Fleet {
             match &self.state.slots[member].flight {
                 None => self.start(member, now),
                 Some(f) if now >= f.deadline => {
-                    let outcome = self.state.slots[member].probe.timed_out();
+                    let dropped = self
+                        .drops(self.state.slots[member].dest)
+                        .wrapping_sub(f.drops);
+                    let outcome = self.state.slots[member].probe.timed_out(dropped);
                     self.state.finish(member, outcome, now);
                 }
                 Some(_) => self.send(member, now),
@@ -268,8 +273,8 @@ impl Fleet {
         slot.next_start = slot.pace.after_start(slot.next_start, now);
         slot.last_start = now;
         let dest = slot.dest;
-        let port = match socket_for(&mut self.sockets, dest) {
-            Ok(s) => s.port,
+        let (port, drops) = match socket_for(&mut self.sockets, dest) {
+            Ok(s) => (s.port, recverr::drops(&s.udp).unwrap_or(0)),
             Err(e) => {
                 let e = AttemptError::from(TransportError::Socket(e.to_string()));
                 let outcome = self.state.slots[member].probe.outcome(Err(e));
@@ -289,6 +294,7 @@ impl Fleet {
             next_send: now,
             gap: T1,
             deadline: now + slot.probe.timeout,
+            drops,
         });
         self.send(member, now);
     }
@@ -326,6 +332,15 @@ impl Fleet {
                 self.state.finish(member, outcome, now);
             }
         }
+    }
+
+    /// Datagrams dropped so far for the socket of `dest`'s family (0 if it
+    /// is closed, or the kernel does not say).
+    fn drops(&self, dest: SocketAddr) -> u32 {
+        self.sockets[usize::from(dest.is_ipv6())]
+            .as_ref()
+            .and_then(|s| recverr::drops(&s.udp))
+            .unwrap_or(0)
     }
 
     /// Read what waits on a socket; whether it stopped on the budget.

@@ -215,9 +215,30 @@ impl SipProbe {
         }
     }
 
-    /// No final response within the probe's timeout.
-    fn timed_out(&self) -> ProbeOutcome {
-        ProbeOutcome::failure(timeout_detail(self.timeout), None)
+    /// No final response within the probe's timeout, while the kernel
+    /// dropped `dropped` datagrams for the probe's UDP socket (its receive
+    /// buffer full). Then the answer may have been lost on this host (a
+    /// flood at our port, an overloaded agent): inconclusive, not the
+    /// trunk's failure.
+    fn timed_out(&self, dropped: u32) -> ProbeOutcome {
+        let detail = timeout_detail(self.timeout);
+        if dropped == 0 {
+            return ProbeOutcome::failure(detail, None);
+        }
+        ProbeOutcome::inconclusive(format!(
+            "{detail}, while this host dropped {dropped} datagrams for the probe's socket \
+             (receive buffer full): the answer may have been one of them"
+        ))
+    }
+
+    /// Datagrams dropped so far for the mux's sockets, if this probe's
+    /// attempts go through them (UDP); 0 for TCP and TLS.
+    fn mux_drops(&self) -> u32 {
+        if self.target.transport == Transport::Udp {
+            UdpMux::drops()
+        } else {
+            0
+        }
     }
 
     fn judge(&self, resp: &SipResponse, latency: Duration, sends: u32) -> ProbeOutcome {
@@ -316,8 +337,9 @@ impl Probe for SipProbe {
 
     fn check(&self) -> BoxFuture<'_, ProbeOutcome> {
         Box::pin(async move {
+            let drops = self.mux_drops();
             match tokio::time::timeout(self.timeout, self.attempt()).await {
-                Err(_) => self.timed_out(),
+                Err(_) => self.timed_out(self.mux_drops().wrapping_sub(drops)),
                 Ok(attempt) => self.outcome(attempt),
             }
         })

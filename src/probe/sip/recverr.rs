@@ -11,8 +11,11 @@
 //! round trip instead of at the timeout. An error that proves less fails
 //! nothing.
 //!
-//! This is the only `unsafe` in the probes: two libc calls with locally owned,
-//! correctly sized buffers. Other platforms compile the no-op fallback, where
+//! It also reads how many datagrams the kernel dropped for the socket
+//! (`SO_MEMINFO`, see [`drops`]).
+//!
+//! This is the only `unsafe` in the probes: three libc calls with locally
+//! owned, correctly sized buffers. Other platforms compile the no-op fallback, where
 //! a closed UDP port shows up as a timeout.
 
 use std::io;
@@ -35,7 +38,7 @@ pub struct IcmpError {
 mod imp {
     use super::IcmpError;
     use std::io;
-    use std::mem::{size_of, zeroed};
+    use std::mem::{size_of, size_of_val, zeroed};
     use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
     use std::os::fd::RawFd;
 
@@ -61,6 +64,27 @@ mod imp {
         } else {
             Err(io::Error::last_os_error())
         }
+    }
+
+    /// `SO_MEMINFO` (asm-generic/socket.h; libc does not name it).
+    const SO_MEMINFO: libc::c_int = 55;
+
+    pub fn drops(fd: RawFd) -> Option<u32> {
+        let mut info = [0u32; libc::SK_MEMINFO_DROPS as usize + 1];
+        let mut len = size_of_val(&info) as libc::socklen_t;
+        // SAFETY: `info` and `len` outlive the call; `len` is `info`'s size,
+        // and the kernel writes at most that many bytes.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                SO_MEMINFO,
+                info.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        let wanted = (libc::SK_MEMINFO_DROPS as usize + 1) * size_of::<u32>();
+        (rc == 0 && len as usize >= wanted).then(|| info[libc::SK_MEMINFO_DROPS as usize])
     }
 
     /// Read one entry of the error queue; `WouldBlock` when it is empty.
@@ -174,6 +198,10 @@ mod imp {
     pub fn recv(_fd: i32) -> io::Result<IcmpError> {
         Err(io::ErrorKind::WouldBlock.into())
     }
+
+    pub fn drops(_fd: i32) -> Option<u32> {
+        None
+    }
 }
 
 /// Ask the kernel to queue ICMP errors on this socket.
@@ -188,6 +216,15 @@ pub fn enable(socket: &std::net::UdpSocket, v6: bool) -> io::Result<()> {
         let _ = (socket, v6);
         Err(io::ErrorKind::Unsupported.into())
     }
+}
+
+/// How many datagrams the kernel dropped for this socket since it was
+/// opened because its receive buffer was full (`SK_MEMINFO_DROPS`); `None`
+/// where the kernel does not say. A check that timed out while this grew may
+/// have lost its answer here, on this host: that says nothing about the
+/// trunk (a flood at the probe's port would otherwise fail healthy trunks).
+pub fn drops(socket: &impl std::os::fd::AsRawFd) -> Option<u32> {
+    imp::drops(socket.as_raw_fd())
 }
 
 /// Read one queued ICMP error; `WouldBlock` when none is queued.

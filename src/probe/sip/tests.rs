@@ -539,6 +539,39 @@ fn local_resource_errors_are_told_apart_from_the_trunk_failing() {
     assert!(matches!(e, super::AttemptError::Local(_)));
 }
 
+/// A timeout while this host's receive buffer dropped datagrams for the
+/// probe's socket may be our loss, not the trunk's silence: inconclusive.
+/// The kernel's count is real: a socket with a full buffer reports what it
+/// dropped.
+#[test]
+fn a_timeout_with_datagrams_dropped_here_is_inconclusive() {
+    let p = probe("sip:192.0.2.1", &["2xx"], Duration::from_secs(2));
+    let silent = p.timed_out(0);
+    assert!(!silent.success && !silent.inconclusive, "{silent:?}");
+    assert_eq!(silent.detail, "timeout after 2s");
+    let lost = p.timed_out(3);
+    assert!(lost.inconclusive && !lost.success, "{lost:?}");
+    assert!(
+        lost.detail
+            .starts_with("timeout after 2s, while this host dropped 3 datagrams"),
+        "{}",
+        lost.detail
+    );
+
+    let full = std::net::UdpSocket::bind(LOOPBACK).unwrap();
+    socket2::SockRef::from(&full)
+        .set_recv_buffer_size(1)
+        .unwrap(); // the kernel's minimum
+    assert_eq!(super::recverr::drops(&full), Some(0));
+    let sender = std::net::UdpSocket::bind(LOOPBACK).unwrap();
+    let to = full.local_addr().unwrap();
+    for _ in 0..200 {
+        sender.send_to(&[0u8; 1000], to).unwrap();
+    }
+    let dropped = super::recverr::drops(&full).unwrap();
+    assert!((1..=200).contains(&dropped), "{dropped}");
+}
+
 /// A reply with the right branch from another host (a spoofer on the path,
 /// or anyone who saw the request) decides nothing; the trunk's own does.
 #[tokio::test]

@@ -143,6 +143,16 @@ impl UdpMux {
         Ok(mux)
     }
 
+    /// Datagrams the kernel dropped for the muxes' sockets (both families,
+    /// those open) since they were opened: see [`recverr::drops`].
+    pub fn drops() -> u32 {
+        [&MUX_V4, &MUX_V6]
+            .into_iter()
+            .filter_map(|cell| *cell.lock().unwrap_or_else(|p| p.into_inner()))
+            .filter_map(|mux| recverr::drops(&*mux.socket))
+            .fold(0, u32::wrapping_add)
+    }
+
     /// Bind a socket and start its demultiplexer on a dedicated thread.
     pub fn start(bind: SocketAddr) -> io::Result<UdpMux> {
         let std_socket = open_socket(bind)?;

@@ -314,9 +314,10 @@ async fn a_datagram_flood_at_the_fleets_port_does_not_stall_it() {
         })
     };
 
-    // Checks go on starting and ending every 100 ms under the flood, and
-    // the trunk's answers get through.
-    let (mut outcomes, mut answered) = (0, 0);
+    // Checks go on starting and ending every 100 ms under the flood, the
+    // trunk's answers get through, and none fails: a check whose answer may
+    // have been dropped in this host's full receive buffer is inconclusive.
+    let (mut outcomes, mut answered, mut unsure) = (0, 0, 0);
     let window = Instant::now() + Duration::from_secs(3);
     while Instant::now() < window {
         let Some(Event::ProbeResult { outcome, .. }) = timeout(HANG, results.recv())
@@ -325,16 +326,21 @@ async fn a_datagram_flood_at_the_fleets_port_does_not_stall_it() {
         else {
             panic!("the fleet stopped");
         };
+        assert!(
+            outcome.success || outcome.inconclusive,
+            "a healthy trunk failed under the flood: {outcome:?}"
+        );
         outcomes += 1;
         answered += usize::from(outcome.success);
+        unsure += usize::from(outcome.inconclusive);
     }
     stop.store(true, Ordering::Relaxed);
     flood.join().unwrap();
     let sent = sent.load(Ordering::Relaxed);
     assert!(sent > 10_000, "a flood: {sent} datagrams");
     assert!(
-        outcomes >= 5 && answered == outcomes,
-        "{outcomes} results ({answered} answered) in 3 s under a flood of {sent} datagrams"
+        outcomes >= 5 && answered >= 1,
+        "{outcomes} results ({answered} answered, {unsure} inconclusive) in 3 s under a flood of {sent} datagrams"
     );
 
     // After it, every check is answered again.
