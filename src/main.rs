@@ -12,6 +12,12 @@ use continuity_agent::config;
 use continuity_agent::server::client::{self, render};
 use continuity_agent::telemetry::logging::{self, LogFormat};
 
+/// mimalloc instead of glibc's malloc: at 10,000 SIP probes glibc kept 75-95
+/// MB of freed memory in its per-thread arenas (BENCHMARKS.md, "RSS at
+/// 10,000"); mimalloc returns freed pages to the system.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const EXIT_RUNTIME: u8 = 1;
 const DEFAULT_LOG_LEVEL: &str = "info";
 const EXIT_CONFIG: u8 = 2;
