@@ -272,13 +272,39 @@ impl ProbeOutcome {
         }
     }
 
-    /// The result name used in metrics and logs: `success`, `failure` or
-    /// `inconclusive`.
-    pub fn result(&self) -> &'static str {
+    /// What this attempt counts as in `continuity_probe_results_total`.
+    pub fn result(&self) -> ProbeResult {
         match (self.success, self.inconclusive) {
-            (true, _) => "success",
-            (false, true) => "inconclusive",
-            (false, false) => "failure",
+            (true, _) => ProbeResult::Success,
+            (false, true) => ProbeResult::Inconclusive,
+            (false, false) => ProbeResult::Failure,
+        }
+    }
+}
+
+/// An attempt's result: the `result` label of
+/// `continuity_probe_results_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeResult {
+    Success,
+    Failure,
+    /// A local resource error: the agent could not look (`probe::local`).
+    Inconclusive,
+}
+
+impl ProbeResult {
+    /// Every result, in the order of their label values.
+    pub const ALL: [ProbeResult; 3] = [
+        ProbeResult::Success,
+        ProbeResult::Failure,
+        ProbeResult::Inconclusive,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ProbeResult::Success => "success",
+            ProbeResult::Failure => "failure",
+            ProbeResult::Inconclusive => "inconclusive",
         }
     }
 }

@@ -852,9 +852,9 @@ impl Loop {
     /// Probes and rules the new configuration no longer has: their gauges go,
     /// rather than showing a last value forever.
     fn forget_series(&self, new: &Config) {
-        for p in &self.config.probes {
+        for p in self.config.probes.iter() {
             if !new.probes.iter().any(|n| n.id == p.id && n.kind == p.kind) {
-                let _ = self.metrics.probe_up.remove_label_values(&[&p.id, p.kind]);
+                self.metrics.probes.forget_up(&p.id);
             }
         }
         for r in &self.config.rules {
@@ -872,10 +872,7 @@ impl Loop {
     /// set, from the engine's own view, so they are right after a restore too.
     fn refresh_gauges(&self) {
         for (id, kind, health) in self.engine.probe_gauges() {
-            self.metrics
-                .probe_up
-                .with_label_values(&[id, kind])
-                .set(health.gauge());
+            self.metrics.probes.set_up(id, kind, health.gauge());
         }
         self.refresh_engine_gauges();
     }
@@ -888,10 +885,7 @@ impl Loop {
     fn refresh_gauges_after(&self, moved: &[String]) {
         for id in moved {
             if let Some((kind, health)) = self.engine.probe_gauge(id) {
-                self.metrics
-                    .probe_up
-                    .with_label_values(&[id, kind])
-                    .set(health.gauge());
+                self.metrics.probes.set_up(id, kind, health.gauge());
             }
         }
         self.refresh_engine_gauges();

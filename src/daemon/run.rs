@@ -78,8 +78,6 @@ pub enum DaemonError {
 pub struct Running {
     pub metrics: Metrics,
     pub store: Arc<dyn Store>,
-    /// Probe id -> type, for metric labels.
-    pub probe_kinds: std::collections::BTreeMap<String, &'static str>,
     pub actuator: ActuatorHandle,
     /// Where the shared inputs send: every account's loop gets the event.
     pub events: mpsc::Sender<Event>,
@@ -98,9 +96,7 @@ pub struct RunningAccount {
 impl Running {
     /// Whether the engine currently considers probe `id` up.
     pub fn probe_up(&self, id: &str) -> bool {
-        self.probe_kinds
-            .get(id)
-            .is_some_and(|kind| self.metrics.probe_up.with_label_values(&[id, kind]).get() == 1)
+        self.metrics.probes.up(id) == Some(1)
     }
 }
 
@@ -170,7 +166,7 @@ pub async fn run_with(
         &accounts,
         (reload_tx, &cancel),
     );
-    let _ = started.send(running(&metrics, &config, &accounts, probe_events, addr));
+    let _ = started.send(running(&metrics, &accounts, probe_events, addr));
     tracing::info!(message = "continuity-agent is running.", listen = %addr, accounts = accounts.len(), dry_run = config.raw.agent.dry_run, instance_id = %config.instance_id());
     cancel_on(shutdown, cancel.clone());
 
@@ -231,7 +227,6 @@ async fn coordinate(
 /// The handles tests and the demo get.
 fn running(
     metrics: &Metrics,
-    config: &Config,
     accounts: &[Account],
     events: mpsc::Sender<Event>,
     addr: std::net::SocketAddr,
@@ -247,7 +242,6 @@ fn running(
     Running {
         metrics: metrics.clone(),
         store: list[0].store.clone(),
-        probe_kinds: probe_kinds(config),
         actuator: list[0].actuator.clone(),
         events,
         addr,
@@ -601,14 +595,6 @@ fn cancel_on(shutdown: impl Future<Output = ()> + Send + 'static, cancel: Cancel
         shutdown.await;
         cancel.cancel();
     });
-}
-
-fn probe_kinds(config: &Config) -> std::collections::BTreeMap<String, &'static str> {
-    config
-        .probes
-        .iter()
-        .map(|p| (p.id.clone(), p.kind))
-        .collect()
 }
 
 /// The metric label values the configuration fixes, so every series exists

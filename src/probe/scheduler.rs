@@ -38,7 +38,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus::{Histogram, IntCounter};
 use rand::Rng;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
@@ -48,6 +47,7 @@ use tokio_util::sync::CancellationToken;
 use crate::domain::ProbeOutcome;
 use crate::engine::event::{Command, Event};
 use crate::telemetry::Metrics;
+use crate::telemetry::metrics::ProbeCell;
 
 use super::sip::{SipProbe, fleet};
 use super::{Probe, timeout_detail};
@@ -373,24 +373,11 @@ async fn check_bounded(probe: &dyn Probe, timeout: Duration) -> ProbeOutcome {
 }
 
 /// One probe's metric series, looked up once.
-pub(crate) struct ProbeSeries {
-    duration: Histogram,
-    success: IntCounter,
-    failure: IntCounter,
-    inconclusive: IntCounter,
-}
+pub(crate) struct ProbeSeries(Arc<ProbeCell>);
 
 impl ProbeSeries {
     pub(crate) fn new(metrics: &Metrics, id: &str, kind: &str) -> ProbeSeries {
-        let result = |r: &str| metrics.probe_results_total.with_label_values(&[id, r]);
-        ProbeSeries {
-            duration: metrics
-                .probe_duration_seconds
-                .with_label_values(&[id, kind]),
-            success: result("success"),
-            failure: result("failure"),
-            inconclusive: result("inconclusive"),
-        }
+        ProbeSeries(metrics.probes.cell(id, kind))
     }
 
     pub(crate) fn record(&self, id: &str, took: Duration, outcome: &ProbeOutcome) {
@@ -403,19 +390,14 @@ impl ProbeSeries {
                 detail = %outcome.detail
             );
         }
-        self.duration.observe(took.as_secs_f64());
-        match outcome.result() {
-            "success" => &self.success,
-            "inconclusive" => &self.inconclusive,
-            _ => &self.failure,
-        }
-        .inc();
+        self.0.record(took.as_secs_f64(), outcome.result());
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::ProbeResult;
     use futures::future::BoxFuture;
     use std::sync::Mutex;
     use tokio::time::sleep;
@@ -569,10 +551,7 @@ mod tests {
             events += 1;
         }
         assert_eq!(events, total);
-        let counted = metrics
-            .probe_results_total
-            .with_label_values(&["trunk-a", "success"])
-            .get();
+        let counted = metrics.probes.results("trunk-a", ProbeResult::Success);
         assert_eq!(counted as usize, total);
 
         shutdown.cancel();

@@ -6,21 +6,19 @@
 //! through that account's handle ([`Metrics::account`], `account.rs`).
 
 mod account;
+mod probes;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use account::AccountFamilies;
 pub use account::{AccountMetrics, AccountVec};
+pub use probes::{ProbeCell, ProbeFamilies};
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-/// Probe round trips range from sub-millisecond (loopback) to the timeout.
-const PROBE_BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
 /// Test calls: post-dial delay and time to answer, from a fraction of a
 /// second (an IVR on the same SBC) to the ring timeout.
 const CALL_BUCKETS: &[f64] = &[0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0, 30.0];
@@ -112,12 +110,10 @@ pub struct Metrics {
     accounts: AccountFamilies,
     /// Every account's handle made so far, by id.
     handles: Arc<Mutex<BTreeMap<String, AccountMetrics>>>,
-    /// `{probe, type}`: 1 up, 0 down, -1 unknown.
-    pub probe_up: IntGaugeVec,
-    /// `{probe, type}`.
-    pub probe_duration_seconds: HistogramVec,
-    /// `{probe, result}`: result is `success` or `failure`.
-    pub probe_results_total: IntCounterVec,
+    /// `continuity_probe_up{probe,type}` (1 up, 0 down, -1 unknown),
+    /// `continuity_probe_duration_seconds{probe,type}` and
+    /// `continuity_probe_results_total{probe,result}`, one cell per probe.
+    pub probes: ProbeFamilies,
     /// `{source, result}`: result is `accepted`, `duplicate`, `unauthorized`, `invalid`, ...
     pub alerts_received_total: IntCounterVec,
     /// `{probe}`: call probe, INVITE to the first 18x.
@@ -169,22 +165,7 @@ impl Metrics {
         Metrics {
             accounts: AccountFamilies::register(&mut r),
             handles: Arc::default(),
-            probe_up: r.int_gauge_vec(
-                "continuity_probe_up",
-                "Probe health: 1 up, 0 down, -1 unknown.",
-                &["probe", "type"],
-            ),
-            probe_duration_seconds: r.histogram_vec(
-                "continuity_probe_duration_seconds",
-                "Duration of probe attempts.",
-                PROBE_BUCKETS,
-                &["probe", "type"],
-            ),
-            probe_results_total: r.int_counter_vec(
-                "continuity_probe_results_total",
-                "Probe attempts by result.",
-                &["probe", "result"],
-            ),
+            probes: r.add(Ok(ProbeFamilies::new())),
             alerts_received_total: r.int_counter_vec(
                 "continuity_alerts_received_total",
                 "Alert webhook deliveries by source and result.",
@@ -267,10 +248,7 @@ impl Metrics {
             }
         }
         for (id, kind) in &known.probes {
-            self.probe_duration_seconds.with_label_values(&[id, kind]);
-            for result in ["success", "failure", "inconclusive"] {
-                self.probe_results_total.with_label_values(&[id, result]);
-            }
+            self.probes.cell(id, kind);
             if *kind == "call" {
                 self.call_post_dial_delay_seconds.with_label_values(&[id]);
                 self.call_answer_seconds.with_label_values(&[id]);
@@ -458,6 +436,7 @@ mod tests {
     use prometheus::core::Collector;
 
     use super::*;
+    use crate::domain::ProbeResult;
 
     #[test]
     fn every_contract_metric_is_exposed() {
@@ -468,13 +447,10 @@ mod tests {
         a.transitions_total
             .with_label_values(&["active", "rule"])
             .inc();
-        m.probe_up.with_label_values(&["trunk-a", "sip"]).set(1);
-        m.probe_duration_seconds
-            .with_label_values(&["trunk-a", "sip"])
-            .observe(0.01);
-        m.probe_results_total
-            .with_label_values(&["trunk-a", "success"])
-            .inc();
+        m.probes.set_up("trunk-a", "sip", 1);
+        m.probes
+            .cell("trunk-a", "sip")
+            .record(0.01, ProbeResult::Success);
         a.rule_state.with_label_values(&["r"]).set(0);
         m.alerts_received_total
             .with_label_values(&["generic", "accepted"])

@@ -13,6 +13,7 @@ use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
 
 use super::*;
+use crate::domain::ProbeResult;
 use crate::probe::scheduler::{self, Runner, Scheduled};
 use crate::probe::sip::tests::{LOOPBACK, closed_udp_port, responder};
 use crate::probe::sip::{Accept, Mode, parse_target};
@@ -160,14 +161,9 @@ async fn a_closed_port_fails_by_icmp_without_disturbing_the_others() {
     }
     assert_eq!(r.udp_peers(), 1, "one socket for the whole fleet");
     // Each result was counted in the probe's own series.
-    let counted = |id: &str, result: &str| {
-        metrics
-            .probe_results_total
-            .with_label_values(&[id, result])
-            .get()
-    };
-    assert!(counted("good", "success") >= 3);
-    assert!(counted("bad", "failure") >= 3);
+    let counted = |id: &str, result| metrics.probes.results(id, result);
+    assert!(counted("good", ProbeResult::Success) >= 3);
+    assert!(counted("bad", ProbeResult::Failure) >= 3);
     shutdown.cancel();
     timeout(HANG, fleet).await.expect("stops").unwrap();
 }
