@@ -60,7 +60,7 @@ fn spec() -> EngineSpec {
         });
     }
     EngineSpec {
-        probes,
+        probes: probes.into(),
         rules,
         profiles: vec!["backup".into()],
         drills: BTreeMap::new(),

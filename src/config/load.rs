@@ -438,7 +438,10 @@ fn sections(cx: &mut Cx, root: &Dict) -> RawConfig {
     set!(webhooks, section(cx, root, "webhooks", &top));
     set!(api, section(cx, root, "api", &top));
     set!(cluster, section(cx, root, "cluster", &top));
-    set!(probes, list(cx, root, "probes", &top, probe_entry));
+    set!(
+        probes,
+        list(cx, root, "probes", &top, probe_entry).map(Into::into)
+    );
     set!(notify, list(cx, root, "notify", &top, de));
     if root.contains_key("accounts") {
         cx.has_accounts = true;

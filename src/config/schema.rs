@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
@@ -166,8 +167,9 @@ pub struct RawConfig {
     pub talkdesk: TalkdeskConfig,
     #[serde(default)]
     pub profiles: BTreeMap<String, ProfileConfig>,
+    /// Shared, not copied, by every account's view (`Config::for_account`).
     #[serde(default)]
-    pub probes: Vec<ProbeConfig>,
+    pub probes: Arc<[ProbeConfig]>,
     #[serde(default)]
     pub rules: Vec<RuleConfig>,
     #[serde(default)]

@@ -54,7 +54,7 @@ impl EngineSpec {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct EngineSpec {
-    pub probes: Vec<ProbeSpec>,
+    pub probes: std::sync::Arc<[ProbeSpec]>,
     pub rules: Vec<RuleSpec>,
     /// Known profile names (an override naming another profile is rejected).
     pub profiles: Vec<String>,
