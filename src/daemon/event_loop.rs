@@ -854,7 +854,7 @@ impl Loop {
     fn forget_series(&self, new: &Config) {
         for p in self.config.probes.iter() {
             if !new.probes.iter().any(|n| n.id == p.id && n.kind == p.kind) {
-                self.metrics.probes.forget_up(&p.id);
+                self.metrics.probes.forget_up(&p.id, p.kind);
             }
         }
         for r in &self.config.rules {

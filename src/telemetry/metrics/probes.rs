@@ -16,20 +16,20 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use prometheus::core::{Collector, Desc};
-
-use crate::domain::ProbeResult;
 use prometheus::proto::{
     Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
 };
 
+use crate::domain::ProbeResult;
+
 /// Probe round trips range from sub-millisecond (loopback) to the timeout.
-pub(super) const PROBE_BUCKETS: [f64; 13] = [
+const PROBE_BUCKETS: [f64; 13] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-pub(super) const UP: &str = "continuity_probe_up";
-pub(super) const DURATION: &str = "continuity_probe_duration_seconds";
-pub(super) const RESULTS: &str = "continuity_probe_results_total";
+const UP: &str = "continuity_probe_up";
+const DURATION: &str = "continuity_probe_duration_seconds";
+const RESULTS: &str = "continuity_probe_results_total";
 const UP_HELP: &str = "Probe health: 1 up, 0 down, -1 unknown.";
 const DURATION_HELP: &str = "Duration of probe attempts.";
 const RESULTS_HELP: &str = "Probe attempts by result.";
@@ -84,7 +84,8 @@ impl ProbeCell {
     }
 
     /// Attempts observed by the duration histogram.
-    pub fn observed(&self) -> u64 {
+    #[cfg(test)]
+    fn observed(&self) -> u64 {
         self.values().buckets.iter().sum()
     }
 }
@@ -155,11 +156,12 @@ impl ProbeFamilies {
         self.read().get(id).and_then(|c| c.values().up)
     }
 
-    /// Removes probe `id`'s `continuity_probe_up` series (a reload removed
-    /// the probe): a gauge would otherwise show its last value forever. Its
-    /// counters stay, as counters do.
-    pub fn forget_up(&self, id: &str) {
-        if let Some(cell) = self.read().get(id) {
+    /// Removes `continuity_probe_up{probe=id,type=kind}` (a reload removed
+    /// the probe, or changed its type): a gauge would otherwise show its
+    /// last value forever. A cell of another type is another series and
+    /// stays. Counters stay, as counters do.
+    pub fn forget_up(&self, id: &str, kind: &str) {
+        if let Some(cell) = self.read().get(id).filter(|c| *c.kind == *kind) {
             cell.values().up = None;
         }
     }
@@ -332,7 +334,9 @@ mod tests {
         assert_eq!(families.up("trunk-a"), Some(0));
         assert!(render(&registry).contains(r#"continuity_probe_up{probe="trunk-a",type="sip"} 0"#));
 
-        families.forget_up("trunk-a");
+        families.forget_up("trunk-a", "http");
+        assert_eq!(families.up("trunk-a"), Some(0), "another type's series");
+        families.forget_up("trunk-a", "sip");
         assert_eq!(families.up("trunk-a"), None);
         let text = render(&registry);
         assert!(!text.contains("continuity_probe_up"), "{text}");
@@ -353,6 +357,10 @@ mod tests {
         let new = families.cell("trunk-a", "http");
         assert!(!Arc::ptr_eq(&old, &new));
         assert_eq!(families.results("trunk-a", ProbeResult::Failure), 0);
+        // Forgetting the old type's gauge leaves the new one's.
+        families.set_up("trunk-a", "http", 1);
+        families.forget_up("trunk-a", "sip");
+        assert_eq!(families.up("trunk-a"), Some(1));
         let text = {
             let registry = Registry::new();
             registry.register(Box::new(families.clone())).unwrap();
