@@ -24,6 +24,7 @@
 //! - [`backoff`]: the retry delay (exponential, jitter, `Retry-After`) of every retry loop.
 //! - [`ruletest`]: `test-rules`, promtool-style scenario tests for the engine.
 //! - [`demo`]: the zero set-up demo.
+//! - [`failpoint`]: named places where tests of the real binary make it fail (debug builds only).
 
 pub mod alerts;
 pub mod backoff;
@@ -34,6 +35,7 @@ pub mod daemon;
 pub mod demo;
 pub mod domain;
 pub mod engine;
+pub mod failpoint;
 pub mod notify;
 pub mod probe;
 pub mod ruletest;

@@ -283,6 +283,7 @@ impl Actuator {
 
     /// Makes one write and updates what we believe Talkdesk has.
     async fn write(&mut self, step: Step) -> Result<(), TalkdeskError> {
+        crate::failpoint::hit("talkdesk.write");
         // Under a fence, the client must not resend a write on its own.
         let client = if self.may_write.is_some() {
             self.client.fenced()

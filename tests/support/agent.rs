@@ -47,6 +47,23 @@ impl AgentProcess {
         Self::spawn_with(config, port, log, without_dac_override)
     }
 
+    /// Like [`spawn`](Self::spawn) with extra environment variables (a
+    /// failpoint, `continuity_agent::failpoint::ENV`).
+    pub fn spawn_with_env(
+        config: &Path,
+        port: u16,
+        log: &Path,
+        env: &[(&str, &str)],
+    ) -> AgentProcess {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Self::spawn_with(config, port, log, move |cmd| {
+            cmd.envs(env);
+        })
+    }
+
     fn spawn_with(
         config: &Path,
         port: u16,
@@ -116,6 +133,25 @@ impl AgentProcess {
         if let Some(mut c) = self.child.take() {
             c.kill().expect("SIGKILL"); // std sends SIGKILL on Unix
             let _ = c.wait();
+        }
+    }
+
+    /// Waits up to `within` for the agent to exit by itself; panics (with
+    /// the log) if it is still running then.
+    pub async fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            let child = self.child.as_mut().expect("running");
+            if let Some(status) = child.try_wait().expect("wait") {
+                self.child = None;
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the agent is still running after {within:?}; log:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
