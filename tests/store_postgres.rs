@@ -94,7 +94,7 @@ async fn killed_connections_are_replaced_and_the_store_works_again() {
     let server = PgServer::start();
     let db = server.database().await;
     let store = open(&server, &db).await;
-    store.save_snapshot(json!({"n": 1})).await.unwrap();
+    store.save_snapshot(json!({"n": 1}).into()).await.unwrap();
     store.ping().await.unwrap();
 
     let killed = server.terminate_backends(&db).await;
@@ -103,7 +103,7 @@ async fn killed_connections_are_replaced_and_the_store_works_again() {
     // The next call may fail (typed) or transparently reconnect; either way
     // the store works again without being reopened.
     until_ping_succeeds(&store, Duration::from_secs(15)).await;
-    store.save_snapshot(json!({"n": 2})).await.unwrap();
+    store.save_snapshot(json!({"n": 2}).into()).await.unwrap();
     assert_eq!(store.load_snapshot().await.unwrap(), Some(json!({"n": 2})));
 }
 
@@ -112,7 +112,7 @@ async fn a_server_restart_and_an_outage_are_recovered_from() {
     let server = PgServer::start();
     let db = server.database().await;
     let store = open(&server, &db).await;
-    store.save_snapshot(json!({"n": 1})).await.unwrap();
+    store.save_snapshot(json!({"n": 1}).into()).await.unwrap();
 
     server.restart();
     until_ping_succeeds(&store, Duration::from_secs(15)).await;
@@ -132,10 +132,10 @@ async fn a_server_restart_and_an_outage_are_recovered_from() {
         "a call against a stopped server took {:?}",
         started.elapsed()
     );
-    assert!(store.save_snapshot(json!({"n": 2})).await.is_err());
+    assert!(store.save_snapshot(json!({"n": 2}).into()).await.is_err());
     server.start_again();
     until_ping_succeeds(&store, Duration::from_secs(15)).await;
-    store.save_snapshot(json!({"n": 3})).await.unwrap();
+    store.save_snapshot(json!({"n": 3}).into()).await.unwrap();
     assert_eq!(store.load_snapshot().await.unwrap(), Some(json!({"n": 3})));
 }
 
@@ -216,7 +216,7 @@ async fn text_postgres_cannot_hold_does_not_lose_records() {
     );
     // The snapshot is the engine's document: kept exactly, NUL included.
     let snapshot = json!({"override": {"reason": "x\u{0}y"}});
-    store.save_snapshot(snapshot.clone()).await.unwrap();
+    store.save_snapshot(snapshot.clone().into()).await.unwrap();
     assert_eq!(store.load_snapshot().await.unwrap(), Some(snapshot));
 }
 
@@ -263,7 +263,10 @@ async fn sslmode_is_honoured_against_a_tls_server() {
         let store = PostgresStore::open(&u, None, DEFAULT_ACCOUNT)
             .await
             .unwrap_or_else(|e| panic!("{u}: {e}"));
-        store.save_snapshot(json!({"tls": true})).await.unwrap();
+        store
+            .save_snapshot(json!({"tls": true}).into())
+            .await
+            .unwrap();
         let (tls, all) = tls_connections(&server, &db).await;
         assert!(
             all >= 1 && tls == all,

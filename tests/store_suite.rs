@@ -154,17 +154,17 @@ async fn snapshot_round_trips_and_is_replaced(b: &impl Backend) {
     let store = b.open(DEFAULT_ACCOUNT).await.unwrap();
     assert_eq!(store.load_snapshot().await.unwrap(), None);
     let first = json!({"desired": "active", "alerts": [{"key": "a", "until": 17}], "n": 1.5});
-    store.save_snapshot(first.clone()).await.unwrap();
+    store.save_snapshot(first.clone().into()).await.unwrap();
     assert_eq!(store.load_snapshot().await.unwrap(), Some(first));
     let second = json!({"desired": "inactive", "override": null, "n": u64::MAX});
-    store.save_snapshot(second.clone()).await.unwrap();
+    store.save_snapshot(second.clone().into()).await.unwrap();
     assert_eq!(store.load_snapshot().await.unwrap(), Some(second));
 }
 
 async fn survives_reopen(b: &impl Backend) {
     let store = b.open(DEFAULT_ACCOUNT).await.unwrap();
     store
-        .save_snapshot(json!({"desired": "active"}))
+        .save_snapshot(json!({"desired": "active"}).into())
         .await
         .unwrap();
     store.append_audit(vec![record(1)]).await.unwrap();
@@ -216,9 +216,14 @@ async fn audit_pages_newest_first_with_a_cursor(b: &impl Backend) {
 async fn accounts_do_not_see_each_others_rows(b: &impl Backend) {
     let a = b.open("acme").await.unwrap();
     let other = b.open("globex").await.unwrap();
-    a.save_snapshot(json!({"who": "acme"})).await.unwrap();
+    a.save_snapshot(json!({"who": "acme"}).into())
+        .await
+        .unwrap();
     assert_eq!(other.load_snapshot().await.unwrap(), None);
-    other.save_snapshot(json!({"who": "globex"})).await.unwrap();
+    other
+        .save_snapshot(json!({"who": "globex"}).into())
+        .await
+        .unwrap();
     a.append_audit(vec![record(1), record(2)]).await.unwrap();
     other
         .append_audit(vec![AuditRecord::new(
@@ -284,7 +289,10 @@ async fn audit_pruning_removes_only_old_records_of_this_account(b: &impl Backend
 
 async fn refuses_a_database_from_a_newer_version(b: &impl Backend) {
     let store = b.open(DEFAULT_ACCOUNT).await.unwrap();
-    store.save_snapshot(json!({"kept": true})).await.unwrap();
+    store
+        .save_snapshot(json!({"kept": true}).into())
+        .await
+        .unwrap();
     drop(store);
     let newer = b.schema_version() + 1;
     b.pretend_newer_schema(newer).await;
@@ -462,8 +470,12 @@ async fn for_account_handles_are_isolated_and_share_the_database(b: &impl Backen
     let root = b.open(DEFAULT_ACCOUNT).await.unwrap();
     let acme = root.for_account("acme");
     let globex = acme.for_account("globex");
-    root.save_snapshot(json!({"who": "default"})).await.unwrap();
-    acme.save_snapshot(json!({"who": "acme"})).await.unwrap();
+    root.save_snapshot(json!({"who": "default"}).into())
+        .await
+        .unwrap();
+    acme.save_snapshot(json!({"who": "acme"}).into())
+        .await
+        .unwrap();
     assert_eq!(globex.load_snapshot().await.unwrap(), None);
     acme.append_audit(vec![record(1)]).await.unwrap();
     globex.append_audit(vec![record(2)]).await.unwrap();

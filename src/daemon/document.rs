@@ -14,6 +14,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::alerts::order::Order;
+use crate::engine::snapshot::Snapshot;
+use crate::store::SnapshotDoc;
 
 /// What the loop persists beside the engine snapshot.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -25,18 +27,20 @@ pub(super) struct Progress {
     pub alert_order: Order,
 }
 
-/// The document to store: the engine snapshot's fields and the progress.
+/// The document to store: the engine snapshot's fields and the progress,
+/// encoded straight to JSON text (no intermediate tree).
 pub(super) fn encode(
-    engine: serde_json::Value,
+    engine: &Snapshot,
     progress: &Progress,
-) -> Result<serde_json::Value, serde_json::Error> {
-    let mut doc = engine;
-    if let (serde_json::Value::Object(doc), serde_json::Value::Object(extra)) =
-        (&mut doc, serde_json::to_value(progress)?)
-    {
-        doc.extend(extra);
+) -> Result<SnapshotDoc, serde_json::Error> {
+    #[derive(Serialize)]
+    struct Document<'a> {
+        #[serde(flatten)]
+        engine: &'a Snapshot,
+        #[serde(flatten)]
+        progress: &'a Progress,
     }
-    Ok(doc)
+    SnapshotDoc::encode(&Document { engine, progress })
 }
 
 /// The progress stored in a document, each part on its own: an unreadable
@@ -63,7 +67,86 @@ pub(super) fn progress(doc: &serde_json::Value) -> Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{AlertKey, Timestamp};
+    use crate::domain::{AlertKey, ProbeOutcome, Timestamp};
+    use crate::engine::{Engine, Event};
+
+    /// An engine with two probes, one of them failing, and a firing alert.
+    fn engine() -> Engine {
+        let src = r#"
+[profiles.backup]
+default = "+14155550100"
+[[probes]]
+id = "trunk-a"
+type = "sip"
+target = "sip:a.example.net"
+[[probes]]
+id = "trunk-b"
+type = "sip"
+target = "sip:b.example.net"
+[[rules]]
+name = "voice"
+profile = "backup"
+when = { alert = ['alertname="VoiceDown"'] }
+"#;
+        let config = crate::config::from_toml_str(src, "test").expect("valid");
+        let mut engine = Engine::new(config.engine_spec());
+        let events = [
+            Event::ProbeResult {
+                probe: "trunk-a".into(),
+                outcome: ProbeOutcome::success("200 OK", None),
+            },
+            Event::ProbeResult {
+                probe: "trunk-b".into(),
+                outcome: ProbeOutcome::failure("timeout", None),
+            },
+            Event::AlertFiring {
+                key: AlertKey {
+                    source: "alertmanager".into(),
+                    id: "a1".into(),
+                },
+                labels: [("alertname".to_string(), "VoiceDown".to_string())].into(),
+                summary: Some("voice is down".into()),
+            },
+        ];
+        for (i, event) in events.into_iter().enumerate() {
+            engine.step(event, Timestamp(1_000 + i as i64));
+        }
+        engine
+    }
+
+    /// The text is what the tree it replaced held (the engine snapshot's
+    /// fields, then the progress's beside them), and restores to the same
+    /// snapshot and progress.
+    #[test]
+    fn the_encoded_document_is_the_snapshot_and_the_progress_side_by_side() {
+        let engine = engine();
+        let snapshot = engine.snapshot();
+        let mut order = Order::default();
+        let key = AlertKey {
+            source: "alertmanager".into(),
+            id: "a1".into(),
+        };
+        order.record(&key, Timestamp(5), Timestamp(6));
+        let p = Progress {
+            inputs_applied: 7,
+            alert_order: order,
+        };
+        let doc: serde_json::Value =
+            serde_json::from_str(encode(&snapshot, &p).unwrap().as_str()).unwrap();
+
+        let mut tree = serde_json::to_value(&snapshot).unwrap();
+        let serde_json::Value::Object(extra) = serde_json::to_value(&p).unwrap() else {
+            panic!("progress is an object")
+        };
+        tree.as_object_mut().unwrap().extend(extra);
+        assert_eq!(doc, tree);
+        assert!(doc["probes"]["trunk-b"].is_object(), "{doc:#}");
+        assert_eq!(
+            serde_json::from_value::<Snapshot>(doc.clone()).unwrap(),
+            snapshot
+        );
+        assert_eq!(progress(&doc), p);
+    }
 
     #[test]
     fn progress_rides_beside_the_engine_fields_and_defaults_when_absent() {
@@ -77,7 +160,8 @@ mod tests {
             inputs_applied: 42,
             alert_order: order,
         };
-        let doc = encode(serde_json::json!({"version": 1, "desired": "inactive"}), &p).unwrap();
+        let doc: serde_json::Value =
+            serde_json::from_str(encode(&engine().snapshot(), &p).unwrap().as_str()).unwrap();
         assert_eq!(doc["version"], 1);
         assert_eq!(doc["inputs_applied"], 42);
         assert_eq!(progress(&doc), p);

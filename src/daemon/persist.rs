@@ -37,7 +37,7 @@ use tokio::time::Instant;
 use super::document::{self, Progress};
 use crate::domain::Timestamp;
 use crate::engine::Engine;
-use crate::store::Store;
+use crate::store::{SnapshotDoc, Store};
 use crate::telemetry::{AuditKind, AuditRecord, AuditSink};
 
 /// Probe counters change constantly; they are persisted at most this often
@@ -54,7 +54,7 @@ const RETRY_MAX: Duration = Duration::from_secs(1);
 #[derive(Clone, Default)]
 struct Job {
     version: u64,
-    doc: Option<(serde_json::Value, i64)>,
+    doc: Option<(SnapshotDoc, i64)>,
 }
 
 /// What the writer has done, as the loop reads it.
@@ -181,9 +181,7 @@ impl Persister {
             // Nothing of a follower's is durable: the leader's document is.
             return self.written.borrow().settled;
         }
-        let doc = match serde_json::to_value(engine.snapshot())
-            .and_then(|engine| document::encode(engine, progress))
-        {
+        let doc = match document::encode(&engine.snapshot(), progress) {
             Ok(j) => j,
             Err(error) => {
                 tracing::error!(message = "Failed to serialize the engine snapshot.", %error);
@@ -361,11 +359,9 @@ mod tests {
         fn load_snapshot(&self) -> BoxFuture<'_, Result<Option<serde_json::Value>, StoreError>> {
             Box::pin(async { Ok(self.snapshot.lock().unwrap().clone()) })
         }
-        fn save_snapshot(
-            &self,
-            snapshot: serde_json::Value,
-        ) -> BoxFuture<'_, Result<(), StoreError>> {
+        fn save_snapshot(&self, snapshot: SnapshotDoc) -> BoxFuture<'_, Result<(), StoreError>> {
             Box::pin(async move {
+                let snapshot = serde_json::from_str(snapshot.as_str()).unwrap();
                 if self.gated.load(Ordering::SeqCst) {
                     self.gate.acquire().await.unwrap().forget();
                 }

@@ -362,7 +362,10 @@ mod tests {
         fn load_snapshot(&self) -> BoxFuture<'_, Result<Option<serde_json::Value>, StoreError>> {
             unreachable!("the queue only appends")
         }
-        fn save_snapshot(&self, _: serde_json::Value) -> BoxFuture<'_, Result<(), StoreError>> {
+        fn save_snapshot(
+            &self,
+            _: crate::store::SnapshotDoc,
+        ) -> BoxFuture<'_, Result<(), StoreError>> {
             unreachable!("the queue only appends")
         }
         fn append_audit(&self, _: Vec<AuditRecord>) -> BoxFuture<'_, Result<(), StoreError>> {

@@ -15,8 +15,8 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 use super::inputs::{SHARED_ACCOUNT, SHARED_RETENTION};
 use super::wake::Wakers;
 use super::{
-    Input, LeaseClaim, LeaseRow, LeaseState, OpenOutcome, Store, StoreError, StoredEvent,
-    StoredInput, WriteClaim, WriteGrant,
+    Input, LeaseClaim, LeaseRow, LeaseState, OpenOutcome, SnapshotDoc, Store, StoreError,
+    StoredEvent, StoredInput, WriteClaim, WriteGrant,
 };
 use crate::domain::Timestamp;
 use crate::telemetry::AuditRecord;
@@ -404,10 +404,10 @@ impl Store for SqliteStore {
         })
     }
 
-    fn save_snapshot(&self, snapshot: serde_json::Value) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn save_snapshot(&self, snapshot: SnapshotDoc) -> BoxFuture<'_, Result<(), StoreError>> {
         let account = self.account.clone();
         self.with(move |c| {
-            let text = serde_json::to_string(&snapshot)?;
+            let text = snapshot.as_str();
             c.execute(
                 "INSERT INTO engine_state (account, snapshot, updated_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT (account) DO UPDATE SET snapshot = excluded.snapshot, updated_at = excluded.updated_at",
@@ -761,11 +761,11 @@ mod tests {
         let store = SqliteStore::open(&path).await.unwrap();
         assert_eq!(store.load_snapshot().await.unwrap(), None);
         store
-            .save_snapshot(serde_json::json!({"desired": "active", "n": 1}))
+            .save_snapshot(serde_json::json!({"desired": "active", "n": 1}).into())
             .await
             .unwrap();
         store
-            .save_snapshot(serde_json::json!({"desired": "active", "n": 2}))
+            .save_snapshot(serde_json::json!({"desired": "active", "n": 2}).into())
             .await
             .unwrap();
         drop(store);

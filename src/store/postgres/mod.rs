@@ -51,8 +51,8 @@ pub use migrations::versions as schema_versions;
 use super::inputs::{SHARED_ACCOUNT, SHARED_RETENTION};
 use super::wake::Wakers;
 use super::{
-    Input, LeaseClaim, LeaseRow, LeaseState, Store, StoreError, StoredEvent, StoredInput,
-    WriteClaim, WriteGrant,
+    Input, LeaseClaim, LeaseRow, LeaseState, SnapshotDoc, Store, StoreError, StoredEvent,
+    StoredInput, WriteClaim, WriteGrant,
 };
 use crate::domain::Timestamp;
 use crate::telemetry::AuditRecord;
@@ -296,20 +296,21 @@ impl Store for PostgresStore {
         })
     }
 
-    fn save_snapshot(&self, snapshot: serde_json::Value) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn save_snapshot(&self, snapshot: SnapshotDoc) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             let client = self.pool.get().await?;
             // Durable on return: synchronous_commit is on unless the DBA turned it off.
+            // The document is JSON text already: sent as text, cast by the server.
             let stmt = client
                 .prepare_cached(
-                    "INSERT INTO engine_state (account, snapshot, updated_at) VALUES ($1, $2, $3)
+                    "INSERT INTO engine_state (account, snapshot, updated_at) VALUES ($1, $2::text::json, $3)
                      ON CONFLICT (account) DO UPDATE
                      SET snapshot = excluded.snapshot, updated_at = excluded.updated_at",
                 )
                 .await?;
             let now = Timestamp::now().as_millis();
             client
-                .execute(&stmt, &[&self.account, &snapshot, &now])
+                .execute(&stmt, &[&self.account, &snapshot.as_str(), &now])
                 .await?;
             Ok(())
         })

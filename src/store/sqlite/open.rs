@@ -353,7 +353,7 @@ mod tests {
         assert_eq!(was, path);
         assert_eq!(store.load_snapshot().await.unwrap(), None, "fresh");
         store
-            .save_snapshot(serde_json::json!({"n": 1}))
+            .save_snapshot(serde_json::json!({"n": 1}).into())
             .await
             .unwrap();
         (reason, moved_to)
@@ -510,7 +510,7 @@ mod tests {
         let path = dir.path().join("odd ?#% name.db");
         let store = SqliteStore::open(&path).await.unwrap();
         store
-            .save_snapshot(serde_json::json!({"n": 2}))
+            .save_snapshot(serde_json::json!({"n": 2}).into())
             .await
             .unwrap();
         drop(store);
