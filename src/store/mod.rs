@@ -52,13 +52,16 @@ use crate::telemetry::AuditRecord;
 /// alive between snapshots by the writer's channel and copied once more for
 /// each write (BENCHMARKS.md, "SIP OPTIONS").
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SnapshotDoc(std::sync::Arc<str>);
+pub struct SnapshotDoc(std::sync::Arc<String>);
 
 impl SnapshotDoc {
     /// Encodes `value` as JSON (the only way to build one: the text is
     /// always a JSON document).
     pub fn encode<T: serde::Serialize + ?Sized>(value: &T) -> Result<Self, serde_json::Error> {
-        Ok(SnapshotDoc(serde_json::to_string(value)?.into()))
+        // Arc<String>, not Arc<str>: no second copy of a text of megabytes.
+        Ok(SnapshotDoc(std::sync::Arc::new(serde_json::to_string(
+            value,
+        )?)))
     }
 
     pub fn as_str(&self) -> &str {
@@ -68,7 +71,7 @@ impl SnapshotDoc {
 
 impl From<serde_json::Value> for SnapshotDoc {
     fn from(value: serde_json::Value) -> Self {
-        SnapshotDoc(value.to_string().into())
+        SnapshotDoc(std::sync::Arc::new(value.to_string()))
     }
 }
 
