@@ -33,18 +33,6 @@ default = "+14155558888"
     )
 }
 
-async fn get(agent: &AgentProcess, path: &str) -> Value {
-    reqwest::Client::new()
-        .get(format!("{}{path}", agent.api))
-        .bearer_auth(OPS_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 /// The activation writes Talkdesk accepted, as `enabled` values in order.
 fn activations(journal: &[JournalEntry]) -> Vec<bool> {
     journal
@@ -109,7 +97,7 @@ async fn a_dead_actuator_ends_the_agent_and_a_restart_applies_the_decision_once(
     let want = json!({"state": "active", "profile": "a"});
     let deadline = Instant::now() + Duration::from_secs(15);
     let st = loop {
-        let st = get(&agent, "/v1/status").await;
+        let st = agent.get_json("/v1/status", OPS_TOKEN).await;
         if st["desired"] == want && st["converged"] == true && sim.state().enabled {
             break st;
         }
@@ -135,7 +123,7 @@ async fn a_dead_actuator_ends_the_agent_and_a_restart_applies_the_decision_once(
         sim.journal()
     );
 
-    let events = get(&agent, "/v1/events?limit=1000").await;
+    let events = agent.get_json("/v1/events?limit=1000", OPS_TOKEN).await;
     assert!(
         events
             .to_string()

@@ -125,18 +125,6 @@ async fn wait_metric(agent: &AgentProcess, name: &str, want: f64) {
     }
 }
 
-async fn get(agent: &AgentProcess, path: &str) -> serde_json::Value {
-    reqwest::Client::new()
-        .get(format!("{}{path}", agent.api))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_made_while_the_agent_was_down_is_respected_and_audited() {
     let w = world("respect").await;
@@ -163,7 +151,7 @@ async fn a_change_made_while_the_agent_was_down_is_respected_and_audited() {
     );
     assert!(w.sim.state().enabled, "the fallback is still on");
 
-    let doc = get(&agent, "/v1/status").await;
+    let doc = agent.get_json("/v1/status", TOKEN).await;
     let ov = &doc["engine"]["override"];
     assert!(
         ov["reason"]
@@ -184,7 +172,7 @@ async fn a_change_made_while_the_agent_was_down_is_respected_and_audited() {
         "logged:\n{}",
         agent.logs()
     );
-    let events: serde_json::Value = get(&agent, "/v1/events?limit=1000").await;
+    let events: serde_json::Value = agent.get_json("/v1/events?limit=1000", TOKEN).await;
     assert!(
         events.to_string().contains("changed outside the agent"),
         "audited: {events:#}"
@@ -215,7 +203,7 @@ async fn with_on_drift_correct_a_change_made_while_away_is_undone_loudly() {
             .any(|l| l.contains("WARN") && l.contains("correcting")),
         "a WARN line says it undid the change:\n{logs}"
     );
-    let events: serde_json::Value = get(&agent, "/v1/events?limit=1000").await;
+    let events: serde_json::Value = agent.get_json("/v1/events?limit=1000", TOKEN).await;
     assert!(
         events.to_string().contains("on_drift = correct"),
         "audited: {events:#}"

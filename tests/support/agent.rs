@@ -174,6 +174,19 @@ impl AgentProcess {
         }
     }
 
+    /// `GET path` with `token` as the bearer, the answer's JSON body.
+    pub async fn get_json(&self, path: &str, token: &str) -> serde_json::Value {
+        reqwest::Client::new()
+            .get(format!("{}{path}", self.api))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// A metric's value from `/metrics` (first series whose line starts with `prefix`).
     pub async fn metric(&self, prefix: &str) -> Option<f64> {
         let text = reqwest::get(format!("{}/metrics", self.api))
