@@ -168,6 +168,10 @@ async fn survives_reopen(b: &impl Backend) {
         .await
         .unwrap();
     store.append_audit(vec![record(1)]).await.unwrap();
+    // Committed by now on PostgreSQL; SQLite may still hold it for the next
+    // write transaction (`Store::append_audit`), and the audit writer
+    // flushes on its way out.
+    store.flush_audit().await.unwrap();
     drop(store);
     let store = b.open(DEFAULT_ACCOUNT).await.unwrap();
     assert_eq!(

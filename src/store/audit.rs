@@ -43,6 +43,10 @@ impl StoreAudit {
                     tracing::error!(message = "Failed to write audit records.", records = n, %error);
                 }
             }
+            // Every handle is gone: commit what a backend still holds back.
+            if let Err(error) = store.flush_audit().await {
+                tracing::error!(message = "Failed to write audit records.", %error);
+            }
         });
         (
             Arc::new(StoreAudit {

@@ -98,8 +98,17 @@ pub trait Store: Send + Sync + 'static {
     fn load_snapshot(&self) -> BoxFuture<'_, Result<Option<serde_json::Value>, StoreError>>;
     /// Replaces the engine snapshot durably (returns after the data is on disk).
     fn save_snapshot(&self, snapshot: SnapshotDoc) -> BoxFuture<'_, Result<(), StoreError>>;
-    /// Appends audit records in one transaction.
+    /// Appends audit records in one transaction, committed on return;
+    /// except on SQLite, which parks them to ride in its next write
+    /// transaction (`sqlite/riders.rs`) and commits them within 50 ms
+    /// either way. A read of the audit log sees them at once; to commit
+    /// them now, [`Store::flush_audit`].
     fn append_audit(&self, records: Vec<AuditRecord>) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Commits audit records appended but not committed yet (see
+    /// [`Store::append_audit`]); the audit writer's last act on shutdown.
+    fn flush_audit(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async { Ok(()) })
+    }
     /// Audit records newest first; `before` is an id cursor from a previous page.
     fn events(
         &self,

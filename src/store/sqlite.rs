@@ -4,6 +4,7 @@
 //! aside and serves a read-only one read-only, rather than failing the start.
 
 mod open;
+mod riders;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -132,6 +133,9 @@ pub struct SqliteStore {
     path: PathBuf,
     account: Arc<str>,
     wakers: Arc<Wakers>,
+    /// Audit records waiting to ride in the next write transaction
+    /// (`riders.rs`).
+    parked: Arc<riders::Parked>,
     /// What the open found (every handle of the file shares it).
     outcome: Arc<OpenOutcome>,
 }
@@ -175,6 +179,7 @@ impl SqliteStore {
             path,
             account: account.into(),
             wakers: Arc::default(),
+            parked: Arc::default(),
             outcome: Arc::new(outcome),
         })
     }
@@ -212,6 +217,29 @@ impl SqliteStore {
                 .await
                 .map_err(|_| StoreError::Deadline)?;
             Self::run_blocking(guard, f).await
+        })
+    }
+
+    /// Commits the parked audit records (`riders.rs`) with the writing
+    /// connection held: on return, every record parked before the call is
+    /// committed, by a transaction it rode in or by this one.
+    fn commit_parked(&self) -> BoxFuture<'static, Result<(), StoreError>> {
+        let parked = self.parked.clone();
+        self.with(move |c| parked.flush(c))
+    }
+
+    /// `read` of the audit log after committing what is parked, so a reader
+    /// sees every record appended before it asked.
+    fn flushed_then<T: Send + 'static>(
+        &self,
+        read: BoxFuture<'static, Result<T, StoreError>>,
+    ) -> BoxFuture<'static, Result<T, StoreError>> {
+        let flush = (!self.parked.is_empty()).then(|| self.commit_parked());
+        Box::pin(async move {
+            if let Some(flush) = flush {
+                flush.await?;
+            }
+            read.await
         })
     }
 
@@ -257,6 +285,7 @@ impl SqliteStore {
 /// nothing is kept.
 fn append(
     c: &mut Connection,
+    parked: &riders::Parked,
     account: &str,
     inputs: &[Input],
     deadline: std::time::Instant,
@@ -267,7 +296,7 @@ fn append(
         .filter(|d| !d.is_zero())
         .ok_or_else(late)?;
     c.busy_timeout(left)?;
-    let appended = insert(c, account, inputs);
+    let appended = insert(c, parked, account, inputs);
     c.busy_timeout(open::BUSY_TIMEOUT)?;
     appended.map_err(|e| match &e {
         StoreError::Sqlite(s)
@@ -285,7 +314,12 @@ fn append(
 /// The transaction of [`append`]: `IMMEDIATE` takes the write lock first
 /// (waiting at most the busy timeout), so nothing after it waits for a
 /// lock. Any error before the commit rolls it back.
-fn insert(c: &mut Connection, account: &str, inputs: &[Input]) -> Result<Vec<i64>, StoreError> {
+fn insert(
+    c: &mut Connection,
+    parked: &riders::Parked,
+    account: &str,
+    inputs: &[Input],
+) -> Result<Vec<i64>, StoreError> {
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let now = Timestamp::now().as_millis();
     let mut ids = Vec::with_capacity(inputs.len());
@@ -299,7 +333,7 @@ fn insert(c: &mut Connection, account: &str, inputs: &[Input]) -> Result<Vec<i64
             ids.push(tx.last_insert_rowid());
         }
     }
-    tx.commit()?;
+    parked.commit(tx)?;
     Ok(ids)
 }
 
@@ -406,37 +440,37 @@ impl Store for SqliteStore {
 
     fn save_snapshot(&self, snapshot: SnapshotDoc) -> BoxFuture<'_, Result<(), StoreError>> {
         let account = self.account.clone();
+        let parked = self.parked.clone();
         self.with(move |c| {
-            let text = snapshot.as_str();
-            c.execute(
+            let tx = c.transaction()?;
+            tx.execute(
                 "INSERT INTO engine_state (account, snapshot, updated_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT (account) DO UPDATE SET snapshot = excluded.snapshot, updated_at = excluded.updated_at",
-                params![&*account, text, Timestamp::now().as_millis()],
+                params![&*account, snapshot.as_str(), Timestamp::now().as_millis()],
             )?;
-            Ok(())
+            parked.commit(tx)
         })
     }
 
+    /// Parks the records to ride in the next write transaction, and
+    /// schedules their own commit in [`riders::RIDE`] in case none comes
+    /// (`riders.rs` says why). Returns once they are parked.
     fn append_audit(&self, records: Vec<AuditRecord>) -> BoxFuture<'_, Result<(), StoreError>> {
-        let account = self.account.clone();
-        self.with(move |c| {
-            let tx = c.transaction()?;
-            {
-                let mut stmt = tx.prepare_cached(
-                    "INSERT INTO audit (account, at, kind, message, data) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )?;
-                for r in &records {
-                    let data = if r.data.is_null() {
-                        None
-                    } else {
-                        Some(serde_json::to_string(&r.data)?)
-                    };
-                    stmt.execute(params![&*account, r.at.as_millis(), r.kind.as_str(), r.message, data])?;
+        if self.parked.park(&self.account, records) {
+            let store = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(riders::RIDE).await;
+                store.parked.flush_begins();
+                if let Err(error) = store.commit_parked().await {
+                    tracing::error!(message = "Failed to write audit records.", %error);
                 }
-            }
-            tx.commit()?;
-            Ok(())
-        })
+            });
+        }
+        Box::pin(async { Ok(()) })
+    }
+
+    fn flush_audit(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.commit_parked()
     }
 
     fn events(
@@ -445,7 +479,7 @@ impl Store for SqliteStore {
         before: Option<i64>,
     ) -> BoxFuture<'_, Result<Vec<StoredEvent>, StoreError>> {
         let account = self.account.clone();
-        self.read(move |c| {
+        let read = self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT id, account, at, kind, message, data FROM audit
                  WHERE account = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
@@ -454,7 +488,8 @@ impl Store for SqliteStore {
                 &mut stmt,
                 params![&*account, before.unwrap_or(i64::MAX), limit as i64],
             )
-        })
+        });
+        self.flushed_then(read)
     }
 
     fn events_for(
@@ -465,7 +500,7 @@ impl Store for SqliteStore {
     ) -> BoxFuture<'_, Result<Vec<StoredEvent>, StoreError>> {
         // A JSON array keeps one cached statement for any number of accounts.
         let accounts = accounts.map(|a| serde_json::to_string(a).unwrap_or_default());
-        self.read(move |c| {
+        let read = self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT id, account, at, kind, message, data FROM audit
                  WHERE (?1 IS NULL OR account IN (SELECT value FROM json_each(?1)))
@@ -475,7 +510,8 @@ impl Store for SqliteStore {
                 &mut stmt,
                 params![accounts, before.unwrap_or(i64::MAX), limit as i64],
             )
-        })
+        });
+        self.flushed_then(read)
     }
 
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
@@ -492,8 +528,9 @@ impl Store for SqliteStore {
     ) -> BoxFuture<'_, Result<Vec<i64>, StoreError>> {
         let account = self.account.clone();
         let wakers = self.wakers.clone();
+        let parked = self.parked.clone();
         self.with_until(deadline, move |c| {
-            let ids = append(c, &account, &inputs, deadline)?;
+            let ids = append(c, &parked, &account, &inputs, deadline)?;
             wakers.wake(&account);
             Ok(ids)
         })
@@ -505,8 +542,9 @@ impl Store for SqliteStore {
         deadline: std::time::Instant,
     ) -> BoxFuture<'_, Result<Vec<i64>, StoreError>> {
         let wakers = self.wakers.clone();
+        let parked = self.parked.clone();
         self.with_until(deadline, move |c| {
-            let ids = append(c, SHARED_ACCOUNT, &inputs, deadline)?;
+            let ids = append(c, &parked, SHARED_ACCOUNT, &inputs, deadline)?;
             wakers.wake(SHARED_ACCOUNT);
             Ok(ids)
         })
@@ -579,7 +617,10 @@ impl Store for SqliteStore {
 
     fn prune_audit(&self, before: Timestamp) -> BoxFuture<'_, Result<u64, StoreError>> {
         let account = self.account.clone();
+        let parked = self.parked.clone();
         self.with(move |c| {
+            // What is parked was appended before this call: pruned alike.
+            parked.flush(c)?;
             let mut total = 0u64;
             loop {
                 let n = c.execute(
@@ -597,6 +638,7 @@ impl Store for SqliteStore {
     fn claim_lease(&self, claim: &LeaseClaim) -> BoxFuture<'_, Result<LeaseState, StoreError>> {
         let account = self.account.clone();
         let claim = claim.clone();
+        let parked = self.parked.clone();
         self.with(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let now = Timestamp::now().as_millis();
@@ -641,7 +683,7 @@ impl Store for SqliteStore {
                     }
                 }
             };
-            tx.commit()?;
+            parked.commit(tx)?;
             Ok(state)
         })
     }
@@ -661,6 +703,7 @@ impl Store for SqliteStore {
     fn claim_write(&self, claim: &WriteClaim) -> BoxFuture<'_, Result<WriteGrant, StoreError>> {
         let account = self.account.clone();
         let claim = claim.clone();
+        let parked = self.parked.clone();
         self.with(move |c| {
             let now = Timestamp::now().as_millis();
             let need = now.saturating_add(claim.margin.as_millis() as i64);
@@ -680,7 +723,7 @@ impl Store for SqliteStore {
                 "INSERT INTO writes (account, epoch, holder, op, at) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![&*account, claim.epoch, claim.instance_id, claim.op, now],
             )?;
-            tx.commit()?;
+            parked.commit(tx)?;
             Ok(WriteGrant::Granted {
                 remaining: std::time::Duration::from_millis((until - now).max(0) as u64),
             })
@@ -689,18 +732,34 @@ impl Store for SqliteStore {
 
     fn heartbeat(&self, me: &LeaseClaim) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
         let me = me.clone();
+        let parked = self.parked.clone();
         self.with(move |c| {
-            let expires = Timestamp::now().add(me.ttl).as_millis();
+            let now = Timestamp::now();
+            // One replica per file, and nobody else reads this row but this
+            // process: while it is the only row and lives at least half its
+            // time to live, the heartbeat (every 250 ms) writes nothing. A
+            // commit each time was four fsyncs a second on an idle agent,
+            // each one in the way of a decision's commits.
+            let fresh: bool = c.query_row(
+                "SELECT count(*) = 1 AND coalesce(sum(instance_id = ?1 AND token = ?2 AND expires_at >= ?3), 0) = 1
+                 FROM replicas",
+                params![me.instance_id, me.token, now.add(me.ttl / 2).as_millis()],
+                |r| r.get(0),
+            )?;
+            if fresh {
+                return Ok(vec![me.instance_id]);
+            }
+            let expires = now.add(me.ttl).as_millis();
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            // One replica per file: whatever else is listed is a previous
-            // process (another instance_id before a rename), gone.
+            // Whatever else is listed is a previous process (another
+            // instance_id before a rename), gone.
             tx.execute("DELETE FROM replicas WHERE instance_id <> ?1", params![me.instance_id])?;
             tx.execute(
                 "INSERT INTO replicas (instance_id, token, expires_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT (instance_id) DO UPDATE SET token = excluded.token, expires_at = excluded.expires_at",
                 params![me.instance_id, me.token, expires],
             )?;
-            tx.commit()?;
+            parked.commit(tx)?;
             Ok(vec![me.instance_id])
         })
     }
@@ -753,6 +812,161 @@ impl Store for SqliteStore {
 mod tests {
     use super::*;
     use crate::telemetry::AuditKind;
+
+    /// Counts the commits of the store's writing connection.
+    async fn count_commits(store: &SqliteStore) -> Arc<std::sync::atomic::AtomicUsize> {
+        let commits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let n = commits.clone();
+        store
+            .conn
+            .lock()
+            .await
+            .commit_hook(Some(move || {
+                n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                false
+            }))
+            .unwrap();
+        commits
+    }
+
+    /// Audit rows in the file, read on a connection of its own (not through
+    /// `events`, which commits what is parked first).
+    fn audit_rows(path: &Path) -> i64 {
+        Connection::open(path)
+            .unwrap()
+            .query_row("SELECT count(*) FROM audit", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    fn records(n: i64) -> Vec<AuditRecord> {
+        (0..n)
+            .map(|i| AuditRecord::new(Timestamp(i), AuditKind::Decision, format!("record {i}")))
+            .collect()
+    }
+
+    /// Long enough for a scheduled flush to have run.
+    async fn past_the_ride() {
+        tokio::time::sleep(riders::RIDE * 2).await;
+    }
+
+    #[tokio::test]
+    async fn audit_records_ride_in_the_next_write_instead_of_a_commit_of_their_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        let store = SqliteStore::open(&path).await.unwrap();
+        let commits = count_commits(&store).await;
+        let n = || commits.load(std::sync::atomic::Ordering::SeqCst);
+        store.append_audit(records(2)).await.unwrap();
+        assert_eq!(audit_rows(&path), 0, "parked");
+        store
+            .save_snapshot(SnapshotDoc::from(serde_json::json!({"v": 1})))
+            .await
+            .unwrap();
+        assert_eq!(n(), 1);
+        assert_eq!(audit_rows(&path), 2, "committed with the snapshot");
+        past_the_ride().await;
+        assert_eq!(n(), 1, "nothing was left to commit on its own");
+        // The same for an input append.
+        store.append_audit(records(1)).await.unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        store
+            .append_inputs(
+                vec![Input::FlapRelease {
+                    actor: "ops".into(),
+                }],
+                deadline,
+            )
+            .await
+            .unwrap();
+        past_the_ride().await;
+        assert_eq!(n(), 2);
+        assert_eq!(audit_rows(&path), 3);
+    }
+
+    #[tokio::test]
+    async fn parked_audit_records_commit_on_their_own_when_no_write_comes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        let store = SqliteStore::open(&path).await.unwrap();
+        let commits = count_commits(&store).await;
+        // Two appends inside one ride: one flush commits both.
+        store.append_audit(records(3)).await.unwrap();
+        store.append_audit(records(2)).await.unwrap();
+        past_the_ride().await;
+        assert_eq!(commits.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(audit_rows(&path), 5);
+        // And the next append schedules a flush of its own.
+        store.append_audit(records(1)).await.unwrap();
+        past_the_ride().await;
+        assert_eq!(commits.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert_eq!(audit_rows(&path), 6);
+    }
+
+    #[tokio::test]
+    async fn flush_audit_commits_what_is_parked_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        let store = SqliteStore::open(&path).await.unwrap();
+        store.append_audit(records(2)).await.unwrap();
+        store.flush_audit().await.unwrap();
+        assert_eq!(audit_rows(&path), 2);
+    }
+
+    #[tokio::test]
+    async fn a_read_of_the_audit_log_sees_records_still_parked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        let store = SqliteStore::open(&path).await.unwrap();
+        store.append_audit(records(2)).await.unwrap();
+        assert_eq!(audit_rows(&path), 0, "parked");
+        let events = store.events(10, None).await.unwrap();
+        assert_eq!(events.len(), 2);
+        store.append_audit(records(1)).await.unwrap();
+        let all = store.events_for(None, 10, None).await.unwrap();
+        assert_eq!(all.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_heartbeat_writes_only_when_the_row_would_be_past_half_its_life() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("a.db")).await.unwrap();
+        let commits = count_commits(&store).await;
+        let me = LeaseClaim {
+            instance_id: "a".into(),
+            token: "t1".into(),
+            ttl: std::time::Duration::from_millis(400),
+        };
+        let n = || commits.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(store.heartbeat(&me).await.unwrap(), vec!["a".to_string()]);
+        assert_eq!(n(), 1, "the first heartbeat writes the row");
+        store.heartbeat(&me).await.unwrap();
+        assert_eq!(n(), 1, "a fresh row is left alone");
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        store.heartbeat(&me).await.unwrap();
+        assert_eq!(n(), 2, "under half its life left: renewed");
+        let restarted = LeaseClaim {
+            token: "t2".into(),
+            ..me.clone()
+        };
+        store.heartbeat(&restarted).await.unwrap();
+        assert_eq!(n(), 3, "another process start writes its token");
+        let renamed = LeaseClaim {
+            instance_id: "b".into(),
+            ..restarted
+        };
+        assert_eq!(
+            store.heartbeat(&renamed).await.unwrap(),
+            vec!["b".to_string()]
+        );
+        assert_eq!(n(), 4);
+        let rows: i64 = store
+            .conn
+            .lock()
+            .await
+            .query_row("SELECT count(*) FROM replicas", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 1, "the previous name's row is gone");
+    }
 
     #[tokio::test]
     async fn snapshot_round_trips_and_survives_reopen() {
