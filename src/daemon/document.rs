@@ -14,7 +14,6 @@
 use serde::{Deserialize, Serialize};
 
 use crate::alerts::order::Order;
-use crate::engine::snapshot::Snapshot;
 use crate::store::SnapshotDoc;
 
 /// What the loop persists beside the engine snapshot.
@@ -27,20 +26,28 @@ pub(super) struct Progress {
     pub alert_order: Order,
 }
 
-/// The document to store: the engine snapshot's fields and the progress,
-/// encoded straight to JSON text (no intermediate tree).
-pub(super) fn encode(
-    engine: &Snapshot,
+/// The document to store: the engine snapshot's fields (a [`Snapshot`], or
+/// the engine's [`SnapshotView`] of one) and the progress, encoded straight
+/// to JSON text (no intermediate tree).
+///
+/// `capacity`: the buffer to start with, in bytes (the previous document's
+/// length, see [`SnapshotDoc::encode`]).
+///
+/// [`Snapshot`]: crate::engine::snapshot::Snapshot
+/// [`SnapshotView`]: crate::engine::snapshot::SnapshotView
+pub(super) fn encode<E: Serialize>(
+    engine: &E,
     progress: &Progress,
+    capacity: usize,
 ) -> Result<SnapshotDoc, serde_json::Error> {
     #[derive(Serialize)]
-    struct Document<'a> {
+    struct Document<'a, E> {
         #[serde(flatten)]
-        engine: &'a Snapshot,
+        engine: &'a E,
         #[serde(flatten)]
         progress: &'a Progress,
     }
-    SnapshotDoc::encode(&Document { engine, progress })
+    SnapshotDoc::encode(&Document { engine, progress }, capacity)
 }
 
 /// The progress stored in a document, each part on its own: an unreadable
@@ -68,6 +75,7 @@ pub(super) fn progress(doc: &serde_json::Value) -> Progress {
 mod tests {
     use super::*;
     use crate::domain::{AlertKey, ProbeOutcome, Timestamp};
+    use crate::engine::snapshot::Snapshot;
     use crate::engine::{Engine, Event};
 
     /// An engine with two probes, one of them failing, and a firing alert.
@@ -132,7 +140,7 @@ when = { alert = ['alertname="VoiceDown"'] }
             alert_order: order,
         };
         let doc: serde_json::Value =
-            serde_json::from_str(encode(&snapshot, &p).unwrap().as_str()).unwrap();
+            serde_json::from_str(encode(&snapshot, &p, 0).unwrap().as_str()).unwrap();
 
         let mut tree = serde_json::to_value(&snapshot).unwrap();
         let serde_json::Value::Object(extra) = serde_json::to_value(&p).unwrap() else {
@@ -146,6 +154,12 @@ when = { alert = ['alertname="VoiceDown"'] }
             snapshot
         );
         assert_eq!(progress(&doc), p);
+        // The persister encodes the engine's view, which borrows the probes'
+        // state instead of copying it: the same document.
+        let viewed: serde_json::Value =
+            serde_json::from_str(encode(&engine.snapshot_view(), &p, 64).unwrap().as_str())
+                .unwrap();
+        assert_eq!(viewed, doc);
     }
 
     #[test]
@@ -161,7 +175,7 @@ when = { alert = ['alertname="VoiceDown"'] }
             alert_order: order,
         };
         let doc: serde_json::Value =
-            serde_json::from_str(encode(&engine().snapshot(), &p).unwrap().as_str()).unwrap();
+            serde_json::from_str(encode(&engine().snapshot(), &p, 0).unwrap().as_str()).unwrap();
         assert_eq!(doc["version"], 1);
         assert_eq!(doc["inputs_applied"], 42);
         assert_eq!(progress(&doc), p);

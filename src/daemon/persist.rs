@@ -85,6 +85,10 @@ pub(super) struct Persister {
     /// display, and must not overwrite what the leader decided.
     leading: bool,
     last_snapshot: Instant,
+    /// The length of the last document encoded: the next one's buffer
+    /// starts that large (and an eighth more), so it is not grown while a
+    /// text of megabytes is written.
+    last_len: usize,
     /// The version of the last document handed over (or cancellation).
     version: u64,
 }
@@ -114,6 +118,7 @@ impl Persister {
             must_persist: false,
             leading: true,
             last_snapshot: Instant::now(),
+            last_len: 0,
             version: 0,
         }
     }
@@ -181,8 +186,12 @@ impl Persister {
             // Nothing of a follower's is durable: the leader's document is.
             return self.written.borrow().settled;
         }
-        let doc = match document::encode(&engine.snapshot(), progress) {
-            Ok(j) => j,
+        let capacity = self.last_len + self.last_len / 8;
+        let doc = match document::encode(&engine.snapshot_view(), progress, capacity) {
+            Ok(j) => {
+                self.last_len = j.as_str().len();
+                j
+            }
             Err(error) => {
                 tracing::error!(message = "Failed to serialize the engine snapshot.", %error);
                 return self.written.borrow().settled;

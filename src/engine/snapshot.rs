@@ -55,7 +55,9 @@ pub struct Snapshot {
     pub desired_since: Option<Timestamp>,
     #[serde(default)]
     pub active_since: Option<Timestamp>,
-    #[serde(default)]
+    /// Left out of the text when empty: [`SnapshotView`] writes the probes
+    /// itself, beside the other fields of a snapshot that has none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub probes: BTreeMap<String, ProbeState>,
     #[serde(default)]
     pub rules: BTreeMap<String, RuleSnapshot>,
@@ -85,6 +87,26 @@ pub struct Snapshot {
     pub taken_at: Option<Timestamp>,
 }
 
+/// A [`Snapshot`] that borrows the probes' state from the engine
+/// ([`Engine::snapshot_view`]); it serializes to the same document.
+#[derive(Serialize)]
+pub struct SnapshotView<'a> {
+    /// Everything but the probes (its `probes` is empty, so not written).
+    #[serde(flatten)]
+    rest: Snapshot,
+    probes: ProbesView<'a>,
+}
+
+/// The probes of an engine as the snapshot's `probes` map (id -> state).
+struct ProbesView<'a>(&'a Engine);
+
+impl Serialize for ProbesView<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let e = self.0;
+        serializer.collect_map(e.spec.probes.iter().map(|p| &p.id).zip(&e.st.probes))
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RuleSnapshot {
     pub checksum: String,
@@ -101,8 +123,26 @@ pub struct AlertSnapshot {
 
 impl Engine {
     pub fn snapshot(&self) -> Snapshot {
-        let st = &self.st;
         Snapshot {
+            probes: self
+                .spec
+                .probes
+                .iter()
+                .zip(&self.st.probes)
+                .map(|(p, s)| (p.id.clone(), s.clone()))
+                .collect(),
+            ..self.snapshot_view().rest
+        }
+    }
+
+    /// What [`snapshot`](Self::snapshot) holds, ready to serialize to the
+    /// same document without copying the state of every probe: the probes
+    /// are serialized straight from the engine. At 10,000 probes that copy
+    /// was most of a snapshot's transient memory (BENCHMARKS.md, "SIP
+    /// OPTIONS"); the persister writes a snapshot every few seconds.
+    pub fn snapshot_view(&self) -> SnapshotView<'_> {
+        let st = &self.st;
+        let rest = Snapshot {
             version: SNAPSHOT_VERSION,
             desired: st.desired.clone(),
             cause: st.cause,
@@ -110,13 +150,7 @@ impl Engine {
             layer: st.layer,
             desired_since: st.desired_since,
             active_since: st.active_since,
-            probes: self
-                .spec
-                .probes
-                .iter()
-                .zip(&st.probes)
-                .map(|(p, s)| (p.id.clone(), s.clone()))
-                .collect(),
+            probes: BTreeMap::new(),
             rules: self
                 .spec
                 .rules
@@ -149,6 +183,10 @@ impl Engine {
             actual: st.actual.clone(),
             unseen: st.unseen.clone(),
             taken_at: self.last_step,
+        };
+        SnapshotView {
+            rest,
+            probes: ProbesView(self),
         }
     }
 

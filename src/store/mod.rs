@@ -56,12 +56,20 @@ pub struct SnapshotDoc(std::sync::Arc<String>);
 
 impl SnapshotDoc {
     /// Encodes `value` as JSON (the only way to build one: the text is
-    /// always a JSON document).
-    pub fn encode<T: serde::Serialize + ?Sized>(value: &T) -> Result<Self, serde_json::Error> {
+    /// always a JSON document), into a buffer of `capacity` bytes to start
+    /// with: given the previous document's length, a text of megabytes is
+    /// written without growing (each growth held the old buffer and one
+    /// twice its size at once).
+    pub fn encode<T: serde::Serialize + ?Sized>(
+        value: &T,
+        capacity: usize,
+    ) -> Result<Self, serde_json::Error> {
+        let mut buf = Vec::with_capacity(capacity);
+        serde_json::to_writer(&mut buf, value)?;
+        // serde_json writes only valid UTF-8.
+        let text = String::from_utf8(buf).map_err(serde::ser::Error::custom)?;
         // Arc<String>, not Arc<str>: no second copy of a text of megabytes.
-        Ok(SnapshotDoc(std::sync::Arc::new(serde_json::to_string(
-            value,
-        )?)))
+        Ok(SnapshotDoc(std::sync::Arc::new(text)))
     }
 
     pub fn as_str(&self) -> &str {
