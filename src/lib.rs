@@ -27,6 +27,7 @@
 //! - [`failpoint`]: named places where tests of the real binary make it fail (debug builds only).
 
 pub mod alerts;
+pub mod allocator;
 pub mod backoff;
 pub mod calendar;
 pub mod cluster;

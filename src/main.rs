@@ -14,8 +14,9 @@ use continuity_agent::telemetry::logging::{self, LogFormat};
 
 /// mimalloc instead of glibc's malloc: at 10,000 SIP probes glibc kept 75-95
 /// MB of freed memory in its per-thread arenas (BENCHMARKS.md, "RSS at
-/// 10,000"); mimalloc returns freed pages to the system. Built without
-/// transparent huge pages (Cargo.toml): they cost 12 MiB of idle RSS.
+/// 10,000"); mimalloc returns freed pages to the system, at once
+/// (`allocator.rs`, set first thing in `main`). Built without transparent
+/// huge pages (Cargo.toml): they cost 12 MiB of idle RSS.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -269,6 +270,7 @@ enum TalkdeskAction {
 }
 
 fn main() -> ExitCode {
+    continuity_agent::allocator::return_freed_pages_at_once();
     let cli = Cli::parse();
     // The demo prints its own timeline on stdout; logs would interleave with it,
     // so it only logs errors unless a level was asked for explicitly.
