@@ -1,4 +1,7 @@
-//! How the binary's allocator (mimalloc, `main.rs`) gives memory back.
+//! How the binary's allocators give memory back. Rust's allocations go to
+//! mimalloc (`main.rs`); SQLite, built into the binary, allocates from
+//! glibc's malloc. Both are tuned first thing in `main`
+//! ([`return_freed_memory`]).
 //!
 //! mimalloc keeps a page that became free for `purge_delay` before it
 //! returns it to the system (1 s in the mimalloc 3 this crate builds; 10 ms
@@ -6,11 +9,46 @@
 //! periodic: every 10 s the persister encodes a snapshot of every probe
 //! (megabytes at 10,000 probes), and the SIP fleet's and the engine's
 //! small allocations interleave with it, so pages freed by one snapshot
-//! were still held when the next was built, and resident memory at
-//! 10,000 probes settled at 74-79 MiB. Returning them at once settled it at
-//! 57 MiB with no more CPU per ping (BENCHMARKS.md, "SIP OPTIONS").
-//! `MIMALLOC_PURGE_DELAY` in the environment still wins, for an operator
-//! who wants the other trade.
+//! were still held when the next was built. The delay is set to 0.
+//!
+//! SQLite then copies that snapshot (the bound text, the record it builds)
+//! on a blocking-pool thread, in glibc's arena for that thread. glibc
+//! serves a block above `M_MMAP_THRESHOLD` (128 KiB) with its own mapping,
+//! unmapped on free, but raises the threshold to the size of each such
+//! block freed (up to 32 MiB): after the first snapshot, the megabytes of
+//! the next came from the arena's heap and stayed there, one heap per
+//! thread that happened to write one. Setting the threshold fixes it (glibc
+//! stops adjusting it).
+//!
+//! Measured at 10,000 SIP probes (BENCHMARKS.md, "SIP OPTIONS"): RSS
+//! settled at 74-79 MiB before, 57-61 MiB with the purge delay alone
+//! (still rising in 3.7 MiB steps, one per glibc arena), 52.8 MiB flat with
+//! both, with no more CPU per ping. The environment still wins
+//! (`MIMALLOC_PURGE_DELAY`, `GLIBC_TUNABLES=glibc.malloc.mmap_threshold`,
+//! `MALLOC_MMAP_THRESHOLD_`), for an operator who wants the other trade.
+
+/// Blocks from this size on get a mapping of their own from glibc, returned
+/// to the system on free: SQLite's copies of a snapshot, never its pages.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const MMAP_THRESHOLD: i32 = 256 * 1024;
+
+/// Tunes both allocators to return freed memory at once (see the module
+/// docs), except where the environment sets the same knob. Call first thing
+/// in `main`.
+pub fn return_freed_memory() {
+    return_freed_pages_at_once();
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
+        if !tunables.contains("mmap_threshold")
+            && std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none()
+        {
+            // SAFETY: a process-wide malloc parameter; glibc allows
+            // setting it at any time.
+            unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) };
+        }
+    }
+}
 
 /// `mi_option_purge_delay` in `mimalloc.h` (the same index in mimalloc 2
 /// and 3); `libmimalloc-sys` names no constant for it. The test below
@@ -21,8 +59,8 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 const PURGE_DELAY_ENV: &str = "MIMALLOC_PURGE_DELAY";
 
 /// Makes mimalloc return freed pages to the system at once, unless the
-/// environment sets the delay. Call first thing in `main`.
-pub fn return_freed_pages_at_once() {
+/// environment sets the delay.
+fn return_freed_pages_at_once() {
     if std::env::var_os(PURGE_DELAY_ENV).is_none() {
         // SAFETY: sets a process-wide option; mimalloc reads it on every
         // purge decision and allows changing it at any time.
@@ -30,15 +68,15 @@ pub fn return_freed_pages_at_once() {
     }
 }
 
-/// The purge delay mimalloc uses now (milliseconds).
-pub fn purge_delay() -> i64 {
-    // SAFETY: reads a process-wide option.
-    i64::from(unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The purge delay mimalloc uses now (milliseconds).
+    fn purge_delay() -> std::ffi::c_long {
+        // SAFETY: reads a process-wide option.
+        unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) }
+    }
 
     /// In a child process of this test binary (options are read from the
     /// environment once, at their first use): with the variable set, the
@@ -71,5 +109,49 @@ mod tests {
         // And here, without the variable: set to 0 at once.
         return_freed_pages_at_once();
         assert_eq!(purge_delay(), 0);
+    }
+
+    /// In a child process (glibc's threshold is process-wide state, which
+    /// other tests' allocations move): a block of 1 MiB, freed and asked for
+    /// again, is a mapping of its own both times. Without the setting, glibc
+    /// raises its threshold on the first free and serves the second from the
+    /// heap, where freed memory stays.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[test]
+    fn a_large_block_freed_and_taken_again_is_still_mapped_on_its_own() {
+        const CHILD: &str = "CONTINUITY_AGENT_ALLOCATOR_CHILD";
+        if std::env::var_os(CHILD).is_some() {
+            return_freed_memory();
+            const MIB: usize = 1 << 20;
+            // SAFETY: plain malloc/free of blocks this test owns.
+            unsafe {
+                let first = libc::malloc(MIB);
+                assert!(!first.is_null());
+                libc::free(first);
+                let again = libc::malloc(MIB);
+                assert!(!again.is_null());
+                let mapped = libc::mallinfo2().hblkhd;
+                libc::free(again);
+                assert!(mapped >= MIB, "mapped: {mapped} bytes");
+            }
+            return;
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "allocator::tests::a_large_block_freed_and_taken_again_is_still_mapped_on_its_own",
+                "--nocapture",
+            ])
+            .env(CHILD, "1")
+            .env_remove("GLIBC_TUNABLES")
+            .env_remove("MALLOC_MMAP_THRESHOLD_")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

@@ -270,7 +270,7 @@ enum TalkdeskAction {
 }
 
 fn main() -> ExitCode {
-    continuity_agent::allocator::return_freed_pages_at_once();
+    continuity_agent::allocator::return_freed_memory();
     let cli = Cli::parse();
     // The demo prints its own timeline on stdout; logs would interleave with it,
     // so it only logs errors unless a level was asked for explicitly.
