@@ -263,8 +263,12 @@ async fn a_datagram_flood_at_the_fleets_port_does_not_stall_it() {
     let r = responder(Mode::Answer(200)).await;
     let (events, mut results) = mpsc::channel(64);
     let shutdown = CancellationToken::new();
+    // A short timeout: an answer the flood crowded out of the receive
+    // buffer ends its check as inconclusive within 300 ms, so the checks
+    // keep cycling however many answers are lost (with 2 s, a fast flooder
+    // left room for two or three checks in the window).
     let members = vec![member(
-        probe("t", r.udp_addr(), Duration::from_secs(2)),
+        probe("t", r.udp_addr(), Duration::from_millis(300)),
         100,
     )];
     let fleet_shutdown = shutdown.clone();
@@ -310,12 +314,15 @@ async fn a_datagram_flood_at_the_fleets_port_does_not_stall_it() {
         })
     };
 
-    // Checks go on starting and ending every 100 ms under the flood, the
-    // trunk's answers get through, and none fails: a check whose answer may
-    // have been dropped in this host's full receive buffer is inconclusive.
+    // Checks go on starting and ending under the flood, the trunk's answers
+    // get through, and none fails: a check whose answer may have been
+    // dropped in this host's full receive buffer is inconclusive. Whether
+    // an answer finds room in the buffer is chance (the flooder and the
+    // fleet share the cores with whatever else runs), so the window runs
+    // until both were seen, for at most 10 s.
     let (mut outcomes, mut answered, mut unsure) = (0, 0, 0);
-    let window = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < window {
+    let window = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < window && (outcomes < 5 || answered < 1) {
         let Some(Event::ProbeResult { outcome, .. }) = timeout(HANG, results.recv())
             .await
             .expect("the fleet stalled under the flood")
@@ -336,7 +343,7 @@ async fn a_datagram_flood_at_the_fleets_port_does_not_stall_it() {
     assert!(sent > 10_000, "a flood: {sent} datagrams");
     assert!(
         outcomes >= 5 && answered >= 1,
-        "{outcomes} results ({answered} answered, {unsure} inconclusive) in 3 s under a flood of {sent} datagrams"
+        "{outcomes} results ({answered} answered, {unsure} inconclusive) in 10 s under a flood of {sent} datagrams"
     );
 
     // After it, every check is answered again.
