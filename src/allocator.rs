@@ -32,6 +32,11 @@
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const MMAP_THRESHOLD: i32 = 256 * 1024;
 
+/// The environment variables glibc reads the threshold from (the first
+/// holds it as `glibc.malloc.mmap_threshold=N` among other tunables).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const MMAP_THRESHOLD_ENV: [&str; 2] = ["GLIBC_TUNABLES", "MALLOC_MMAP_THRESHOLD_"];
+
 /// Tunes both allocators to return freed memory at once (see the module
 /// docs), except where the environment sets the same knob. Call first thing
 /// in `main`.
@@ -39,9 +44,9 @@ pub fn return_freed_memory() {
     return_freed_pages_at_once();
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
-        if !tunables.contains("mmap_threshold")
-            && std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none()
+        let [tunables, threshold] = MMAP_THRESHOLD_ENV;
+        if !std::env::var(tunables).is_ok_and(|t| t.contains("mmap_threshold"))
+            && std::env::var_os(threshold).is_none()
         {
             // SAFETY: a process-wide malloc parameter; glibc allows
             // setting it at any time.
@@ -72,6 +77,31 @@ fn return_freed_pages_at_once() {
 mod tests {
     use super::*;
 
+    /// Set in a child process of this test binary: the test runs its
+    /// child's half.
+    const CHILD: &str = "CONTINUITY_AGENT_ALLOCATOR_CHILD";
+
+    /// Runs the test `name` of this binary in a child process (allocator
+    /// options are process-wide state, read from the environment once) with
+    /// `env` set (`Some`) or removed (`None`), and asserts that it passed.
+    fn passes_in_a_child(name: &str, env: &[(&str, Option<&str>)]) {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap());
+        child.args(["--exact", name, "--nocapture"]).env(CHILD, "1");
+        for (key, value) in env {
+            match value {
+                Some(v) => child.env(key, v),
+                None => child.env_remove(key),
+            };
+        }
+        let out = child.output().unwrap();
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// The purge delay mimalloc uses now (milliseconds).
     fn purge_delay() -> std::ffi::c_long {
         // SAFETY: reads a process-wide option.
@@ -84,27 +114,14 @@ mod tests {
     /// and setting it at start leaves the operator's value alone.
     #[test]
     fn the_index_is_the_purge_delay_and_the_environment_wins() {
-        const CHILD: &str = "CONTINUITY_AGENT_ALLOCATOR_CHILD";
         if std::env::var_os(CHILD).is_some() {
             return_freed_pages_at_once();
             assert_eq!(purge_delay(), 1234);
             return;
         }
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "allocator::tests::the_index_is_the_purge_delay_and_the_environment_wins",
-                "--nocapture",
-            ])
-            .env(CHILD, "1")
-            .env(PURGE_DELAY_ENV, "1234")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),
-            "{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+        passes_in_a_child(
+            "allocator::tests::the_index_is_the_purge_delay_and_the_environment_wins",
+            &[(PURGE_DELAY_ENV, Some("1234"))],
         );
         // And here, without the variable: set to 0 at once.
         return_freed_pages_at_once();
@@ -119,7 +136,6 @@ mod tests {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     #[test]
     fn a_large_block_freed_and_taken_again_is_still_mapped_on_its_own() {
-        const CHILD: &str = "CONTINUITY_AGENT_ALLOCATOR_CHILD";
         if std::env::var_os(CHILD).is_some() {
             return_freed_memory();
             const MIB: usize = 1 << 20;
@@ -136,22 +152,9 @@ mod tests {
             }
             return;
         }
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "allocator::tests::a_large_block_freed_and_taken_again_is_still_mapped_on_its_own",
-                "--nocapture",
-            ])
-            .env(CHILD, "1")
-            .env_remove("GLIBC_TUNABLES")
-            .env_remove("MALLOC_MMAP_THRESHOLD_")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),
-            "{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+        passes_in_a_child(
+            "allocator::tests::a_large_block_freed_and_taken_again_is_still_mapped_on_its_own",
+            &MMAP_THRESHOLD_ENV.map(|key| (key, None)),
         );
     }
 }
