@@ -813,6 +813,15 @@ mod tests {
     use super::*;
     use crate::telemetry::AuditKind;
 
+    /// A store on a new file (`a.db` in a directory of its own, removed
+    /// with the returned guard).
+    async fn fresh() -> (tempfile::TempDir, PathBuf, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        let store = SqliteStore::open(&path).await.unwrap();
+        (dir, path, store)
+    }
+
     /// Counts the commits of the store's writing connection.
     async fn count_commits(store: &SqliteStore) -> Arc<std::sync::atomic::AtomicUsize> {
         let commits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -851,9 +860,7 @@ mod tests {
 
     #[tokio::test]
     async fn audit_records_ride_in_the_next_write_instead_of_a_commit_of_their_own() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("a.db");
-        let store = SqliteStore::open(&path).await.unwrap();
+        let (_dir, path, store) = fresh().await;
         let commits = count_commits(&store).await;
         let n = || commits.load(std::sync::atomic::Ordering::SeqCst);
         store.append_audit(records(2)).await.unwrap();
@@ -885,9 +892,7 @@ mod tests {
 
     #[tokio::test]
     async fn parked_audit_records_commit_on_their_own_when_no_write_comes() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("a.db");
-        let store = SqliteStore::open(&path).await.unwrap();
+        let (_dir, path, store) = fresh().await;
         let commits = count_commits(&store).await;
         // Two appends inside one ride: one flush commits both.
         store.append_audit(records(3)).await.unwrap();
@@ -904,9 +909,7 @@ mod tests {
 
     #[tokio::test]
     async fn flush_audit_commits_what_is_parked_at_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("a.db");
-        let store = SqliteStore::open(&path).await.unwrap();
+        let (_dir, path, store) = fresh().await;
         store.append_audit(records(2)).await.unwrap();
         store.flush_audit().await.unwrap();
         assert_eq!(audit_rows(&path), 2);
@@ -914,9 +917,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_read_of_the_audit_log_sees_records_still_parked() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("a.db");
-        let store = SqliteStore::open(&path).await.unwrap();
+        let (_dir, path, store) = fresh().await;
         store.append_audit(records(2)).await.unwrap();
         assert_eq!(audit_rows(&path), 0, "parked");
         let events = store.events(10, None).await.unwrap();
@@ -928,8 +929,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_heartbeat_writes_only_when_the_row_would_be_past_half_its_life() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("a.db")).await.unwrap();
+        let (_dir, _, store) = fresh().await;
         let commits = count_commits(&store).await;
         let me = LeaseClaim {
             instance_id: "a".into(),
@@ -1006,8 +1006,7 @@ mod tests {
 
     #[tokio::test]
     async fn audit_pages_newest_first_with_a_cursor() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("a.db")).await.unwrap();
+        let (_dir, _, store) = fresh().await;
         let records: Vec<AuditRecord> = (0..5)
             .map(|i| {
                 AuditRecord::new(Timestamp(i), AuditKind::Decision, format!("record {i}"))
@@ -1106,8 +1105,7 @@ mod tests {
     /// version) reads back verbatim instead of failing `/v1/events`.
     #[tokio::test]
     async fn audit_reads_back_a_kind_this_version_does_not_know() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("a.db")).await.unwrap();
+        let (_dir, _, store) = fresh().await;
         store
             .conn
             .lock()
