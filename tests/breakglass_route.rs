@@ -89,15 +89,7 @@ async fn activate_goes_through_a_running_agent_as_an_override() {
         "{out}"
     );
     assert!(sim.state().enabled);
-    let doc: serde_json::Value = reqwest::Client::new()
-        .get(format!("{}/v1/status", agent.api))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = agent.get_json("/v1/status", TOKEN).await;
     assert_eq!(doc["mode"], "override", "{doc:#}");
     assert_eq!(doc["engine"]["override"]["actor"], "oncall", "{doc:#}");
     // The agent and the human agree: nothing undoes it.

@@ -128,15 +128,7 @@ impl Agent {
     }
 
     async fn status(&self) -> Value {
-        reqwest::Client::new()
-            .get(self.url("/v1/status"))
-            .bearer_auth(OPS_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.process.get_json("/v1/status", OPS_TOKEN).await
     }
 
     async fn incident_open(&self) -> bool {
