@@ -382,10 +382,16 @@ pub(super) trait Sink {
 }
 
 /// Read what `ready` says is waiting on `socket`: queued ICMP errors and
-/// datagrams, until the socket would block or [`PUMP_BUDGET`] of them were
+/// datagrams, until the socket would block or [`PUMP_BUDGET`] of each were
 /// read. The one reading loop of both SIP/UDP paths (the mux's thread and the
-/// fleet's task). Returns whether it stopped on the budget, with more
+/// fleet's task). Returns whether it stopped on a budget, with more
 /// possibly waiting: the caller then yields before it pumps again.
+///
+/// Errors and datagrams have a budget each. With one shared budget, a flood
+/// of forged ICMP errors (hundreds of thousands a second, easy to send)
+/// refilled the error queue faster than each pump drained it, so every pump
+/// spent its whole budget there and never read the answers waiting behind:
+/// a healthy trunk's check timed out, with no datagram dropped to show why.
 #[must_use = "a pump that stopped on its budget must be followed by a yield"]
 pub(super) fn pump(
     socket: &UdpSocket,
@@ -393,13 +399,14 @@ pub(super) fn pump(
     buf: &mut [u8],
     sink: &mut impl Sink,
 ) -> bool {
-    let mut budget = PUMP_BUDGET;
+    let mut errors = PUMP_BUDGET;
+    let mut reads = PUMP_BUDGET;
     if ready.is_error() {
         // Drain the queue; `try_io` clears ERROR readiness only on
         // WouldBlock, and only if no new error arrived meanwhile, so none is
         // missed; a drain cut short by the budget keeps it set.
         let _ = socket.try_io(Interest::ERROR, || {
-            if drain_errors(socket, sink, &mut budget) {
+            if drain_errors(socket, sink, &mut errors) {
                 Ok(())
             } else {
                 Err(io::ErrorKind::WouldBlock.into())
@@ -407,31 +414,31 @@ pub(super) fn pump(
         });
     }
     if ready.is_readable() {
-        while budget > 0 {
-            budget -= 1;
+        while reads > 0 {
+            reads -= 1;
             match socket.try_recv_from(buf) {
                 Ok((n, from)) => route(&buf[..n], from, sink),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return errors == 0,
                 // The pending ICMP error surfaced here; its details are in the queue.
                 Err(e) if is_icmp_echo(&e) => {
-                    let _ = drain_errors(socket, sink, &mut budget);
+                    let _ = drain_errors(socket, sink, &mut errors);
                 }
                 Err(e) => {
                     tracing::debug!(message = "SIP/UDP receive error.", error = %e);
-                    return false;
+                    return errors == 0;
                 }
             }
         }
     }
-    budget == 0
+    errors == 0 || reads == 0
 }
 
-/// How many datagrams and ICMP errors one [`pump`] reads at most. A sender
-/// faster than the reader (a flood at our port) would otherwise keep it
-/// reading for good: the fleet's timers would stop firing (no check starts or
-/// ends) and the mux's runtime would never poll its reactor again. 256 small
-/// answers are a fraction of a millisecond of work and a pass of the fleet's
-/// largest start slot.
+/// How many datagrams, and how many ICMP errors, one [`pump`] reads at most.
+/// A sender faster than the reader (a flood at our port) would otherwise
+/// keep it reading for good: the fleet's timers would stop firing (no check
+/// starts or ends) and the mux's runtime would never poll its reactor again.
+/// 256 small answers are a fraction of a millisecond of work and a pass of
+/// the fleet's largest start slot.
 pub(super) const PUMP_BUDGET: usize = 256;
 
 /// The largest datagram: a big response is never truncated into something
@@ -781,5 +788,73 @@ mod tests {
         assert_eq!(icmp_victim(&wrong_dest, |b| p.get(b).map(|w| w.dest)), None);
         let forged = icmp(dest, "203.0.113.66", quoted(BRANCH), refused);
         assert_eq!(icmp_victim(&forged, |b| p.get(b).map(|w| w.dest)), None);
+    }
+
+    /// Counts what a pump delivers.
+    #[derive(Default)]
+    struct Tally {
+        responses: usize,
+        errors: usize,
+    }
+
+    impl Sink for Tally {
+        fn response(&mut self, _: SipResponse, _: String, _: SocketAddr, _: Instant) {
+            self.responses += 1;
+        }
+        fn icmp(&mut self, _: recverr::IcmpError) {
+            self.errors += 1;
+        }
+    }
+
+    /// An answer waiting behind more queued ICMP errors than one pump drains
+    /// is read by that pump. With one budget for both, the errors used it up
+    /// and a flood of forged ones kept answers unread until checks timed out
+    /// (`hostile_sip::forged_icmp_flood_fails_no_healthy_trunk`, under load).
+    #[tokio::test]
+    async fn a_pump_reads_answers_waiting_behind_a_flood_of_icmp_errors() {
+        let socket = open_socket("127.0.0.1:0".parse().unwrap()).unwrap();
+        let closed = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        // Each datagram to the closed port comes back as a port unreachable
+        // on the error queue (every other send reports the last one instead).
+        // Sent before the socket joins the runtime, which would refuse a
+        // `try_send_to` until it has seen the socket writable.
+        for _ in 0..4 * PUMP_BUDGET {
+            let _ = socket.send_to(b"ping", closed);
+        }
+        let trunk = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let answer = format!(
+            "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1;branch={BRANCH}\r\n\
+             Call-ID: c1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        );
+        trunk
+            .send_to(answer.as_bytes(), socket.local_addr().unwrap())
+            .unwrap();
+        let socket = UdpSocket::from_std(socket).unwrap();
+        let ready = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let r = socket
+                    .ready(Interest::READABLE | Interest::ERROR)
+                    .await
+                    .unwrap();
+                if r.is_readable() && r.is_error() {
+                    break r;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await
+        .expect("the answer and the errors are waiting");
+        let mut tally = Tally::default();
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let more = pump(&socket, ready, &mut buf, &mut tally);
+        assert_eq!(
+            tally.errors, PUMP_BUDGET,
+            "setup: more errors queued than one pump drains"
+        );
+        assert_eq!(tally.responses, 1, "the answer behind the errors was read");
+        assert!(more, "errors still queued: the caller must pump again");
     }
 }
