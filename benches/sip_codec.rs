@@ -2,8 +2,11 @@
 //! fresh request, parse the answer, match it to its transaction.
 //!
 //! Cases:
-//! - `build_options`: `OptionsRequest::new` (new branch, Call-ID, tag and
-//!   CSeq from the thread RNG, then the eleven header lines);
+//! - `build_options`: `OptionsRequest::new`, a request laid out from
+//!   scratch (the eleven header lines, then new branch, Call-ID, tag and
+//!   CSeq from the thread RNG), as a probe's own task sends it (TCP, TLS);
+//! - `renew_options`: `RequestTemplate::renew`, the identifiers written into
+//!   a request laid out once, as the SIP/UDP fleet sends each ping;
 //! - `parse_200_ok`: `parse_response` on a 200 OK as sipp's UAS sends it
 //!   (the answer to the request built above: Via with `received`/`rport`,
 //!   From, To with tag, Call-ID, CSeq, Contact, Content-Length);
@@ -11,8 +14,8 @@
 //!   slower parser path;
 //! - `match_answer`: `TransactionKey::answered_by` on a parsed answer (what
 //!   the UDP demultiplexer runs per datagram once it found the branch);
-//! - `round_trip`: all three, the per-ping codec cost the SIP benchmark's
-//!   CPU figure contains (`bench/sip.rs`, BENCHMARKS.md).
+//! - `round_trip`: renew, parse, match: the per-ping codec cost the SIP
+//!   benchmark's CPU figure contains (`bench/sip.rs`, BENCHMARKS.md).
 //!
 //! Run: `cargo bench --bench sip_codec` (`bench/run.sh sip_codec` adds it to
 //! BENCHMARKS.md's criterion table).
@@ -21,7 +24,8 @@ use std::hint::black_box;
 use std::net::SocketAddr;
 
 use continuity_agent::probe::sip::{
-    OptionsRequest, RequestParams, SipTarget, Transport, parse_response, parse_target,
+    OptionsRequest, RequestParams, RequestTemplate, SipTarget, Transport, parse_response,
+    parse_target,
 };
 use criterion::{Criterion, criterion_group, criterion_main};
 
@@ -33,13 +37,17 @@ fn local() -> SocketAddr {
     "192.0.2.10:40123".parse().expect("address parses")
 }
 
-fn request(target: &SipTarget) -> OptionsRequest {
-    OptionsRequest::new(&RequestParams {
+fn params(target: &SipTarget) -> RequestParams<'_> {
+    RequestParams {
         target,
         transport: Transport::Udp,
         local: local(),
         from_user: None,
-    })
+    }
+}
+
+fn request(target: &SipTarget) -> OptionsRequest {
+    OptionsRequest::new(&params(target))
 }
 
 /// The answer sipp's UAS scenario gives to `req`: its Via (with the
@@ -98,6 +106,10 @@ fn bench(c: &mut Criterion) {
     c.bench_function("build_options", |b| {
         b.iter(|| black_box(request(black_box(&target))))
     });
+    let mut template = RequestTemplate::new(&params(&target));
+    c.bench_function("renew_options", |b| {
+        b.iter(|| black_box(black_box(&mut template).renew()))
+    });
     c.bench_function("parse_200_ok", |b| {
         b.iter(|| black_box(parse_response(black_box(&answer))))
     });
@@ -109,7 +121,7 @@ fn bench(c: &mut Criterion) {
     });
     c.bench_function("round_trip", |b| {
         b.iter(|| {
-            black_box(request(black_box(&target)));
+            black_box(black_box(&mut template).renew());
             // The answer is the first request's, so the match runs in full
             // (a fresh request's branch would fail it at the first field).
             let parsed = parse_response(black_box(&answer)).ok();

@@ -39,7 +39,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
-use super::message::TransactionKey;
+use super::message::{RequestTemplate, TransactionKey};
 use super::parse::SipResponse;
 use super::target::Transport;
 use super::transport::{self, Sink, T1, T2, TransportError};
@@ -197,13 +197,16 @@ struct Slot {
     /// When the current or last check started.
     last_start: Instant,
     flight: Option<Flight>,
+    /// The request, laid out on the first check and renewed for each one
+    /// (laid out again if the socket, so the local address, changed).
+    template: Option<RequestTemplate>,
     generation: u64,
 }
 
 /// A transaction in flight.
 struct Flight {
+    /// The transaction; its request is the slot's template as renewed.
     key: TransactionKey,
-    bytes: Vec<u8>,
     /// The first send, from which latency counts (`None` until it left).
     first_send: Option<Instant>,
     sends: u32,
@@ -233,6 +236,7 @@ impl Fleet {
                 next_start: first,
                 last_start: first,
                 flight: None,
+                template: None,
                 generation: 0,
             });
             state.arm(state.slots.len() - 1);
@@ -245,6 +249,11 @@ impl Fleet {
 
     /// Act on every deadline that has passed.
     fn fire(&mut self, now: Instant) {
+        // Each socket's drop count, read once per pass: every check started
+        // in it counts from there. Read earlier than its start, the count
+        // can only make a timeout look more likely our own loss
+        // (inconclusive), never less; per check, it was a syscall per ping.
+        let mut drops: [Option<u32>; 2] = [None; 2];
         while let Some(&Reverse((at, member, generation))) = self.state.timers.peek() {
             if at > now {
                 break;
@@ -254,7 +263,7 @@ impl Fleet {
                 continue; // Superseded.
             }
             match &self.state.slots[member].flight {
-                None => self.start(member, now),
+                None => self.start(member, now, &mut drops),
                 Some(f) if now >= f.deadline => {
                     let dropped = self
                         .drops(self.state.slots[member].dest)
@@ -267,14 +276,18 @@ impl Fleet {
         }
     }
 
-    /// Start a check: a fresh request, registered, then sent.
-    fn start(&mut self, member: usize, now: Instant) {
+    /// Start a check: the request renewed, registered, then sent.
+    fn start(&mut self, member: usize, now: Instant, drops: &mut [Option<u32>; 2]) {
         let slot = &mut self.state.slots[member];
         slot.next_start = slot.pace.after_start(slot.next_start, now);
         slot.last_start = now;
         let dest = slot.dest;
         let (port, drops) = match socket_for(&mut self.sockets, dest) {
-            Ok(s) => (s.port, recverr::drops(&s.udp).unwrap_or(0)),
+            Ok(s) => {
+                let family = &mut drops[usize::from(dest.is_ipv6())];
+                let n = *family.get_or_insert_with(|| recverr::drops(&s.udp).unwrap_or(0));
+                (s.port, n)
+            }
             Err(e) => {
                 let e = AttemptError::from(TransportError::Socket(e.to_string()));
                 let outcome = self.state.slots[member].probe.outcome(Err(e));
@@ -284,11 +297,14 @@ impl Fleet {
         };
         let slot = &mut self.state.slots[member];
         let local = SocketAddr::new(slot.probe.route.local_ip(dest), port);
-        let req = slot.probe.request(local, Transport::Udp);
-        self.state.pending.insert(req.key.branch.clone(), member);
+        let template = match &mut slot.template {
+            Some(t) if t.local() == local => t,
+            stale => stale.insert(slot.probe.template(local, Transport::Udp)),
+        };
+        let key = template.renew();
+        self.state.pending.insert(key.branch.clone(), member);
         slot.flight = Some(Flight {
-            key: req.key,
-            bytes: req.bytes,
+            key,
             first_send: None,
             sends: 0,
             next_send: now,
@@ -305,8 +321,11 @@ impl Fleet {
         let sent = socket_for(&mut self.sockets, dest)
             .map_err(|e| TransportError::Socket(e.to_string()))
             .and_then(|s| {
-                let f = self.state.slots[member].flight.as_ref();
-                let bytes = f.map(|f| f.bytes.as_slice()).unwrap_or_default();
+                let bytes = self.state.slots[member]
+                    .template
+                    .as_ref()
+                    .map(RequestTemplate::bytes)
+                    .unwrap_or_default();
                 transport::try_send(&s.udp, bytes, dest)
             });
         let slot = &mut self.state.slots[member];

@@ -37,7 +37,7 @@ use crate::domain::ProbeOutcome;
 
 pub use accept::Accept;
 pub use config::{SipConfig, SipSettings};
-pub use message::{OptionsRequest, RequestParams, TransactionKey};
+pub use message::{OptionsRequest, RequestParams, RequestTemplate, TransactionKey};
 pub use parse::{ParseError, SipResponse, parse_response};
 pub use responder::{Mode, Responder};
 pub use target::{Host, SipTarget, Transport, parse_target};
@@ -197,12 +197,22 @@ impl SipProbe {
     }
 
     fn request(&self, local: SocketAddr, transport: Transport) -> OptionsRequest {
-        OptionsRequest::new(&RequestParams {
+        OptionsRequest::new(&self.params(local, transport))
+    }
+
+    /// The request this probe sends from `local`, laid out for the fleet to
+    /// renew per transaction.
+    fn template(&self, local: SocketAddr, transport: Transport) -> RequestTemplate {
+        RequestTemplate::new(&self.params(local, transport))
+    }
+
+    fn params(&self, local: SocketAddr, transport: Transport) -> RequestParams<'_> {
+        RequestParams {
             target: &self.target,
             transport,
             local,
             from_user: self.from_user.as_deref(),
-        })
+        }
     }
 
     /// What an attempt's result says about the trunk: the one mapping of
