@@ -67,10 +67,6 @@ impl Parked {
         self.flush_due.store(false, Ordering::Release);
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.lock().is_empty()
-    }
-
     /// Commits `tx` with every parked record inserted into it. The records
     /// go in a savepoint: if they cannot be inserted, only they are rolled
     /// back (and dropped, logged as the audit writer logs a failed batch),
@@ -78,7 +74,7 @@ impl Parked {
     /// are parked again, ahead of newer ones, for the next transaction or
     /// their own flush.
     pub fn commit(&self, mut tx: Transaction<'_>) -> Result<(), StoreError> {
-        let riders = std::mem::take(&mut *self.lock());
+        let riders = self.take();
         if riders.is_empty() {
             return Ok(tx.commit()?);
         }
@@ -99,7 +95,7 @@ impl Parked {
     /// transaction they may be riding in has ended: on return, everything
     /// parked before the call is committed or its failure is the error.
     pub fn flush(&self, c: &mut Connection) -> Result<(), StoreError> {
-        let riders = std::mem::take(&mut *self.lock());
+        let riders = self.take();
         if riders.is_empty() {
             return Ok(());
         }
@@ -107,6 +103,11 @@ impl Parked {
         insert(&tx, &riders)?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// Everything parked, taken out to be committed.
+    pub(super) fn take(&self) -> Vec<(Arc<str>, AuditRecord)> {
+        std::mem::take(&mut *self.lock())
     }
 
     fn unpark(&self, mut riders: Vec<(Arc<str>, AuditRecord)>) {
@@ -121,7 +122,10 @@ impl Parked {
     }
 }
 
-fn insert(c: &Connection, records: &[(Arc<str>, AuditRecord)]) -> Result<(), StoreError> {
+pub(super) fn insert(
+    c: &Connection,
+    records: &[(Arc<str>, AuditRecord)],
+) -> Result<(), StoreError> {
     let mut stmt = c.prepare_cached(
         "INSERT INTO audit (account, at, kind, message, data) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
